@@ -1,0 +1,21 @@
+//! The object model and the pure algorithms of the Kubernetes API, shared by every gitplane crate.
+//!
+//! # Layout
+//! - [`object`]: dynamic objects (JSON with metadata accessors) and typed ones through k8s-openapi.
+//! - [`registry`]: kinds ↔ resources for the built-in kinds and for CRDs added at run time.
+//! - [`selector`]: label and field selectors.
+//! - [`status`]: `metav1.Status` errors with reasons and causes.
+//! - [`patch`]: JSON patch (RFC 6902), merge patch (RFC 7386) and strategic merge patch.
+//! - [`validation`]: name and label syntax checks shared by the API server and renderers.
+//!
+//! **Architecture Invariant**: no IO, no tokio, no clock. Everything here is a pure function of
+//! its inputs, so it is tested with tables.
+
+pub mod object;
+pub mod patch;
+pub mod registry;
+pub mod selector;
+pub mod status;
+pub mod validation;
+
+pub use k8s_openapi;

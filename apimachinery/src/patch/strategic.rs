@@ -1,0 +1,1 @@
+//! Strategic merge patch for the built-in kinds (filled in by the strategic-merge-patch work).

@@ -1,0 +1,469 @@
+//! The resource registry: which kinds exist, under which resource names, and how they are served.
+//!
+//! Kubernetes names a kind in two ways: by group/version/kind in an object's `apiVersion` and
+//! `kind`, and by group/version/resource in URLs (`/apis/apps/v1/namespaces/x/deployments`). The
+//! registry maps between them for the built-in kinds and for CRDs registered at run time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A group, version and kind, as in an object's `apiVersion` and `kind`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupVersionKind {
+    /// API group; empty for the core group.
+    pub group: String,
+    /// API version such as `v1`.
+    pub version: String,
+    /// Kind such as `Deployment`.
+    pub kind: String,
+}
+
+impl GroupVersionKind {
+    /// Splits an `apiVersion` (`apps/v1` or `v1`) and pairs it with a kind.
+    pub fn from_api_version(api_version: &str, kind: &str) -> Self {
+        let (group, version) = split_api_version(api_version);
+        GroupVersionKind {
+            group: group.to_string(),
+            version: version.to_string(),
+            kind: kind.to_string(),
+        }
+    }
+
+    /// The `apiVersion` string for this group and version.
+    pub fn api_version(&self) -> String {
+        join_api_version(&self.group, &self.version)
+    }
+}
+
+/// Splits `apps/v1` into (`apps`, `v1`) and `v1` into (``, `v1`).
+pub fn split_api_version(api_version: &str) -> (&str, &str) {
+    match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    }
+}
+
+/// Joins a group and version into an `apiVersion` string.
+pub fn join_api_version(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    }
+}
+
+/// How the names of a resource's objects are validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    /// RFC 1123 subdomain: lowercase alphanumerics, `-` and `.`, at most 253 characters.
+    Dns1123Subdomain,
+    /// RFC 1123 label: lowercase alphanumerics and `-`, at most 63 characters.
+    Dns1123Label,
+    /// RFC 1035 label: an RFC 1123 label that starts with a letter (Services).
+    Dns1035Label,
+    /// Any name that is a valid path segment (RBAC objects, which allow `:`).
+    PathSegment,
+}
+
+/// An extra column of a resource's server-side table, as in a CRD's `additionalPrinterColumns`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrinterColumn {
+    /// Column header.
+    pub name: String,
+    /// OpenAPI type: `string`, `integer`, `number`, `boolean` or `date`.
+    pub type_: String,
+    /// A simple JSONPath such as `.spec.replicas`.
+    pub json_path: String,
+    /// Priority: 0 columns show by default, higher ones with `-o wide`.
+    pub priority: i32,
+    /// Description shown in the table's column definitions.
+    pub description: String,
+}
+
+/// Everything the API server needs to serve one resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceInfo {
+    /// API group; empty for the core group.
+    pub group: String,
+    /// Served version.
+    pub version: String,
+    /// Kind of the objects.
+    pub kind: String,
+    /// Kind of the list (`PodList`).
+    pub list_kind: String,
+    /// Plural resource name used in URLs (`deployments`).
+    pub plural: String,
+    /// Singular name (`deployment`).
+    pub singular: String,
+    /// Short names (`deploy`).
+    pub short_names: Vec<String>,
+    /// Categories such as `all`.
+    pub categories: Vec<String>,
+    /// Whether objects live in a namespace.
+    pub namespaced: bool,
+    /// Verbs served.
+    pub verbs: Vec<String>,
+    /// Subresources served (`status`, `scale`, `binding`).
+    pub subresources: Vec<String>,
+    /// How object names are validated.
+    pub name_rule: NameRule,
+    /// Extra table columns (CRDs).
+    pub printer_columns: Vec<PrinterColumn>,
+    /// Whether the kind comes from a CustomResourceDefinition.
+    pub custom: bool,
+}
+
+/// The verbs every resource serves.
+pub const STANDARD_VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+impl ResourceInfo {
+    /// A resource with the standard verbs and no subresources.
+    pub fn new(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> Self {
+        ResourceInfo {
+            group: group.to_string(),
+            version: version.to_string(),
+            kind: kind.to_string(),
+            list_kind: format!("{kind}List"),
+            plural: plural.to_string(),
+            singular: kind.to_lowercase(),
+            short_names: Vec::new(),
+            categories: Vec::new(),
+            namespaced,
+            verbs: STANDARD_VERBS.iter().map(|v| v.to_string()).collect(),
+            subresources: Vec::new(),
+            name_rule: NameRule::Dns1123Subdomain,
+            printer_columns: Vec::new(),
+            custom: false,
+        }
+    }
+
+    fn short(mut self, names: &[&str]) -> Self {
+        self.short_names = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    fn sub(mut self, subresources: &[&str]) -> Self {
+        self.subresources = subresources.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    fn all(mut self) -> Self {
+        self.categories = vec!["all".to_string()];
+        self
+    }
+
+    fn names(mut self, rule: NameRule) -> Self {
+        self.name_rule = rule;
+        self
+    }
+
+    /// The `apiVersion` of the objects.
+    pub fn api_version(&self) -> String {
+        join_api_version(&self.group, &self.version)
+    }
+
+    /// The group, version and kind.
+    pub fn gvk(&self) -> GroupVersionKind {
+        GroupVersionKind {
+            group: self.group.clone(),
+            version: self.version.clone(),
+            kind: self.kind.clone(),
+        }
+    }
+
+    /// `plural.group`, the resource as Kubernetes names it in messages (`deployments.apps`).
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// The storage key prefix of the resource, ending in `/`.
+    ///
+    /// Kubernetes' layout: `/registry/<group>/<resource>/` with the core group spelled `core`.
+    pub fn key_prefix(&self) -> String {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
+        format!("/registry/{group}/{}/", self.plural)
+    }
+
+    /// The storage key prefix of one namespace of a namespaced resource, ending in `/`.
+    pub fn namespace_prefix(&self, namespace: &str) -> String {
+        format!("{}{namespace}/", self.key_prefix())
+    }
+
+    /// The storage key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}{ns}/{name}", self.key_prefix()),
+            _ => format!("{}{name}", self.key_prefix()),
+        }
+    }
+
+    /// Whether a subresource is served.
+    pub fn has_subresource(&self, name: &str) -> bool {
+        self.subresources.iter().any(|s| s == name)
+    }
+}
+
+/// The set of served resources.
+///
+/// Cheap to clone: the API server swaps in a new registry when CRDs change.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    resources: BTreeMap<(String, String, String), Arc<ResourceInfo>>,
+}
+
+impl Registry {
+    /// The built-in kinds of DESIGN.md, plus the few their controllers need.
+    pub fn builtin() -> Self {
+        use NameRule::*;
+        let status = &["status"][..];
+        let scale = &["scale", "status"][..];
+        let core = [
+            ResourceInfo::new("", "v1", "Namespace", "namespaces", false)
+                .short(&["ns"])
+                .sub(&["finalize", "status"])
+                .names(Dns1123Label),
+            ResourceInfo::new("", "v1", "Node", "nodes", false)
+                .short(&["no"])
+                .sub(status),
+            ResourceInfo::new("", "v1", "Pod", "pods", true)
+                .short(&["po"])
+                .sub(&["binding", "status"])
+                .all(),
+            ResourceInfo::new("", "v1", "Service", "services", true)
+                .short(&["svc"])
+                .sub(status)
+                .all()
+                .names(Dns1035Label),
+            ResourceInfo::new("", "v1", "Endpoints", "endpoints", true).short(&["ep"]),
+            ResourceInfo::new("", "v1", "ConfigMap", "configmaps", true).short(&["cm"]),
+            ResourceInfo::new("", "v1", "Secret", "secrets", true),
+            ResourceInfo::new("", "v1", "ServiceAccount", "serviceaccounts", true).short(&["sa"]),
+            ResourceInfo::new("", "v1", "Event", "events", true).short(&["ev"]),
+            ResourceInfo::new(
+                "",
+                "v1",
+                "PersistentVolumeClaim",
+                "persistentvolumeclaims",
+                true,
+            )
+            .short(&["pvc"])
+            .sub(status),
+            ResourceInfo::new("apps", "v1", "Deployment", "deployments", true)
+                .short(&["deploy"])
+                .sub(scale)
+                .all(),
+            ResourceInfo::new("apps", "v1", "ReplicaSet", "replicasets", true)
+                .short(&["rs"])
+                .sub(scale)
+                .all(),
+            ResourceInfo::new("apps", "v1", "StatefulSet", "statefulsets", true)
+                .short(&["sts"])
+                .sub(scale)
+                .all(),
+            ResourceInfo::new("apps", "v1", "DaemonSet", "daemonsets", true)
+                .short(&["ds"])
+                .sub(status)
+                .all(),
+            ResourceInfo::new(
+                "apps",
+                "v1",
+                "ControllerRevision",
+                "controllerrevisions",
+                true,
+            ),
+            ResourceInfo::new("batch", "v1", "Job", "jobs", true)
+                .sub(status)
+                .all(),
+            ResourceInfo::new("batch", "v1", "CronJob", "cronjobs", true)
+                .short(&["cj"])
+                .sub(status)
+                .all(),
+            ResourceInfo::new("coordination.k8s.io", "v1", "Lease", "leases", true),
+            ResourceInfo::new(
+                "discovery.k8s.io",
+                "v1",
+                "EndpointSlice",
+                "endpointslices",
+                true,
+            ),
+            ResourceInfo::new(
+                "scheduling.k8s.io",
+                "v1",
+                "PriorityClass",
+                "priorityclasses",
+                false,
+            )
+            .short(&["pc"]),
+            ResourceInfo::new("rbac.authorization.k8s.io", "v1", "Role", "roles", true)
+                .names(PathSegment),
+            ResourceInfo::new(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "ClusterRole",
+                "clusterroles",
+                false,
+            )
+            .names(PathSegment),
+            ResourceInfo::new(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "RoleBinding",
+                "rolebindings",
+                true,
+            )
+            .names(PathSegment),
+            ResourceInfo::new(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "ClusterRoleBinding",
+                "clusterrolebindings",
+                false,
+            )
+            .names(PathSegment),
+            ResourceInfo::new(
+                "admissionregistration.k8s.io",
+                "v1",
+                "MutatingWebhookConfiguration",
+                "mutatingwebhookconfigurations",
+                false,
+            ),
+            ResourceInfo::new(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingWebhookConfiguration",
+                "validatingwebhookconfigurations",
+                false,
+            ),
+            ResourceInfo::new(
+                "apiextensions.k8s.io",
+                "v1",
+                "CustomResourceDefinition",
+                "customresourcedefinitions",
+                false,
+            )
+            .short(&["crd", "crds"])
+            .sub(status),
+        ];
+        let mut registry = Registry::default();
+        for info in core {
+            registry.add(info);
+        }
+        registry
+    }
+
+    /// Adds or replaces a resource.
+    pub fn add(&mut self, info: ResourceInfo) {
+        self.resources.insert(
+            (
+                info.group.clone(),
+                info.version.clone(),
+                info.plural.clone(),
+            ),
+            Arc::new(info),
+        );
+    }
+
+    /// Removes every version of a resource of a group; returns whether one was there.
+    pub fn remove(&mut self, group: &str, plural: &str) -> bool {
+        let before = self.resources.len();
+        self.resources
+            .retain(|(g, _, p), _| !(g == group && p == plural));
+        before != self.resources.len()
+    }
+
+    /// The resource served at `group/version/plural`.
+    pub fn by_resource(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<Arc<ResourceInfo>> {
+        self.resources
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+            .cloned()
+    }
+
+    /// The resource that holds objects of a kind.
+    pub fn by_kind(&self, gvk: &GroupVersionKind) -> Option<Arc<ResourceInfo>> {
+        self.resources
+            .values()
+            .find(|r| r.group == gvk.group && r.version == gvk.version && r.kind == gvk.kind)
+            .cloned()
+    }
+
+    /// Every served resource, ordered by group, version and plural.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<ResourceInfo>> {
+        self.resources.values()
+    }
+
+    /// The served groups in discovery order (core first, then as Kubernetes lists them, then
+    /// custom groups by name), each with its versions.
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (g, v, _) in self.resources.keys() {
+            let versions = groups.entry(g.clone()).or_default();
+            if !versions.contains(v) {
+                versions.push(v.clone());
+            }
+        }
+        let order = |g: &str| match g {
+            "" => 0,
+            _ if g.ends_with(".k8s.io") || !g.contains('.') => 1,
+            _ => 2,
+        };
+        let mut out: Vec<_> = groups.into_iter().collect();
+        out.sort_by(|(a, _), (b, _)| order(a).cmp(&order(b)).then_with(|| a.cmp(b)));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_kinds_to_resources_and_keys() {
+        let r = Registry::builtin();
+        let deploy = r.by_resource("apps", "v1", "deployments").unwrap();
+        assert_eq!(deploy.kind, "Deployment");
+        assert_eq!(
+            deploy.key(Some("default"), "web"),
+            "/registry/apps/deployments/default/web"
+        );
+        let ns = r
+            .by_kind(&GroupVersionKind::from_api_version("v1", "Namespace"))
+            .unwrap();
+        assert_eq!(ns.key(None, "x"), "/registry/core/namespaces/x");
+        assert!(!ns.namespaced);
+        assert_eq!(deploy.qualified(), "deployments.apps");
+    }
+
+    #[test]
+    fn custom_resources_come_and_go() {
+        let mut r = Registry::builtin();
+        let mut info = ResourceInfo::new("example.com", "v1", "Widget", "widgets", true);
+        info.custom = true;
+        r.add(info);
+        assert!(r.by_resource("example.com", "v1", "widgets").is_some());
+        assert_eq!(r.groups().last().unwrap().0, "example.com");
+        assert!(r.remove("example.com", "widgets"));
+        assert!(r.by_resource("example.com", "v1", "widgets").is_none());
+    }
+}

@@ -1,0 +1,1 @@
+//! Renderers that turn a source tree into Kubernetes objects: handlebars charts, kustomize overlays and plain YAML (filled by the templates issue).
