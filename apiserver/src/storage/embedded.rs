@@ -372,3 +372,397 @@ impl Store for EmbeddedStore {
 fn unexpected() -> StorageError {
     StorageError::Internal("the storage writer answered with the wrong kind of result".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use futures::StreamExt;
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::storage::{WatchEvent, conformance};
+
+    /// How long a test waits for something it polls for.
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    fn text(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn open_in(dir: &tempfile::TempDir) -> EmbeddedStore {
+        EmbeddedStore::open(EmbeddedConfig::new(dir.path().join("store.redb"))).expect("open")
+    }
+
+    /// Pauses the writer; it resumes when the returned sender is dropped.
+    async fn pause(store: &EmbeddedStore) -> std::sync::mpsc::Sender<()> {
+        let (paused, is_paused) = oneshot::channel();
+        let (resume_tx, resume) = std::sync::mpsc::channel();
+        store
+            .commands
+            .send(Command::Pause { paused, resume })
+            .await
+            .expect("send pause");
+        is_paused.await.expect("writer paused");
+        resume_tx
+    }
+
+    /// Requests waiting in the writer's queue.
+    fn queued(store: &EmbeddedStore) -> usize {
+        store.commands.max_capacity() - store.commands.capacity()
+    }
+
+    /// Polls each write, in order, until it is queued behind the paused writer.
+    async fn enqueue_in_order<T>(store: &EmbeddedStore, writes: &mut [BoxFuture<'_, T>]) {
+        let deadline = Instant::now() + DEADLINE;
+        for (i, write) in writes.iter_mut().enumerate() {
+            while queued(store) <= i {
+                assert!(
+                    futures::poll!(write.as_mut()).is_pending(),
+                    "write {i} finished while the writer was paused"
+                );
+                assert!(Instant::now() < deadline, "write {i} was never queued");
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_embedded_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_in(&dir);
+        conformance::run_all(&store).await;
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_fresh_store_starts_at_revision_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_in(&dir);
+        assert_eq!(store.current_revision().await, Ok(tables::INITIAL_REVISION));
+        let created = store.create("/k", text("v")).await.expect("create");
+        assert_eq!(created.mod_revision, tables::INITIAL_REVISION + 1);
+    }
+
+    #[tokio::test]
+    async fn reopening_the_file_finds_every_key_and_the_revision() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested/data/store.redb");
+        let store = EmbeddedStore::open(EmbeddedConfig::new(&path)).expect("open");
+        for i in 0..50 {
+            store
+                .create(&format!("/keys/{i:02}"), text(&i.to_string()))
+                .await
+                .expect("create");
+        }
+        for i in (0..50).step_by(5) {
+            let key = format!("/keys/{i:02}");
+            let (_, kv) = store.get(&key).await.expect("get");
+            let kv = kv.expect("the key exists");
+            store
+                .update(&key, text("updated"), kv.mod_revision)
+                .await
+                .expect("update");
+        }
+        for i in (1..50).step_by(7) {
+            store
+                .delete(&format!("/keys/{i:02}"), None)
+                .await
+                .expect("delete");
+        }
+        let before = store.list("/keys/", None, 0).await.expect("list");
+        store.close().await.expect("close");
+
+        let store = EmbeddedStore::open(EmbeddedConfig::new(&path)).expect("reopen");
+        let after = store.list("/keys/", None, 0).await.expect("list");
+        assert_eq!(
+            after, before,
+            "every entry and the revision survive a reopen"
+        );
+        assert_eq!(store.current_revision().await, Ok(before.revision));
+
+        let revision = before.revision;
+        let result = store.watch("/keys/", revision - 1).await.map(|_| ());
+        assert_eq!(
+            result,
+            Err(StorageError::Compacted {
+                requested: revision - 1,
+                compacted: revision
+            }),
+            "history from before the restart is gone"
+        );
+        let mut stream = store.watch("/keys/", revision).await.expect("watch");
+        let created = store
+            .create("/keys/new", text("new"))
+            .await
+            .expect("create");
+        assert_eq!(
+            created.mod_revision,
+            revision + 1,
+            "the revision keeps growing"
+        );
+        let event = tokio::time::timeout(DEADLINE, stream.next()).await;
+        assert_eq!(
+            event.expect("event in time"),
+            Some(Ok(WatchEvent::Put {
+                kv: created,
+                prev: None
+            }))
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_share_one_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_in(&dir);
+        let before = store.stats();
+        let keys: Vec<String> = (0..64).map(|i| format!("/group/{i:02}")).collect();
+
+        let resume = pause(&store).await;
+        let mut writes: Vec<_> = keys
+            .iter()
+            .map(|key| store.create(key, text("v")))
+            .collect();
+        enqueue_in_order(&store, &mut writes).await;
+        drop(resume);
+        let results = futures::future::join_all(writes).await;
+
+        let mut revisions: Vec<Revision> = results
+            .into_iter()
+            .map(|result| result.expect("create").mod_revision)
+            .collect();
+        revisions.sort_unstable();
+        let first = tables::INITIAL_REVISION + 1;
+        assert_eq!(revisions, (first..first + 64).collect::<Vec<_>>());
+        let after = store.stats();
+        assert_eq!(
+            after.commits - before.commits,
+            1,
+            "64 queued writes, one commit"
+        );
+        assert_eq!(after.writes - before.writes, 64);
+    }
+
+    #[tokio::test]
+    async fn a_batch_applies_requests_in_order_and_rejects_only_the_failing_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_in(&dir);
+        let start = store.current_revision().await.expect("revision");
+        let before = store.stats();
+
+        let resume = pause(&store).await;
+        let put = |result: Result<KeyValue, StorageError>| result.map(|kv| kv.mod_revision);
+        let mut writes: Vec<BoxFuture<'_, Result<Revision, StorageError>>> = vec![
+            Box::pin(async { put(store.create("/a", text("1")).await) }),
+            Box::pin(async { put(store.create("/a", text("again")).await) }),
+            Box::pin(async { put(store.update("/a", text("2"), start + 1).await) }),
+            Box::pin(async { store.delete("/b", None).await.map(|(rev, _)| rev) }),
+            Box::pin(async { put(store.update("/a", text("3"), start + 1).await) }),
+            Box::pin(async { put(store.create("/b", text("1")).await) }),
+        ];
+        enqueue_in_order(&store, &mut writes).await;
+        drop(resume);
+        let results = futures::future::join_all(writes).await;
+
+        let a = || "/a".to_owned();
+        assert_eq!(
+            results,
+            vec![
+                Ok(start + 1),
+                Err(StorageError::AlreadyExists { key: a() }),
+                Ok(start + 2),
+                Err(StorageError::NotFound {
+                    key: "/b".to_owned()
+                }),
+                Err(StorageError::Conflict {
+                    key: a(),
+                    expected: start + 1,
+                    actual: start + 2
+                }),
+                Ok(start + 3),
+            ]
+        );
+        let after = store.stats();
+        assert_eq!(after.commits - before.commits, 1);
+        assert_eq!(after.writes - before.writes, 3);
+        assert_eq!(store.current_revision().await, Ok(start + 3));
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_only_failures_commits_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_in(&dir);
+        let before = store.stats();
+        let result = store.delete("/missing", None).await;
+        assert_eq!(
+            result,
+            Err(StorageError::NotFound {
+                key: "/missing".to_owned()
+            })
+        );
+        assert_eq!(store.stats(), before, "no commit, no revision");
+    }
+
+    #[tokio::test]
+    async fn a_slow_watcher_does_not_block_writers_and_ends_with_compacted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = EmbeddedConfig {
+            history_limit: 8,
+            ..EmbeddedConfig::new(dir.path().join("store.redb"))
+        };
+        let store = EmbeddedStore::open(config).expect("open");
+        let start = store.current_revision().await.expect("revision");
+        let mut slow = store.watch("/slow/", start).await.expect("watch");
+
+        let writes = async {
+            for i in 0..100 {
+                store
+                    .create(&format!("/slow/{i:03}"), text("v"))
+                    .await
+                    .expect("create");
+            }
+        };
+        tokio::time::timeout(DEADLINE, writes)
+            .await
+            .expect("writes finish while a watcher is not reading");
+        let (compacted, len) = {
+            let log = watch_log::lock(&store.log);
+            (log.compacted(), log.len())
+        };
+        assert_eq!(len, 8, "the log keeps history_limit events");
+        assert_eq!(compacted, start + 92);
+
+        let first = slow.next().await;
+        assert_eq!(
+            first,
+            Some(Err(StorageError::Compacted {
+                requested: start,
+                compacted
+            })),
+            "the slow watcher learns it missed events"
+        );
+        assert_eq!(slow.next().await, None, "and its stream ends");
+    }
+
+    #[tokio::test]
+    async fn a_watcher_reading_along_sees_every_event_despite_a_short_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = EmbeddedConfig {
+            history_limit: 4,
+            ..EmbeddedConfig::new(dir.path().join("store.redb"))
+        };
+        let store = EmbeddedStore::open(config).expect("open");
+        let start = store.current_revision().await.expect("revision");
+        let mut stream = store.watch("/along/", start).await.expect("watch");
+        for i in 0..20 {
+            let created = store
+                .create(&format!("/along/{i:02}"), text("v"))
+                .await
+                .expect("create");
+            let event = tokio::time::timeout(DEADLINE, stream.next()).await;
+            assert_eq!(
+                event.expect("event in time"),
+                Some(Ok(WatchEvent::Put {
+                    kv: created,
+                    prev: None
+                }))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn watches_end_with_unavailable_when_the_store_closes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_in(&dir);
+        let revision = store.current_revision().await.expect("revision");
+        let mut stream = store.watch("/", revision).await.expect("watch");
+        store.close().await.expect("close");
+        let item = tokio::time::timeout(DEADLINE, stream.next()).await;
+        assert!(
+            matches!(item, Ok(Some(Err(StorageError::Unavailable(_))))),
+            "got {item:?}"
+        );
+        assert_eq!(stream.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn opening_a_file_that_is_already_open_is_unavailable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _store = open_in(&dir);
+        let second = EmbeddedStore::open(EmbeddedConfig::new(dir.path().join("store.redb")));
+        assert!(
+            matches!(second, Err(StorageError::Unavailable(_))),
+            "got {second:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_the_store_stops_the_writer_and_releases_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_in(&dir);
+        store.create("/kept", text("v")).await.expect("create");
+        drop(store);
+        let deadline = Instant::now() + DEADLINE;
+        let store = loop {
+            match EmbeddedStore::open(EmbeddedConfig::new(dir.path().join("store.redb"))) {
+                Ok(store) => break store,
+                Err(StorageError::Unavailable(_)) if Instant::now() < deadline => {
+                    tokio::task::yield_now().await;
+                }
+                Err(error) => panic!("reopen after drop failed: {error}"),
+            }
+        };
+        let (_, kv) = store.get("/kept").await.expect("get");
+        assert_eq!(kv.map(|kv| kv.value), Some(text("v")));
+    }
+
+    #[tokio::test]
+    async fn compacting_beyond_the_head_stops_at_the_head_and_never_goes_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_in(&dir);
+        let start = store.current_revision().await.expect("revision");
+        for i in 0..3 {
+            store
+                .create(&format!("/c/{i}"), text("v"))
+                .await
+                .expect("create");
+        }
+        store.compact(start + 100).await.expect("compact");
+        assert_eq!(watch_log::lock(&store.log).compacted(), start + 3);
+        store.compact(start + 1).await.expect("compact");
+        assert_eq!(watch_log::lock(&store.log).compacted(), start + 3);
+        assert!(store.watch("/c/", start + 3).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_log_keeps_within_its_byte_bound_but_always_the_newest_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = EmbeddedConfig {
+            history_max_bytes: 1000,
+            ..EmbeddedConfig::new(dir.path().join("store.redb"))
+        };
+        let store = EmbeddedStore::open(config).expect("open");
+        let start = store.current_revision().await.expect("revision");
+        store
+            .create("/big/1", Bytes::from(vec![1; 4000]))
+            .await
+            .expect("create");
+        assert_eq!(
+            watch_log::lock(&store.log).len(),
+            1,
+            "the newest event stays"
+        );
+        for i in 0..10 {
+            store
+                .create(&format!("/small/{i}"), Bytes::from(vec![1; 200]))
+                .await
+                .expect("create");
+        }
+        let (len, compacted) = {
+            let log = watch_log::lock(&store.log);
+            (log.len(), log.compacted())
+        };
+        assert_eq!(len, 4, "four events of 208 bytes fit in 1000");
+        assert_eq!(compacted, start + 7);
+    }
+}
