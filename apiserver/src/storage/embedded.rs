@@ -589,6 +589,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn batches_respect_the_request_and_byte_limits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = EmbeddedConfig {
+            max_batch_requests: 2,
+            max_batch_bytes: 100,
+            ..EmbeddedConfig::new(dir.path().join("store.redb"))
+        };
+        let store = EmbeddedStore::open(config).expect("open");
+        let before = store.stats();
+        // Keys of 5 bytes: small writes weigh 14 bytes, big ones 90.
+        let small = || Bytes::from(vec![0; 9]);
+        let big = || Bytes::from(vec![0; 85]);
+        let writes = [
+            ("/l/s1", small()),
+            ("/l/s2", small()),
+            ("/l/s3", small()),
+            ("/l/b1", big()),
+            ("/l/b2", big()),
+            ("/l/s4", small()),
+        ];
+
+        let resume = pause(&store).await;
+        let mut futures: Vec<_> = writes
+            .iter()
+            .map(|(key, value)| store.create(key, value.clone()))
+            .collect();
+        enqueue_in_order(&store, &mut futures).await;
+        drop(resume);
+        for result in futures::future::join_all(futures).await {
+            result.expect("create");
+        }
+
+        // [s1 s2] (request limit), [s3] (s3 + b1 > 100 bytes), [b1], [b2], [s4].
+        assert_eq!(store.stats().commits - before.commits, 5);
+    }
+
+    #[tokio::test]
     async fn a_batch_of_only_failures_commits_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open_in(&dir);
@@ -601,6 +638,99 @@ mod tests {
             })
         );
         assert_eq!(store.stats(), before, "no commit, no revision");
+    }
+
+    /// Where [`write_until_killed`] puts its database.
+    const CRASH_PATH: &str = "GITPLANE_STORAGE_CRASH_PATH";
+
+    /// The child half of [`a_killed_process_keeps_every_acknowledged_write`]: eight concurrent
+    /// writers create keys until the process is killed, printing `ack <revision> <key>` once a
+    /// create has returned `Ok`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a child process of a_killed_process_keeps_every_acknowledged_write"]
+    async fn write_until_killed() {
+        let Some(path) = std::env::var_os(CRASH_PATH) else {
+            return;
+        };
+        let store = EmbeddedStore::open(EmbeddedConfig::new(path)).expect("open");
+        let writer = |w: usize| {
+            let store = &store;
+            async move {
+                for i in 0.. {
+                    let key = format!("/crash/{w}/{i:06}");
+                    let kv = store.create(&key, text(&key)).await.expect("create");
+                    println!("ack {} {key}", kv.mod_revision);
+                }
+            }
+        };
+        futures::future::join_all((0..8).map(writer)).await;
+    }
+
+    #[test]
+    fn a_killed_process_keeps_every_acknowledged_write() {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.redb");
+        let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", "storage::embedded::tests::write_until_killed"])
+            .args(["--ignored", "--nocapture", "--test-threads=1"])
+            .env(CRASH_PATH, &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the writing child");
+        let stdout = child.stdout.take().expect("child stdout");
+        let (acks_tx, acks) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(ack) = line.strip_prefix("ack ") {
+                    let _ = acks_tx.send(ack.to_owned());
+                }
+            }
+        });
+
+        let deadline = Instant::now() + DEADLINE;
+        let mut acknowledged = Vec::new();
+        while acknowledged.len() < 500 {
+            match acks.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(ack) => acknowledged.push(ack),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("the child acknowledged only {} writes", acknowledged.len());
+                }
+            }
+        }
+        child.kill().expect("kill -9 the child");
+        child.wait().expect("reap the child");
+        reader.join().expect("reader thread");
+        acknowledged.extend(acks.try_iter());
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let store = EmbeddedStore::open(EmbeddedConfig::new(&path)).expect("reopen");
+            let mut newest = 0;
+            for ack in &acknowledged {
+                let (revision, key) = ack.split_once(' ').expect("ack line");
+                let revision: Revision = revision.parse().expect("ack revision");
+                let (_, kv) = store.get(key).await.expect("get");
+                let kv = kv.unwrap_or_else(|| panic!("acknowledged key {key} was lost"));
+                assert_eq!((kv.mod_revision, kv.value), (revision, text(key)));
+                newest = newest.max(revision);
+            }
+            let current = store.current_revision().await.expect("revision");
+            assert!(
+                current >= newest,
+                "revision {current} is behind acknowledged {newest}"
+            );
+        });
     }
 
     #[tokio::test]
