@@ -2,10 +2,10 @@
 //! watch log.
 //!
 //! # Layout
-//! - [`tables`]: the redb tables, the value encoding and the read paths;
-//! - [`writer`]: the writer thread and its state machine (Idle → Collecting → Applying →
+//! - `tables`: the redb tables, the value encoding and the read paths;
+//! - `writer`: the writer thread and its state machine (Idle → Collecting → Applying →
 //!   Committing → Publishing → Replying → Idle; Stopped when the store is dropped);
-//! - [`watch_log`]: the revision log and the watch streams reading it.
+//! - `watch_log`: the revision log and the watch streams reading it.
 //!
 //! # Writes: group commit
 //! Every write call sends a request over a bounded channel to the one writer thread and waits
@@ -27,7 +27,8 @@
 //! # Watch
 //! The watch log keeps the last [`EmbeddedConfig::history_limit`] events (and at most
 //! [`EmbeddedConfig::history_max_bytes`]); dropping old events moves the compaction point, as
-//! does [`Store::compact`]. The log starts empty at open, so the compaction point is the
+//! does [`Store::compact`] (clamped to the current revision; compacting to an older revision than
+//! the compaction point changes nothing). The log starts empty at open, so the compaction point is the
 //! revision at open: a watch from before a restart fails with [`StorageError::Compacted`]. A
 //! watch stream is a cursor over the shared log, so a slow watcher costs nothing to writers;
 //! once the log has dropped events it had not read, its stream ends with
@@ -60,7 +61,9 @@ use crate::storage::{KeyValue, ListResult, Revision, StorageError, Store, WatchS
 pub struct EmbeddedConfig {
     /// The database file; it and its parent directories are created when missing.
     pub path: PathBuf,
-    /// Most events the watch log keeps (at least 1). Default 10,000.
+    /// Most events the watch log keeps (at least 1). Default 10,000. A watcher that falls
+    /// further behind than this ends with [`StorageError::Compacted`], so it should comfortably
+    /// exceed bursts of writes.
     pub history_limit: usize,
     /// Most key and value bytes the watch log keeps; the newest event is kept whatever its
     /// size. Default 64 MiB.
@@ -187,8 +190,9 @@ impl EmbeddedStore {
         }
     }
 
-    /// Stops the writer after the requests already queued and waits until it has closed the
-    /// database file.
+    /// Stops the writer after the requests already queued and waits until it has dropped its
+    /// handle on the database file. A read whose future was dropped mid-way may still hold the
+    /// file on the blocking pool until it finishes.
     pub async fn close(mut self) -> Result<(), StorageError> {
         let writer = self.writer.take();
         drop(self);
