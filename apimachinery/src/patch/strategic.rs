@@ -18,8 +18,14 @@
 //! The merged list order, the placement of new elements (before the untouched server-side
 //! elements, as kubectl shows) and the error cases follow k8s.io/apimachinery's `strategicpatch`
 //! package; expectations in the tests were checked against `kubectl patch --local`. Directives
-//! never reach the result, and neither do `null`s inside values the patch adds.
+//! never reach the result, and neither do `null`s inside values the patch adds. Where
+//! Kubernetes' result depends on Go's map iteration order (a patch that both adds and deletes a
+//! value of a primitive list), the deletion wins here.
+//!
+//! [`three_way`] computes the patch `kubectl apply` sends: the deletions from the last-applied
+//! configuration plus the changes from the live object to the new configuration.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
@@ -41,11 +47,17 @@ const MAX_DEPTH: usize = 256;
 /// Fields not listed in a table are plain: maps merge recursively, lists are replaced.
 #[derive(Clone, Copy, Debug)]
 enum Field {
-    /// A struct with listed fields below it.
-    Object(Fields),
+    /// A struct with listed fields below it; `retain_keys` is `patchStrategy:"retainKeys"`, which
+    /// makes [`three_way`] send `$retainKeys` so that fields left out are cleared.
+    Object { fields: Fields, retain_keys: bool },
     /// A list of objects merged by a key (`patchStrategy:"merge" patchMergeKey:"<key>"`), whose
-    /// elements have the `item` fields.
-    Keyed { key: &'static str, item: Fields },
+    /// elements have the `item` fields; `retain_keys` is the `merge,retainKeys` strategy, which
+    /// applies `retainKeys` to each element.
+    Keyed {
+        key: &'static str,
+        item: Fields,
+        retain_keys: bool,
+    },
     /// A list of primitives merged as an ordered set (`patchStrategy:"merge"`, no key).
     Set,
 }
@@ -54,12 +66,36 @@ enum Field {
 type Fields = &'static [(&'static str, Field)];
 
 const fn object(fields: Fields) -> Field {
-    Field::Object(fields)
+    Field::Object {
+        fields,
+        retain_keys: false,
+    }
 }
 
 const fn keyed(key: &'static str, item: Fields) -> Field {
-    Field::Keyed { key, item }
+    Field::Keyed {
+        key,
+        item,
+        retain_keys: false,
+    }
 }
+
+/// A list merged by `key` whose elements are unions patched with `retainKeys` (volumes, whose
+/// source is one of many members).
+const fn keyed_retaining(key: &'static str) -> Field {
+    Field::Keyed {
+        key,
+        item: &[],
+        retain_keys: true,
+    }
+}
+
+/// A struct patched with `retainKeys`: a union such as a deployment strategy, where setting one
+/// member clears the others.
+const UNION: Field = Field::Object {
+    fields: &[],
+    retain_keys: true,
+};
 
 /// ObjectMeta.
 const OBJECT_META: Fields = &[
@@ -80,12 +116,12 @@ const POD_SPEC: Fields = &[
     ("containers", keyed("name", CONTAINER)),
     ("initContainers", keyed("name", CONTAINER)),
     ("ephemeralContainers", keyed("name", CONTAINER)),
-    ("volumes", keyed("name", &[])),
+    ("volumes", keyed_retaining("name")),
     ("imagePullSecrets", keyed("name", &[])),
     ("hostAliases", keyed("ip", &[])),
     ("topologySpreadConstraints", keyed("topologyKey", &[])),
     ("schedulingGates", keyed("name", &[])),
-    ("resourceClaims", keyed("name", &[])),
+    ("resourceClaims", keyed_retaining("name")),
 ];
 
 const CONDITIONS: (&str, Field) = ("conditions", keyed("type", &[]));
@@ -94,7 +130,7 @@ const POD_STATUS: Fields = &[
     CONDITIONS,
     ("hostIPs", keyed("ip", &[])),
     ("podIPs", keyed("ip", &[])),
-    ("resourceClaimStatuses", keyed("name", &[])),
+    ("resourceClaimStatuses", keyed_retaining("name")),
 ];
 
 /// A `status` whose only patch metadata is its `conditions`, merged by `type`.
@@ -112,7 +148,7 @@ const WORKLOAD: Fields = &[
 
 const DEPLOYMENT: Fields = &[
     METADATA,
-    ("spec", object(&[POD_TEMPLATE, ("strategy", object(&[]))])),
+    ("spec", object(&[POD_TEMPLATE, ("strategy", UNION)])),
     STATUS_CONDITIONS,
 ];
 
@@ -288,7 +324,7 @@ fn lookup(fields: Fields, name: &str) -> Option<Field> {
 /// The fields below a map-valued field.
 fn fields_of(field: Option<Field>) -> Fields {
     match field {
-        Some(Field::Object(fields)) => fields,
+        Some(Field::Object { fields, .. }) => fields,
         _ => &[],
     }
 }
@@ -368,6 +404,7 @@ fn merge_map(
                 let merged = merge_list(std::mem::take(have), want, field, &key_path)?;
                 *have = merged;
             }
+            (None, Value::Object(want)) if want.get(PATCH) == Some(&Value::from("delete")) => {}
             _ => {
                 let added = clean(value, field, &key_path)?;
                 original.insert(key.clone(), added);
@@ -398,53 +435,58 @@ fn clean_list(items: &[Value], field: Option<Field>, path: &str) -> Result<Vec<V
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let item_path = format!("{path}[{i}]");
-        match field {
-            Some(Field::Keyed { item: fields, .. }) if item.is_object() => {
-                if let Some(map) = element_without_marker(item, None, &item_path)? {
-                    out.push(Value::Object(merge_map(
-                        Map::new(),
-                        &map,
-                        fields,
-                        &item_path,
-                    )?));
-                }
+        match (field, classify(item, None, &item_path)?) {
+            (Some(Field::Keyed { item: fields, .. }), Element::Patch(map)) => {
+                out.push(Value::Object(merge_map(
+                    Map::new(),
+                    &map,
+                    fields,
+                    &item_path,
+                )?));
             }
+            (Some(Field::Keyed { .. }), Element::Delete(_) | Element::Marker) => {}
             _ => out.push(clean(item, None, &item_path)?),
         }
     }
     Ok(out)
 }
 
-/// The element of a merging list of objects without its `$patch` marker, or `None` when the
-/// element is only a directive: `{"$patch": "replace"}`, `{"$patch": "merge"}`, or a deletion
-/// (performed on `original` when given).
-fn element_without_marker(
-    item: &Value,
-    original: Option<(&mut Vec<Value>, &str)>,
-    path: &str,
-) -> Result<Option<Map<String, Value>>, PatchError> {
+/// An element of a merging list in a patch, by its `$patch` directive.
+enum Element<'a> {
+    /// An element to merge; `$patch: merge` is dropped from it.
+    Patch(Cow<'a, Map<String, Value>>),
+    /// `{"<key>": <value>, "$patch": "delete"}`: delete the element with this merge key value
+    /// (`Null` when no key is asked for).
+    Delete(&'a Value),
+    /// `{"$patch": "replace"}` or a bare `{"$patch": "merge"}`, which stand for no element.
+    Marker,
+}
+
+/// Reads an element of a merging list; `key` is the merge key deletions must name.
+fn classify<'a>(item: &'a Value, key: Option<&str>, path: &str) -> Result<Element<'a>, PatchError> {
     let Some(map) = item.as_object() else {
-        return Ok(None);
+        return Ok(Element::Marker);
     };
     let Some(directive) = map.get(PATCH) else {
-        return Ok(Some(map.clone()));
+        return Ok(Element::Patch(Cow::Borrowed(map)));
     };
     match directive.as_str() {
-        Some("delete") => {
-            if let Some((original, key)) = original {
-                let Some(value) = map.get(key) else {
-                    return Err(invalid(path, format!("missing merge key \"{key}\"")));
-                };
-                let id = identity(value);
-                original.retain(|o| element_identity(o, Some(key)).as_ref() != Some(&id));
-            }
-            Ok(None)
-        }
-        Some("replace") => Ok(None),
+        Some("delete") => match key {
+            None => Ok(Element::Delete(&Value::Null)),
+            Some(key) => match map.get(key) {
+                Some(value) => Ok(Element::Delete(value)),
+                None => Err(invalid(path, format!("missing merge key \"{key}\""))),
+            },
+        },
+        Some("replace") => Ok(Element::Marker),
         Some("merge") => {
             let mut rest = map.clone();
             rest.shift_remove(PATCH);
-            Ok((!rest.is_empty()).then_some(rest))
+            Ok(if rest.is_empty() {
+                Element::Marker
+            } else {
+                Element::Patch(Cow::Owned(rest))
+            })
         }
         _ => Err(invalid(path, format!("unknown patch type: {directive}"))),
     }
@@ -452,7 +494,7 @@ fn element_without_marker(
 
 /// Merges two lists under a field's patch metadata.
 fn merge_list(
-    mut original: Vec<Value>,
+    original: Vec<Value>,
     patch: &[Value],
     field: Option<Field>,
     path: &str,
@@ -473,7 +515,12 @@ fn merge_list(
             .filter(|v| seen.insert(identity(v)))
             .cloned()
             .collect();
-        return Ok(normalize_order(merged, patch, &original, None));
+        return Ok(normalize_order(
+            merged,
+            patch.iter().map(identity),
+            &original,
+            None,
+        ));
     }
     let Some((key, item)) = keyed else {
         return Err(invalid(
@@ -482,22 +529,22 @@ fn merge_list(
         ));
     };
     let mut elements = Vec::new();
+    let mut doomed = HashSet::new();
     let mut replace = false;
     for (i, element) in patch.iter().enumerate() {
         let element_path = format!("{path}[{i}]");
-        if element.get(PATCH).and_then(Value::as_str) == Some("replace") {
-            replace = true;
-        }
-        if let Some(map) =
-            element_without_marker(element, Some((&mut original, key)), &element_path)?
-        {
-            if !map.contains_key(key) {
+        match classify(element, Some(key), &element_path)? {
+            Element::Patch(map) if !map.contains_key(key) => {
                 return Err(invalid(
                     &element_path,
                     format!("missing merge key \"{key}\""),
                 ));
             }
-            elements.push((element_path, map));
+            Element::Patch(map) => elements.push((element_path, map)),
+            Element::Delete(value) => {
+                doomed.insert(identity(value));
+            }
+            Element::Marker => replace |= element.get(PATCH) == Some(&Value::from("replace")),
         }
     }
     if replace {
@@ -506,6 +553,10 @@ fn merge_list(
             .map(|(p, map)| merge_map(Map::new(), map, item, p).map(Value::Object))
             .collect();
     }
+    let original: Vec<Value> = original
+        .into_iter()
+        .filter(|o| element_identity(o, Some(key)).is_none_or(|id| !doomed.contains(&id)))
+        .collect();
     let mut merged = original.clone();
     let mut index: HashMap<String, usize> = HashMap::new();
     for (i, element) in merged.iter().enumerate() {
@@ -534,11 +585,8 @@ fn merge_list(
             }
         }
     }
-    let order: Vec<Value> = elements
-        .into_iter()
-        .map(|(_, m)| Value::Object(m))
-        .collect();
-    Ok(normalize_order(merged, &order, &original, Some(key)))
+    let order = elements.iter().map(|(_, map)| identity(&map[key]));
+    Ok(normalize_order(merged, order, &original, Some(key)))
 }
 
 /// Whether the elements of two lists that merge are objects; errors when they mix JSON types
@@ -563,21 +611,19 @@ fn element_kind(original: &[Value], patch: &[Value], path: &str) -> Result<bool,
 /// the first ordered element that followed it on the server.
 fn normalize_order(
     merged: Vec<Value>,
-    order: &[Value],
+    order: impl IntoIterator<Item = String>,
     server: &[Value],
     key: Option<&str>,
 ) -> Vec<Value> {
-    let positions = |list: &[Value]| {
+    let positions = |ids: &mut dyn Iterator<Item = String>| {
         let mut map: HashMap<String, usize> = HashMap::new();
-        for (i, v) in list.iter().enumerate() {
-            if let Some(id) = element_identity(v, key) {
-                map.entry(id).or_insert(i);
-            }
+        for (i, id) in ids.enumerate() {
+            map.entry(id).or_insert(i);
         }
         map
     };
-    let order_pos = positions(order);
-    let server_pos = positions(server);
+    let order_pos = positions(&mut order.into_iter());
+    let server_pos = positions(&mut server.iter().filter_map(|v| element_identity(v, key)));
     let position = |map: &HashMap<String, usize>, v: &Value| {
         element_identity(v, key).and_then(|id| map.get(&id).copied())
     };
@@ -679,6 +725,7 @@ fn set_element_order(
         (Some(have), None) => have,
         (have, Some(want)) => merge_list(have.unwrap_or_default(), &want, field, &list_path)?,
     };
+    let order = order.iter().filter_map(|v| element_identity(v, key));
     let ordered = normalize_order(merged, order, &server, key);
     original.insert(name.to_string(), Value::Array(ordered));
     Ok(true)
@@ -731,6 +778,242 @@ fn delete_from_primitive_list(
     }
 }
 
+/// Computes the strategic merge patch `kubectl apply` sends to turn the live object `current`
+/// into the new configuration `modified`, given the configuration applied last (`original`,
+/// from the `kubectl.kubernetes.io/last-applied-configuration` annotation; `None` on first
+/// apply).
+///
+/// Fields that `original` has and `modified` lacks are deleted (`null`, `$patch: delete`
+/// elements, `$deleteFromPrimitiveList`); fields where `current` differs from `modified` are
+/// set; fields only `current` has (set by controllers, defaulting or other clients) are left
+/// alone. Merging lists get `$setElementOrder` when they change or their order does, and
+/// `retainKeys` unions get `$retainKeys`, as kubectl sends them. Applying the result to
+/// `current` with [`apply`] yields the object to store.
+///
+/// For kinds without patch metadata every list is replaced, so the patch is a JSON merge patch.
+pub fn three_way(
+    original: Option<&Value>,
+    modified: &Value,
+    current: &Value,
+    gvk: &GroupVersionKind,
+) -> Result<Value, PatchError> {
+    let object = |value: &Value, what: &str| {
+        value
+            .as_object()
+            .cloned()
+            .ok_or_else(|| PatchError::Invalid(format!("the {what} is not a JSON object")))
+    };
+    let original = match original {
+        Some(value) => object(value, "last-applied configuration")?,
+        None => Map::new(),
+    };
+    let modified = object(modified, "new configuration")?;
+    let current = object(current, "live object")?;
+    check_depth(&modified)?;
+    let fields = kind_fields(gvk).unwrap_or(&[]);
+    diff_map(&original, &modified, &current, fields, false, "").map(Value::Object)
+}
+
+/// The patch from `current` to `modified` for one map, with the deletions from `original`.
+fn diff_map(
+    original: &Map<String, Value>,
+    modified: &Map<String, Value>,
+    current: &Map<String, Value>,
+    fields: Fields,
+    retain: bool,
+    path: &str,
+) -> Result<Map<String, Value>, PatchError> {
+    let empty = Map::new();
+    let mut patch = Map::new();
+    for (key, want) in modified {
+        let field = lookup(fields, key);
+        let key_path = child(path, key);
+        let old = original.get(key);
+        match (current.get(key), want) {
+            (Some(Value::Object(have)), Value::Object(want)) => {
+                let old = old.and_then(Value::as_object).unwrap_or(&empty);
+                let retain = matches!(
+                    field,
+                    Some(Field::Object {
+                        retain_keys: true,
+                        ..
+                    })
+                );
+                let sub = diff_map(old, want, have, fields_of(field), retain, &key_path)?;
+                if !sub.is_empty() {
+                    patch.insert(key.clone(), Value::Object(sub));
+                }
+            }
+            (Some(Value::Array(have)), Value::Array(want)) => {
+                let old = old.and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+                diff_list(&mut patch, key, old, want, have, field, &key_path)?;
+            }
+            (Some(have), want) if have == want => {}
+            _ => {
+                patch.insert(key.clone(), want.clone());
+            }
+        }
+    }
+    for key in original.keys() {
+        if !modified.contains_key(key) {
+            patch.insert(key.clone(), Value::Null);
+        }
+    }
+    if retain {
+        let mut keys: Vec<&String> = modified
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, _)| k)
+            .collect();
+        keys.sort();
+        let has_others = |map: &Map<String, Value>| {
+            map.iter()
+                .any(|(k, v)| !v.is_null() && !modified.contains_key(k))
+        };
+        if !keys.is_empty() && (!patch.is_empty() || has_others(current) || has_others(original)) {
+            patch.insert(
+                RETAIN_KEYS.to_string(),
+                Value::from_iter(keys.into_iter().cloned()),
+            );
+        }
+    }
+    Ok(patch)
+}
+
+/// Adds the patch of the list `key` to `patch`: the list itself when it is replaced, or its
+/// changed and added elements with the directives that delete and order the others.
+fn diff_list(
+    patch: &mut Map<String, Value>,
+    key: &str,
+    original: &[Value],
+    modified: &[Value],
+    current: &[Value],
+    field: Option<Field>,
+    path: &str,
+) -> Result<(), PatchError> {
+    if !matches!(field, Some(Field::Keyed { .. } | Field::Set)) {
+        if current != modified {
+            patch.insert(key.to_string(), Value::Array(modified.to_vec()));
+        }
+        return Ok(());
+    }
+    let objects = element_kind(current, modified, path)? | element_kind(original, modified, path)?;
+    let order_key = format!("{SET_ELEMENT_ORDER}{key}");
+    if !objects {
+        let ids = |list: &[Value]| list.iter().map(identity).collect::<HashSet<_>>();
+        let (have, want) = (ids(current), ids(modified));
+        let mut seen = HashSet::new();
+        let mut fresh = |v: &&Value| seen.insert(identity(v));
+        let added: Vec<Value> = modified
+            .iter()
+            .filter(|v| !have.contains(&identity(v)))
+            .filter(&mut fresh)
+            .cloned()
+            .collect();
+        let deleted: Vec<Value> = original
+            .iter()
+            .filter(|v| !want.contains(&identity(v)))
+            .filter(fresh)
+            .cloned()
+            .collect();
+        let reorder = (!current.is_empty() && current != modified) || !deleted.is_empty();
+        if !added.is_empty() {
+            patch.insert(key.to_string(), Value::Array(added));
+        }
+        if !deleted.is_empty() {
+            patch.insert(
+                format!("{DELETE_FROM_PRIMITIVE_LIST}{key}"),
+                Value::Array(deleted),
+            );
+        }
+        if reorder {
+            patch.insert(order_key, Value::Array(modified.to_vec()));
+        }
+        return Ok(());
+    }
+    let Some(Field::Keyed {
+        key: merge_key,
+        item,
+        retain_keys,
+    }) = field
+    else {
+        return Err(invalid(
+            path,
+            "cannot merge a list of objects without a merge key",
+        ));
+    };
+    let index = |list: &[Value]| {
+        let mut map: HashMap<String, usize> = HashMap::new();
+        for (i, v) in list.iter().enumerate() {
+            if let Some(id) = element_identity(v, Some(merge_key)) {
+                map.entry(id).or_insert(i);
+            }
+        }
+        map
+    };
+    let (have, had) = (index(current), index(original));
+    let empty = Map::new();
+    let mut elements = Vec::new();
+    let mut order = Vec::with_capacity(modified.len());
+    let mut wanted = HashSet::new();
+    for (i, element) in modified.iter().enumerate() {
+        let element_path = format!("{path}[{i}]");
+        let Some(id_value) = element.get(merge_key) else {
+            return Err(invalid(
+                &element_path,
+                format!("missing merge key \"{merge_key}\""),
+            ));
+        };
+        let id = identity(id_value);
+        wanted.insert(id.clone());
+        let mut named = Map::new();
+        named.insert(merge_key.to_string(), id_value.clone());
+        order.push(Value::Object(named.clone()));
+        let Some(&j) = have.get(&id) else {
+            elements.push(element.clone());
+            continue;
+        };
+        let old = had.get(&id).and_then(|&j| original[j].as_object());
+        let sub = diff_map(
+            old.unwrap_or(&empty),
+            element.as_object().unwrap_or(&empty),
+            current[j].as_object().unwrap_or(&empty),
+            item,
+            retain_keys,
+            &element_path,
+        )?;
+        if !sub.is_empty() {
+            named.extend(sub);
+            elements.push(Value::Object(named));
+        }
+    }
+    let mut deleted = HashSet::new();
+    for element in original {
+        if let Some(id_value) = element.get(merge_key) {
+            let id = identity(id_value);
+            if !wanted.contains(&id) && deleted.insert(id) {
+                let mut directive = Map::new();
+                directive.insert(merge_key.to_string(), id_value.clone());
+                directive.insert(PATCH.to_string(), Value::from("delete"));
+                elements.push(Value::Object(directive));
+            }
+        }
+    }
+    let same_order = current.len() == modified.len()
+        && current.iter().zip(modified).all(|(c, m)| {
+            element_identity(c, Some(merge_key)) == element_identity(m, Some(merge_key))
+        });
+    let reorder =
+        (!current.is_empty() && (!elements.is_empty() || !same_order)) || !deleted.is_empty();
+    if !elements.is_empty() {
+        patch.insert(key.to_string(), Value::Array(elements));
+    }
+    if reorder {
+        patch.insert(order_key, Value::Array(order));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -741,6 +1024,9 @@ mod tests {
     enum Input {
         /// [`apply`] a patch (third) to an object (second) of a kind (`"apps/v1 Deployment"`).
         Apply(&'static str, Value, Value),
+        /// [`three_way`] from the last-applied, new and live objects of a kind; expects
+        /// `{"patch": …, "result": …}`, the result being the patch applied to the live object.
+        ThreeWay(&'static str, Option<Value>, Value, Value),
     }
 
     fn gvk(kind: &str) -> GroupVersionKind {
@@ -755,6 +1041,14 @@ mod tests {
                 format!("{kind}: {patch}"),
                 apply(original, patch, &gvk(kind)),
             ),
+            Input::ThreeWay(kind, original, modified, current) => {
+                let gvk = gvk(kind);
+                let got = three_way(original.as_ref(), modified, current, &gvk).and_then(|patch| {
+                    let result = apply(current, &patch, &gvk)?;
+                    Ok(json!({"patch": patch, "result": result}))
+                });
+                (format!("{kind}: {modified}"), got)
+            }
         };
         let got = got.map_err(|e| e.to_string());
         assert_eq!(got, expected.map_err(String::from), "{shown}");
@@ -843,6 +1137,45 @@ mod tests {
             Input::Apply("v1 ConfigMap", json!({}), deep(250)),
             Ok(deep(250)),
         );
+    }
+
+    #[test]
+    fn three_way_refuses_configurations_it_cannot_diff() {
+        for (kind, original, modified, current, expected) in [
+            (
+                "v1 Pod",
+                None,
+                json!([1]),
+                json!({}),
+                "invalid patch: the new configuration is not a JSON object",
+            ),
+            (
+                "v1 Pod",
+                Some(json!("x")),
+                json!({}),
+                json!({}),
+                "invalid patch: the last-applied configuration is not a JSON object",
+            ),
+            (
+                "v1 Pod",
+                None,
+                json!({"spec": {"containers": [{"image": "x"}]}}),
+                json!({"spec": {"containers": [{"name": "a"}]}}),
+                "invalid patch: spec.containers[0]: missing merge key \"name\"",
+            ),
+            (
+                "v1 Pod",
+                None,
+                json!({"spec": {"containers": ["a"]}}),
+                json!({"spec": {"containers": [{"name": "a"}]}}),
+                "invalid patch: spec.containers: list element types are not identical",
+            ),
+        ] {
+            check(
+                Input::ThreeWay(kind, original, modified, current),
+                Err(expected),
+            );
+        }
     }
 
     #[test]
@@ -2019,6 +2352,453 @@ mod tests {
             ),
         ] {
             check(Input::Apply(kind, original, patch), expected);
+        }
+    }
+
+    #[test]
+    fn three_way_patches_delete_what_the_configuration_dropped_and_keep_what_others_set() {
+        for (kind, original, modified, current, expected) in [
+            (
+                // a first apply sets what differs and leaves server-set fields alone
+                "apps/v1 Deployment",
+                None,
+                json!({
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "replicas": 2,
+                        "template": {
+                            "spec": {"containers": [{"name": "app", "image": "nginx:2"}]}
+                        }
+                    }
+                }),
+                json!({
+                    "metadata": {"labels": {"app": "web"}, "uid": "u"},
+                    "spec": {
+                        "replicas": 1,
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "app",
+                                        "image": "nginx:1",
+                                        "terminationMessagePath": "/dev/termination-log"
+                                    }
+                                ],
+                                "dnsPolicy": "ClusterFirst"
+                            }
+                        }
+                    }
+                }),
+                json!({
+                    "patch": {
+                        "spec": {
+                            "replicas": 2,
+                            "template": {
+                                "spec": {
+                                    "containers": [{"name": "app", "image": "nginx:2"}],
+                                    "$setElementOrder/containers": [{"name": "app"}]
+                                }
+                            }
+                        }
+                    },
+                    "result": {
+                        "metadata": {"labels": {"app": "web"}, "uid": "u"},
+                        "spec": {
+                            "replicas": 2,
+                            "template": {
+                                "spec": {
+                                    "containers": [
+                                        {
+                                            "name": "app",
+                                            "image": "nginx:2",
+                                            "terminationMessagePath": "/dev/termination-log"
+                                        }
+                                    ],
+                                    "dnsPolicy": "ClusterFirst"
+                                }
+                            }
+                        }
+                    }
+                }),
+            ),
+            (
+                // fields dropped from the configuration are deleted, fields others added stay
+                "v1 ConfigMap",
+                Some(json!({
+                    "metadata": {"labels": {"a": "1", "b": "2"}},
+                    "data": {"x": "1", "y": "2"}
+                })),
+                json!({"metadata": {"labels": {"a": "1"}}, "data": {"x": "1"}}),
+                json!({
+                    "metadata": {"labels": {"a": "1", "b": "2", "c": "3"}},
+                    "data": {"x": "1", "y": "2", "z": "3"}
+                }),
+                json!({
+                    "patch": {"metadata": {"labels": {"b": null}}, "data": {"y": null}},
+                    "result": {
+                        "metadata": {"labels": {"a": "1", "c": "3"}},
+                        "data": {"x": "1", "z": "3"}
+                    }
+                }),
+            ),
+            (
+                // dropped containers get a delete directive and injected sidecars stay
+                "apps/v1 Deployment",
+                Some(json!({
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {"name": "app", "image": "a:1"},
+                                    {"name": "old", "image": "o"}
+                                ]
+                            }
+                        }
+                    }
+                })),
+                json!({
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {"name": "app", "image": "a:2"},
+                                    {"name": "new", "image": "n"}
+                                ]
+                            }
+                        }
+                    }
+                }),
+                json!({
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "app",
+                                        "image": "a:1",
+                                        "imagePullPolicy": "IfNotPresent"
+                                    },
+                                    {"name": "old", "image": "o"},
+                                    {"name": "istio", "image": "proxy"}
+                                ]
+                            }
+                        }
+                    }
+                }),
+                json!({
+                    "patch": {
+                        "spec": {
+                            "template": {
+                                "spec": {
+                                    "containers": [
+                                        {"name": "app", "image": "a:2"},
+                                        {"name": "new", "image": "n"},
+                                        {"name": "old", "$patch": "delete"}
+                                    ],
+                                    "$setElementOrder/containers": [
+                                        {"name": "app"},
+                                        {"name": "new"}
+                                    ]
+                                }
+                            }
+                        }
+                    },
+                    "result": {
+                        "spec": {
+                            "template": {
+                                "spec": {
+                                    "containers": [
+                                        {
+                                            "name": "app",
+                                            "image": "a:2",
+                                            "imagePullPolicy": "IfNotPresent"
+                                        },
+                                        {"name": "new", "image": "n"},
+                                        {"name": "istio", "image": "proxy"}
+                                    ]
+                                }
+                            }
+                        }
+                    }
+                }),
+            ),
+            (
+                // env vars and ports dropped inside a container are deleted by their keys
+                "v1 Pod",
+                Some(json!({
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "app",
+                                "env": [
+                                    {"name": "A", "value": "1"},
+                                    {"name": "B", "value": "2"}
+                                ],
+                                "ports": [{"containerPort": 80}, {"containerPort": 443}]
+                            }
+                        ]
+                    }
+                })),
+                json!({
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "app",
+                                "env": [{"name": "A", "value": "1"}],
+                                "ports": [{"containerPort": 80}]
+                            }
+                        ]
+                    }
+                }),
+                json!({
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "app",
+                                "env": [
+                                    {"name": "A", "value": "1"},
+                                    {"name": "B", "value": "2"},
+                                    {"name": "C", "value": "3"}
+                                ],
+                                "ports": [
+                                    {"containerPort": 80, "protocol": "TCP"},
+                                    {"containerPort": 443, "protocol": "TCP"}
+                                ]
+                            }
+                        ]
+                    }
+                }),
+                json!({
+                    "patch": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "app",
+                                    "env": [{"name": "B", "$patch": "delete"}],
+                                    "$setElementOrder/env": [{"name": "A"}],
+                                    "ports": [{"containerPort": 443, "$patch": "delete"}],
+                                    "$setElementOrder/ports": [{"containerPort": 80}]
+                                }
+                            ],
+                            "$setElementOrder/containers": [{"name": "app"}]
+                        }
+                    },
+                    "result": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "app",
+                                    "env": [
+                                        {"name": "A", "value": "1"},
+                                        {"name": "C", "value": "3"}
+                                    ],
+                                    "ports": [{"containerPort": 80, "protocol": "TCP"}]
+                                }
+                            ]
+                        }
+                    }
+                }),
+            ),
+            (
+                // service ports merge by port and keep their allocated node ports
+                "v1 Service",
+                Some(json!({
+                    "spec": {"ports": [{"port": 80, "targetPort": 8080}, {"port": 443}]}
+                })),
+                json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}]}}),
+                json!({
+                    "spec": {
+                        "ports": [
+                            {"port": 80, "targetPort": 8080, "nodePort": 30080},
+                            {"port": 443, "nodePort": 30443}
+                        ],
+                        "clusterIP": "10.0.0.1"
+                    }
+                }),
+                json!({
+                    "patch": {
+                        "spec": {
+                            "ports": [
+                                {"port": 80, "targetPort": 9090},
+                                {"port": 443, "$patch": "delete"}
+                            ],
+                            "$setElementOrder/ports": [{"port": 80}]
+                        }
+                    },
+                    "result": {
+                        "spec": {
+                            "ports": [{"port": 80, "targetPort": 9090, "nodePort": 30080}],
+                            "clusterIP": "10.0.0.1"
+                        }
+                    }
+                }),
+            ),
+        ] {
+            check(
+                Input::ThreeWay(kind, original, modified, current),
+                Ok(expected),
+            );
+        }
+    }
+
+    #[test]
+    fn three_way_patches_carry_list_directives_and_retain_keys_like_kubectl() {
+        for (kind, original, modified, current, expected) in [
+            (
+                // finalizers use $deleteFromPrimitiveList and $setElementOrder
+                "v1 ConfigMap",
+                Some(json!({"metadata": {"finalizers": ["a", "b"]}})),
+                json!({"metadata": {"finalizers": ["a", "c"]}}),
+                json!({"metadata": {"finalizers": ["x", "a", "b"]}}),
+                json!({
+                    "patch": {
+                        "metadata": {
+                            "finalizers": ["c"],
+                            "$deleteFromPrimitiveList/finalizers": ["b"],
+                            "$setElementOrder/finalizers": ["a", "c"]
+                        }
+                    },
+                    "result": {"metadata": {"finalizers": ["x", "a", "c"]}}
+                }),
+            ),
+            (
+                // switching a deployment to Recreate sends $retainKeys to clear rollingUpdate
+                "apps/v1 Deployment",
+                None,
+                json!({"spec": {"strategy": {"type": "Recreate"}}}),
+                json!({
+                    "spec": {
+                        "strategy": {
+                            "type": "RollingUpdate",
+                            "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}
+                        }
+                    }
+                }),
+                json!({
+                    "patch": {
+                        "spec": {"strategy": {"type": "Recreate", "$retainKeys": ["type"]}}
+                    },
+                    "result": {"spec": {"strategy": {"type": "Recreate"}}}
+                }),
+            ),
+            (
+                // a volume switching its source sends $retainKeys for the element
+                "v1 Pod",
+                Some(json!({"spec": {"volumes": [{"name": "data", "emptyDir": {}}]}})),
+                json!({"spec": {"volumes": [{"name": "data", "configMap": {"name": "cm"}}]}}),
+                json!({"spec": {"volumes": [{"name": "data", "emptyDir": {}}]}}),
+                json!({
+                    "patch": {
+                        "spec": {
+                            "volumes": [
+                                {
+                                    "name": "data",
+                                    "configMap": {"name": "cm"},
+                                    "emptyDir": null,
+                                    "$retainKeys": ["configMap", "name"]
+                                }
+                            ],
+                            "$setElementOrder/volumes": [{"name": "data"}]
+                        }
+                    },
+                    "result": {
+                        "spec": {"volumes": [{"name": "data", "configMap": {"name": "cm"}}]}
+                    }
+                }),
+            ),
+        ] {
+            check(
+                Input::ThreeWay(kind, original, modified, current),
+                Ok(expected),
+            );
+        }
+    }
+
+    #[test]
+    fn three_way_patches_stay_small_and_treat_unknown_kinds_as_merge_patches() {
+        for (kind, original, modified, current, expected) in [
+            (
+                // an unchanged configuration gives an empty patch
+                "apps/v1 Deployment",
+                Some(json!({
+                    "spec": {
+                        "template": {
+                            "spec": {"containers": [{"name": "app", "image": "a"}]}
+                        }
+                    }
+                })),
+                json!({
+                    "spec": {
+                        "template": {
+                            "spec": {"containers": [{"name": "app", "image": "a"}]}
+                        }
+                    }
+                }),
+                json!({
+                    "metadata": {"uid": "u"},
+                    "spec": {
+                        "replicas": 3,
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "app",
+                                        "image": "a",
+                                        "imagePullPolicy": "Always"
+                                    }
+                                ]
+                            }
+                        }
+                    }
+                }),
+                json!({
+                    "patch": {},
+                    "result": {
+                        "metadata": {"uid": "u"},
+                        "spec": {
+                            "replicas": 3,
+                            "template": {
+                                "spec": {
+                                    "containers": [
+                                        {
+                                            "name": "app",
+                                            "image": "a",
+                                            "imagePullPolicy": "Always"
+                                        }
+                                    ]
+                                }
+                            }
+                        }
+                    }
+                }),
+            ),
+            (
+                // unknown kinds send lists whole, as a JSON merge patch
+                "example.com/v1 Widget",
+                Some(json!({"spec": {"items": ["a", "b"], "old": 1}})),
+                json!({"spec": {"items": ["a"]}}),
+                json!({"spec": {"items": ["a", "b"], "old": 1, "other": 2}}),
+                json!({
+                    "patch": {"spec": {"items": ["a"], "old": null}},
+                    "result": {"spec": {"items": ["a"], "other": 2}}
+                }),
+            ),
+            (
+                // atomic lists equal to the live ones are not sent
+                "v1 Pod",
+                Some(json!({"spec": {"containers": [{"name": "app", "args": ["x"]}]}})),
+                json!({"spec": {"containers": [{"name": "app", "args": ["y"]}]}}),
+                json!({"spec": {"containers": [{"name": "app", "args": ["y"]}]}}),
+                json!({
+                    "patch": {},
+                    "result": {"spec": {"containers": [{"name": "app", "args": ["y"]}]}}
+                }),
+            ),
+        ] {
+            check(
+                Input::ThreeWay(kind, original, modified, current),
+                Ok(expected),
+            );
         }
     }
 }
