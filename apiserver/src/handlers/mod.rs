@@ -33,6 +33,9 @@ use crate::state::ApiState;
 
 /// The largest request body accepted (Kubernetes' limit).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
+/// How much of a too-large body is read and dropped before answering 413, so that the client
+/// is still listening when the answer comes; beyond it the connection is closed.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 /// A parsed request for a resource.
 pub struct ApiRequest {
@@ -130,30 +133,42 @@ pub async fn dispatch(State(state): State<Arc<ApiState>>, req: axum::extract::Re
         Target::Resource(r) => r,
     };
     let params = Params::parse(parts.uri.query());
-    let body = match read_body(&parts.headers, body).await {
+    let body = match read_body(body).await {
         Ok(b) => b,
         Err(e) => return error(&e),
     };
     finish(resource_request(&state, parts.method, parts.headers, resource, params, body).await)
 }
 
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, StatusError> {
-    let too_large = || {
-        StatusError::new(
+async fn read_body(body: Body) -> Result<Bytes, StatusError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(StatusError::bad_request(
+                "the request body could not be read",
+            ));
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen <= MAX_BODY {
+            buf.extend_from_slice(&data);
+        } else if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if seen > MAX_BODY {
+        // Read (and drop) what the client sends so that it gets to see the answer.
+        return Err(StatusError::new(
             Reason::RequestEntityTooLarge,
             format!("the request body is larger than the limit of {MAX_BODY} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY) {
-        return Err(too_large());
+        ));
     }
-    axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| too_large())
+    Ok(buf.freeze())
 }
 
 async fn resource_request(

@@ -1,0 +1,247 @@
+//! What the end-to-end tests share: a real `gitplane` server process on a free port, the real
+//! `kubectl` pointed at it, and a raw HTTP client for checking status codes.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A `gitplane` server process with its own data dir; killed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    /// The data dir (kept across restarts).
+    pub data_dir: PathBuf,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    _tmp: Option<tempfile::TempDir>,
+    cache: tempfile::TempDir,
+}
+
+fn kubeconfig_server(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .map(str::to_string)
+}
+
+impl Server {
+    /// Starts `gitplane up` on a fresh data dir.
+    pub fn start() -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("data");
+        let mut s = Server::start_in(&dir);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts `gitplane up` on a given data dir (to restart on the same data).
+    pub fn start_in(dir: &Path) -> Server {
+        let kubeconfig = dir.join("kubeconfig");
+        let _ = std::fs::remove_file(&kubeconfig);
+        std::fs::create_dir_all(dir).expect("data dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .expect("server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_gitplane"))
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start gitplane");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            if let Some(url) = kubeconfig_server(&kubeconfig) {
+                break url;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gitplane did not write {} in 30 s",
+                kubeconfig.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Server {
+            child: Some(child),
+            data_dir: dir.to_path_buf(),
+            url,
+            _tmp: None,
+            cache: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// Kills the process with SIGKILL, keeping the data dir.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the process with SIGTERM and waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("server running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        c.wait().expect("wait for gitplane")
+    }
+
+    /// Takes the data dir's temp-dir ownership, so a restarted server can use it.
+    pub fn into_data(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
+        self.kill9();
+        (self.data_dir.clone(), self._tmp.take())
+    }
+
+    /// The kubeconfig path.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.join("kubeconfig")
+    }
+
+    /// Runs the real kubectl against this server.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_stdin(args, None)
+    }
+
+    /// Runs kubectl with standard input.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = kubectl_command();
+        cmd.arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run kubectl");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write kubectl stdin");
+        }
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// Runs kubectl and returns stdout, failing the test with kubectl's stderr if it fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl with a manifest on stdin (`-f -`), failing the test if it fails.
+    pub fn ok_stdin(&self, args: &[&str], manifest: &str) -> String {
+        let out = self.kubectl_stdin(args, Some(manifest));
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sends a raw HTTP request; returns the status code and the body as JSON (Null if none).
+    pub fn http(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+        http(&self.url, method, path, content_type, body)
+    }
+
+    /// `GET path` as JSON, expecting 200.
+    pub fn get_json(&self, path: &str) -> Value {
+        let (code, v) = self.http("GET", path, "", b"");
+        assert_eq!(code, 200, "GET {path}: {v}");
+        v
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A raw HTTP request against a base URL.
+pub fn http(base: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let url = format!("{base}{path}");
+    let result = match method {
+        "GET" => agent.get(&url).call(),
+        "DELETE" => agent
+            .delete(&url)
+            .force_send_body()
+            .content_type(if content_type.is_empty() {
+                "application/json"
+            } else {
+                content_type
+            })
+            .send(body),
+        m => {
+            let req = match m {
+                "POST" => agent.post(&url),
+                "PUT" => agent.put(&url),
+                "PATCH" => agent.patch(&url),
+                other => panic!("unsupported method {other}"),
+            };
+            req.content_type(content_type).send(body)
+        }
+    };
+    let mut resp = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let code = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The kubectl command, or a failed test that says how to get it.
+pub fn kubectl_command() -> Command {
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let found = *FOUND.get_or_init(|| {
+        Command::new("kubectl")
+            .args(["version", "--client"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    match found {
+        true => Command::new("kubectl"),
+        false => panic!(
+            "kubectl is required for the end-to-end tests and was not found on PATH; install \
+             kubectl v1.32 (for example from the Kubernetes apt repository or a release binary) \
+             and run the tests again"
+        ),
+    }
+}
+
+/// Polls `f` until it returns `Some` or the deadline passes.
+pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
