@@ -24,6 +24,8 @@ enum Command {
     Up(cmd::up::Args),
     /// Run the API server alone.
     Apiserver(cmd::apiserver::Args),
+    /// Run a benchmark scenario from BENCHMARKS.md and print `scenario=… metric=… value=… unit=…`.
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +33,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Up(args) => cmd::up::run(args),
         Command::Apiserver(args) => cmd::apiserver::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code),

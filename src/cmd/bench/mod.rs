@@ -1,0 +1,73 @@
+//! `gitplane bench SCENARIO`: the benchmarks of BENCHMARKS.md.
+//!
+//! Each scenario starts what it measures in this process (an API server on a durable embedded
+//! store in a temporary directory) and drives it over real HTTP connections, then prints one
+//! line per figure: `scenario=… metric=… value=… unit=…`. Server and load share the machine, as
+//! they would on one node.
+
+mod api_list;
+mod api_write;
+mod client;
+mod watch_fanout;
+
+use std::time::Duration;
+
+/// Flags of `gitplane bench`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The scenario to run.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Concurrent clients (api-write).
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Objects to create (api-write: ConfigMaps; api-list: pods).
+    #[arg(long)]
+    count: Option<usize>,
+    /// Watchers (watch-fanout).
+    #[arg(long, default_value_t = 1000)]
+    watchers: usize,
+    /// Updates (watch-fanout).
+    #[arg(long, default_value_t = 1000)]
+    updates: usize,
+    /// Repetitions of the measured request (api-list).
+    #[arg(long, default_value_t = 50)]
+    rounds: usize,
+}
+
+/// The scenarios.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Scenario {
+    /// Concurrent creates of 1 KiB ConfigMaps through the API (embedded store, durable).
+    ApiWrite,
+    /// LIST of 10,000 pods in one namespace.
+    ApiList,
+    /// Watchers on pods receiving updates.
+    WatchFanout,
+}
+
+/// Runs one scenario.
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    super::server::block_on(async move {
+        match args.scenario {
+            Scenario::ApiWrite => api_write::run(args.clients, args.count.unwrap_or(20_000)).await,
+            Scenario::ApiList => api_list::run(args.count.unwrap_or(10_000), args.rounds).await,
+            Scenario::WatchFanout => watch_fanout::run(args.watchers, args.updates).await,
+        }?;
+        Ok(0)
+    })?
+}
+
+/// Prints one figure.
+pub fn report(scenario: &str, metric: &str, value: f64, unit: &str) {
+    println!("scenario={scenario} metric={metric} value={value:.3} unit={unit}");
+}
+
+/// The p-th percentile (0..=100) of durations, in milliseconds.
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
