@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of gitplane: formatting, unit tests of each crate, and the end-to-end tests
+# that start the real server binary and drive it with the real kubectl.
+#
+# It installs what the tests need and a fresh machine lacks; where that is impossible it says
+# what to install and fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+
+if ! need kubectl; then
+  echo "error: kubectl (v1.32) is required by the end-to-end tests and is not on PATH." >&2
+  echo "       Install it from the Kubernetes apt repository or a release binary, then run again." >&2
+  exit 1
+fi
+if [ ! -d ../shared/fixtures/kustomize ]; then
+  echo "warning: ../shared/fixtures/kustomize is missing; the kustomize conformance test will fail" >&2
+fi
+
+cargo fmt --all -- --check
+cargo test --workspace --locked
