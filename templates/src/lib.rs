@@ -1,1 +1,5 @@
-//! Renderers that turn a source tree into Kubernetes objects: handlebars charts, kustomize overlays and plain YAML (filled by the templates issue).
+//! Renderers that turn a source tree into Kubernetes objects: handlebars charts, kustomize
+//! overlays and plain YAML.
+
+pub mod source;
+pub mod yaml;
