@@ -134,6 +134,15 @@ pub fn common_labels() -> &'static [FieldSpec] {
             }
         }
         specs.extend(template_labels().iter().cloned());
+        specs
+    })
+}
+
+/// `metadata/labels` everywhere plus the pod templates' labels (`labels` with `includeTemplates`).
+pub fn template_labels() -> &'static [FieldSpec] {
+    static SPECS: OnceLock<Vec<FieldSpec>> = OnceLock::new();
+    SPECS.get_or_init(|| {
+        let mut specs = metadata_fields("labels");
         specs.push(FieldSpec::new(
             "apps",
             "",
@@ -143,12 +152,6 @@ pub fn common_labels() -> &'static [FieldSpec] {
         ));
         specs
     })
-}
-
-/// `metadata/labels` everywhere plus the pod templates' labels (`labels` with `includeTemplates`).
-pub fn template_labels() -> &'static [FieldSpec] {
-    static SPECS: OnceLock<Vec<FieldSpec>> = OnceLock::new();
-    SPECS.get_or_init(|| metadata_fields("labels"))
 }
 
 /// Where `commonAnnotations` go.

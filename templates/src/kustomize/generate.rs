@@ -35,11 +35,12 @@ fn merged_options(
     if let Some(local) = local {
         out.labels.extend(local.labels.clone());
         out.annotations.extend(local.annotations.clone());
-        if local.disable_name_suffix_hash.is_some() {
-            out.disable_name_suffix_hash = local.disable_name_suffix_hash;
+        // A global `true` is not undone by a local `false`, as in kustomize.
+        if local.disable_name_suffix_hash == Some(true) {
+            out.disable_name_suffix_hash = Some(true);
         }
-        if local.immutable.is_some() {
-            out.immutable = local.immutable;
+        if local.immutable == Some(true) {
+            out.immutable = Some(true);
         }
     }
     out

@@ -151,17 +151,6 @@ fn namespace(ctx: &Ctx, resources: &mut [Resource], ns: &str) -> Result<(), Erro
                 *v = Value::String(ns.into())
             });
         }
-        for kind in [
-            "ValidatingWebhookConfiguration",
-            "MutatingWebhookConfiguration",
-        ] {
-            if r.kind() == kind {
-                let path = fields::segments("webhooks/clientConfig/service/namespace");
-                fields::visit(&mut r.value, &path, false, &mut |v| {
-                    *v = Value::String(ns.into())
-                });
-            }
-        }
         let r = &resources[i];
         if resources
             .iter()
