@@ -13,11 +13,14 @@ use handlebars::{
 use serde_json::Value;
 use sha2::Digest;
 
+/// What a [`Func`] helper computes from its parameters.
+type Compute = fn(&[Value]) -> Result<Value, String>;
+
 /// A helper that computes a value from its parameters.
 struct Func {
     /// Whether missing parameters are passed on (as `null`) instead of failing.
     takes_missing: bool,
-    f: fn(&[Value]) -> Result<Value, String>,
+    f: Compute,
 }
 
 impl HelperDef for Func {
@@ -179,7 +182,7 @@ fn upper(args: &[Value]) -> Result<Value, String> {
 
 /// Registers every helper on `registry`.
 pub fn register(registry: &mut Handlebars<'_>) {
-    let funcs: [(&str, bool, fn(&[Value]) -> Result<Value, String>); 12] = [
+    let funcs: [(&str, bool, Compute); 12] = [
         ("toYaml", false, to_yaml),
         ("toJson", false, to_json),
         ("indent", false, indent),

@@ -71,22 +71,22 @@ fn check(schema: &Value, value: &Value, path: &str, out: &mut Vec<Violation>) {
             return;
         }
     }
-    if let Some(Value::Array(allowed)) = schema.get("enum") {
-        if !allowed.contains(value) {
-            let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
-            fail(format!("must be one of {}, found {value}", list.join(", ")));
-        }
+    if let Some(Value::Array(allowed)) = schema.get("enum")
+        && !allowed.contains(value)
+    {
+        let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
+        fail(format!("must be one of {}, found {value}", list.join(", ")));
     }
     if let Some(n) = value.as_f64() {
-        if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
-            if n < min {
-                fail(format!("must be at least {min}, found {value}"));
-            }
+        if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
+            && n < min
+        {
+            fail(format!("must be at least {min}, found {value}"));
         }
-        if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
-            if n > max {
-                fail(format!("must be at most {max}, found {value}"));
-            }
+        if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
+            && n > max
+        {
+            fail(format!("must be at most {max}, found {value}"));
         }
     }
     if let (Some(s), Some(pattern)) = (

@@ -259,10 +259,10 @@ fn apply_smp(
     if is_deleted(&r.value) {
         return Ok(());
     }
-    if !options.allow_kind_change {
-        if let Some(o) = r.value.as_object_mut() {
-            o.insert("kind".into(), Value::String(kind));
-        }
+    if !options.allow_kind_change
+        && let Some(o) = r.value.as_object_mut()
+    {
+        o.insert("kind".into(), Value::String(kind));
     }
     if !options.allow_name_change {
         r.set_meta("name", &name);

@@ -128,14 +128,14 @@ fn namespace(ctx: &Ctx, resources: &mut [Resource], ns: &str) -> Result<(), Erro
         if kind == "Namespace" && r.api_version() == "v1" {
             r.set_meta("name", ns);
         }
-        if kind == "RoleBinding" || kind == "ClusterRoleBinding" {
-            if let Some(subjects) = r.value.get_mut("subjects").and_then(Value::as_array_mut) {
-                for s in subjects {
-                    if s.get("name").and_then(Value::as_str) == Some("default") {
-                        if let Some(o) = s.as_object_mut() {
-                            o.insert("namespace".into(), Value::String(ns.into()));
-                        }
-                    }
+        if (kind == "RoleBinding" || kind == "ClusterRoleBinding")
+            && let Some(subjects) = r.value.get_mut("subjects").and_then(Value::as_array_mut)
+        {
+            for s in subjects {
+                if s.get("name").and_then(Value::as_str) == Some("default")
+                    && let Some(o) = s.as_object_mut()
+                {
+                    o.insert("namespace".into(), Value::String(ns.into()));
                 }
             }
         }
@@ -279,12 +279,12 @@ fn walk_containers(node: &mut Value, f: &mut dyn FnMut(&mut Value)) {
         Value::Object(map) => {
             for (key, child) in map.iter_mut() {
                 walk_containers(child, f);
-                if key == "containers" || key == "initContainers" {
-                    if let Value::Array(items) = child {
-                        for item in items {
-                            if let Some(image) = item.get_mut("image") {
-                                f(image);
-                            }
+                if (key == "containers" || key == "initContainers")
+                    && let Value::Array(items) = child
+                {
+                    for item in items {
+                        if let Some(image) = item.get_mut("image") {
+                            f(image);
                         }
                     }
                 }
