@@ -42,6 +42,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A value given outside any file (inline values, `--set`) breaks the schema.
+    #[error("{origin}: {message}")]
+    Value {
+        /// Where the value came from (`--set`, `inline values #1`).
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A template failed to parse or render (a missing value, a failing `required`, …).
     #[error("{file}:{line}: {message}")]
     Template {
@@ -130,30 +138,31 @@ fn has_path(value: &Value, path: &str) -> bool {
     true
 }
 
-/// The file and line that set the value at `path`: the last layer holding it.
-fn blame(layers: &[Layer], path: &str) -> (String, usize) {
+/// The file and line that set the value at `path` (the last layer holding it); no line for
+/// values given outside files.
+fn blame(layers: &[Layer], path: &str) -> (String, Option<usize>) {
     let layer = layers
         .iter()
         .rev()
         .find(|l| has_path(&l.value, path))
         .or(layers.first());
     let Some(layer) = layer else {
-        return ("values".into(), 1);
+        return ("values".into(), None);
+    };
+    let Some(text) = layer.text.as_deref() else {
+        return (layer.name.clone(), None);
     };
     let key = path.rsplit('.').next().unwrap_or(path);
     let key = key.split('[').next().unwrap_or(key);
-    let line = layer
-        .text
-        .as_deref()
-        .and_then(|t| {
-            t.lines().position(|l| {
-                let l = l.trim_start().trim_start_matches("- ");
-                l.starts_with(&format!("{key}:")) || l.starts_with(&format!("\"{key}\":"))
-            })
+    let line = text
+        .lines()
+        .position(|l| {
+            let l = l.trim_start().trim_start_matches("- ");
+            l.starts_with(&format!("{key}:")) || l.starts_with(&format!("\"{key}\":"))
         })
         .map(|i| i + 1)
         .unwrap_or(1);
-    (layer.name.clone(), line)
+    (layer.name.clone(), Some(line))
 }
 
 /// Renders the chart in `dir`.
@@ -215,11 +224,14 @@ pub fn render(source: &dyn Source, dir: &str, options: &Options) -> Result<Vec<O
             message: e.to_string(),
         })?;
         if let Some(v) = schema::validate(&schema, &merged).into_iter().next() {
-            let (file, line) = blame(&layers, &v.path);
-            return Err(Error::Invalid {
-                file,
-                line,
-                message: format!("{}: {} (values.schema.json)", v.path, v.message),
+            let message = format!("{}: {} (values.schema.json)", v.path, v.message);
+            return Err(match blame(&layers, &v.path) {
+                (file, Some(line)) => Error::Invalid {
+                    file,
+                    line,
+                    message,
+                },
+                (origin, None) => Error::Value { origin, message },
             });
         }
     }
@@ -289,7 +301,9 @@ fn register_partials(
             continue;
         };
         let line = text[..body.start()].matches('\n').count() + 1;
-        register(hb, registered, name.as_str(), file, line, body.as_str())?;
+        // The newline before `{{/inline}}` is layout, not part of the partial.
+        let body = body.as_str().strip_suffix('\n').unwrap_or(body.as_str());
+        register(hb, registered, name.as_str(), file, line, body)?;
     }
     if !found {
         let stem = source::file_name(file);
