@@ -19,9 +19,10 @@ pub(crate) fn run(
         ("configMapGenerator", &ctx.k.config_map_generator, false),
         ("secretGenerator", &ctx.k.secret_generator, true),
     ] {
-        for g in generators {
-            let generated = generate(source, ctx, key, g, secret)?;
-            place(ctx, key, g, generated, resources)?;
+        for (index, g) in generators.iter().enumerate() {
+            let at = super::locate_item(&ctx.text, key, index);
+            let generated = generate(source, ctx, key, g, secret, at)?;
+            place(ctx, g, generated, resources, at)?;
         }
     }
     Ok(())
@@ -62,12 +63,26 @@ fn generate(
     key: &str,
     g: &Generator,
     secret: bool,
+    at: usize,
 ) -> Result<Resource, Error> {
+    let invalid = |line: usize, message: String| Error::Invalid {
+        file: ctx.file.clone(),
+        line,
+        message,
+    };
+    // The line of `needle` within this generator's entry.
+    let line_of = |needle: &str| {
+        ctx.text
+            .lines()
+            .enumerate()
+            .skip(at - 1)
+            .find(|(_, l)| l.contains(needle))
+            .map_or(at, |(i, _)| i + 1)
+    };
     if g.name.is_empty() {
-        return Err(ctx.invalid(key, None, format!("{key}: an entry has no name")));
+        return Err(invalid(at, format!("{key}: an entry has no name")));
     }
     let mut pairs: Vec<(String, Vec<u8>, usize)> = Vec::new();
-    let line_of = |needle: &str| super::locate(&ctx.text, key, Some(needle));
     let mut env_files: Vec<&String> = g.envs.iter().collect();
     if let Some(env) = &g.env {
         env_files.push(env);
@@ -93,7 +108,10 @@ fn generate(
     }
     for literal in &g.literals {
         let Some((k, v)) = literal.split_once('=') else {
-            return Err(ctx.invalid(key, Some(literal), format!("{literal}: expected KEY=VALUE")));
+            return Err(invalid(
+                line_of(literal),
+                format!("{literal}: expected KEY=VALUE"),
+            ));
         };
         pairs.push((
             k.to_string(),
@@ -106,7 +124,7 @@ fn generate(
             Some((k, p)) => (k.to_string(), p),
             None => (source::file_name(file).to_string(), file.as_str()),
         };
-        let line = super::locate(&ctx.text, key, Some(file));
+        let line = line_of(file);
         let path = source::join(&ctx.dir, relative).map_err(|e| Error::Source {
             file: ctx.file.clone(),
             line,
@@ -201,7 +219,7 @@ fn generate(
         Origin {
             file: ctx.file.clone(),
             document: 0,
-            line: super::locate(&ctx.text, key, Some(&g.name)),
+            line: at,
         },
     );
     r.needs_hash = options.disable_name_suffix_hash != Some(true);
@@ -211,11 +229,16 @@ fn generate(
 /// Adds a generated object, or merges it into / replaces the one it names (`behavior`).
 fn place(
     ctx: &Ctx,
-    key: &str,
     g: &Generator,
     generated: Resource,
     resources: &mut Vec<Resource>,
+    at: usize,
 ) -> Result<(), Error> {
+    let invalid = |message: String| Error::Invalid {
+        file: ctx.file.clone(),
+        line: at,
+        message,
+    };
     let behavior = g.behavior.as_deref().unwrap_or("create");
     let matches: Vec<usize> = resources
         .iter()
@@ -232,24 +255,20 @@ fn place(
     match behavior {
         "create" => {
             if !matches.is_empty() {
-                return Err(ctx.invalid(
-                    key,
-                    Some(&g.name),
-                    format!(
-                        "{}: already exists; use behavior merge or replace",
-                        generated.id()
-                    ),
-                ));
+                return Err(invalid(format!(
+                    "{}: already exists; use behavior merge or replace",
+                    generated.id()
+                )));
             }
             resources.push(generated);
         }
         "merge" | "replace" => {
             let [i] = matches[..] else {
-                return Err(ctx.invalid(
-                    key,
-                    Some(&g.name),
-                    format!("{}: behavior {behavior} needs exactly one existing object to act on, found {}", generated.id(), matches.len()),
-                ));
+                return Err(invalid(format!(
+                    "{}: behavior {behavior} needs exactly one existing object to act on, found {}",
+                    generated.id(),
+                    matches.len()
+                )));
             };
             let existing = &mut resources[i];
             let target = existing.value.as_object_mut();
@@ -295,14 +314,10 @@ fn place(
             existing.needs_hash = generated.needs_hash;
         }
         other => {
-            return Err(ctx.invalid(
-                key,
-                Some(&g.name),
-                format!(
-                    "{}: unknown behavior {other} (expected create, merge or replace)",
-                    g.name
-                ),
-            ));
+            return Err(invalid(format!(
+                "{}: unknown behavior {other} (expected create, merge or replace)",
+                g.name
+            )));
         }
     }
     Ok(())

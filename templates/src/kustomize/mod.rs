@@ -295,6 +295,33 @@ pub(crate) fn locate(text: &str, key: &str, needle: Option<&str>) -> usize {
     start + 1
 }
 
+/// The line of the `index`-th list item under the top-level `key:` of a kustomization.
+pub(crate) fn locate_item(text: &str, key: &str, index: usize) -> usize {
+    let start = locate(text, key, None);
+    let mut indent = None;
+    let mut seen = 0;
+    for (i, line) in text.lines().enumerate().skip(start) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let width = line.len() - trimmed.len();
+        if !trimmed.starts_with('-') && width == 0 {
+            break;
+        }
+        if trimmed.starts_with("- ") || trimmed == "-" {
+            let first = *indent.get_or_insert(width);
+            if width == first {
+                if seen == index {
+                    return i + 1;
+                }
+                seen += 1;
+            }
+        }
+    }
+    start
+}
+
 /// The context in which one kustomization is being rendered.
 pub(crate) struct Ctx<'k> {
     pub dir: String,
@@ -592,5 +619,11 @@ mod tests {
         check(text, "resources", Some("b"), 4);
         check(text, "patches", Some("b"), 6);
         check(text, "images", None, 1);
+        assert_eq!(locate_item(text, "resources", 1), 4);
+        assert_eq!(locate_item(text, "patches", 0), 6);
+        assert_eq!(
+            locate_item("a:\n  - x\n  - y: 1\n    z: 2\n  - w\n", "a", 2),
+            5
+        );
     }
 }

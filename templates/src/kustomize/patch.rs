@@ -10,15 +10,15 @@ use apimachinery::selector::LabelSelector;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Where a patch was written, for errors.
+/// Where a patch was written, for errors: the item of a kustomization's list.
 struct At<'a> {
     key: &'a str,
-    needle: Option<String>,
+    index: usize,
 }
 
 impl At<'_> {
     fn line(&self, ctx: &Ctx) -> usize {
-        super::locate(&ctx.text, self.key, self.needle.as_deref())
+        super::locate_item(&ctx.text, self.key, self.index)
     }
 }
 
@@ -28,10 +28,10 @@ pub(crate) fn strategic_merge_files(
     ctx: &Ctx,
     resources: &mut Vec<Resource>,
 ) -> Result<(), Error> {
-    for entry in &ctx.k.patches_strategic_merge {
+    for (index, entry) in ctx.k.patches_strategic_merge.iter().enumerate() {
         let at = At {
             key: "patchesStrategicMerge",
-            needle: Some(entry.clone()),
+            index,
         };
         let (file, text) = if entry.contains('\n') {
             (ctx.file.clone(), entry.clone())
@@ -51,15 +51,10 @@ pub(crate) fn patches(
     ctx: &Ctx,
     resources: &mut Vec<Resource>,
 ) -> Result<(), Error> {
-    for p in &ctx.k.patches {
-        let needle = p.path.clone().or_else(|| {
-            p.patch
-                .as_deref()
-                .map(|t| t.trim().lines().next().unwrap_or("").to_string())
-        });
+    for (index, p) in ctx.k.patches.iter().enumerate() {
         let at = At {
             key: "patches",
-            needle,
+            index,
         };
         let (file, text) = match (&p.path, &p.patch) {
             (Some(path), None) => ctx.read(source, at.key, path)?,
@@ -118,10 +113,10 @@ pub(crate) fn json6902_entries(
     ctx: &Ctx,
     resources: &mut [Resource],
 ) -> Result<(), Error> {
-    for p in &ctx.k.patches_json6902 {
+    for (index, p) in ctx.k.patches_json6902.iter().enumerate() {
         let at = At {
             key: "patchesJson6902",
-            needle: p.path.clone().or_else(|| Some(p.target.name.clone())),
+            index,
         };
         let (file, text) = match (&p.path, &p.patch) {
             (Some(path), None) => ctx.read(source, at.key, path)?,
