@@ -1,2 +1,42 @@
 //! The `gitplane` command: one binary, one subcommand per component or task.
-fn main() {}
+//!
+//! # Layout
+//! - `cmd/`: one module per subcommand, each with its clap `Args` and a `run`.
+//! - `kubeconfig`: writing and reading the kubeconfig that clients use.
+
+mod cmd;
+mod kubeconfig;
+
+use clap::{Parser, Subcommand};
+
+/// gitplane: a GitOps-driven, Kubernetes-compatible control plane in one binary.
+#[derive(Parser)]
+#[command(name = "gitplane", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole platform on this machine: API server on the embedded store, and (as they
+    /// arrive) the controllers, scheduler, a local node and the syncer.
+    Up(cmd::up::Args),
+    /// Run the API server alone.
+    Apiserver(cmd::apiserver::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => cmd::up::run(args),
+        Command::Apiserver(args) => cmd::apiserver::run(args),
+    };
+    match result {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

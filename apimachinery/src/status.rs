@@ -115,14 +115,9 @@ impl FieldError {
     }
 }
 
-/// A failed API call: what `metav1.Status` carries.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct StatusError {
-    /// Why it failed.
-    pub reason: Reason,
-    /// The human-readable message.
-    pub message: String,
+/// The optional details of a failed call (`Status.details`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Details {
     /// Name of the object concerned, if any.
     pub name: Option<String>,
     /// Group of the resource concerned, if any.
@@ -135,24 +130,51 @@ pub struct StatusError {
     pub retry_after_seconds: Option<i32>,
 }
 
+/// A failed API call: what `metav1.Status` carries.
+///
+/// Small on purpose (details are boxed): it is the error type of every request handler.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StatusError {
+    /// Why it failed.
+    pub reason: Reason,
+    /// The human-readable message.
+    pub message: String,
+    /// Details, when there are any.
+    pub details: Option<Box<Details>>,
+}
+
 impl StatusError {
     /// A bare error with a reason and message.
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
         StatusError {
             reason,
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: Vec::new(),
-            retry_after_seconds: None,
+            details: None,
         }
     }
 
+    /// The details, created empty when there were none.
+    pub fn details_mut(&mut self) -> &mut Details {
+        self.details.get_or_insert_with(Default::default)
+    }
+
+    /// Field-level causes (empty when there are none).
+    pub fn causes(&self) -> &[FieldError] {
+        self.details.as_ref().map_or(&[], |d| &d.causes)
+    }
+
+    /// Asks the client to retry after some seconds.
+    pub fn retry_after(mut self, seconds: i32) -> Self {
+        self.details_mut().retry_after_seconds = Some(seconds);
+        self
+    }
+
     fn about(mut self, group: &str, resource: &str, name: &str) -> Self {
-        self.group = Some(group.to_string());
-        self.kind = Some(resource.to_string());
-        self.name = Some(name.to_string());
+        let d = self.details_mut();
+        d.group = Some(group.to_string());
+        d.kind = Some(resource.to_string());
+        d.name = Some(name.to_string());
         self
     }
 
@@ -209,7 +231,7 @@ impl StatusError {
             format!("{kind_q} \"{name}\" is invalid: {list}"),
         )
         .about(group, kind, name);
-        e.causes = causes;
+        e.details_mut().causes = causes;
         e
     }
 
@@ -236,21 +258,17 @@ impl StatusError {
     /// The `metav1.Status` object to send.
     pub fn to_status(&self) -> Status {
         let (reason, code) = self.reason.as_str_and_code();
-        let has_details = self.name.is_some()
-            || self.kind.is_some()
-            || !self.causes.is_empty()
-            || self.retry_after_seconds.is_some();
         Status {
             code: Some(i32::from(code)),
             message: Some(self.message.clone()),
             reason: Some(reason.to_string()),
             status: Some("Failure".to_string()),
-            details: has_details.then(|| StatusDetails {
-                name: self.name.clone(),
-                group: self.group.clone(),
-                kind: self.kind.clone(),
-                causes: (!self.causes.is_empty()).then(|| {
-                    self.causes
+            details: self.details.as_ref().map(|d| StatusDetails {
+                name: d.name.clone(),
+                group: d.group.clone(),
+                kind: d.kind.clone(),
+                causes: (!d.causes.is_empty()).then(|| {
+                    d.causes
                         .iter()
                         .map(|c| StatusCause {
                             field: Some(c.field.clone()),
@@ -259,7 +277,7 @@ impl StatusError {
                         })
                         .collect()
                 }),
-                retry_after_seconds: self.retry_after_seconds,
+                retry_after_seconds: d.retry_after_seconds,
                 uid: None,
             }),
             metadata: Default::default(),

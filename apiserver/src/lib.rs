@@ -1,5 +1,31 @@
 //! gitplane's Kubernetes-compatible API server.
 //!
 //! # Layout
+//! - [`server`]: start-up order, listener, shutdown.
+//! - [`handlers`]: one file per API verb, behind one dispatcher.
+//! - [`request`] / [`response`]: URL and query parsing; Status errors and content negotiation.
+//! - [`strategy`] / [`validate`]: what the server sets and checks on every write.
+//! - [`watch_cache`]: all objects in memory, fed by one storage watch; serves reads and watches.
 //! - [`storage`]: the revisioned key-value interface and its backends.
+//! - [`discovery`], [`table`], [`crd`], [`namespace`]: discovery documents, server-side tables,
+//!   CRD serving, namespace deletion.
+//!
+//! **Architecture Invariant**: only this crate touches storage; every other component is an
+//! HTTP client of the API.
+
+pub mod crd;
+pub mod discovery;
+pub mod handlers;
+pub mod namespace;
+pub mod openapi;
+pub mod request;
+pub mod response;
+pub mod server;
+pub mod state;
 pub mod storage;
+pub mod strategy;
+pub mod table;
+pub mod validate;
+pub mod watch_cache;
+
+pub use server::{ApiServer, Config, ServerError};

@@ -1,0 +1,57 @@
+//! `POST` on a collection: create an object.
+
+use std::sync::Arc;
+
+use apimachinery::object::ObjectExt;
+use axum::http::StatusCode;
+
+use super::ApiRequest;
+use super::write::{check_namespace, stamp};
+use crate::crd;
+use crate::response::{ApiResult, json, storage_error};
+use crate::state::{ApiState, encode};
+use crate::strategy;
+use crate::validate;
+
+/// Creates the object in the body.
+pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
+    let info = &req.info;
+    let dry_run = req.params.dry_run()?;
+    let mut obj = req.json_body()?;
+    strategy::check_identity(info, req.namespace(), &mut obj)?;
+    if info.namespaced && req.namespace().is_none() {
+        return Err(apimachinery::status::StatusError::bad_request(
+            "a namespaced resource must be created in a namespace",
+        ));
+    }
+    strategy::prepare_create(info, &mut obj)?;
+    let mut errs = strategy::validate_meta(info, &obj);
+    errs.extend(validate::object(info, &obj));
+    strategy::invalid_if_any(info, &obj, errs)?;
+    if let Some(ns) = req.namespace() {
+        check_namespace(state, ns).await?;
+    }
+    let name = obj.name().unwrap_or("").to_string();
+    if dry_run {
+        let (_, existing) = state
+            .store
+            .get(&info.key(req.namespace(), &name))
+            .await
+            .map_err(|e| storage_error(e, &info.group, &info.plural, &name))?;
+        if existing.is_some() {
+            return Err(apimachinery::status::StatusError::already_exists(
+                &info.group,
+                &info.plural,
+                &name,
+            ));
+        }
+        return Ok(json(StatusCode::CREATED, &obj));
+    }
+    let kv = state
+        .store
+        .create(&info.key(req.namespace(), &name), encode(&obj))
+        .await
+        .map_err(|e| storage_error(e, &info.group, &info.plural, &name))?;
+    crd::after_write(state, info, kv.mod_revision).await;
+    Ok(json(StatusCode::CREATED, &stamp(obj, kv.mod_revision)))
+}

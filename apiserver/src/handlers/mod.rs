@@ -1,0 +1,218 @@
+//! Request handlers: one file per API verb, dispatched from [`dispatch`].
+//!
+//! [`dispatch`] is the single axum fallback handler: it parses the path, finds the resource in
+//! the registry, reads the body (at most [`MAX_BODY`]) and calls the verb's handler. Handlers
+//! return [`ApiResult`]; errors become `metav1.Status` responses.
+
+mod binding;
+mod create;
+pub(crate) mod delete;
+mod delete_collection;
+mod get;
+mod list;
+mod patch;
+mod scale;
+mod update;
+mod watch;
+pub(crate) mod write;
+
+use std::sync::Arc;
+
+use apimachinery::registry::ResourceInfo;
+use apimachinery::status::{Reason, StatusError};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+
+use crate::discovery;
+use crate::request::{Params, ResourcePath, Target, parse_path};
+use crate::response::{ApiResult, error, finish, text};
+use crate::state::ApiState;
+
+/// The largest request body accepted (Kubernetes' limit).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// A parsed request for a resource.
+pub struct ApiRequest {
+    /// HTTP method.
+    pub method: Method,
+    /// Where the request points.
+    pub path: ResourcePath,
+    /// The resource.
+    pub info: Arc<ResourceInfo>,
+    /// Query parameters.
+    pub params: Params,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Request body.
+    pub body: Bytes,
+}
+
+impl ApiRequest {
+    /// The namespace of the request (for namespaced resources).
+    pub fn namespace(&self) -> Option<&str> {
+        self.path.namespace.as_deref()
+    }
+
+    /// The object name; requests that reach a handler needing one always have one.
+    pub fn name(&self) -> &str {
+        self.path.name.as_deref().unwrap_or("")
+    }
+
+    /// The body as a JSON value; 415 for content types other than JSON, 400 naming the problem
+    /// when it is not JSON.
+    pub fn json_body(&self) -> Result<serde_json::Value, StatusError> {
+        let ct = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json");
+        let base = ct.split(';').next().unwrap_or("").trim();
+        if !(base.is_empty() || base == "application/json" || base.ends_with("+json")) {
+            return Err(StatusError::new(
+                Reason::UnsupportedMediaType,
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct:?})"
+                ),
+            ));
+        }
+        if self.body.is_empty() {
+            return Err(StatusError::bad_request("the request body is empty"));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| {
+            StatusError::bad_request(format!(
+                "the body of the request was in an unknown format: {e}"
+            ))
+        })
+    }
+
+    /// A 404 for the object this request names.
+    pub fn not_found(&self) -> StatusError {
+        StatusError::not_found(&self.info.group, &self.info.plural, self.name())
+    }
+}
+
+fn not_found_path() -> StatusError {
+    StatusError::new(
+        Reason::NotFound,
+        "the server could not find the requested resource",
+    )
+}
+
+/// The one handler behind every route.
+pub async fn dispatch(State(state): State<Arc<ApiState>>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    match path.as_str() {
+        "/healthz" | "/livez" | "/readyz" => return health(&state).await,
+        "/version" | "/version/" => {
+            return crate::response::json(StatusCode::OK, &discovery::version());
+        }
+        _ => {}
+    }
+    if path == "/openapi/v3" || path == "/openapi/v3/" {
+        return finish(crate::openapi::root(&state));
+    }
+    if let Some(gv) = path.strip_prefix("/openapi/v3/") {
+        return finish(crate::openapi::group_version(&state, gv));
+    }
+    let Some(target) = parse_path(&path) else {
+        return error(&not_found_path());
+    };
+    let resource = match target {
+        Target::Root { core } => return finish(discovery::root(&state, core, &parts.headers)),
+        Target::Group(group) => return finish(discovery::group(&state, &group)),
+        Target::GroupVersion { group, version } => {
+            return finish(discovery::resources(&state, &group, &version));
+        }
+        Target::Resource(r) => r,
+    };
+    let params = Params::parse(parts.uri.query());
+    let body = match read_body(&parts.headers, body).await {
+        Ok(b) => b,
+        Err(e) => return error(&e),
+    };
+    finish(resource_request(&state, parts.method, parts.headers, resource, params, body).await)
+}
+
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, StatusError> {
+    let too_large = || {
+        StatusError::new(
+            Reason::RequestEntityTooLarge,
+            format!("the request body is larger than the limit of {MAX_BODY} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| too_large())
+}
+
+async fn resource_request(
+    state: &Arc<ApiState>,
+    method: Method,
+    headers: HeaderMap,
+    path: ResourcePath,
+    params: Params,
+    body: Bytes,
+) -> ApiResult {
+    let registry = state.registry();
+    let info = registry
+        .by_resource(&path.group, &path.version, &path.resource)
+        .ok_or_else(not_found_path)?;
+    if path.namespace.is_some() && !info.namespaced {
+        return Err(not_found_path());
+    }
+    if let Some(sub) = &path.subresource
+        && !info.has_subresource(sub)
+    {
+        return Err(not_found_path());
+    }
+    let watch = path.legacy_watch || params.flag("watch");
+    let req = ApiRequest {
+        method,
+        path,
+        info,
+        params,
+        headers,
+        body,
+    };
+    let has_name = req.path.name.is_some();
+    let sub = req.path.subresource.clone();
+    match (&req.method, has_name, sub.as_deref()) {
+        (&Method::GET, false, None) if watch => watch::watch(state, &req).await,
+        (&Method::GET, true, None) if watch => watch::watch(state, &req).await,
+        (&Method::GET, false, None) => list::list(state, &req).await,
+        (&Method::GET, true, None | Some("status")) => get::get(state, &req).await,
+        (&Method::GET, true, Some("scale")) => scale::get(state, &req).await,
+        (&Method::POST, false, None) => create::create(state, &req).await,
+        (&Method::POST, true, Some("binding")) => binding::bind(state, &req).await,
+        (&Method::PUT, true, None | Some("status") | Some("finalize")) => {
+            update::update(state, &req).await
+        }
+        (&Method::PUT, true, Some("scale")) => scale::update(state, &req).await,
+        (&Method::PATCH, true, None | Some("status")) => patch::patch(state, &req).await,
+        (&Method::PATCH, true, Some("scale")) => scale::patch(state, &req).await,
+        (&Method::DELETE, true, None) => delete::delete(state, &req).await,
+        (&Method::DELETE, false, None) => delete_collection::delete_collection(state, &req).await,
+        (m, _, _) => Err(StatusError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource: {m} {}",
+            req.info.qualified()
+        ))),
+    }
+}
+
+async fn health(state: &ApiState) -> Response {
+    match state.store.current_revision().await {
+        Ok(_) => text(StatusCode::OK, "ok"),
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable"),
+    }
+}

@@ -1,0 +1,85 @@
+//! `PATCH` on an object (or its `status` subresource): JSON patch, merge patch or strategic
+//! merge patch, by the request's content type.
+
+use std::sync::Arc;
+
+use apimachinery::patch::{PatchError, PatchType, json_patch, merge_patch, strategic};
+use apimachinery::status::{Reason, StatusError};
+use axum::http::{StatusCode, header};
+use serde_json::Value;
+
+use super::ApiRequest;
+use super::write::update_with;
+use crate::response::{ApiResult, json};
+use crate::state::ApiState;
+use crate::strategy::UpdateScope;
+
+/// The patch type of a request, or 415.
+pub fn patch_type(req: &ApiRequest) -> Result<PatchType, StatusError> {
+    let ct = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match PatchType::from_content_type(ct) {
+        Some(PatchType::Apply) => Err(StatusError::new(
+            Reason::UnsupportedMediaType,
+            "server-side apply is not supported yet; use client-side `kubectl apply`",
+        )),
+        Some(PatchType::StrategicMerge) if req.info.custom => Err(StatusError::new(
+            Reason::UnsupportedMediaType,
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (strategic merge patch is not supported for custom resource {})",
+                req.info.qualified()
+            ),
+        )),
+        Some(t) => Ok(t),
+        None => Err(StatusError::new(
+            Reason::UnsupportedMediaType,
+            format!(
+                "the body of the request was in an unknown format ({ct:?}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
+            ),
+        )),
+    }
+}
+
+/// Applies a patch document to an object.
+pub fn apply_patch(
+    req: &ApiRequest,
+    kind: PatchType,
+    current: &Value,
+    patch: &Value,
+) -> Result<Value, StatusError> {
+    let result = match kind {
+        PatchType::Json => json_patch(current, patch),
+        PatchType::Merge => merge_patch(current, patch),
+        PatchType::StrategicMerge => strategic::apply(current, patch, &req.info.gvk()),
+        PatchType::Apply => Err(PatchError::Invalid("server-side apply".into())),
+    };
+    result.map_err(|e| match e {
+        PatchError::Invalid(m) => StatusError::bad_request(m),
+        PatchError::Failed(m) => StatusError::new(Reason::Invalid, m),
+    })
+}
+
+/// Patches the object.
+pub async fn patch(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
+    let dry_run = req.params.dry_run()?;
+    let kind = patch_type(req)?;
+    let doc = req.json_body()?;
+    let scope = match req.path.subresource.as_deref() {
+        Some("status") => UpdateScope::Status,
+        _ => UpdateScope::Main,
+    };
+    let written = update_with(
+        state,
+        &req.info,
+        req.namespace(),
+        req.name(),
+        scope,
+        dry_run,
+        |current| apply_patch(req, kind, current, &doc),
+    )
+    .await?;
+    Ok(json(StatusCode::OK, &written.object))
+}

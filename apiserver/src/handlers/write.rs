@@ -1,0 +1,154 @@
+//! The read-modify-write loop every mutating verb shares, and the checks around it.
+//!
+//! A write reads the stored object (with its revision), computes the new object, runs the
+//! strategy and validation, and writes with compare-and-swap on the revision it read. When the
+//! compare-and-swap fails, the loop reads again and re-runs the change, as Kubernetes'
+//! `GuaranteedUpdate` does: a caller who gave a resourceVersion then gets its 409 from the
+//! precondition check, one who did not gets its change applied to the fresh object.
+
+use std::sync::Arc;
+
+use apimachinery::object::ObjectExt;
+use apimachinery::registry::ResourceInfo;
+use apimachinery::status::{Reason, StatusError};
+use serde_json::Value;
+
+use crate::crd;
+use crate::response::storage_error;
+use crate::state::{ApiState, encode};
+use crate::storage::{Revision, StorageError};
+use crate::strategy::{self, UpdateScope};
+use crate::validate;
+
+/// How many times a write without a precondition is retried on conflict.
+const MAX_RETRIES: usize = 16;
+
+/// The outcome of a write.
+pub struct Written {
+    /// The object as stored (or as it would be, for dry runs), resourceVersion stamped.
+    pub object: Value,
+}
+
+/// Checks that the namespace of a namespaced create exists and is not terminating.
+pub async fn check_namespace(state: &ApiState, namespace: &str) -> Result<(), StatusError> {
+    state.sync_cache().await?;
+    let key = format!("/registry/core/namespaces/{namespace}");
+    match state.cache.get(&key) {
+        None => Err(StatusError::not_found("", "namespaces", namespace)),
+        Some(ns) if ns.object.path("metadata.deletionTimestamp").is_some() => {
+            Err(StatusError::new(
+                Reason::Forbidden,
+                format!(
+                    "unable to create new content in namespace {namespace} because it is being terminated"
+                ),
+            ))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Stamps the revision of a write into an object.
+pub fn stamp(mut object: Value, revision: Revision) -> Value {
+    object.set_meta("resourceVersion", Value::String(revision.to_string()));
+    object
+}
+
+/// Updates an object by applying `change` to its stored state until the write lands.
+///
+/// `change` gets the stored object (resourceVersion stamped) and returns the desired object;
+/// when that carries a resourceVersion different from the stored one, the write fails with 409.
+pub async fn update_with(
+    state: &Arc<ApiState>,
+    info: &ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+    scope: UpdateScope,
+    dry_run: bool,
+    change: impl Fn(&Value) -> Result<Value, StatusError>,
+) -> Result<Written, StatusError> {
+    let key = info.key(namespace, name);
+    for _ in 0..MAX_RETRIES {
+        let stored = state
+            .read_stored(info, namespace, name)
+            .await?
+            .ok_or_else(|| StatusError::not_found(&info.group, &info.plural, name))?;
+        let old = stored.object;
+        let mut new = change(&old)?;
+        strategy::check_identity(info, namespace, &mut new)?;
+        match new.name() {
+            Some(n) if n == name => {}
+            Some(n) if !n.is_empty() => {
+                return Err(StatusError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+            _ => new.set_meta("name", Value::String(name.to_string())),
+        }
+        let precondition = new
+            .resource_version()
+            .map(str::to_string)
+            .filter(|s| !s.is_empty());
+        if let Some(rv) = &precondition
+            && *rv != stored.mod_revision.to_string()
+        {
+            return Err(conflict(info, name));
+        }
+        strategy::prepare_update(info, &old, &mut new, scope);
+        let mut errs = strategy::validate_meta(info, &new);
+        errs.extend(validate::object(info, &new));
+        errs.extend(validate::update(info, &old, &new));
+        strategy::invalid_if_any(info, &new, errs)?;
+        let finalized = strategy::ready_to_remove(&new);
+        if !strategy::changed(&old, &new) && !finalized {
+            return Ok(Written {
+                object: stamp(old, stored.mod_revision),
+            });
+        }
+        if dry_run {
+            return Ok(Written {
+                object: stamp(new, stored.mod_revision),
+            });
+        }
+        let result = if finalized {
+            state
+                .store
+                .delete(&key, Some(stored.mod_revision))
+                .await
+                .map(|(rev, _)| rev)
+        } else {
+            state
+                .store
+                .update(&key, encode(&new), stored.mod_revision)
+                .await
+                .map(|kv| kv.mod_revision)
+        };
+        match result {
+            Ok(revision) => {
+                crd::after_write(state, info, revision).await;
+                return Ok(Written {
+                    object: stamp(new, revision),
+                });
+            }
+            // Re-read and re-run `change`: a resourceVersion precondition then fails above.
+            Err(StorageError::Conflict { .. }) => continue,
+            Err(e) => return Err(storage_error(e, &info.group, &info.plural, name)),
+        }
+    }
+    Err(StatusError::new(
+        Reason::Conflict,
+        format!(
+            "{} \"{name}\" is being modified too often; gave up after {MAX_RETRIES} attempts",
+            info.qualified()
+        ),
+    ))
+}
+
+/// The 409 for a stale resourceVersion.
+pub fn conflict(info: &ResourceInfo, name: &str) -> StatusError {
+    StatusError::conflict(
+        &info.group,
+        &info.plural,
+        name,
+        "the object has been modified; please apply your changes to the latest version and try again",
+    )
+}

@@ -1,0 +1,155 @@
+//! Starting and stopping the API server.
+//!
+//! Start-up order (each step gated on the one before, as k3s does): the watch cache loads from
+//! storage; the built-in namespaces are created if missing; the registry picks up stored CRDs;
+//! the listener binds. Shutdown stops accepting requests, ends open watches, and lets requests
+//! in flight finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use apimachinery::object::ObjectExt;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::crd;
+use crate::handlers;
+use crate::state::{ApiState, encode};
+use crate::storage::{StorageError, Store};
+use crate::strategy;
+use crate::watch_cache::{self, WatchCache};
+
+/// The namespaces that exist from the start.
+pub const BUILTIN_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// API server settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Watch cache limits.
+    pub cache: watch_cache::Config,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Storage failed during start-up.
+    #[error("storage failed during start-up: {0}")]
+    Storage(#[from] StorageError),
+    /// The watch cache did not load.
+    #[error("the watch cache did not load from storage: {0}")]
+    Cache(String),
+    /// Serving failed.
+    #[error("serving failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A started API server, bound and ready to serve.
+pub struct ApiServer {
+    state: Arc<ApiState>,
+    listener: TcpListener,
+}
+
+impl ApiServer {
+    /// Loads the cache, bootstraps, and binds the listener.
+    pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Self, ServerError> {
+        let cache = WatchCache::new(config.cache.clone());
+        tokio::spawn(watch_cache::run_feeder(cache.clone(), store.clone()));
+        let state = ApiState::new(store, cache);
+        state
+            .sync_cache()
+            .await
+            .map_err(|e| ServerError::Cache(e.message))?;
+        bootstrap_namespaces(&state).await?;
+        crd::refresh(&state);
+        tokio::spawn(watch_crds(state.clone()));
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(ApiServer { state, listener })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The shared state (for components running in the same process).
+    pub fn state(&self) -> Arc<ApiState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes, then drains.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let state = self.state.clone();
+        let app = axum::Router::new()
+            .fallback(handlers::dispatch)
+            .with_state(self.state.clone());
+        let stop = async move {
+            shutdown.await;
+            state.begin_shutdown();
+        };
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+            .map_err(ServerError::Serve)
+    }
+}
+
+async fn bootstrap_namespaces(state: &ApiState) -> Result<(), ServerError> {
+    let registry = state.registry();
+    let Some(info) = registry.by_resource("", "v1", "namespaces") else {
+        return Ok(());
+    };
+    for name in BUILTIN_NAMESPACES {
+        let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        strategy::prepare_create(&info, &mut ns).map_err(|e| ServerError::Cache(e.message))?;
+        ns.metadata_mut();
+        match state.store.create(&info.key(None, name), encode(&ns)).await {
+            Ok(_) | Err(StorageError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    state
+        .sync_cache()
+        .await
+        .map_err(|e| ServerError::Cache(e.message))?;
+    Ok(())
+}
+
+/// Keeps the registry in step with CRDs written through any server sharing the storage.
+async fn watch_crds(state: Arc<ApiState>) {
+    loop {
+        let Ok(mut cursor) = state.cache.watch_from(state.cache.revision()) else {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        };
+        crd::refresh(&state);
+        while let Ok(batch) = cursor.next_batch().await {
+            if batch.iter().any(|e| crd::is_crd_key(&e.object.key)) {
+                crd::refresh(&state);
+            }
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! What the server does to every object it writes, in the spirit of Kubernetes' REST strategies:
+//! server-set fields on create, what an update may and may not change, and the checks all kinds
+//! share (names, labels, annotations, the object's kind for its URL).
+
+use apimachinery::object::ObjectExt;
+use apimachinery::registry::ResourceInfo;
+use apimachinery::status::{FieldError, StatusError};
+use apimachinery::validation;
+use serde_json::{Map, Value, json};
+
+/// The time now as Kubernetes writes timestamps (RFC 3339, whole seconds, UTC).
+pub fn now() -> String {
+    let ts = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(ts.as_second())
+        .unwrap_or(ts)
+        .to_string()
+}
+
+/// Checks the body's `apiVersion` and `kind` against the URL's resource, filling them in when
+/// absent, and its namespace against the URL's namespace.
+pub fn check_identity(
+    info: &ResourceInfo,
+    namespace: Option<&str>,
+    obj: &mut Value,
+) -> Result<(), StatusError> {
+    if !obj.is_object() {
+        return Err(StatusError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
+    }
+    let expected_av = info.api_version();
+    match obj.api_version() {
+        None => {
+            obj["apiVersion"] = Value::String(expected_av.clone());
+        }
+        Some(av) if av != expected_av => {
+            return Err(StatusError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({expected_av})"
+            )));
+        }
+        _ => {}
+    }
+    match obj.kind() {
+        None => obj["kind"] = Value::String(info.kind.clone()),
+        Some(k) if k != info.kind => {
+            return Err(StatusError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({}) for {}",
+                info.kind,
+                info.qualified()
+            )));
+        }
+        _ => {}
+    }
+    if obj.get("metadata").is_some_and(|m| !m.is_object()) {
+        return Err(StatusError::bad_request("metadata must be an object"));
+    }
+    if info.namespaced {
+        match (obj.namespace(), namespace) {
+            (Some(body), Some(url)) if !body.is_empty() && body != url => {
+                return Err(StatusError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            (_, Some(url)) => obj.set_meta("namespace", Value::String(url.to_string())),
+            _ => {}
+        }
+    } else if obj.metadata().is_some_and(|m| m.contains_key("namespace")) {
+        obj.metadata_mut().remove("namespace");
+    }
+    Ok(())
+}
+
+/// Problems every object can have: its name, labels, annotations and metadata field types.
+pub fn validate_meta(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let meta = obj.metadata().cloned().unwrap_or_default();
+    match meta.get("name") {
+        Some(Value::String(name)) if !name.is_empty() => {
+            for msg in validation::object_name(info.name_rule, name) {
+                errs.push(FieldError::invalid("metadata.name", name, msg));
+            }
+        }
+        Some(Value::String(_)) | None => errs.push(FieldError::required("metadata.name")),
+        Some(other) => errs.push(FieldError::invalid(
+            "metadata.name",
+            &other.to_string(),
+            "must be a string",
+        )),
+    }
+    for field in ["labels", "annotations"] {
+        match meta.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                for (k, v) in m {
+                    let path = format!("metadata.{field}");
+                    for msg in validation::qualified_name(k) {
+                        errs.push(FieldError::invalid(&path, k, msg));
+                    }
+                    match v {
+                        Value::String(s) if field == "labels" => {
+                            for msg in validation::label_value(s) {
+                                errs.push(FieldError::invalid(format!("{path}.{k}"), s, msg));
+                            }
+                        }
+                        Value::String(_) => {}
+                        other => errs.push(FieldError::invalid(
+                            format!("{path}.{k}"),
+                            &other.to_string(),
+                            "must be a string",
+                        )),
+                    }
+                }
+            }
+            Some(other) => errs.push(FieldError::invalid(
+                format!("metadata.{field}"),
+                &other.to_string(),
+                "must be a map of strings",
+            )),
+        }
+    }
+    if let Some(f) = meta.get("finalizers")
+        && !f.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+    {
+        errs.push(FieldError::invalid(
+            "metadata.finalizers",
+            &f.to_string(),
+            "must be a list of strings",
+        ));
+    }
+    errs
+}
+
+/// Turns field errors into a 422, or passes.
+pub fn invalid_if_any(
+    info: &ResourceInfo,
+    obj: &Value,
+    errs: Vec<FieldError>,
+) -> Result<(), StatusError> {
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(StatusError::invalid(
+            &info.group,
+            &info.kind,
+            obj.name().unwrap_or(""),
+            errs,
+        ))
+    }
+}
+
+const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// A name from `generateName`: the prefix and five random characters, as Kubernetes does.
+pub fn generate_name(prefix: &str) -> String {
+    let random = uuid::Uuid::new_v4();
+    let suffix: String = random.as_bytes()[..5]
+        .iter()
+        .map(|b| GENERATE_ALPHABET[usize::from(*b) % GENERATE_ALPHABET.len()] as char)
+        .collect();
+    let max_prefix = 63 - 5;
+    let prefix = if prefix.len() > max_prefix {
+        &prefix[..max_prefix]
+    } else {
+        prefix
+    };
+    format!("{prefix}{suffix}")
+}
+
+fn has_spec_generation(info: &ResourceInfo) -> bool {
+    info.custom
+        || !matches!(
+            info.kind.as_str(),
+            "ConfigMap"
+                | "Secret"
+                | "Event"
+                | "Endpoints"
+                | "EndpointSlice"
+                | "ServiceAccount"
+                | "Lease"
+                | "Namespace"
+                | "Node"
+                | "ControllerRevision"
+                | "Role"
+                | "ClusterRole"
+                | "RoleBinding"
+                | "ClusterRoleBinding"
+        )
+}
+
+/// Server-set fields on create: name from generateName, uid, creationTimestamp, generation,
+/// and the status a new object starts with.
+pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) -> Result<(), StatusError> {
+    let meta = obj.metadata_mut();
+    if meta
+        .get("resourceVersion")
+        .is_some_and(|v| v != "" && !v.is_null())
+    {
+        return Err(StatusError::bad_request(
+            "resourceVersion should not be set on objects to be created",
+        ));
+    }
+    let name_empty = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty);
+    if name_empty
+        && let Some(prefix) = meta.get("generateName").and_then(Value::as_str)
+        && !prefix.is_empty()
+    {
+        let name = generate_name(prefix);
+        meta.insert("name".into(), Value::String(name));
+    }
+    meta.insert(
+        "uid".into(),
+        Value::String(uuid::Uuid::new_v4().to_string()),
+    );
+    meta.insert("creationTimestamp".into(), Value::String(now()));
+    meta.remove("resourceVersion");
+    meta.remove("deletionTimestamp");
+    meta.remove("deletionGracePeriodSeconds");
+    meta.remove("managedFields");
+    if has_spec_generation(info) {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+    if info.has_subresource("status")
+        && let Some(root) = obj.as_object_mut()
+    {
+        root.remove("status");
+    }
+    initial_status(info, obj);
+    Ok(())
+}
+
+/// The status some kinds are born with.
+fn initial_status(info: &ResourceInfo, obj: &mut Value) {
+    match (info.group.as_str(), info.kind.as_str()) {
+        ("", "Pod") => {
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
+        }
+        ("", "Namespace") => {
+            obj["status"] = json!({"phase": "Active"});
+            obj["spec"]["finalizers"] = json!(["kubernetes"]);
+        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            let names = obj.path("spec.names").cloned().unwrap_or(json!({}));
+            let t = now();
+            obj["status"] = json!({
+                "acceptedNames": names,
+                "conditions": [
+                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+                     "message": "no conflicts found", "lastTransitionTime": t},
+                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                     "message": "the initial names have been accepted", "lastTransitionTime": t}
+                ],
+                "storedVersions": stored_versions(obj),
+            });
+        }
+        _ => {}
+    }
+}
+
+fn stored_versions(crd: &Value) -> Vec<String> {
+    crd.path("spec.versions")
+        .and_then(Value::as_array)
+        .map(|vs| {
+            vs.iter()
+                .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+                .filter_map(|v| v.get("name")?.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pod QoS class from its containers' requests and limits.
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|f| pod.path(&format!("spec.{f}"))?.as_array())
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = !containers.is_empty();
+    for c in containers {
+        let requests = c.path("resources.requests").and_then(Value::as_object);
+        let limits = c.path("resources.limits").and_then(Value::as_object);
+        if requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty()) {
+            any = true;
+        }
+        let full = |m: Option<&Map<String, Value>>| {
+            m.is_some_and(|m| m.contains_key("cpu") && m.contains_key("memory"))
+        };
+        let same = match (requests, limits) {
+            (Some(r), Some(l)) => ["cpu", "memory"]
+                .iter()
+                .all(|k| r.get(*k).is_none_or(|v| l.get(*k) == Some(v))),
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if !full(limits) || !same {
+            guaranteed = false;
+        }
+    }
+    if guaranteed {
+        "Guaranteed"
+    } else if any {
+        "Burstable"
+    } else {
+        "BestEffort"
+    }
+}
+
+/// The parts of an object other than metadata and status, which `generation` counts changes of.
+fn spec_part(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    v
+}
+
+/// What an update may change, by which path it came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateScope {
+    /// The main resource: everything but status (for kinds with a status subresource).
+    Main,
+    /// The status subresource: only status.
+    Status,
+    /// A delete that must wait: like `Main`, but it may set `deletionTimestamp`,
+    /// `deletionGracePeriodSeconds` and a terminating status.
+    Delete,
+}
+
+/// Carries server-owned fields from the stored object into the updated one, keeps what the
+/// scope may not change, and bumps `generation` when the spec changed.
+pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value, scope: UpdateScope) {
+    if scope == UpdateScope::Status {
+        let status = new.get("status").cloned();
+        let mut merged = old.clone();
+        if let Some(m) = merged.as_object_mut() {
+            match status {
+                Some(s) => {
+                    m.insert("status".into(), s);
+                }
+                None => {
+                    m.remove("status");
+                }
+            }
+        }
+        // Labels, annotations and the resourceVersion precondition ride along, as Kubernetes'
+        // status strategies allow for most kinds.
+        if let Some(rv) = new.resource_version() {
+            merged.set_meta("resourceVersion", Value::String(rv.to_string()));
+        }
+        *new = merged;
+        return;
+    }
+    if info.has_subresource("status") && scope == UpdateScope::Main {
+        match (old.get("status"), new.as_object_mut()) {
+            (Some(s), Some(m)) => {
+                m.insert("status".into(), s.clone());
+            }
+            (None, Some(m)) => {
+                m.remove("status");
+            }
+            _ => {}
+        }
+    }
+    let old_meta = old.metadata().cloned().unwrap_or_default();
+    let meta = new.metadata_mut();
+    let carried: &[&str] = match scope {
+        UpdateScope::Delete => &["uid", "creationTimestamp", "generation", "namespace"],
+        _ => &[
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+        ],
+    };
+    for field in carried.iter().copied() {
+        match old_meta.get(field) {
+            Some(v) => {
+                meta.insert(field.into(), v.clone());
+            }
+            None => {
+                meta.remove(field);
+            }
+        }
+    }
+    meta.remove("managedFields");
+    if has_spec_generation(info) && spec_part(old) != spec_part(new) {
+        let g = old_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        new.set_meta("generation", json!(g + 1));
+    }
+}
+
+/// Whether an object marked for deletion has nothing left to wait for: no finalizers (for
+/// namespaces, none in `spec.finalizers` either) and no grace period running.
+pub fn ready_to_remove(obj: &Value) -> bool {
+    let marked = obj.path("metadata.deletionTimestamp").is_some();
+    let grace = obj
+        .path("metadata.deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let spec_finalizers = obj
+        .path("spec.finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+        && obj.kind() == Some("Namespace");
+    marked && grace == 0 && obj.finalizers().is_empty() && !spec_finalizers
+}
+
+/// Whether two versions of an object differ in anything but their resourceVersion.
+pub fn changed(old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        v
+    };
+    strip(old) != strip(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apimachinery::registry::Registry;
+
+    fn info(plural: &str) -> std::sync::Arc<ResourceInfo> {
+        let r = Registry::builtin();
+        r.iter().find(|i| i.plural == plural).cloned().unwrap()
+    }
+
+    #[test]
+    fn create_sets_server_fields_and_generates_names() {
+        let deploy = info("deployments");
+        let mut obj = json!({"metadata": {"generateName": "web-"}, "spec": {}, "status": {"x": 1}});
+        prepare_create(&deploy, &mut obj).unwrap();
+        let name = obj.name().unwrap();
+        assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+        assert_eq!(obj["metadata"]["generation"], 1);
+        assert!(obj.get("status").is_none());
+        assert!(obj.uid().is_some());
+        let mut bad = json!({"metadata": {"name": "x", "resourceVersion": "5"}});
+        assert!(prepare_create(&deploy, &mut bad).is_err());
+    }
+
+    #[test]
+    fn update_bumps_generation_only_on_spec_changes() {
+        let deploy = info("deployments");
+        let old = json!({"metadata": {"name": "a", "uid": "u", "generation": 3},
+                         "spec": {"replicas": 1}, "status": {"replicas": 1}});
+        let mut new = json!({"metadata": {"name": "a", "labels": {"x": "y"}},
+                             "spec": {"replicas": 1}, "status": {"replicas": 9}});
+        prepare_update(&deploy, &old, &mut new, UpdateScope::Main);
+        assert_eq!(new["metadata"]["generation"], 3);
+        assert_eq!(new["metadata"]["uid"], "u");
+        assert_eq!(new["status"]["replicas"], 1);
+        let mut new = json!({"metadata": {"name": "a"}, "spec": {"replicas": 2}});
+        prepare_update(&deploy, &old, &mut new, UpdateScope::Main);
+        assert_eq!(new["metadata"]["generation"], 4);
+        let mut st =
+            json!({"metadata": {"name": "a"}, "spec": {"replicas": 7}, "status": {"replicas": 2}});
+        prepare_update(&deploy, &old, &mut st, UpdateScope::Status);
+        assert_eq!(st["spec"]["replicas"], 1);
+        assert_eq!(st["status"]["replicas"], 2);
+    }
+
+    #[test]
+    fn identity_checks_catch_wrong_kinds_and_namespaces() {
+        let cm = info("configmaps");
+        let mut ok = json!({"metadata": {"name": "c"}});
+        check_identity(&cm, Some("ns"), &mut ok).unwrap();
+        assert_eq!(ok["kind"], "ConfigMap");
+        assert_eq!(ok["metadata"]["namespace"], "ns");
+        let mut wrong = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "c"}});
+        assert_eq!(
+            check_identity(&cm, Some("ns"), &mut wrong)
+                .unwrap_err()
+                .code(),
+            400
+        );
+        let mut other_ns = json!({"metadata": {"name": "c", "namespace": "b"}});
+        assert!(check_identity(&cm, Some("a"), &mut other_ns).is_err());
+        let bad = json!({"metadata": {"name": "Bad_Name", "labels": {"a": "has space"}}});
+        assert_eq!(validate_meta(&cm, &bad).len(), 2);
+    }
+
+    #[test]
+    fn pods_get_a_qos_class() {
+        let guaranteed = json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        assert_eq!(qos_class(&guaranteed), "Guaranteed");
+        let burst = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}});
+        assert_eq!(qos_class(&burst), "Burstable");
+        assert_eq!(
+            qos_class(&json!({"spec": {"containers": [{}]}})),
+            "BestEffort"
+        );
+    }
+}

@@ -1,0 +1,383 @@
+//! The watch cache: every object in memory, fed by one storage watch, serving lists, gets and
+//! watches without touching storage.
+//!
+//! The cache keeps the current object of every key (decoded once, with `resourceVersion` filled
+//! in, and its serialized bytes ready to splice into list responses) and a ring of recent events.
+//! A client watch is a cursor into that ring: it wakes when the cache revision moves and copies
+//! out the events after its cursor. A cursor that falls off the ring ends with 410 Gone, as a
+//! Kubernetes watch does, and the client re-lists.
+//!
+//! States of the feeding loop ([`run_feeder`]): *listing* (read every key at one revision),
+//! *watching* (apply storage events in order), *resetting* (the storage watch failed: bump the
+//! epoch, which ends every client watch, and list again).
+//!
+//! **Architecture Invariant**: reads that must see the caller's own writes first wait for the
+//! cache to reach the storage revision ([`WatchCache::wait_for`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::storage::{KeyValue, Revision, StorageError, Store, WatchEvent};
+
+/// One object as the cache holds it.
+#[derive(Debug)]
+pub struct CachedObject {
+    /// Storage key.
+    pub key: String,
+    /// Revision of the last write.
+    pub mod_revision: Revision,
+    /// The object with `metadata.resourceVersion` set.
+    pub object: Value,
+    /// `object` serialized as JSON.
+    pub bytes: Bytes,
+}
+
+impl CachedObject {
+    /// Decodes a stored value and stamps its resourceVersion.
+    pub fn from_kv(kv: &KeyValue) -> Result<Self, StorageError> {
+        Self::decode(&kv.key, &kv.value, kv.mod_revision)
+    }
+
+    /// Decodes a stored value as of `revision`.
+    pub fn decode(key: &str, value: &[u8], revision: Revision) -> Result<Self, StorageError> {
+        let mut object: Value = serde_json::from_slice(value).map_err(|e| {
+            StorageError::Internal(format!("stored value of {key} is not JSON: {e}"))
+        })?;
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert(
+                "resourceVersion".into(),
+                Value::String(revision.to_string()),
+            );
+        }
+        let bytes = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
+        Ok(CachedObject {
+            key: key.to_string(),
+            mod_revision: revision,
+            object,
+            bytes,
+        })
+    }
+}
+
+/// What happened to a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// Created.
+    Added,
+    /// Updated.
+    Modified,
+    /// Deleted.
+    Deleted,
+}
+
+/// One change, as the cache replays it to watches.
+#[derive(Clone, Debug)]
+pub struct CacheEvent {
+    /// Revision of the change.
+    pub revision: Revision,
+    /// What happened.
+    pub kind: EventType,
+    /// The object after the change (for deletes: the last state, stamped with the delete revision).
+    pub object: Arc<CachedObject>,
+    /// The object before the change, if it existed.
+    pub prev: Option<Arc<CachedObject>>,
+}
+
+/// Limits of the cache.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How many recent events are kept for watches that start in the past.
+    pub history: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { history: 100_000 }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    revision: Revision,
+    epoch: u64,
+    objects: BTreeMap<String, Arc<CachedObject>>,
+    events: VecDeque<CacheEvent>,
+    /// Events at or before this revision are not in `events`.
+    oldest: Revision,
+}
+
+/// The cache. Cheap to share (`Arc`).
+pub struct WatchCache {
+    config: Config,
+    state: RwLock<State>,
+    revision_tx: watch::Sender<(u64, Revision)>,
+}
+
+/// Why a watch from a revision cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The revision is older than the oldest event kept.
+    #[error("too old resource version: {requested} ({oldest})")]
+    TooOld {
+        /// Revision asked for.
+        requested: Revision,
+        /// Oldest revision available.
+        oldest: Revision,
+    },
+    /// The cache was rebuilt; the watch must start again.
+    #[error("the watch cache was reset")]
+    Reset,
+    /// The cache did not catch up with storage in time.
+    #[error("timed out waiting for the watch cache to reach revision {0}")]
+    NotReady(Revision),
+}
+
+/// A snapshot of the objects under a prefix.
+pub struct Snapshot {
+    /// Revision of the snapshot.
+    pub revision: Revision,
+    /// Objects in key order.
+    pub objects: Vec<Arc<CachedObject>>,
+}
+
+impl WatchCache {
+    /// An empty cache; [`run_feeder`] fills it.
+    pub fn new(config: Config) -> Arc<Self> {
+        let (revision_tx, _) = watch::channel((0, 0));
+        Arc::new(WatchCache {
+            config,
+            state: RwLock::new(State::default()),
+            revision_tx,
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The revision the cache is current through.
+    pub fn revision(&self) -> Revision {
+        self.read().revision
+    }
+
+    /// Waits until the cache has applied every write up to `revision`.
+    pub async fn wait_for(&self, revision: Revision) -> Result<(), CacheError> {
+        let mut rx = self.revision_tx.subscribe();
+        let wait = rx.wait_for(|(_, r)| *r >= revision);
+        match tokio::time::timeout(Duration::from_secs(10), wait).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(CacheError::NotReady(revision)),
+        }
+    }
+
+    /// One object.
+    pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
+        self.read().objects.get(key).cloned()
+    }
+
+    /// Objects whose keys start with `prefix` and come after `start_after`, at most `limit` of
+    /// those that pass `filter` (0 = all). Returns the snapshot and whether more would pass.
+    pub fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        filter: impl Fn(&CachedObject) -> bool,
+    ) -> (Snapshot, bool) {
+        let state = self.read();
+        let start = match start_after {
+            Some(k) if k >= prefix => std::ops::Bound::Excluded(k.to_string()),
+            _ => std::ops::Bound::Included(prefix.to_string()),
+        };
+        let mut objects = Vec::new();
+        let mut more = false;
+        for (key, obj) in state.objects.range((start, std::ops::Bound::Unbounded)) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if !filter(obj) {
+                continue;
+            }
+            if limit > 0 && objects.len() == limit {
+                more = true;
+                break;
+            }
+            objects.push(obj.clone());
+        }
+        (
+            Snapshot {
+                revision: state.revision,
+                objects,
+            },
+            more,
+        )
+    }
+
+    /// Starts a watch cursor at `after`: it yields every event with a revision above it.
+    pub fn watch_from(self: &Arc<Self>, after: Revision) -> Result<Cursor, CacheError> {
+        let state = self.read();
+        if after < state.oldest {
+            return Err(CacheError::TooOld {
+                requested: after,
+                oldest: state.oldest,
+            });
+        }
+        Ok(Cursor {
+            cache: self.clone(),
+            after,
+            epoch: state.epoch,
+            rx: self.revision_tx.subscribe(),
+        })
+    }
+
+    fn apply(&self, event: WatchEvent) -> Result<(), StorageError> {
+        let mut state = self.write();
+        let revision = event.revision();
+        match event {
+            WatchEvent::Put { kv, .. } => {
+                let obj = Arc::new(CachedObject::from_kv(&kv)?);
+                let prev = state.objects.insert(kv.key.clone(), obj.clone());
+                let kind = if prev.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
+                self.record(&mut state, revision, kind, obj, prev);
+            }
+            WatchEvent::Delete { revision, prev } => {
+                let old = state.objects.remove(&prev.key);
+                let last = Arc::new(CachedObject::decode(&prev.key, &prev.value, revision)?);
+                self.record(&mut state, revision, EventType::Deleted, last, old);
+            }
+            WatchEvent::Progress { .. } => {}
+        }
+        state.revision = state.revision.max(revision);
+        let (epoch, rev) = (state.epoch, state.revision);
+        drop(state);
+        self.revision_tx.send_replace((epoch, rev));
+        Ok(())
+    }
+
+    fn record(
+        &self,
+        state: &mut State,
+        revision: Revision,
+        kind: EventType,
+        object: Arc<CachedObject>,
+        prev: Option<Arc<CachedObject>>,
+    ) {
+        state.events.push_back(CacheEvent {
+            revision,
+            kind,
+            object,
+            prev,
+        });
+        while state.events.len() > self.config.history {
+            if let Some(e) = state.events.pop_front() {
+                state.oldest = e.revision;
+            }
+        }
+    }
+
+    fn reset(&self, revision: Revision, kvs: Vec<KeyValue>) -> Result<(), StorageError> {
+        let mut objects = BTreeMap::new();
+        for kv in &kvs {
+            objects.insert(kv.key.clone(), Arc::new(CachedObject::from_kv(kv)?));
+        }
+        let mut state = self.write();
+        state.objects = objects;
+        state.events.clear();
+        state.oldest = revision;
+        state.revision = revision;
+        state.epoch += 1;
+        let (epoch, rev) = (state.epoch, state.revision);
+        drop(state);
+        self.revision_tx.send_replace((epoch, rev));
+        Ok(())
+    }
+}
+
+/// A position in the cache's event history, owned by one client watch.
+pub struct Cursor {
+    cache: Arc<WatchCache>,
+    after: Revision,
+    epoch: u64,
+    rx: watch::Receiver<(u64, Revision)>,
+}
+
+impl Cursor {
+    /// The revision of the last event handed out (or the starting point).
+    pub fn revision(&self) -> Revision {
+        self.after
+    }
+
+    /// Waits for events after the cursor and returns them (never an empty batch).
+    pub async fn next_batch(&mut self) -> Result<Vec<CacheEvent>, CacheError> {
+        loop {
+            {
+                let (epoch, revision) = *self.rx.borrow_and_update();
+                if epoch != self.epoch {
+                    return Err(CacheError::Reset);
+                }
+                if revision > self.after {
+                    let state = self.cache.read();
+                    if self.after < state.oldest {
+                        return Err(CacheError::TooOld {
+                            requested: self.after,
+                            oldest: state.oldest,
+                        });
+                    }
+                    let start = state.events.partition_point(|e| e.revision <= self.after);
+                    let batch: Vec<CacheEvent> = state.events.range(start..).cloned().collect();
+                    drop(state);
+                    self.after = revision;
+                    if !batch.is_empty() {
+                        return Ok(batch);
+                    }
+                }
+            }
+            if self.rx.changed().await.is_err() {
+                return Err(CacheError::Reset);
+            }
+        }
+    }
+}
+
+/// Feeds the cache from storage until the store stops answering for good.
+///
+/// Lists everything under `/registry/`, then watches from that revision; when the watch fails
+/// (compaction, a dropped stream) it lists again and resets the cache.
+pub async fn run_feeder(cache: Arc<WatchCache>, store: Arc<dyn Store>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match feed_once(&cache, store.as_ref()).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::warn!(error = %e, "watch cache feed failed; re-listing");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn feed_once(cache: &WatchCache, store: &dyn Store) -> Result<(), StorageError> {
+    let listed = store.list("/registry/", None, 0).await?;
+    let revision = listed.revision;
+    cache.reset(revision, listed.kvs)?;
+    let mut stream = store.watch("/registry/", revision).await?;
+    while let Some(event) = stream.next().await {
+        cache.apply(event?)?;
+    }
+    Err(StorageError::Unavailable("storage watch ended".into()))
+}
