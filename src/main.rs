@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //! - `cmd/`: one module per subcommand, each with its clap `Args` and a `run`.
+//! - `bench/`: `gitplane bench SCENARIO`, one module per benchmark scenario.
 //! - `kubeconfig`: writing and reading the kubeconfig that clients use.
 
+mod bench;
 mod cmd;
 mod kubeconfig;
 
@@ -24,6 +26,14 @@ enum Command {
     Up(cmd::up::Args),
     /// Run the API server alone.
     Apiserver(cmd::apiserver::Args),
+    /// Render a kustomization, chart or directory of manifests and print the objects.
+    Render(cmd::render::Args),
+    /// Run a benchmark and print `scenario=… metric=… value=… unit=…` lines.
+    Bench {
+        /// The scenario to run.
+        #[arg(value_enum)]
+        scenario: bench::Scenario,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +41,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Up(args) => cmd::up::run(args),
         Command::Apiserver(args) => cmd::apiserver::run(args),
+        Command::Render(args) => cmd::render::run(args),
+        Command::Bench { scenario } => bench::run(scenario),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code),

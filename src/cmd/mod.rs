@@ -1,5 +1,6 @@
 //! Subcommands, one module each.
 
 pub mod apiserver;
+pub mod render;
 pub mod server;
 pub mod up;
