@@ -13,20 +13,28 @@ const FILES: usize = 10;
 const RUNS: usize = 5;
 
 /// Writes a base of `OBJECTS - 1` objects (Deployments and Services, in `FILES` files) and an
-/// overlay over it with a generator, a prefix, a namespace, labels, images and patches.
+/// overlay over it that adds a generated ConfigMap, a prefix, a namespace, labels, images and
+/// a patch.
 fn write_overlay(dir: &Path) -> anyhow::Result<()> {
     let base = dir.join("base");
     std::fs::create_dir_all(&base)?;
-    let per_file = (OBJECTS - 1) / FILES / 2;
+    let per_file = OBJECTS / FILES / 2;
     let mut resources = String::from("resources:\n");
     for f in 0..FILES {
         let mut text = String::new();
         for i in 0..per_file {
             let name = format!("app-{f}-{i}");
+            let last = f + 1 == FILES && i + 1 == per_file;
             write!(
                 text,
-                "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\n    tier: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n      - name: app\n        image: registry.example/app:1.0\n        envFrom:\n        - configMapRef:\n            name: settings\n        ports:\n        - containerPort: 8080\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  selector:\n    app: {name}\n  ports:\n  - port: 80\n    targetPort: 8080\n"
+                "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\n    tier: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n      - name: app\n        image: registry.example/app:1.0\n        envFrom:\n        - configMapRef:\n            name: settings\n        ports:\n        - containerPort: 8080\n"
             )?;
+            if !last {
+                write!(
+                    text,
+                    "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  selector:\n    app: {name}\n  ports:\n  - port: 80\n    targetPort: 8080\n"
+                )?;
+            }
         }
         std::fs::write(base.join(format!("apps-{f}.yaml")), text)?;
         writeln!(resources, "- apps-{f}.yaml")?;

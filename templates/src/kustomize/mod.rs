@@ -160,19 +160,24 @@ impl Resource {
         }
     }
 
-    pub fn str_at(&self, pointer: &str) -> &str {
-        self.value
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or("")
+    /// The string at `path` (map keys), or `""`.
+    pub fn str_at(&self, path: &[&str]) -> &str {
+        let mut node = &self.value;
+        for key in path {
+            match node.get(key) {
+                Some(child) => node = child,
+                None => return "",
+            }
+        }
+        node.as_str().unwrap_or("")
     }
 
     pub fn api_version(&self) -> &str {
-        self.str_at("/apiVersion")
+        self.str_at(&["apiVersion"])
     }
 
     pub fn kind(&self) -> &str {
-        self.str_at("/kind")
+        self.str_at(&["kind"])
     }
 
     pub fn group(&self) -> &str {
@@ -180,11 +185,11 @@ impl Resource {
     }
 
     pub fn name(&self) -> &str {
-        self.str_at("/metadata/name")
+        self.str_at(&["metadata", "name"])
     }
 
     pub fn namespace(&self) -> &str {
-        self.str_at("/metadata/namespace")
+        self.str_at(&["metadata", "namespace"])
     }
 
     pub fn is_cluster_scoped(&self) -> bool {
@@ -248,14 +253,14 @@ impl Resource {
         }
     }
 
-    fn same_current_id(&self, other: &Resource) -> bool {
-        self.api_version_group_kind() == other.api_version_group_kind()
-            && self.name() == other.name()
-            && self.effective_namespace() == other.effective_namespace()
-    }
-
-    fn api_version_group_kind(&self) -> (&str, &str) {
-        (self.group(), self.kind())
+    /// What makes an object unique in a kustomization: group, kind, name and namespace.
+    pub fn key(&self) -> (String, String, String, String) {
+        (
+            self.group().to_string(),
+            self.kind().to_string(),
+            self.name().to_string(),
+            self.effective_namespace(),
+        )
     }
 }
 
@@ -436,10 +441,11 @@ impl Engine<'_> {
         check_fields(&ctx, component)?;
         self.stack.push(dir.to_string());
 
+        let mut ids: Ids = resources.iter().map(Resource::key).collect();
         for entry in k.bases.iter().chain(&k.resources) {
             let loaded = self.load(&ctx, entry)?;
             for r in loaded {
-                add(&ctx, &mut resources, r, entry)?;
+                add(&ctx, &mut resources, &mut ids, r, entry)?;
             }
         }
         generate::run(self.source, &ctx, &mut resources)?;
@@ -562,8 +568,17 @@ pub(crate) fn load_file(path: &str, text: &str) -> Result<Vec<Resource>, Error> 
     Ok(out)
 }
 
-fn add(ctx: &Ctx, resources: &mut Vec<Resource>, r: Resource, entry: &str) -> Result<(), Error> {
-    if resources.iter().any(|other| other.same_current_id(&r)) {
+/// The ids of a list of objects, to refuse duplicates without comparing every pair.
+pub(crate) type Ids = std::collections::HashSet<(String, String, String, String)>;
+
+fn add(
+    ctx: &Ctx,
+    resources: &mut Vec<Resource>,
+    ids: &mut Ids,
+    r: Resource,
+    entry: &str,
+) -> Result<(), Error> {
+    if !ids.insert(r.key()) {
         return Err(ctx.invalid(
             "resources",
             Some(entry),

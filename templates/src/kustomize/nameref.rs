@@ -5,6 +5,7 @@
 use super::Resource;
 use super::fields::{self, name_references};
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// What the referral candidates looked like once renaming was over.
 struct Candidate {
@@ -28,7 +29,31 @@ fn same_ending(a: &[String], b: &[String]) -> bool {
     long[long.len() - short.len()..] == *short
 }
 
-fn affixes_equal(c: &Candidate, referrer: &Resource, allow_empty: bool) -> bool {
+/// What choosing a referral needs to know about the referring object.
+struct Referrer {
+    id: String,
+    cluster_scoped: bool,
+    effective_namespace: String,
+    prefixes: Vec<String>,
+    suffixes: Vec<String>,
+}
+
+impl Referrer {
+    fn of(r: &Resource) -> Self {
+        Referrer {
+            id: r.id(),
+            cluster_scoped: r.is_cluster_scoped(),
+            effective_namespace: r.effective_namespace(),
+            prefixes: r.prefixes.clone(),
+            suffixes: r.suffixes.clone(),
+        }
+    }
+}
+
+/// Candidates by each name they have had.
+type ByName<'c> = HashMap<&'c str, Vec<&'c Candidate>>;
+
+fn affixes_equal(c: &Candidate, referrer: &Referrer, allow_empty: bool) -> bool {
     let prefixes = (allow_empty && (c.prefixes.is_empty() || referrer.prefixes.is_empty()))
         || same_ending(&c.prefixes, &referrer.prefixes);
     let suffixes = (allow_empty && (c.suffixes.is_empty() || referrer.suffixes.is_empty()))
@@ -40,12 +65,12 @@ fn affixes_equal(c: &Candidate, referrer: &Resource, allow_empty: bool) -> bool 
 fn choose<'c>(
     old: &str,
     candidates: Vec<&'c Candidate>,
-    referrer: &Resource,
+    referrer: &Referrer,
     role_kind: Option<&str>,
     check_namespace: bool,
 ) -> Result<Option<&'c Candidate>, String> {
-    let referrer_cluster = referrer.is_cluster_scoped();
-    let referrer_ns = referrer.effective_namespace();
+    let referrer_cluster = referrer.cluster_scoped;
+    let referrer_ns = &referrer.effective_namespace;
     let mut list: Vec<&Candidate> = candidates
         .into_iter()
         .filter(|c| c.previous.iter().any(|(n, _)| n == old))
@@ -55,7 +80,7 @@ fn choose<'c>(
                 || referrer_cluster
                 || c.cluster_scoped
                 || c.kind == "ServiceAccount"
-                || c.effective_namespace == referrer_ns
+                || &c.effective_namespace == referrer_ns
         })
         .collect();
     if list.len() == 1 {
@@ -76,7 +101,7 @@ fn choose<'c>(
         }
         _ => Err(format!(
             "{}: reference {old:?} matches several objects: {}",
-            referrer.id(),
+            referrer.id,
             list.iter()
                 .map(|c| format!("{}/{}.{}", c.kind, c.name, c.namespace))
                 .collect::<Vec<_>>()
@@ -113,16 +138,25 @@ pub(crate) fn fix(resources: &mut [Resource]) -> Result<(), String> {
         if of_kind.is_empty() {
             continue;
         }
+        let mut by_name = ByName::new();
+        for c in &of_kind {
+            let mut names: Vec<&str> = c.previous.iter().map(|(n, _)| n.as_str()).collect();
+            names.dedup();
+            for n in names {
+                by_name.entry(n).or_default().push(c);
+            }
+        }
         for r in resources.iter_mut() {
+            let mut referrer = None;
             for spec in &reference.referrers {
                 if !spec.selects(r.api_version(), r.kind()) {
                     continue;
                 }
+                let snapshot = referrer.get_or_insert_with(|| Referrer::of(r));
                 let role_kind = spec
                     .path
                     .ends_with("roleRef/name")
-                    .then(|| r.str_at("/roleRef/kind").to_string());
-                let snapshot = r.clone();
+                    .then(|| r.str_at(&["roleRef", "kind"]).to_string());
                 let mut failure = None;
                 fields::visit(
                     &mut r.value,
@@ -132,7 +166,7 @@ pub(crate) fn fix(resources: &mut [Resource]) -> Result<(), String> {
                         if failure.is_some() {
                             return;
                         }
-                        if let Err(e) = update(node, &of_kind, &snapshot, role_kind.as_deref()) {
+                        if let Err(e) = update(node, &by_name, snapshot, role_kind.as_deref()) {
                             failure = Some(e);
                         }
                     },
@@ -148,19 +182,20 @@ pub(crate) fn fix(resources: &mut [Resource]) -> Result<(), String> {
 
 fn update(
     node: &mut Value,
-    candidates: &[&Candidate],
-    referrer: &Resource,
+    by_name: &ByName,
+    referrer: &Referrer,
     role_kind: Option<&str>,
 ) -> Result<(), String> {
+    let named = |name: &str| by_name.get(name).cloned().unwrap_or_default();
     match node {
         Value::String(old) => {
-            if let Some(c) = choose(old, candidates.to_vec(), referrer, role_kind, true)? {
+            if let Some(c) = choose(old, named(old), referrer, role_kind, true)? {
                 *old = c.name.clone();
             }
         }
         Value::Array(items) => {
             for item in items {
-                update(item, candidates, referrer, role_kind)?;
+                update(item, by_name, referrer, role_kind)?;
             }
         }
         Value::Object(map) => {
@@ -175,8 +210,9 @@ fn update(
             let Some(old) = map.get("name").and_then(Value::as_str).map(str::to_string) else {
                 return Ok(());
             };
+            let candidates = named(&old);
             let in_namespace: Vec<&Candidate> = match map.get("namespace").and_then(Value::as_str) {
-                None => candidates.to_vec(),
+                None => candidates,
                 Some(ns) => {
                     let by_original: Vec<&Candidate> = candidates
                         .iter()

@@ -151,12 +151,10 @@ fn namespace(ctx: &Ctx, resources: &mut [Resource], ns: &str) -> Result<(), Erro
                 *v = Value::String(ns.into())
             });
         }
-        let r = &resources[i];
-        if resources
-            .iter()
-            .enumerate()
-            .any(|(j, o)| j != i && o.same_current_id(r))
-        {
+    }
+    let mut ids = super::Ids::new();
+    for r in resources.iter() {
+        if !ids.insert(r.key()) {
             return Err(ctx.invalid(
                 "namespace",
                 None,
