@@ -155,23 +155,44 @@ fn parse_chunk(file: &str, chunk: &Chunk, dialect: Dialect) -> Result<Value, Yam
         legacy_octal_numbers: true,
         strict_booleans: dialect == Dialect::Kustomize,
     };
-    serde_saphyr::from_str_with_options::<Value>(&chunk.text, options).map_err(|e| {
-        let line = e
-            .location()
-            .map(|l| l.line() as usize)
-            .filter(|l| *l > 0)
-            .map(|l| chunk.start + l)
-            .or(chunk.first_content_line)
-            .unwrap_or(chunk.start + 1);
-        let message = e.render_with_options(serde_saphyr::render_options! {
-            snippets: SnippetMode::Off,
-        });
-        YamlError {
-            file: file.to_string(),
-            line,
-            message: strip_location(&message),
+    let mut value =
+        serde_saphyr::from_str_with_options::<Value>(&chunk.text, options).map_err(|e| {
+            let line = e
+                .location()
+                .map(|l| l.line() as usize)
+                .filter(|l| *l > 0)
+                .map(|l| chunk.start + l)
+                .or(chunk.first_content_line)
+                .unwrap_or(chunk.start + 1);
+            let message = e.render_with_options(serde_saphyr::render_options! {
+                snippets: SnippetMode::Off,
+            });
+            YamlError {
+                file: file.to_string(),
+                line,
+                message: strip_location(&message),
+            }
+        })?;
+    integral_floats_to_integers(&mut value);
+    Ok(value)
+}
+
+/// Floats with no fraction become integers, as Go's JSON encoding (which kubectl and kustomize
+/// both go through) prints them: `replicas: 3.0` is the integer 3 to the API server.
+fn integral_floats_to_integers(value: &mut Value) {
+    match value {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *value = Value::from(f as i64);
+            }
         }
-    })
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }
 
 /// Drops the " at line L column C" suffix the parser adds: the caller reports the line itself.

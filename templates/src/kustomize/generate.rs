@@ -155,22 +155,14 @@ fn generate(
             });
         }
         if secret {
-            data.insert(
-                k,
-                Value::String(base64::engine::general_purpose::STANDARD.encode(&v)),
-            );
+            data.insert(k, Value::String(wrapped_base64(&v)));
         } else {
             match String::from_utf8(v) {
                 Ok(s) => {
                     data.insert(k, Value::String(s));
                 }
                 Err(e) => {
-                    binary.insert(
-                        k,
-                        Value::String(
-                            base64::engine::general_purpose::STANDARD.encode(e.as_bytes()),
-                        ),
-                    );
+                    binary.insert(k, Value::String(wrapped_base64(e.as_bytes())));
                 }
             }
         }
@@ -224,6 +216,21 @@ fn generate(
     );
     r.needs_hash = options.disable_name_suffix_hash != Some(true);
     Ok(r)
+}
+
+/// Base64 as kustomize writes generated data: from 70 characters on, broken into lines of 70,
+/// each ending with a newline.
+fn wrapped_base64(bytes: &[u8]) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    if encoded.len() < 70 {
+        return encoded;
+    }
+    let mut out = String::with_capacity(encoded.len() + encoded.len() / 70 + 1);
+    for chunk in encoded.as_bytes().chunks(70) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out
 }
 
 /// Adds a generated object, or merges it into / replaces the one it names (`behavior`).
@@ -447,6 +454,18 @@ mod tests {
             json!({"kind": "Secret", "type": "kubernetes.io/tls", "metadata": {"name": "web-tls"}, "data": {"tls.crt": "bm90LWEtcmVhbC1jZXJ0aWZpY2F0ZQo="}}),
             "c4fhhf8ddg",
         );
+    }
+
+    #[test]
+    fn long_base64_is_broken_into_lines_of_seventy() {
+        assert_eq!(wrapped_base64(b"short"), "c2hvcnQ=");
+        let long = wrapped_base64(&[b'x'; 60]);
+        let lines: Vec<&str> = long.split_terminator('\n').collect();
+        assert_eq!(
+            lines.iter().map(|l| l.len()).collect::<Vec<_>>(),
+            vec![70, 10]
+        );
+        assert!(long.ends_with('\n'));
     }
 
     #[test]
