@@ -118,8 +118,7 @@ pub(crate) fn is_cluster_scoped(kind: &str) -> bool {
 }
 
 fn namespace(ctx: &Ctx, resources: &mut [Resource], ns: &str) -> Result<(), Error> {
-    for i in 0..resources.len() {
-        let r = &mut resources[i];
+    for r in resources.iter_mut() {
         r.store_previous();
         let kind = r.kind().to_string();
         if !r.is_cluster_scoped() {
