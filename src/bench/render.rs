@@ -66,7 +66,7 @@ pub fn run() -> anyhow::Result<()> {
     let mut count = 0;
     for _ in 0..RUNS {
         let start = Instant::now();
-        let objects = templates::render(&source, "overlay", &options)?;
+        let objects = templates::render(&source, "overlay", &options)?.objects;
         rendered = templates::yaml::to_yaml_stream(objects.iter().map(|o| &o.value));
         ours.push(start.elapsed());
         count = objects.len();

@@ -79,7 +79,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         set: args.set.clone(),
     };
     let (root, path) = source_root(&args.path)?;
-    let objects = templates::render(&DirSource::new(&root), &path, &options)?;
+    let rendered = templates::render(&DirSource::new(&root), &path, &options)?;
+    for d in &rendered.diagnostics {
+        eprintln!("warning: {d}");
+    }
+    let objects = rendered.objects;
     let text = match args.output {
         Format::Yaml => templates::yaml::to_yaml_stream(objects.iter().map(|o| &o.value)),
         Format::Json => {

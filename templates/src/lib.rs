@@ -42,6 +42,32 @@ pub struct Object {
     pub origin: Origin,
 }
 
+/// A warning about input that rendered but deserves attention (a deprecated field, …).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file concerned.
+    pub file: String,
+    /// The 1-based line concerned.
+    pub line: usize,
+    /// What to look at.
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+/// The result of rendering: the objects, in output order, and any warnings.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rendered {
+    /// The objects.
+    pub objects: Vec<Object>,
+    /// Warnings, in the order they were found.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
 /// What kind of source a directory holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -95,15 +121,17 @@ pub fn detect(source: &dyn Source, path: &str) -> Kind {
 
 /// Renders the directory (or file) at `path`; `chart` configures charts, including those that
 /// kustomizations use as resources.
-pub fn render(
-    source: &dyn Source,
-    path: &str,
-    chart: &chart::Options,
-) -> Result<Vec<Object>, Error> {
+pub fn render(source: &dyn Source, path: &str, chart: &chart::Options) -> Result<Rendered, Error> {
     match detect(source, path) {
         Kind::Kustomization => Ok(kustomize::render(source, path, chart)?),
-        Kind::Chart => Ok(chart::render(source, path, chart)?),
-        Kind::Plain => plain(source, path),
+        Kind::Chart => Ok(Rendered {
+            objects: chart::render(source, path, chart)?,
+            diagnostics: Vec::new(),
+        }),
+        Kind::Plain => Ok(Rendered {
+            objects: plain(source, path)?,
+            diagnostics: Vec::new(),
+        }),
     }
 }
 

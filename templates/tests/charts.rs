@@ -22,7 +22,7 @@ fn check(path: &str, options: Options, expected: Expect) {
     let result = templates::render(&workspace(), path, &options);
     match expected {
         Expect::Deployment(fields) => {
-            let objects = result.unwrap_or_else(|e| panic!("{path}: {e}"));
+            let objects = result.unwrap_or_else(|e| panic!("{path}: {e}")).objects;
             let deployment = objects
                 .iter()
                 .find(|o| o.value["kind"] == "Deployment")

@@ -15,7 +15,7 @@ fn check(files: &[(&str, &str)], path: &str, expected: &str) {
     match templates::render(&source, path, &Default::default()) {
         Ok(objects) => panic!(
             "{path}: expected {expected:?}, rendered {} objects",
-            objects.len()
+            objects.objects.len()
         ),
         Err(e) => assert_eq!(e.to_string(), expected),
     }
@@ -134,5 +134,28 @@ fn generators_refuse_duplicate_names_and_bad_literals() {
         ],
         "a",
         "a/kustomization.yaml:4: ConfigMap.v1/c.[noNs]: already exists; use behavior merge or replace",
+    );
+}
+
+#[test]
+fn deprecated_fields_render_with_a_warning() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("a")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("a/kustomization.yaml"),
+        "resources:\n- cm.yaml\ncommonLabels:\n  a: b\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("a/cm.yaml"), CM).expect("write");
+    let rendered =
+        templates::render(&DirSource::new(dir.path()), "a", &Default::default()).expect("renders");
+    let warnings: Vec<String> = rendered
+        .diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        warnings,
+        vec!["a/kustomization.yaml:3: commonLabels is deprecated; use labels"]
     );
 }

@@ -42,7 +42,7 @@ fn check(case: &Path) -> Option<String> {
         .unwrap_or_else(|e| panic!("{name}/expected.yaml: {e}"));
     let source = DirSource::new(case);
     let objects = match templates::render(&source, "input", &Default::default()) {
-        Ok(o) => o,
+        Ok(r) => r.objects,
         Err(e) => return Some(format!("{name}: render failed: {e}")),
     };
     let values: Vec<_> = objects.into_iter().map(|o| o.value).collect();

@@ -20,7 +20,7 @@ mod transform;
 
 use crate::source::{self, EntryKind, Source};
 use crate::yaml::{self, Dialect, YamlError};
-use crate::{Object, Origin};
+use crate::{Diagnostic, Object, Origin, Rendered};
 use kustomization::{IGNORED, Kustomization, UNSUPPORTED};
 use serde_json::Value;
 
@@ -102,11 +102,12 @@ pub fn render(
     source: &dyn Source,
     dir: &str,
     chart_options: &crate::chart::Options,
-) -> Result<Vec<Object>, Error> {
+) -> Result<Rendered, Error> {
     let mut engine = Engine {
         source,
         chart_options,
         stack: Vec::new(),
+        diagnostics: Vec::new(),
     };
     let file = kustomization_file(source, dir).ok_or_else(|| Error::Missing {
         file: dir.to_string(),
@@ -125,14 +126,25 @@ pub fn render(
         line: locate(&engine.text_of(&file), "sortOptions", None),
         message,
     })?;
-    Ok(resources
-        .into_iter()
-        .map(|r| Object {
-            value: r.value,
-            origin: r.origin,
-        })
-        .collect())
+    Ok(Rendered {
+        objects: resources
+            .into_iter()
+            .map(|r| Object {
+                value: r.value,
+                origin: r.origin,
+            })
+            .collect(),
+        diagnostics: engine.diagnostics,
+    })
 }
+
+/// Fields kustomize still reads but has deprecated, and what replaces them.
+const DEPRECATED: &[(&str, &str)] = &[
+    ("commonLabels", "labels"),
+    ("bases", "resources"),
+    ("patchesStrategicMerge", "patches"),
+    ("patchesJson6902", "patches"),
+];
 
 /// An object on its way through the kustomizations, with the history kustomize keeps.
 #[derive(Clone, Debug)]
@@ -383,6 +395,8 @@ struct Engine<'a> {
     chart_options: &'a crate::chart::Options,
     /// Directories being rendered, outermost first (to find cycles).
     stack: Vec<String>,
+    /// Warnings found so far.
+    diagnostics: Vec<Diagnostic>,
 }
 
 impl Engine<'_> {
@@ -439,6 +453,15 @@ impl Engine<'_> {
             k: &k,
         };
         check_fields(&ctx, component)?;
+        for (old, new) in DEPRECATED {
+            if ctx.text.lines().any(|l| l.starts_with(&format!("{old}:"))) {
+                self.diagnostics.push(Diagnostic {
+                    file: ctx.file.clone(),
+                    line: locate(&ctx.text, old, None),
+                    message: format!("{old} is deprecated; use {new}"),
+                });
+            }
+        }
         self.stack.push(dir.to_string());
 
         let mut ids: Ids = resources.iter().map(Resource::key).collect();
