@@ -250,7 +250,12 @@ mod tests {
             Ok("185f8db32271fe25f561a6fc938b2e264306ec304eda518007d1764826381969"),
         );
         check("{{include \"labels\" this}}", data.clone(), Ok("app: web"));
-        check("{{#if (eq n 0)}}zero{{/if}}", data, Ok("zero"));
+        check("{{#if (eq n 0)}}zero{{/if}}", data.clone(), Ok("zero"));
+        check(
+            "{{#if (and (ne s \"x\") (or false (not false)))}}yes{{/if}}",
+            data,
+            Ok("yes"),
+        );
     }
 
     #[test]
