@@ -3,32 +3,14 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-/// A scalar read as text, whatever its YAML type (`newTag: 1.4` is the string `1.4`).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Text(pub String);
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Value::deserialize(d)? {
-            Value::String(s) => Ok(Text(s)),
-            Value::Number(n) => Ok(Text(n.to_string())),
-            Value::Bool(b) => Ok(Text(b.to_string())),
-            Value::Null => Ok(Text(String::new())),
-            other => Err(serde::de::Error::custom(format!(
-                "expected a string, found {other}"
-            ))),
-        }
-    }
-}
-
 /// A map of strings (labels, annotations).
-pub type Pairs = std::collections::BTreeMap<String, Text>;
+pub type Pairs = std::collections::BTreeMap<String, String>;
 
 /// Turns [`Pairs`] into JSON strings.
 pub fn pairs_to_map(pairs: &Pairs) -> Map<String, Value> {
     pairs
         .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.0.clone())))
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect()
 }
 
@@ -104,11 +86,11 @@ pub struct FieldSpecConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Image {
-    pub name: Text,
-    pub new_name: Text,
-    pub new_tag: Text,
-    pub digest: Text,
-    pub tag_suffix: Text,
+    pub name: String,
+    pub new_name: String,
+    pub new_tag: String,
+    pub digest: String,
+    pub tag_suffix: String,
 }
 
 /// An entry of `replicas`.

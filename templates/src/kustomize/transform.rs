@@ -239,13 +239,13 @@ fn update_image(value: &mut Value, image: &Image, pattern: &regex::Regex) {
         return;
     }
     let (mut name, mut tag, mut digest) = split_image(current);
-    if !image.new_name.0.is_empty() {
-        name = image.new_name.0.clone();
+    if !image.new_name.is_empty() {
+        name = image.new_name.clone();
     }
-    match (image.new_tag.0.as_str(), image.digest.0.as_str()) {
+    match (image.new_tag.as_str(), image.digest.as_str()) {
         ("", "") => {
-            if !image.tag_suffix.0.is_empty() {
-                tag.push_str(&image.tag_suffix.0);
+            if !image.tag_suffix.is_empty() {
+                tag.push_str(&image.tag_suffix);
                 digest.clear();
             }
         }
@@ -299,7 +299,7 @@ fn walk_containers(node: &mut Value, f: &mut dyn FnMut(&mut Value)) {
 fn images(resources: &mut [Resource], image: &Image) {
     let pattern = format!(
         "^{}(:[a-zA-Z0-9_.{{}}-]*)?(@[a-zA-Z0-9]+([.+_-][a-zA-Z0-9]+)*:[a-zA-Z0-9_.{{}}-]*)?$",
-        image.name.0
+        image.name
     );
     let Ok(pattern) = regex::Regex::new(&pattern) else {
         return;
