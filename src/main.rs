@@ -24,6 +24,8 @@ enum Command {
     Up(cmd::up::Args),
     /// Run the API server alone.
     Apiserver(cmd::apiserver::Args),
+    /// Render a kustomization, chart or directory of manifests and print the objects.
+    Render(cmd::render::Args),
     /// Run a benchmark scenario from BENCHMARKS.md and print `scenario=… metric=… value=… unit=…`.
     Bench(cmd::bench::Args),
 }
@@ -33,6 +35,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Up(args) => cmd::up::run(args),
         Command::Apiserver(args) => cmd::apiserver::run(args),
+        Command::Render(args) => cmd::render::run(args),
         Command::Bench(args) => cmd::bench::run(args),
     };
     match result {

@@ -2,5 +2,6 @@
 
 pub mod apiserver;
 pub mod bench;
+pub mod render;
 pub mod server;
 pub mod up;

@@ -1,13 +1,14 @@
 //! `gitplane bench SCENARIO`: the benchmarks of BENCHMARKS.md.
 //!
-//! Each scenario starts what it measures in this process (an API server on a durable embedded
-//! store in a temporary directory) and drives it over real HTTP connections, then prints one
-//! line per figure: `scenario=… metric=… value=… unit=…`. Server and load share the machine, as
+//! Each API scenario starts what it measures in this process (an API server on a durable
+//! embedded store in a temporary directory) and drives it over real HTTP connections; `render`
+//! times gitplane's renderer against `kubectl kustomize`. Each prints one line per figure: `scenario=… metric=… value=… unit=…`. Server and load share the machine, as
 //! they would on one node.
 
 mod api_list;
 mod api_write;
 mod client;
+mod render;
 mod watch_fanout;
 
 use std::time::Duration;
@@ -44,6 +45,8 @@ enum Scenario {
     ApiList,
     /// Watchers on pods receiving updates.
     WatchFanout,
+    /// A 1,000-object kustomize overlay rendered by gitplane and by `kubectl kustomize`.
+    Render,
 }
 
 /// Runs one scenario.
@@ -53,6 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Scenario::ApiWrite => api_write::run(args.clients, args.count.unwrap_or(20_000)).await,
             Scenario::ApiList => api_list::run(args.count.unwrap_or(10_000), args.rounds).await,
             Scenario::WatchFanout => watch_fanout::run(args.watchers, args.updates).await,
+            Scenario::Render => render::run(),
         }?;
         Ok(0)
     })?

@@ -1,0 +1,161 @@
+//! Bad input fails with the file and line at fault.
+
+use templates::source::DirSource;
+
+/// Writes `files` (path, text) into a fresh directory, renders `path`, and expects an error
+/// whose text is `expected`.
+fn check(files: &[(&str, &str)], path: &str, expected: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, text) in files {
+        let full = dir.path().join(name);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, text).expect("write");
+    }
+    let source = DirSource::new(dir.path());
+    match templates::render(&source, path, &Default::default()) {
+        Ok(objects) => panic!(
+            "{path}: expected {expected:?}, rendered {} objects",
+            objects.objects.len()
+        ),
+        Err(e) => assert_eq!(e.to_string(), expected),
+    }
+}
+
+const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n";
+
+#[test]
+fn a_yaml_syntax_error_names_its_file_and_line() {
+    check(
+        &[
+            ("app/kustomization.yaml", "resources:\n- cm.yaml\n"),
+            ("app/cm.yaml", "a: 1\n---\nb: [1,\nc: 2\n"),
+        ],
+        "app",
+        "app/cm.yaml:3: unclosed bracket '['",
+    );
+    check(
+        &[("plain/x.yaml", "a: 1\na: 2\n")],
+        "plain",
+        "plain/x.yaml:2: duplicate mapping key: a",
+    );
+}
+
+#[test]
+fn a_resource_path_that_does_not_exist_is_named() {
+    check(
+        &[
+            (
+                "app/kustomization.yaml",
+                "namespace: x\nresources:\n- cm.yaml\n- missing.yaml\n",
+            ),
+            ("app/cm.yaml", CM),
+        ],
+        "app",
+        "app/kustomization.yaml:4: app/missing.yaml: no such file or directory",
+    );
+}
+
+#[test]
+fn a_patch_whose_target_matches_nothing_is_an_error() {
+    check(
+        &[
+            (
+                "app/kustomization.yaml",
+                "resources:\n- cm.yaml\npatches:\n- target:\n    kind: Secret\n  patch: |-\n    - op: remove\n      path: /data\n",
+            ),
+            ("app/cm.yaml", CM),
+        ],
+        "app",
+        "app/kustomization.yaml:4: patch target matches no resource: kind=Secret",
+    );
+    check(
+        &[
+            (
+                "app/kustomization.yaml",
+                "resources:\n- cm.yaml\npatches:\n- path: p.yaml\n",
+            ),
+            ("app/cm.yaml", CM),
+            (
+                "app/p.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\ndata:\n  a: b\n",
+            ),
+        ],
+        "app",
+        "app/kustomization.yaml:4: patch target matches no resource: ConfigMap.v1./other.default",
+    );
+}
+
+#[test]
+fn a_cycle_between_kustomizations_is_an_error() {
+    check(
+        &[
+            ("a/kustomization.yaml", "resources:\n- ../b\n"),
+            ("b/kustomization.yaml", "resources:\n- ../a\n"),
+        ],
+        "a",
+        "b/kustomization.yaml:2: kustomization cycle: a -> b -> a",
+    );
+}
+
+#[test]
+fn unknown_and_unsupported_fields_are_errors() {
+    check(
+        &[("a/kustomization.yaml", "resources: []\nresourcez:\n- x\n")],
+        "a",
+        "a/kustomization.yaml:2: resourcez: unknown field",
+    );
+    check(
+        &[("a/kustomization.yaml", "replacements:\n- path: r.yaml\n")],
+        "a",
+        "a/kustomization.yaml:1: replacements: not supported by gitplane's kustomize renderer",
+    );
+}
+
+#[test]
+fn generators_refuse_duplicate_names_and_bad_literals() {
+    check(
+        &[
+            (
+                "a/kustomization.yaml",
+                "resources:\n- cm.yaml\nconfigMapGenerator:\n- name: c\n  literals:\n  - novalue\n",
+            ),
+            ("a/cm.yaml", CM),
+        ],
+        "a",
+        "a/kustomization.yaml:6: novalue: expected KEY=VALUE",
+    );
+    check(
+        &[
+            (
+                "a/kustomization.yaml",
+                "resources:\n- cm.yaml\nconfigMapGenerator:\n- name: c\n  literals:\n  - a=b\n",
+            ),
+            ("a/cm.yaml", CM),
+        ],
+        "a",
+        "a/kustomization.yaml:4: ConfigMap.v1/c.[noNs]: already exists; use behavior merge or replace",
+    );
+}
+
+#[test]
+fn deprecated_fields_render_with_a_warning() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("a")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("a/kustomization.yaml"),
+        "resources:\n- cm.yaml\ncommonLabels:\n  a: b\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("a/cm.yaml"), CM).expect("write");
+    let rendered =
+        templates::render(&DirSource::new(dir.path()), "a", &Default::default()).expect("renders");
+    let warnings: Vec<String> = rendered
+        .diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        warnings,
+        vec!["a/kustomization.yaml:3: commonLabels is deprecated; use labels"]
+    );
+}
