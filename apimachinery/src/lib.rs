@@ -1,6 +1,7 @@
 //! The object model and the pure algorithms of the Kubernetes API, shared by every gitplane crate.
 //!
 //! # Layout
+//! - [`application`]: gitplane's own `Application` CRD and the marks the syncer leaves on objects.
 //! - [`object`]: dynamic objects (JSON with metadata accessors) and typed ones through k8s-openapi.
 //! - [`registry`]: kinds ↔ resources for the built-in kinds and for CRDs added at run time.
 //! - [`selector`]: label and field selectors.
@@ -11,6 +12,7 @@
 //! **Architecture Invariant**: no IO, no tokio, no clock. Everything here is a pure function of
 //! its inputs, so it is tested with tables.
 
+pub mod application;
 pub mod object;
 pub mod patch;
 pub mod registry;

@@ -73,6 +73,7 @@ impl ApiServer {
             .await
             .map_err(|e| ServerError::Cache(e.message))?;
         bootstrap_namespaces(&state).await?;
+        bootstrap_application_crd(&state).await?;
         crd::refresh(&state);
         tokio::spawn(watch_crds(state.clone()));
         let listener =
@@ -130,6 +131,32 @@ async fn bootstrap_namespaces(state: &ApiState) -> Result<(), ServerError> {
             Ok(_) | Err(StorageError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
+    }
+    state
+        .sync_cache()
+        .await
+        .map_err(|e| ServerError::Cache(e.message))?;
+    Ok(())
+}
+
+/// Installs the `Application` CRD, so gitplane's own kind is served from start-up.
+async fn bootstrap_application_crd(state: &ApiState) -> Result<(), ServerError> {
+    let registry = state.registry();
+    let Some(info) =
+        registry.by_resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+    else {
+        return Ok(());
+    };
+    let mut crd = apimachinery::application::crd();
+    let name = crd.name().unwrap_or_default().to_string();
+    strategy::prepare_create(&info, &mut crd).map_err(|e| ServerError::Cache(e.message))?;
+    match state
+        .store
+        .create(&info.key(None, &name), encode(&crd))
+        .await
+    {
+        Ok(_) | Err(StorageError::AlreadyExists { .. }) => {}
+        Err(e) => return Err(e.into()),
     }
     state
         .sync_cache()

@@ -1,1 +1,9 @@
-//! Controllers, the scheduler and the GitOps syncer: API clients that converge the cluster (filled by the controllers, scheduler and GitOps issues).
+//! Components that converge the cluster, all of them clients of the API server.
+//!
+//! # Layout
+//! - [`gitops`]: the GitOps syncer: Applications, Git mirrors, render → compare → sync → prune.
+//!
+//! **Architecture Invariant**: nothing here touches storage; every read and write goes through
+//! the HTTP API (kube-rs), exactly as a component on another machine would.
+
+pub mod gitops;

@@ -1,0 +1,2 @@
+//! The GitOps syncer.
+pub mod repo;
