@@ -1,2 +1,4 @@
 //! The GitOps syncer.
 pub mod repo;
+pub mod compare;
+pub mod health;
