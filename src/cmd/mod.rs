@@ -2,6 +2,7 @@
 
 pub mod apiserver;
 pub mod bench;
+pub mod client;
 pub mod render;
 pub mod server;
 pub mod up;

@@ -84,13 +84,21 @@ pub fn last_applied(live: &Value) -> Option<Value> {
 }
 
 /// The patch that makes `live` match `modified`, as `kubectl apply` computes it.
-pub fn patch_for(modified: &Value, live: &Value, gvk: &GroupVersionKind) -> Result<Value, PatchError> {
+pub fn patch_for(
+    modified: &Value,
+    live: &Value,
+    gvk: &GroupVersionKind,
+) -> Result<Value, PatchError> {
     let original = last_applied(live);
     strategic::three_way(original.as_ref(), modified, live, gvk)
 }
 
 /// The live object as it would be after applying `managed` (marks without revision).
-pub fn predicted(managed: &Value, live: &Value, gvk: &GroupVersionKind) -> Result<Value, PatchError> {
+pub fn predicted(
+    managed: &Value,
+    live: &Value,
+    gvk: &GroupVersionKind,
+) -> Result<Value, PatchError> {
     let patch = patch_for(managed, live, gvk)?;
     strategic::apply(live, &patch, gvk)
 }
@@ -115,7 +123,11 @@ pub fn normalize(obj: &Value) -> Value {
             meta.remove(f);
         }
         if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
-            for f in [ANNOTATION_LAST_APPLIED, ANNOTATION_REVISION, ANNOTATION_SOURCE] {
+            for f in [
+                ANNOTATION_LAST_APPLIED,
+                ANNOTATION_REVISION,
+                ANNOTATION_SOURCE,
+            ] {
                 a.remove(f);
             }
             if a.is_empty() {
@@ -132,7 +144,10 @@ pub fn normalize(obj: &Value) -> Value {
 /// A unified diff between two objects rendered as YAML (`---`/`+++` headers named `live` and
 /// `desired`); empty when they are equal.
 pub fn diff_text(before: Option<&Value>, after: Option<&Value>) -> String {
-    let yaml = |v: Option<&Value>| v.map(|v| templates::yaml::to_yaml(&normalize(v))).unwrap_or_default();
+    let yaml = |v: Option<&Value>| {
+        v.map(|v| templates::yaml::to_yaml(&normalize(v)))
+            .unwrap_or_default()
+    };
     let (a, b) = (yaml(before), yaml(after));
     if a == b {
         return String::new();
@@ -153,7 +168,10 @@ mod tests {
     }
 
     fn deploy(replicas: i64, env: &[&str]) -> Value {
-        let env: Vec<Value> = env.iter().map(|n| json!({"name": n, "value": "1"})).collect();
+        let env: Vec<Value> = env
+            .iter()
+            .map(|n| json!({"name": n, "value": "1"}))
+            .collect();
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
                "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "c", "image": "i", "env": env}]}}}})
     }
@@ -181,9 +199,19 @@ mod tests {
         let fewer = managed(&deploy(2, &["A"]), "web");
         assert!(!in_sync(&fewer, &live, &gvk()).unwrap());
         let after = predicted(&fewer, &live, &gvk()).unwrap();
-        assert_eq!(after["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            after["spec"]["template"]["spec"]["containers"][0]["env"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
         let diff = diff_text(Some(&live), Some(&after));
-        assert!(diff.lines().any(|l| l.starts_with('-') && l.contains("name: B")), "{diff}");
+        assert!(
+            diff.lines()
+                .any(|l| l.starts_with('-') && l.contains("name: B")),
+            "{diff}"
+        );
     }
 
     #[test]

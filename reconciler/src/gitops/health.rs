@@ -69,7 +69,10 @@ pub fn of(kind: &str, live: Option<&Value>) -> Health {
             {
                 return Health::Degraded;
             }
-            let want = obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let want = obj
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             let updated = int(obj, "/status/updatedReplicas");
             if updated < want
                 || int(obj, "/status/replicas") > updated
@@ -83,7 +86,10 @@ pub fn of(kind: &str, live: Option<&Value>) -> Health {
             if !generation_observed(obj) {
                 return Health::Progressing;
             }
-            let want = obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let want = obj
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             if int(obj, "/status/readyReplicas") < want {
                 return Health::Progressing;
             }
@@ -103,7 +109,11 @@ pub fn of(kind: &str, live: Option<&Value>) -> Health {
         }
         "Job" => {
             for (t, h) in [("Failed", Health::Degraded), ("Complete", Health::Healthy)] {
-                if condition(obj, t).and_then(|c| c.get("status")).and_then(Value::as_str) == Some("True") {
+                if condition(obj, t)
+                    .and_then(|c| c.get("status"))
+                    .and_then(Value::as_str)
+                    == Some("True")
+                {
                     return h;
                 }
             }
@@ -127,7 +137,12 @@ pub fn of(kind: &str, live: Option<&Value>) -> Health {
                     cs.iter().any(|c| {
                         matches!(
                             c.pointer("/state/waiting/reason").and_then(Value::as_str),
-                            Some("CrashLoopBackOff" | "ErrImagePull" | "ImagePullBackOff" | "CreateContainerConfigError")
+                            Some(
+                                "CrashLoopBackOff"
+                                    | "ErrImagePull"
+                                    | "ImagePullBackOff"
+                                    | "CreateContainerConfigError"
+                            )
                         )
                     })
                 });
@@ -138,8 +153,14 @@ pub fn of(kind: &str, live: Option<&Value>) -> Health {
                 Some("Succeeded") => Health::Healthy,
                 Some("Failed") => Health::Degraded,
                 Some("Running") => {
-                    let ready = condition(obj, "Ready").and_then(|c| c.get("status")).and_then(Value::as_str);
-                    if ready == Some("True") { Health::Healthy } else { Health::Progressing }
+                    let ready = condition(obj, "Ready")
+                        .and_then(|c| c.get("status"))
+                        .and_then(Value::as_str);
+                    if ready == Some("True") {
+                        Health::Healthy
+                    } else {
+                        Health::Progressing
+                    }
                 }
                 _ => Health::Progressing,
             }
@@ -150,7 +171,11 @@ pub fn of(kind: &str, live: Option<&Value>) -> Health {
                 .pointer("/status/loadBalancer/ingress")
                 .and_then(Value::as_array)
                 .is_some_and(|a| !a.is_empty());
-            if lb && !ingress { Health::Progressing } else { Health::Healthy }
+            if lb && !ingress {
+                Health::Progressing
+            } else {
+                Health::Healthy
+            }
         }
         "PersistentVolumeClaim" => match obj.pointer("/status/phase").and_then(Value::as_str) {
             Some("Bound") => Health::Healthy,
@@ -187,21 +212,86 @@ mod tests {
         let deploy = |status: Value| json!({"metadata": {"generation": 2}, "spec": {"replicas": 2}, "status": status});
         check("Deployment", None, Health::Missing);
         check("Deployment", Some(deploy(json!({}))), Health::Progressing);
-        check("Deployment", Some(deploy(json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}))), Health::Healthy);
-        check("Deployment", Some(deploy(json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 2}))), Health::Progressing);
-        check("Deployment", Some(deploy(json!({"observedGeneration": 2, "conditions": [{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]}))), Health::Degraded);
-        check("Deployment", Some(json!({"spec": {"paused": true}})), Health::Suspended);
-        check("Pod", Some(json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})), Health::Healthy);
-        check("Pod", Some(json!({"status": {"phase": "Running", "containerStatuses": [{"state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}})), Health::Degraded);
-        check("Pod", Some(json!({"status": {"phase": "Pending"}})), Health::Progressing);
-        check("Job", Some(json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}})), Health::Healthy);
-        check("Job", Some(json!({"status": {"conditions": [{"type": "Failed", "status": "True"}]}})), Health::Degraded);
-        check("Service", Some(json!({"spec": {"type": "LoadBalancer"}})), Health::Progressing);
-        check("Service", Some(json!({"spec": {"type": "ClusterIP"}})), Health::Healthy);
-        check("PersistentVolumeClaim", Some(json!({"status": {"phase": "Bound"}})), Health::Healthy);
+        check(
+            "Deployment",
+            Some(deploy(
+                json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+            )),
+            Health::Healthy,
+        );
+        check(
+            "Deployment",
+            Some(deploy(
+                json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 2}),
+            )),
+            Health::Progressing,
+        );
+        check(
+            "Deployment",
+            Some(deploy(
+                json!({"observedGeneration": 2, "conditions": [{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]}),
+            )),
+            Health::Degraded,
+        );
+        check(
+            "Deployment",
+            Some(json!({"spec": {"paused": true}})),
+            Health::Suspended,
+        );
+        check(
+            "Pod",
+            Some(
+                json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}),
+            ),
+            Health::Healthy,
+        );
+        check(
+            "Pod",
+            Some(
+                json!({"status": {"phase": "Running", "containerStatuses": [{"state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}),
+            ),
+            Health::Degraded,
+        );
+        check(
+            "Pod",
+            Some(json!({"status": {"phase": "Pending"}})),
+            Health::Progressing,
+        );
+        check(
+            "Job",
+            Some(json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}})),
+            Health::Healthy,
+        );
+        check(
+            "Job",
+            Some(json!({"status": {"conditions": [{"type": "Failed", "status": "True"}]}})),
+            Health::Degraded,
+        );
+        check(
+            "Service",
+            Some(json!({"spec": {"type": "LoadBalancer"}})),
+            Health::Progressing,
+        );
+        check(
+            "Service",
+            Some(json!({"spec": {"type": "ClusterIP"}})),
+            Health::Healthy,
+        );
+        check(
+            "PersistentVolumeClaim",
+            Some(json!({"status": {"phase": "Bound"}})),
+            Health::Healthy,
+        );
         check("ConfigMap", Some(json!({})), Health::Healthy);
-        check("Application", Some(json!({"status": {"health": {"status": "Degraded"}}})), Health::Degraded);
-        assert_eq!(overall([Health::Healthy, Health::Progressing, Health::Suspended]), Health::Progressing);
+        check(
+            "Application",
+            Some(json!({"status": {"health": {"status": "Degraded"}}})),
+            Health::Degraded,
+        );
+        assert_eq!(
+            overall([Health::Healthy, Health::Progressing, Health::Suspended]),
+            Health::Progressing
+        );
         assert_eq!(overall([]), Health::Healthy);
     }
 }

@@ -1,4 +1,8 @@
 //! The GitOps syncer.
-pub mod repo;
+pub mod application;
+pub mod cluster;
 pub mod compare;
 pub mod health;
+pub mod repo;
+pub mod sync;
+pub mod syncer;

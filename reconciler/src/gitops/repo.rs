@@ -128,16 +128,16 @@ impl Mirror {
         let mut callbacks = git2::RemoteCallbacks::new();
         let creds = creds.clone();
         callbacks.credentials(move |_url, user, allowed| {
-            if allowed.contains(git2::CredentialType::SSH_KEY) {
-                if let Some(key) = &creds.ssh_private_key {
-                    return git2::Cred::ssh_key_from_memory(user.unwrap_or("git"), None, key, None);
-                }
+            if allowed.contains(git2::CredentialType::SSH_KEY)
+                && let Some(key) = &creds.ssh_private_key
+            {
+                return git2::Cred::ssh_key_from_memory(user.unwrap_or("git"), None, key, None);
             }
-            if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
-                if let Some(password) = &creds.password {
-                    let user = creds.username.as_deref().unwrap_or("git");
-                    return git2::Cred::userpass_plaintext(user, password);
-                }
+            if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT)
+                && let Some(password) = &creds.password
+            {
+                let user = creds.username.as_deref().unwrap_or("git");
+                return git2::Cred::userpass_plaintext(user, password);
             }
             Err(git2::Error::from_str("no credentials for this repository"))
         });
@@ -169,10 +169,10 @@ impl Mirror {
             ],
         };
         for c in &candidates {
-            if let Ok(obj) = self.repo.revparse_single(c) {
-                if let Ok(commit) = obj.peel_to_commit() {
-                    return Ok(commit.id());
-                }
+            if let Ok(obj) = self.repo.revparse_single(c)
+                && let Ok(commit) = obj.peel_to_commit()
+            {
+                return Ok(commit.id());
             }
         }
         Err(RepoError::UnknownRevision(revision.to_string()))
@@ -359,6 +359,40 @@ pub fn revert_to(path: &Path, branch: &str, target: Oid) -> Result<Oid, RepoErro
             .map_err(git("updating the working copy"))?;
     }
     Ok(tip.id())
+}
+
+/// Creates a Git repository at `path` holding `files` in one commit (the playground of
+/// `gitplane up`). Does nothing if a repository is already there.
+pub fn seed(path: &Path, files: &[(&str, &[u8])], message: &str) -> Result<bool, RepoError> {
+    if Repository::open(path).is_ok() {
+        return Ok(false);
+    }
+    let repo = Repository::init(path).map_err(git(format!("creating {}", path.display())))?;
+    for (rel, bytes) in files {
+        let full = path.join(rel);
+        let io = |e: std::io::Error| RepoError::Git {
+            what: format!("writing {}", full.display()),
+            source: git2::Error::from_str(&e.to_string()),
+        };
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&full, bytes).map_err(io)?;
+    }
+    let mut index = repo.index().map_err(git("index"))?;
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .map_err(git("adding files"))?;
+    index.write().map_err(git("writing index"))?;
+    let tree_id = index.write_tree().map_err(git("writing tree"))?;
+    let tree = repo.find_tree(tree_id).map_err(git("reading tree"))?;
+    let sig = repo
+        .signature()
+        .or_else(|_| Signature::now("gitplane", "gitplane@localhost"))
+        .map_err(git("signature"))?;
+    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[])
+        .map_err(git("committing"))?;
+    Ok(true)
 }
 
 #[cfg(test)]

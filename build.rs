@@ -1,0 +1,38 @@
+//! Embeds `examples-repo/` in the binary, so `gitplane up` can seed its playground repository
+//! wherever the binary runs.
+
+use std::path::Path;
+
+fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            walk(&path, root, out);
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            out.push(rel.to_string_lossy().replace('\\', "/"));
+        }
+    }
+}
+
+fn main() {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest).join("examples-repo");
+    println!("cargo:rerun-if-changed=examples-repo");
+    let mut files = Vec::new();
+    walk(&root, &root, &mut files);
+    let mut code = String::from(
+        "/// The files of `examples-repo/`: (path, contents).\npub static FILES: &[(&str, &[u8])] = &[\n",
+    );
+    for f in &files {
+        code.push_str(&format!(
+            "    ({f:?}, include_bytes!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/examples-repo/\", {f:?}))),\n"
+        ));
+    }
+    code.push_str("];\n");
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("examples.rs");
+    std::fs::write(out, code).expect("write examples.rs");
+}
