@@ -25,7 +25,10 @@ Inputs, each an API fact taken from where Kubernetes publishes it:
   drops them when the Go field is a non-pointer with `omitempty`, and keeps them when the field
   is a pointer (an explicit `replicas: 0`) or has no `omitempty`. Neither crate records Go
   pointer-ness, so this file is extracted from the Go types (types.go) by --go-api/--go-apimachinery;
-  it holds facts (message, field number, JSON name, keep|omit), not code.
+  it holds facts (message, field number, JSON name, keep|omit), not code. It also lists the
+  message fields Go embeds with `json:",inline"` (VolumeSource in Volume, ProbeHandler in
+  Probe): proto nests them, JSON flattens their fields into the enclosing object. The JSON
+  names of a message that is only ever inlined come from the objects it is inlined into.
 
 The output is deterministic: messages are numbered in breadth-first order from TOP_LEVEL,
 fields are sorted by field number. The generator fails, rather than guess, when a message in
@@ -275,7 +278,7 @@ def go_dir(package, api_dir, apimachinery_dir):
 
 
 def parse_go_structs(directory):
-    """Returns {struct: {field number: (json name, keep zero)}} for the Go files of a package."""
+    """Returns {struct: {field number: (json name, keep|omit|inline)}} for a Go package."""
     structs = {}
     for path in sorted(glob.glob(os.path.join(directory, "*.go"))):
         base = os.path.basename(path)

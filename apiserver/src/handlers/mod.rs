@@ -237,7 +237,7 @@ mod tests {
     /// A kubectl 1.32 `create configmap c1 --from-literal=a=b` body.
     const CONFIGMAP: &[u8] = b"k8s\0\x0a\x0f\x0a\x02v1\x12\x09ConfigMap\x12\x1c\x0a\x12\x0a\x02c1\x12\x00\x1a\x00\x22\x00\x2a\x00\x32\x00\x38\x00\x42\x00\x12\x06\x0a\x01a\x12\x01b\x1a\x00\x22\x00";
 
-    fn check(content_type: &str, body: &[u8], expected: Result<serde_json::Value, (u16, &str)>) {
+    fn request(content_type: &str, body: &[u8]) -> ApiRequest {
         let Some(Target::Resource(path)) = parse_path("/api/v1/namespaces/default/configmaps")
         else {
             unreachable!("a resource path")
@@ -247,7 +247,7 @@ mod tests {
             header::CONTENT_TYPE,
             content_type.parse().expect("a header value"),
         );
-        let req = ApiRequest {
+        ApiRequest {
             method: Method::POST,
             info: Registry::builtin()
                 .by_resource("", "v1", "configmaps")
@@ -256,8 +256,13 @@ mod tests {
             params: Params::parse(None),
             headers,
             body: Bytes::copy_from_slice(body),
-        };
-        let got = req.json_body().map_err(|e| (e.code(), e.message));
+        }
+    }
+
+    fn check(content_type: &str, body: &[u8], expected: Result<serde_json::Value, (u16, &str)>) {
+        let got = request(content_type, body)
+            .json_body()
+            .map_err(|e| (e.code(), e.message));
         let expected = expected.map_err(|(code, m)| (code, m.to_string()));
         assert_eq!(got, expected, "{content_type}");
     }
@@ -312,5 +317,14 @@ mod tests {
                 "the body of the request was in an unknown format - accepted media types include: application/json, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/vnd.kubernetes.protobuf (got \"application/yaml\")",
             )),
         );
+    }
+
+    #[test]
+    fn delete_options_may_come_as_protobuf() {
+        let body = b"k8s\0\x0a\x1f\x0a\x0emeta.k8s.io/v1\x12\x0dDeleteOptions\x12\x0e\x08\x00\x22\x0aForeground";
+        let req = request("application/vnd.kubernetes.protobuf", body);
+        let options = delete::DeleteOptions::from_request(&req).expect("valid options");
+        assert_eq!(options.propagation.as_deref(), Some("Foreground"));
+        assert_eq!(options.grace_period, Some(0));
     }
 }
