@@ -7,6 +7,7 @@
 //! - [`selector`]: label and field selectors.
 //! - [`status`]: `metav1.Status` errors with reasons and causes.
 //! - [`patch`]: JSON patch (RFC 6902), merge patch (RFC 7386) and strategic merge patch.
+//! - [`protobuf`]: Kubernetes protobuf request bodies decoded into the JSON Kubernetes would write.
 //! - [`validation`]: name and label syntax checks shared by the API server and renderers.
 //!
 //! **Architecture Invariant**: no IO, no tokio, no clock. Everything here is a pure function of
@@ -15,6 +16,7 @@
 pub mod application;
 pub mod object;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod selector;
 pub mod status;

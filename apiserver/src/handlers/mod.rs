@@ -18,6 +18,7 @@ pub(crate) mod write;
 
 use std::sync::Arc;
 
+use apimachinery::protobuf::{self, ProtobufError};
 use apimachinery::registry::ResourceInfo;
 use apimachinery::status::{Reason, StatusError};
 use axum::body::Body;
@@ -64,8 +65,9 @@ impl ApiRequest {
         self.path.name.as_deref().unwrap_or("")
     }
 
-    /// The body as a JSON value; 415 for content types other than JSON, 400 naming the problem
-    /// when it is not JSON.
+    /// The body as a JSON value, decoding Kubernetes protobuf bodies to the JSON Kubernetes would
+    /// write; 415 for other content types and for protobuf kinds without a field table, 400
+    /// naming the problem when the body is malformed.
     pub fn json_body(&self) -> Result<serde_json::Value, StatusError> {
         let ct = self
             .headers
@@ -73,11 +75,19 @@ impl ApiRequest {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("application/json");
         let base = ct.split(';').next().unwrap_or("").trim();
+        if base == protobuf::MEDIA_TYPE {
+            return protobuf::decode(&self.body).map_err(|e| match e {
+                ProtobufError::UnknownKind { .. } => {
+                    StatusError::new(Reason::UnsupportedMediaType, e.to_string())
+                }
+                e => StatusError::bad_request(format!("the body of the request was invalid: {e}")),
+            });
+        }
         if !(base.is_empty() || base == "application/json" || base.ends_with("+json")) {
             return Err(StatusError::new(
                 Reason::UnsupportedMediaType,
                 format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct:?})"
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/vnd.kubernetes.protobuf (got {ct:?})"
                 ),
             ));
         }
@@ -229,5 +239,107 @@ async fn health(state: &ApiState) -> Response {
     match state.store.current_revision().await {
         Ok(_) => text(StatusCode::OK, "ok"),
         Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use apimachinery::registry::Registry;
+    use serde_json::json;
+
+    use super::*;
+
+    /// A kubectl 1.32 `create configmap c1 --from-literal=a=b` body.
+    const CONFIGMAP: &[u8] = b"k8s\0\x0a\x0f\x0a\x02v1\x12\x09ConfigMap\x12\x1c\x0a\x12\x0a\x02c1\x12\x00\x1a\x00\x22\x00\x2a\x00\x32\x00\x38\x00\x42\x00\x12\x06\x0a\x01a\x12\x01b\x1a\x00\x22\x00";
+
+    fn request(content_type: &str, body: &[u8]) -> ApiRequest {
+        let Some(Target::Resource(path)) = parse_path("/api/v1/namespaces/default/configmaps")
+        else {
+            unreachable!("a resource path")
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            content_type.parse().expect("a header value"),
+        );
+        ApiRequest {
+            method: Method::POST,
+            info: Registry::builtin()
+                .by_resource("", "v1", "configmaps")
+                .expect("configmaps are built in"),
+            path,
+            params: Params::parse(None),
+            headers,
+            body: Bytes::copy_from_slice(body),
+        }
+    }
+
+    fn check(content_type: &str, body: &[u8], expected: Result<serde_json::Value, (u16, &str)>) {
+        let got = request(content_type, body)
+            .json_body()
+            .map_err(|e| (e.code(), e.message));
+        let expected = expected.map_err(|(code, m)| (code, m.to_string()));
+        assert_eq!(got, expected, "{content_type}");
+    }
+
+    #[test]
+    fn protobuf_bodies_are_decoded_to_json_and_their_problems_named() {
+        let configmap = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c1", "creationTimestamp": null},
+            "data": {"a": "b"},
+        });
+        check(
+            "application/vnd.kubernetes.protobuf",
+            CONFIGMAP,
+            Ok(configmap.clone()),
+        );
+        check(
+            "application/json",
+            br#"{"kind":"ConfigMap"}"#,
+            Ok(json!({"kind": "ConfigMap"})),
+        );
+        check(
+            "application/vnd.kubernetes.protobuf",
+            &CONFIGMAP[..30],
+            Err((
+                400,
+                "the body of the request was invalid: protobuf message k8s.io.apimachinery.pkg.runtime.Unknown is truncated",
+            )),
+        );
+        check(
+            "application/vnd.kubernetes.protobuf",
+            b"k8s\0\x0a\x0a\x0a\x02v1\x12\x04Node\x12\x02\x08\x01",
+            Err((
+                400,
+                "the body of the request was invalid: protobuf field 1 (metadata) of k8s.io.api.core.v1.Node has wire type 0, which does not match its type",
+            )),
+        );
+        check(
+            "application/vnd.kubernetes.protobuf",
+            b"k8s\0\x0a\x0d\x0a\x02v1\x12\x07Unknown",
+            Err((
+                415,
+                "the server cannot decode protobuf for kind \"Unknown\" of \"v1\"; send the object as JSON",
+            )),
+        );
+        check(
+            "application/yaml",
+            b"kind: ConfigMap",
+            Err((
+                415,
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/vnd.kubernetes.protobuf (got \"application/yaml\")",
+            )),
+        );
+    }
+
+    #[test]
+    fn delete_options_may_come_as_protobuf() {
+        let body = b"k8s\0\x0a\x1f\x0a\x0emeta.k8s.io/v1\x12\x0dDeleteOptions\x12\x0e\x08\x00\x22\x0aForeground";
+        let req = request("application/vnd.kubernetes.protobuf", body);
+        let options = delete::DeleteOptions::from_request(&req).expect("valid options");
+        assert_eq!(options.propagation.as_deref(), Some("Foreground"));
+        assert_eq!(options.grace_period, Some(0));
     }
 }
