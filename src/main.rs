@@ -26,6 +26,16 @@ enum Command {
     Apiserver(cmd::apiserver::Args),
     /// Render a kustomization, chart or directory of manifests and print the objects.
     Render(cmd::render::Args),
+    /// List Applications: sync status, health, revision.
+    Apps(cmd::apps::Args),
+    /// Sync an Application now and follow it.
+    Sync(cmd::sync::Args),
+    /// The revisions an Application was synced to.
+    History(cmd::history::Args),
+    /// Roll an Application back with a `git revert` commit.
+    Rollback(cmd::rollback::Args),
+    /// Which commit and file:line produced a live object.
+    Blame(cmd::blame::Args),
     /// Run a benchmark scenario from BENCHMARKS.md and print `scenario=… metric=… value=… unit=…`.
     Bench(cmd::bench::Args),
 }
@@ -36,6 +46,11 @@ fn main() -> std::process::ExitCode {
         Command::Up(args) => cmd::up::run(args),
         Command::Apiserver(args) => cmd::apiserver::run(args),
         Command::Render(args) => cmd::render::run(args),
+        Command::Apps(args) => cmd::apps::run(args),
+        Command::Sync(args) => cmd::sync::run(args),
+        Command::History(args) => cmd::history::run(args),
+        Command::Rollback(args) => cmd::rollback::run(args),
+        Command::Blame(args) => cmd::blame::run(args),
         Command::Bench(args) => cmd::bench::run(args),
     };
     match result {

@@ -380,15 +380,70 @@ spec:
 fn kubectl_create_generators_send_protobuf_that_the_server_decodes() {
     let s = Server::start();
     s.ok(&["create", "namespace", "team"]);
-    s.ok(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=2", "--port=80", "-n", "team"]);
-    s.ok(&["create", "configmap", "settings", "--from-literal=mode=prod"]);
-    s.ok(&["create", "secret", "generic", "creds", "--from-literal=password=hunter2"]);
+    s.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.25",
+        "--replicas=2",
+        "--port=80",
+        "-n",
+        "team",
+    ]);
+    s.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=mode=prod",
+    ]);
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=hunter2",
+    ]);
     s.ok(&["create", "service", "nodeport", "web", "--tcp=80:8080"]);
     s.ok(&["create", "serviceaccount", "robot"]);
     s.ok(&["create", "role", "reader", "--verb=get", "--resource=pods"]);
-    assert_eq!(s.ok(&["get", "deploy", "web", "-n", "team", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}"]), "2 nginx:1.25");
-    assert_eq!(s.ok(&["get", "cm", "settings", "-o", "jsonpath={.data.mode}"]), "prod");
-    assert_eq!(s.ok(&["get", "secret", "creds", "-o", "jsonpath={.data.password}"]), "aHVudGVyMg==");
-    assert_eq!(s.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.type} {.spec.ports[0].targetPort}"]), "NodePort 8080");
-    assert_eq!(s.ok(&["get", "role", "reader", "-o", "jsonpath={.rules[0].verbs[0]}"]), "get");
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}"
+        ]),
+        "2 nginx:1.25"
+    );
+    assert_eq!(
+        s.ok(&["get", "cm", "settings", "-o", "jsonpath={.data.mode}"]),
+        "prod"
+    );
+    assert_eq!(
+        s.ok(&["get", "secret", "creds", "-o", "jsonpath={.data.password}"]),
+        "aHVudGVyMg=="
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "svc",
+            "web",
+            "-o",
+            "jsonpath={.spec.type} {.spec.ports[0].targetPort}"
+        ]),
+        "NodePort 8080"
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "role",
+            "reader",
+            "-o",
+            "jsonpath={.rules[0].verbs[0]}"
+        ]),
+        "get"
+    );
 }
