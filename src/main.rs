@@ -30,6 +30,8 @@ enum Command {
     Apps(cmd::apps::Args),
     /// Sync an Application now and follow it.
     Sync(cmd::sync::Args),
+    /// Review a change: render a revision, diff it against the cluster, dry-run it.
+    Diff(cmd::diff::Args),
     /// The revisions an Application was synced to.
     History(cmd::history::Args),
     /// Roll an Application back with a `git revert` commit.
@@ -48,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Render(args) => cmd::render::run(args),
         Command::Apps(args) => cmd::apps::run(args),
         Command::Sync(args) => cmd::sync::run(args),
+        Command::Diff(args) => cmd::diff::run(args),
         Command::History(args) => cmd::history::run(args),
         Command::Rollback(args) => cmd::rollback::run(args),
         Command::Blame(args) => cmd::blame::run(args),

@@ -5,6 +5,7 @@ pub mod apps;
 pub mod bench;
 pub mod blame;
 pub mod client;
+pub mod diff;
 pub mod history;
 pub mod render;
 pub mod rollback;

@@ -4,5 +4,6 @@ pub mod cluster;
 pub mod compare;
 pub mod health;
 pub mod repo;
+pub mod review;
 pub mod sync;
 pub mod syncer;

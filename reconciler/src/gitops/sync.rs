@@ -347,22 +347,38 @@ async fn write(
     }
 }
 
-/// Sends every change through the API server with `dryRun=All`; returns the refusals.
-pub async fn dry_run(cluster: &Cluster, plan: &Plan, revision: &str) -> Vec<String> {
+/// Sends every change through the API server with `dryRun=All`; returns the refusals as
+/// (index of the item, message).
+pub async fn dry_run_items(cluster: &Cluster, plan: &Plan, revision: &str) -> Vec<(usize, String)> {
     let mut errors = Vec::new();
-    for item in &plan.items {
+    for (i, item) in plan.items.iter().enumerate() {
         if item.action == Action::InSync {
             continue;
         }
         if let Err(e) = write(cluster, item, revision, true).await {
             let message = e.to_string();
-            if namespace_created_by(plan, &message) {
-                continue;
+            if !namespace_created_by(plan, &message) {
+                errors.push((i, message));
             }
-            errors.push(format!("{}: {}: {message}", item.source, item.describe()));
         }
     }
     errors
+}
+
+/// Sends every change through the API server with `dryRun=All`; returns the refusals, each
+/// naming the object and its file:line.
+pub async fn dry_run(cluster: &Cluster, plan: &Plan, revision: &str) -> Vec<String> {
+    dry_run_items(cluster, plan, revision)
+        .await
+        .into_iter()
+        .map(|(i, m)| {
+            format!(
+                "{}: {}: {m}",
+                plan.items[i].source,
+                plan.items[i].describe()
+            )
+        })
+        .collect()
 }
 
 /// Applies the plan, then prunes (when `prune`); returns the objects as written.
