@@ -151,8 +151,9 @@ async fn review(app: Option<String>, args: &Args) -> anyhow::Result<Review> {
             .into_iter()
             .map(|(v, _)| (identity(&v, ns), v))
             .collect();
+        let relabel = |d: String| d.replacen("--- live\n+++ desired\n", "--- base\n+++ head\n", 1);
         for (k, v) in &after {
-            let diff = compare::diff_text(before.get(k), Some(v));
+            let diff = relabel(compare::diff_text(before.get(k), Some(v)));
             if !diff.is_empty() {
                 let change = if before.contains_key(k) {
                     Change::Changed

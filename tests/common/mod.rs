@@ -37,8 +37,21 @@ impl Server {
         s
     }
 
+    /// Starts `gitplane up` with extra flags (`--repo`, `--path`) on a fresh data dir.
+    pub fn start_with(extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("data");
+        let mut s = Server::start_in_with(&dir, extra);
+        s._tmp = Some(tmp);
+        s
+    }
+
     /// Starts `gitplane up` on a given data dir (to restart on the same data).
     pub fn start_in(dir: &Path) -> Server {
+        Server::start_in_with(dir, &[])
+    }
+
+    fn start_in_with(dir: &Path, extra: &[&str]) -> Server {
         let kubeconfig = dir.join("kubeconfig");
         let _ = std::fs::remove_file(&kubeconfig);
         std::fs::create_dir_all(dir).expect("data dir");
@@ -50,6 +63,7 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_gitplane"))
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -231,6 +245,71 @@ pub fn kubectl_command() -> Command {
              kubectl v1.32 (for example from the Kubernetes apt repository or a release binary) \
              and run the tests again"
         ),
+    }
+}
+
+/// Runs the `gitplane` binary (a client subcommand) against this server.
+pub fn gitplane(s: &Server, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gitplane"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .output()
+        .expect("run gitplane")
+}
+
+/// A real Git repository in a temp dir, driven with the `git` command.
+pub struct GitRepo {
+    /// The work tree.
+    pub path: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl GitRepo {
+    /// `git init` in a new temp dir.
+    pub fn new() -> GitRepo {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let path = tmp.path().join("repo");
+        std::fs::create_dir_all(&path).expect("mkdir");
+        let r = GitRepo { path, _tmp: tmp };
+        r.git(&["init", "-q", "-b", "main"]);
+        r
+    }
+
+    /// Runs git in the work tree; fails the test on error.
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=Test Author",
+                "-c",
+                "user.email=author@example.com",
+            ])
+            .args(args)
+            .current_dir(&self.path)
+            .output()
+            .expect("git is required by the GitOps tests; install it (apt-get install git)");
+        assert!(
+            out.status.success(),
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Writes a file (creating directories).
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+
+    /// Stages everything and commits; returns the commit SHA.
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
     }
 }
 

@@ -1,0 +1,326 @@
+//! GitOps end to end: real Git repositories in temp dirs, the real server running the syncer
+//! (`gitplane up --repo`), kubectl and the gitplane CLI.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{GitRepo, Server, eventually, gitplane};
+
+fn cm(name: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n"
+    )
+}
+
+fn value_of(s: &Server, name: &str) -> Option<String> {
+    let out = s.kubectl(&["get", "cm", name, "-o", "jsonpath={.data.value}"]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn app_field(s: &Server, path: &str) -> String {
+    s.ok(&[
+        "get",
+        "application",
+        "root",
+        "-o",
+        &format!("jsonpath={path}"),
+    ])
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[test]
+fn commits_are_applied_bad_commits_change_nothing_and_deleted_files_are_pruned() {
+    let repo = GitRepo::new();
+    repo.write("app/one.yaml", &cm("one", "1"));
+    repo.write("app/two.yaml", &cm("two", "2"));
+    repo.commit("first");
+    let repo_path = repo.path.to_string_lossy().into_owned();
+    let s = Server::start_with(&["--repo", &repo_path, "--path", "app"]);
+    eventually("first commit applied", WAIT, || {
+        (value_of(&s, "one").as_deref() == Some("1")).then_some(())
+    });
+    let src = s.ok(&[
+        "get",
+        "cm",
+        "one",
+        "-o",
+        "jsonpath={.metadata.annotations.gitplane\\.io/source}",
+    ]);
+    assert_eq!(src, "app/one.yaml:1");
+
+    repo.write("app/one.yaml", &cm("one", "1b"));
+    let good = repo.commit("change one");
+    eventually("second commit applied", WAIT, || {
+        (value_of(&s, "one").as_deref() == Some("1b")).then_some(())
+    });
+    eventually("status names the revision", WAIT, || {
+        (app_field(&s, "{.status.sync.revision}") == good).then_some(())
+    });
+
+    // Malformed YAML: nothing applied, a condition with file and line.
+    repo.write("app/one.yaml", &cm("one", "nope"));
+    repo.write("app/broken.yaml", "kind: [\n");
+    repo.commit("broken yaml");
+    eventually("a condition naming the file", WAIT, || {
+        app_field(&s, "{.status.conditions[*].message}")
+            .contains("app/broken.yaml:1")
+            .then_some(())
+    });
+    assert_eq!(
+        value_of(&s, "one").as_deref(),
+        Some("1b"),
+        "the previous revision stays live"
+    );
+
+    // An object the API server refuses: the dry run stops the whole commit.
+    repo.git(&["rm", "-q", "app/broken.yaml"]);
+    repo.write("app/bad.yaml", &cm("Bad_Name", "x"));
+    repo.commit("invalid object");
+    eventually("a sync error naming the file", WAIT, || {
+        app_field(&s, "{.status.conditions[*].message}")
+            .contains("app/bad.yaml:1")
+            .then_some(())
+    });
+    assert_eq!(
+        value_of(&s, "one").as_deref(),
+        Some("1b"),
+        "nothing of a refused commit is applied"
+    );
+
+    // Fixed, and a file deleted: applied, and the deleted object pruned.
+    repo.git(&["rm", "-q", "app/bad.yaml", "app/two.yaml"]);
+    repo.commit("fix, and drop two");
+    eventually("pruned", WAIT, || {
+        (value_of(&s, "one").as_deref() == Some("nope") && value_of(&s, "two").is_none())
+            .then_some(())
+    });
+    assert_eq!(app_field(&s, "{.status.sync.status}"), "Synced");
+    let history = String::from_utf8_lossy(&gitplane(&s, &["history", "root"]).stdout).into_owned();
+    assert!(
+        history.contains("fix, and drop two") && history.contains("Test Author"),
+        "{history}"
+    );
+}
+
+#[test]
+fn drift_is_healed_and_rollback_is_a_revert_commit() {
+    let repo = GitRepo::new();
+    repo.write("app/web.yaml", &cm("web", "v1"));
+    let v1 = repo.commit("v1");
+    let repo_path = repo.path.to_string_lossy().into_owned();
+    let s = Server::start_with(&["--repo", &repo_path, "--path", "app"]);
+    eventually("v1 applied", WAIT, || {
+        (value_of(&s, "web").as_deref() == Some("v1")).then_some(())
+    });
+
+    // Someone edits the live object: self-heal puts it back.
+    s.ok(&[
+        "patch",
+        "cm",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"value":"hand-edited"}}"#,
+    ]);
+    eventually("drift healed", WAIT, || {
+        (value_of(&s, "web").as_deref() == Some("v1")).then_some(())
+    });
+
+    repo.write("app/web.yaml", &cm("web", "v2"));
+    repo.commit("v2");
+    eventually("v2 applied", WAIT, || {
+        (value_of(&s, "web").as_deref() == Some("v2")).then_some(())
+    });
+    eventually("v2 in history", WAIT, || {
+        app_field(&s, "{.status.history[*].message}")
+            .contains("v2")
+            .then_some(())
+    });
+
+    let out = gitplane(&s, &["rollback", "root"]);
+    assert!(
+        out.status.success(),
+        "rollback: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = repo.git(&["log", "--format=%s", "-n", "1"]);
+    assert_eq!(log, "Revert \"v2\"");
+    assert_eq!(
+        repo.git(&["show", "HEAD:app/web.yaml"]),
+        cm("web", "v1").trim_end()
+    );
+    eventually("rolled back", WAIT, || {
+        (value_of(&s, "web").as_deref() == Some("v1")).then_some(())
+    });
+    let blame =
+        String::from_utf8_lossy(&gitplane(&s, &["blame", "configmap/web"]).stdout).into_owned();
+    assert!(
+        blame.contains("Revert \"v2\"") && blame.contains("app/web.yaml:1"),
+        "{blame}"
+    );
+    let _ = v1;
+}
+
+#[test]
+fn diff_reviews_a_branch_against_the_cluster_and_offline() {
+    let repo = GitRepo::new();
+    repo.write("app/web.yaml", &cm("web", "v1"));
+    let base = repo.commit("base");
+    let repo_path = repo.path.to_string_lossy().into_owned();
+    let s = Server::start_with(&["--repo", &repo_path, "--path", "app"]);
+    eventually("applied", WAIT, || {
+        (value_of(&s, "web").as_deref() == Some("v1")).then_some(())
+    });
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.write("app/web.yaml", &cm("web", "v2"));
+    repo.write("app/bad.yaml", &cm("Bad_Name", "x"));
+    repo.commit("feature");
+    repo.git(&["checkout", "-q", "main"]);
+
+    let out = gitplane(&s, &["diff", "--app", "root", "--head", "feature"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an invalid object makes the review fail"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("=== ConfigMap/default/web (changed)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("-  value: v1") && text.contains("+  value: v2"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "refused by the API server: app/bad.yaml:1: ConfigMap \"Bad_Name\" is invalid"
+        ),
+        "{text}"
+    );
+    let md = String::from_utf8_lossy(
+        &gitplane(
+            &s,
+            &[
+                "diff", "--app", "root", "--head", "feature", "-o", "markdown",
+            ],
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(
+        md.contains("| `ConfigMap/default/web` | changed | :white_check_mark: passed |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("<details><summary><code>ConfigMap/default/Bad_Name</code> (added)</summary>"),
+        "{md}"
+    );
+    assert_eq!(
+        value_of(&s, "web").as_deref(),
+        Some("v1"),
+        "a review changes nothing"
+    );
+
+    // Offline: base against head, golden text.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitplane"))
+        .args([
+            "diff", "--repo", &repo_path, "--path", "app", "--base", &base, "--head", "feature",
+        ])
+        .output()
+        .expect("gitplane diff");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let head = repo.git(&["rev-parse", "--short=7", "feature"]);
+    let expected = format!(
+        "{base} → {head}
+
+=== ConfigMap/default/Bad_Name (added)
+--- base
++++ head
+@@ -0,0 +1,6 @@
++apiVersion: v1
++data:
++  value: x
++kind: ConfigMap
++metadata:
++  name: Bad_Name
+
+=== ConfigMap/default/web (changed)
+--- base
++++ head
+@@ -1,6 +1,6 @@
+ apiVersion: v1
+ data:
+-  value: v1
++  value: v2
+ kind: ConfigMap
+ metadata:
+   name: web
+"
+    );
+    assert_eq!(text, expected);
+}
+
+#[test]
+fn up_seeds_a_playground_from_examples_repo_and_syncs_the_app_of_apps() {
+    let s = Server::start();
+    let playground = s.data_dir.join("repo");
+    eventually("the playground repository", WAIT, || {
+        playground
+            .join("applications/hello.yaml")
+            .is_file()
+            .then_some(())
+    });
+    eventually("every sample app synced", WAIT, || {
+        let out = s.kubectl(&[
+            "get",
+            "applications",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.sync.status} {end}",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let want = [
+            "hello=Synced",
+            "platform=Synced",
+            "root=Synced",
+            "web-prod=Synced",
+            "web-staging=Synced",
+        ];
+        want.iter().all(|w| text.contains(w)).then_some(())
+    });
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "web-prod",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "3"
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "deploy",
+            "hello",
+            "-n",
+            "hello",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "2"
+    );
+    let apps = String::from_utf8_lossy(&gitplane(&s, &["apps"]).stdout).into_owned();
+    assert!(
+        apps.starts_with("NAME") && apps.contains("web-staging"),
+        "{apps}"
+    );
+}
