@@ -8,6 +8,7 @@
 mod api_list;
 mod api_write;
 mod client;
+mod gitops;
 mod render;
 mod watch_fanout;
 
@@ -47,6 +48,10 @@ enum Scenario {
     WatchFanout,
     /// A 1,000-object kustomize overlay rendered by gitplane and by `kubectl kustomize`.
     Render,
+    /// Commit to a local repository → first object applied, with the syncer running.
+    GitopsLatency,
+    /// An app of 1,000 objects: first sync and no-op resync.
+    GitopsSync,
 }
 
 /// Runs one scenario.
@@ -57,6 +62,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Scenario::ApiList => api_list::run(args.count.unwrap_or(10_000), args.rounds).await,
             Scenario::WatchFanout => watch_fanout::run(args.watchers, args.updates).await,
             Scenario::Render => render::run(),
+            Scenario::GitopsLatency => gitops::latency(args.count.unwrap_or(20)).await,
+            Scenario::GitopsSync => gitops::sync(args.count.unwrap_or(1000)).await,
         }?;
         Ok(0)
     })?
