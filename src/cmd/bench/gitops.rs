@@ -66,16 +66,12 @@ pub async fn latency(commits: usize) -> anyhow::Result<()> {
     let value_is = async |want: &str, deadline: Duration| -> anyhow::Result<Instant> {
         let end = Instant::now() + deadline;
         loop {
-            if let Ok(cm) = cms.get("cm-0000").await {
-                if cm
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("value"))
-                    .map(String::as_str)
-                    == Some(want)
-                {
-                    return Ok(Instant::now());
-                }
+            let current = cms.get("cm-0000").await.ok();
+            let value = current
+                .as_ref()
+                .and_then(|cm| cm.data.as_ref()?.get("value"));
+            if value.map(String::as_str) == Some(want) {
+                return Ok(Instant::now());
             }
             anyhow::ensure!(
                 Instant::now() < end,
