@@ -14,9 +14,12 @@ if ! need kubectl; then
   echo "       Install it from the Kubernetes apt repository or a release binary, then run again." >&2
   exit 1
 fi
-if ! need git; then
-  echo "git is missing; installing Debian's git (the GitOps tests drive real repositories)" >&2
-  apt-get update -qq && apt-get install -y -qq git
+missing=""
+need git || missing="$missing git"          # the GitOps tests drive real repositories
+need openssl || missing="$missing openssl"  # signs webhook payloads independently of gitplane
+if [ -n "$missing" ]; then
+  echo "installing Debian packages:$missing" >&2
+  apt-get update -qq && apt-get install -y -qq $missing
 fi
 if [ ! -d ../shared/fixtures/kustomize ]; then
   echo "warning: ../shared/fixtures/kustomize is missing; the kustomize conformance test will fail" >&2

@@ -324,3 +324,61 @@ fn up_seeds_a_playground_from_examples_repo_and_syncs_the_app_of_apps() {
         "{apps}"
     );
 }
+
+#[test]
+fn the_push_webhook_refuses_bad_signatures_and_accepts_good_ones() {
+    let secret_dir = tempfile::tempdir().expect("tmp");
+    let secret_file = secret_dir.path().join("secret");
+    std::fs::write(&secret_file, "s3cret\n").expect("write secret");
+    let s = Server::start_with(&["--webhook-secret-file", &secret_file.to_string_lossy()]);
+    let body = br#"{"ref":"refs/heads/main","repository":{"clone_url":"https://git.example/org/repo.git"}}"#;
+    let post = |headers: &[(&str, &str)]| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut req = agent
+            .post(&format!("{}/webhooks/git", s.url))
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send(&body[..]).expect("post").status().as_u16()
+    };
+    assert_eq!(post(&[]), 401, "unsigned");
+    assert_eq!(
+        post(&[("X-Hub-Signature-256", "sha256=00ff")]),
+        401,
+        "wrong signature"
+    );
+    assert_eq!(post(&[("X-Gitlab-Token", "nope")]), 401, "wrong token");
+    // HMAC-SHA256("s3cret", body), computed independently with openssl.
+    let out = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", "s3cret", "-hex"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(body)?;
+            c.wait_with_output()
+        })
+        .expect("openssl is needed to sign the test payload");
+    let hex = String::from_utf8_lossy(&out.stdout)
+        .rsplit(' ')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    assert_eq!(
+        post(&[("X-Hub-Signature-256", &format!("sha256={hex}"))]),
+        202
+    );
+    assert_eq!(post(&[("X-Gitea-Signature", &hex)]), 202);
+    assert_eq!(post(&[("X-Gitlab-Token", "s3cret")]), 202);
+    // The API is still served on the same address.
+    assert!(
+        s.ok(&["get", "ns", "default", "-o", "name"])
+            .contains("namespace/default")
+    );
+}

@@ -103,10 +103,21 @@ impl ApiServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        self.serve_with(axum::Router::new(), shutdown).await
+    }
+
+    /// Serves the API and, beside it, `extra` routes of components in the same process (the
+    /// syncer's push webhook); every other path goes to the API.
+    pub async fn serve_with(
+        self,
+        extra: axum::Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
         let state = self.state.clone();
-        let app = axum::Router::new()
+        let api = axum::Router::new()
             .fallback(handlers::dispatch)
             .with_state(self.state.clone());
+        let app = extra.fallback_service(api);
         let stop = async move {
             shutdown.await;
             state.begin_shutdown();

@@ -32,6 +32,10 @@ pub struct Args {
     /// playground, the repository root otherwise).
     #[arg(long)]
     path: Option<String>,
+    /// File with the shared secret of the push webhook (`POST /webhooks/git` on the API
+    /// address). Without it the webhook refuses every request.
+    #[arg(long)]
+    webhook_secret_file: Option<std::path::PathBuf>,
 }
 
 /// Creates the Application `root` unless it exists.
@@ -65,13 +69,25 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let _ = rx.wait_for(|s| *s).await;
         };
         let address = api.local_addr();
-        let serving = tokio::spawn(api.serve(stopped(stop_rx.clone())));
+        let client = client::connect(&kubeconfig).await?;
+        let syncer =
+            syncer::Syncer::new(client.clone(), syncer::Config::new(&args.server.data_dir));
+        let secret = match &args.webhook_secret_file {
+            Some(f) => Some(
+                std::fs::read(f)
+                    .with_context(|| format!("reading the webhook secret {}", f.display()))?
+                    .trim_ascii()
+                    .to_vec(),
+            ),
+            None => None,
+        };
+        let webhook = reconciler::gitops::webhook::router(syncer.webhook(secret));
+        let serving = tokio::spawn(api.serve_with(webhook, stopped(stop_rx.clone())));
         tokio::spawn(async move {
             server::shutdown_signal().await;
             let _ = stop_tx.send(true);
         });
 
-        let client = client::connect(&kubeconfig).await?;
         let (repo_url, path, seeded) = match &args.repo {
             Some(r) => (r.clone(), args.path.clone().unwrap_or_default(), false),
             None => {
@@ -90,7 +106,6 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         ensure_root(&client, &repo_url, &path).await?;
         print_welcome(address, &kubeconfig, &repo_url, seeded);
 
-        let syncer = syncer::Syncer::new(client, syncer::Config::new(&args.server.data_dir));
         let sync_task = tokio::spawn(syncer.run(stopped(stop_rx.clone())));
         serving.await.context("API server task")??;
         let _ = sync_task.await;

@@ -7,3 +7,4 @@ pub mod repo;
 pub mod review;
 pub mod sync;
 pub mod syncer;
+pub mod webhook;

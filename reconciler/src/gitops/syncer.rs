@@ -3,7 +3,7 @@
 //! Per Application the loop keeps an [`AppState`] and, on every tick, walks it through these
 //! steps (each skipped when nothing calls for it):
 //! 1. **fetch** the mirror: first sight, a `gitplane.io/refresh` request, a file-system event in
-//!    a local repository, or the polling interval (60 s by default) for remote ones;
+//!    a local repository, a verified push webhook, or the polling interval (60 s by default);
 //! 2. **render** the tree at the resolved commit (cached per commit and spec);
 //! 3. **compare** with the live cluster (at least every `heal_every`, so drift is seen within
 //!    seconds);
@@ -103,6 +103,7 @@ pub struct Syncer {
     wake: Arc<tokio::sync::Notify>,
     watcher: Option<notify::RecommendedWatcher>,
     watched: HashSet<PathBuf>,
+    pushed: super::webhook::Pushed,
 }
 
 fn spec_hash(spec: &Value) -> u64 {
@@ -142,6 +143,16 @@ impl Syncer {
             wake,
             watcher,
             watched: HashSet::new(),
+            pushed: Default::default(),
+        }
+    }
+
+    /// The webhook endpoint feeding this syncer, with the shared secret (`None`: refuse all).
+    pub fn webhook(&self, secret: Option<Vec<u8>>) -> super::webhook::Endpoint {
+        super::webhook::Endpoint {
+            secret: secret.map(Arc::new),
+            pushed: self.pushed.clone(),
+            wake: self.wake.clone(),
         }
     }
 
@@ -170,6 +181,8 @@ impl Syncer {
         let apps = api.list(&ListParams::default()).await?;
         let changed: HashSet<PathBuf> =
             std::mem::take(&mut *self.changed.lock().unwrap_or_else(|p| p.into_inner()));
+        let pushed: HashSet<String> =
+            std::mem::take(&mut *self.pushed.lock().unwrap_or_else(|p| p.into_inner()));
         let names: HashSet<String> = apps
             .items
             .iter()
@@ -178,7 +191,7 @@ impl Syncer {
         self.states.retain(|n, _| names.contains(n));
         for app in apps.items {
             let value = serde_json::to_value(&app).unwrap_or_default();
-            if let Err(e) = self.reconcile(&api, &value, &changed).await {
+            if let Err(e) = self.reconcile(&api, &value, &changed, &pushed).await {
                 tracing::warn!(app = value.name().unwrap_or(""), error = %e, "reconcile failed");
             }
         }
@@ -233,6 +246,7 @@ impl Syncer {
         api: &Api<DynamicObject>,
         app: &Value,
         changed: &HashSet<PathBuf>,
+        pushed: &HashSet<String>,
     ) -> Result<(), String> {
         let name = app.name().unwrap_or("").to_string();
         let spec_value = app.get("spec").cloned().unwrap_or(json!({}));
@@ -284,6 +298,7 @@ impl Syncer {
         let need_fetch = state.fetched_at.is_none_or(|t| t.elapsed() >= poll)
             || refresh != state.seen_refresh
             || repo_changed
+            || super::webhook::matches(&spec.source.repo_url, pushed)
             || pending_request.is_some();
         let mirror = match self.mirrors.get(&spec.source.repo_url) {
             Some(m) => m.clone(),
