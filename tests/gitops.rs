@@ -382,3 +382,119 @@ fn the_push_webhook_refuses_bad_signatures_and_accepts_good_ones() {
             .contains("namespace/default")
     );
 }
+
+/// A bare repository served by `git daemon` on a free loopback port (git://), push enabled.
+struct GitDaemon {
+    child: std::process::Child,
+    url: String,
+    bare: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl GitDaemon {
+    fn start() -> GitDaemon {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let bare = tmp.path().join("repo.git");
+        let ok = std::process::Command::new("git")
+            .args(["init", "-q", "--bare", "-b", "main"])
+            .arg(&bare)
+            .status()
+            .expect("git");
+        assert!(ok.success());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        // Run git-daemon itself: `git daemon` would leave it behind as a child when killed.
+        let exec_path = std::process::Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .expect("git --exec-path");
+        let daemon = std::path::Path::new(String::from_utf8_lossy(&exec_path.stdout).trim())
+            .join("git-daemon");
+        let child = std::process::Command::new(daemon)
+            .args([
+                "--reuseaddr",
+                "--export-all",
+                "--enable=receive-pack",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", tmp.path().display()))
+            .arg(tmp.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git daemon (part of git) is needed for the remote repository test");
+        eventually("git daemon listening", WAIT, || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        });
+        GitDaemon {
+            child,
+            url: format!("git://127.0.0.1:{port}/repo.git"),
+            bare,
+            _tmp: tmp,
+        }
+    }
+
+    fn head_message(&self) -> String {
+        let out = std::process::Command::new("git")
+            .args(["--git-dir"])
+            .arg(&self.bare)
+            .args(["log", "-1", "--format=%s", "main"])
+            .output()
+            .expect("git log");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_remote_repository_is_fetched_and_rolled_back_by_pushing_a_revert() {
+    let daemon = GitDaemon::start();
+    let work = GitRepo::new();
+    work.write("app/web.yaml", &cm("web", "v1"));
+    work.commit("v1");
+    work.git(&["push", "-q", &daemon.url, "main"]);
+    let s = Server::start_with(&["--repo", &daemon.url, "--path", "app"]);
+    eventually("v1 applied from the remote", WAIT, || {
+        (value_of(&s, "web").as_deref() == Some("v1")).then_some(())
+    });
+
+    work.write("app/web.yaml", &cm("web", "v2"));
+    work.commit("v2");
+    work.git(&["push", "-q", &daemon.url, "main"]);
+    let out = gitplane(&s, &["sync", "root"]);
+    assert!(
+        out.status.success(),
+        "sync: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("v2 applied", WAIT, || {
+        (value_of(&s, "web").as_deref() == Some("v2")).then_some(())
+    });
+
+    let out = gitplane(&s, &["rollback", "root"]);
+    assert!(
+        out.status.success(),
+        "rollback: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        daemon.head_message(),
+        "Revert \"v2\"",
+        "the revert is pushed to the remote"
+    );
+    eventually("rolled back", WAIT, || {
+        (value_of(&s, "web").as_deref() == Some("v1")).then_some(())
+    });
+}

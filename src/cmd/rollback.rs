@@ -1,12 +1,13 @@
-//! `gitplane rollback APP [--to REV]`: a `git revert` commit on the tracked branch, which the
-//! syncer then converges to. The history stays the single source of truth, and automated sync
+//! `gitplane rollback APP [--to REV]`: a `git revert` commit on the tracked branch (committed
+//! directly in a local repository; pushed with the Application's credentials to a remote one),
+//! which the syncer then converges to. The history stays the single source of truth, and automated sync
 //! never undoes a rollback, because the rollback is a commit.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use reconciler::gitops::application::ANNOTATION_REFRESH;
-use reconciler::gitops::repo;
-use reconciler::gitops::syncer::application_resource;
+use reconciler::gitops::repo::{self, Mirror};
+use reconciler::gitops::syncer::{self, application_resource};
 use serde_json::{Value, json};
 
 use super::client::{self, KubeconfigArg};
@@ -27,7 +28,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     super::server::block_on(async move {
         let client = client::connect(&args.kube.kubeconfig).await?;
-        let api: Api<DynamicObject> = Api::all_with(client, &application_resource());
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &application_resource());
         let app = serde_json::to_value(api.get(&args.app).await?)?;
         let s = |p: &str| {
             app.pointer(p)
@@ -36,12 +37,6 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .to_string()
         };
         let repo_url = s("/spec/source/repoURL");
-        let Some(path) = repo::local_path(&repo_url) else {
-            bail!(
-                "{}: rolling back a remote repository ({repo_url}) needs a push, which gitplane does not do yet; revert the commit in your repository and push it",
-                args.app
-            );
-        };
         let history = app
             .pointer("/status/history")
             .and_then(Value::as_array)
@@ -65,16 +60,36 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     })?
             }
         };
-        let repository =
-            git2::Repository::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let oid = repository
-            .revparse_single(&target)
-            .and_then(|o| o.peel_to_commit())
-            .with_context(|| format!("revision {target:?} not found in {}", path.display()))?
-            .id();
-        drop(repository);
         let branch = s("/spec/source/targetRevision");
-        let head = repo::revert_to(&path, &branch, oid)?;
+        let head = match repo::local_path(&repo_url) {
+            Some(path) => {
+                let repository = git2::Repository::open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                let oid = repository
+                    .revparse_single(&target)
+                    .and_then(|o| o.peel_to_commit())
+                    .with_context(|| {
+                        format!("revision {target:?} not found in {}", path.display())
+                    })?
+                    .id();
+                drop(repository);
+                repo::revert_to(&path, &branch, oid)?
+            }
+            None => {
+                // A remote: revert in a fresh mirror and push with the Application's credentials.
+                let secret = s("/spec/source/secretRef");
+                let creds = syncer::credentials(&client, Some(&secret))
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                let tmp = tempfile::tempdir().context("temp dir")?;
+                let mirror = Mirror::open(tmp.path(), &repo_url)?;
+                mirror.fetch(&creds)?;
+                let oid = mirror.resolve(&target)?;
+                let head = mirror.revert_and_push(&branch, oid, &creds)?;
+                println!("{}: pushed the revert to {repo_url}", args.app);
+                head
+            }
+        };
         println!("{}: reverted to {target} with commit {head}", args.app);
         let patch = json!({"metadata": {"annotations": {ANNOTATION_REFRESH: head.to_string()}}});
         api.patch(&args.app, &PatchParams::default(), &Patch::Merge(patch))

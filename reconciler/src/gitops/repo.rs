@@ -22,7 +22,9 @@ pub enum RepoError {
     #[error("revision {0:?} not found in the repository")]
     UnknownRevision(String),
     /// The repository URL is not one gitplane can fetch.
-    #[error("unsupported repository URL {0:?}: use a local path, file://, https:// or ssh://")]
+    #[error(
+        "unsupported repository URL {0:?}: use a local path, file://, https://, ssh:// or git://"
+    )]
     UnsupportedUrl(String),
     /// A rollback found nothing to revert.
     #[error("{0}")]
@@ -53,6 +55,7 @@ pub fn fetch_url(repo_url: &str) -> Result<String, RepoError> {
     if repo_url.starts_with("https://")
         || repo_url.starts_with("http://")
         || repo_url.starts_with("ssh://")
+        || repo_url.starts_with("git://")
         || repo_url.contains('@') && repo_url.contains(':')
     {
         return Ok(repo_url.to_string());
@@ -125,24 +128,8 @@ impl Mirror {
             .repo
             .remote_anonymous(&self.url)
             .map_err(git(format!("remote {}", self.url)))?;
-        let mut callbacks = git2::RemoteCallbacks::new();
-        let creds = creds.clone();
-        callbacks.credentials(move |_url, user, allowed| {
-            if allowed.contains(git2::CredentialType::SSH_KEY)
-                && let Some(key) = &creds.ssh_private_key
-            {
-                return git2::Cred::ssh_key_from_memory(user.unwrap_or("git"), None, key, None);
-            }
-            if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT)
-                && let Some(password) = &creds.password
-            {
-                let user = creds.username.as_deref().unwrap_or("git");
-                return git2::Cred::userpass_plaintext(user, password);
-            }
-            Err(git2::Error::from_str("no credentials for this repository"))
-        });
         let mut options = git2::FetchOptions::new();
-        options.remote_callbacks(callbacks);
+        options.remote_callbacks(callbacks(creds));
         options.prune(git2::FetchPrune::On);
         options.download_tags(git2::AutotagOption::All);
         remote
@@ -156,6 +143,65 @@ impl Mirror {
                 None,
             )
             .map_err(git(format!("fetching {}", self.url)))
+    }
+
+    /// The branch the remote's HEAD points at.
+    fn default_branch(&self, creds: &Credentials) -> Result<String, RepoError> {
+        let mut remote = self
+            .repo
+            .remote_anonymous(&self.url)
+            .map_err(git(format!("remote {}", self.url)))?;
+        remote
+            .connect_auth(git2::Direction::Fetch, Some(callbacks(creds)), None)
+            .map_err(git(format!("connecting to {}", self.url)))?;
+        let name = remote
+            .default_branch()
+            .map_err(git(format!("default branch of {}", self.url)))?;
+        let name = name.as_str().unwrap_or("refs/heads/main").to_string();
+        Ok(name.trim_start_matches("refs/heads/").to_string())
+    }
+
+    /// Rollback of a remote repository: reverts, in the mirror, every commit of `branch` (empty:
+    /// the remote's default branch) after `target`, and pushes the result with `creds`.
+    pub fn revert_and_push(
+        &self,
+        branch: &str,
+        target: Oid,
+        creds: &Credentials,
+    ) -> Result<Oid, RepoError> {
+        self.fetch(creds)?;
+        let branch = if branch.is_empty() || branch == "HEAD" {
+            self.default_branch(creds)?
+        } else {
+            branch.to_string()
+        };
+        let branch_ref = format!("refs/heads/{branch}");
+        let head = revert_in(&self.repo, &branch_ref, target)?;
+        let mut remote = self
+            .repo
+            .remote_anonymous(&self.url)
+            .map_err(git(format!("remote {}", self.url)))?;
+        let rejected: std::rc::Rc<std::cell::RefCell<Option<String>>> = Default::default();
+        let mut cbs = callbacks(creds);
+        let r = rejected.clone();
+        cbs.push_update_reference(move |_name, status| {
+            if let Some(msg) = status {
+                *r.borrow_mut() = Some(msg.to_string());
+            }
+            Ok(())
+        });
+        let mut options = git2::PushOptions::new();
+        options.remote_callbacks(cbs);
+        remote
+            .push(&[format!("{branch_ref}:{branch_ref}")], Some(&mut options))
+            .map_err(git(format!("pushing the revert to {}", self.url)))?;
+        if let Some(msg) = rejected.borrow().clone() {
+            return Err(RepoError::Rollback(format!(
+                "{} refused the push of {branch_ref}: {msg}",
+                self.url
+            )));
+        }
+        Ok(head)
     }
 
     /// Resolves a branch, tag or commit (empty or `HEAD`: the remote's HEAD) to a commit.
@@ -200,6 +246,26 @@ impl Mirror {
     pub fn commits_between(&self, from: Oid, to: Oid) -> Result<Vec<Oid>, RepoError> {
         commits_between(&self.repo, from, to)
     }
+}
+
+fn callbacks(creds: &Credentials) -> git2::RemoteCallbacks<'static> {
+    let mut callbacks = git2::RemoteCallbacks::new();
+    let creds = creds.clone();
+    callbacks.credentials(move |_url, user, allowed| {
+        if allowed.contains(git2::CredentialType::SSH_KEY)
+            && let Some(key) = &creds.ssh_private_key
+        {
+            return git2::Cred::ssh_key_from_memory(user.unwrap_or("git"), None, key, None);
+        }
+        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT)
+            && let Some(password) = &creds.password
+        {
+            let user = creds.username.as_deref().unwrap_or("git");
+            return git2::Cred::userpass_plaintext(user, password);
+        }
+        Err(git2::Error::from_str("no credentials for this repository"))
+    });
+    callbacks
 }
 
 fn commit_info(repo: &Repository, oid: Oid) -> Result<CommitInfo, RepoError> {
@@ -287,29 +353,17 @@ impl Source for TreeSource<'_> {
     }
 }
 
-/// Reverts, on `branch` of the local repository at `path`, every commit after `target` (newest
-/// first), committing each revert; returns the new head. The working copy, if any, is left as
-/// it is when it has no changes of its own, and updated to the new head.
-pub fn revert_to(path: &Path, branch: &str, target: Oid) -> Result<Oid, RepoError> {
-    let repo = Repository::open(path).map_err(git(format!("opening {}", path.display())))?;
-    let branch_ref = if branch.is_empty() || branch == "HEAD" {
-        repo.head()
-            .map_err(git("reading HEAD"))?
-            .name()
-            .unwrap_or("HEAD")
-            .to_string()
-    } else {
-        format!("refs/heads/{branch}")
-    };
+/// Reverts, on `branch_ref` of `repo`, every commit after `target` (newest first), one revert
+/// commit each; moves the branch and returns its new head. Works on bare repositories too.
+fn revert_in(repo: &Repository, branch_ref: &str, target: Oid) -> Result<Oid, RepoError> {
     let head = repo
-        .revparse_single(&branch_ref)
+        .revparse_single(branch_ref)
         .and_then(|o| o.peel_to_commit())
         .map_err(git(format!("resolving {branch_ref}")))?;
-    let to_revert = commits_between(&repo, target, head.id())?;
+    let to_revert = commits_between(repo, target, head.id())?;
     if to_revert.is_empty() {
         return Err(RepoError::Rollback(format!(
-            "{} is already at {target}; nothing to revert",
-            branch_ref
+            "{branch_ref} is already at {target}; nothing to revert"
         )));
     }
     let sig = repo
@@ -329,7 +383,7 @@ pub fn revert_to(path: &Path, branch: &str, target: Oid) -> Result<Oid, RepoErro
                 "reverting {oid} conflicts with later commits; resolve it by hand"
             )));
         }
-        let tree_id = index.write_tree_to(&repo).map_err(git("writing tree"))?;
+        let tree_id = index.write_tree_to(repo).map_err(git("writing tree"))?;
         let tree = repo.find_tree(tree_id).map_err(git("reading tree"))?;
         let message = format!(
             "Revert \"{}\"\n\nThis reverts commit {oid}.\n\nRolled back by gitplane.",
@@ -340,6 +394,25 @@ pub fn revert_to(path: &Path, branch: &str, target: Oid) -> Result<Oid, RepoErro
             .map_err(git("committing revert"))?;
         tip = repo.find_commit(new).map_err(git("reading revert"))?;
     }
+    repo.reference(branch_ref, tip.id(), true, "gitplane rollback")
+        .map_err(git(format!("updating {branch_ref}")))?;
+    Ok(tip.id())
+}
+
+/// Reverts, on `branch` of the local repository at `path` (empty: the checked-out branch),
+/// every commit after `target`; returns the new head. A clean working copy of that branch is
+/// updated to it; one with changes of its own is left alone.
+pub fn revert_to(path: &Path, branch: &str, target: Oid) -> Result<Oid, RepoError> {
+    let repo = Repository::open(path).map_err(git(format!("opening {}", path.display())))?;
+    let branch_ref = if branch.is_empty() || branch == "HEAD" {
+        repo.head()
+            .map_err(git("reading HEAD"))?
+            .name()
+            .unwrap_or("HEAD")
+            .to_string()
+    } else {
+        format!("refs/heads/{branch}")
+    };
     let checked_out = repo
         .head()
         .ok()
@@ -350,15 +423,14 @@ pub fn revert_to(path: &Path, branch: &str, target: Oid) -> Result<Oid, RepoErro
             .statuses(None)
             .map(|s| s.iter().all(|e| e.status() == git2::Status::IGNORED))
             .unwrap_or(false);
-    repo.reference(&branch_ref, tip.id(), true, "gitplane rollback")
-        .map_err(git(format!("updating {branch_ref}")))?;
-    if checked_out && clean {
+    let tip = revert_in(&repo, &branch_ref, target)?;
+    if checked_out && clean && !repo.is_bare() {
         let mut opts = git2::build::CheckoutBuilder::new();
         opts.force();
         repo.checkout_head(Some(&mut opts))
             .map_err(git("updating the working copy"))?;
     }
-    Ok(tip.id())
+    Ok(tip)
 }
 
 /// Creates a Git repository at `path` holding `files` in one commit (the playground of

@@ -215,32 +215,6 @@ impl Syncer {
         }
     }
 
-    async fn credentials(&self, secret_ref: Option<&str>) -> Result<Credentials, String> {
-        let Some(r) = secret_ref.filter(|s| !s.is_empty()) else {
-            return Ok(Credentials::default());
-        };
-        let (ns, name) = r.split_once('/').unwrap_or(("default", r));
-        let api: Api<k8s_openapi::api::core::v1::Secret> =
-            Api::namespaced(self.cluster.client().clone(), ns);
-        let secret = api
-            .get(name)
-            .await
-            .map_err(|e| format!("reading secret {ns}/{name}: {e}"))?;
-        let field = |k: &str| {
-            secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(k))
-                .and_then(|b| String::from_utf8(b.0.clone()).ok())
-                .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(k).cloned()))
-        };
-        Ok(Credentials {
-            username: field("username"),
-            password: field("password").or_else(|| field("token")),
-            ssh_private_key: field("sshPrivateKey"),
-        })
-    }
-
     async fn reconcile(
         &mut self,
         api: &Api<DynamicObject>,
@@ -316,10 +290,11 @@ impl Syncer {
             }
         };
         if need_fetch {
-            let creds = match self.credentials(spec.source.secret_ref.as_deref()).await {
-                Ok(c) => c,
-                Err(e) => return self.report_error(api, &name, "RepoError", &e).await,
-            };
+            let creds =
+                match credentials(self.cluster.client(), spec.source.secret_ref.as_deref()).await {
+                    Ok(c) => c,
+                    Err(e) => return self.report_error(api, &name, "RepoError", &e).await,
+                };
             let m = mirror.clone();
             let fetched = tokio::task::spawn_blocking(move || {
                 m.lock().unwrap_or_else(|p| p.into_inner()).fetch(&creds)
@@ -613,6 +588,36 @@ impl Syncer {
         let old = current.get("status").cloned().unwrap_or(json!({}));
         self.write_status(api, name, &old, status).await
     }
+}
+
+/// The credentials an Application's `spec.source.secretRef` names (`namespace/name`, or `name`
+/// in `default`): `username` and `password` (or `token`) for https, `sshPrivateKey` for ssh.
+pub async fn credentials(
+    client: &kube::Client,
+    secret_ref: Option<&str>,
+) -> Result<Credentials, String> {
+    let Some(r) = secret_ref.filter(|s| !s.is_empty()) else {
+        return Ok(Credentials::default());
+    };
+    let (ns, name) = r.split_once('/').unwrap_or(("default", r));
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+    let secret = api
+        .get(name)
+        .await
+        .map_err(|e| format!("reading secret {ns}/{name}: {e}"))?;
+    let field = |k: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+            .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(k).cloned()))
+    };
+    Ok(Credentials {
+        username: field("username"),
+        password: field("password").or_else(|| field("token")),
+        ssh_private_key: field("sshPrivateKey"),
+    })
 }
 
 fn short(sha: &str) -> &str {
