@@ -9,11 +9,12 @@
 //! **API Boundary**: only the API server uses this trait. Every other component goes through the
 //! HTTP API.
 //!
-//! Backends: [`embedded`] (redb, the default). The etcd backend arrives with the etcd issue and
-//! must pass the same conformance suite ([`conformance`]).
+//! Backends: [`embedded`] (redb, the default) and [`etcd`] (an etcd v3 cluster, which several
+//! API servers can share). Both pass the same conformance suite ([`conformance`]).
 
 pub mod conformance;
 pub mod embedded;
+pub mod etcd;
 
 use async_trait::async_trait;
 use bytes::Bytes;
