@@ -178,7 +178,16 @@ fn form_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
 mod tests {
     use super::*;
 
-    fn check(path: &str, expected: Option<(&str, Option<&str>, &str, Option<&str>, Option<&str>)>) {
+    /// Group, namespace, resource, name, subresource.
+    type Parsed<'a> = (
+        &'a str,
+        Option<&'a str>,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+
+    fn check(path: &str, expected: Option<Parsed<'_>>) {
         let got = match parse_path(path) {
             Some(Target::Resource(r)) => Some(r),
             _ => None,
