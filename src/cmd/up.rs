@@ -1,7 +1,8 @@
 //! `gitplane up`: the whole platform in one process.
 //!
-//! Today that is the API server on the embedded store; the controllers, scheduler, local node
-//! and syncer join here as their issues land, each started after the API server is ready.
+//! Today that is the API server (on the embedded store, or `--store etcd://…`); the controllers,
+//! scheduler, local node and syncer join here as their issues land, each started after the API
+//! server is ready.
 
 use super::server::{self, ServerArgs};
 
