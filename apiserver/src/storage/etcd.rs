@@ -116,7 +116,7 @@ pub struct EtcdStore {
     /// and later).
     progress_on_demand: bool,
     /// Stops the compactor when the last clone is dropped.
-    _compactor: std::sync::Arc<Option<tokio::task::JoinHandle<()>>>,
+    _compactor: std::sync::Arc<Option<AbortOnDrop>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -164,6 +164,8 @@ impl EtcdStore {
             config,
             _compactor: std::sync::Arc::new(None),
         };
+        // The compactor's own clone is taken before the handle is stored, so it does not keep
+        // itself alive.
         store.current_revision().await.map_err(|e| match e {
             StorageError::Unavailable(why) => StorageError::Unavailable(format!(
                 "etcd at {} does not answer: {why}",
@@ -173,7 +175,8 @@ impl EtcdStore {
         })?;
         if let Some(interval) = store.config.compaction_interval {
             let compactor = Compactor::new(store.clone());
-            store._compactor = std::sync::Arc::new(Some(tokio::spawn(compactor.run(interval))));
+            let task = tokio::spawn(compactor.run(interval));
+            store._compactor = std::sync::Arc::new(Some(AbortOnDrop(task)));
         }
         Ok(store)
     }
@@ -259,6 +262,15 @@ impl EtcdStore {
             Ok(_) | Err(StorageError::Compacted { .. }) => Ok(()),
             Err(other) => Err(other),
         }
+    }
+}
+
+/// A background task that ends when this handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -736,6 +748,7 @@ mod etcd_tests {
         let start = store.current_revision().await.expect("revision");
         let mut stream = store.watch("/w/", start).await.expect("watch");
         let mut want = Vec::new();
+        let deadline = std::time::Instant::now() + DEADLINE;
         for i in 0..3 {
             if i == 1 {
                 etcd.kill(0);
@@ -749,7 +762,13 @@ mod etcd_tests {
                     Err(StorageError::AlreadyExists { key }) => {
                         break store.get(&key).await.expect("get").1.expect("exists");
                     }
-                    Err(StorageError::Unavailable(_)) => continue,
+                    Err(StorageError::Unavailable(why)) => {
+                        assert!(
+                            std::time::Instant::now() < deadline,
+                            "writes stopped: {why}"
+                        );
+                        continue;
+                    }
                     Err(other) => panic!("create failed: {other}"),
                 }
             };
