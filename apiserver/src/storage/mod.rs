@@ -176,6 +176,8 @@ pub trait Store: Send + Sync + 'static {
     /// The current revision.
     async fn current_revision(&self) -> Result<Revision, StorageError>;
 
-    /// Forgets history at and before `revision`; later watches from there fail with `Compacted`.
+    /// Forgets history at and before `revision`, clamped to the current revision; later watches
+    /// after an earlier revision fail with `Compacted`. Compacting to an older revision than the
+    /// compaction point changes nothing.
     async fn compact(&self, revision: Revision) -> Result<(), StorageError>;
 }
