@@ -2,8 +2,9 @@
 # Runs every test of gitplane: formatting, unit tests of each crate, and the end-to-end tests
 # that start the real server binary and drive it with the real kubectl.
 #
-# It installs what the tests need and a fresh machine lacks; where that is impossible it says
-# what to install and fails.
+# It installs what the build and the tests need and a fresh machine lacks (protoc for the
+# etcd-client crate, the etcd server for the etcd tests; see scripts/install-deps.sh); where that
+# is impossible it says what to install and fails. No test is skipped for a missing tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ if [ -n "$missing" ]; then
   echo "installing Debian packages:$missing" >&2
   apt-get update -qq && apt-get install -y -qq $missing
 fi
+scripts/install-deps.sh protoc etcd
 if [ ! -d ../shared/fixtures/kustomize ]; then
   echo "warning: ../shared/fixtures/kustomize is missing; the kustomize conformance test will fail" >&2
 fi

@@ -19,8 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the whole platform on this machine: API server on the embedded store, and (as they
-    /// arrive) the controllers, scheduler, a local node and the syncer.
+    /// Run the whole platform on this machine: API server (embedded store unless --store), and
+    /// (as they arrive) the controllers, scheduler, a local node and the syncer.
     Up(cmd::up::Args),
     /// Run the API server alone.
     Apiserver(cmd::apiserver::Args),

@@ -1,6 +1,7 @@
 //! An acknowledged write survives `kill -9`: a write load runs against a real server, the
-//! server is killed with SIGKILL mid-load, restarted on the same data dir, and every write it
-//! acknowledged must be there with the value it was acknowledged with.
+//! server is killed with SIGKILL mid-load, restarted on the same data dir (and store), and
+//! every write it acknowledged must be there with the value it was acknowledged with. Once on
+//! the embedded store, once on a real etcd.
 
 mod common;
 
@@ -15,7 +16,17 @@ const WRITERS: usize = 8;
 
 #[test]
 fn every_acknowledged_write_survives_sigkill_mid_load() {
-    let server = Server::start();
+    sigkill_mid_load_loses_nothing(None);
+}
+
+#[test]
+fn every_acknowledged_write_survives_sigkill_of_an_api_server_on_etcd() {
+    let etcd = common::etcd(1);
+    sigkill_mid_load_loses_nothing(Some(&etcd.store_url()));
+}
+
+fn sigkill_mid_load_loses_nothing(store: Option<&str>) {
+    let server = Server::start_on(store);
     let url = server.url.clone();
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let count = Arc::new(AtomicUsize::new(0));
@@ -67,7 +78,7 @@ fn every_acknowledged_write_survives_sigkill_mid_load() {
     assert!(acked.len() >= 300);
 
     let (dir, _tmp) = server.into_data();
-    let restarted = Server::start_in(&dir);
+    let restarted = Server::start_in_on(&dir, store);
     let list = restarted.get_json("/api/v1/namespaces/default/configmaps");
     let stored: std::collections::HashMap<String, String> = list["items"]
         .as_array()

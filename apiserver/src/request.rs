@@ -178,8 +178,8 @@ fn form_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
 mod tests {
     use super::*;
 
-    /// (group, namespace, resource, name, subresource).
-    type Parts<'a> = (
+    /// Group, namespace, resource, name, subresource.
+    type Parsed<'a> = (
         &'a str,
         Option<&'a str>,
         &'a str,
@@ -187,7 +187,7 @@ mod tests {
         Option<&'a str>,
     );
 
-    fn check(path: &str, expected: Option<Parts<'_>>) {
+    fn check(path: &str, expected: Option<Parsed<'_>>) {
         let got = match parse_path(path) {
             Some(Target::Resource(r)) => Some(r),
             _ => None,

@@ -1,11 +1,14 @@
 //! What `up` and `apiserver` share: the flags, opening the store, serving until a signal.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use apiserver::storage::Store;
 use apiserver::storage::embedded::{EmbeddedConfig, EmbeddedStore};
+use apiserver::storage::etcd::{EtcdConfig, EtcdStore};
 use apiserver::{ApiServer, Config};
 
 /// Flags of every command that runs the API server.
@@ -17,6 +20,66 @@ pub struct ServerArgs {
     /// Address the API server listens on.
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
+    /// Where objects are stored: `embedded` (a file in the data dir) or
+    /// `etcd://HOST:PORT[,HOST:PORT...]` (an etcd cluster, which several API servers can share).
+    #[arg(long, default_value = "embedded", value_parser = parse_store)]
+    pub store: StoreKind,
+    /// Seconds between compactions of etcd's history (etcd store only; 0 never compacts). The
+    /// API servers sharing a cluster compact once per interval between them.
+    #[arg(long, default_value_t = 300)]
+    pub etcd_compaction_interval: u64,
+}
+
+/// The storage backend chosen with `--store`.
+#[derive(Clone, Debug)]
+pub enum StoreKind {
+    /// The embedded store in the data dir.
+    Embedded,
+    /// An etcd cluster.
+    Etcd(EtcdConfig),
+}
+
+fn parse_store(value: &str) -> Result<StoreKind, String> {
+    if value == "embedded" {
+        return Ok(StoreKind::Embedded);
+    }
+    if value.starts_with("etcd://") {
+        return EtcdConfig::from_url(value)
+            .map(StoreKind::Etcd)
+            .map_err(|e| e.to_string());
+    }
+    Err(format!(
+        "unknown store {value:?}: expected `embedded` or etcd://HOST:PORT[,HOST:PORT...]"
+    ))
+}
+
+/// Opens the store that `args` name.
+pub async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
+    match &args.store {
+        StoreKind::Embedded => {
+            let path = args.data_dir.join("store.redb");
+            let store = EmbeddedStore::open(EmbeddedConfig::new(&path))
+                .with_context(|| format!("cannot open the store {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        StoreKind::Etcd(config) => {
+            let config = EtcdConfig {
+                compaction_interval: (args.etcd_compaction_interval > 0)
+                    .then(|| Duration::from_secs(args.etcd_compaction_interval)),
+                ..config.clone()
+            };
+            let endpoints = config.endpoints.join(",");
+            let store = EtcdStore::connect(config)
+                .await
+                .with_context(|| format!("cannot use etcd at {endpoints}"))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+fn create_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))
 }
 
 /// Sets up logging once: `RUST_LOG` or `info`.
@@ -53,19 +116,16 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Opens the embedded store in the data dir and starts the API server on it.
+/// Opens the store (`--store`) and starts the API server on it.
 pub async fn start(args: &ServerArgs) -> anyhow::Result<ApiServer> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
-    let path = args.data_dir.join("store.redb");
-    let store = EmbeddedStore::open(EmbeddedConfig::new(&path))
-        .with_context(|| format!("cannot open the store {}", path.display()))?;
+    create_dir(&args.data_dir)?;
+    let store = open_store(args).await?;
     let server = ApiServer::start(
         Config {
             listen: args.listen,
             cache: Default::default(),
         },
-        Arc::new(store),
+        store,
     )
     .await?;
     let kubeconfig = args.data_dir.join("kubeconfig");

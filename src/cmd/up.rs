@@ -1,9 +1,9 @@
 //! `gitplane up`: the whole platform in one process.
 //!
-//! Start-up order: the API server (embedded store), then, once it serves, the GitOps syncer.
-//! The syncer follows the Application `root`: on `--repo` when given, otherwise on a playground
-//! repository seeded from `examples-repo/` in the data dir on first start. The controllers,
-//! scheduler and local node join here as their issues land.
+//! Start-up order: the API server (on the embedded store, or `--store etcd://…`), then, once it
+//! serves, the GitOps syncer. The syncer follows the Application `root`: on `--repo` when given,
+//! otherwise on a playground repository seeded from `examples-repo/` in the data dir on first
+//! start. The controllers, scheduler and local node join here as their issues land.
 
 use std::path::Path;
 

@@ -16,6 +16,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// The `--store` the server runs on (`None`: the default, embedded in the data dir).
+    pub store: Option<String>,
     _tmp: Option<tempfile::TempDir>,
     cache: tempfile::TempDir,
 }
@@ -30,9 +32,14 @@ fn kubeconfig_server(path: &Path) -> Option<String> {
 impl Server {
     /// Starts `gitplane up` on a fresh data dir.
     pub fn start() -> Server {
+        Server::start_on(None)
+    }
+
+    /// Starts `gitplane up` on a fresh data dir and the given `--store` (`None`: embedded).
+    pub fn start_on(store: Option<&str>) -> Server {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().join("data");
-        let mut s = Server::start_in(&dir);
+        let mut s = Server::start_in_on(&dir, store);
         s._tmp = Some(tmp);
         s
     }
@@ -41,17 +48,22 @@ impl Server {
     pub fn start_with(extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().join("data");
-        let mut s = Server::start_in_with(&dir, extra);
+        let mut s = Server::spawn(&dir, None, extra);
         s._tmp = Some(tmp);
         s
     }
 
     /// Starts `gitplane up` on a given data dir (to restart on the same data).
     pub fn start_in(dir: &Path) -> Server {
-        Server::start_in_with(dir, &[])
+        Server::spawn(dir, None, &[])
     }
 
-    fn start_in_with(dir: &Path, extra: &[&str]) -> Server {
+    /// Starts `gitplane up` on a given data dir and `--store` (`None`: embedded).
+    pub fn start_in_on(dir: &Path, store: Option<&str>) -> Server {
+        Server::spawn(dir, store, &[])
+    }
+
+    fn spawn(dir: &Path, store: Option<&str>, extra: &[&str]) -> Server {
         let kubeconfig = dir.join("kubeconfig");
         let _ = std::fs::remove_file(&kubeconfig);
         std::fs::create_dir_all(dir).expect("data dir");
@@ -63,6 +75,7 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_gitplane"))
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
+            .args(store.map(|s| format!("--store={s}")))
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -85,6 +98,7 @@ impl Server {
             child: Some(child),
             data_dir: dir.to_path_buf(),
             url,
+            store: store.map(str::to_owned),
             _tmp: None,
             cache: tempfile::tempdir().expect("temp dir"),
         }
@@ -227,6 +241,43 @@ pub fn http(base: &str, method: &str, path: &str, content_type: &str, body: &[u8
     let code = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap_or_default();
     (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Starts a watch (`path` with `watch=1`) and reads its JSON lines until `done` says so; panics
+/// if the stream ends first. The path should carry `timeoutSeconds` so the stream ends.
+pub fn watch_until(base: &str, path: &str, mut done: impl FnMut(&Value) -> bool) -> Vec<Value> {
+    use std::io::BufRead;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let url = format!("{base}{path}");
+    let mut resp = agent
+        .get(&url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(resp.status().as_u16(), 200, "watch {url}");
+    let reader = std::io::BufReader::new(resp.body_mut().as_reader());
+    let mut seen = Vec::new();
+    for line in reader.lines() {
+        let line = line.unwrap_or_else(|e| panic!("reading watch {url}: {e}"));
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: Value = serde_json::from_str(&line).expect("a watch line is JSON");
+        seen.push(event);
+        if done(seen.last().expect("just pushed")) {
+            return seen;
+        }
+    }
+    panic!("watch {url} ended before the expected event; saw {seen:?}");
+}
+
+/// A real etcd cluster of `size` members on loopback, or a failed test that says how to get
+/// etcd.
+pub fn etcd(size: usize) -> etcd_process::EtcdCluster {
+    etcd_process::EtcdCluster::start(size).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The kubectl command, or a failed test that says how to get it.

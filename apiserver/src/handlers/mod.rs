@@ -235,10 +235,15 @@ async fn resource_request(
     }
 }
 
+/// How long a health check waits for storage.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `/healthz`, `/livez`, `/readyz`: 200 when storage answers within [`HEALTH_TIMEOUT`], 503
+/// otherwise.
 async fn health(state: &ApiState) -> Response {
-    match state.store.current_revision().await {
-        Ok(_) => text(StatusCode::OK, "ok"),
-        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable"),
+    match tokio::time::timeout(HEALTH_TIMEOUT, state.store.current_revision()).await {
+        Ok(Ok(_)) => text(StatusCode::OK, "ok"),
+        _ => text(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable"),
     }
 }
 

@@ -30,9 +30,20 @@ pub struct Written {
 }
 
 /// Checks that the namespace of a namespaced create exists and is not terminating.
+///
+/// An active namespace in the cache is enough, as in Kubernetes' NamespaceLifecycle admission
+/// (which reads an informer): the cache is only synced with storage (a storage read plus a wait
+/// for the watch) when it does not show the namespace active, so that a namespace created just
+/// before is found.
 pub async fn check_namespace(state: &ApiState, namespace: &str) -> Result<(), StatusError> {
-    state.sync_cache().await?;
     let key = format!("/registry/core/namespaces/{namespace}");
+    let active = |ns: &crate::watch_cache::CachedObject| {
+        ns.object.path("metadata.deletionTimestamp").is_none()
+    };
+    if state.cache.get(&key).is_some_and(|ns| active(&ns)) {
+        return Ok(());
+    }
+    state.sync_cache().await?;
     match state.cache.get(&key) {
         None => Err(StatusError::not_found("", "namespaces", namespace)),
         Some(ns) if ns.object.path("metadata.deletionTimestamp").is_some() => {

@@ -6,8 +6,9 @@
 //! panics with a message naming the violated rule, which is what a `#[tokio::test]` wants.
 //!
 //! The checks count revisions exactly, so nothing else may write to the store while one runs.
-//! [`watch_after_compaction_fails`] compacts the store's history up to a recent revision, which
-//! only affects watches from before it.
+//! [`watch_after_compaction_fails`] compacts the store's history up to a recent revision, and
+//! [`compaction_beyond_the_head_stops_at_the_head`] (run last) up to the head, which only
+//! affects watches from before them.
 //!
 //! This module is compiled into the library rather than gated behind a feature or `cfg(test)`:
 //! the trait documentation points to it as the definition of the contract, and every backend's
@@ -40,6 +41,7 @@ pub async fn run_all(store: &dyn Store) {
     concurrent_cas_increments_lose_nothing(store, &prefix("counter")).await;
     large_values_round_trip(store, &prefix("large")).await;
     many_keys_list_completely(store, &prefix("many")).await;
+    compaction_beyond_the_head_stops_at_the_head(store, &prefix("compaction-head")).await;
 }
 
 /// Create, get, update and delete each take exactly one revision; failed writes take none.
@@ -455,6 +457,42 @@ pub async fn watch_after_compaction_fails(store: &dyn Store, prefix: &str) {
             prev: Some(second)
         },
         "a watch from the compaction point replays what follows it"
+    );
+}
+
+/// `compact` beyond the current revision compacts up to it and no further: a watch after the
+/// head still sees what comes next, one from just before the head fails with `Compacted`.
+pub async fn compaction_beyond_the_head_stops_at_the_head(store: &dyn Store, prefix: &str) {
+    let key = format!("{prefix}key");
+    let head = store.create(&key, text("1")).await.expect("create");
+    store
+        .compact(head.mod_revision + 100)
+        .await
+        .expect("compact beyond the head");
+    let requested = head.mod_revision - 1;
+    let refused = match store.watch(prefix, requested).await {
+        Err(error) => Some(error),
+        Ok(mut stream) => match timeout(stream.next()).await {
+            Some(Err(error)) => Some(error),
+            _ => None,
+        },
+    };
+    assert!(
+        matches!(refused, Some(StorageError::Compacted { .. })),
+        "a watch after {requested}, before the compacted head, got {refused:?}"
+    );
+    let mut stream = watch(store, prefix, head.mod_revision).await;
+    let next = store
+        .update(&key, text("2"), head.mod_revision)
+        .await
+        .expect("update after compaction");
+    assert_eq!(
+        next_event(&mut stream).await,
+        WatchEvent::Put {
+            kv: next,
+            prev: Some(head)
+        },
+        "a watch from the compacted head sees the next write"
     );
 }
 

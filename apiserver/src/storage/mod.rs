@@ -9,11 +9,12 @@
 //! **API Boundary**: only the API server uses this trait. Every other component goes through the
 //! HTTP API.
 //!
-//! Backends: [`embedded`] (redb, the default). The etcd backend arrives with the etcd issue and
-//! must pass the same conformance suite ([`conformance`]).
+//! Backends: [`embedded`] (redb, the default) and [`etcd`] (an etcd v3 cluster, which several
+//! API servers can share). Both pass the same conformance suite ([`conformance`]).
 
 pub mod conformance;
 pub mod embedded;
+pub mod etcd;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -175,6 +176,8 @@ pub trait Store: Send + Sync + 'static {
     /// The current revision.
     async fn current_revision(&self) -> Result<Revision, StorageError>;
 
-    /// Forgets history at and before `revision`; later watches from there fail with `Compacted`.
+    /// Forgets history at and before `revision`, clamped to the current revision; later watches
+    /// after an earlier revision fail with `Compacted`. Compacting to an older revision than the
+    /// compaction point changes nothing.
     async fn compact(&self, revision: Revision) -> Result<(), StorageError>;
 }

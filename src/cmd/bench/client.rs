@@ -1,10 +1,12 @@
-//! The benchmark side of the wire: an in-process server on a temporary durable store, and
-//! plain HTTP/1.1 connections to it.
+//! The benchmark side of the wire: an in-process server on a store of the scenario's choice
+//! (by default a durable embedded store in a temporary directory), and plain HTTP/1.1
+//! connections to it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use apiserver::storage::Store;
 use apiserver::storage::embedded::{EmbeddedConfig, EmbeddedStats, EmbeddedStore};
 use apiserver::{ApiServer, Config};
 use bytes::Bytes;
@@ -14,28 +16,36 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// A server running in this process, on a store in a temporary directory.
+/// A server running in this process.
 pub struct BenchServer {
     /// Where it listens.
     pub addr: SocketAddr,
-    store: Arc<EmbeddedStore>,
-    _dir: tempfile::TempDir,
+    embedded: Option<Arc<EmbeddedStore>>,
+    _dir: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl BenchServer {
-    /// Starts the server.
+    /// Starts the server on a durable embedded store in a temporary directory.
     pub async fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("temp dir")?;
         let store = Arc::new(EmbeddedStore::open(EmbeddedConfig::new(
             dir.path().join("store.redb"),
         ))?);
+        let mut server = Self::start_on(store.clone()).await?;
+        server.embedded = Some(store);
+        server._dir = Some(dir);
+        Ok(server)
+    }
+
+    /// Starts the server on `store`.
+    pub async fn start_on(store: Arc<dyn Store>) -> anyhow::Result<Self> {
         let server = ApiServer::start(
             Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 cache: Default::default(),
             },
-            store.clone(),
+            store,
         )
         .await?;
         let addr = server.local_addr();
@@ -45,15 +55,15 @@ impl BenchServer {
         }));
         Ok(BenchServer {
             addr,
-            store,
-            _dir: dir,
+            embedded: None,
+            _dir: None,
             stop: Some(tx),
         })
     }
 
-    /// Commit counters of the store.
-    pub fn stats(&self) -> EmbeddedStats {
-        self.store.stats()
+    /// Commit counters of the store, when it is the embedded one.
+    pub fn stats(&self) -> Option<EmbeddedStats> {
+        self.embedded.as_ref().map(|store| store.stats())
     }
 }
 

@@ -1,12 +1,13 @@
 //! `gitplane bench SCENARIO`: the benchmarks of BENCHMARKS.md.
 //!
 //! Each API scenario starts what it measures in this process (an API server on a durable
-//! embedded store in a temporary directory) and drives it over real HTTP connections; `render`
+//! embedded store in a temporary directory, or on an etcd the scenario starts) and drives it over real HTTP connections; `render`
 //! times gitplane's renderer against `kubectl kustomize`. Each prints one line per figure: `scenario=… metric=… value=… unit=…`. Server and load share the machine, as
 //! they would on one node.
 
 mod api_list;
 mod api_write;
+mod api_write_etcd;
 mod client;
 mod gitops;
 mod render;
@@ -20,10 +21,10 @@ pub struct Args {
     /// The scenario to run.
     #[arg(value_enum)]
     scenario: Scenario,
-    /// Concurrent clients (api-write).
+    /// Concurrent clients (api-write, api-write-etcd).
     #[arg(long, default_value_t = 64)]
     clients: usize,
-    /// Objects to create (api-write: ConfigMaps; api-list: pods).
+    /// Objects to create (api-write, api-write-etcd: ConfigMaps; api-list: pods).
     #[arg(long)]
     count: Option<usize>,
     /// Watchers (watch-fanout).
@@ -42,6 +43,9 @@ pub struct Args {
 enum Scenario {
     /// Concurrent creates of 1 KiB ConfigMaps through the API (embedded store, durable).
     ApiWrite,
+    /// The same through an API server on etcd, against raw etcd puts in the same run (needs
+    /// `etcd` on PATH).
+    ApiWriteEtcd,
     /// LIST of 10,000 pods in one namespace.
     ApiList,
     /// Watchers on pods receiving updates.
@@ -59,6 +63,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     super::server::block_on(async move {
         match args.scenario {
             Scenario::ApiWrite => api_write::run(args.clients, args.count.unwrap_or(20_000)).await,
+            Scenario::ApiWriteEtcd => {
+                api_write_etcd::run(args.clients, args.count.unwrap_or(20_000)).await
+            }
             Scenario::ApiList => api_list::run(args.count.unwrap_or(10_000), args.rounds).await,
             Scenario::WatchFanout => watch_fanout::run(args.watchers, args.updates).await,
             Scenario::Render => render::run(),

@@ -1,0 +1,263 @@
+//! gitplane on real etcd processes on loopback: several API servers sharing one etcd, and the
+//! faults a cluster sees (a member killed under write load, the leader killed, etcd stopped
+//! altogether and back).
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Server, eventually, http, watch_until};
+use serde_json::{Value, json};
+
+const CONFIG_MAPS: &str = "/api/v1/namespaces/default/configmaps";
+
+fn config_map(name: &str, value: &str) -> Vec<u8> {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+           "data": {"v": value}})
+    .to_string()
+    .into_bytes()
+}
+
+fn create(server: &Server, name: &str, value: &str) -> (u16, Value) {
+    server.http(
+        "POST",
+        CONFIG_MAPS,
+        "application/json",
+        &config_map(name, value),
+    )
+}
+
+#[test]
+fn two_api_servers_on_one_etcd_share_objects_resource_versions_watches_and_crds() {
+    let etcd = common::etcd(1);
+    let a = Server::start_on(Some(&etcd.store_url()));
+    let b = Server::start_on(Some(&etcd.store_url()));
+
+    let (code, created) = create(&a, "first", "1");
+    assert_eq!(code, 201, "{created}");
+    let on_b = b.get_json(&format!("{CONFIG_MAPS}/first"));
+    assert_eq!(
+        on_b["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"],
+        "a read on B after a write on A sees it, at the same resourceVersion"
+    );
+
+    // List on A, then watch on B from that resourceVersion.
+    let list = a.get_json(CONFIG_MAPS);
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("list resourceVersion")
+        .to_owned();
+    let b_url = b.url.clone();
+    let watcher = std::thread::spawn(move || {
+        watch_until(
+            &b_url,
+            &format!("{CONFIG_MAPS}?watch=1&resourceVersion={rv}&timeoutSeconds=30"),
+            |e| e["object"]["metadata"]["name"] == "second",
+        )
+    });
+    let (code, second) = create(&a, "second", "2");
+    assert_eq!(code, 201, "{second}");
+    let events = watcher.join().expect("watcher");
+    let names: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["object"]["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["second"],
+        "the watch on B starts exactly after A's list"
+    );
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(
+        events[0]["object"]["metadata"]["resourceVersion"],
+        second["metadata"]["resourceVersion"]
+    );
+
+    // A CRD created on A becomes served on B.
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    let (code, body) = a.http(
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        "application/json",
+        crd.to_string().as_bytes(),
+    );
+    assert_eq!(code, 201, "{body}");
+    let widgets = "/apis/example.com/v1/namespaces/default/widgets";
+    let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w1"}, "spec": {"size": 3}});
+    eventually(
+        "B serves the CRD created on A",
+        Duration::from_secs(20),
+        || {
+            let (code, _) = b.http(
+                "POST",
+                widgets,
+                "application/json",
+                widget.to_string().as_bytes(),
+            );
+            (code == 201).then_some(())
+        },
+    );
+    let on_a = a.get_json(&format!("{widgets}/w1"));
+    assert_eq!(
+        on_a["spec"]["size"], 3,
+        "a custom object created on B is read on A"
+    );
+}
+
+#[test]
+fn stopping_etcd_fails_readyz_and_requests_promptly_and_service_resumes_when_it_returns() {
+    let mut etcd = common::etcd(1);
+    let server = Server::start_on(Some(&etcd.store_url()));
+    assert_eq!(server.http("GET", "/readyz", "", b"").0, 200);
+    let (code, body) = create(&server, "before", "1");
+    assert_eq!(code, 201, "{body}");
+
+    etcd.kill_all();
+    eventually("/readyz to fail", Duration::from_secs(10), || {
+        (server.http("GET", "/readyz", "", b"").0 == 503).then_some(())
+    });
+    for (method, path, body) in [
+        ("GET", CONFIG_MAPS.to_owned(), Vec::new()),
+        ("GET", format!("{CONFIG_MAPS}/before"), Vec::new()),
+        ("POST", CONFIG_MAPS.to_owned(), config_map("during", "2")),
+    ] {
+        let started = Instant::now();
+        let (code, status) = server.http(method, &path, "application/json", &body);
+        let took = started.elapsed();
+        assert!(
+            code == 503 || code == 504,
+            "{method} {path} with etcd down answered {code}: {status}"
+        );
+        assert_eq!(status["kind"], "Status", "{method} {path}: {status}");
+        assert!(
+            took < Duration::from_secs(15),
+            "{method} {path} took {took:?} to fail"
+        );
+    }
+
+    etcd.restart_all().expect("etcd restarts");
+    eventually("service to resume", Duration::from_secs(30), || {
+        let (code, _) = create(&server, "after", "3");
+        (code == 201).then_some(())
+    });
+    assert_eq!(server.http("GET", "/readyz", "", b"").0, 200);
+    let list = server.get_json(CONFIG_MAPS);
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"before") && names.contains(&"after"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn writes_go_on_when_a_follower_of_three_members_is_killed() {
+    kill_a_member_under_write_load(false);
+}
+
+#[test]
+fn writes_go_on_when_the_leader_of_three_members_is_killed() {
+    kill_a_member_under_write_load(true);
+}
+
+/// Four writers create ConfigMaps through one API server on a three-member etcd; a member (the
+/// leader, or another) is killed with SIGKILL mid-load. Writes must go on (at least 100 more
+/// acknowledged after the kill) and every acknowledged write must be there.
+fn kill_a_member_under_write_load(leader: bool) {
+    const WRITERS: usize = 4;
+    let mut etcd = common::etcd(3);
+    let server = Server::start_on(Some(&etcd.store_url()));
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let count = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let workers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (url, acked, count, stop) = (
+                server.url.clone(),
+                acked.clone(),
+                count.clone(),
+                stop.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let (name, value) = (format!("w{w}-{i}"), format!("value-{w}-{i}"));
+                    i += 1;
+                    let (code, _) = http(
+                        &url,
+                        "POST",
+                        CONFIG_MAPS,
+                        "application/json",
+                        &config_map(&name, &value),
+                    );
+                    // Anything but 201 is not acknowledged (503/504 while etcd elects).
+                    if code == 201 {
+                        acked.lock().expect("lock").push((name, value));
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    eventually("100 acknowledged writes", Duration::from_secs(60), || {
+        (count.load(Ordering::Relaxed) >= 100).then_some(())
+    });
+    let victim = if leader {
+        etcd.leader().expect("a leader")
+    } else {
+        let leader = etcd.leader().expect("a leader");
+        (leader + 1) % etcd.size()
+    };
+    etcd.kill(victim);
+    let at_kill = count.load(Ordering::Relaxed);
+    eventually(
+        "100 more acknowledged writes after the kill",
+        Duration::from_secs(60),
+        || (count.load(Ordering::Relaxed) >= at_kill + 100).then_some(()),
+    );
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("writer");
+    }
+
+    let list = server.get_json(CONFIG_MAPS);
+    let stored: HashMap<String, String> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+                i["data"]["v"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let acked = acked.lock().expect("lock").clone();
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|(n, v)| stored.get(n) != Some(v))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        lost.first()
+    );
+}
