@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn apply_order_puts_namespaces_first_and_waves_outermost() {
-        let mut objs = vec![
+        let mut objs = [
             json!({"kind": "Deployment", "metadata": {"name": "a"}}),
             json!({"kind": "ConfigMap", "metadata": {"name": "b"}}),
             json!({"kind": "Namespace", "metadata": {"name": "n"}}),

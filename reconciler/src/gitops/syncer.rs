@@ -438,6 +438,18 @@ impl Syncer {
                     .as_deref()
                     .is_some_and(|r| r.ends_with(":prune"));
             let started = now();
+            // Show the operation in progress while it runs.
+            let running = json!({"status": {"operationState": {
+                "phase": "Running", "message": format!("syncing to {}", short(&sha)), "revision": sha,
+                "specHash": hash.to_string(), "requestId": sync_request.clone().unwrap_or_default(),
+                "startedAt": started,
+            }}});
+            if let Err(e) = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(running))
+                .await
+            {
+                tracing::warn!(app = %name, error = %e, "recording the running operation failed");
+            }
             let errors = sync::dry_run(&self.cluster, &plan, &sha).await;
             let result = if errors.is_empty() {
                 sync::apply(&self.cluster, &mut plan, &sha, prune)
