@@ -136,16 +136,27 @@ fn or_none(v: String) -> Value {
     })
 }
 
-fn selector_string(obj: &Value, path: &str) -> String {
-    let mut parts: Vec<String> = obj
-        .path(&format!("{path}.matchLabels"))
+/// A string map at `path` as `k=v,k=v` (empty when absent).
+fn map_string(obj: &Value, path: &str) -> String {
+    obj.path(path)
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
                 .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect()
+                .collect::<Vec<_>>()
+                .join(",")
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// A `metav1.LabelSelector` at `path` in the string syntax (`app=web,tier in (a,b)`).
+pub fn selector_string(obj: &Value, path: &str) -> String {
+    let labels = map_string(obj, &format!("{path}.matchLabels"));
+    let mut parts: Vec<String> = if labels.is_empty() {
+        Vec::new()
+    } else {
+        vec![labels]
+    };
     for e in arr(obj, &format!("{path}.matchExpressions")) {
         let key = s(e, "key");
         let values: Vec<&str> = arr(e, "values").iter().filter_map(Value::as_str).collect();
@@ -409,16 +420,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
         }
         ("apps", "DaemonSet") => {
             let (c, i) = containers_and_images(obj, "spec.template.spec.containers");
-            let node_selector = obj
-                .path("spec.template.spec.nodeSelector")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default();
+            let node_selector = map_string(obj, "spec.template.spec.nodeSelector");
             (
                 vec![
                     col("Name"),
@@ -537,16 +539,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect();
-            let selector = obj
-                .path("spec.selector")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default();
+            let selector = map_string(obj, "spec.selector");
             let t = s(obj, "spec.type");
             (
                 vec![

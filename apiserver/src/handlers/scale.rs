@@ -17,16 +17,7 @@ use crate::strategy::UpdateScope;
 
 /// The Scale object of a workload.
 fn scale_of(obj: &Value) -> Value {
-    let selector = obj
-        .path("spec.selector.matchLabels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let selector = crate::table::selector_string(obj, "spec.selector");
     let mut meta = serde_json::Map::new();
     for f in [
         "name",
