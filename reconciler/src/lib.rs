@@ -1,1 +1,9 @@
-//! Controllers, the scheduler and the GitOps syncer: API clients that converge the cluster (filled by the controllers, scheduler and GitOps issues).
+//! Controllers, the scheduler and (later) the GitOps syncer: API clients that converge the
+//! cluster.
+//!
+//! # Layout
+//! - `scheduler/`: the scheduler (queue, snapshot, plugins, preemption, binding).
+//! - `leader`: leader election on a Lease, shared by every component that runs replicated.
+
+pub mod leader;
+pub mod scheduler;
