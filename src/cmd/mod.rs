@@ -2,6 +2,9 @@
 
 pub mod apiserver;
 pub mod bench;
+pub mod connect;
 pub mod render;
+pub mod scheduler;
 pub mod server;
+pub mod simulate_nodes;
 pub mod up;

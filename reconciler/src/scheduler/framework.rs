@@ -98,6 +98,8 @@ pub struct PodInfo {
     pub name: String,
     /// UID (bindings and deletions are made against it).
     pub uid: String,
+    /// `metadata.generation`: changes with the spec, not with the status.
+    pub generation: i64,
     /// Labels.
     pub labels: Labels,
     /// Resolved priority (see [`PriorityClasses::priority_of`]).
@@ -162,6 +164,7 @@ impl PodInfo {
             namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
             name: meta.name.clone().unwrap_or_default(),
             uid: meta.uid.clone().unwrap_or_default(),
+            generation: meta.generation.unwrap_or(0),
             labels: meta.labels.clone().unwrap_or_default(),
             priority: priorities.priority_of(pod),
             never_preempts: spec.preemption_policy.as_deref() == Some("Never"),

@@ -180,6 +180,15 @@ impl SchedulingQueue {
                 self.push_active(&key);
             }
             Some(e) => {
+                // A status-only update (our own PodScheduled condition, say) changes nothing
+                // that could make the pod fit.
+                let same = e.pod.generation == pod.generation
+                    && e.pod.labels == pod.labels
+                    && e.pod.priority == pod.priority;
+                if same {
+                    e.pod = pod;
+                    return;
+                }
                 let priority_changed = e.pod.priority != pod.priority;
                 e.pod = pod;
                 match e.place {
