@@ -37,8 +37,22 @@ impl Server {
         s
     }
 
+    /// Starts `gitplane up` with extra flags (`--runtime simulated`, …) on a fresh data dir.
+    pub fn start_with(args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("data");
+        let mut s = Server::start_in_with(&dir, args);
+        s._tmp = Some(tmp);
+        s
+    }
+
     /// Starts `gitplane up` on a given data dir (to restart on the same data).
     pub fn start_in(dir: &Path) -> Server {
+        Server::start_in_with(dir, &[])
+    }
+
+    /// Starts `gitplane up` with extra flags on a given data dir.
+    pub fn start_in_with(dir: &Path, extra: &[&str]) -> Server {
         let kubeconfig = dir.join("kubeconfig");
         let _ = std::fs::remove_file(&kubeconfig);
         std::fs::create_dir_all(dir).expect("data dir");
@@ -50,6 +64,7 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_gitplane"))
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -166,6 +181,23 @@ impl Server {
         http(&self.url, method, path, content_type, body)
     }
 
+    /// Starts another gitplane client subcommand (`scheduler`, `simulate-nodes`) against this
+    /// server, logging to `<data dir>/<log>.log`; stopped when the handle is dropped.
+    pub fn spawn(&self, log: &str, args: &[&str]) -> Process {
+        let file =
+            std::fs::File::create(self.data_dir.join(format!("{log}.log"))).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_gitplane"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start gitplane");
+        Process { child: Some(child) }
+    }
+
     /// `GET path` as JSON, expecting 200.
     pub fn get_json(&self, path: &str) -> Value {
         let (code, v) = self.http("GET", path, "", b"");
@@ -177,6 +209,37 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Another gitplane process; killed when dropped.
+pub struct Process {
+    child: Option<Child>,
+}
+
+impl Process {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Stops it with SIGTERM (a clean shutdown) and waits.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

@@ -8,7 +8,10 @@
 mod api_list;
 mod api_write;
 mod client;
+mod pod_startup;
+mod pods;
 mod render;
+mod schedule;
 mod watch_fanout;
 
 use std::time::Duration;
@@ -34,6 +37,9 @@ pub struct Args {
     /// Repetitions of the measured request (api-list).
     #[arg(long, default_value_t = 50)]
     rounds: usize,
+    /// Simulated nodes (schedule: 5,000; pod-startup: 100).
+    #[arg(long)]
+    nodes: Option<usize>,
 }
 
 /// The scenarios.
@@ -47,6 +53,10 @@ enum Scenario {
     WatchFanout,
     /// A 1,000-object kustomize overlay rendered by gitplane and by `kubectl kustomize`.
     Render,
+    /// 10,000 pods scheduled onto 5,000 simulated nodes; pods/s and an over-commit check.
+    Schedule,
+    /// 1,000 pods created at once on 100 simulated nodes; creation → Running p99.
+    PodStartup,
 }
 
 /// Runs one scenario.
@@ -57,6 +67,22 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Scenario::ApiList => api_list::run(args.count.unwrap_or(10_000), args.rounds).await,
             Scenario::WatchFanout => watch_fanout::run(args.watchers, args.updates).await,
             Scenario::Render => render::run(),
+            Scenario::Schedule => {
+                schedule::run(
+                    args.nodes.unwrap_or(5000),
+                    args.count.unwrap_or(10_000),
+                    args.clients,
+                )
+                .await
+            }
+            Scenario::PodStartup => {
+                pod_startup::run(
+                    args.nodes.unwrap_or(100),
+                    args.count.unwrap_or(1000),
+                    args.clients,
+                )
+                .await
+            }
         }?;
         Ok(0)
     })?

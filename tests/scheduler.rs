@@ -1,0 +1,306 @@
+//! The scheduler and simulated nodes end to end: the real binary (`up`, `scheduler`,
+//! `simulate-nodes`) against a real server, checked through the API.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, eventually};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn pod(s: &Server, name: &str) -> Option<Value> {
+    let (code, v) = s.http(
+        "GET",
+        &format!("/api/v1/namespaces/default/pods/{name}"),
+        "",
+        b"",
+    );
+    (code == 200).then_some(v)
+}
+
+fn node_of(s: &Server, name: &str) -> String {
+    eventually(&format!("pod {name} to be bound"), WAIT, || {
+        pod(s, name).and_then(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
+    })
+}
+
+fn wait_phase(s: &Server, name: &str, phase: &str) -> Value {
+    eventually(&format!("pod {name} to be {phase}"), WAIT, || {
+        pod(s, name).filter(|p| p["status"]["phase"] == phase)
+    })
+}
+
+fn wait_nodes(s: &Server, n: usize) {
+    eventually(&format!("{n} ready nodes"), WAIT, || {
+        let list = s.get_json("/api/v1/nodes");
+        let ready = list["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter(|n| n["status"]["allocatable"]["cpu"].is_string())
+                    .count()
+            })
+            .unwrap_or(0);
+        (ready >= n).then_some(())
+    });
+}
+
+fn event_message(s: &Server, pod: &str, reason: &str) -> Option<String> {
+    let list = s.get_json("/api/v1/namespaces/default/events");
+    list["items"].as_array()?.iter().rev().find_map(|e| {
+        (e["involvedObject"]["name"] == pod && e["reason"] == reason)
+            .then(|| e["message"].as_str().unwrap_or("").to_string())
+    })
+}
+
+fn pod_yaml(name: &str, cpu: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: pause\n    resources:\n      requests:\n        cpu: {cpu}\n{extra}"
+    )
+}
+
+#[test]
+fn pods_land_where_resources_selectors_and_taints_allow_and_run() {
+    let s = Server::start_with(&["--runtime", "simulated", "--nodes", "0"]);
+    let _small = s.spawn(
+        "small",
+        &[
+            "simulate-nodes",
+            "--count",
+            "2",
+            "--cpu",
+            "1",
+            "--name-prefix",
+            "small-",
+        ],
+    );
+    let _ssd = s.spawn(
+        "ssd",
+        &[
+            "simulate-nodes",
+            "--cpu",
+            "4",
+            "--labels",
+            "disk=ssd",
+            "--name-prefix",
+            "ssd-",
+        ],
+    );
+    let _gpu = s.spawn(
+        "gpu",
+        &[
+            "simulate-nodes",
+            "--cpu",
+            "8",
+            "--taints",
+            "gpu=true:NoSchedule",
+            "--name-prefix",
+            "gpu-",
+        ],
+    );
+    wait_nodes(&s, 4);
+    s.ok_stdin(&["apply", "-f", "-"], &pod_yaml("big", "2", ""));
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("ssd", "100m", "  nodeSelector:\n    disk: ssd\n"),
+    );
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("tolerant", "6", "  tolerations:\n  - key: gpu\n    operator: Equal\n    value: \"true\"\n    effect: NoSchedule\n"),
+    );
+    s.ok_stdin(&["apply", "-f", "-"], &pod_yaml("huge", "16", ""));
+    assert_eq!(node_of(&s, "big"), "ssd-0");
+    assert_eq!(node_of(&s, "ssd"), "ssd-0");
+    assert_eq!(node_of(&s, "tolerant"), "gpu-0");
+    let running = wait_phase(&s, "big", "Running");
+    assert!(
+        running["status"]["podIP"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("127."))
+    );
+    assert_eq!(running["status"]["containerStatuses"][0]["ready"], true);
+    let message = eventually("FailedScheduling for huge", WAIT, || {
+        event_message(&s, "huge", "FailedScheduling")
+    });
+    assert_eq!(
+        message,
+        "0/4 nodes are available: 1 node(s) had untolerated taint {gpu: true}, 3 Insufficient cpu."
+    );
+    assert!(
+        event_message(&s, "big", "Scheduled")
+            .is_some_and(|m| m == "Successfully assigned default/big to ssd-0")
+    );
+    let huge = pod(&s, "huge").expect("huge");
+    assert_eq!(huge["status"]["conditions"][0]["reason"], "Unschedulable");
+
+    // A failure injected through the annotation; a deletion honoured after the grace period.
+    s.ok(&["annotate", "pod", "ssd", "gitplane.io/simulate=fail"]);
+    wait_phase(&s, "ssd", "Failed");
+    s.ok(&["delete", "pod", "big", "--wait=false"]);
+    eventually("big to be removed by its node", WAIT, || {
+        pod(&s, "big").is_none().then_some(())
+    });
+}
+
+#[test]
+fn topology_spread_balances_zones() {
+    let s = Server::start_with(&["--runtime", "simulated", "--nodes", "0"]);
+    let _a = s.spawn(
+        "a",
+        &[
+            "simulate-nodes",
+            "--count",
+            "2",
+            "--labels",
+            "zone=a",
+            "--name-prefix",
+            "a-",
+        ],
+    );
+    let _b = s.spawn(
+        "b",
+        &[
+            "simulate-nodes",
+            "--count",
+            "2",
+            "--labels",
+            "zone=b",
+            "--name-prefix",
+            "b-",
+        ],
+    );
+    wait_nodes(&s, 4);
+    let spread = "  topologySpreadConstraints:\n  - maxSkew: 1\n    topologyKey: zone\n    whenUnsatisfiable: DoNotSchedule\n    labelSelector:\n      matchLabels:\n        app: web\n";
+    let mut manifests = String::new();
+    for i in 0..6 {
+        let p = pod_yaml(&format!("web-{i}"), "100m", spread).replace(
+            "metadata:\n  name",
+            "metadata:\n  labels:\n    app: web\n  name",
+        );
+        manifests.push_str(&p);
+        manifests.push_str("---\n");
+    }
+    s.ok_stdin(&["apply", "-f", "-"], &manifests);
+    let zones: Vec<String> = (0..6)
+        .map(|i| node_of(&s, &format!("web-{i}"))[..1].to_string())
+        .collect();
+    assert_eq!(zones.iter().filter(|z| *z == "a").count(), 3, "{zones:?}");
+    assert_eq!(zones.iter().filter(|z| *z == "b").count(), 3, "{zones:?}");
+}
+
+#[test]
+fn a_high_priority_pod_preempts_a_lower_one() {
+    let s = Server::start_with(&["--runtime", "simulated", "--nodes", "1", "--cpu", "1"]);
+    wait_nodes(&s, 1);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: high\nvalue: 1000\n---\napiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: low\nvalue: 10\n",
+    );
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("victim", "800m", "  priorityClassName: low\n"),
+    );
+    wait_phase(&s, "victim", "Running");
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("vip", "800m", "  priorityClassName: high\n"),
+    );
+    assert_eq!(node_of(&s, "vip"), "sim-node-0");
+    assert!(
+        pod(&s, "victim").is_none(),
+        "the victim is gone before the preemptor binds"
+    );
+    assert!(event_message(&s, "victim", "Preempted").is_some());
+    wait_phase(&s, "vip", "Running");
+}
+
+#[test]
+fn an_unschedulable_pod_is_scheduled_when_a_node_joins() {
+    let s = Server::start_with(&["--runtime", "simulated", "--nodes", "0"]);
+    s.ok_stdin(&["apply", "-f", "-"], &pod_yaml("waiting", "2", ""));
+    let message = eventually("FailedScheduling", WAIT, || {
+        event_message(&s, "waiting", "FailedScheduling")
+    });
+    assert_eq!(message, "0/0 nodes are available.");
+    let _small = s.spawn(
+        "small",
+        &["simulate-nodes", "--cpu", "1", "--name-prefix", "small-"],
+    );
+    wait_nodes(&s, 1);
+    let message = eventually("FailedScheduling on the small node", WAIT, || {
+        event_message(&s, "waiting", "FailedScheduling").filter(|m| m.starts_with("0/1"))
+    });
+    assert_eq!(message, "0/1 nodes are available: 1 Insufficient cpu.");
+    let _big = s.spawn(
+        "big",
+        &["simulate-nodes", "--cpu", "4", "--name-prefix", "big-"],
+    );
+    assert_eq!(node_of(&s, "waiting"), "big-0");
+    wait_phase(&s, "waiting", "Running");
+}
+
+#[test]
+fn only_the_leader_binds_and_a_standby_takes_over() {
+    let s = Server::start_with(&[
+        "--runtime",
+        "simulated",
+        "--nodes",
+        "1",
+        "--disable-scheduler",
+    ]);
+    wait_nodes(&s, 1);
+    let election = [
+        "scheduler",
+        "--leader-elect-lease-duration",
+        "3s",
+        "--leader-elect-renew-deadline",
+        "2s",
+        "--leader-elect-retry-period",
+        "200ms",
+    ];
+    let mut one = s.spawn("scheduler-1", &election);
+    let mut two = s.spawn("scheduler-2", &election);
+    let lease = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-scheduler";
+    let holder = || {
+        let (code, v) = s.http("GET", lease, "", b"");
+        (code == 200)
+            .then(|| v["spec"]["holderIdentity"].as_str().map(str::to_string))
+            .flatten()
+            .filter(|h| !h.is_empty())
+    };
+    let first = eventually("a leader", WAIT, holder);
+    s.ok_stdin(&["apply", "-f", "-"], &pod_yaml("one", "100m", ""));
+    node_of(&s, "one");
+    let events = s.get_json("/api/v1/namespaces/default/events");
+    let binders: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == "Scheduled")
+        .filter_map(|e| e["reportingInstance"].as_str())
+        .collect();
+    assert_eq!(binders, [first.as_str()]);
+
+    // The leader stops (and releases the Lease); the other one takes over.
+    // Identities are `host_pid`.
+    let leader_pid = first.rsplit('_').next().unwrap_or("").to_string();
+    if one.pid().to_string() == leader_pid {
+        one.terminate();
+    } else {
+        two.terminate();
+    }
+    let second = eventually("a new leader", WAIT, || holder().filter(|h| *h != first));
+    s.ok_stdin(&["apply", "-f", "-"], &pod_yaml("two", "100m", ""));
+    node_of(&s, "two");
+    let by = eventually("Scheduled event for two", WAIT, || {
+        let events = s.get_json("/api/v1/namespaces/default/events");
+        events["items"].as_array()?.iter().find_map(|e| {
+            (e["reason"] == "Scheduled" && e["involvedObject"]["name"] == "two")
+                .then(|| e["reportingInstance"].as_str().unwrap_or("").to_string())
+        })
+    });
+    assert_eq!(by, second);
+}
