@@ -169,19 +169,7 @@ pub async fn run(
     let mut parked_check = tokio::time::interval(Duration::from_secs(30));
     loop {
         let next_backoff = s.queue.flush(Instant::now());
-        state = match state {
-            State::Syncing if s.sync.nodes && s.sync.pods && s.sync.classes => {
-                tracing::info!(
-                    nodes = s.snapshot.nodes().len(),
-                    pending = s.queue.len(),
-                    "scheduler synced"
-                );
-                State::Standby
-            }
-            State::Standby if leadership.is_leader() => State::Leading,
-            State::Leading if !leadership.is_leader() => State::Standby,
-            other => other,
-        };
+        state = next_state(state, &s.sync, &leadership, &s);
         let can_schedule = state == State::Leading
             && s.binds_in_flight < s.config.bind_concurrency
             && s.queue.has_active();
@@ -206,6 +194,29 @@ pub async fn run(
         "scheduler stopped"
     );
     Ok(())
+}
+
+/// Follows every transition that applies now (syncing → standby → leading, or back).
+fn next_state(mut state: State, sync: &Sync, leadership: &Leadership, s: &Scheduler) -> State {
+    loop {
+        let next = match state {
+            State::Syncing if sync.nodes && sync.pods && sync.classes => {
+                tracing::info!(
+                    nodes = s.snapshot.nodes().len(),
+                    pending = s.queue.len(),
+                    "scheduler synced"
+                );
+                State::Standby
+            }
+            State::Standby if leadership.is_leader() => State::Leading,
+            State::Leading if !leadership.is_leader() => State::Standby,
+            other => other,
+        };
+        if next == state {
+            return state;
+        }
+        state = next;
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -509,6 +520,13 @@ impl Scheduler {
         match r.result {
             Ok(()) => {
                 self.scheduled += 1;
+                if self.scheduled % 1000 == 0 {
+                    tracing::debug!(
+                        scheduled = self.scheduled,
+                        pending = self.queue.len(),
+                        "progress"
+                    );
+                }
                 self.queue.remove(&key);
                 self.reporter.send(Report::Event {
                     message: format!("Successfully assigned {key} to {}", r.node),

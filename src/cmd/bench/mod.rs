@@ -61,6 +61,9 @@ enum Scenario {
 
 /// Runs one scenario.
 pub fn run(args: Args) -> anyhow::Result<u8> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        super::server::init_logging();
+    }
     super::server::block_on(async move {
         match args.scenario {
             Scenario::ApiWrite => api_write::run(args.clients, args.count.unwrap_or(20_000)).await,
