@@ -274,15 +274,17 @@ fn only_the_leader_binds_and_a_standby_takes_over() {
     let first = eventually("a leader", WAIT, holder);
     s.ok_stdin(&["apply", "-f", "-"], &pod_yaml("one", "100m", ""));
     node_of(&s, "one");
-    let events = s.get_json("/api/v1/namespaces/default/events");
-    let binders: Vec<&str> = events["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["reason"] == "Scheduled")
-        .filter_map(|e| e["reportingInstance"].as_str())
-        .collect();
-    assert_eq!(binders, [first.as_str()]);
+    let binders = eventually("the Scheduled event", WAIT, || {
+        let events = s.get_json("/api/v1/namespaces/default/events");
+        let binders: Vec<String> = events["items"]
+            .as_array()?
+            .iter()
+            .filter(|e| e["reason"] == "Scheduled")
+            .filter_map(|e| e["reportingInstance"].as_str().map(str::to_string))
+            .collect();
+        (!binders.is_empty()).then_some(binders)
+    });
+    assert_eq!(binders, std::slice::from_ref(&first));
 
     // The leader stops (and releases the Lease); the other one takes over.
     // Identities are `host_pid`.

@@ -281,7 +281,7 @@ impl Algorithm {
                 ties = 1;
             } else if totals[j] == totals[best] {
                 ties += 1;
-                if self.random() % ties == 0 {
+                if self.random().is_multiple_of(ties) {
                     best = j;
                 }
             }

@@ -520,7 +520,7 @@ impl Scheduler {
         match r.result {
             Ok(()) => {
                 self.scheduled += 1;
-                if self.scheduled % 1000 == 0 {
+                if self.scheduled.is_multiple_of(1000) {
                     tracing::debug!(
                         scheduled = self.scheduled,
                         pending = self.queue.len(),

@@ -79,7 +79,7 @@ pub fn find(pod: &PodInfo, snapshot: &Snapshot, algorithm: &Algorithm) -> Option
             continue;
         }
         // Most important first: they are the ones worth sparing.
-        lower.sort_by(|a, b| b.priority.cmp(&a.priority));
+        lower.sort_by_key(|p| std::cmp::Reverse(p.priority));
         let mut victims = Vec::new();
         for v in lower {
             trial.add_pod(v.clone());

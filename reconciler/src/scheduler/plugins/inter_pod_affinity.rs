@@ -44,7 +44,7 @@ pub fn term_matches(term: &PodAffinityTerm, owner_namespace: &str, candidate: &P
     });
     let in_namespace = all_namespaces
         || match term.namespaces.as_deref() {
-            Some(list) if !list.is_empty() => list.iter().any(|n| *n == candidate.namespace),
+            Some(list) if !list.is_empty() => list.contains(&candidate.namespace),
             _ => candidate.namespace == owner_namespace,
         };
     in_namespace && selector_matches(selector, &candidate.labels)
