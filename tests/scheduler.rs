@@ -48,12 +48,20 @@ fn wait_nodes(s: &Server, n: usize) {
     });
 }
 
-fn event_message(s: &Server, pod: &str, reason: &str) -> Option<String> {
+/// The messages of a pod's Events with this reason (in no particular order).
+fn event_messages(s: &Server, pod: &str, reason: &str) -> Vec<String> {
     let list = s.get_json("/api/v1/namespaces/default/events");
-    list["items"].as_array()?.iter().rev().find_map(|e| {
-        (e["involvedObject"]["name"] == pod && e["reason"] == reason)
-            .then(|| e["message"].as_str().unwrap_or("").to_string())
-    })
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["involvedObject"]["name"] == pod && e["reason"] == reason)
+        .map(|e| e["message"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn event_message(s: &Server, pod: &str, reason: &str) -> Option<String> {
+    event_messages(s, pod, reason).pop()
 }
 
 fn pod_yaml(name: &str, cpu: &str, extra: &str) -> String {
@@ -230,10 +238,11 @@ fn an_unschedulable_pod_is_scheduled_when_a_node_joins() {
         &["simulate-nodes", "--cpu", "1", "--name-prefix", "small-"],
     );
     wait_nodes(&s, 1);
-    let message = eventually("FailedScheduling on the small node", WAIT, || {
-        event_message(&s, "waiting", "FailedScheduling").filter(|m| m.starts_with("0/1"))
+    eventually("FailedScheduling on the small node", WAIT, || {
+        event_messages(&s, "waiting", "FailedScheduling")
+            .contains(&"0/1 nodes are available: 1 Insufficient cpu.".to_string())
+            .then_some(())
     });
-    assert_eq!(message, "0/1 nodes are available: 1 Insufficient cpu.");
     let _big = s.spawn(
         "big",
         &["simulate-nodes", "--cpu", "4", "--name-prefix", "big-"],
