@@ -24,7 +24,7 @@ pub async fn run(nodes: usize, count: usize, clients: usize) -> anyhow::Result<(
         client.clone(),
         simulated::Config {
             count: nodes,
-            concurrency: 64,
+            concurrency: 256,
             ..simulated::Config::default()
         },
     )

@@ -30,7 +30,7 @@ pub async fn run(nodes: usize, count: usize, clients: usize) -> anyhow::Result<(
             cpu: "4".into(),
             memory: "32Gi".into(),
             pods: 110,
-            concurrency: 64,
+            concurrency: 256,
             ..simulated::Config::default()
         },
     )
