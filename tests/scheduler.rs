@@ -315,3 +315,54 @@ fn only_the_leader_binds_and_a_standby_takes_over() {
     });
     assert_eq!(by, second);
 }
+
+#[test]
+fn a_node_told_to_stop_heartbeating_stops_renewing_its_lease() {
+    let s = Server::start_with(&[
+        "--runtime",
+        "simulated",
+        "--nodes",
+        "2",
+        "--lease-renew-interval",
+        "300ms",
+        "--disable-scheduler",
+    ]);
+    wait_nodes(&s, 2);
+    let renew = |node: &str| {
+        let path = format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}");
+        let (code, v) = s.http("GET", &path, "", b"");
+        (code == 200)
+            .then(|| v["spec"]["renewTime"].as_str().map(str::to_string))
+            .flatten()
+    };
+    let first = eventually("a lease", WAIT, || renew("sim-node-0"));
+    eventually("a renewal", WAIT, || {
+        renew("sim-node-0").filter(|r| *r != first)
+    });
+    s.ok(&[
+        "annotate",
+        "node",
+        "sim-node-0",
+        "gitplane.io/simulate=stop-heartbeat",
+    ]);
+    // Let one renewal that was already under way land, then take the last value.
+    let mut other = renew("sim-node-1").expect("lease");
+    for _ in 0..2 {
+        let seen = other.clone();
+        other = eventually("the other node to renew", WAIT, || {
+            renew("sim-node-1").filter(|r| *r != seen)
+        });
+    }
+    let stopped = renew("sim-node-0").expect("lease");
+    for _ in 0..3 {
+        let seen = other.clone();
+        other = eventually("the other node to renew", WAIT, || {
+            renew("sim-node-1").filter(|r| *r != seen)
+        });
+    }
+    assert_eq!(
+        renew("sim-node-0").expect("lease"),
+        stopped,
+        "a stopped node's lease does not move"
+    );
+}

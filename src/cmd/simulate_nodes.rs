@@ -32,6 +32,9 @@ pub struct NodeArgs {
     /// Node names are this prefix and an index.
     #[arg(long, default_value = "sim-node-")]
     pub name_prefix: String,
+    /// How often each node's Lease is renewed (kubelet: 10s).
+    #[arg(long, default_value = "10s", value_parser = super::scheduler::parse_duration)]
+    pub lease_renew_interval: Duration,
 }
 
 impl NodeArgs {
@@ -46,6 +49,7 @@ impl NodeArgs {
             labels: simulated::parse_labels(&self.labels)?,
             taints: simulated::parse_taints(&self.taints)?,
             startup_latency: Duration::from_millis(self.startup_latency),
+            renew_interval: self.lease_renew_interval,
             ..simulated::Config::default()
         })
     }
