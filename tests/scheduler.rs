@@ -232,7 +232,7 @@ fn an_unschedulable_pod_is_scheduled_when_a_node_joins() {
     let message = eventually("FailedScheduling", WAIT, || {
         event_message(&s, "waiting", "FailedScheduling")
     });
-    assert_eq!(message, "0/0 nodes are available.");
+    assert_eq!(message, "no nodes available to schedule pods");
     let _small = s.spawn(
         "small",
         &["simulate-nodes", "--cpu", "1", "--name-prefix", "small-"],

@@ -50,6 +50,10 @@ impl Diagnosis {
     /// The `FailedScheduling` message: "0/5 nodes are available: 2 Insufficient cpu, 3 node(s)
     /// had untolerated taint {gpu: true}." (reasons sorted as kube-scheduler sorts them).
     pub fn message(&self) -> String {
+        if self.nodes == 0 {
+            // kube-scheduler's ErrNoNodesAvailable.
+            return "no nodes available to schedule pods".into();
+        }
         let mut parts: Vec<String> = self
             .reasons
             .iter()
