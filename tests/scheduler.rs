@@ -110,6 +110,10 @@ fn pods_land_where_resources_selectors_and_taints_allow_and_run() {
         ],
     );
     wait_nodes(&s, 4);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("elsewhere", "100m", "  schedulerName: other\n"),
+    );
     s.ok_stdin(&["apply", "-f", "-"], &pod_yaml("big", "2", ""));
     s.ok_stdin(
         &["apply", "-f", "-"],
@@ -143,6 +147,11 @@ fn pods_land_where_resources_selectors_and_taints_allow_and_run() {
     );
     let huge = pod(&s, "huge").expect("huge");
     assert_eq!(huge["status"]["conditions"][0]["reason"], "Unschedulable");
+
+    // Created first, and everything after it has been handled: a pod for another scheduler is
+    // left alone.
+    assert!(pod(&s, "elsewhere").unwrap()["spec"]["nodeName"].is_null());
+    assert!(event_messages(&s, "elsewhere", "FailedScheduling").is_empty());
 
     // A failure injected through the annotation; a deletion honoured after the grace period.
     s.ok(&["annotate", "pod", "ssd", "gitplane.io/simulate=fail"]);

@@ -3,10 +3,13 @@
 //!
 //! Reports go through a bounded channel to one writer task with a few requests in flight; when
 //! the channel is full a report is dropped (and counted) rather than slowing scheduling down,
-//! as Kubernetes' event broadcaster does.
+//! as Kubernetes' event broadcaster does. A repeat of an Event (same pod, reason and message)
+//! bumps the `count` and `lastTimestamp` of the first one instead of creating another, as
+//! client-go's event correlator does.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, ObjectReference, Pod};
@@ -22,6 +25,11 @@ use super::framework::PodInfo;
 const CAPACITY: usize = 20_000;
 /// Requests in flight.
 const IN_FLIGHT: usize = 8;
+/// Events remembered for aggregation before the memory starts over.
+const REMEMBERED: usize = 10_000;
+
+/// (namespace, pod uid, reason, message) → (Event name, count).
+type Recent = Mutex<HashMap<(String, String, &'static str, String), (String, i32)>>;
 
 /// One thing to tell the API.
 #[derive(Debug)]
@@ -91,11 +99,13 @@ async fn write_all(
     rx: mpsc::Receiver<Report>,
 ) {
     let stream = tokio_stream_of(rx);
+    let recent: Recent = Mutex::new(HashMap::new());
     stream
         .for_each_concurrent(IN_FLIGHT, |report| {
             let (client, component, instance) = (client.clone(), &component, &instance);
+            let recent = &recent;
             async move {
-                if let Err(e) = write(client, component, instance, report).await {
+                if let Err(e) = write(client, component, instance, recent, report).await {
                     tracing::debug!(error = %e, "report not written");
                 }
             }
@@ -111,6 +121,7 @@ async fn write(
     client: Client,
     component: &str,
     instance: &str,
+    recent: &Recent,
     report: Report,
 ) -> Result<(), kube::Error> {
     match report {
@@ -121,6 +132,30 @@ async fn write(
             message,
         } => {
             let now = Time(jiff::Timestamp::now());
+            let events = Api::<Event>::namespaced(client, &pod.namespace);
+            let key = (
+                pod.namespace.clone(),
+                pod.uid.clone(),
+                reason,
+                message.clone(),
+            );
+            let seen = recent.lock().ok().and_then(|r| r.get(&key).cloned());
+            if let Some((name, count)) = seen {
+                let patch = json!({"count": count + 1, "lastTimestamp": now});
+                match events
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                {
+                    Ok(_) => {
+                        if let Ok(mut r) = recent.lock() {
+                            r.insert(key, (name, count + 1));
+                        }
+                        return Ok(());
+                    }
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
             let event = Event {
                 metadata: ObjectMeta {
                     generate_name: Some(format!("{}.", pod.name)),
@@ -157,9 +192,13 @@ async fn write(
                 ),
                 ..Event::default()
             };
-            Api::<Event>::namespaced(client, &pod.namespace)
-                .create(&PostParams::default(), &event)
-                .await?;
+            let created = events.create(&PostParams::default(), &event).await?;
+            if let (Some(name), Ok(mut r)) = (created.metadata.name, recent.lock()) {
+                if r.len() >= REMEMBERED {
+                    r.clear();
+                }
+                r.insert(key, (name, 1));
+            }
         }
         Report::Unschedulable { pod, message } => {
             let now = jiff::Timestamp::now().to_string();
