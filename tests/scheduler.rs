@@ -323,6 +323,18 @@ fn only_the_leader_binds_and_a_standby_takes_over() {
         })
     });
     assert_eq!(by, second);
+
+    // A leader that dies without releasing (SIGKILL) is replaced once its Lease expires.
+    let _three = s.spawn("scheduler-3", &election);
+    drop(if one.pid().to_string() == leader_pid {
+        two
+    } else {
+        one
+    });
+    let third = eventually("a leader after expiry", WAIT, || {
+        holder().filter(|h| *h != second)
+    });
+    assert_ne!(third, first);
 }
 
 #[test]
