@@ -307,7 +307,8 @@ fn only_the_leader_binds_and_a_standby_takes_over() {
     // The leader stops (and releases the Lease); the other one takes over.
     // Identities are `host_pid`.
     let leader_pid = first.rsplit('_').next().unwrap_or("").to_string();
-    if one.pid().to_string() == leader_pid {
+    let one_led = one.pid().to_string() == leader_pid;
+    if one_led {
         one.terminate();
     } else {
         two.terminate();
