@@ -327,14 +327,27 @@ fn only_the_leader_binds_and_a_standby_takes_over() {
 
     // A leader that dies without releasing (SIGKILL) is replaced once its Lease expires.
     let _three = s.spawn("scheduler-3", &election);
-    drop(if one.pid().to_string() == leader_pid {
-        two
-    } else {
-        one
-    });
-    let third = eventually("a leader after expiry", WAIT, || {
-        holder().filter(|h| *h != second)
-    });
+    drop(if one_led { two } else { one });
+    let deadline = std::time::Instant::now() + WAIT;
+    let third = loop {
+        if let Some(h) = holder().filter(|h| *h != second) {
+            break h;
+        }
+        if std::time::Instant::now() > deadline {
+            let logs: Vec<String> = (1..=3)
+                .map(|i| {
+                    std::fs::read_to_string(s.data_dir.join(format!("scheduler-{i}.log")))
+                        .unwrap_or_default()
+                })
+                .collect();
+            panic!(
+                "no leader after expiry; lease {:?}; logs:\n{}",
+                s.http("GET", lease, "", b"").1,
+                logs.join("\n----\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_ne!(third, first);
 }
 
