@@ -121,11 +121,6 @@ impl Algorithm {
         }
     }
 
-    /// The plugins.
-    pub fn plugins(&self) -> &[Box<dyn Plugin>] {
-        &self.plugins
-    }
-
     /// Equivalence cache hits and misses so far.
     pub fn cache_stats(&self) -> (u64, u64) {
         (self.cache.hits, self.cache.misses)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
     Node, NodeSelector, Pod, PodAffinityTerm, PreferredSchedulingTerm, Taint, Toleration,
-    TopologySpreadConstraint, WeightedPodAffinityTerm,
+    TopologySpreadConstraint,
 };
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 
@@ -128,8 +128,6 @@ pub struct PodInfo {
     pub affinity: Vec<PodAffinityTerm>,
     /// Required pod anti-affinity terms.
     pub anti_affinity: Vec<PodAffinityTerm>,
-    /// Preferred pod affinity terms (scored by nothing yet; kept for equivalence).
-    pub preferred_affinity: Vec<WeightedPodAffinityTerm>,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
 }
@@ -188,9 +186,6 @@ impl PodInfo {
                 .unwrap_or_default(),
             anti_affinity: anti
                 .required_during_scheduling_ignored_during_execution
-                .unwrap_or_default(),
-            preferred_affinity: pod_aff
-                .preferred_during_scheduling_ignored_during_execution
                 .unwrap_or_default(),
             deleting: meta.deletion_timestamp.is_some(),
         }

@@ -153,11 +153,6 @@ impl SchedulingQueue {
         self.entries.is_empty()
     }
 
-    /// Whether the queue holds this pod.
-    pub fn contains(&self, key: &str) -> bool {
-        self.entries.contains_key(key)
-    }
-
     /// Adds a new pending pod, or takes an update of one already queued. An update makes a
     /// parked pod eligible again (its spec may now fit), respecting its back-off.
     pub fn add_or_update(&mut self, pod: Arc<PodInfo>, now: Instant) {
