@@ -209,6 +209,51 @@ fn topology_spread_balances_zones() {
 }
 
 #[test]
+fn a_pod_with_pod_affinity_waits_for_its_partner_and_joins_its_zone() {
+    let s = Server::start_with(&["--runtime", "simulated", "--nodes", "0"]);
+    let _a = s.spawn(
+        "a",
+        &[
+            "simulate-nodes",
+            "--labels",
+            "zone=a",
+            "--name-prefix",
+            "a-",
+        ],
+    );
+    let _b = s.spawn(
+        "b",
+        &[
+            "simulate-nodes",
+            "--labels",
+            "zone=b",
+            "--name-prefix",
+            "b-",
+        ],
+    );
+    wait_nodes(&s, 2);
+    let affinity = "  affinity:\n    podAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - topologyKey: zone\n        labelSelector:\n          matchLabels:\n            app: cache\n";
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("follower", "100m", affinity),
+    );
+    let message = eventually("FailedScheduling", WAIT, || {
+        event_message(&s, "follower", "FailedScheduling")
+    });
+    assert_eq!(
+        message,
+        "0/2 nodes are available: 2 node(s) didn't match pod affinity rules."
+    );
+    let cache = pod_yaml("cache", "100m", "  nodeSelector:\n    zone: b\n").replace(
+        "metadata:\n  name",
+        "metadata:\n  labels:\n    app: cache\n  name",
+    );
+    s.ok_stdin(&["apply", "-f", "-"], &cache);
+    assert_eq!(node_of(&s, "cache"), "b-0");
+    assert_eq!(node_of(&s, "follower"), "b-0");
+}
+
+#[test]
 fn a_high_priority_pod_preempts_a_lower_one() {
     let s = Server::start_with(&["--runtime", "simulated", "--nodes", "1", "--cpu", "1"]);
     wait_nodes(&s, 1);

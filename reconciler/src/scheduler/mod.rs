@@ -49,7 +49,7 @@ use tokio::sync::mpsc;
 use crate::leader::Leadership;
 use algorithm::{Algorithm, Nominations, Outcome};
 use framework::{PodInfo, PriorityClasses};
-use queue::SchedulingQueue;
+use queue::{ClusterChange, SchedulingQueue};
 use report::{Report, Reporter};
 use snapshot::{NodeChange, Snapshot};
 
@@ -274,7 +274,7 @@ impl Scheduler {
                     seen.insert(name);
                 }
                 if self.snapshot.apply_node(&node) != NodeChange::Unchanged {
-                    self.queue.cluster_changed(now);
+                    self.queue.cluster_changed(ClusterChange::Node, now);
                 }
             }
             watcher::Event::InitDone => {
@@ -341,7 +341,8 @@ impl Scheduler {
 
     fn forget_pod(&mut self, key: &str) {
         if self.snapshot.remove_pod(key) {
-            self.queue.cluster_changed(Instant::now());
+            self.queue
+                .cluster_changed(ClusterChange::PodRemoved, Instant::now());
         }
         self.queue.remove(key);
         self.unnominate(key);
@@ -376,8 +377,13 @@ impl Scheduler {
                 p.node_name == node && p.labels == labels && p.deleting == deleting
             });
             if !unchanged {
+                let new = !self.snapshot.has_pod(&key);
                 let info = Arc::new(PodInfo::from_pod(pod, &self.priorities));
                 self.snapshot.apply_bound_pod(info);
+                if new {
+                    self.queue
+                        .cluster_changed(ClusterChange::PodPlaced, Instant::now());
+                }
             }
             self.queue.remove(&key);
             self.unnominate(&key);
@@ -420,6 +426,8 @@ impl Scheduler {
             Outcome::Fit { node, .. } => {
                 self.unnominate(&key);
                 self.snapshot.assume(pod.clone(), &node);
+                self.queue
+                    .cluster_changed(ClusterChange::PodPlaced, Instant::now());
                 self.bind(pod, node);
             }
             Outcome::Unfit(diagnosis) => {
@@ -435,7 +443,8 @@ impl Scheduler {
                     message: message.clone(),
                 });
                 self.reporter.send(Report::Unschedulable { pod, message });
-                self.queue.unschedulable(&key, Instant::now());
+                self.queue
+                    .unschedulable(&key, Instant::now(), diagnosis.resolvable);
             }
         }
     }

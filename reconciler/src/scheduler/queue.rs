@@ -2,6 +2,12 @@
 //! exponential back-off for pods that did not fit and a parking area for unschedulable pods
 //! until the cluster changes in a way that could help them.
 //!
+//! Which changes release a parked pod depends on why it failed: a node joining or changing can
+//! help any pod; a pod going away helps only pods that failed somewhere for a reason eviction
+//! could fix (resources, ports, anti-affinity, spreading), not pods that no node's labels or
+//! taints admit; a pod being placed helps only pods with required pod affinity
+//! (kube-scheduler's queueing hints, coarsely).
+//!
 //! A pod is in exactly one place: *active* (ready to be tried), *backoff* (tried and failed
 //! recently; active again when its back-off ends), *unschedulable* (waits for a cluster change,
 //! or at most [`Config::max_unschedulable`]), or *in flight* (popped, being scheduled or bound).
@@ -58,6 +64,19 @@ struct Entry {
     popped_at_move: u64,
     /// The pod was updated while in flight; retry it promptly.
     updated_in_flight: bool,
+    /// Its last failure could be cured by a pod going away.
+    helped_by_pod_removal: bool,
+}
+
+/// A change in the cluster that may help parked pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterChange {
+    /// A node was added or changed in a way the scheduler reads.
+    Node,
+    /// A pod stopped taking resources (deleted or finished).
+    PodRemoved,
+    /// A pod was placed on a node (bound or assumed).
+    PodPlaced,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -90,6 +109,8 @@ pub struct SchedulingQueue {
     backoff: BinaryHeap<Reverse<(Instant, u64, String)>>,
     seq: u64,
     moves: u64,
+    /// Parked pods with required pod affinity (may hold keys that have moved on since).
+    parked_with_affinity: Vec<String>,
 }
 
 impl SchedulingQueue {
@@ -102,6 +123,7 @@ impl SchedulingQueue {
             backoff: BinaryHeap::new(),
             seq: 0,
             moves: 0,
+            parked_with_affinity: Vec::new(),
         }
     }
 
@@ -170,6 +192,7 @@ impl SchedulingQueue {
                         parked_at: now,
                         popped_at_move: 0,
                         updated_in_flight: false,
+                        helped_by_pod_removal: true,
                     },
                 );
                 self.push_active(&key);
@@ -281,8 +304,9 @@ impl SchedulingQueue {
     }
 
     /// An in-flight pod did not fit: it waits for a cluster change (or, if one happened while
-    /// it was in flight, or it was updated, for its back-off).
-    pub fn unschedulable(&mut self, key: &str, now: Instant) {
+    /// it was in flight, or it was updated, for its back-off). `helped_by_pod_removal`: some
+    /// node failed it only for reasons a pod going away could fix.
+    pub fn unschedulable(&mut self, key: &str, now: Instant, helped_by_pod_removal: bool) {
         let moves = self.moves;
         let backoff = match self.entries.get(key) {
             Some(e) => self.backoff_for(e.attempts),
@@ -292,11 +316,15 @@ impl SchedulingQueue {
             return;
         };
         e.backoff_until = now + backoff;
+        e.helped_by_pod_removal = helped_by_pod_removal;
         if e.popped_at_move != moves || e.updated_in_flight {
             self.push_backoff(key, now);
         } else {
             e.place = Place::Unschedulable;
             e.parked_at = now;
+            if !e.pod.affinity.is_empty() {
+                self.parked_with_affinity.push(key.to_string());
+            }
         }
     }
 
@@ -312,14 +340,27 @@ impl SchedulingQueue {
         self.push_backoff(key, now);
     }
 
-    /// The cluster changed in a way that could make unschedulable pods fit (a node joined or
-    /// changed, a pod went away): every parked pod goes to back-off or active.
-    pub fn cluster_changed(&mut self, now: Instant) {
+    /// The cluster changed in a way that could make unschedulable pods fit: the parked pods it
+    /// may help go to back-off or active.
+    pub fn cluster_changed(&mut self, change: ClusterChange, now: Instant) {
+        if change == ClusterChange::PodPlaced {
+            for key in std::mem::take(&mut self.parked_with_affinity) {
+                if self
+                    .entries
+                    .get(&key)
+                    .is_some_and(|e| e.place == Place::Unschedulable)
+                {
+                    self.push_backoff(&key, now);
+                }
+            }
+            return;
+        }
         self.moves += 1;
         let parked: Vec<String> = self
             .entries
             .iter()
             .filter(|(_, e)| e.place == Place::Unschedulable)
+            .filter(|(_, e)| change == ClusterChange::Node || e.helped_by_pod_removal)
             .map(|(k, _)| k.clone())
             .collect();
         for key in parked {
@@ -374,19 +415,19 @@ mod tests {
         let mut q = SchedulingQueue::new(Config::default());
         q.add_or_update(pod("p", 0), now);
         check(&mut q, &["p"]);
-        q.unschedulable("default/p", now);
+        q.unschedulable("default/p", now, true);
         assert_eq!(q.unschedulable_len(), 1);
         q.flush(now + Duration::from_secs(60));
         check(&mut q, &[]);
-        q.cluster_changed(now);
+        q.cluster_changed(ClusterChange::Node, now);
         let due = q.flush(now).expect("in back-off");
         assert_eq!(due, now + Duration::from_secs(1));
         check(&mut q, &[]);
         q.flush(due);
         check(&mut q, &["p"]);
         // Second failure: two seconds of back-off.
-        q.unschedulable("default/p", now);
-        q.cluster_changed(now);
+        q.unschedulable("default/p", now, true);
+        q.cluster_changed(ClusterChange::Node, now);
         assert_eq!(q.flush(now), Some(now + Duration::from_secs(2)));
     }
 
@@ -396,11 +437,44 @@ mod tests {
         let mut q = SchedulingQueue::new(Config::default());
         q.add_or_update(pod("p", 0), now);
         check(&mut q, &["p"]);
-        q.cluster_changed(now);
-        q.unschedulable("default/p", now);
+        q.cluster_changed(ClusterChange::Node, now);
+        q.unschedulable("default/p", now, true);
         assert_eq!(q.unschedulable_len(), 0);
         q.flush(now + Duration::from_secs(1));
         check(&mut q, &["p"]);
+    }
+
+    #[test]
+    fn a_pod_going_away_releases_only_pods_it_could_help() {
+        let now = Instant::now();
+        let mut q = SchedulingQueue::new(Config::default());
+        q.add_or_update(pod("needs-cpu", 0), now);
+        q.add_or_update(pod("needs-label", 0), now);
+        check(&mut q, &["needs-cpu", "needs-label"]);
+        q.unschedulable("default/needs-cpu", now, true);
+        q.unschedulable("default/needs-label", now, false);
+        q.cluster_changed(ClusterChange::PodRemoved, now);
+        q.flush(now + Duration::from_secs(1));
+        check(&mut q, &["needs-cpu"]);
+        q.cluster_changed(ClusterChange::Node, now);
+        q.flush(now + Duration::from_secs(1));
+        check(&mut q, &["needs-label"]);
+    }
+
+    #[test]
+    fn a_placed_pod_releases_only_pods_with_pod_affinity() {
+        let now = Instant::now();
+        let mut q = SchedulingQueue::new(Config::default());
+        let mut follower = (*pod("follower", 0)).clone();
+        follower.affinity = vec![Default::default()];
+        q.add_or_update(Arc::new(follower), now);
+        q.add_or_update(pod("plain", 0), now);
+        check(&mut q, &["follower", "plain"]);
+        q.unschedulable("default/follower", now, false);
+        q.unschedulable("default/plain", now, true);
+        q.cluster_changed(ClusterChange::PodPlaced, now);
+        q.flush(now + Duration::from_secs(1));
+        check(&mut q, &["follower"]);
     }
 
     #[test]
@@ -409,7 +483,7 @@ mod tests {
         let mut q = SchedulingQueue::new(Config::default());
         q.add_or_update(pod("p", 0), now);
         check(&mut q, &["p"]);
-        q.unschedulable("default/p", now);
+        q.unschedulable("default/p", now, true);
         q.flush_unschedulable(now + Duration::from_secs(301));
         q.flush(now + Duration::from_secs(301));
         check(&mut q, &["p"]);
