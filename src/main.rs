@@ -19,11 +19,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the whole platform on this machine: API server (embedded store unless --store), and
-    /// (as they arrive) the controllers, scheduler, a local node and the syncer.
+    /// Run the whole platform on this machine: API server (embedded store unless --store), the
+    /// GitOps syncer, the scheduler, simulated nodes with `--runtime simulated`, and (as they
+    /// arrive) the controllers and a local node.
     Up(cmd::up::Args),
     /// Run the API server alone.
     Apiserver(cmd::apiserver::Args),
+    /// Run the scheduler alone (an API client, with leader election).
+    Scheduler(cmd::scheduler::Args),
+    /// Register simulated nodes and run their pods (kwok-style) until stopped.
+    SimulateNodes(cmd::simulate_nodes::Args),
     /// Render a kustomization, chart or directory of manifests and print the objects.
     Render(cmd::render::Args),
     /// List Applications: sync status, health, revision.
@@ -47,6 +52,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Up(args) => cmd::up::run(args),
         Command::Apiserver(args) => cmd::apiserver::run(args),
+        Command::Scheduler(args) => cmd::scheduler::run(args),
+        Command::SimulateNodes(args) => cmd::simulate_nodes::run(args),
         Command::Render(args) => cmd::render::run(args),
         Command::Apps(args) => cmd::apps::run(args),
         Command::Sync(args) => cmd::sync::run(args),

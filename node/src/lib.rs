@@ -1,1 +1,8 @@
-//! The node agent and its container runtimes (filled by the node agent issue).
+//! The node agent and its container runtimes.
+//!
+//! # Layout
+//! - `simulated/`: simulated nodes, kwok-style: one process registers many Nodes, renews their
+//!   Leases and moves the pods bound to them through their lifecycle without running anything.
+//!   The node agent with real runtimes arrives with the node agent issue.
+
+pub mod simulated;

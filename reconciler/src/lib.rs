@@ -2,8 +2,12 @@
 //!
 //! # Layout
 //! - [`gitops`]: the GitOps syncer: Applications, Git mirrors, render → compare → sync → prune.
+//! - `scheduler/`: the scheduler (queue, snapshot, plugins, preemption, binding).
+//! - `leader`: leader election on a Lease, shared by every component that runs replicated.
 //!
 //! **Architecture Invariant**: nothing here touches storage; every read and write goes through
 //! the HTTP API (kube-rs), exactly as a component on another machine would.
 
 pub mod gitops;
+pub mod leader;
+pub mod scheduler;

@@ -4,13 +4,13 @@ use kube::api::{Api, DynamicObject, ListParams};
 use reconciler::gitops::syncer::application_resource;
 use serde_json::Value;
 
-use super::client::{self, KubeconfigArg};
+use super::connect::ClientArgs;
 
 /// Flags of `gitplane apps`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    kube: KubeconfigArg,
+    kube: ClientArgs,
 }
 
 fn field<'a>(v: &'a Value, pointer: &str) -> &'a str {
@@ -20,7 +20,7 @@ fn field<'a>(v: &'a Value, pointer: &str) -> &'a str {
 /// Prints NAME SYNC HEALTH REVISION REPO PATH.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     super::server::block_on(async move {
-        let client = client::connect(&args.kube.kubeconfig).await?;
+        let client = args.kube.client().await?;
         let api: Api<DynamicObject> = Api::all_with(client, &application_resource());
         let apps = api.list(&ListParams::default()).await?;
         let rows: Vec<[String; 6]> = apps

@@ -9,7 +9,7 @@ use reconciler::gitops::repo::Mirror;
 use reconciler::gitops::syncer::application_resource;
 use serde_json::Value;
 
-use super::client::{self, KubeconfigArg};
+use super::connect::ClientArgs;
 
 /// Flags of `gitplane blame`.
 #[derive(clap::Args, Debug)]
@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(short = 'n', long, default_value = "default")]
     namespace: String,
     #[command(flatten)]
-    kube: KubeconfigArg,
+    kube: ClientArgs,
 }
 
 /// Prints the object's app, commit, author, date, message and file:line.
@@ -29,7 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let Some((kind, name)) = args.object.split_once('/') else {
             bail!("{:?}: expected KIND/NAME, e.g. deployment/web", args.object);
         };
-        let client = client::connect(&args.kube.kubeconfig).await?;
+        let client = args.kube.client().await?;
         let discovery = Discovery::new(client.clone()).run().await?;
         let wanted = kind.to_lowercase();
         let found = discovery

@@ -20,7 +20,7 @@ use reconciler::gitops::syncer::{application_resource, render_at};
 use reconciler::gitops::{compare, sync};
 use serde_json::Value;
 
-use super::client::{self, KubeconfigArg};
+use super::connect::ClientArgs;
 
 /// Output format.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -53,7 +53,7 @@ pub struct Args {
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     output: Format,
     #[command(flatten)]
-    kube: KubeconfigArg,
+    kube: ClientArgs,
 }
 
 type Rendered = Vec<(Value, String)>;
@@ -97,7 +97,7 @@ async fn review(app: Option<String>, args: &Args) -> anyhow::Result<Review> {
     let tmp = tempfile::tempdir().context("temp dir")?;
     let (mut spec, app_name, previous, client) = match &app {
         Some(name) => {
-            let client = client::connect(&args.kube.kubeconfig).await?;
+            let client = args.kube.client().await?;
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &application_resource());
             let obj = serde_json::to_value(
                 api.get(name)

@@ -4,7 +4,7 @@ use kube::api::{Api, DynamicObject};
 use reconciler::gitops::syncer::application_resource;
 use serde_json::Value;
 
-use super::client::{self, KubeconfigArg};
+use super::connect::ClientArgs;
 
 /// Flags of `gitplane history`.
 #[derive(clap::Args, Debug)]
@@ -12,13 +12,13 @@ pub struct Args {
     /// The Application.
     app: String,
     #[command(flatten)]
-    kube: KubeconfigArg,
+    kube: ClientArgs,
 }
 
 /// Prints REVISION DEPLOYED AUTHOR MESSAGE.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     super::server::block_on(async move {
-        let client = client::connect(&args.kube.kubeconfig).await?;
+        let client = args.kube.client().await?;
         let api: Api<DynamicObject> = Api::all_with(client, &application_resource());
         let app = api.get(&args.app).await?;
         let v = serde_json::to_value(app)?;

@@ -10,7 +10,7 @@ use reconciler::gitops::repo::{self, Mirror};
 use reconciler::gitops::syncer::{self, application_resource};
 use serde_json::{Value, json};
 
-use super::client::{self, KubeconfigArg};
+use super::connect::ClientArgs;
 
 /// Flags of `gitplane rollback`.
 #[derive(clap::Args, Debug)]
@@ -21,13 +21,13 @@ pub struct Args {
     #[arg(long)]
     to: Option<String>,
     #[command(flatten)]
-    kube: KubeconfigArg,
+    kube: ClientArgs,
 }
 
 /// Reverts the commits after the target and asks the syncer to refresh.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     super::server::block_on(async move {
-        let client = client::connect(&args.kube.kubeconfig).await?;
+        let client = args.kube.client().await?;
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &application_resource());
         let app = serde_json::to_value(api.get(&args.app).await?)?;
         let s = |p: &str| {

@@ -8,7 +8,7 @@ use reconciler::gitops::application::{ANNOTATION_REFRESH, ANNOTATION_SYNC_REQUES
 use reconciler::gitops::syncer::application_resource;
 use serde_json::{Value, json};
 
-use super::client::{self, KubeconfigArg};
+use super::connect::ClientArgs;
 
 /// Flags of `gitplane sync`.
 #[derive(clap::Args, Debug)]
@@ -25,13 +25,13 @@ pub struct Args {
     #[arg(long, default_value_t = 300)]
     timeout: u64,
     #[command(flatten)]
-    kube: KubeconfigArg,
+    kube: ClientArgs,
 }
 
 /// Requests a sync and follows it; exit 0 when it succeeded (and, with --wait, became healthy).
 pub fn run(args: Args) -> anyhow::Result<u8> {
     super::server::block_on(async move {
-        let client = client::connect(&args.kube.kubeconfig).await?;
+        let client = args.kube.client().await?;
         let api: Api<DynamicObject> = Api::all_with(client, &application_resource());
         let id = format!(
             "{}{}",

@@ -1,9 +1,13 @@
 //! `gitplane up`: the whole platform in one process.
 //!
-//! Start-up order: the API server (on the embedded store, or `--store etcd://…`), then, once it
-//! serves, the GitOps syncer. The syncer follows the Application `root`: on `--repo` when given,
-//! otherwise on a playground repository seeded from `examples-repo/` in the data dir on first
-//! start. The controllers, scheduler and local node join here as their issues land.
+//! Start order: the API server (on the embedded store, or `--store etcd://…`), then, once it is
+//! ready, the GitOps syncer (with its push webhook on the API address), the scheduler and, with
+//! `--runtime simulated`, the simulated nodes. The syncer follows the Application `root`: on
+//! `--repo` when given, otherwise on a playground repository seeded from `examples-repo/` in the
+//! data dir on first start. Without `--runtime simulated` no node runs yet: the process runtime
+//! arrives with the node agent issue, and pods stay Pending until some node (for example
+//! `gitplane simulate-nodes`) registers. Shutdown (Ctrl-C, SIGTERM): nodes first, then the
+//! other components and the API server together.
 
 use std::path::Path;
 
@@ -12,11 +16,22 @@ use kube::api::{Api, DynamicObject, PostParams};
 use reconciler::gitops::{repo, syncer};
 use serde_json::json;
 
-use super::client;
+use super::connect;
+use super::scheduler::{self, SchedulerArgs};
 use super::server::{self, ServerArgs};
+use super::simulate_nodes::NodeArgs;
 
 mod examples {
     include!(concat!(env!("OUT_DIR"), "/examples.rs"));
+}
+
+/// Node runtimes `up` can run in-process.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    /// No node (the default until the process runtime lands).
+    None,
+    /// Simulated nodes (kwok-style): pods reach Running without processes.
+    Simulated,
 }
 
 /// Flags of `gitplane up`.
@@ -24,8 +39,8 @@ mod examples {
 pub struct Args {
     #[command(flatten)]
     server: ServerArgs,
-    /// Git repository for the Application `root` (local path, file://, https://, ssh://).
-    /// Default: a playground repository seeded from examples-repo/ in the data dir.
+    /// Git repository for the Application `root` (local path, file://, https://, ssh://,
+    /// git://). Default: a playground repository seeded from examples-repo/ in the data dir.
     #[arg(long)]
     repo: Option<String>,
     /// Directory inside the repository that `root` renders (default: `applications` in the
@@ -36,6 +51,19 @@ pub struct Args {
     /// address). Without it the webhook refuses every request.
     #[arg(long)]
     webhook_secret_file: Option<std::path::PathBuf>,
+    /// The node runtime to run in this process.
+    #[arg(long, value_enum, default_value_t = Runtime::None)]
+    runtime: Runtime,
+    /// Number of simulated nodes (`--runtime simulated`; 0 for none).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Do not run the scheduler in this process (run `gitplane scheduler` elsewhere).
+    #[arg(long)]
+    disable_scheduler: bool,
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
 }
 
 /// Creates the Application `root` unless it exists.
@@ -61,15 +89,20 @@ async fn ensure_root(client: &kube::Client, repo_url: &str, path: &str) -> anyho
 /// Runs the platform until Ctrl-C or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     server::init_logging();
+    let node_config = args.node.config(args.nodes)?;
     server::block_on(async move {
         let api = server::start(&args.server).await?;
         let kubeconfig = args.server.data_dir.join("kubeconfig");
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
         let address = api.local_addr();
-        let client = client::connect(&kubeconfig).await?;
+        let client = connect::local_client(address)?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+
         let syncer =
             syncer::Syncer::new(client.clone(), syncer::Config::new(&args.server.data_dir));
         let secret = match &args.webhook_secret_file {
@@ -82,11 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             None => None,
         };
         let webhook = reconciler::gitops::webhook::router(syncer.webhook(secret));
-        let serving = tokio::spawn(api.serve_with(webhook, stopped(stop_rx.clone())));
-        tokio::spawn(async move {
-            server::shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        });
+        let server_task = tokio::spawn(api.serve_with(webhook, stopped()));
 
         let (repo_url, path, seeded) = match &args.repo {
             Some(r) => (r.clone(), args.path.clone().unwrap_or_default(), false),
@@ -104,11 +133,30 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
         };
         ensure_root(&client, &repo_url, &path).await?;
+        let sync_task = tokio::spawn(syncer.run(stopped()));
+
+        let scheduler_task = (!args.disable_scheduler).then(|| {
+            let (client, sched, stop) = (client.clone(), args.scheduler.clone(), stopped());
+            tokio::spawn(async move { scheduler::run_with(client, &sched, stop).await })
+        });
+        let nodes = match args.runtime {
+            Runtime::Simulated if args.nodes > 0 => {
+                Some(node::simulated::SimulatedNodes::start(client, node_config).await?)
+            }
+            _ => None,
+        };
         print_welcome(address, &kubeconfig, &repo_url, seeded);
 
-        let sync_task = tokio::spawn(syncer.run(stopped(stop_rx.clone())));
-        serving.await.context("API server task")??;
+        server::shutdown_signal().await;
+        if let Some(nodes) = nodes {
+            nodes.shutdown().await;
+        }
+        let _ = stop_tx.send(true);
+        if let Some(t) = scheduler_task {
+            t.await??;
+        }
         let _ = sync_task.await;
+        server_task.await.context("API server task")??;
         tracing::info!("gitplane stopped");
         Ok(0)
     })?

@@ -44,7 +44,8 @@ impl Server {
         s
     }
 
-    /// Starts `gitplane up` with extra flags (`--repo`, `--path`) on a fresh data dir.
+    /// Starts `gitplane up` with extra flags (`--repo`, `--runtime simulated`, …) on a fresh
+    /// data dir.
     pub fn start_with(extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().join("data");
@@ -61,6 +62,11 @@ impl Server {
     /// Starts `gitplane up` on a given data dir and `--store` (`None`: embedded).
     pub fn start_in_on(dir: &Path, store: Option<&str>) -> Server {
         Server::spawn(dir, store, &[])
+    }
+
+    /// Starts `gitplane up` with extra flags on a given data dir.
+    pub fn start_in_with(dir: &Path, extra: &[&str]) -> Server {
+        Server::spawn(dir, None, extra)
     }
 
     fn spawn(dir: &Path, store: Option<&str>, extra: &[&str]) -> Server {
@@ -194,6 +200,23 @@ impl Server {
         http(&self.url, method, path, content_type, body)
     }
 
+    /// Starts another gitplane client subcommand (`scheduler`, `simulate-nodes`) against this
+    /// server, logging to `<data dir>/<log>.log`; stopped when the handle is dropped.
+    pub fn spawn(&self, log: &str, args: &[&str]) -> Process {
+        let file =
+            std::fs::File::create(self.data_dir.join(format!("{log}.log"))).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_gitplane"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start gitplane");
+        Process { child: Some(child) }
+    }
+
     /// `GET path` as JSON, expecting 200.
     pub fn get_json(&self, path: &str) -> Value {
         let (code, v) = self.http("GET", path, "", b"");
@@ -205,6 +228,37 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Another gitplane process; killed when dropped.
+pub struct Process {
+    child: Option<Child>,
+}
+
+impl Process {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Stops it with SIGTERM (a clean shutdown) and waits.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

@@ -10,7 +10,10 @@ mod api_write;
 mod api_write_etcd;
 mod client;
 mod gitops;
+mod pod_startup;
+mod pods;
 mod render;
+mod schedule;
 mod watch_fanout;
 
 use std::time::Duration;
@@ -36,6 +39,9 @@ pub struct Args {
     /// Repetitions of the measured request (api-list).
     #[arg(long, default_value_t = 50)]
     rounds: usize,
+    /// Simulated nodes (schedule: 5,000; pod-startup: 100).
+    #[arg(long)]
+    nodes: Option<usize>,
 }
 
 /// The scenarios.
@@ -56,10 +62,17 @@ enum Scenario {
     GitopsLatency,
     /// An app of 1,000 objects: first sync and no-op resync.
     GitopsSync,
+    /// 10,000 pods scheduled onto 5,000 simulated nodes; pods/s and an over-commit check.
+    Schedule,
+    /// 1,000 pods created at once on 100 simulated nodes; creation → Running p99.
+    PodStartup,
 }
 
 /// Runs one scenario.
 pub fn run(args: Args) -> anyhow::Result<u8> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        super::server::init_logging();
+    }
     super::server::block_on(async move {
         match args.scenario {
             Scenario::ApiWrite => api_write::run(args.clients, args.count.unwrap_or(20_000)).await,
@@ -71,6 +84,22 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Scenario::Render => render::run(),
             Scenario::GitopsLatency => gitops::latency(args.count.unwrap_or(20)).await,
             Scenario::GitopsSync => gitops::sync(args.count.unwrap_or(1000)).await,
+            Scenario::Schedule => {
+                schedule::run(
+                    args.nodes.unwrap_or(5000),
+                    args.count.unwrap_or(10_000),
+                    args.clients,
+                )
+                .await
+            }
+            Scenario::PodStartup => {
+                pod_startup::run(
+                    args.nodes.unwrap_or(100),
+                    args.count.unwrap_or(1000),
+                    args.clients,
+                )
+                .await
+            }
         }?;
         Ok(0)
     })?

@@ -1,0 +1,360 @@
+//! The pod lifecycle of simulated nodes, one state machine per pod bound to them:
+//!
+//! - *starting*: bound, Pending; after the start-up latency its status becomes Running (or
+//!   Failed when it carries `gitplane.io/simulate: fail`).
+//! - *running*: Running; [`super::SimulatedNodes::fail_pod`] or the annotation turns it Failed.
+//! - *terminating*: it has a deletionTimestamp; when that time comes it is deleted with grace 0
+//!   (the API server keeps bound pods being deleted until their node lets go).
+//! - *done*: Failed or Succeeded, waiting for deletion.
+//!
+//! One watch of all bound pods drives every node; timers sit in one heap; writes go out in
+//! the background with a bounded number in flight.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use super::{Command, Config, SIMULATE_ANNOTATION, SimNode};
+
+/// Where a pod is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Starting,
+    Running,
+    Terminating,
+    Done,
+}
+
+#[derive(Debug)]
+struct SimPod {
+    namespace: String,
+    name: String,
+    uid: String,
+    node: String,
+    phase: Phase,
+    fail: bool,
+    containers: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Action {
+    Start,
+    Delete,
+}
+
+struct Lifecycle {
+    client: Client,
+    config: Config,
+    nodes: HashMap<String, SimNode>,
+    pods: HashMap<String, SimPod>,
+    timers: BinaryHeap<Reverse<(Instant, u64, String, Action)>>,
+    seq: u64,
+    next_ip: u32,
+    writes: Arc<Semaphore>,
+}
+
+/// Runs until `stop` turns true.
+pub(crate) async fn run(
+    client: Client,
+    config: Config,
+    nodes: Vec<SimNode>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let pods = watcher(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().fields("spec.nodeName!="),
+    )
+    .default_backoff();
+    tokio::pin!(pods);
+    let mut l = Lifecycle {
+        writes: Arc::new(Semaphore::new(config.concurrency.max(1))),
+        client,
+        config,
+        nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
+        pods: HashMap::new(),
+        timers: BinaryHeap::new(),
+        seq: 0,
+        next_ip: 0,
+    };
+    loop {
+        let next = l.timers.peek().map(|Reverse((at, ..))| *at);
+        tokio::select! {
+            _ = stop.changed() => return,
+            ev = pods.next() => match ev {
+                Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => l.on_pod(&p),
+                Some(Ok(watcher::Event::Delete(p))) => {
+                    l.pods.remove(&key_of(&p));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => tracing::warn!(error = %e, "pod watch failed; retrying"),
+                None => return,
+            },
+            Some(cmd) = commands.recv() => match cmd {
+                Command::FailPod { namespace, name } => l.fail(&format!("{namespace}/{name}")),
+            },
+            _ = sleep_until(next) => l.fire_due(),
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn key_of(p: &Pod) -> String {
+    format!(
+        "{}/{}",
+        p.metadata.namespace.as_deref().unwrap_or("default"),
+        p.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+fn rfc3339(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+impl Lifecycle {
+    fn timer(&mut self, at: Instant, key: String, action: Action) {
+        self.seq += 1;
+        self.timers.push(Reverse((at, self.seq, key, action)));
+    }
+
+    fn on_pod(&mut self, p: &Pod) {
+        let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+            return;
+        };
+        if !self.nodes.contains_key(&node) {
+            return;
+        }
+        let key = key_of(p);
+        let fail = p
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SIMULATE_ANNOTATION))
+            .is_some_and(|v| v == "fail");
+        let phase = p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Pending");
+        let known = self.pods.contains_key(&key);
+        if !known {
+            let current = match phase {
+                "Running" => Phase::Running,
+                "Succeeded" | "Failed" => Phase::Done,
+                _ => Phase::Starting,
+            };
+            self.pods.insert(
+                key.clone(),
+                SimPod {
+                    namespace: p
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".into()),
+                    name: p.metadata.name.clone().unwrap_or_default(),
+                    uid: p.metadata.uid.clone().unwrap_or_default(),
+                    node,
+                    phase: current,
+                    fail,
+                    containers: p
+                        .spec
+                        .as_ref()
+                        .map(|s| {
+                            s.containers
+                                .iter()
+                                .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                },
+            );
+            if current == Phase::Starting && p.metadata.deletion_timestamp.is_none() {
+                let at = Instant::now() + self.config.startup_latency;
+                if self.config.startup_latency.is_zero() {
+                    self.start(&key);
+                } else {
+                    self.timer(at, key.clone(), Action::Start);
+                }
+            }
+        }
+        if let Some(sim) = self.pods.get_mut(&key) {
+            sim.fail |= fail;
+            if fail && sim.phase == Phase::Running {
+                self.fail(&key);
+            }
+        }
+        if let Some(ts) = &p.metadata.deletion_timestamp
+            && self
+                .pods
+                .get(&key)
+                .is_some_and(|s| s.phase != Phase::Terminating)
+        {
+            if let Some(sim) = self.pods.get_mut(&key) {
+                sim.phase = Phase::Terminating;
+            }
+            let wait = ts.0.duration_since(jiff::Timestamp::now());
+            let wait = Duration::try_from(wait).unwrap_or(Duration::ZERO);
+            self.timer(Instant::now() + wait, key, Action::Delete);
+        }
+    }
+
+    fn fire_due(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, ..))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, _, key, action))) = self.timers.pop() else {
+                break;
+            };
+            match action {
+                Action::Start => self.start(&key),
+                Action::Delete => self.delete(&key),
+            }
+        }
+    }
+
+    fn pod_ip(&mut self) -> String {
+        let n = self.next_ip;
+        self.next_ip = self.next_ip.wrapping_add(1);
+        format!(
+            "127.{}.{}.{}",
+            2 + (n / 62_500) % 250,
+            (n / 250) % 250,
+            n % 250 + 1
+        )
+    }
+
+    fn start(&mut self, key: &str) {
+        let Some(sim) = self.pods.get(key) else {
+            return;
+        };
+        if sim.phase != Phase::Starting {
+            return;
+        }
+        if sim.fail {
+            self.fail(key);
+            return;
+        }
+        let ip = self.pod_ip();
+        let Some(sim) = self.pods.get_mut(key) else {
+            return;
+        };
+        sim.phase = Phase::Running;
+        let host_ip = self
+            .nodes
+            .get(&sim.node)
+            .map(|n| n.ip.clone())
+            .unwrap_or_default();
+        let now = rfc3339(jiff::Timestamp::now());
+        let condition = |kind: &str| json!({"type": kind, "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
+        let containers: Vec<Value> = sim
+            .containers
+            .iter()
+            .map(|(name, image)| {
+                json!({"name": name, "image": image, "imageID": format!("simulated://{image}"),
+                    "containerID": format!("simulated://{}/{name}", sim.uid),
+                    "ready": true, "started": true, "restartCount": 0,
+                    "state": {"running": {"startedAt": now}}})
+            })
+            .collect();
+        let status = json!({"status": {
+            "phase": "Running",
+            "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
+            "podIP": ip, "podIPs": [{"ip": ip}],
+            "startTime": now,
+            "conditions": [condition("PodReadyToStartContainers"), condition("Initialized"),
+                condition("Ready"), condition("ContainersReady"), condition("PodScheduled")],
+            "containerStatuses": containers,
+        }});
+        self.write_status(key, status);
+    }
+
+    fn fail(&mut self, key: &str) {
+        let Some(sim) = self.pods.get_mut(key) else {
+            return;
+        };
+        if matches!(sim.phase, Phase::Done | Phase::Terminating) {
+            return;
+        }
+        sim.phase = Phase::Done;
+        let now = rfc3339(jiff::Timestamp::now());
+        let condition = |kind: &str, status: &str| json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now});
+        let containers: Vec<Value> = sim
+            .containers
+            .iter()
+            .map(|(name, image)| {
+                json!({"name": name, "image": image, "ready": false, "started": false, "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": now, "finishedAt": now,
+                        "containerID": format!("simulated://{}/{name}", sim.uid)}}})
+            })
+            .collect();
+        let status = json!({"status": {
+            "phase": "Failed",
+            "reason": "Error",
+            "message": "simulated failure",
+            "conditions": [condition("Initialized", "True"), condition("Ready", "False"),
+                condition("ContainersReady", "False"), condition("PodScheduled", "True")],
+            "containerStatuses": containers,
+        }});
+        self.write_status(key, status);
+    }
+
+    fn write_status(&self, key: &str, status: Value) {
+        let Some(sim) = self.pods.get(key) else {
+            return;
+        };
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &sim.namespace);
+        let name = sim.name.clone();
+        let writes = self.writes.clone();
+        tokio::spawn(async move {
+            let _permit = writes.acquire_owned().await;
+            match api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+                .await
+            {
+                Ok(_) | Err(kube::Error::Api(_)) => {}
+                Err(e) => tracing::warn!(pod = %name, error = %e, "status write failed"),
+            }
+        });
+    }
+
+    fn delete(&mut self, key: &str) {
+        let Some(sim) = self.pods.get(key) else {
+            return;
+        };
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &sim.namespace);
+        let (name, uid) = (sim.name.clone(), sim.uid.clone());
+        let writes = self.writes.clone();
+        tokio::spawn(async move {
+            let _permit = writes.acquire_owned().await;
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(&name, &params).await {
+                Ok(_) | Err(kube::Error::Api(_)) => {}
+                Err(e) => tracing::warn!(pod = %name, error = %e, "delete failed"),
+            }
+        });
+    }
+}

@@ -1,0 +1,110 @@
+//! What the scheduling scenarios share: creating many pods over concurrent connections, and
+//! checking that no node is over-committed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use kube::api::ListParams;
+use reconciler::scheduler::resources::{PodRequests, Resources};
+
+use super::client::Conn;
+
+/// Creates `count` pods named `pod-<i>` requesting `cpu` and `memory`, over `clients`
+/// connections; returns when each creation was sent, by index.
+pub async fn create(
+    addr: std::net::SocketAddr,
+    count: usize,
+    clients: usize,
+    cpu: &str,
+    memory: &str,
+) -> anyhow::Result<Vec<Instant>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (next, cpu, memory) = (next.clone(), cpu.to_string(), memory.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr).await?;
+            let mut sent = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    break;
+                }
+                let body = format!(
+                    r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"pod-{i}","labels":{{"app":"bench"}}}},"spec":{{"containers":[{{"name":"c","image":"registry.k8s.io/pause:3.10","resources":{{"requests":{{"cpu":"{cpu}","memory":"{memory}"}}}}}}]}}}}"#
+                );
+                let t = Instant::now();
+                let (status, answer) = conn
+                    .call(
+                        Method::POST,
+                        "/api/v1/namespaces/default/pods",
+                        "application/json",
+                        Bytes::from(body),
+                    )
+                    .await?;
+                anyhow::ensure!(
+                    status == StatusCode::CREATED,
+                    "create answered {status}: {}",
+                    String::from_utf8_lossy(&answer)
+                );
+                sent.push((i, t));
+            }
+            anyhow::Ok(sent)
+        }));
+    }
+    let now = Instant::now();
+    let mut times = vec![now; count];
+    for t in tasks {
+        for (i, at) in t.await?? {
+            times[i] = at;
+        }
+    }
+    Ok(times)
+}
+
+/// Lists nodes and pods and counts the nodes whose bound pods request more CPU, memory or pods
+/// than the node offers. Returns (over-committed nodes, bound pods).
+pub async fn overcommitted(client: &kube::Client) -> anyhow::Result<(usize, usize)> {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let pods = Api::<Pod>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let mut used: HashMap<String, Resources> = HashMap::new();
+    let mut bound = 0;
+    for p in &pods.items {
+        let Some(spec) = &p.spec else { continue };
+        let Some(node) = spec.node_name.clone().filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        bound += 1;
+        used.entry(node)
+            .or_default()
+            .add(&PodRequests::of(spec).requests);
+    }
+    let mut over = 0;
+    for n in &nodes.items {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let Some(alloc) = n
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.as_ref())
+            .map(Resources::from_map)
+        else {
+            continue;
+        };
+        if let Some(u) = used.get(&name)
+            && (u.milli_cpu > alloc.milli_cpu || u.memory > alloc.memory || u.pods > alloc.pods)
+        {
+            over += 1;
+        }
+    }
+    Ok((over, bound))
+}

@@ -1,0 +1,48 @@
+//! What the client subcommands share: the `--kubeconfig` flag and a kube client built from it
+//! (or from the address of a server in this process).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+/// Flags of every subcommand that talks to an API server.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ClientArgs {
+    /// The kubeconfig to connect with (the one `gitplane up` writes in its data dir).
+    #[arg(long, default_value = ".gitplane/kubeconfig")]
+    pub kubeconfig: PathBuf,
+}
+
+impl ClientArgs {
+    /// A client for the kubeconfig's current context.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let path = &self.kubeconfig;
+        let kubeconfig = kube::config::Kubeconfig::read_from(path).with_context(|| {
+            format!(
+                "cannot read the kubeconfig {} (start gitplane up, or pass --kubeconfig)",
+                path.display()
+            )
+        })?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .with_context(|| format!("{}: unusable kubeconfig", path.display()))?;
+        kube::Client::try_from(config).context("cannot build an API client")
+    }
+}
+
+/// A client for a server in this process, over loopback HTTP.
+pub fn local_client(addr: SocketAddr) -> anyhow::Result<kube::Client> {
+    let url = format!("http://{addr}").parse().context("server address")?;
+    kube::Client::try_from(kube::Config::new(url)).context("cannot build an API client")
+}
+
+/// A name for this process in leases and events: host name and process id.
+pub fn identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gitplane".into());
+    format!("{host}_{}", std::process::id())
+}
