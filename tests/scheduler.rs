@@ -141,12 +141,14 @@ fn pods_land_where_resources_selectors_and_taints_allow_and_run() {
         message,
         "0/4 nodes are available: 1 node(s) had untolerated taint {gpu: true}, 3 Insufficient cpu."
     );
-    assert!(
+    let scheduled = eventually("Scheduled for big", WAIT, || {
         event_message(&s, "big", "Scheduled")
-            .is_some_and(|m| m == "Successfully assigned default/big to ssd-0")
-    );
-    let huge = pod(&s, "huge").expect("huge");
-    assert_eq!(huge["status"]["conditions"][0]["reason"], "Unschedulable");
+    });
+    assert_eq!(scheduled, "Successfully assigned default/big to ssd-0");
+    eventually("PodScheduled=False on huge", WAIT, || {
+        let huge = pod(&s, "huge")?;
+        (huge["status"]["conditions"][0]["reason"] == "Unschedulable").then_some(())
+    });
 
     // Created first, and everything after it has been handled: a pod for another scheduler is
     // left alone.
@@ -275,7 +277,9 @@ fn a_high_priority_pod_preempts_a_lower_one() {
         pod(&s, "victim").is_none(),
         "the victim is gone before the preemptor binds"
     );
-    assert!(event_message(&s, "victim", "Preempted").is_some());
+    eventually("Preempted for the victim", WAIT, || {
+        event_message(&s, "victim", "Preempted")
+    });
     wait_phase(&s, "vip", "Running");
 }
 
