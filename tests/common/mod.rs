@@ -49,27 +49,27 @@ impl Server {
     pub fn start_with(extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().join("data");
-        let mut s = Server::spawn(&dir, None, extra);
+        let mut s = Server::launch(&dir, None, extra);
         s._tmp = Some(tmp);
         s
     }
 
     /// Starts `gitplane up` on a given data dir (to restart on the same data).
     pub fn start_in(dir: &Path) -> Server {
-        Server::spawn(dir, None, &[])
+        Server::launch(dir, None, &[])
     }
 
     /// Starts `gitplane up` on a given data dir and `--store` (`None`: embedded).
     pub fn start_in_on(dir: &Path, store: Option<&str>) -> Server {
-        Server::spawn(dir, store, &[])
+        Server::launch(dir, store, &[])
     }
 
     /// Starts `gitplane up` with extra flags on a given data dir.
     pub fn start_in_with(dir: &Path, extra: &[&str]) -> Server {
-        Server::spawn(dir, None, extra)
+        Server::launch(dir, None, extra)
     }
 
-    fn spawn(dir: &Path, store: Option<&str>, extra: &[&str]) -> Server {
+    fn launch(dir: &Path, store: Option<&str>, extra: &[&str]) -> Server {
         let kubeconfig = dir.join("kubeconfig");
         let _ = std::fs::remove_file(&kubeconfig);
         std::fs::create_dir_all(dir).expect("data dir");
