@@ -101,6 +101,14 @@ impl ApiRequest {
         })
     }
 
+    /// What a write through this path may change: only status on `.../status`.
+    pub fn update_scope(&self) -> crate::strategy::UpdateScope {
+        match self.path.subresource.as_deref() {
+            Some("status") => crate::strategy::UpdateScope::Status,
+            _ => crate::strategy::UpdateScope::Main,
+        }
+    }
+
     /// A 404 for the object this request names.
     pub fn not_found(&self) -> StatusError {
         StatusError::not_found(&self.info.group, &self.info.plural, self.name())

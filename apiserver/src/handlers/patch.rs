@@ -12,7 +12,6 @@ use super::ApiRequest;
 use super::write::update_with;
 use crate::response::{ApiResult, json};
 use crate::state::ApiState;
-use crate::strategy::UpdateScope;
 
 /// The patch type of a request, or 415.
 pub fn patch_type(req: &ApiRequest) -> Result<PatchType, StatusError> {
@@ -67,10 +66,7 @@ pub async fn patch(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let dry_run = req.params.dry_run()?;
     let kind = patch_type(req)?;
     let doc = req.json_body()?;
-    let scope = match req.path.subresource.as_deref() {
-        Some("status") => UpdateScope::Status,
-        _ => UpdateScope::Main,
-    };
+    let scope = req.update_scope();
     let written = update_with(
         state,
         &req.info,

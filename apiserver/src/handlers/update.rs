@@ -8,16 +8,12 @@ use super::ApiRequest;
 use super::write::update_with;
 use crate::response::{ApiResult, json};
 use crate::state::ApiState;
-use crate::strategy::UpdateScope;
 
 /// Replaces the object with the body.
 pub async fn update(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let dry_run = req.params.dry_run()?;
     let body = req.json_body()?;
-    let scope = match req.path.subresource.as_deref() {
-        Some("status") => UpdateScope::Status,
-        _ => UpdateScope::Main,
-    };
+    let scope = req.update_scope();
     let written = update_with(
         state,
         &req.info,
