@@ -4,7 +4,8 @@
 //! - [`server`]: start-up order, listener, shutdown.
 //! - [`handlers`]: one file per API verb, behind one dispatcher.
 //! - [`request`] / [`response`]: URL and query parsing; Status errors and content negotiation.
-//! - [`strategy`] / [`validate`]: what the server sets and checks on every write.
+//! - [`strategy`] / [`defaults`] / [`validate`]: what the server sets, fills in and checks on
+//!   every write.
 //! - [`watch_cache`]: all objects in memory, fed by one storage watch; serves reads and watches.
 //! - [`storage`]: the revisioned key-value interface and its backends.
 //! - [`discovery`], [`table`], [`crd`], [`namespace`]: discovery documents, server-side tables,
@@ -14,6 +15,7 @@
 //! HTTP client of the API.
 
 pub mod crd;
+pub mod defaults;
 pub mod discovery;
 pub mod handlers;
 pub mod namespace;

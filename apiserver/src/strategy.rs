@@ -230,6 +230,7 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) -> Result<(), Status
         root.remove("status");
     }
     initial_status(info, obj);
+    crate::defaults::apply(info, obj);
     Ok(())
 }
 
@@ -394,7 +395,12 @@ pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value, scope: 
         }
     }
     meta.remove("managedFields");
-    if has_spec_generation(info) && spec_part(old) != spec_part(new) {
+    crate::defaults::apply(info, new);
+    // Compare with the old object defaulted too: one stored before a default existed has not
+    // changed its spec just because the default now shows.
+    let mut old_defaulted = old.clone();
+    crate::defaults::apply(info, &mut old_defaulted);
+    if has_spec_generation(info) && spec_part(&old_defaulted) != spec_part(new) {
         let g = old_meta
             .get("generation")
             .and_then(Value::as_i64)

@@ -189,8 +189,15 @@ impl Syncer {
             .filter_map(|a| a.metadata.name.clone())
             .collect();
         self.states.retain(|n, _| names.contains(n));
-        for app in apps.items {
-            let value = serde_json::to_value(&app).unwrap_or_default();
+        // Applications in their own sync-wave order (then by name), so that the platform an app
+        // needs (its namespace, say) is synced first.
+        let mut values: Vec<Value> = apps
+            .items
+            .iter()
+            .map(|a| serde_json::to_value(a).unwrap_or_default())
+            .collect();
+        values.sort_by_key(|v| (super::compare::wave(v), v.name().unwrap_or("").to_string()));
+        for value in values {
             if let Err(e) = self.reconcile(&api, &value, &changed, &pushed).await {
                 tracing::warn!(app = value.name().unwrap_or(""), error = %e, "reconcile failed");
             }
