@@ -447,3 +447,39 @@ fn kubectl_create_generators_send_protobuf_that_the_server_decodes() {
         "get"
     );
 }
+
+#[test]
+fn unknown_fields_and_wrong_types_are_refused_and_nothing_is_written() {
+    let s = Server::start();
+    let typo = DEPLOYMENT.replace("  replicas: 2", "  replicass: 2");
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], Some(&typo));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.replicass\""),
+        "{err}"
+    );
+    let wrong = DEPLOYMENT.replace("  replicas: 2", "  replicas: \"two\"");
+    let out = s.kubectl_stdin(&["create", "-f", "-"], Some(&wrong));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be handled as a Deployment"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        s.kubectl(&["get", "deploy", "web"]).stdout.is_empty(),
+        "nothing was created"
+    );
+    // Without validation, unknown fields are dropped as Kubernetes' decoding drops them.
+    s.ok_stdin(&["apply", "--validate=false", "-f", "-"], &typo);
+    let stored = s.ok(&["get", "deploy", "web", "-o", "json"]);
+    assert!(
+        !stored.contains("replicass") || stored.matches("replicass").count() == 1,
+        "only the last-applied annotation may mention it: {stored}"
+    );
+    assert_eq!(
+        s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "1",
+        "the default, since the file sets none"
+    );
+}

@@ -8,6 +8,8 @@
 //! - [`status`]: `metav1.Status` errors with reasons and causes.
 //! - [`patch`]: JSON patch (RFC 6902), merge patch (RFC 7386) and strategic merge patch.
 //! - [`protobuf`]: Kubernetes protobuf request bodies decoded into the JSON Kubernetes would write.
+//! - [`typed`]: checking built-in objects against their k8s-openapi types (wrong types, unknown
+//!   fields for `fieldValidation=Strict`).
 //! - [`validation`]: name and label syntax checks shared by the API server and renderers.
 //!
 //! **Architecture Invariant**: no IO, no tokio, no clock. Everything here is a pure function of
@@ -20,6 +22,7 @@ pub mod protobuf;
 pub mod registry;
 pub mod selector;
 pub mod status;
+pub mod typed;
 pub mod validation;
 
 pub use k8s_openapi;

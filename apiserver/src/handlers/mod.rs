@@ -109,6 +109,40 @@ impl ApiRequest {
         }
     }
 
+    /// Checks a built-in object against its type and returns it as stored: a wrong type is a
+    /// 400 always; unknown fields are a 400 when the request asks for `fieldValidation=Strict`
+    /// (kubectl does), and are dropped otherwise, as decoding into Kubernetes' types drops them.
+    pub fn check_typed(&self, obj: serde_json::Value) -> Result<serde_json::Value, StatusError> {
+        let gvk = self.info.gvk();
+        // The body may leave apiVersion and kind to the URL.
+        let mut full = obj.clone();
+        if let Some(m) = full.as_object_mut() {
+            m.entry("apiVersion")
+                .or_insert_with(|| self.info.api_version().into());
+            m.entry("kind")
+                .or_insert_with(|| self.info.kind.clone().into());
+        }
+        match apimachinery::typed::check(&gvk, &full) {
+            Err(e) => Err(StatusError::bad_request(e.to_string())),
+            Ok(Some(unknown)) if !unknown.is_empty() => {
+                if self.params.get("fieldValidation") == Some("Strict") {
+                    let list: Vec<String> = unknown
+                        .iter()
+                        .map(|f| format!("unknown field \"{f}\""))
+                        .collect();
+                    return Err(StatusError::bad_request(format!(
+                        "strict decoding error: {}",
+                        list.join(", ")
+                    )));
+                }
+                let mut obj = obj;
+                apimachinery::typed::prune(&mut obj, &unknown);
+                Ok(obj)
+            }
+            Ok(_) => Ok(obj),
+        }
+    }
+
     /// A 404 for the object this request names.
     pub fn not_found(&self) -> StatusError {
         StatusError::not_found(&self.info.group, &self.info.plural, self.name())

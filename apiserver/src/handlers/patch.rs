@@ -74,7 +74,7 @@ pub async fn patch(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         req.name(),
         scope,
         dry_run,
-        |current| apply_patch(req, kind, current, &doc),
+        |current| req.check_typed(apply_patch(req, kind, current, &doc)?),
     )
     .await?;
     Ok(json(StatusCode::OK, &written.object))

@@ -21,7 +21,7 @@ pub async fn update(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         req.name(),
         scope,
         dry_run,
-        |_| Ok(body.clone()),
+        |_| req.check_typed(body.clone()),
     )
     .await?;
     Ok(json(StatusCode::OK, &written.object))
