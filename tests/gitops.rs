@@ -498,3 +498,26 @@ fn a_remote_repository_is_fetched_and_rolled_back_by_pushing_a_revert() {
         (value_of(&s, "web").as_deref() == Some("v1")).then_some(())
     });
 }
+
+#[test]
+fn a_typo_in_a_manifest_stops_the_commit_with_its_file_and_line() {
+    let repo = GitRepo::new();
+    repo.write("app/web.yaml", &cm("web", "v1"));
+    repo.commit("v1");
+    let repo_path = repo.path.to_string_lossy().into_owned();
+    let s = Server::start_with(&["--repo", &repo_path, "--path", "app"]);
+    eventually("v1 applied", WAIT, || {
+        (value_of(&s, "web").as_deref() == Some("v1")).then_some(())
+    });
+    repo.write("app/web.yaml", &cm("web", "v2").replace("\ndata:", "\ndat:"));
+    repo.commit("typo");
+    eventually("a condition naming the file and the field", WAIT, || {
+        let msg = app_field(&s, "{.status.conditions[*].message}");
+        (msg.contains("app/web.yaml:1") && msg.contains("unknown field \"dat\"")).then_some(())
+    });
+    assert_eq!(
+        value_of(&s, "web").as_deref(),
+        Some("v1"),
+        "nothing of the commit is applied"
+    );
+}

@@ -201,7 +201,8 @@ impl Cluster {
             dry_run,
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
-        };
+        }
+        .validation_strict();
         let p = match kind {
             PatchKind::Strategic => Patch::Strategic(patch.clone()),
             PatchKind::Merge => Patch::Merge(patch.clone()),

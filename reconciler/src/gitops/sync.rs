@@ -180,6 +180,24 @@ pub async fn plan(
         {
             managed["spec"]["source"]["repoURL"] = json!(repo_url);
         }
+        // The types of Kubernetes' built-in kinds: a typo or a wrong type stops the commit here,
+        // with its file and line, rather than being dropped by the server.
+        match apimachinery::typed::check(&gvk, &managed) {
+            Err(e) => {
+                errors.push(format!("{source}: {e}"));
+                continue;
+            }
+            Ok(Some(unknown)) if !unknown.is_empty() => {
+                let list: Vec<String> = unknown.iter().map(|u| format!("\"{u}\"")).collect();
+                errors.push(format!(
+                    "{source}: {kind} {:?}: unknown field {}",
+                    managed.name().unwrap_or(""),
+                    list.join(", ")
+                ));
+                continue;
+            }
+            Ok(_) => {}
+        }
         let k = key(
             &gvk.group,
             kind,
