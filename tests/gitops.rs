@@ -509,7 +509,10 @@ fn a_typo_in_a_manifest_stops_the_commit_with_its_file_and_line() {
     eventually("v1 applied", WAIT, || {
         (value_of(&s, "web").as_deref() == Some("v1")).then_some(())
     });
-    repo.write("app/web.yaml", &cm("web", "v2").replace("\ndata:", "\ndat:"));
+    repo.write(
+        "app/web.yaml",
+        &cm("web", "v2").replace("\ndata:", "\ndat:"),
+    );
     repo.commit("typo");
     eventually("a condition naming the file and the field", WAIT, || {
         let msg = app_field(&s, "{.status.conditions[*].message}");
