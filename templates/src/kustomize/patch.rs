@@ -45,6 +45,26 @@ pub(crate) fn strategic_merge_files(
     Ok(())
 }
 
+/// The text of a patch given either by `path` or inline as `patch` (exactly one), with the file
+/// it comes from.
+fn patch_text(
+    source: &dyn Source,
+    ctx: &Ctx,
+    at: &At,
+    path: Option<&str>,
+    patch: Option<&str>,
+) -> Result<(String, String), Error> {
+    match (path, patch) {
+        (Some(path), None) => ctx.read(source, at.key, path),
+        (None, Some(text)) => Ok((ctx.file.clone(), text.to_string())),
+        _ => Err(Error::Invalid {
+            file: ctx.file.clone(),
+            line: at.line(ctx),
+            message: "a patch needs exactly one of path and patch".into(),
+        }),
+    }
+}
+
 /// `patches`: strategic merge or JSON 6902 patches, inline or in files, with optional targets.
 pub(crate) fn patches(
     source: &dyn Source,
@@ -56,17 +76,7 @@ pub(crate) fn patches(
             key: "patches",
             index,
         };
-        let (file, text) = match (&p.path, &p.patch) {
-            (Some(path), None) => ctx.read(source, at.key, path)?,
-            (None, Some(text)) => (ctx.file.clone(), text.clone()),
-            _ => {
-                return Err(Error::Invalid {
-                    file: ctx.file.clone(),
-                    line: at.line(ctx),
-                    message: "a patch needs exactly one of path and patch".into(),
-                });
-            }
-        };
+        let (file, text) = patch_text(source, ctx, &at, p.path.as_deref(), p.patch.as_deref())?;
         let options = p.options.clone().unwrap_or_default();
         match parse_patch(&file, &text)? {
             Parsed::Json(ops) => {
@@ -118,17 +128,7 @@ pub(crate) fn json6902_entries(
             key: "patchesJson6902",
             index,
         };
-        let (file, text) = match (&p.path, &p.patch) {
-            (Some(path), None) => ctx.read(source, at.key, path)?,
-            (None, Some(text)) => (ctx.file.clone(), text.clone()),
-            _ => {
-                return Err(Error::Invalid {
-                    file: ctx.file.clone(),
-                    line: at.line(ctx),
-                    message: "a patch needs exactly one of path and patch".into(),
-                });
-            }
-        };
+        let (file, text) = patch_text(source, ctx, &at, p.path.as_deref(), p.patch.as_deref())?;
         let ops = match parse_patch(&file, &text)? {
             Parsed::Json(ops) => ops,
             Parsed::Strategic(_) => {
