@@ -37,6 +37,25 @@ pub fn local_client(addr: SocketAddr) -> anyhow::Result<kube::Client> {
     kube::Client::try_from(kube::Config::new(url)).context("cannot build an API client")
 }
 
+/// Clients for the components `gitplane up` runs in-process, one identity per component
+/// (the syncer, the scheduler, the controllers, the node agent, ...).
+#[derive(Clone, Debug)]
+pub struct Components {
+    addr: SocketAddr,
+}
+
+impl Components {
+    /// Components of the server listening on `addr` in this process.
+    pub fn local(addr: SocketAddr) -> Self {
+        Self { addr }
+    }
+
+    /// A client for the component `name` (for example `scheduler`).
+    pub fn client(&self, name: &str) -> anyhow::Result<kube::Client> {
+        local_client(self.addr).with_context(|| format!("client for the {name}"))
+    }
+}
+
 /// A name for this process in leases and events: host name and process id.
 pub fn identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -94,7 +94,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let api = server::start(&args.server).await?;
         let kubeconfig = args.server.data_dir.join("kubeconfig");
         let address = api.local_addr();
-        let client = connect::local_client(address)?;
+        let components = connect::Components::local(address);
+        let client = components.client("gitops-syncer")?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -136,11 +137,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let sync_task = tokio::spawn(syncer.run(stopped()));
 
         let scheduler_task = (!args.disable_scheduler).then(|| {
-            let (client, sched, stop) = (client.clone(), args.scheduler.clone(), stopped());
-            tokio::spawn(async move { scheduler::run_with(client, &sched, stop).await })
+            let client = components.client("scheduler");
+            let (sched, stop) = (args.scheduler.clone(), stopped());
+            tokio::spawn(async move { scheduler::run_with(client?, &sched, stop).await })
         });
         let nodes = match args.runtime {
             Runtime::Simulated if args.nodes > 0 => {
+                let client = components.client("simulated-nodes")?;
                 Some(node::simulated::SimulatedNodes::start(client, node_config).await?)
             }
             _ => None,
