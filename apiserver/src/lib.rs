@@ -8,12 +8,14 @@
 //!   every write.
 //! - [`watch_cache`]: all objects in memory, fed by one storage watch; serves reads and watches.
 //! - [`storage`]: the revisioned key-value interface and its backends.
+//! - [`allocator`]: cluster IPs and node ports of Services.
 //! - [`discovery`], [`table`], [`crd`], [`namespace`]: discovery documents, server-side tables,
 //!   CRD serving, namespace deletion.
 //!
 //! **Architecture Invariant**: only this crate touches storage; every other component is an
 //! HTTP client of the API.
 
+pub mod allocator;
 pub mod crd;
 pub mod defaults;
 pub mod discovery;

@@ -13,6 +13,7 @@ use apimachinery::object::ObjectExt;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::allocator::ServiceRanges;
 use crate::crd;
 use crate::handlers;
 use crate::state::{ApiState, encode};
@@ -31,6 +32,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Watch cache limits.
     pub cache: watch_cache::Config,
+    /// Cluster IP and node port ranges of Services.
+    pub services: ServiceRanges,
 }
 
 /// Why the server could not start or stopped.
@@ -67,7 +70,7 @@ impl ApiServer {
     pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Self, ServerError> {
         let cache = WatchCache::new(config.cache.clone());
         tokio::spawn(watch_cache::run_feeder(cache.clone(), store.clone()));
-        let state = ApiState::new(store, cache);
+        let state = ApiState::new(store, cache, config.services.clone());
         state
             .sync_cache()
             .await
