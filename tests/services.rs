@@ -122,6 +122,14 @@ fn cluster_ips_and_node_ports_are_allocated_once_and_released_on_delete() {
     s.ok(&["create", "service", "clusterip", "g", "--clusterip=None"]);
     assert_eq!(json(&s, &["get", "svc", "g"])["spec"]["clusterIP"], "None");
 
+    // The API server is a Service too, on the first address, with its listener as endpoint.
+    let k = json(&s, &["get", "svc", "kubernetes", "-n", "default"]);
+    assert_eq!(k["spec"]["clusterIP"], "127.96.0.1", "{k}");
+    assert_eq!(k["spec"]["ports"][0]["port"], 443, "{k}");
+    let eps = json(&s, &["get", "endpointslice", "kubernetes", "-n", "default"]);
+    let port = s.url.rsplit(':').next().unwrap().parse::<u64>().unwrap();
+    assert_eq!(eps["ports"][0]["port"], port, "{eps}");
+
     // Every allocated cluster IP is distinct.
     let list = json(&s, &["get", "svc", "-A"]);
     let mut ips: Vec<&str> = list["items"]

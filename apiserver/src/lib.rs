@@ -8,7 +8,8 @@
 //!   every write.
 //! - [`watch_cache`]: all objects in memory, fed by one storage watch; serves reads and watches.
 //! - [`storage`]: the revisioned key-value interface and its backends.
-//! - [`allocator`]: cluster IPs and node ports of Services.
+//! - [`allocator`]: cluster IPs and node ports of Services; [`default_service`]: the
+//!   `default/kubernetes` Service.
 //! - [`discovery`], [`table`], [`crd`], [`namespace`]: discovery documents, server-side tables,
 //!   CRD serving, namespace deletion.
 //!
@@ -17,6 +18,7 @@
 
 pub mod allocator;
 pub mod crd;
+pub mod default_service;
 pub mod defaults;
 pub mod discovery;
 pub mod handlers;

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::allocator::ServiceRanges;
 use crate::crd;
+use crate::default_service;
 use crate::handlers;
 use crate::state::{ApiState, encode};
 use crate::storage::{StorageError, Store};
@@ -86,7 +87,11 @@ impl ApiServer {
                     addr: config.listen,
                     source,
                 })?;
-        Ok(ApiServer { state, listener })
+        let server = ApiServer { state, listener };
+        default_service::ensure(&server.state, server.local_addr())
+            .await
+            .map_err(|e| ServerError::Cache(e.message))?;
+        Ok(server)
     }
 
     /// The address the server listens on.
