@@ -8,6 +8,7 @@
 //! **Architecture Invariant**: nothing here touches storage; every read and write goes through
 //! the HTTP API (kube-rs), exactly as a component on another machine would.
 
+pub mod controllers;
 pub mod gitops;
 pub mod leader;
 pub mod scheduler;
