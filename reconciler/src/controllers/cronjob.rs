@@ -9,25 +9,25 @@
 //! 100 missed times get a `TooManyMissedTimes` warning and only the latest starts; `Forbid`
 //! waits while a Job is active, `Replace` deletes the active ones first. The Job is named
 //! `<cronjob>-<minutes since the epoch>`, so a schedule time starts at most one Job. The clock
-//! is injectable ([`Config::clock`]) so the decisions are tested as pure functions.
+//! is an input of the pure [`decide`], so schedule decisions are tested without waiting.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job, JobStatus};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::job::finished_at;
-use super::workload::{self, Clock, Error, Events};
+use super::workload::{self, Events};
+use super::{Context, Error};
 
 /// The annotation with the schedule time a Job was started for.
 pub const SCHEDULED_TIMESTAMP_ANNOTATION: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
@@ -225,49 +225,15 @@ pub fn job_name(cronjob: &str, scheduled: Timestamp) -> String {
     format!("{cronjob}-{}", scheduled.as_second().div_euclid(60))
 }
 
-/// Settings of the CronJob controller.
-#[derive(Clone)]
-pub struct Config {
-    /// Where the controller reads the time.
-    pub clock: Clock,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            clock: workload::system_clock(),
-        }
-    }
-}
-
-struct Ctx {
-    client: Client,
-    config: Config,
-    events: Events,
-}
-
-/// Runs the CronJob controller until `shutdown` resolves.
-pub async fn run(
-    client: Client,
-    config: Config,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let ctx = Arc::new(Ctx {
-        events: Events::new(client.clone(), "cronjob-controller"),
-        client: client.clone(),
-        config,
-    });
-    Controller::new(Api::<CronJob>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Job>::all(client), watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
-}
-
-fn error_policy(cj: Arc<CronJob>, error: &Error, _: Arc<Ctx>) -> Action {
-    tracing::warn!(cronjob = %cj.name_any(), %error, "cronjob sync failed");
-    Action::requeue(Duration::from_secs(2))
+/// Runs the CronJob controller until the context stops.
+pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
+    let controller = Controller::new(
+        Api::<CronJob>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<Job>::all(ctx.client.clone()), watcher::Config::default());
+    ctx.drive(controller, reconcile).await;
+    Ok(())
 }
 
 fn succeeded(status: &JobStatus) -> bool {
@@ -300,11 +266,12 @@ fn until(now: Timestamp, t: Option<Timestamp>) -> Action {
     }
 }
 
-async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let events = Events(&ctx);
     if cj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let now = (ctx.config.clock)();
+    let now = Timestamp::now();
     let ns = cj.namespace().unwrap_or_else(|| "default".into());
     let name = cj.name_any();
     let uid = cj.uid().unwrap_or_default();
@@ -354,8 +321,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         for j in list.iter().take(extra) {
             match jobs_api.delete(&j.name_any(), &background).await {
                 Ok(_) => {
-                    ctx.events
-                        .normal(cj.as_ref(), "SuccessfulDelete", &format!("Deleted job {}", j.name_any()))
+                    events.normal(cj.as_ref(), "SuccessfulDelete", &format!("Deleted job {}", j.name_any()))
                         .await
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -367,8 +333,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let schedule = match Schedule::parse(&spec.schedule, spec.time_zone.as_deref()) {
         Ok(s) => s,
         Err(e) => {
-            ctx.events
-                .warning(cj.as_ref(), "UnparseableSchedule", &e.to_string())
+            events.warning(cj.as_ref(), "UnparseableSchedule", &e.to_string())
                 .await;
             return Ok(Action::await_change());
         }
@@ -397,8 +362,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         CronDecision::Wait { next } => until(now, next),
         CronDecision::Forbidden { next, .. } => until(now, next),
         CronDecision::MissedDeadline { scheduled, next } => {
-            ctx.events
-                .warning(
+            events.warning(
                     cj.as_ref(),
                     "MissSchedule",
                     &format!("Missed scheduled time to start a job: {scheduled}"),
@@ -412,8 +376,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             replace,
         } => {
             if too_many_missed {
-                ctx.events
-                    .warning(
+                events.warning(
                         cj.as_ref(),
                         "TooManyMissedTimes",
                         "too many missed start times (> 100); only the latest one is started. Set or decrease .spec.startingDeadlineSeconds or check clock skew",
@@ -424,8 +387,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 for j in &active {
                     match jobs_api.delete(&j.name_any(), &background).await {
                         Ok(_) => {
-                            ctx.events
-                                .normal(cj.as_ref(), "SuccessfulDelete", &format!("Deleted job {}", j.name_any()))
+                            events.normal(cj.as_ref(), "SuccessfulDelete", &format!("Deleted job {}", j.name_any()))
                                 .await
                         }
                         Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -453,18 +415,16 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 spec: template.spec,
                 status: None,
             };
-            match jobs_api.create(&PostParams::default(), &job).await {
+            match jobs_api.create(&ctx.post_params(), &job).await {
                 Ok(j) => {
-                    ctx.events
-                        .normal(cj.as_ref(), "SuccessfulCreate", &format!("Created job {}", j.name_any()))
+                    events.normal(cj.as_ref(), "SuccessfulCreate", &format!("Created job {}", j.name_any()))
                         .await;
                     active_refs.push(job_ref(&j));
                 }
                 // Already started for this time (an earlier sync whose status write was lost).
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => {
-                    ctx.events
-                        .warning(cj.as_ref(), "FailedCreate", &format!("Error creating job: {e}"))
+                    events.warning(cj.as_ref(), "FailedCreate", &format!("Error creating job: {e}"))
                         .await;
                     return Err(e.into());
                 }
@@ -482,7 +442,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         cronjobs
             .patch_status(
                 &name,
-                &PatchParams::default(),
+                &ctx.patch_params(),
                 &Patch::Merge(json!({"status": {
                     "active": new_status.active,
                     "lastScheduleTime": new_status.last_schedule_time,

@@ -12,23 +12,22 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
     PodSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
 
-use super::workload::{self, Error, Events, PodName, REVISION_LABEL};
+use super::workload::{self, Events, PodName, REVISION_LABEL};
+use super::{Context, Error};
 use crate::scheduler::labels::node_selector_matches;
 use crate::scheduler::plugins::taint_toleration::tolerates;
 
@@ -274,29 +273,17 @@ pub fn max_unavailable(value: Option<&IntOrString>, desired: usize) -> usize {
     n.max(1)
 }
 
-struct Ctx {
-    client: Client,
-    events: Events,
-}
-
-/// Runs the DaemonSet controller until `shutdown` resolves.
-pub async fn run(
-    client: Client,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let ctx = Arc::new(Ctx {
-        events: Events::new(client.clone(), "daemonset-controller"),
-        client: client.clone(),
-    });
+/// Runs the DaemonSet controller until the context stops.
+pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let controller = Controller::new(
-        Api::<DaemonSet>::all(client.clone()),
+        Api::<DaemonSet>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
     let sets = controller.store();
-    controller
-        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
+    let controller = controller
+        .owns(Api::<Pod>::all(ctx.client.clone()), watcher::Config::default())
         .watches(
-            Api::<Node>::all(client),
+            Api::<Node>::all(ctx.client.clone()),
             watcher::Config::default(),
             move |_: Node| {
                 sets.state()
@@ -304,19 +291,13 @@ pub async fn run(
                     .map(|d| ObjectRef::from_obj(d.as_ref()))
                     .collect::<Vec<_>>()
             },
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+        );
+    ctx.drive(controller, reconcile).await;
+    Ok(())
 }
 
-fn error_policy(ds: Arc<DaemonSet>, error: &Error, _: Arc<Ctx>) -> Action {
-    tracing::warn!(daemonset = %ds.name_any(), %error, "daemonset sync failed");
-    Action::requeue(Duration::from_secs(2))
-}
-
-async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let events = Events(&ctx);
     if ds.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -391,15 +372,13 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                     labels,
                     PodName::Prefix(format!("{name}-")),
                 );
-                match pods_api.create(&PostParams::default(), &pod).await {
+                match pods_api.create(&ctx.post_params(), &pod).await {
                     Ok(p) => {
-                        ctx.events
-                            .normal(ds.as_ref(), "SuccessfulCreate", &format!("Created pod: {}", p.name_any()))
+                        events.normal(ds.as_ref(), "SuccessfulCreate", &format!("Created pod: {}", p.name_any()))
                             .await
                     }
                     Err(e) => {
-                        ctx.events
-                            .warning(ds.as_ref(), "FailedCreate", &format!("Error creating: {e}"))
+                        events.warning(ds.as_ref(), "FailedCreate", &format!("Error creating: {e}"))
                             .await;
                         return Err(e.into());
                     }
@@ -407,8 +386,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             }
             DsAction::Delete(pod) => match pods_api.delete(&pod, &DeleteParams::default()).await {
                 Ok(_) => {
-                    ctx.events
-                        .normal(ds.as_ref(), "SuccessfulDelete", &format!("Deleted pod: {pod}"))
+                    events.normal(ds.as_ref(), "SuccessfulDelete", &format!("Deleted pod: {pod}"))
                         .await
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -452,7 +430,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         Api::<DaemonSet>::namespaced(ctx.client.clone(), &ns)
             .patch_status(
                 &name,
-                &PatchParams::default(),
+                &ctx.patch_params(),
                 &Patch::Merge(json!({ "status": status })),
             )
             .await?;

@@ -15,20 +15,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
     ServicePort,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
-use super::workload::{self, Error};
+use super::workload;
+use super::{Context, Error};
 
 /// The label that marks a headless Service's endpoints.
 pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
@@ -273,34 +273,16 @@ pub fn service_owner(service: &Service, controller: bool) -> Option<OwnerReferen
     })
 }
 
-struct Ctx {
-    client: Client,
-    selected: Selected,
-}
-
-/// Runs the Endpoints controller until `shutdown` resolves.
-pub async fn run(
-    client: Client,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
+/// Runs the Endpoints controller until the context stops.
+pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let selected = Selected::default();
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        selected: selected.clone(),
-    });
-    service_controller(&client, selected)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+    let controller = service_controller(&ctx.client, selected.clone());
+    ctx.drive(controller, move |svc, ctx| reconcile(svc, ctx, selected.clone()))
         .await;
+    Ok(())
 }
 
-fn error_policy(svc: Arc<Service>, error: &Error, _: Arc<Ctx>) -> Action {
-    tracing::warn!(service = %svc.name_any(), %error, "endpoints sync failed");
-    Action::requeue(Duration::from_secs(1))
-}
-
-async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>, selected: Selected) -> Result<Action, Error> {
     let has_selector = svc
         .spec
         .as_ref()
@@ -312,7 +294,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = svc.namespace().unwrap_or_else(|| "default".into());
     let name = svc.name_any();
     let pods = selected_pods(&ctx.client, &svc).await?;
-    ctx.selected
+    selected
         .record(&ns, &name, pods.iter().map(|p| p.name_any()).collect());
     let subsets = subsets(&svc, &pods);
     let desired = Endpoints {
@@ -328,7 +310,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let api: Api<Endpoints> = Api::namespaced(ctx.client.clone(), &ns);
     match api.get_opt(&name).await? {
         None => {
-            match api.create(&PostParams::default(), &desired).await {
+            match api.create(&ctx.post_params(), &desired).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 409 => {
                     return Ok(Action::requeue(Duration::from_millis(100)));
@@ -348,7 +330,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                         "resourceVersion": next.metadata.resource_version},
                     "subsets": next.subsets,
                 });
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                api.patch(&name, &ctx.patch_params(), &Patch::Merge(patch))
                     .await?;
             }
         }

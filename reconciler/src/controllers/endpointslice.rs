@@ -11,21 +11,20 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::{Client, Resource, ResourceExt};
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::{Resource, ResourceExt};
 use kube::runtime::controller::Action;
 
 use super::endpoints::{
     Selected, endpoint_labels, hostname, pod_ip, pod_ref, resolve_port, selected_pods,
     service_controller, service_owner, should_include,
 };
-use super::workload::{self, Error};
+use super::workload;
+use super::{Context, Error};
 
 /// Label naming the Service of a slice.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -158,34 +157,16 @@ pub fn plan(existing: &[SliceContent], desired: &[SliceContent]) -> Vec<SliceCha
     changes
 }
 
-struct Ctx {
-    client: Client,
-    selected: Selected,
-}
-
-/// Runs the EndpointSlice controller until `shutdown` resolves.
-pub async fn run(
-    client: Client,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
+/// Runs the EndpointSlice controller until the context stops.
+pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let selected = Selected::default();
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        selected: selected.clone(),
-    });
-    service_controller(&client, selected)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+    let controller = service_controller(&ctx.client, selected.clone());
+    ctx.drive(controller, move |svc, ctx| reconcile(svc, ctx, selected.clone()))
         .await;
+    Ok(())
 }
 
-fn error_policy(svc: Arc<Service>, error: &Error, _: Arc<Ctx>) -> Action {
-    tracing::warn!(service = %svc.name_any(), %error, "endpointslice sync failed");
-    Action::requeue(Duration::from_secs(1))
-}
-
-async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>, selected: Selected) -> Result<Action, Error> {
     let has_selector = svc
         .spec
         .as_ref()
@@ -198,7 +179,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let name = svc.name_any();
     let uid = svc.uid().unwrap_or_default();
     let pods = selected_pods(&ctx.client, &svc).await?;
-    ctx.selected
+    selected
         .record(&ns, &name, pods.iter().map(|p| p.name_any()).collect());
     let desired = desired_slices(&svc, &pods, MAX_ENDPOINTS);
 
@@ -233,7 +214,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 slice.metadata.labels = Some(labels.clone());
                 slice.ports = Some(content.ports);
                 slice.endpoints = content.endpoints;
-                api.replace(&slice.name_any(), &PostParams::default(), &slice)
+                api.replace(&slice.name_any(), &ctx.post_params(), &slice)
                     .await?;
             }
             SliceChange::Create(content) => {
@@ -249,7 +230,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                     endpoints: content.endpoints,
                     ports: Some(content.ports),
                 };
-                api.create(&PostParams::default(), &slice).await?;
+                api.create(&ctx.post_params(), &slice).await?;
             }
             SliceChange::Delete(i) => {
                 match api

@@ -13,40 +13,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, Patch, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
 
-use super::workload::{self, Clock, Error, Events, PodName};
+use super::workload::{self, Events, PodName};
+use super::{Context, Error};
 
 /// Label with the Job's name on its pods.
 pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 /// Label with the Job's uid on its pods.
 pub const CONTROLLER_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
-
-/// Settings of the Job controller.
-#[derive(Clone)]
-pub struct Config {
-    /// First delay before a pod replaces a failed one (Kubernetes: 10 s); doubles per failure.
-    pub backoff_base: Duration,
-    /// Where the controller reads the time.
-    pub clock: Clock,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            backoff_base: Duration::from_secs(10),
-            clock: workload::system_clock(),
-        }
-    }
-}
 
 /// What the controller knows about one Job at one moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,34 +112,12 @@ pub fn backoff(base: Duration, failures: i32) -> Duration {
     base.saturating_mul(factor).min(Duration::from_secs(360))
 }
 
-struct Ctx {
-    client: Client,
-    config: Config,
-    events: Events,
-}
-
-/// Runs the Job controller until `shutdown` resolves.
-pub async fn run(
-    client: Client,
-    config: Config,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let ctx = Arc::new(Ctx {
-        events: Events::new(client.clone(), "job-controller"),
-        client: client.clone(),
-        config,
-    });
-    Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Pod>::all(client), watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
-}
-
-fn error_policy(job: Arc<Job>, error: &Error, _: Arc<Ctx>) -> Action {
-    tracing::warn!(job = %job.name_any(), %error, "job sync failed");
-    Action::requeue(Duration::from_secs(2))
+/// Runs the Job controller until the context stops.
+pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
+    let controller = Controller::new(Api::<Job>::all(ctx.client.clone()), watcher::Config::default())
+        .owns(Api::<Pod>::all(ctx.client.clone()), watcher::Config::default());
+    ctx.drive(controller, reconcile).await;
+    Ok(())
 }
 
 fn condition_true<'a>(status: &'a JobStatus, kind: &str) -> Option<&'a JobCondition> {
@@ -202,11 +162,12 @@ fn seconds_between(from: jiff::Timestamp, to: jiff::Timestamp) -> i64 {
     to.as_second() - from.as_second()
 }
 
-async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let events = Events(&ctx);
     if job.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let now = (ctx.config.clock)();
+    let now = jiff::Timestamp::now();
     let ns = job.namespace().unwrap_or_else(|| "default".into());
     let name = job.name_any();
     let uid = job.uid().unwrap_or_default();
@@ -240,8 +201,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     if spec.completion_mode.as_deref() == Some("Indexed") {
-        ctx.events
-            .warning(
+        events.warning(
                 job.as_ref(),
                 "Unsupported",
                 "completionMode Indexed is not supported by gitplane yet",
@@ -285,8 +245,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     for p in active.iter().take(to_delete) {
         match pods_api.delete(&p.name_any(), &DeleteParams::default()).await {
             Ok(_) => {
-                ctx.events
-                    .normal(
+                events.normal(
                         job.as_ref(),
                         "SuccessfulDelete",
                         &format!("Deleted pod: {}", p.name_any()),
@@ -308,7 +267,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             .filter(|p| workload::phase(p) == "Failed")
             .filter_map(pod_finished_at)
             .max();
-        let wait = backoff(ctx.config.backoff_base, failed);
+        let wait = backoff(ctx.config.job_backoff_base, failed);
         let ready_at = last_failure.map(|t| t + jiff::SignedDuration::try_from(wait).unwrap_or_default());
         match ready_at.filter(|t| *t > now) {
             Some(t) => {
@@ -332,11 +291,10 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                         labels,
                         PodName::Prefix(format!("{name}-")),
                     );
-                    match pods_api.create(&PostParams::default(), &pod).await {
+                    match pods_api.create(&ctx.post_params(), &pod).await {
                         Ok(p) => {
                             active_now += 1;
-                            ctx.events
-                                .normal(
+                            events.normal(
                                     job.as_ref(),
                                     "SuccessfulCreate",
                                     &format!("Created pod: {}", p.name_any()),
@@ -344,8 +302,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                                 .await;
                         }
                         Err(e) => {
-                            ctx.events
-                                .warning(job.as_ref(), "FailedCreate", &format!("Error creating: {e}"))
+                            events.warning(job.as_ref(), "FailedCreate", &format!("Error creating: {e}"))
                                 .await;
                             return Err(e.into());
                         }
@@ -372,7 +329,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             });
             completion_time = Some(stamp.clone());
             finished = true;
-            ctx.events.normal(job.as_ref(), "Completed", "Job completed").await;
+            events.normal(job.as_ref(), "Completed", "Job completed").await;
         }
         Decision::Failed { reason, message } => {
             conditions.push(JobCondition {
@@ -384,7 +341,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 message: Some((*message).into()),
             });
             finished = true;
-            ctx.events.warning(job.as_ref(), reason, message).await;
+            events.warning(job.as_ref(), reason, message).await;
         }
         Decision::Run { .. } => {}
     }
@@ -401,7 +358,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if new_status != status {
         jobs.patch_status(
             &name,
-            &PatchParams::default(),
+            &ctx.patch_params(),
             &Patch::Merge(json!({ "status": new_status })),
         )
         .await?;

@@ -14,20 +14,23 @@
 //! add them.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
 
-use super::workload::{self, Clock, Events};
+use super::workload;
+use super::{Context, Error};
+use crate::events::EventType;
 use crate::scheduler::plugins::taint_toleration::tolerates;
 
 /// The taint of a node whose `Ready` condition is `Unknown`.
@@ -36,31 +39,6 @@ pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
 /// Where node Leases live.
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
-
-/// Settings of the node lifecycle controller.
-#[derive(Clone)]
-pub struct Config {
-    /// How long a node may stay silent before it is `Unknown` (`--node-monitor-grace-period`).
-    pub grace_period: Duration,
-    /// How often nodes are checked (`--node-monitor-period`).
-    pub monitor_period: Duration,
-    /// `tolerationSeconds` assumed for pods without a `not-ready`/`unreachable` toleration
-    /// (Kubernetes' `--default-unreachable-toleration-seconds`: 300).
-    pub default_toleration_seconds: i64,
-    /// Where the controller reads the time.
-    pub clock: Clock,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            grace_period: Duration::from_secs(40),
-            monitor_period: Duration::from_secs(5),
-            default_toleration_seconds: 300,
-            clock: workload::system_clock(),
-        }
-    }
-}
 
 /// The `(key, effect)` taints a node gets for its `Ready` condition status.
 pub fn condition_taints(ready: Option<&str>) -> Vec<(&'static str, &'static str)> {
@@ -114,47 +92,42 @@ fn ready_status(node: &Node) -> Option<String> {
         .map(|c| c.status.clone())
 }
 
-/// Runs the node lifecycle controller until `shutdown` resolves.
-pub async fn run(
-    client: Client,
-    config: Config,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) {
+/// Runs the node lifecycle controller until the context stops.
+pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let (nodes, node_writer) = reflector::store::<Node>();
     let (leases, lease_writer) = reflector::store::<Lease>();
     let node_stream = reflector(
         node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+        watcher(Api::<Node>::all(ctx.client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .for_each(|_| async {});
     let lease_stream = reflector(
         lease_writer,
         watcher(
-            Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE),
+            Api::<Lease>::namespaced(ctx.client.clone(), LEASE_NAMESPACE),
             watcher::Config::default(),
         ),
     )
     .default_backoff()
     .for_each(|_| async {});
     let mut monitor = Monitor {
-        events: Events::new(client.clone(), "node-controller"),
-        client,
-        config,
+        ctx: ctx.clone(),
         probes: HashMap::new(),
     };
-    let mut tick = tokio::time::interval(monitor.config.monitor_period);
+    let mut tick = tokio::time::interval(ctx.config.node_monitor_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let shutdown = ctx.stopped();
     tokio::pin!(node_stream, lease_stream, shutdown);
     loop {
         tokio::select! {
-            _ = &mut shutdown => return,
-            _ = &mut node_stream => return,
-            _ = &mut lease_stream => return,
+            _ = &mut shutdown => return Ok(()),
+            _ = &mut node_stream => return Ok(()),
+            _ = &mut lease_stream => return Ok(()),
             _ = tick.tick() => {
-                if nodes.wait_until_ready().await.is_ok() && leases.wait_until_ready().await.is_ok() {
-                    monitor.check(&nodes, &leases).await;
-                }
+                ctx.ready(&nodes).await?;
+                ctx.ready(&leases).await?;
+                monitor.check(&nodes, &leases).await;
             }
         }
     }
@@ -162,9 +135,7 @@ pub async fn run(
 
 /// The controller's state: when each node's Lease was last seen to change.
 struct Monitor {
-    client: Client,
-    config: Config,
-    events: Events,
+    ctx: Arc<Context>,
     probes: HashMap<String, (Option<Timestamp>, Instant)>,
 }
 
@@ -183,7 +154,7 @@ impl Monitor {
             if probe.0 != renew {
                 *probe = (renew, now);
             }
-            let stale = now.duration_since(probe.1) > self.config.grace_period;
+            let stale = now.duration_since(probe.1) > self.ctx.config.node_monitor_grace_period;
             if let Err(e) = self.sync(&node, stale).await {
                 tracing::warn!(node = %name, error = %e, "node lifecycle sync failed");
             }
@@ -192,8 +163,8 @@ impl Monitor {
 
     async fn sync(&self, node: &Node, stale: bool) -> Result<(), kube::Error> {
         let name = node.name_any();
-        let api: Api<Node> = Api::all(self.client.clone());
-        let wall = (self.config.clock)();
+        let api: Api<Node> = Api::all(self.ctx.client.clone());
+        let wall = Timestamp::now();
         let mut ready = ready_status(node);
         if stale && ready.as_deref() != Some("Unknown") {
             let conditions: Vec<NodeCondition> = node
@@ -226,13 +197,17 @@ impl Monitor {
             };
             api.patch_status(
                 &name,
-                &PatchParams::default(),
+                &self.ctx.patch_params(),
                 &Patch::Merge(json!({"status": {"conditions": conditions}})),
             )
             .await?;
-            self.events
-                .normal(node, "NodeNotReady", &format!("Node {name} status is now: NodeNotReady"))
-                .await;
+            self.ctx.event(
+                node,
+                EventType::Normal,
+                "NodeNotReady",
+                "NodeNotReady",
+                format!("Node {name} status is now: NodeNotReady"),
+            );
             ready = Some("Unknown".into());
         }
         // Taints follow the Ready condition.
@@ -261,7 +236,7 @@ impl Monitor {
         if next != current {
             api.patch(
                 &name,
-                &PatchParams::default(),
+                &self.ctx.patch_params(),
                 &Patch::Merge(json!({
                     "metadata": {"resourceVersion": node.resource_version()},
                     "spec": {"taints": next},
@@ -285,7 +260,7 @@ impl Monitor {
         node_ready: bool,
         now: Timestamp,
     ) -> Result<(), kube::Error> {
-        let pods = Api::<Pod>::all(self.client.clone())
+        let pods = Api::<Pod>::all(self.ctx.client.clone())
             .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
             .await?;
         for pod in pods.items {
@@ -293,7 +268,7 @@ impl Monitor {
                 continue;
             }
             let ns = pod.namespace().unwrap_or_else(|| "default".into());
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
             let tolerations = pod
                 .spec
                 .as_ref()
@@ -302,20 +277,18 @@ impl Monitor {
             let evict = eviction_at(
                 &tolerations,
                 taints,
-                self.config.default_toleration_seconds,
+                self.ctx.config.default_toleration_seconds,
                 now,
             );
             if evict.is_some_and(|t| t <= now) {
                 match api.delete(&pod.name_any(), &DeleteParams::default()).await {
-                    Ok(_) => {
-                        self.events
-                            .normal(
-                                &pod,
-                                "TaintManagerEviction",
-                                &format!("Marking for deletion Pod {ns}/{}", pod.name_any()),
-                            )
-                            .await
-                    }
+                    Ok(_) => self.ctx.event(
+                        &pod,
+                        EventType::Normal,
+                        "TaintManagerEviction",
+                        "Delete",
+                        format!("Marking for deletion Pod {ns}/{}", pod.name_any()),
+                    ),
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => return Err(e),
                 }
@@ -327,7 +300,7 @@ impl Monitor {
                     "lastTransitionTime": Time(now),
                 }]}});
                 if let Err(e) = api
-                    .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(patch))
+                    .patch_status(&pod.name_any(), &self.ctx.patch_params(), &Patch::Strategic(patch))
                     .await
                 {
                     tracing::debug!(pod = %pod.name_any(), error = %e, "marking pod not ready failed");

@@ -15,20 +15,19 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::workload::{self, Error, Events, PodName, REVISION_LABEL};
+use super::workload::{self, Events, PodName, REVISION_LABEL};
+use super::{Context, Error};
 
 /// Label with the pod's own name.
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -136,34 +135,15 @@ pub fn ordinal(set: &str, pod: &str) -> Option<usize> {
     pod.strip_prefix(set)?.strip_prefix('-')?.parse().ok()
 }
 
-struct Ctx {
-    client: Client,
-    events: Events,
-}
-
-/// Runs the StatefulSet controller until `shutdown` resolves.
-pub async fn run(
-    client: Client,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let ctx = Arc::new(Ctx {
-        events: Events::new(client.clone(), "statefulset-controller"),
-        client: client.clone(),
-    });
-    Controller::new(
-        Api::<StatefulSet>::all(client.clone()),
+/// Runs the StatefulSet controller until the context stops.
+pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
+    let controller = Controller::new(
+        Api::<StatefulSet>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Pod>::all(client), watcher::Config::default())
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|_| async {})
-    .await;
-}
-
-fn error_policy(set: Arc<StatefulSet>, error: &Error, _: Arc<Ctx>) -> Action {
-    tracing::warn!(statefulset = %set.name_any(), %error, "statefulset sync failed");
-    Action::requeue(Duration::from_secs(2))
+    .owns(Api::<Pod>::all(ctx.client.clone()), watcher::Config::default());
+    ctx.drive(controller, reconcile).await;
+    Ok(())
 }
 
 /// The template a ControllerRevision holds.
@@ -176,7 +156,8 @@ fn revision_template(rev: &ControllerRevision) -> Option<PodTemplateSpec> {
     serde_json::from_value(data).ok()
 }
 
-async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let events = Events(&ctx);
     if set.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -219,7 +200,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
             data: Some(RawExtension(json!({"spec": {"template": template}}))),
             revision: revisions.iter().map(|r| r.revision).max().unwrap_or(0) + 1,
         };
-        match revs_api.create(&PostParams::default(), &rev).await {
+        match revs_api.create(&ctx.post_params(), &rev).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(e.into()),
@@ -293,10 +274,9 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
                         s.subdomain = spec.service_name.clone();
                     }
                 }
-                match pods_api.create(&PostParams::default(), &pod).await {
+                match pods_api.create(&ctx.post_params(), &pod).await {
                     Ok(_) => {
-                        ctx.events
-                            .normal(
+                        events.normal(
                                 set.as_ref(),
                                 "SuccessfulCreate",
                                 &format!("create Pod {pod_name} in StatefulSet {name} successful"),
@@ -305,8 +285,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
                     }
                     Err(kube::Error::Api(e)) if e.code == 409 => {}
                     Err(e) => {
-                        ctx.events
-                            .warning(set.as_ref(), "FailedCreate", &format!("create Pod {pod_name} in StatefulSet {name} failed error: {e}"))
+                        events.warning(set.as_ref(), "FailedCreate", &format!("create Pod {pod_name} in StatefulSet {name} failed error: {e}"))
                             .await;
                         return Err(e.into());
                     }
@@ -316,8 +295,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
                 let pod_name = format!("{name}-{o}");
                 match pods_api.delete(&pod_name, &DeleteParams::default()).await {
                     Ok(_) => {
-                        ctx.events
-                            .normal(
+                        events.normal(
                                 set.as_ref(),
                                 "SuccessfulDelete",
                                 &format!("delete Pod {pod_name} in StatefulSet {name} successful"),
@@ -362,7 +340,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
         Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
             .patch_status(
                 &name,
-                &PatchParams::default(),
+                &ctx.patch_params(),
                 &Patch::Merge(json!({ "status": new_status })),
             )
             .await?;

@@ -1,36 +1,23 @@
 //! What the workload controllers (Job, CronJob, DaemonSet, StatefulSet, node lifecycle) share:
-//! controller references, pods made from templates, pod readiness, template hashes, a clock
-//! that tests can replace, Events, and the controllers' error type.
+//! controller references, pods made from templates, pod readiness, template hashes and Events.
+//!
+//! These controllers read their pods with a LIST per reconcile (served by the API server's
+//! watch cache, consistent with their own writes) rather than from a reflector store: a store
+//! lags behind the controller's own creates and deletes, and without Kubernetes'
+//! "expectations" a reconcile would then start a pod twice.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Event, ObjectReference, Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
-use kube::api::{Api, ListParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::api::{Api, ListParams};
 use kube::{Client, Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
+use super::{Context, Error};
+use crate::events::EventType;
+
 use crate::scheduler::labels::selector_matches;
-
-/// Errors of the workload controllers.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A request to the API server failed.
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-    /// An object cannot be handled as it is (a missing field, a bad value).
-    #[error("{0}")]
-    Invalid(String),
-}
-
-/// Where a controller reads the time; tests give a fixed or shifted clock.
-pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
-
-/// The wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(jiff::Timestamp::now)
-}
 
 /// The label every controller-made pod carries with its template's hash (DaemonSet,
 /// StatefulSet), as Kubernetes' `controller-revision-hash`.
@@ -165,64 +152,30 @@ pub fn match_labels_query(selector: &LabelSelector) -> Option<String> {
     })
 }
 
-/// Posts core/v1 Events about objects, as `component`.
-#[derive(Clone)]
-pub struct Events {
-    client: Client,
-    component: String,
-}
+/// Events about the objects of one controller, through its [`Context`]'s recorder.
+pub struct Events<'a>(pub &'a Context);
 
-impl Events {
-    /// Events from `component` (`job-controller`, …).
-    pub fn new(client: Client, component: &str) -> Events {
-        Events {
-            client,
-            component: component.into(),
-        }
-    }
-
-    /// Records a `Normal` event.
+impl Events<'_> {
+    /// Records a `Normal` event; the action is the reason's verb (`SuccessfulCreate` → `Create`).
     pub async fn normal<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, msg: &str) {
-        self.post(obj.object_ref(&()), "Normal", reason, msg).await;
+        self.0
+            .event(obj, EventType::Normal, reason, action_of(reason), msg.to_string());
     }
 
     /// Records a `Warning` event.
     pub async fn warning<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, msg: &str) {
-        self.post(obj.object_ref(&()), "Warning", reason, msg).await;
+        self.0
+            .event(obj, EventType::Warning, reason, action_of(reason), msg.to_string());
     }
+}
 
-    /// Records an event about `object`; failures are logged, never returned (an event is not
-    /// worth failing a reconcile for).
-    pub async fn post(&self, object: ObjectReference, kind: &str, reason: &str, msg: &str) {
-        let namespace = object
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let now = Time(jiff::Timestamp::now());
-        let event = Event {
-            metadata: ObjectMeta {
-                generate_name: Some(format!("{}.", object.name.as_deref().unwrap_or("object"))),
-                namespace: Some(namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            involved_object: object,
-            reason: Some(reason.into()),
-            message: Some(msg.into()),
-            type_: Some(kind.into()),
-            count: Some(1),
-            first_timestamp: Some(now.clone()),
-            last_timestamp: Some(now),
-            source: Some(k8s_openapi::api::core::v1::EventSource {
-                component: Some(self.component.clone()),
-                host: None,
-            }),
-            reporting_component: Some(self.component.clone()),
-            ..Event::default()
-        };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::debug!(error = %e, reason, "event not written");
-        }
+fn action_of(reason: &str) -> &'static str {
+    if reason.contains("Create") {
+        "Create"
+    } else if reason.contains("Delete") || reason.contains("Eviction") {
+        "Delete"
+    } else {
+        "Sync"
     }
 }
 
