@@ -438,16 +438,23 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
         last_schedule_time: last_schedule,
         last_successful_time: last_successful.map(Time),
     };
-    if new_status != status {
+    // Only the fields that changed, so a concurrent writer of the others is not undone.
+    let mut patch = serde_json::Map::new();
+    if new_status.active != status.active {
+        patch.insert("active".into(), json!(new_status.active));
+    }
+    if new_status.last_schedule_time != status.last_schedule_time {
+        patch.insert("lastScheduleTime".into(), json!(new_status.last_schedule_time));
+    }
+    if new_status.last_successful_time != status.last_successful_time {
+        patch.insert("lastSuccessfulTime".into(), json!(new_status.last_successful_time));
+    }
+    if !patch.is_empty() {
         cronjobs
             .patch_status(
                 &name,
                 &ctx.patch_params(),
-                &Patch::Merge(json!({"status": {
-                    "active": new_status.active,
-                    "lastScheduleTime": new_status.last_schedule_time,
-                    "lastSuccessfulTime": new_status.last_successful_time,
-                }})),
+                &Patch::Merge(json!({ "status": patch })),
             )
             .await?;
     }
