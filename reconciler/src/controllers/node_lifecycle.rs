@@ -117,20 +117,25 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     };
     let mut tick = tokio::time::interval(ctx.config.node_monitor_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The watches run on their own so the stores fill while a check waits for them.
+    let watches = [tokio::spawn(node_stream), tokio::spawn(lease_stream)];
     let shutdown = ctx.stopped();
-    tokio::pin!(node_stream, lease_stream, shutdown);
-    loop {
+    tokio::pin!(shutdown);
+    let result = loop {
         tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            _ = &mut node_stream => return Ok(()),
-            _ = &mut lease_stream => return Ok(()),
+            _ = &mut shutdown => break Ok(()),
             _ = tick.tick() => {
-                ctx.ready(&nodes).await?;
-                ctx.ready(&leases).await?;
+                if let Err(e) = ctx.ready(&nodes).await.and(ctx.ready(&leases).await) {
+                    break Err(e);
+                }
                 monitor.check(&nodes, &leases).await;
             }
         }
+    };
+    for w in watches {
+        w.abort();
     }
+    result
 }
 
 /// The controller's state: when each node's Lease was last seen to change.
