@@ -29,6 +29,8 @@
 //! on the Lease `kube-system/kube-controller-manager` with [`crate::leader`].
 
 pub mod deployment;
+pub mod garbagecollector;
+pub mod namespace;
 pub mod replicaset;
 pub mod rootcacert;
 pub mod serviceaccount;
@@ -81,6 +83,16 @@ pub const CONTROLLERS: &[Registration] = &[
         name: "replicaset",
         identity: "replicaset-controller",
         start: |ctx| Box::pin(replicaset::run(ctx)),
+    },
+    Registration {
+        name: "garbagecollector",
+        identity: "generic-garbage-collector",
+        start: |ctx| Box::pin(garbagecollector::run(ctx)),
+    },
+    Registration {
+        name: "namespace",
+        identity: "namespace-controller",
+        start: |ctx| Box::pin(namespace::run(ctx)),
     },
     Registration {
         name: "serviceaccount",

@@ -326,6 +326,11 @@ async fn create_pods(
         }
         state.expectations.expect(key, created, Vec::new());
         if let Some(e) = failed {
+            if matches!(&e, kube::Error::Api(s) if s.code == 403 && s.message.contains("being terminated"))
+            {
+                // The namespace is going away: nothing to create, nothing to report.
+                return Ok(());
+            }
             let message = match &e {
                 kube::Error::Api(s) => s.message.clone(),
                 other => other.to_string(),
