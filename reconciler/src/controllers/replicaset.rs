@@ -181,10 +181,9 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>, state: Arc<State>) -> Resu
                     && is_active(&pod)
                     && pod.metadata.deletion_timestamp.is_none()
                     && selects(&selector, &pod.metadata)
+                    && let Some(adopted) = adopt(&ctx, &rs, &pod).await?
                 {
-                    if let Some(adopted) = adopt(&ctx, &rs, &pod).await? {
-                        owned.push(Arc::new(adopted));
-                    }
+                    owned.push(Arc::new(adopted));
                 }
             }
         }

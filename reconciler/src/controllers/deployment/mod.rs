@@ -120,10 +120,11 @@ async fn reconcile(
             }
             Some(_) => {}
             None => {
-                if rs.metadata.deletion_timestamp.is_none() && selects(&selector, &rs.metadata) {
-                    if let Some(adopted) = adopt(&ctx, &d, &rs).await? {
-                        owned.push(Arc::new(adopted));
-                    }
+                if rs.metadata.deletion_timestamp.is_none()
+                    && selects(&selector, &rs.metadata)
+                    && let Some(adopted) = adopt(&ctx, &d, &rs).await?
+                {
+                    owned.push(Arc::new(adopted));
                 }
             }
         }
