@@ -42,7 +42,9 @@ fn job(s: &Server, name: &str) -> Option<Value> {
 fn job_pods(s: &Server, name: &str) -> Vec<Value> {
     items(
         s,
-        &format!("/api/v1/namespaces/default/pods?labelSelector=batch.kubernetes.io/job-name%3D{name}"),
+        &format!(
+            "/api/v1/namespaces/default/pods?labelSelector=batch.kubernetes.io/job-name%3D{name}"
+        ),
     )
 }
 
@@ -106,7 +108,10 @@ fn endpoints_and_endpointslices_follow_pod_readiness() {
     apply(&s, &pod("web-b", ""));
     apply(
         &s,
-        &pod("web-failed", "  annotations:\n    gitplane.io/simulate: fail\n"),
+        &pod(
+            "web-failed",
+            "  annotations:\n    gitplane.io/simulate: fail\n",
+        ),
     );
     let ep = eventually("two ready addresses", WAIT, || {
         get(&s, "/api/v1/namespaces/default/endpoints/web")
@@ -207,12 +212,18 @@ fn a_job_runs_its_completions_with_parallelism_and_completes() {
     assert_eq!(j["status"]["succeeded"], 4, "{j}");
     assert_eq!(j["status"]["active"], 0, "{j}");
     assert!(j["status"]["startTime"].is_string() && j["status"]["completionTime"].is_string());
-    let uid = j["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    let uid = j["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let pods = job_pods(&s, "work");
     assert_eq!(pods.len(), 4);
     for p in &pods {
         assert_eq!(p["status"]["phase"], "Succeeded");
-        assert_eq!(p["metadata"]["labels"]["batch.kubernetes.io/controller-uid"], uid);
+        assert_eq!(
+            p["metadata"]["labels"]["batch.kubernetes.io/controller-uid"],
+            uid
+        );
         assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "Job");
         assert_eq!(p["metadata"]["ownerReferences"][0]["controller"], true);
     }
@@ -221,17 +232,32 @@ fn a_job_runs_its_completions_with_parallelism_and_completes() {
     // first two finished".
     let mut starts: Vec<String> = pods
         .iter()
-        .map(|p| p["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_string())
+        .map(|p| {
+            p["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
         .collect();
     starts.sort();
     let mut ends: Vec<String> = pods
         .iter()
-        .filter_map(|p| p["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"].as_str())
+        .filter_map(|p| {
+            p["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"].as_str()
+        })
         .map(str::to_string)
         .collect();
     ends.sort();
-    assert!(starts[2] >= ends[0], "third pod started before any pod finished");
-    s.ok(&["wait", "--for=condition=complete", "job/work", "--timeout=10s"]);
+    assert!(
+        starts[2] >= ends[0],
+        "third pod started before any pod finished"
+    );
+    s.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/work",
+        "--timeout=10s",
+    ]);
 }
 
 #[test]
@@ -241,7 +267,10 @@ fn failures_beyond_the_backoff_limit_fail_the_job() {
     let j = eventually("job flaky failed", WAIT, || {
         job(&s, "flaky").filter(|j| condition(j, "Failed").is_some())
     });
-    assert_eq!(condition(&j, "Failed").unwrap()["reason"], "BackoffLimitExceeded");
+    assert_eq!(
+        condition(&j, "Failed").unwrap()["reason"],
+        "BackoffLimitExceeded"
+    );
     assert_eq!(j["status"]["failed"], 2, "{j}");
     assert_eq!(job_pods(&s, "flaky").len(), 2);
     assert!(!events(&s, "flaky", "BackoffLimitExceeded").is_empty());
@@ -252,7 +281,11 @@ fn the_active_deadline_fails_a_running_job_and_stops_its_pods() {
     let s = simulated("1", &[]);
     apply(
         &s,
-        &job_yaml("slow", "  activeDeadlineSeconds: 2\n  parallelism: 2\n  completions: 2\n", "run"),
+        &job_yaml(
+            "slow",
+            "  activeDeadlineSeconds: 2\n  parallelism: 2\n  completions: 2\n",
+            "run",
+        ),
     );
     eventually("two running pods", WAIT, || {
         (job_pods(&s, "slow")
@@ -265,7 +298,10 @@ fn the_active_deadline_fails_a_running_job_and_stops_its_pods() {
     let j = eventually("job slow failed", WAIT, || {
         job(&s, "slow").filter(|j| condition(j, "Failed").is_some())
     });
-    assert_eq!(condition(&j, "Failed").unwrap()["reason"], "DeadlineExceeded");
+    assert_eq!(
+        condition(&j, "Failed").unwrap()["reason"],
+        "DeadlineExceeded"
+    );
     eventually("pods stopped", WAIT, || {
         job_pods(&s, "slow")
             .iter()
@@ -284,7 +320,9 @@ fn a_finished_job_with_a_ttl_is_deleted() {
     eventually("job brief complete", WAIT, || {
         job(&s, "brief").filter(|j| condition(j, "Complete").is_some())
     });
-    eventually("job brief deleted", WAIT, || job(&s, "brief").is_none().then_some(()));
+    eventually("job brief deleted", WAIT, || {
+        job(&s, "brief").is_none().then_some(())
+    });
 }
 
 fn cronjob_yaml(name: &str, extra: &str) -> String {
@@ -294,7 +332,11 @@ fn cronjob_yaml(name: &str, extra: &str) -> String {
 }
 
 fn cronjob(s: &Server, name: &str) -> Value {
-    get(s, &format!("/apis/batch/v1/namespaces/default/cronjobs/{name}")).expect("cronjob")
+    get(
+        s,
+        &format!("/apis/batch/v1/namespaces/default/cronjobs/{name}"),
+    )
+    .expect("cronjob")
 }
 
 fn jobs_of(s: &Server, cronjob: &str) -> Vec<Value> {
@@ -307,7 +349,10 @@ fn jobs_of(s: &Server, cronjob: &str) -> Vec<Value> {
 #[test]
 fn cronjobs_start_manual_jobs_and_the_latest_missed_schedule() {
     let s = simulated("1", &[]);
-    apply(&s, &cronjob_yaml("recent", "  startingDeadlineSeconds: 3600\n"));
+    apply(
+        &s,
+        &cronjob_yaml("recent", "  startingDeadlineSeconds: 3600\n"),
+    );
     apply(&s, &cronjob_yaml("ancient", ""));
 
     // kubectl create job --from=cronjob: a Job owned by the CronJob, run by the Job controller.
@@ -334,7 +379,14 @@ fn cronjobs_start_manual_jobs_and_the_latest_missed_schedule() {
             "-p",
             r#"{"status":{"lastScheduleTime":"2020-01-01T00:00:00Z"}}"#,
         ]);
-        s.ok(&["patch", "cronjob", name, "--type=merge", "-p", r#"{"spec":{"suspend":false}}"#]);
+        s.ok(&[
+            "patch",
+            "cronjob",
+            name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspend":false}}"#,
+        ]);
     }
     for name in ["recent", "ancient"] {
         let cj = eventually(&format!("{name} scheduled"), WAIT, || {
@@ -359,7 +411,9 @@ fn cronjobs_start_manual_jobs_and_the_latest_missed_schedule() {
             "{name}: {scheduled_jobs:?}"
         );
         assert!(
-            scheduled_jobs.iter().any(|j| j["metadata"]["name"] == expected.as_str()),
+            scheduled_jobs
+                .iter()
+                .any(|j| j["metadata"]["name"] == expected.as_str()),
             "{name}: expected {expected}"
         );
     }
@@ -370,7 +424,10 @@ fn cronjobs_start_manual_jobs_and_the_latest_missed_schedule() {
 }
 
 fn ds_pods(s: &Server) -> Vec<Value> {
-    items(s, "/api/v1/namespaces/default/pods?labelSelector=app%3Dagent")
+    items(
+        s,
+        "/api/v1/namespaces/default/pods?labelSelector=app%3Dagent",
+    )
 }
 
 const DAEMONSET: &str = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels:\n      app: agent\n  template:\n    metadata:\n      labels:\n        app: agent\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - name: c\n        image: agent:v1\n";
@@ -399,8 +456,8 @@ fn a_daemonset_runs_one_pod_per_node_including_new_ones_and_rolls_updates() {
     assert_eq!(ds["status"]["updatedNumberScheduled"], 2);
     let pod = &ds_pods(&s)[0];
     assert_eq!(
-        pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-            ["nodeSelectorTerms"][0]["matchFields"][0]["key"],
+        pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            [0]["matchFields"][0]["key"],
         "metadata.name"
     );
 
@@ -423,7 +480,8 @@ fn a_daemonset_runs_one_pod_per_node_including_new_ones_and_rolls_updates() {
             .collect();
         (live.len() == 3
             && live.iter().all(|p| {
-                p["spec"]["containers"][0]["image"] == "agent:v2" && p["status"]["phase"] == "Running"
+                p["spec"]["containers"][0]["image"] == "agent:v2"
+                    && p["status"]["phase"] == "Running"
             }))
         .then_some(())
     });
@@ -470,7 +528,10 @@ fn a_statefulset_creates_pods_in_order_and_updates_above_its_partition() {
     let p0 = &sts_pods(&s, "db")[0];
     assert_eq!(p0["spec"]["hostname"], "db-0");
     assert_eq!(p0["spec"]["subdomain"], "db");
-    assert_eq!(p0["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"], "db-0");
+    assert_eq!(
+        p0["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
+        "db-0"
+    );
 
     s.ok(&["label", "node", "sim-node-0", "sts=ok"]);
     let set = eventually("three ready db pods", WAIT, || {
@@ -483,7 +544,10 @@ fn a_statefulset_creates_pods_in_order_and_updates_above_its_partition() {
         .map(|p| p["metadata"]["creationTimestamp"].as_str().unwrap_or(""))
         .collect();
     assert!(created.windows(2).all(|w| w[0] <= w[1]), "{created:?}");
-    let v1 = set["status"]["currentRevision"].as_str().unwrap_or("").to_string();
+    let v1 = set["status"]["currentRevision"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     assert_eq!(set["status"]["updateRevision"], v1.as_str());
     assert!(s.ok(&["get", "controllerrevisions"]).contains(&v1));
 
@@ -493,12 +557,20 @@ fn a_statefulset_creates_pods_in_order_and_updates_above_its_partition() {
         get(&s, "/apis/apps/v1/namespaces/default/statefulsets/db")
             .filter(|d| d["status"]["updatedReplicas"] == 1 && d["status"]["readyReplicas"] == 3)
     });
-    let v2 = set["status"]["updateRevision"].as_str().unwrap_or("").to_string();
+    let v2 = set["status"]["updateRevision"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     assert_ne!(v1, v2);
     assert_eq!(set["status"]["currentRevision"], v1.as_str());
     let revisions: Vec<String> = sts_pods(&s, "db")
         .iter()
-        .map(|p| p["metadata"]["labels"]["controller-revision-hash"].as_str().unwrap_or("").to_string())
+        .map(|p| {
+            p["metadata"]["labels"]["controller-revision-hash"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
         .collect();
     assert_eq!(revisions, vec![v1.clone(), v1.clone(), v2.clone()]);
 
@@ -529,9 +601,10 @@ fn ready_status(n: &Value) -> String {
 }
 
 fn tainted(n: &Value, key: &str) -> bool {
-    n["spec"]["taints"]
-        .as_array()
-        .is_some_and(|t| t.iter().any(|t| t["key"] == key && t["effect"] == "NoExecute"))
+    n["spec"]["taints"].as_array().is_some_and(|t| {
+        t.iter()
+            .any(|t| t["key"] == key && t["effect"] == "NoExecute")
+    })
 }
 
 #[test]
@@ -549,7 +622,10 @@ fn a_silent_node_is_tainted_its_pods_evicted_and_replaced_and_it_recovers() {
             "1",
         ],
     );
-    apply(&s, &job_yaml("service", "  parallelism: 1\n  completions: 1\n", "run"));
+    apply(
+        &s,
+        &job_yaml("service", "  parallelism: 1\n  completions: 1\n", "run"),
+    );
     let (first, victim) = eventually("a running job pod", WAIT, || {
         job_pods(&s, "service")
             .into_iter()
@@ -569,22 +645,27 @@ fn a_silent_node_is_tainted_its_pods_evicted_and_replaced_and_it_recovers() {
         ),
     );
     eventually("patient running", WAIT, || {
-        get(&s, "/api/v1/namespaces/default/pods/patient").filter(|p| p["status"]["phase"] == "Running")
+        get(&s, "/api/v1/namespaces/default/pods/patient")
+            .filter(|p| p["status"]["phase"] == "Running")
     });
 
-    s.ok(&["annotate", "node", &victim, "gitplane.io/simulate=stop-heartbeat"]);
+    s.ok(&[
+        "annotate",
+        "node",
+        &victim,
+        "gitplane.io/simulate=stop-heartbeat",
+    ]);
     eventually("node unreachable", WAIT, || {
         let n = node(&s, &victim);
-        (ready_status(&n) == "Unknown" && tainted(&n, "node.kubernetes.io/unreachable")).then_some(())
+        (ready_status(&n) == "Unknown" && tainted(&n, "node.kubernetes.io/unreachable"))
+            .then_some(())
     });
     eventually("a replacement running elsewhere", WAIT, || {
-        job_pods(&s, "service")
-            .into_iter()
-            .find(|p| {
-                p["metadata"]["name"] != first.as_str()
-                    && p["status"]["phase"] == "Running"
-                    && p["spec"]["nodeName"] != victim.as_str()
-            })
+        job_pods(&s, "service").into_iter().find(|p| {
+            p["metadata"]["name"] != first.as_str()
+                && p["status"]["phase"] == "Running"
+                && p["spec"]["nodeName"] != victim.as_str()
+        })
     });
     let evicted = get(&s, &format!("/api/v1/namespaces/default/pods/{first}"));
     assert!(

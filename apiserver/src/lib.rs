@@ -8,8 +8,7 @@
 //!   every write.
 //! - [`watch_cache`]: all objects in memory, fed by one storage watch; serves reads and watches.
 //! - [`storage`]: the revisioned key-value interface and its backends.
-//! - [`discovery`], [`table`], [`crd`], [`namespace`]: discovery documents, server-side tables,
-//!   CRD serving, namespace deletion.
+//! - [`discovery`], [`table`], [`crd`]: discovery documents, server-side tables, CRD serving.
 //!
 //! **Architecture Invariant**: only this crate touches storage; every other component is an
 //! HTTP client of the API.
@@ -18,7 +17,6 @@ pub mod crd;
 pub mod defaults;
 pub mod discovery;
 pub mod handlers;
-pub mod namespace;
 pub mod openapi;
 pub mod request;
 pub mod response;

@@ -552,7 +552,10 @@ mod tests {
         let mut manual = json!({"metadata": {"name": "m"}, "spec": {"manualSelector": true,
             "selector": {"matchLabels": {"a": "b"}}, "template": {"spec": {}}}});
         prepare_create(&info("jobs"), &mut manual).unwrap();
-        assert_eq!(manual["spec"]["selector"], json!({"matchLabels": {"a": "b"}}));
+        assert_eq!(
+            manual["spec"]["selector"],
+            json!({"matchLabels": {"a": "b"}})
+        );
     }
 
     #[test]

@@ -964,7 +964,13 @@ mod tests {
             "endpoints": (1..=5).map(|i| json!({"addresses": [format!("127.2.0.{i}")]})).collect::<Vec<_>>()});
         let empty = json!({"metadata": {"name": "e", "creationTimestamp": "2020-01-01T00:00:00Z"},
             "addressType": "IPv4", "endpoints": []});
-        let t = table(&info, &[&slice, &empty], json!({}), &Params::default(), true);
+        let t = table(
+            &info,
+            &[&slice, &empty],
+            json!({}),
+            &Params::default(),
+            true,
+        );
         assert_eq!(t["rows"][0]["cells"][1], "IPv4");
         assert_eq!(t["rows"][0]["cells"][2], "8080");
         assert_eq!(

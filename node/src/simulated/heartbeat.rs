@@ -115,11 +115,14 @@ pub(crate) async fn run(
 /// A node back from silence reports its running pods Ready again (the node lifecycle
 /// controller marked them not Ready while it was silent).
 async fn ready_pods_again(pods: &Api<Pod>, node: &str) {
-    let params = ListParams::default().fields(&format!("spec.nodeName={node},status.phase=Running"));
+    let params =
+        ListParams::default().fields(&format!("spec.nodeName={node},status.phase=Running"));
     let Ok(list) = pods.list(&params).await else {
         return;
     };
-    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     for pod in list.items {
         let not_ready = pod
             .status
@@ -129,13 +132,19 @@ async fn ready_pods_again(pods: &Api<Pod>, node: &str) {
         if !not_ready || pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let (Some(ns), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else {
+        let (Some(ns), Some(name)) = (
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref(),
+        ) else {
             continue;
         };
         let api: Api<Pod> = Api::namespaced(pods.clone().into_client(), ns);
         let patch = json!({"status": {"conditions": [
             {"type": "Ready", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}]}});
-        if let Err(e) = api.patch_status(name, &PatchParams::default(), &Patch::Strategic(patch)).await {
+        if let Err(e) = api
+            .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+        {
             tracing::debug!(pod = %name, error = %e, "pod status update failed");
         }
     }

@@ -427,7 +427,10 @@ mod tests {
 
     #[test]
     fn finish_annotations_parse_with_units() {
-        assert_eq!(parse_finish("succeed"), Some((Outcome::Succeed, Duration::ZERO)));
+        assert_eq!(
+            parse_finish("succeed"),
+            Some((Outcome::Succeed, Duration::ZERO))
+        );
         assert_eq!(
             parse_finish("succeed-after=1s"),
             Some((Outcome::Succeed, Duration::from_secs(1)))

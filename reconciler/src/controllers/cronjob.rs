@@ -231,7 +231,10 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         Api::<CronJob>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Job>::all(ctx.client.clone()), watcher::Config::default());
+    .owns(
+        Api::<Job>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    );
     ctx.drive(controller, reconcile).await;
     Ok(())
 }
@@ -317,11 +320,18 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
         (&ok, spec.successful_jobs_history_limit.unwrap_or(3)),
         (&failed, spec.failed_jobs_history_limit.unwrap_or(1)),
     ] {
-        let extra = list.len().saturating_sub(usize::try_from(limit).unwrap_or(0));
+        let extra = list
+            .len()
+            .saturating_sub(usize::try_from(limit).unwrap_or(0));
         for j in list.iter().take(extra) {
             match jobs_api.delete(&j.name_any(), &background).await {
                 Ok(_) => {
-                    events.normal(cj.as_ref(), "SuccessfulDelete", &format!("Deleted job {}", j.name_any()))
+                    events
+                        .normal(
+                            cj.as_ref(),
+                            "SuccessfulDelete",
+                            &format!("Deleted job {}", j.name_any()),
+                        )
                         .await
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -333,7 +343,8 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
     let schedule = match Schedule::parse(&spec.schedule, spec.time_zone.as_deref()) {
         Ok(s) => s,
         Err(e) => {
-            events.warning(cj.as_ref(), "UnparseableSchedule", &e.to_string())
+            events
+                .warning(cj.as_ref(), "UnparseableSchedule", &e.to_string())
                 .await;
             return Ok(Action::await_change());
         }
@@ -362,7 +373,8 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
         CronDecision::Wait { next } => until(now, next),
         CronDecision::Forbidden { next, .. } => until(now, next),
         CronDecision::MissedDeadline { scheduled, next } => {
-            events.warning(
+            events
+                .warning(
                     cj.as_ref(),
                     "MissSchedule",
                     &format!("Missed scheduled time to start a job: {scheduled}"),
@@ -387,7 +399,12 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
                 for j in &active {
                     match jobs_api.delete(&j.name_any(), &background).await {
                         Ok(_) => {
-                            events.normal(cj.as_ref(), "SuccessfulDelete", &format!("Deleted job {}", j.name_any()))
+                            events
+                                .normal(
+                                    cj.as_ref(),
+                                    "SuccessfulDelete",
+                                    &format!("Deleted job {}", j.name_any()),
+                                )
                                 .await
                         }
                         Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -417,14 +434,24 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
             };
             match jobs_api.create(&ctx.post_params(), &job).await {
                 Ok(j) => {
-                    events.normal(cj.as_ref(), "SuccessfulCreate", &format!("Created job {}", j.name_any()))
+                    events
+                        .normal(
+                            cj.as_ref(),
+                            "SuccessfulCreate",
+                            &format!("Created job {}", j.name_any()),
+                        )
                         .await;
                     active_refs.push(job_ref(&j));
                 }
                 // Already started for this time (an earlier sync whose status write was lost).
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => {
-                    events.warning(cj.as_ref(), "FailedCreate", &format!("Error creating job: {e}"))
+                    events
+                        .warning(
+                            cj.as_ref(),
+                            "FailedCreate",
+                            &format!("Error creating job: {e}"),
+                        )
                         .await;
                     return Err(e.into());
                 }
@@ -444,10 +471,16 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
         patch.insert("active".into(), json!(new_status.active));
     }
     if new_status.last_schedule_time != status.last_schedule_time {
-        patch.insert("lastScheduleTime".into(), json!(new_status.last_schedule_time));
+        patch.insert(
+            "lastScheduleTime".into(),
+            json!(new_status.last_schedule_time),
+        );
     }
     if new_status.last_successful_time != status.last_successful_time {
-        patch.insert("lastSuccessfulTime".into(), json!(new_status.last_successful_time));
+        patch.insert(
+            "lastSuccessfulTime".into(),
+            json!(new_status.last_successful_time),
+        );
     }
     if !patch.is_empty() {
         cronjobs
@@ -480,27 +513,98 @@ mod tests {
     #[test]
     fn schedules_find_the_next_time_in_their_time_zone() {
         let cases = [
-            ("*/5 * * * *", None, "2026-01-01T00:03:00Z", "2026-01-01T00:05:00Z"),
-            ("0 * * * *", None, "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"),
-            ("@hourly", None, "2026-01-01T00:30:00Z", "2026-01-01T01:00:00Z"),
-            ("@daily", None, "2026-01-01T00:30:00Z", "2026-01-02T00:00:00Z"),
-            ("@midnight", None, "2026-01-01T00:30:00Z", "2026-01-02T00:00:00Z"),
-            ("@weekly", None, "2026-01-01T00:00:00Z", "2026-01-04T00:00:00Z"),
-            ("0 0 1 * *", None, "2026-01-15T00:00:00Z", "2026-02-01T00:00:00Z"),
-            ("30 9 * * MON-FRI", None, "2026-01-03T00:00:00Z", "2026-01-05T09:30:00Z"),
-            ("0 9 * JAN,FEB *", None, "2026-02-28T10:00:00Z", "2027-01-01T09:00:00Z"),
-            ("0 9 * * *", Some("Europe/Paris"), "2026-01-01T00:00:00Z", "2026-01-01T08:00:00Z"),
-            ("TZ=America/New_York 0 9 * * *", None, "2026-01-01T00:00:00Z", "2026-01-01T14:00:00Z"),
-            ("CRON_TZ=Asia/Tokyo 0 9 * * *", None, "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"),
+            (
+                "*/5 * * * *",
+                None,
+                "2026-01-01T00:03:00Z",
+                "2026-01-01T00:05:00Z",
+            ),
+            (
+                "0 * * * *",
+                None,
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T01:00:00Z",
+            ),
+            (
+                "@hourly",
+                None,
+                "2026-01-01T00:30:00Z",
+                "2026-01-01T01:00:00Z",
+            ),
+            (
+                "@daily",
+                None,
+                "2026-01-01T00:30:00Z",
+                "2026-01-02T00:00:00Z",
+            ),
+            (
+                "@midnight",
+                None,
+                "2026-01-01T00:30:00Z",
+                "2026-01-02T00:00:00Z",
+            ),
+            (
+                "@weekly",
+                None,
+                "2026-01-01T00:00:00Z",
+                "2026-01-04T00:00:00Z",
+            ),
+            (
+                "0 0 1 * *",
+                None,
+                "2026-01-15T00:00:00Z",
+                "2026-02-01T00:00:00Z",
+            ),
+            (
+                "30 9 * * MON-FRI",
+                None,
+                "2026-01-03T00:00:00Z",
+                "2026-01-05T09:30:00Z",
+            ),
+            (
+                "0 9 * JAN,FEB *",
+                None,
+                "2026-02-28T10:00:00Z",
+                "2027-01-01T09:00:00Z",
+            ),
+            (
+                "0 9 * * *",
+                Some("Europe/Paris"),
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T08:00:00Z",
+            ),
+            (
+                "TZ=America/New_York 0 9 * * *",
+                None,
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T14:00:00Z",
+            ),
+            (
+                "CRON_TZ=Asia/Tokyo 0 9 * * *",
+                None,
+                "2026-01-01T00:00:00Z",
+                "2026-01-02T00:00:00Z",
+            ),
         ];
         for (schedule, tz, after, expected) in cases {
-            assert_eq!(next(schedule, tz, after), expected, "{schedule} after {after}");
+            assert_eq!(
+                next(schedule, tz, after),
+                expected,
+                "{schedule} after {after}"
+            );
         }
     }
 
     #[test]
     fn bad_schedules_are_refused_with_the_reason() {
-        for bad in ["", "* * * *", "* * * * * *", "61 * * * *", "@every 5m", "TZ=Nowhere/City * * * * *"] {
+        for bad in [
+            "",
+            "* * * *",
+            "* * * * * *",
+            "61 * * * *",
+            "@every 5m",
+            "TZ=Nowhere/City * * * * *",
+        ] {
             assert!(Schedule::parse(bad, None).is_err(), "{bad:?} parsed");
         }
         assert!(Schedule::parse("* * * * *", Some("Not/AZone")).is_err());
@@ -580,7 +684,10 @@ mod tests {
             }
         );
         // The only time is 10 s old with a 5 s deadline: missed.
-        let d = decide(&every_minute(), &state(None, Some(5), "2026-01-02T00:00:10Z"));
+        let d = decide(
+            &every_minute(),
+            &state(None, Some(5), "2026-01-02T00:00:10Z"),
+        );
         assert_eq!(
             d,
             CronDecision::Wait {
@@ -588,7 +695,11 @@ mod tests {
             }
         );
         let yearly = Schedule::parse("@yearly", None).unwrap();
-        let mut s = state(Some("2020-01-01T00:00:00Z"), Some(60), "2026-03-01T00:00:00Z");
+        let mut s = state(
+            Some("2020-01-01T00:00:00Z"),
+            Some(60),
+            "2026-03-01T00:00:00Z",
+        );
         s.created = t("2019-06-01T00:00:00Z");
         assert!(matches!(decide(&yearly, &s), CronDecision::Wait { .. }));
     }
@@ -596,7 +707,11 @@ mod tests {
     #[test]
     fn times_before_the_deadline_window_do_not_start() {
         let hourly = Schedule::parse("@hourly", None).unwrap();
-        let mut s = state(Some("2026-01-01T00:00:00Z"), Some(600), "2026-01-01T01:20:00Z");
+        let mut s = state(
+            Some("2026-01-01T00:00:00Z"),
+            Some(600),
+            "2026-01-01T01:20:00Z",
+        );
         s.last_schedule = Some(t("2026-01-01T00:00:00Z"));
         // Window starts at 01:10, after the 01:00 time: nothing unmet in the window.
         assert!(matches!(decide(&hourly, &s), CronDecision::Wait { .. }));
@@ -638,6 +753,9 @@ mod tests {
 
     #[test]
     fn job_names_count_minutes_since_the_epoch() {
-        assert_eq!(job_name("hello", t("2026-01-01T00:05:00Z")), "hello-29453765");
+        assert_eq!(
+            job_name("hello", t("2026-01-01T00:05:00Z")),
+            "hello-29453765"
+        );
     }
 }

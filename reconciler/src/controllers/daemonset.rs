@@ -19,11 +19,11 @@ use k8s_openapi::api::core::v1::{
     PodSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::ResourceExt;
 use serde_json::json;
 
 use super::workload::{self, Events, PodName, REVISION_LABEL};
@@ -52,7 +52,10 @@ pub fn default_tolerations(host_network: bool) -> Vec<Toleration> {
         toleration("node.kubernetes.io/unschedulable", "NoSchedule"),
     ];
     if host_network {
-        t.push(toleration("node.kubernetes.io/network-unavailable", "NoSchedule"));
+        t.push(toleration(
+            "node.kubernetes.io/network-unavailable",
+            "NoSchedule",
+        ));
     }
     t
 }
@@ -61,10 +64,7 @@ pub fn default_tolerations(host_network: bool) -> Vec<Toleration> {
 pub fn with_default_tolerations(spec: &PodSpec) -> Vec<Toleration> {
     let mut all = spec.tolerations.clone().unwrap_or_default();
     for d in default_tolerations(spec.host_network == Some(true)) {
-        if !all
-            .iter()
-            .any(|t| t.key == d.key && t.effect == d.effect)
-        {
+        if !all.iter().any(|t| t.key == d.key && t.effect == d.effect) {
             all.push(d);
         }
     }
@@ -97,7 +97,10 @@ pub fn placement(spec: &PodSpec, node: &Node) -> Placement {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         && !node_selector_matches(required, labels, &name)
     {
         return no;
@@ -129,14 +132,18 @@ pub fn pin_to_node(spec: &PodSpec, node: &str) -> PodSpec {
         values: Some(vec![node.into()]),
     };
     let affinity = spec.affinity.get_or_insert_with(Affinity::default);
-    let node_affinity = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
+    let node_affinity = affinity
+        .node_affinity
+        .get_or_insert_with(NodeAffinity::default);
     let required = node_affinity
         .required_during_scheduling_ignored_during_execution
         .get_or_insert_with(|| NodeSelector {
             node_selector_terms: Vec::new(),
         });
     if required.node_selector_terms.is_empty() {
-        required.node_selector_terms.push(NodeSelectorTerm::default());
+        required
+            .node_selector_terms
+            .push(NodeSelectorTerm::default());
     }
     for term in &mut required.node_selector_terms {
         term.match_fields = Some(vec![field.clone()]);
@@ -227,10 +234,7 @@ pub fn plan(nodes: &[NodeView], rolling: bool, max_unavailable: usize) -> Vec<Ds
             continue;
         }
         // Keep one pod: a current one if any, else the oldest.
-        let keep = running
-            .iter()
-            .position(|p| p.current)
-            .unwrap_or(0);
+        let keep = running.iter().position(|p| p.current).unwrap_or(0);
         for (i, p) in running.iter().enumerate() {
             if i != keep {
                 actions.push(DsAction::Delete(p.name.clone()));
@@ -281,7 +285,10 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     );
     let sets = controller.store();
     let controller = controller
-        .owns(Api::<Pod>::all(ctx.client.clone()), watcher::Config::default())
+        .owns(
+            Api::<Pod>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        )
         .watches(
             Api::<Node>::all(ctx.client.clone()),
             watcher::Config::default(),
@@ -374,11 +381,17 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
                 );
                 match pods_api.create(&ctx.post_params(), &pod).await {
                     Ok(p) => {
-                        events.normal(ds.as_ref(), "SuccessfulCreate", &format!("Created pod: {}", p.name_any()))
+                        events
+                            .normal(
+                                ds.as_ref(),
+                                "SuccessfulCreate",
+                                &format!("Created pod: {}", p.name_any()),
+                            )
                             .await
                     }
                     Err(e) => {
-                        events.warning(ds.as_ref(), "FailedCreate", &format!("Error creating: {e}"))
+                        events
+                            .warning(ds.as_ref(), "FailedCreate", &format!("Error creating: {e}"))
                             .await;
                         return Err(e.into());
                     }
@@ -386,7 +399,12 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
             }
             DsAction::Delete(pod) => match pods_api.delete(&pod, &DeleteParams::default()).await {
                 Ok(_) => {
-                    events.normal(ds.as_ref(), "SuccessfulDelete", &format!("Deleted pod: {pod}"))
+                    events
+                        .normal(
+                            ds.as_ref(),
+                            "SuccessfulDelete",
+                            &format!("Deleted pod: {pod}"),
+                        )
                         .await
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -402,11 +420,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     };
     let (mut available, mut updated) = (0, 0);
     for v in &views {
-        let live: Vec<&PodView> = v
-            .pods
-            .iter()
-            .filter(|p| !p.deleting && !p.failed)
-            .collect();
+        let live: Vec<&PodView> = v.pods.iter().filter(|p| !p.deleting && !p.failed).collect();
         if live.is_empty() {
             continue;
         }
@@ -534,7 +548,11 @@ mod tests {
         }
         check(
             &spec,
-            &node("n", &[], &[("node.kubernetes.io/network-unavailable", "NoSchedule")]),
+            &node(
+                "n",
+                &[],
+                &[("node.kubernetes.io/network-unavailable", "NoSchedule")],
+            ),
             false,
             true,
         );
@@ -644,10 +662,16 @@ mod tests {
         );
         assert_eq!(plan(&nodes, false, 1), vec![]);
         // One node is already without an available pod: nothing more goes.
-        let busy = [view("a", &[("a2", true, false)]), view("b", &[("b1", false, true)])];
+        let busy = [
+            view("a", &[("a2", true, false)]),
+            view("b", &[("b1", false, true)]),
+        ];
         assert_eq!(plan(&busy, true, 1), vec![]);
         // An old pod that is not ready is replaced at once.
-        let sick = [view("a", &[("a1", false, false)]), view("b", &[("b1", false, true)])];
+        let sick = [
+            view("a", &[("a1", false, false)]),
+            view("b", &[("b1", false, true)]),
+        ];
         assert_eq!(plan(&sick, true, 1), vec![DsAction::Delete("a1".into())]);
     }
 

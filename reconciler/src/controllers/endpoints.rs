@@ -196,8 +196,7 @@ pub fn subsets(service: &Service, pods: &[Pod]) -> Vec<EndpointSubset> {
     let publish = spec.publish_not_ready_addresses == Some(true);
     let ports = spec.ports.unwrap_or_default();
     type Ports = Vec<(Option<String>, i32, String, Option<String>)>;
-    let mut groups: BTreeMap<Ports, (Vec<EndpointAddress>, Vec<EndpointAddress>)> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<Ports, (Vec<EndpointAddress>, Vec<EndpointAddress>)> = BTreeMap::new();
     for pod in pods.iter().filter(|p| should_include(p, publish)) {
         let resolved: Ports = ports
             .iter()
@@ -277,12 +276,18 @@ pub fn service_owner(service: &Service, controller: bool) -> Option<OwnerReferen
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let selected = Selected::default();
     let controller = service_controller(&ctx.client, selected.clone());
-    ctx.drive(controller, move |svc, ctx| reconcile(svc, ctx, selected.clone()))
-        .await;
+    ctx.drive(controller, move |svc, ctx| {
+        reconcile(svc, ctx, selected.clone())
+    })
+    .await;
     Ok(())
 }
 
-async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>, selected: Selected) -> Result<Action, Error> {
+async fn reconcile(
+    svc: Arc<Service>,
+    ctx: Arc<Context>,
+    selected: Selected,
+) -> Result<Action, Error> {
     let has_selector = svc
         .spec
         .as_ref()
@@ -294,8 +299,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>, selected: Selected) -> 
     let ns = svc.namespace().unwrap_or_else(|| "default".into());
     let name = svc.name_any();
     let pods = selected_pods(&ctx.client, &svc).await?;
-    selected
-        .record(&ns, &name, pods.iter().map(|p| p.name_any()).collect());
+    selected.record(&ns, &name, pods.iter().map(|p| p.name_any()).collect());
     let subsets = subsets(&svc, &pods);
     let desired = Endpoints {
         metadata: ObjectMeta {
@@ -309,15 +313,13 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>, selected: Selected) -> 
     };
     let api: Api<Endpoints> = Api::namespaced(ctx.client.clone(), &ns);
     match api.get_opt(&name).await? {
-        None => {
-            match api.create(&ctx.post_params(), &desired).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 409 => {
-                    return Ok(Action::requeue(Duration::from_millis(100)));
-                }
-                Err(e) => return Err(e.into()),
+        None => match api.create(&ctx.post_params(), &desired).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                return Ok(Action::requeue(Duration::from_millis(100)));
             }
-        }
+            Err(e) => return Err(e.into()),
+        },
         Some(current) => {
             let same = current.subsets == desired.subsets
                 && current.metadata.labels == desired.metadata.labels;
@@ -459,9 +461,9 @@ pub(crate) mod tests {
     fn terminating_and_finished_pods_are_left_out() {
         let svc = service(vec![port("http", 80, IntOrString::Int(80))]);
         let mut deleting = pod("a", "127.2.0.1", true, None);
-        deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            jiff::Timestamp::UNIX_EPOCH,
-        ));
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
         let mut done = pod("b", "127.2.0.2", false, None);
         done.status.as_mut().unwrap().phase = Some("Succeeded".into());
         check(&svc, &[deleting, done], json!([]));

@@ -16,8 +16,8 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams};
-use kube::{Resource, ResourceExt};
 use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
 
 use super::endpoints::{
     Selected, endpoint_labels, hostname, pod_ip, pod_ref, resolve_port, selected_pods,
@@ -161,12 +161,18 @@ pub fn plan(existing: &[SliceContent], desired: &[SliceContent]) -> Vec<SliceCha
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let selected = Selected::default();
     let controller = service_controller(&ctx.client, selected.clone());
-    ctx.drive(controller, move |svc, ctx| reconcile(svc, ctx, selected.clone()))
-        .await;
+    ctx.drive(controller, move |svc, ctx| {
+        reconcile(svc, ctx, selected.clone())
+    })
+    .await;
     Ok(())
 }
 
-async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>, selected: Selected) -> Result<Action, Error> {
+async fn reconcile(
+    svc: Arc<Service>,
+    ctx: Arc<Context>,
+    selected: Selected,
+) -> Result<Action, Error> {
     let has_selector = svc
         .spec
         .as_ref()
@@ -179,8 +185,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>, selected: Selected) -> 
     let name = svc.name_any();
     let uid = svc.uid().unwrap_or_default();
     let pods = selected_pods(&ctx.client, &svc).await?;
-    selected
-        .record(&ns, &name, pods.iter().map(|p| p.name_any()).collect());
+    selected.record(&ns, &name, pods.iter().map(|p| p.name_any()).collect());
     let desired = desired_slices(&svc, &pods, MAX_ENDPOINTS);
 
     let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ns);
@@ -299,7 +304,14 @@ mod tests {
     fn slices_hold_at_most_the_maximum_and_split_by_ports() {
         let svc = service(vec![port("http", 80, IntOrString::String("web".into()))]);
         let mut pods: Vec<Pod> = (0..5)
-            .map(|i| pod(&format!("p{i}"), &format!("127.2.0.{i}"), true, Some(("web", 8080))))
+            .map(|i| {
+                pod(
+                    &format!("p{i}"),
+                    &format!("127.2.0.{i}"),
+                    true,
+                    Some(("web", 8080)),
+                )
+            })
             .collect();
         pods.push(pod("q", "127.2.1.1", true, Some(("web", 9090))));
         pods.push(pod("unresolved", "127.2.1.2", true, Some(("other", 1))));
@@ -310,7 +322,12 @@ mod tests {
             .collect();
         assert_eq!(
             sizes,
-            vec![(Some(8080), 2), (Some(8080), 2), (Some(8080), 1), (Some(9090), 1)]
+            vec![
+                (Some(8080), 2),
+                (Some(8080), 2),
+                (Some(8080), 1),
+                (Some(9090), 1)
+            ]
         );
     }
 
@@ -341,9 +358,9 @@ mod tests {
             plan(&[c(1)], &[c(2), c(3)]),
             vec![SliceChange::Update(0, c(2)), SliceChange::Create(c(3))]
         );
-        assert_eq!(plan(&[c(1), c(2), c(3)], &[c(2)]), vec![
-            SliceChange::Delete(0),
-            SliceChange::Delete(2)
-        ]);
+        assert_eq!(
+            plan(&[c(1), c(2), c(3)], &[c(2)]),
+            vec![SliceChange::Delete(0), SliceChange::Delete(2)]
+        );
     }
 }

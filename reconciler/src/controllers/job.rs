@@ -16,10 +16,10 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::ResourceExt;
 use serde_json::json;
 
 use super::workload::{self, Events, PodName};
@@ -114,8 +114,14 @@ pub fn backoff(base: Duration, failures: i32) -> Duration {
 
 /// Runs the Job controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let controller = Controller::new(Api::<Job>::all(ctx.client.clone()), watcher::Config::default())
-        .owns(Api::<Pod>::all(ctx.client.clone()), watcher::Config::default());
+    let controller = Controller::new(
+        Api::<Job>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<Pod>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    );
     ctx.drive(controller, reconcile).await;
     Ok(())
 }
@@ -184,8 +190,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         if expires > 0 {
             return Ok(Action::requeue(Duration::from_secs(expires as u64)));
         }
+        // As Kubernetes' TTL-after-finished controller: foreground, so the pods go first.
         let params = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Background),
+            propagation_policy: Some(PropagationPolicy::Foreground),
             ..DeleteParams::default()
         };
         match jobs.delete(&name, &params).await {
@@ -193,15 +200,11 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e.into()),
         }
-        // Until a garbage collector runs, the Job's pods go with it here.
-        let pods = workload::owned_pods(&ctx.client, &ns, spec.selector.as_ref(), &uid).await?;
-        for p in pods {
-            let _ = pods_api.delete(&p.name_any(), &DeleteParams::default()).await;
-        }
         return Ok(Action::await_change());
     }
     if spec.completion_mode.as_deref() == Some("Indexed") {
-        events.warning(
+        events
+            .warning(
                 job.as_ref(),
                 "Unsupported",
                 "completionMode Indexed is not supported by gitplane yet",
@@ -241,11 +244,20 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         _ => active.len(),
     };
     // Stop not-ready pods first, then the youngest.
-    active.sort_by_key(|p| (workload::ready(p), std::cmp::Reverse(p.creation_timestamp())));
+    active.sort_by_key(|p| {
+        (
+            workload::ready(p),
+            std::cmp::Reverse(p.creation_timestamp()),
+        )
+    });
     for p in active.iter().take(to_delete) {
-        match pods_api.delete(&p.name_any(), &DeleteParams::default()).await {
+        match pods_api
+            .delete(&p.name_any(), &DeleteParams::default())
+            .await
+        {
             Ok(_) => {
-                events.normal(
+                events
+                    .normal(
                         job.as_ref(),
                         "SuccessfulDelete",
                         &format!("Deleted pod: {}", p.name_any()),
@@ -268,10 +280,13 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             .filter_map(pod_finished_at)
             .max();
         let wait = backoff(ctx.config.job_backoff_base, failed);
-        let ready_at = last_failure.map(|t| t + jiff::SignedDuration::try_from(wait).unwrap_or_default());
+        let ready_at =
+            last_failure.map(|t| t + jiff::SignedDuration::try_from(wait).unwrap_or_default());
         match ready_at.filter(|t| *t > now) {
             Some(t) => {
-                let left = Duration::from_millis((t.as_millisecond() - now.as_millisecond()).max(1) as u64);
+                let left = Duration::from_millis(
+                    (t.as_millisecond() - now.as_millisecond()).max(1) as u64,
+                );
                 requeue = Some(requeue.map_or(left, |r| r.min(left)));
             }
             None => {
@@ -294,7 +309,8 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
                     match pods_api.create(&ctx.post_params(), &pod).await {
                         Ok(p) => {
                             active_now += 1;
-                            events.normal(
+                            events
+                                .normal(
                                     job.as_ref(),
                                     "SuccessfulCreate",
                                     &format!("Created pod: {}", p.name_any()),
@@ -302,7 +318,12 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
                                 .await;
                         }
                         Err(e) => {
-                            events.warning(job.as_ref(), "FailedCreate", &format!("Error creating: {e}"))
+                            events
+                                .warning(
+                                    job.as_ref(),
+                                    "FailedCreate",
+                                    &format!("Error creating: {e}"),
+                                )
                                 .await;
                             return Err(e.into());
                         }
@@ -329,7 +350,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             });
             completion_time = Some(stamp.clone());
             finished = true;
-            events.normal(job.as_ref(), "Completed", "Job completed").await;
+            events
+                .normal(job.as_ref(), "Completed", "Job completed")
+                .await;
         }
         Decision::Failed { reason, message } => {
             conditions.push(JobCondition {

@@ -30,16 +30,20 @@
 
 pub mod cronjob;
 pub mod daemonset;
+pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod garbagecollector;
 pub mod job;
+pub mod namespace;
 pub mod node_lifecycle;
+pub mod replicaset;
 pub mod rootcacert;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod workload;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::future::Future;
 use std::hash::Hash;
@@ -48,7 +52,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::api::{PatchParams, PostParams};
+use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -76,6 +82,26 @@ pub struct Registration {
 
 /// Every controller, in start order. Add a controller here and nowhere else.
 pub const CONTROLLERS: &[Registration] = &[
+    Registration {
+        name: "deployment",
+        identity: "deployment-controller",
+        start: |ctx| Box::pin(deployment::run(ctx)),
+    },
+    Registration {
+        name: "replicaset",
+        identity: "replicaset-controller",
+        start: |ctx| Box::pin(replicaset::run(ctx)),
+    },
+    Registration {
+        name: "garbagecollector",
+        identity: "generic-garbage-collector",
+        start: |ctx| Box::pin(garbagecollector::run(ctx)),
+    },
+    Registration {
+        name: "namespace",
+        identity: "namespace-controller",
+        start: |ctx| Box::pin(namespace::run(ctx)),
+    },
     Registration {
         name: "serviceaccount",
         identity: "service-account-controller",
@@ -410,6 +436,51 @@ pub fn key_of<K: Resource>(obj: &K) -> String {
         Some(ns) => format!("{ns}/{}", meta.name.as_deref().unwrap_or("")),
         None => meta.name.clone().unwrap_or_default(),
     }
+}
+
+/// The owner reference with `controller: true`, if any.
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+}
+
+/// A controller reference to `owner` (`controller` and `blockOwnerDeletion` set), as
+/// Kubernetes' controllers put on what they create.
+pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: owner.meta().name.clone().unwrap_or_default(),
+        uid: owner.meta().uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// A label selector as a [`Selector`]; an empty or invalid one is an error naming `what`
+/// (Kubernetes' controllers never act on an empty selector).
+pub fn selector_of(what: &str, selector: Option<&LabelSelector>) -> Result<Selector, Error> {
+    let Some(ls) = selector else {
+        return Err(Error::Invalid(format!(
+            "{what}: spec.selector: Required value"
+        )));
+    };
+    let sel = Selector::try_from(ls.clone())
+        .map_err(|e| Error::Invalid(format!("{what}: spec.selector: {e}")))?;
+    if sel.selects_all() {
+        return Err(Error::Invalid(format!(
+            "{what}: spec.selector: Invalid value: empty selector is invalid"
+        )));
+    }
+    Ok(sel)
+}
+
+/// Whether `selector` matches the labels of `meta`.
+pub fn selects(selector: &Selector, meta: &ObjectMeta) -> bool {
+    let empty = BTreeMap::new();
+    selector.matches(meta.labels.as_ref().unwrap_or(&empty))
 }
 
 /// client-go's per-item exponential back-off: 5 ms doubling per failure, capped at `max`.

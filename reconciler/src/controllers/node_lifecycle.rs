@@ -22,10 +22,10 @@ use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::ResourceExt;
 use serde_json::json;
 
 use super::workload;
@@ -98,7 +98,10 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let (leases, lease_writer) = reflector::store::<Lease>();
     let node_stream = reflector(
         node_writer,
-        watcher(Api::<Node>::all(ctx.client.clone()), watcher::Config::default()),
+        watcher(
+            Api::<Node>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        ),
     )
     .default_backoff()
     .for_each(|_| async {});
@@ -305,7 +308,11 @@ impl Monitor {
                     "lastTransitionTime": Time(now),
                 }]}});
                 if let Err(e) = api
-                    .patch_status(&pod.name_any(), &self.ctx.patch_params(), &Patch::Strategic(patch))
+                    .patch_status(
+                        &pod.name_any(),
+                        &self.ctx.patch_params(),
+                        &Patch::Strategic(patch),
+                    )
                     .await
                 {
                     tracing::debug!(pod = %pod.name_any(), error = %e, "marking pod not ready failed");
@@ -364,7 +371,11 @@ mod tests {
             Some("2026-01-01T00:00:02Z"),
         );
         // Tolerated forever (DaemonSet pods).
-        check(&[toleration(UNREACHABLE, "NoExecute", None)], &unreachable, None);
+        check(
+            &[toleration(UNREACHABLE, "NoExecute", None)],
+            &unreachable,
+            None,
+        );
         // The shortest of several matching tolerations.
         check(
             &[
@@ -380,7 +391,11 @@ mod tests {
     fn an_untolerated_no_execute_taint_evicts_at_once_and_others_do_not_count() {
         let other = [taint("maintenance", "NoExecute", "2026-01-01T00:00:00Z")];
         check(&[], &other, Some(NOW));
-        check(&[], &[taint("gpu", "NoSchedule", "2026-01-01T00:00:00Z")], None);
+        check(
+            &[],
+            &[taint("gpu", "NoSchedule", "2026-01-01T00:00:00Z")],
+            None,
+        );
         check(&[], &[], None);
     }
 

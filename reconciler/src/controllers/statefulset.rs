@@ -141,7 +141,10 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         Api::<StatefulSet>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Pod>::all(ctx.client.clone()), watcher::Config::default());
+    .owns(
+        Api::<Pod>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    );
     ctx.drive(controller, reconcile).await;
     Ok(())
 }
@@ -276,7 +279,8 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
                 }
                 match pods_api.create(&ctx.post_params(), &pod).await {
                     Ok(_) => {
-                        events.normal(
+                        events
+                            .normal(
                                 set.as_ref(),
                                 "SuccessfulCreate",
                                 &format!("create Pod {pod_name} in StatefulSet {name} successful"),
@@ -285,7 +289,14 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
                     }
                     Err(kube::Error::Api(e)) if e.code == 409 => {}
                     Err(e) => {
-                        events.warning(set.as_ref(), "FailedCreate", &format!("create Pod {pod_name} in StatefulSet {name} failed error: {e}"))
+                        events
+                            .warning(
+                                set.as_ref(),
+                                "FailedCreate",
+                                &format!(
+                                    "create Pod {pod_name} in StatefulSet {name} failed error: {e}"
+                                ),
+                            )
                             .await;
                         return Err(e.into());
                     }
@@ -295,7 +306,8 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
                 let pod_name = format!("{name}-{o}");
                 match pods_api.delete(&pod_name, &DeleteParams::default()).await {
                     Ok(_) => {
-                        events.normal(
+                        events
+                            .normal(
                                 set.as_ref(),
                                 "SuccessfulDelete",
                                 &format!("delete Pod {pod_name} in StatefulSet {name} successful"),
@@ -392,9 +404,21 @@ mod tests {
     fn ordered_ready_creates_one_pod_after_the_previous_is_ready() {
         check(spec(3, false, 0), &[], &[SetAction::Create(0, true)]);
         check(spec(3, false, 0), &[(0, PENDING)], &[]);
-        check(spec(3, false, 0), &[(0, READY)], &[SetAction::Create(1, true)]);
-        check(spec(3, false, 0), &[(0, READY), (2, READY)], &[SetAction::Create(1, true)]);
-        check(spec(3, false, 0), &[(0, READY), (1, READY), (2, READY)], &[]);
+        check(
+            spec(3, false, 0),
+            &[(0, READY)],
+            &[SetAction::Create(1, true)],
+        );
+        check(
+            spec(3, false, 0),
+            &[(0, READY), (2, READY)],
+            &[SetAction::Create(1, true)],
+        );
+        check(
+            spec(3, false, 0),
+            &[(0, READY), (1, READY), (2, READY)],
+            &[],
+        );
     }
 
     #[test]
@@ -460,7 +484,11 @@ mod tests {
             ready: false,
             ..READY
         };
-        check(spec(2, false, 0), &[(0, failed), (1, READY)], &[SetAction::Delete(0)]);
+        check(
+            spec(2, false, 0),
+            &[(0, failed), (1, READY)],
+            &[SetAction::Delete(0)],
+        );
     }
 
     #[test]

@@ -54,10 +54,7 @@ pub fn ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Whether the pod is Running and Ready and not being deleted.
@@ -158,14 +155,24 @@ pub struct Events<'a>(pub &'a Context);
 impl Events<'_> {
     /// Records a `Normal` event; the action is the reason's verb (`SuccessfulCreate` → `Create`).
     pub async fn normal<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, msg: &str) {
-        self.0
-            .event(obj, EventType::Normal, reason, action_of(reason), msg.to_string());
+        self.0.event(
+            obj,
+            EventType::Normal,
+            reason,
+            action_of(reason),
+            msg.to_string(),
+        );
     }
 
     /// Records a `Warning` event.
     pub async fn warning<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, msg: &str) {
-        self.0
-            .event(obj, EventType::Warning, reason, action_of(reason), msg.to_string());
+        self.0.event(
+            obj,
+            EventType::Warning,
+            reason,
+            action_of(reason),
+            msg.to_string(),
+        );
     }
 }
 
