@@ -22,8 +22,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole platform on this machine: API server (embedded store unless --store), the
-    /// GitOps syncer, the scheduler, simulated nodes with `--runtime simulated`, and (as they
-    /// arrive) the controllers and a local node.
+    /// GitOps syncer, the scheduler, the controllers, simulated nodes with `--runtime simulated`,
+    /// and (as it arrives) a local node.
     Up(cmd::up::Args),
     /// Run the API server alone.
     Apiserver(cmd::apiserver::Args),
@@ -31,6 +31,8 @@ enum Command {
     Scheduler(cmd::scheduler::Args),
     /// Run the service proxy alone: cluster IPs and node ports forwarded to ready endpoints.
     Proxy(cmd::proxy::Args),
+    /// Run the controllers alone (an API client, with leader election).
+    ControllerManager(cmd::controller_manager::Args),
     /// Register simulated nodes and run their pods (kwok-style) until stopped.
     SimulateNodes(cmd::simulate_nodes::Args),
     /// Render a kustomization, chart or directory of manifests and print the objects.
@@ -58,6 +60,7 @@ fn main() -> std::process::ExitCode {
         Command::Apiserver(args) => cmd::apiserver::run(args),
         Command::Scheduler(args) => cmd::scheduler::run(args),
         Command::Proxy(args) => cmd::proxy::run(args),
+        Command::ControllerManager(args) => cmd::controller_manager::run(args),
         Command::SimulateNodes(args) => cmd::simulate_nodes::run(args),
         Command::Render(args) => cmd::render::run(args),
         Command::Apps(args) => cmd::apps::run(args),

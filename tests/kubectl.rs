@@ -107,7 +107,8 @@ fn kubectl_get_prints_kubernetes_tables_and_every_output_format() {
         "yaml",
         "probe",
     ]);
-    let pods = s.kubectl(&["get", "pods", "-A"]);
+    // The deployment's pods exist now (the controllers run in `up`); kube-public has none.
+    let pods = s.kubectl(&["get", "pods", "-n", "kube-public"]);
     assert!(pods.status.success() && pods.stdout.is_empty());
     assert!(String::from_utf8_lossy(&pods.stderr).contains("No resources found"));
 }

@@ -10,8 +10,7 @@
 //! - [`storage`]: the revisioned key-value interface and its backends.
 //! - [`allocator`]: cluster IPs and node ports of Services; [`default_service`]: the
 //!   `default/kubernetes` Service.
-//! - [`discovery`], [`table`], [`crd`], [`namespace`]: discovery documents, server-side tables,
-//!   CRD serving, namespace deletion.
+//! - [`discovery`], [`table`], [`crd`]: discovery documents, server-side tables, CRD serving.
 //!
 //! **Architecture Invariant**: only this crate touches storage; every other component is an
 //! HTTP client of the API.
@@ -22,7 +21,6 @@ pub mod default_service;
 pub mod defaults;
 pub mod discovery;
 pub mod handlers;
-pub mod namespace;
 pub mod openapi;
 pub mod request;
 pub mod response;

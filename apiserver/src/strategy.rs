@@ -230,8 +230,42 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) -> Result<(), Status
         root.remove("status");
     }
     initial_status(info, obj);
+    if info.group == "batch" && info.kind == "Job" {
+        job_selector(obj);
+    }
     crate::defaults::apply(info, obj);
     Ok(())
+}
+
+/// A Job without `manualSelector: true` gets the selector and pod labels Kubernetes generates
+/// from its uid (`batch.kubernetes.io/controller-uid`, `batch.kubernetes.io/job-name` and the
+/// legacy `controller-uid`, `job-name`).
+fn job_selector(obj: &mut Value) {
+    if obj.path("spec.manualSelector") == Some(&json!(true)) {
+        return;
+    }
+    let uid = obj.path("metadata.uid").cloned().unwrap_or(Value::Null);
+    let name = obj.path("metadata.name").cloned().unwrap_or(Value::Null);
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.insert(
+        "selector".into(),
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    let template = spec.entry("template").or_insert_with(|| json!({}));
+    if let Some(t) = template.as_object_mut() {
+        let meta = t.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            let labels = m.entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = labels.as_object_mut() {
+                l.insert("batch.kubernetes.io/controller-uid".into(), uid.clone());
+                l.insert("batch.kubernetes.io/job-name".into(), name.clone());
+                l.insert("controller-uid".into(), uid);
+                l.insert("job-name".into(), name);
+            }
+        }
+    }
 }
 
 /// The status some kinds are born with.
@@ -500,6 +534,28 @@ mod tests {
         assert!(check_identity(&cm, Some("a"), &mut other_ns).is_err());
         let bad = json!({"metadata": {"name": "Bad_Name", "labels": {"a": "has space"}}});
         assert_eq!(validate_meta(&cm, &bad).len(), 2);
+    }
+
+    #[test]
+    fn jobs_get_a_selector_on_their_uid_unless_manual() {
+        let mut obj = json!({"metadata": {"name": "pi"}, "spec": {"template": {"spec": {}}}});
+        prepare_create(&info("jobs"), &mut obj).unwrap();
+        let uid = obj["metadata"]["uid"].clone();
+        assert_eq!(
+            obj["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+            uid
+        );
+        let labels = &obj["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels["batch.kubernetes.io/job-name"], "pi");
+        assert_eq!(labels["controller-uid"], uid);
+
+        let mut manual = json!({"metadata": {"name": "m"}, "spec": {"manualSelector": true,
+            "selector": {"matchLabels": {"a": "b"}}, "template": {"spec": {}}}});
+        prepare_create(&info("jobs"), &mut manual).unwrap();
+        assert_eq!(
+            manual["spec"]["selector"],
+            json!({"matchLabels": {"a": "b"}})
+        );
     }
 
     #[test]

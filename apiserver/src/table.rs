@@ -247,6 +247,18 @@ fn endpoints(ep: &Value) -> String {
     out.join(",")
 }
 
+/// An EndpointSlice's ports and addresses as kubectl prints them: at most three, then
+/// `+ N more...`.
+fn slice_column(items: Vec<String>, empty: &str) -> String {
+    if items.is_empty() {
+        return empty.to_string();
+    }
+    if items.len() > 3 {
+        return format!("{} + {} more...", items[..3].join(","), items.len() - 3);
+    }
+    items.join(",")
+}
+
 fn node_status(node: &Value) -> String {
     let ready = arr(node, "status.conditions")
         .iter()
@@ -566,6 +578,36 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
             vec![col("Name"), col("Endpoints"), col("Age")],
             vec![name, or_none(endpoints(obj)), age(obj)],
         ),
+        ("discovery.k8s.io", "EndpointSlice") => {
+            let ports = arr(obj, "ports")
+                .iter()
+                .map(|p| match p.get("port").and_then(Value::as_i64) {
+                    Some(n) => n.to_string(),
+                    None => "<unset>".to_string(),
+                })
+                .collect();
+            let addresses = arr(obj, "endpoints")
+                .iter()
+                .flat_map(|e| arr(e, "addresses"))
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect();
+            (
+                vec![
+                    col("Name"),
+                    col("AddressType"),
+                    col("Ports"),
+                    col("Endpoints"),
+                    col("Age"),
+                ],
+                vec![
+                    name,
+                    json!(s(obj, "addressType")),
+                    json!(slice_column(ports, "<unset>")),
+                    json!(slice_column(addresses, "<none>")),
+                    age(obj),
+                ],
+            )
+        }
         ("", "ConfigMap") => {
             let count = ["data", "binaryData"]
                 .iter()
@@ -909,5 +951,33 @@ mod tests {
         assert_eq!(t["rows"][0]["cells"][3], "3");
         assert_eq!(t["columnDefinitions"][0]["name"], "Name");
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    }
+
+    #[test]
+    fn endpointslices_show_address_type_ports_and_endpoints() {
+        let registry = apimachinery::registry::Registry::builtin();
+        let info = registry
+            .by_resource("discovery.k8s.io", "v1", "endpointslices")
+            .unwrap();
+        let slice = json!({"metadata": {"name": "web-abc", "creationTimestamp": "2020-01-01T00:00:00Z"},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+            "endpoints": (1..=5).map(|i| json!({"addresses": [format!("127.2.0.{i}")]})).collect::<Vec<_>>()});
+        let empty = json!({"metadata": {"name": "e", "creationTimestamp": "2020-01-01T00:00:00Z"},
+            "addressType": "IPv4", "endpoints": []});
+        let t = table(
+            &info,
+            &[&slice, &empty],
+            json!({}),
+            &Params::default(),
+            true,
+        );
+        assert_eq!(t["rows"][0]["cells"][1], "IPv4");
+        assert_eq!(t["rows"][0]["cells"][2], "8080");
+        assert_eq!(
+            t["rows"][0]["cells"][3],
+            "127.2.0.1,127.2.0.2,127.2.0.3 + 2 more..."
+        );
+        assert_eq!(t["rows"][1]["cells"][2], "<unset>");
+        assert_eq!(t["rows"][1]["cells"][3], "<none>");
     }
 }

@@ -17,6 +17,12 @@ pub struct ClientArgs {
 impl ClientArgs {
     /// A client for the kubeconfig's current context.
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let config = self.config().await?;
+        kube::Client::try_from(config).context("cannot build an API client")
+    }
+
+    /// The client configuration of the kubeconfig's current context.
+    pub async fn config(&self) -> anyhow::Result<kube::Config> {
         let path = &self.kubeconfig;
         let kubeconfig = kube::config::Kubeconfig::read_from(path).with_context(|| {
             format!(
@@ -24,11 +30,26 @@ impl ClientArgs {
                 path.display()
             )
         })?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
-            .with_context(|| format!("{}: unusable kubeconfig", path.display()))?;
-        kube::Client::try_from(config).context("cannot build an API client")
+            .with_context(|| format!("{}: unusable kubeconfig", path.display()))
     }
+}
+
+/// `config` with the User-Agent of `component`, in Kubernetes' shape
+/// (`gitplane/<version> (<os>/<arch>) <component>`).
+pub fn named(mut config: kube::Config, component: &str) -> anyhow::Result<kube::Config> {
+    let agent = format!(
+        "gitplane/{} ({}/{}) {component}",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    );
+    let value = agent
+        .parse()
+        .with_context(|| format!("component name {component:?}"))?;
+    config.headers.push((hyper::header::USER_AGENT, value));
+    Ok(config)
 }
 
 /// A client for a server in this process, over loopback HTTP.
@@ -50,9 +71,14 @@ impl Components {
         Self { addr }
     }
 
-    /// A client for the component `name` (for example `scheduler`).
+    /// A client for the component `name` (for example `scheduler`), which names itself `name`
+    /// in its User-Agent.
     pub fn client(&self, name: &str) -> anyhow::Result<kube::Client> {
-        local_client(self.addr).with_context(|| format!("client for the {name}"))
+        let url = format!("http://{}", self.addr)
+            .parse()
+            .context("server address")?;
+        let config = named(kube::Config::new(url), name)?;
+        kube::Client::try_from(config).with_context(|| format!("client for the {name}"))
     }
 }
 

@@ -1,7 +1,8 @@
 //! `gitplane up`: the whole platform in one process.
 //!
 //! Start order: the API server (on the embedded store, or `--store etcd://…`), then, once it is
-//! ready, the GitOps syncer (with its push webhook on the API address), the scheduler and, with
+//! ready, the GitOps syncer (with its push webhook on the API address), the scheduler, the
+//! controllers (each with its own client) and, with
 //! `--runtime simulated`, the simulated nodes. The syncer follows the Application `root`: on
 //! `--repo` when given, otherwise on a playground repository seeded from `examples-repo/` in the
 //! data dir on first start. Without `--runtime simulated` no node runs yet: the process runtime
@@ -18,6 +19,7 @@ use serde_json::json;
 
 use super::connect;
 use super::proxy::ProxyArgs;
+use super::controller_manager::{self, ControllerManagerArgs};
 use super::scheduler::{self, SchedulerArgs};
 use super::server::{self, ServerArgs};
 use super::simulate_nodes::NodeArgs;
@@ -70,6 +72,12 @@ pub struct Args {
     disable_proxy: bool,
     #[command(flatten)]
     proxy: ProxyArgs,
+    /// Do not run the controllers in this process (run `gitplane controller-manager`
+    /// elsewhere).
+    #[arg(long)]
+    disable_controllers: bool,
+    #[command(flatten)]
+    controller_manager: ControllerManagerArgs,
 }
 
 /// Creates the Application `root` unless it exists.
@@ -147,6 +155,25 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let (sched, stop) = (args.scheduler.clone(), stopped());
             tokio::spawn(async move { scheduler::run_with(client?, &sched, stop).await })
         });
+        let controllers_task = if args.disable_controllers {
+            None
+        } else {
+            let client = components.client("controller-manager")?;
+            let each = components.clone();
+            let clients: reconciler::controllers::Clients =
+                std::sync::Arc::new(move |identity: &str| Ok(each.client(identity)?));
+            // The controllers elect with the scheduler's timings (`--leader-elect*`).
+            let s = &args.scheduler;
+            let election = s.leader_elect.then_some(controller_manager::Election {
+                lease_duration: s.leader_elect_lease_duration,
+                renew_deadline: s.leader_elect_renew_deadline,
+                retry_period: s.leader_elect_retry_period,
+            });
+            let (cm, stop) = (args.controller_manager.clone(), stopped());
+            Some(tokio::spawn(async move {
+                controller_manager::run_with(client, clients, &cm, election, stop).await
+            }))
+        };
         let nodes = match args.runtime {
             Runtime::Simulated if args.nodes > 0 => {
                 let client = components.client("simulated-nodes")?;
@@ -173,6 +200,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
         let _ = stop_tx.send(true);
         if let Some(t) = scheduler_task {
+            t.await??;
+        }
+        if let Some(t) = controllers_task {
             t.await??;
         }
         let _ = sync_task.await;

@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use super::ApiRequest;
 use super::write::{conflict, stamp, update_with};
 use crate::crd;
-use crate::namespace;
 use crate::response::{ApiResult, json, storage_error};
 use crate::state::ApiState;
 use crate::storage::StorageError;
@@ -139,9 +138,6 @@ pub async fn delete_object(
                 |current| Ok(mark_deleted(current, &pending)),
             )
             .await?;
-            if info.plural == "namespaces" && info.group.is_empty() && !opts.dry_run {
-                namespace::finalize_in_background(state.clone(), name.to_string());
-            }
             return Ok(written.object);
         }
         if opts.dry_run {
@@ -165,7 +161,8 @@ struct Pending {
     grace_seconds: i64,
 }
 
-/// Whether the object must wait (finalizers, a graceful pod, a namespace being emptied), and
+/// Whether the object must wait (finalizers, a graceful pod, a namespace with spec finalizers),
+/// and
 /// how; `None` means it can go now.
 fn pending_deletion(info: &ResourceInfo, obj: &Value, opts: &DeleteOptions) -> Option<Pending> {
     let finalizer = match opts.propagation.as_deref() {
@@ -173,7 +170,14 @@ fn pending_deletion(info: &ResourceInfo, obj: &Value, opts: &DeleteOptions) -> O
         Some("Foreground") => Some("foregroundDeletion"),
         _ => None,
     };
-    let is_namespace = info.group.is_empty() && info.plural == "namespaces";
+    // A namespace waits for its `spec.finalizers` (`kubernetes`: the namespace controller
+    // empties it, then finalizes it).
+    let is_namespace = info.group.is_empty()
+        && info.plural == "namespaces"
+        && obj
+            .path("spec.finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
     let bound_pod = info.group.is_empty()
         && info.plural == "pods"
         && obj

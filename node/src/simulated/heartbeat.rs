@@ -2,21 +2,22 @@
 //! one batch is renewed every tenth of the renew interval, each renewal a small merge patch of
 //! `renewTime`. A node stops heartbeating when told through [`super::SimulatedNodes`] or when it
 //! carries the annotation `gitplane.io/simulate: stop-heartbeat` (the task watches the nodes
-//! for it).
+//! for it). A heartbeating node whose `Ready` condition is not `True` (the node lifecycle
+//! controller marks a silent node `Unknown`) posts healthy conditions again, as a kubelet does.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{Config, SIMULATE_ANNOTATION};
+use super::{Config, SIMULATE_ANNOTATION, healthy_conditions};
 
 const BATCHES: usize = 10;
 
@@ -31,6 +32,9 @@ pub(crate) async fn run(
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let ours: HashSet<String> = names.iter().cloned().collect();
     let mut annotated: HashSet<String> = HashSet::new();
+    let mut not_ready: HashSet<String> = HashSet::new();
+    let node_api: Api<Node> = Api::all(client.clone());
+    let pods_api: Api<Pod> = Api::all(client.clone());
     let nodes = watcher(
         Api::<Node>::all(client),
         watcher::Config::default().labels("type=gitplane-simulated"),
@@ -55,6 +59,9 @@ pub(crate) async fn run(
                 let stop_it = node.metadata.annotations.as_ref()
                     .and_then(|a| a.get(SIMULATE_ANNOTATION))
                     .is_some_and(|v| v == "stop-heartbeat");
+                let is_ready = node.status.as_ref().and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                if is_ready { not_ready.remove(&name); } else { not_ready.insert(name.clone()); }
                 if stop_it { annotated.insert(name); } else { annotated.remove(&name); }
             }
             _ = tick.tick() => {
@@ -85,7 +92,60 @@ pub(crate) async fn run(
                         }
                     })
                     .await;
+                let revive: Vec<String> = not_ready
+                    .iter()
+                    .filter(|n| !skip.contains(*n) && !annotated.contains(*n))
+                    .cloned()
+                    .collect();
+                for name in revive {
+                    let patch = json!({"status": {"conditions": healthy_conditions()}});
+                    match node_api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+                        Ok(_) => {
+                            not_ready.remove(&name);
+                            ready_pods_again(&pods_api, &name).await;
+                        }
+                        Err(e) => tracing::debug!(node = %name, error = %e, "node status update failed"),
+                    }
+                }
             }
+        }
+    }
+}
+
+/// A node back from silence reports its running pods Ready again (the node lifecycle
+/// controller marked them not Ready while it was silent).
+async fn ready_pods_again(pods: &Api<Pod>, node: &str) {
+    let params =
+        ListParams::default().fields(&format!("spec.nodeName={node},status.phase=Running"));
+    let Ok(list) = pods.list(&params).await else {
+        return;
+    };
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    for pod in list.items {
+        let not_ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status != "True"));
+        if !not_ready || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let (Some(ns), Some(name)) = (
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref(),
+        ) else {
+            continue;
+        };
+        let api: Api<Pod> = Api::namespaced(pods.clone().into_client(), ns);
+        let patch = json!({"status": {"conditions": [
+            {"type": "Ready", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}]}});
+        if let Err(e) = api
+            .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+        {
+            tracing::debug!(pod = %name, error = %e, "pod status update failed");
         }
     }
 }

@@ -250,6 +250,42 @@ fn now_micro() -> MicroTime {
     MicroTime(jiff::Timestamp::now())
 }
 
+/// The conditions of a healthy node, stamped now (posted at registration, and again when a
+/// node whose heartbeat resumes finds itself marked not Ready, as a kubelet does).
+pub(crate) fn healthy_conditions() -> serde_json::Value {
+    let now = jiff::Timestamp::now().to_string();
+    let condition = |kind: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": kind, "status": status, "reason": reason, "message": message,
+            "lastHeartbeatTime": now, "lastTransitionTime": now})
+    };
+    json!([
+        condition(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available"
+        ),
+        condition(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure"
+        ),
+        condition(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available"
+        ),
+        condition(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "simulated kubelet is posting ready status"
+        ),
+    ])
+}
+
 async fn register(client: Client, config: &Config, node: SimNode) -> Result<(), Error> {
     let err = |source| Error::Register {
         node: node.name.clone(),
@@ -286,23 +322,13 @@ async fn register(client: Client, config: &Config, node: SimNode) -> Result<(), 
         }
         Err(e) => return Err(err(e)),
     };
-    let now = jiff::Timestamp::now().to_string();
-    let condition = |kind: &str, status: &str, reason: &str, message: &str| {
-        json!({"type": kind, "status": status, "reason": reason, "message": message,
-            "lastHeartbeatTime": now, "lastTransitionTime": now})
-    };
     let resources = json!({"cpu": config.cpu, "memory": config.memory,
         "pods": config.pods.to_string(), "ephemeral-storage": "100Gi"});
     let status = json!({"status": {
         "capacity": resources,
         "allocatable": resources,
         "phase": "Running",
-        "conditions": [
-            condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-            condition("Ready", "True", "KubeletReady", "simulated kubelet is posting ready status"),
-        ],
+        "conditions": healthy_conditions(),
         "addresses": [{"type": "InternalIP", "address": node.ip}, {"type": "Hostname", "address": node.name}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
         "nodeInfo": {

@@ -2,7 +2,9 @@
 //!
 //! - *starting*: bound, Pending; after the start-up latency its status becomes Running (or
 //!   Failed when it carries `gitplane.io/simulate: fail`).
-//! - *running*: Running; [`super::SimulatedNodes::fail_pod`] or the annotation turns it Failed.
+//! - *running*: Running; [`super::SimulatedNodes::fail_pod`] or the annotation turns it Failed;
+//!   with `gitplane.io/simulate: succeed-after=DURATION` (or `fail-after=DURATION`) it becomes
+//!   Succeeded (Failed) that long after it started, its containers exited with 0 (1).
 //! - *terminating*: it has a deletionTimestamp; when that time comes it is deleted with grace 0
 //!   (the API server keeps bound pods being deleted until their node lets go).
 //! - *done*: Failed or Succeeded, waiting for deletion.
@@ -42,13 +44,44 @@ struct SimPod {
     node: String,
     phase: Phase,
     fail: bool,
+    finish: Option<(Outcome, Duration)>,
     containers: Vec<(String, String)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Action {
     Start,
+    Finish,
     Delete,
+}
+
+/// How a pod that finishes by itself ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Succeed,
+    Fail,
+}
+
+/// Reads `succeed-after=1s` / `fail-after=500ms` (`succeed` alone: at once).
+fn parse_finish(value: &str) -> Option<(Outcome, Duration)> {
+    if value == "succeed" {
+        return Some((Outcome::Succeed, Duration::ZERO));
+    }
+    let (outcome, d) = if let Some(d) = value.strip_prefix("succeed-after=") {
+        (Outcome::Succeed, d)
+    } else {
+        (Outcome::Fail, value.strip_prefix("fail-after=")?)
+    };
+    let d = d.trim();
+    let (number, unit) = d.split_at(d.find(|c: char| !c.is_ascii_digit()).unwrap_or(d.len()));
+    let n: u64 = number.parse().ok()?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => return None,
+    };
+    Some((outcome, duration))
 }
 
 struct Lifecycle {
@@ -140,12 +173,13 @@ impl Lifecycle {
             return;
         }
         let key = key_of(p);
-        let fail = p
+        let simulate = p
             .metadata
             .annotations
             .as_ref()
-            .and_then(|a| a.get(SIMULATE_ANNOTATION))
-            .is_some_and(|v| v == "fail");
+            .and_then(|a| a.get(SIMULATE_ANNOTATION));
+        let fail = simulate.is_some_and(|v| v == "fail");
+        let finish = simulate.and_then(|v| parse_finish(v));
         let phase = p
             .status
             .as_ref()
@@ -171,6 +205,7 @@ impl Lifecycle {
                     node,
                     phase: current,
                     fail,
+                    finish,
                     containers: p
                         .spec
                         .as_ref()
@@ -224,6 +259,7 @@ impl Lifecycle {
             };
             match action {
                 Action::Start => self.start(&key),
+                Action::Finish => self.finish(&key),
                 Action::Delete => self.delete(&key),
             }
         }
@@ -256,6 +292,13 @@ impl Lifecycle {
             return;
         };
         sim.phase = Phase::Running;
+        if let Some((_, after)) = sim.finish {
+            let key = key.to_string();
+            self.timer(Instant::now() + after, key, Action::Finish);
+        }
+        let Some(sim) = self.pods.get(key) else {
+            return;
+        };
         let host_ip = self
             .nodes
             .get(&sim.node)
@@ -285,7 +328,20 @@ impl Lifecycle {
         self.write_status(key, status);
     }
 
+    fn finish(&mut self, key: &str) {
+        match self.pods.get(key).and_then(|s| s.finish) {
+            Some((Outcome::Succeed, _)) => self.end(key, true),
+            Some((Outcome::Fail, _)) => self.end(key, false),
+            None => {}
+        }
+    }
+
     fn fail(&mut self, key: &str) {
+        self.end(key, false);
+    }
+
+    /// Ends a pod: Succeeded (exit code 0) or Failed (exit code 1).
+    fn end(&mut self, key: &str, success: bool) {
         let Some(sim) = self.pods.get_mut(key) else {
             return;
         };
@@ -300,14 +356,20 @@ impl Lifecycle {
             .iter()
             .map(|(name, image)| {
                 json!({"name": name, "image": image, "ready": false, "started": false, "restartCount": 0,
-                    "state": {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": now, "finishedAt": now,
+                    "state": {"terminated": {"exitCode": if success { 0 } else { 1 },
+                        "reason": if success { "Completed" } else { "Error" }, "startedAt": now, "finishedAt": now,
                         "containerID": format!("simulated://{}/{name}", sim.uid)}}})
             })
             .collect();
+        let (phase, reason, message) = if success {
+            ("Succeeded", Value::Null, Value::Null)
+        } else {
+            ("Failed", json!("Error"), json!("simulated failure"))
+        };
         let status = json!({"status": {
-            "phase": "Failed",
-            "reason": "Error",
-            "message": "simulated failure",
+            "phase": phase,
+            "reason": reason,
+            "message": message,
             "conditions": [condition("Initialized", "True"), condition("Ready", "False"),
                 condition("ContainersReady", "False"), condition("PodScheduled", "True")],
             "containerStatuses": containers,
@@ -356,5 +418,33 @@ impl Lifecycle {
                 Err(e) => tracing::warn!(pod = %name, error = %e, "delete failed"),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_annotations_parse_with_units() {
+        assert_eq!(
+            parse_finish("succeed"),
+            Some((Outcome::Succeed, Duration::ZERO))
+        );
+        assert_eq!(
+            parse_finish("succeed-after=1s"),
+            Some((Outcome::Succeed, Duration::from_secs(1)))
+        );
+        assert_eq!(
+            parse_finish("fail-after=250ms"),
+            Some((Outcome::Fail, Duration::from_millis(250)))
+        );
+        assert_eq!(
+            parse_finish("succeed-after=2m"),
+            Some((Outcome::Succeed, Duration::from_secs(120)))
+        );
+        assert_eq!(parse_finish("succeed-after=soon"), None);
+        assert_eq!(parse_finish("fail"), None);
+        assert_eq!(parse_finish("stop-heartbeat"), None);
     }
 }

@@ -3,33 +3,27 @@
 //!
 //! Reports go through a bounded channel to one writer task with a few requests in flight; when
 //! the channel is full a report is dropped (and counted) rather than slowing scheduling down,
-//! as Kubernetes' event broadcaster does. A repeat of an Event (same pod, reason and message)
-//! bumps the `count` and `lastTimestamp` of the first one instead of creating another, as
-//! client-go's event correlator does.
+//! as Kubernetes' event broadcaster does. Events are written by [`crate::events::write`], which
+//! the controllers' recorder shares.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::framework::PodInfo;
+use crate::events::{self, EventType, Recent, Record};
 
 /// How many reports may wait.
 const CAPACITY: usize = 20_000;
 /// Requests in flight.
 const IN_FLIGHT: usize = 8;
-/// Events remembered for aggregation before the memory starts over.
-const REMEMBERED: usize = 10_000;
-
-/// (namespace, pod uid, reason, message) → (Event name, count).
-type Recent = Mutex<HashMap<(String, String, &'static str, String), (String, i32)>>;
 
 /// One thing to tell the API.
 #[derive(Debug)]
@@ -98,7 +92,7 @@ async fn write_all(
     instance: String,
     rx: mpsc::Receiver<Report>,
 ) {
-    let stream = tokio_stream_of(rx);
+    let stream = events::stream_of(rx);
     let recent: Recent = Mutex::new(HashMap::new());
     stream
         .for_each_concurrent(IN_FLIGHT, |report| {
@@ -111,10 +105,6 @@ async fn write_all(
             }
         })
         .await;
-}
-
-fn tokio_stream_of(mut rx: mpsc::Receiver<Report>) -> impl futures::Stream<Item = Report> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 async fn write(
@@ -131,38 +121,8 @@ async fn write(
             reason,
             message,
         } => {
-            let now = Time(jiff::Timestamp::now());
-            let events = Api::<Event>::namespaced(client, &pod.namespace);
-            let key = (
-                pod.namespace.clone(),
-                pod.uid.clone(),
-                reason,
-                message.clone(),
-            );
-            let seen = recent.lock().ok().and_then(|r| r.get(&key).cloned());
-            if let Some((name, count)) = seen {
-                let patch = json!({"count": count + 1, "lastTimestamp": now});
-                match events
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-                    .await
-                {
-                    Ok(_) => {
-                        if let Ok(mut r) = recent.lock() {
-                            r.insert(key, (name, count + 1));
-                        }
-                        return Ok(());
-                    }
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            let event = Event {
-                metadata: ObjectMeta {
-                    generate_name: Some(format!("{}.", pod.name)),
-                    namespace: Some(pod.namespace.clone()),
-                    ..ObjectMeta::default()
-                },
-                involved_object: ObjectReference {
+            let record = Record {
+                regarding: ObjectReference {
                     api_version: Some("v1".into()),
                     kind: Some("Pod".into()),
                     name: Some(pod.name.clone()),
@@ -170,35 +130,21 @@ async fn write(
                     uid: Some(pod.uid.clone()),
                     ..ObjectReference::default()
                 },
-                reason: Some(reason.into()),
-                message: Some(message),
-                type_: Some(kind.into()),
-                count: Some(1),
-                first_timestamp: Some(now.clone()),
-                last_timestamp: Some(now),
-                source: Some(k8s_openapi::api::core::v1::EventSource {
-                    component: Some(component.into()),
-                    host: None,
-                }),
-                reporting_component: Some(component.into()),
-                reporting_instance: Some(instance.into()),
-                action: Some(
-                    if reason == "Scheduled" {
-                        "Binding"
-                    } else {
-                        "Scheduling"
-                    }
-                    .into(),
-                ),
-                ..Event::default()
-            };
-            let created = events.create(&PostParams::default(), &event).await?;
-            if let (Some(name), Ok(mut r)) = (created.metadata.name, recent.lock()) {
-                if r.len() >= REMEMBERED {
-                    r.clear();
+                type_: if kind == "Warning" {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: reason.into(),
+                action: if reason == "Scheduled" {
+                    "Binding"
+                } else {
+                    "Scheduling"
                 }
-                r.insert(key, (name, 1));
-            }
+                .into(),
+                message,
+            };
+            events::write(client, component, instance, recent, record).await?;
         }
         Report::Unschedulable { pod, message } => {
             let now = jiff::Timestamp::now().to_string();

@@ -1,0 +1,228 @@
+//! What the workload controllers (Job, CronJob, DaemonSet, StatefulSet, node lifecycle) share:
+//! controller references, pods made from templates, pod readiness, template hashes and Events.
+//!
+//! These controllers read their pods with a LIST per reconcile (served by the API server's
+//! watch cache, consistent with their own writes) rather than from a reflector store: a store
+//! lags behind the controller's own creates and deletes, and without Kubernetes'
+//! "expectations" a reconcile would then start a pod twice.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::api::{Api, ListParams};
+use kube::{Client, Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+
+use super::{Context, Error};
+use crate::events::EventType;
+
+use crate::scheduler::labels::selector_matches;
+
+/// The label every controller-made pod carries with its template's hash (DaemonSet,
+/// StatefulSet), as Kubernetes' `controller-revision-hash`.
+pub const REVISION_LABEL: &str = "controller-revision-hash";
+
+/// Whether `meta` has a controller reference to the object with `uid`.
+pub fn controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.controller == Some(true) && r.uid == uid)
+}
+
+/// The pod's phase (`Pending` when unset).
+pub fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+}
+
+/// Whether the pod finished (Succeeded or Failed).
+pub fn terminal(pod: &Pod) -> bool {
+    matches!(phase(pod), "Succeeded" | "Failed")
+}
+
+/// Whether the pod counts as active: neither finished nor being deleted.
+pub fn active(pod: &Pod) -> bool {
+    !terminal(pod) && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// Whether the pod's `Ready` condition is `True`.
+pub fn ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Whether the pod is Running and Ready and not being deleted.
+pub fn running_and_ready(pod: &Pod) -> bool {
+    phase(pod) == "Running" && ready(pod) && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// A short stable hash of a pod template (letters Kubernetes uses in generated names), so a
+/// changed template gives a new revision.
+pub fn template_hash(template: &PodTemplateSpec) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let json = serde_json::to_vec(template).unwrap_or_default();
+    let digest = Sha256::digest(&json);
+    digest
+        .iter()
+        .take(10)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// A pod made from `template` for `owner`: template labels and annotations plus `labels`, a
+/// controller reference, `name` or `generateName`.
+pub fn pod_from_template<K: Resource<DynamicType = ()>>(
+    owner: &K,
+    template: &PodTemplateSpec,
+    labels: BTreeMap<String, String>,
+    name: PodName,
+) -> Pod {
+    let meta = template.metadata.clone().unwrap_or_default();
+    let mut all_labels = meta.labels.unwrap_or_default();
+    all_labels.extend(labels);
+    let (name, generate_name) = match name {
+        PodName::Exact(n) => (Some(n), None),
+        PodName::Prefix(p) => (None, Some(p)),
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name,
+            generate_name,
+            namespace: owner.meta().namespace.clone(),
+            labels: Some(all_labels),
+            annotations: meta.annotations,
+            finalizers: meta.finalizers,
+            owner_references: owner.controller_owner_ref(&()).map(|r| vec![r]),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    }
+}
+
+/// How a new pod is named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PodName {
+    /// Exactly this name (StatefulSet).
+    Exact(String),
+    /// This `generateName` prefix.
+    Prefix(String),
+}
+
+/// The pods in `namespace` that match `selector` and are controlled by `owner_uid`.
+pub async fn owned_pods(
+    client: &Client,
+    namespace: &str,
+    selector: Option<&LabelSelector>,
+    owner_uid: &str,
+) -> Result<Vec<Pod>, Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut params = ListParams::default();
+    if let Some(s) = selector.and_then(match_labels_query) {
+        params = params.labels(&s);
+    }
+    let pods = api.list(&params).await?;
+    Ok(pods
+        .items
+        .into_iter()
+        .filter(|p| controlled_by(&p.metadata, owner_uid))
+        .filter(|p| selector.is_none_or(|s| selector_matches(s, p.labels())))
+        .collect())
+}
+
+/// The `matchLabels` part of a selector as a label query (`None` when empty); expressions are
+/// checked on the listed objects.
+pub fn match_labels_query(selector: &LabelSelector) -> Option<String> {
+    let labels = selector.match_labels.as_ref()?;
+    (!labels.is_empty()).then(|| {
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+/// Events about the objects of one controller, through its [`Context`]'s recorder.
+pub struct Events<'a>(pub &'a Context);
+
+impl Events<'_> {
+    /// Records a `Normal` event; the action is the reason's verb (`SuccessfulCreate` → `Create`).
+    pub async fn normal<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, msg: &str) {
+        self.0.event(
+            obj,
+            EventType::Normal,
+            reason,
+            action_of(reason),
+            msg.to_string(),
+        );
+    }
+
+    /// Records a `Warning` event.
+    pub async fn warning<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, msg: &str) {
+        self.0.event(
+            obj,
+            EventType::Warning,
+            reason,
+            action_of(reason),
+            msg.to_string(),
+        );
+    }
+}
+
+fn action_of(reason: &str) -> &'static str {
+    if reason.contains("Create") {
+        "Create"
+    } else if reason.contains("Delete") || reason.contains("Eviction") {
+        "Delete"
+    } else {
+        "Sync"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Container, PodSpec};
+
+    fn template(image: &str) -> PodTemplateSpec {
+        PodTemplateSpec {
+            metadata: None,
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: Some(image.into()),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn template_hashes_are_stable_and_change_with_the_template() {
+        let a = template_hash(&template("a"));
+        assert_eq!(a, template_hash(&template("a")));
+        assert_ne!(a, template_hash(&template("b")));
+        assert_eq!(a.len(), 10);
+    }
+
+    #[test]
+    fn match_labels_become_a_query() {
+        let s = LabelSelector {
+            match_labels: Some(BTreeMap::from([
+                ("a".to_string(), "1".to_string()),
+                ("b".to_string(), "2".to_string()),
+            ])),
+            match_expressions: None,
+        };
+        assert_eq!(match_labels_query(&s).as_deref(), Some("a=1,b=2"));
+        assert_eq!(match_labels_query(&LabelSelector::default()), None);
+    }
+}

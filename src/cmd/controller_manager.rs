@@ -1,0 +1,171 @@
+//! `gitplane controller-manager`: the controllers alone, an API client with leader election
+//! (several can run; only the one holding the `kube-system/kube-controller-manager` Lease
+//! acts). Each controller talks to the API with its own client, named after it.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use reconciler::controllers;
+use reconciler::leader::{self, Leadership};
+
+use super::connect::{self, ClientArgs};
+use super::scheduler::parse_duration;
+use super::server;
+
+/// Controller-manager flags, shared with `gitplane up`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ControllerManagerArgs {
+    /// Controllers to run: `*` for all, `name` to add one, `-name` to remove one
+    /// (e.g. `*,-garbagecollector`).
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    pub controllers: Vec<String>,
+    /// PEM file of the cluster's root CA, published as the ConfigMap `kube-root-ca.crt` in
+    /// every namespace (nothing is published without it).
+    #[arg(long)]
+    pub root_ca_file: Option<PathBuf>,
+    /// Objects each controller reconciles at once.
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_syncs: u16,
+    /// How long a node may go without renewing its Lease before it is marked `Unknown` and
+    /// tainted `node.kubernetes.io/unreachable`.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// How often the node lifecycle controller checks the nodes.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub node_monitor_period: Duration,
+    /// `tolerationSeconds` for the `not-ready`/`unreachable` NoExecute taints on pods that do
+    /// not set their own (Kubernetes' DefaultTolerationSeconds admission: 300).
+    #[arg(long, default_value_t = 300)]
+    pub default_toleration_seconds: i64,
+    /// First delay before a Job replaces a failed pod; doubles per failure, at most 6 min.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub job_pod_failure_backoff: Duration,
+}
+
+/// Leader election timings (`None`: no election, this replica always acts).
+#[derive(Clone, Copy, Debug)]
+pub struct Election {
+    /// How long a leader's Lease lasts without renewal.
+    pub lease_duration: Duration,
+    /// How long a leader tries to renew before stepping down.
+    pub renew_deadline: Duration,
+    /// Time between election attempts and renewals.
+    pub retry_period: Duration,
+}
+
+/// Flags of `gitplane controller-manager`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(flatten)]
+    controllers: ControllerManagerArgs,
+    /// Elect a leader among controller-managers through a Lease (off: this one always acts).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// How long a leader's Lease lasts without renewal (e.g. `15s`, `500ms`).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long a leader tries to renew before stepping down.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// Time between election attempts and renewals.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: Duration,
+}
+
+impl ControllerManagerArgs {
+    /// The controllers' configuration (reads `--root-ca-file`).
+    pub fn config(&self) -> anyhow::Result<controllers::Config> {
+        let root_ca = match &self.root_ca_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("--root-ca-file {}", f.display()))?,
+            ),
+            None => None,
+        };
+        let config = controllers::Config {
+            controllers: self.controllers.clone(),
+            instance: connect::identity(),
+            root_ca,
+            concurrency: self.concurrent_syncs.max(1),
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            node_monitor_period: self.node_monitor_period,
+            default_toleration_seconds: self.default_toleration_seconds,
+            job_backoff_base: self.job_pod_failure_backoff,
+            ..controllers::Config::default()
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
+
+/// Runs the controllers (with leader election unless disabled) until `shutdown` resolves.
+/// `client` elects; `clients` makes each controller's own client.
+pub async fn run_with(
+    client: kube::Client,
+    clients: controllers::Clients,
+    args: &ControllerManagerArgs,
+    election: Option<Election>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (leadership, election) = if let Some(timing) = election {
+        let mut lease =
+            leader::Config::new("kube-system", "kube-controller-manager", &config.instance);
+        lease.lease_duration = timing.lease_duration;
+        lease.renew_deadline = timing.renew_deadline;
+        lease.retry_period = timing.retry_period;
+        let mut rx = stop_rx.clone();
+        let (l, h) = leader::elect(client, lease, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        });
+        (l, Some(h))
+    } else {
+        (Leadership::always(), None)
+    };
+    let mut rx = stop_rx;
+    let stopped = async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    controllers::run(clients, config, leadership, stopped).await?;
+    if let Some(h) = election {
+        let _ = h.await;
+    }
+    Ok(())
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    server::init_logging();
+    server::block_on(async move {
+        let base = args.client.config().await?;
+        let client = kube::Client::try_from(connect::named(base.clone(), "controller-manager")?)?;
+        let clients: controllers::Clients = Arc::new(move |identity: &str| {
+            let config = connect::named(base.clone(), identity)?;
+            Ok(kube::Client::try_from(config)?)
+        });
+        let election = args.leader_elect.then_some(Election {
+            lease_duration: args.leader_elect_lease_duration,
+            renew_deadline: args.leader_elect_renew_deadline,
+            retry_period: args.leader_elect_retry_period,
+        });
+        run_with(
+            client,
+            clients,
+            &args.controllers,
+            election,
+            server::shutdown_signal(),
+        )
+        .await?;
+        Ok(0)
+    })?
+}
