@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 
 use super::ApiRequest;
 use super::write::{check_namespace, stamp};
+use crate::admission;
 use crate::crd;
 use crate::response::{ApiResult, json, storage_error};
 use crate::state::{ApiState, encode};
@@ -26,6 +27,7 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         ));
     }
     strategy::prepare_create(info, &mut obj)?;
+    admission::service_account(info, &mut obj);
     let mut errs = strategy::validate_meta(info, &obj);
     errs.extend(validate::object(info, &obj));
     strategy::invalid_if_any(info, &obj, errs)?;

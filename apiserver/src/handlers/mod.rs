@@ -52,6 +52,9 @@ pub struct ApiRequest {
     pub headers: HeaderMap,
     /// Request body.
     pub body: Bytes,
+    /// Warnings for the client, sent as `Warning` headers (unknown fields under
+    /// `fieldValidation=Warn`, webhooks' warnings).
+    pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
 impl ApiRequest {
@@ -109,38 +112,74 @@ impl ApiRequest {
         }
     }
 
-    /// Checks a built-in object against its type and returns it as stored: a wrong type is a
-    /// 400 always; unknown fields are a 400 when the request asks for `fieldValidation=Strict`
-    /// (kubectl does), and are dropped otherwise, as decoding into Kubernetes' types drops them.
-    pub fn check_typed(&self, obj: serde_json::Value) -> Result<serde_json::Value, StatusError> {
-        let gvk = self.info.gvk();
-        // The body may leave apiVersion and kind to the URL.
-        let mut full = obj.clone();
-        if let Some(m) = full.as_object_mut() {
-            m.entry("apiVersion")
-                .or_insert_with(|| self.info.api_version().into());
-            m.entry("kind")
-                .or_insert_with(|| self.info.kind.clone().into());
+    /// Adds a warning for the client.
+    pub fn warn(&self, warning: impl Into<String>) {
+        let w = warning.into();
+        let mut list = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        if !list.contains(&w) {
+            list.push(w);
         }
-        match apimachinery::typed::check(&gvk, &full) {
-            Err(e) => Err(StatusError::bad_request(e.to_string())),
-            Ok(Some(unknown)) if !unknown.is_empty() => {
-                if self.params.get("fieldValidation") == Some("Strict") {
-                    let list: Vec<String> = unknown
-                        .iter()
-                        .map(|f| format!("unknown field \"{f}\""))
-                        .collect();
+    }
+
+    /// Checks an object against its type (built-in kinds) or its CRD's structural schema
+    /// (custom resources) and returns it as stored: a wrong type is a 400 always; unknown fields
+    /// are a 400 under `fieldValidation=Strict` (kubectl's default), dropped with a `Warning`
+    /// header under `Warn` (the server's default, as in Kubernetes) and dropped silently under
+    /// `Ignore`. Custom resources then get their schema's defaults.
+    pub fn check_typed(&self, obj: serde_json::Value) -> Result<serde_json::Value, StatusError> {
+        let mode = self.params.get("fieldValidation").unwrap_or("Warn");
+        if !matches!(mode, "Strict" | "Warn" | "Ignore") {
+            return Err(StatusError::bad_request(format!(
+                "fieldValidation parameter unsupported: {mode:?}; supported values: \"Ignore\", \"Warn\", \"Strict\""
+            )));
+        }
+        let (mut obj, unknown) = if self.info.custom {
+            let mut obj = obj;
+            let unknown = match &self.info.schema {
+                Some(schema) => apimachinery::schema::prune(schema, &mut obj),
+                None => Vec::new(),
+            };
+            (obj, unknown)
+        } else {
+            let gvk = self.info.gvk();
+            // The body may leave apiVersion and kind to the URL.
+            let mut full = obj.clone();
+            if let Some(m) = full.as_object_mut() {
+                m.entry("apiVersion")
+                    .or_insert_with(|| self.info.api_version().into());
+                m.entry("kind")
+                    .or_insert_with(|| self.info.kind.clone().into());
+            }
+            match apimachinery::typed::check(&gvk, &full) {
+                Err(e) => return Err(StatusError::bad_request(e.to_string())),
+                Ok(Some(unknown)) if !unknown.is_empty() => {
+                    let mut obj = obj;
+                    apimachinery::typed::prune(&mut obj, &unknown);
+                    (obj, unknown.iter().map(ToString::to_string).collect())
+                }
+                Ok(_) => (obj, Vec::new()),
+            }
+        };
+        if !unknown.is_empty() {
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
+            match mode {
+                "Strict" => {
                     return Err(StatusError::bad_request(format!(
                         "strict decoding error: {}",
                         list.join(", ")
                     )));
                 }
-                let mut obj = obj;
-                apimachinery::typed::prune(&mut obj, &unknown);
-                Ok(obj)
+                "Warn" => list.into_iter().for_each(|w| self.warn(w)),
+                _ => {}
             }
-            Ok(_) => Ok(obj),
         }
+        if let Some(schema) = self.info.schema.as_deref() {
+            apimachinery::schema::default(schema, &mut obj);
+        }
+        Ok(obj)
     }
 
     /// A 404 for the object this request names.
@@ -251,25 +290,39 @@ async fn resource_request(
         params,
         headers,
         body,
+        warnings: Default::default(),
     };
+    let result = verb(state, &req, watch).await;
+    let mut response = finish(result);
+    let warnings = req.warnings.lock().unwrap_or_else(|p| p.into_inner());
+    for w in warnings.iter() {
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            response.headers_mut().append(header::WARNING, v);
+        }
+    }
+    Ok(response)
+}
+
+async fn verb(state: &Arc<ApiState>, req: &ApiRequest, watch: bool) -> ApiResult {
     let has_name = req.path.name.is_some();
     let sub = req.path.subresource.clone();
     match (&req.method, has_name, sub.as_deref()) {
-        (&Method::GET, false, None) if watch => watch::watch(state, &req).await,
-        (&Method::GET, true, None) if watch => watch::watch(state, &req).await,
-        (&Method::GET, false, None) => list::list(state, &req).await,
-        (&Method::GET, true, None | Some("status")) => get::get(state, &req).await,
-        (&Method::GET, true, Some("scale")) => scale::get(state, &req).await,
-        (&Method::POST, false, None) => create::create(state, &req).await,
-        (&Method::POST, true, Some("binding")) => binding::bind(state, &req).await,
+        (&Method::GET, false, None) if watch => watch::watch(state, req).await,
+        (&Method::GET, true, None) if watch => watch::watch(state, req).await,
+        (&Method::GET, false, None) => list::list(state, req).await,
+        (&Method::GET, true, None | Some("status")) => get::get(state, req).await,
+        (&Method::GET, true, Some("scale")) => scale::get(state, req).await,
+        (&Method::POST, false, None) => create::create(state, req).await,
+        (&Method::POST, true, Some("binding")) => binding::bind(state, req).await,
         (&Method::PUT, true, None | Some("status") | Some("finalize")) => {
-            update::update(state, &req).await
+            update::update(state, req).await
         }
-        (&Method::PUT, true, Some("scale")) => scale::update(state, &req).await,
-        (&Method::PATCH, true, None | Some("status")) => patch::patch(state, &req).await,
-        (&Method::PATCH, true, Some("scale")) => scale::patch(state, &req).await,
-        (&Method::DELETE, true, None) => delete::delete(state, &req).await,
-        (&Method::DELETE, false, None) => delete_collection::delete_collection(state, &req).await,
+        (&Method::PUT, true, Some("scale")) => scale::update(state, req).await,
+        (&Method::PATCH, true, None | Some("status")) => patch::patch(state, req).await,
+        (&Method::PATCH, true, Some("scale")) => scale::patch(state, req).await,
+        (&Method::DELETE, true, None) => delete::delete(state, req).await,
+        (&Method::DELETE, false, None) => delete_collection::delete_collection(state, req).await,
         (m, _, _) => Err(StatusError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource: {m} {}",
             req.info.qualified()
@@ -318,6 +371,7 @@ mod tests {
             params: Params::parse(None),
             headers,
             body: Bytes::copy_from_slice(body),
+            warnings: Default::default(),
         }
     }
 
