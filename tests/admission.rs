@@ -115,7 +115,13 @@ fn immutable_fields_and_services_are_checked_on_update() {
 fn pods_run_as_the_default_service_account_and_terminating_namespaces_refuse_content() {
     let s = Server::start();
     s.ok(&["run", "p", "--image=nginx"]);
-    let sa = s.ok(&["get", "pod", "p", "-o", "jsonpath={.spec.serviceAccountName}"]);
+    let sa = s.ok(&[
+        "get",
+        "pod",
+        "p",
+        "-o",
+        "jsonpath={.spec.serviceAccountName}",
+    ]);
     assert_eq!(sa, "default");
     s.ok(&["create", "namespace", "gone"]);
     // A finalizer keeps the namespace Terminating.
@@ -185,7 +191,10 @@ fn custom_resources_are_validated_pruned_and_defaulted_by_their_schema() {
     let s = Server::start();
     s.ok_stdin(&["apply", "-f", "-"], CRD);
     common::eventually("widgets served", std::time::Duration::from_secs(10), || {
-        s.kubectl(&["get", "widgets"]).status.success().then_some(())
+        s.kubectl(&["get", "widgets"])
+            .status
+            .success()
+            .then_some(())
     });
     let out = s.kubectl_stdin(
         &["apply", "-f", "-"],
@@ -201,10 +210,16 @@ fn custom_resources_are_validated_pruned_and_defaulted_by_their_schema() {
     ] {
         assert!(err.contains(part), "missing {part:?} in {err}");
     }
-    let out = s.kubectl_stdin(&["apply", "-f", "-"], Some(&widget("{image: nginx, replicas: two}")));
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(&widget("{image: nginx, replicas: two}")),
+    );
     assert!(stderr(&out).contains("spec.replicas"), "{}", stderr(&out));
     // kubectl sends fieldValidation=Strict: an unknown field is refused.
-    let out = s.kubectl_stdin(&["apply", "-f", "-"], Some(&widget("{image: nginx, colour: red}")));
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(&widget("{image: nginx, colour: red}")),
+    );
     assert!(
         stderr(&out).contains("unknown field \"spec.colour\""),
         "{}",
@@ -243,4 +258,514 @@ fn field_validation_warn_sends_warning_headers_that_kubectl_prints() {
         br#"{"metadata":{"name":"d"}}"#,
     );
     assert_eq!(code, 400, "{v}");
+}
+
+/// A CA and a server certificate for `names`, made with rcgen: (CA PEM, cert PEM, key PEM).
+fn certificates(names: &[&str]) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("server params");
+    let cert = params.signed_by(&key, &ca).expect("server certificate");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+type Answer = dyn Fn(&serde_json::Value) -> serde_json::Value + Send + Sync;
+
+/// A webhook server for tests: HTTPS on 127.0.0.1 with its own CA; `answer` gets the
+/// AdmissionReview's `request` and returns its `response` (the uid is filled in); every answer
+/// waits `delay` first. Stopped when dropped.
+struct TestHook {
+    port: u16,
+    ca_bundle: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl TestHook {
+    fn start(delay: std::time::Duration, answer: Box<Answer>) -> TestHook {
+        use std::sync::{Arc, Mutex};
+        let (ca, cert, key) = certificates(&["127.0.0.1"]);
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("cert");
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let answer: Arc<Answer> = Arc::from(answer);
+        runtime.spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, answer, seen) = (acceptor.clone(), answer.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (answer, seen) = (answer.clone(), seen.clone());
+                        async move {
+                            use http_body_util::BodyExt;
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let review: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                            let request = review["request"].clone();
+                            seen.lock().expect("requests").push(request.clone());
+                            tokio::time::sleep(delay).await;
+                            let mut response = answer(&request);
+                            response["uid"] = request["uid"].clone();
+                            let out = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(out.to_string()))))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        TestHook {
+            port,
+            ca_bundle: b64(&ca),
+            requests,
+            _runtime: runtime,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// A webhook configuration of one webhook on configmaps.
+fn hook_config(kind: &str, name: &str, url: &str, ca: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: admissionregistration.k8s.io/v1
+kind: {kind}
+metadata: {{name: {name}}}
+webhooks:
+- name: {name}.example.com
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  clientConfig: {{url: \"{url}\", caBundle: \"{ca}\"}}
+  rules:
+  - {{operations: [CREATE, UPDATE], apiGroups: [\"\"], apiVersions: [v1], resources: [configmaps]}}
+{extra}"
+    )
+}
+
+fn deny_bad(request: &serde_json::Value) -> serde_json::Value {
+    if request["object"]["data"]["bad"].is_string() {
+        serde_json::json!({"allowed": false, "status": {"code": 403, "message": "bad data is not allowed"}})
+    } else {
+        serde_json::json!({"allowed": true, "warnings": ["configmaps are checked by deny.example.com"]})
+    }
+}
+
+const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Waits until creating configmap `probe-N` gives an error containing `text`.
+fn until_refused(s: &Server, args: &[&str], text: &str) -> String {
+    let mut n = 0;
+    common::eventually(&format!("a refusal containing {text:?}"), WAIT, || {
+        n += 1;
+        let name = format!("probe-{n}");
+        let mut full: Vec<&str> = vec!["create", "configmap", &name];
+        full.extend_from_slice(args);
+        let out = s.kubectl(&full);
+        let err = stderr(&out);
+        err.contains(text).then_some(err)
+    })
+}
+
+#[test]
+fn a_validating_webhook_refuses_with_its_message_and_its_warnings_reach_kubectl() {
+    let s = Server::start();
+    let hook = TestHook::start(std::time::Duration::ZERO, Box::new(deny_bad));
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &hook_config(
+            "ValidatingWebhookConfiguration",
+            "deny",
+            &hook.url("/validate"),
+            &hook.ca_bundle,
+            "",
+        ),
+    );
+    let err = until_refused(
+        &s,
+        &["--from-literal=bad=1"],
+        "admission webhook \"deny.example.com\" denied the request: bad data is not allowed",
+    );
+    let (code, _) = s.http(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        br#"{"metadata":{"name":"raw"},"data":{"bad":"1"}}"#,
+    );
+    assert_eq!(code, 403, "the webhook's status code is the answer's");
+    let out = s.kubectl(&["create", "configmap", "fine", "--from-literal=good=1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Warning: configmaps are checked by deny.example.com"),
+        "{}",
+        stderr(&out)
+    );
+    // The AdmissionReview carries what Kubernetes sends.
+    let requests = hook.requests.lock().expect("requests").clone();
+    let r = requests
+        .iter()
+        .find(|r| r["name"] == "fine")
+        .expect("the webhook saw the create");
+    assert_eq!(r["operation"], "CREATE");
+    assert_eq!(r["namespace"], "default");
+    assert_eq!(
+        r["kind"],
+        serde_json::json!({"group": "", "version": "v1", "kind": "ConfigMap"})
+    );
+    assert_eq!(r["resource"]["resource"], "configmaps");
+    assert_eq!(r["userInfo"]["username"], "system:admin");
+    assert_eq!(r["dryRun"], false);
+    assert_eq!(r["options"]["kind"], "CreateOptions");
+    // A server-side dry run calls the webhook too (sideEffects: None) and is refused the same.
+    let out = s.kubectl(&[
+        "create",
+        "configmap",
+        "dry",
+        "--from-literal=bad=1",
+        "--dry-run=server",
+    ]);
+    assert!(
+        stderr(&out).contains("denied the request"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        hook.requests
+            .lock()
+            .expect("requests")
+            .iter()
+            .any(|r| r["name"] == "dry" && r["dryRun"] == true)
+    );
+    // Updates are checked too, with the old object.
+    let out = s.kubectl(&[
+        "patch",
+        "configmap",
+        "fine",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"bad":"1"}}"#,
+    ]);
+    assert!(
+        stderr(&out).contains("bad data is not allowed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        hook.requests
+            .lock()
+            .expect("requests")
+            .iter()
+            .any(|r| r["operation"] == "UPDATE" && r["oldObject"]["data"]["good"] == "1")
+    );
+    // A webhook needing side effects cannot be registered in v1.
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(
+            &hook_config(
+                "ValidatingWebhookConfiguration",
+                "effects",
+                &hook.url("/v"),
+                &hook.ca_bundle,
+                "",
+            )
+            .replace("sideEffects: None", "sideEffects: Unknown"),
+        ),
+    );
+    assert!(
+        stderr(&out).contains("webhooks[0].sideEffects: Unsupported value: \"Unknown\": supported values: \"None\", \"NoneOnDryRun\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn mutating_webhooks_patch_objects_and_a_patch_making_them_invalid_is_refused() {
+    let s = Server::start();
+    let hook = TestHook::start(
+        std::time::Duration::ZERO,
+        Box::new(|request| {
+            use base64::Engine;
+            let name = request["name"].as_str().unwrap_or("");
+            let patch = if name.starts_with("broken") {
+                serde_json::json!([{"op": "add", "path": "/data/bad key", "value": "x"}])
+            } else {
+                serde_json::json!([{"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}}])
+            };
+            serde_json::json!({"allowed": true, "patchType": "JSONPatch",
+                "patch": base64::engine::general_purpose::STANDARD.encode(patch.to_string())})
+        }),
+    );
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &hook_config(
+            "MutatingWebhookConfiguration",
+            "label",
+            &hook.url("/mutate"),
+            &hook.ca_bundle,
+            "",
+        ),
+    );
+    common::eventually("the mutating webhook labels configmaps", WAIT, || {
+        let name = format!("m{}", hook.requests.lock().expect("requests").len());
+        s.ok(&["create", "configmap", &name]);
+        let label = s.ok(&[
+            "get",
+            "configmap",
+            &name,
+            "-o",
+            "jsonpath={.metadata.labels.mutated}",
+        ]);
+        (label == "yes").then_some(())
+    });
+    let out = s.kubectl(&["create", "configmap", "broken", "--from-literal=a=b"]);
+    assert!(
+        stderr(&out).contains("data[bad key]: Invalid value: \"bad key\": a valid config key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!s.kubectl(&["get", "configmap", "broken"]).status.success());
+}
+
+#[test]
+fn an_unreachable_or_slow_webhook_refuses_under_fail_and_is_skipped_under_ignore() {
+    let s = Server::start();
+    // A port with nobody listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "https://127.0.0.1:{}/validate",
+        closed.local_addr().expect("addr").port()
+    );
+    drop(closed);
+    let (ca, _, _) = certificates(&["127.0.0.1"]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &hook_config(
+            "ValidatingWebhookConfiguration",
+            "down",
+            &url,
+            &b64(&ca),
+            "",
+        ),
+    );
+    let err = until_refused(&s, &[], "failed calling webhook \"down.example.com\"");
+    assert!(err.contains("Internal error occurred"), "{err}");
+    s.ok(&["delete", "validatingwebhookconfiguration", "down"]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &hook_config(
+            "ValidatingWebhookConfiguration",
+            "down-ignored",
+            &url,
+            &b64(&ca),
+            "  failurePolicy: Ignore\n",
+        ),
+    );
+    common::eventually("an unreachable Ignore webhook is skipped", WAIT, || {
+        s.kubectl(&["create", "configmap", "allowed"])
+            .status
+            .success()
+            .then_some(())
+    });
+
+    let slow = TestHook::start(
+        std::time::Duration::from_secs(5),
+        Box::new(|_| serde_json::json!({"allowed": true})),
+    );
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &hook_config(
+            "ValidatingWebhookConfiguration",
+            "slow",
+            &slow.url("/validate"),
+            &slow.ca_bundle,
+            "  timeoutSeconds: 1\n",
+        ),
+    );
+    until_refused(&s, &[], "context deadline exceeded");
+}
+
+#[test]
+fn namespace_and_object_selectors_choose_the_requests_a_webhook_sees() {
+    let s = Server::start();
+    let hook = TestHook::start(
+        std::time::Duration::ZERO,
+        Box::new(|_| serde_json::json!({"allowed": false, "status": {"message": "selected"}})),
+    );
+    s.ok(&["create", "namespace", "checked"]);
+    s.ok(&["label", "namespace", "checked", "policy=on"]);
+    s.ok(&["create", "namespace", "free"]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &hook_config(
+            "ValidatingWebhookConfiguration",
+            "select",
+            &hook.url("/validate"),
+            &hook.ca_bundle,
+            "  namespaceSelector: {matchLabels: {policy: \"on\"}}\n  objectSelector: {matchExpressions: [{key: skip, operator: DoesNotExist}]}\n",
+        ),
+    );
+    until_refused(&s, &["-n", "checked"], "denied the request: selected");
+    let out = s.kubectl(&["create", "configmap", "a", "-n", "free"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: skipped, namespace: checked, labels: {skip: \"yes\"}}\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Webhook configurations themselves never go to webhooks.
+    assert!(
+        hook.requests
+            .lock()
+            .expect("requests")
+            .iter()
+            .all(|r| r["kind"]["kind"] == "ConfigMap" && r["namespace"] == "checked")
+    );
+}
+
+#[test]
+fn the_example_policy_webhook_labels_workloads_and_refuses_untagged_images() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = certificates(&["policy-webhook.default.svc"]);
+    std::fs::write(dir.path().join("tls.crt"), cert).expect("cert");
+    std::fs::write(dir.path().join("tls.key"), key).expect("key");
+    let mut hook = std::process::Command::new(env!("CARGO_BIN_EXE_gitplane"))
+        .args(["policy-webhook", "--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(dir.path().join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.path().join("tls.key"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the policy webhook");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(hook.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the webhook's address");
+    let port = line.trim().rsplit(':').next().expect("a port").to_string();
+    let manifest = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples-repo/policy-webhook/webhook.yaml"
+    ))
+    .expect("the example manifests")
+    .replace("8443", &port)
+    .replace("CA_BUNDLE", &b64(&ca));
+    s.ok_stdin(&["apply", "-f", "-"], &manifest);
+    let err = common::eventually("untagged images refused", WAIT, || {
+        let out = s.kubectl(&["run", "untagged", "--image=nginx"]);
+        let err = stderr(&out);
+        err.contains("denied the request").then_some(err)
+    });
+    assert!(
+        err.contains("admission webhook \"images.policy.gitplane.io\" denied the request: container \"untagged\": image \"nginx\" has no tag; pin a version"),
+        "{err}"
+    );
+    let out = s.kubectl(&["create", "deployment", "web", "--image=nginx:latest"]);
+    assert!(
+        stderr(&out).contains("is tagged latest"),
+        "{}",
+        stderr(&out)
+    );
+    s.ok(&["run", "pinned", "--image=nginx:1.27"]);
+    let label = s.ok(&[
+        "get",
+        "pod",
+        "pinned",
+        "-o",
+        "jsonpath={.metadata.labels.gitplane\\.io/policy}",
+    ]);
+    assert_eq!(label, "checked");
+    let _ = hook.kill();
+    let _ = hook.wait();
+}
+
+#[test]
+fn gitplane_diff_shows_a_validating_webhooks_refusal() {
+    let repo = common::GitRepo::new();
+    repo.write(
+        "app/one.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: one}\ndata: {a: \"1\"}\n",
+    );
+    repo.commit("base");
+    let repo_path = repo.path.to_string_lossy().into_owned();
+    let s = Server::start_with(&["--repo", &repo_path, "--path", "app"]);
+    common::eventually("applied", WAIT, || {
+        s.kubectl(&["get", "configmap", "one"])
+            .status
+            .success()
+            .then_some(())
+    });
+    let hook = TestHook::start(std::time::Duration::ZERO, Box::new(deny_bad));
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &hook_config(
+            "ValidatingWebhookConfiguration",
+            "deny",
+            &hook.url("/validate"),
+            &hook.ca_bundle,
+            "",
+        ),
+    );
+    until_refused(&s, &["--from-literal=bad=1"], "bad data is not allowed");
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.write(
+        "app/one.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: one}\ndata: {a: \"1\", bad: \"2\"}\n",
+    );
+    repo.commit("feature");
+    repo.git(&["checkout", "-q", "main"]);
+    let out = common::gitplane(&s, &["diff", "--app", "root", "--head", "feature"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a refused object fails the review"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "admission webhook \"deny.example.com\" denied the request: bad data is not allowed"
+        ),
+        "{text}"
+    );
 }

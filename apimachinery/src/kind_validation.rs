@@ -59,6 +59,10 @@ pub fn validate(gvk: &GroupVersionKind, obj: &Value) -> Vec<FieldError> {
             workload(kind, obj, &mut errs);
         }
         ("batch", "Job") => job(obj, &mut errs),
+        (
+            "admissionregistration.k8s.io",
+            kind @ ("MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration"),
+        ) => webhooks(kind.starts_with("Mutating"), obj, &mut errs),
         ("batch", "CronJob") => {
             if obj
                 .pointer("/spec/schedule")
@@ -124,7 +128,10 @@ pub fn validate_update(gvk: &GroupVersionKind, old: &Value, new: &Value) -> Vec<
             immutable(&mut errs, "/spec/selector", "spec.selector");
             immutable(&mut errs, "/spec/completions", "spec.completions");
             if changed("/spec/template") {
-                let v = new.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+                let v = new
+                    .pointer("/spec/template")
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 errs.push(FieldError::invalid_value(
                     "spec.template",
                     &v,
@@ -235,13 +242,7 @@ fn iana_svc_name(name: &str) -> Option<&'static str> {
     (!ok).then_some("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-), must contain at least one letter (a-z), must not start or end with a hyphen, and hyphens cannot be adjacent to other hyphens")
 }
 
-fn container(
-    c: &Value,
-    field: &str,
-    volumes: &[String],
-    names: &mut Vec<String>,
-    errs: &mut Errs,
-) {
+fn container(c: &Value, field: &str, volumes: &[String], names: &mut Vec<String>, errs: &mut Errs) {
     match str_of(c, "name") {
         None | Some("") => errs.push(FieldError::required(format!("{field}.name"))),
         Some(name) => {
@@ -402,7 +403,11 @@ fn pod_spec(spec: &Value, field: &str, errs: &mut Errs) {
             ));
         }
     }
-    labels(get(spec, "nodeSelector"), &format!("{field}.nodeSelector"), errs);
+    labels(
+        get(spec, "nodeSelector"),
+        &format!("{field}.nodeSelector"),
+        errs,
+    );
 }
 
 /// Problems with a pod template under `field`; `restart` lists the restart policies the owner
@@ -450,8 +455,14 @@ fn selector_matches_template(obj: &Value, kind: &str, errs: &mut Errs) {
         errs.push(FieldError::required("spec.selector"));
         return;
     };
-    let empty = sel.get("matchLabels").and_then(Value::as_object).is_none_or(Map::is_empty)
-        && sel.get("matchExpressions").and_then(Value::as_array).is_none_or(Vec::is_empty);
+    let empty = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(Map::is_empty)
+        && sel
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
     if empty {
         errs.push(FieldError::invalid_value(
             "spec.selector",
@@ -553,6 +564,111 @@ fn job(obj: &Value, errs: &mut Errs) {
     match obj.pointer("/spec/template").filter(|v| !v.is_null()) {
         None => errs.push(FieldError::required("spec.template")),
         Some(t) => template(t, "spec.template", Some(&["OnFailure", "Never"]), errs),
+    }
+}
+
+fn webhooks(mutating: bool, obj: &Value, errs: &mut Errs) {
+    let mut names: Vec<&str> = Vec::new();
+    for (i, h) in list(obj, "webhooks").iter().enumerate() {
+        let f = format!("webhooks[{i}]");
+        match str_of(h, "name") {
+            None | Some("") => errs.push(FieldError::required(format!("{f}.name"))),
+            Some(n) => {
+                let parts = n.split('.').count();
+                if parts < 3 || !dns1123_subdomain(n).is_empty() {
+                    errs.push(FieldError::invalid(
+                        format!("{f}.name"),
+                        n,
+                        "should be a domain with at least three segments separated by dots",
+                    ));
+                }
+                if names.contains(&n) {
+                    errs.push(FieldError::duplicate(format!("{f}.name"), &Value::from(n)));
+                }
+                names.push(n);
+            }
+        }
+        if !list(h, "admissionReviewVersions")
+            .iter()
+            .any(|v| v.as_str() == Some("v1"))
+        {
+            errs.push(FieldError::required_because(
+                format!("{f}.admissionReviewVersions"),
+                "must include at least one of v1",
+            ));
+        }
+        match get(h, "sideEffects") {
+            None => errs.push(FieldError::required_because(
+                format!("{f}.sideEffects"),
+                "must specify one of None, NoneOnDryRun",
+            )),
+            v => enum_value(
+                v,
+                &format!("{f}.sideEffects"),
+                &["None", "NoneOnDryRun"],
+                errs,
+            ),
+        }
+        enum_value(
+            get(h, "failurePolicy"),
+            &format!("{f}.failurePolicy"),
+            &["Fail", "Ignore"],
+            errs,
+        );
+        if mutating {
+            enum_value(
+                get(h, "reinvocationPolicy"),
+                &format!("{f}.reinvocationPolicy"),
+                &["IfNeeded", "Never"],
+                errs,
+            );
+        }
+        if let Some(t) = get(h, "timeoutSeconds")
+            && t.as_i64().is_some_and(|t| !(1..=30).contains(&t))
+        {
+            errs.push(FieldError::invalid_value(
+                format!("{f}.timeoutSeconds"),
+                t,
+                "the timeout value must be between 1 and 30 seconds",
+            ));
+        }
+        let cc = get(h, "clientConfig").cloned().unwrap_or(Value::Null);
+        match (str_of(&cc, "url"), get(&cc, "service")) {
+            (Some(_), Some(_)) | (None, None) => errs.push(FieldError::required_because(
+                format!("{f}.clientConfig"),
+                "exactly one of url or service is required",
+            )),
+            (Some(url), None) if !url.starts_with("https://") => {
+                errs.push(FieldError::invalid(
+                    format!("{f}.clientConfig.url"),
+                    url,
+                    "'https' is the only allowed URL scheme",
+                ));
+            }
+            (None, Some(svc)) => {
+                for field in ["namespace", "name"] {
+                    if str_of(svc, field).is_none_or(str::is_empty) {
+                        errs.push(FieldError::required(format!(
+                            "{f}.clientConfig.service.{field}"
+                        )));
+                    }
+                }
+            }
+            _ => {}
+        }
+        for (j, r) in list(h, "rules").iter().enumerate() {
+            enum_value(
+                get(r, "scope"),
+                &format!("{f}.rules[{j}].scope"),
+                &["*", "Cluster", "Namespaced"],
+                errs,
+            );
+            for field in ["operations", "apiGroups", "apiVersions", "resources"] {
+                if list(r, field).is_empty() {
+                    errs.push(FieldError::required(format!("{f}.rules[{j}].{field}")));
+                }
+            }
+        }
     }
 }
 
@@ -690,11 +806,13 @@ mod tests {
         check(
             "apps/v1",
             "Deployment",
-            deployment(json!({"replicas": -1, "selector": {"matchLabels": {"app": "web"}},
+            deployment(
+                json!({"replicas": -1, "selector": {"matchLabels": {"app": "web"}},
                 "template": {"metadata": {"labels": {"app": "other"}},
                     "spec": {"restartPolicy": "Never", "containers": [
                         {"image": "nginx", "ports": [{"containerPort": 0}, {"containerPort": 80, "name": "http"}, {"containerPort": 81, "name": "http"}]},
-                        {"name": "b", "image": ""}]}}})),
+                        {"name": "b", "image": ""}]}}}),
+            ),
             &[
                 "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
                 "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`",
@@ -729,18 +847,27 @@ mod tests {
                 "spec.ports[1].name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
             ],
         );
-        check("v1", "Service", json!({"spec": {}}), &["spec.ports: Required value"]);
+        check(
+            "v1",
+            "Service",
+            json!({"spec": {}}),
+            &["spec.ports: Required value"],
+        );
         check(
             "batch/v1",
             "Job",
             json!({"spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}),
-            &["spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\""],
+            &[
+                "spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"",
+            ],
         );
         check(
             "v1",
             "ConfigMap",
             json!({"data": {"ok.key": "1", "bad key": "2"}}),
-            &["data[bad key]: Invalid value: \"bad key\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"],
+            &[
+                "data[bad key]: Invalid value: \"bad key\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+            ],
         );
         check(
             "v1",

@@ -23,9 +23,7 @@ fn props(schema: &Value) -> Option<&Map<String, Value>> {
 }
 
 fn additional(schema: &Value) -> Option<&Value> {
-    schema
-        .get("additionalProperties")
-        .filter(|v| v.is_object())
+    schema.get("additionalProperties").filter(|v| v.is_object())
 }
 
 fn join(path: &str, field: &str) -> String {
@@ -166,7 +164,9 @@ fn type_ok(schema: &Value, v: &Value) -> bool {
         None | Some("") => true,
         Some("number") => v.is_number(),
         Some("integer") => {
-            type_name(v) == "integer" || v.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite())
+            type_name(v) == "integer"
+                || v.as_f64()
+                    .is_some_and(|f| f.fract() == 0.0 && f.is_finite())
         }
         Some(t) => type_name(v) == t,
     }
@@ -189,9 +189,7 @@ fn show(path: &str) -> &str {
 
 fn check(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     if v.is_null() {
-        if schema.get("nullable") != Some(&Value::Bool(true))
-            && schema.get("type").is_some()
-        {
+        if schema.get("nullable") != Some(&Value::Bool(true)) && schema.get("type").is_some() {
             let t = schema.get("type").and_then(Value::as_str).unwrap_or("");
             errs.push(FieldError::invalid_value(
                 show(path),
@@ -232,23 +230,43 @@ fn check(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
             let exclusive = |k: &str| schema.get(k) == Some(&Value::Bool(true));
             if let Some(min) = num(schema, "minimum") {
                 if exclusive("exclusiveMinimum") && x <= min {
-                    errs.push(FieldError::invalid_value(p, v, format!("{p} in body should be greater than {min}")));
+                    errs.push(FieldError::invalid_value(
+                        p,
+                        v,
+                        format!("{p} in body should be greater than {min}"),
+                    ));
                 } else if x < min {
-                    errs.push(FieldError::invalid_value(p, v, format!("{p} in body should be greater than or equal to {min}")));
+                    errs.push(FieldError::invalid_value(
+                        p,
+                        v,
+                        format!("{p} in body should be greater than or equal to {min}"),
+                    ));
                 }
             }
             if let Some(max) = num(schema, "maximum") {
                 if exclusive("exclusiveMaximum") && x >= max {
-                    errs.push(FieldError::invalid_value(p, v, format!("{p} in body should be less than {max}")));
+                    errs.push(FieldError::invalid_value(
+                        p,
+                        v,
+                        format!("{p} in body should be less than {max}"),
+                    ));
                 } else if x > max {
-                    errs.push(FieldError::invalid_value(p, v, format!("{p} in body should be less than or equal to {max}")));
+                    errs.push(FieldError::invalid_value(
+                        p,
+                        v,
+                        format!("{p} in body should be less than or equal to {max}"),
+                    ));
                 }
             }
             if let Some(m) = num(schema, "multipleOf")
                 && m > 0.0
                 && (x / m).fract() != 0.0
             {
-                errs.push(FieldError::invalid_value(p, v, format!("{p} in body should be a multiple of {m}")));
+                errs.push(FieldError::invalid_value(
+                    p,
+                    v,
+                    format!("{p} in body should be a multiple of {m}"),
+                ));
             }
         }
         Value::String(s) => {
@@ -256,7 +274,11 @@ fn check(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
             if let Some(min) = count(schema, "minLength")
                 && len < min
             {
-                errs.push(FieldError::invalid_value(p, v, format!("{p} in body should be at least {min} chars long")));
+                errs.push(FieldError::invalid_value(
+                    p,
+                    v,
+                    format!("{p} in body should be at least {min} chars long"),
+                ));
             }
             if let Some(max) = count(schema, "maxLength")
                 && len > max
@@ -274,7 +296,9 @@ fn check(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
                     Err(_) => errs.push(FieldError::invalid_value(
                         p,
                         v,
-                        format!("the schema's pattern '{pattern}' is not a valid regular expression"),
+                        format!(
+                            "the schema's pattern '{pattern}' is not a valid regular expression"
+                        ),
                     )),
                 }
             }
@@ -283,7 +307,11 @@ fn check(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
             if let Some(min) = count(schema, "minItems")
                 && items.len() < min
             {
-                errs.push(FieldError::invalid_value(p, &Value::from(items.len()), format!("{p} in body should have at least {min} items")));
+                errs.push(FieldError::invalid_value(
+                    p,
+                    &Value::from(items.len()),
+                    format!("{p} in body should have at least {min} items"),
+                ));
             }
             if let Some(max) = count(schema, "maxItems")
                 && items.len() > max
@@ -307,14 +335,23 @@ fn check(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
             if let Some(min) = count(schema, "minProperties")
                 && m.len() < min
             {
-                errs.push(FieldError::invalid_value(p, &Value::from(m.len()), format!("{p} in body should have at least {min} properties")));
+                errs.push(FieldError::invalid_value(
+                    p,
+                    &Value::from(m.len()),
+                    format!("{p} in body should have at least {min} properties"),
+                ));
             }
             if let Some(max) = count(schema, "maxProperties")
                 && m.len() > max
             {
                 errs.push(FieldError::too_many(p, m.len(), max));
             }
-            for r in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+            for r in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(r) = r.as_str()
                     && !m.contains_key(r)
                 {
@@ -343,25 +380,42 @@ fn combinators(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>
         check(s, v, path, &mut e);
         e
     };
-    for s in schema.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+    for s in schema
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         errs.extend(passes(s));
     }
     if let Some(any) = schema.get("anyOf").and_then(Value::as_array)
         && !any.is_empty()
         && !any.iter().any(|s| passes(s).is_empty())
     {
-        errs.push(FieldError::invalid_value(p, v, format!("{p} in body must match at least one schema (anyOf)")));
+        errs.push(FieldError::invalid_value(
+            p,
+            v,
+            format!("{p} in body must match at least one schema (anyOf)"),
+        ));
     }
     if let Some(one) = schema.get("oneOf").and_then(Value::as_array)
         && !one.is_empty()
         && one.iter().filter(|s| passes(s).is_empty()).count() != 1
     {
-        errs.push(FieldError::invalid_value(p, v, format!("{p} in body must match exactly one schema (oneOf)")));
+        errs.push(FieldError::invalid_value(
+            p,
+            v,
+            format!("{p} in body must match exactly one schema (oneOf)"),
+        ));
     }
     if let Some(not) = schema.get("not")
         && passes(not).is_empty()
     {
-        errs.push(FieldError::invalid_value(p, v, format!("{p} in body should not match the schema (not)")));
+        errs.push(FieldError::invalid_value(
+            p,
+            v,
+            format!("{p} in body should not match the schema (not)"),
+        ));
     }
 }
 
@@ -396,7 +450,10 @@ mod tests {
 
     #[test]
     fn custom_resources_are_validated_against_their_schema() {
-        check(json!({"apiVersion": "x/v1", "kind": "W", "metadata": {}, "spec": {"image": "abc", "replicas": 2, "mode": "fast", "tags": ["a"], "labels": {"a": "b"}, "note": null, "port": "http"}}), &[]);
+        check(
+            json!({"apiVersion": "x/v1", "kind": "W", "metadata": {}, "spec": {"image": "abc", "replicas": 2, "mode": "fast", "tags": ["a"], "labels": {"a": "b"}, "note": null, "port": "http"}}),
+            &[],
+        );
         check(
             json!({"spec": {"replicas": "two", "mode": "medium", "tags": ["a", "", "c"], "labels": {"a": 1}, "port": true}}),
             &[

@@ -109,6 +109,19 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
                 }
             }
         }
+        ("", "Namespace") => {
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if let Some(meta) = object_at(obj, &["metadata"]) {
+                let labels = meta.entry("labels").or_insert_with(|| json!({}));
+                if let Some(labels) = labels.as_object_mut() {
+                    labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+                }
+            }
+        }
         ("", "Secret") => {
             if let Some(o) = obj.as_object_mut() {
                 set(o, "type", json!("Opaque"));
@@ -178,6 +191,34 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
                 set(spec, "parallelism", json!(1));
             }
             template(obj, &["spec", "template", "spec"], None);
+        }
+        (
+            "admissionregistration.k8s.io",
+            kind @ ("MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration"),
+        ) => {
+            let mutating = kind.starts_with("Mutating");
+            let hooks = obj.get_mut("webhooks").and_then(Value::as_array_mut);
+            for hook in hooks.into_iter().flatten().filter_map(Value::as_object_mut) {
+                set(hook, "failurePolicy", json!("Fail"));
+                set(hook, "matchPolicy", json!("Equivalent"));
+                set(hook, "namespaceSelector", json!({}));
+                set(hook, "objectSelector", json!({}));
+                set(hook, "timeoutSeconds", json!(10));
+                if mutating {
+                    set(hook, "reinvocationPolicy", json!("Never"));
+                }
+                if let Some(svc) = hook
+                    .get_mut("clientConfig")
+                    .and_then(|c| c.get_mut("service"))
+                    .and_then(Value::as_object_mut)
+                {
+                    set(svc, "port", json!(443));
+                }
+                let rules = hook.get_mut("rules").and_then(Value::as_array_mut);
+                for rule in rules.into_iter().flatten().filter_map(Value::as_object_mut) {
+                    set(rule, "scope", json!("*"));
+                }
+            }
         }
         ("batch", "CronJob") => {
             if let Some(spec) = object_at(obj, &["spec"]) {

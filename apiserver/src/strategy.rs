@@ -257,9 +257,7 @@ fn job_selector(job: &mut Value) {
     let Some(template) = spec.get_mut("template").and_then(Value::as_object_mut) else {
         return;
     };
-    let meta = template
-        .entry("metadata")
-        .or_insert_with(|| json!({}));
+    let meta = template.entry("metadata").or_insert_with(|| json!({}));
     if !meta.is_object() {
         *meta = json!({});
     }

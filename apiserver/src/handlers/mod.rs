@@ -127,7 +127,15 @@ impl ApiRequest {
     /// header under `Warn` (the server's default, as in Kubernetes) and dropped silently under
     /// `Ignore`. Custom resources then get their schema's defaults.
     pub fn check_typed(&self, obj: serde_json::Value) -> Result<serde_json::Value, StatusError> {
-        let mode = self.params.get("fieldValidation").unwrap_or("Warn");
+        self.check_typed_as(obj, self.params.get("fieldValidation").unwrap_or("Warn"))
+    }
+
+    /// [`ApiRequest::check_typed`] under a given `fieldValidation` mode.
+    pub fn check_typed_as(
+        &self,
+        obj: serde_json::Value,
+        mode: &str,
+    ) -> Result<serde_json::Value, StatusError> {
         if !matches!(mode, "Strict" | "Warn" | "Ignore") {
             return Err(StatusError::bad_request(format!(
                 "fieldValidation parameter unsupported: {mode:?}; supported values: \"Ignore\", \"Warn\", \"Strict\""
