@@ -420,7 +420,7 @@ fn a_validating_webhook_refuses_with_its_message_and_its_warnings_reach_kubectl(
             "",
         ),
     );
-    let err = until_refused(
+    until_refused(
         &s,
         &["--from-literal=bad=1"],
         "admission webhook \"deny.example.com\" denied the request: bad data is not allowed",
@@ -768,4 +768,164 @@ fn gitplane_diff_shows_a_validating_webhooks_refusal() {
         ),
         "{text}"
     );
+}
+
+/// An EncryptionConfiguration for Secrets with these AES-GCM keys (first encrypts) and identity.
+fn encryption_config(dir: &std::path::Path, keys: &[(&str, &str)]) -> std::path::PathBuf {
+    let keys: String = keys
+        .iter()
+        .map(|(name, secret)| {
+            format!(
+                "          - name: {name}\n            secret: {}\n",
+                b64(secret)
+            )
+        })
+        .collect();
+    let path = dir.join("encryption.yaml");
+    std::fs::write(
+        &path,
+        format!("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - aesgcm:\n          keys:\n{keys}      - identity: {{}}\n"),
+    )
+    .expect("write the encryption configuration");
+    path
+}
+
+const KEY1: &str = "0123456789abcdef0123456789abcdef";
+const KEY2: &str = "abcdef0123456789";
+const PLAINTEXT: &str = "hunter2-very-secret-value";
+
+#[test]
+fn secrets_are_encrypted_in_the_embedded_store_file() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let config = encryption_config(tmp.path(), &[("key1", KEY1)]);
+    let dir = tmp.path().join("data");
+    let s = Server::start_in_with(
+        &dir,
+        &[
+            "--encryption-provider-config",
+            config.to_str().expect("path"),
+        ],
+    );
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s1",
+        &format!("--from-literal=password={PLAINTEXT}"),
+    ]);
+    s.ok(&[
+        "create",
+        "configmap",
+        "plain",
+        "--from-literal=visible=in-the-clear-value",
+    ]);
+    let got = s.ok(&["get", "secret", "s1", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(got, b64(PLAINTEXT));
+    let raw = std::fs::read(dir.join("store.redb")).expect("the store file");
+    let has = |needle: &str| raw.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        has("k8s:enc:aesgcm:v1:key1:"),
+        "the secret is stored encrypted"
+    );
+    assert!(
+        !has(PLAINTEXT) && !has(&b64(PLAINTEXT)),
+        "no plaintext in the store file"
+    );
+    assert!(
+        has("in-the-clear-value"),
+        "other resources are not encrypted"
+    );
+    // A configuration that is not valid stops the server with the field named.
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aesgcm: {keys: [{name: k, secret: c2hvcnQ=}]}\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitplane"))
+        .args(["apiserver", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("other"))
+        .arg("--encryption-provider-config")
+        .arg(&bad)
+        .output()
+        .expect("run gitplane apiserver");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("aesgcm.keys[0].secret: an AES-GCM key is 16, 24 or 32 bytes, got 5"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn etcd_value(etcd: &etcd_process::EtcdCluster, key: &str) -> Vec<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut client = etcd_client::Client::connect(etcd.endpoints(), None)
+            .await
+            .expect("etcd client");
+        let resp = client.get(key, None).await.expect("etcd get");
+        resp.kvs()
+            .first()
+            .map(|kv| kv.value().to_vec())
+            .unwrap_or_default()
+    })
+}
+
+#[test]
+fn secrets_in_etcd_are_encrypted_and_a_new_first_key_takes_over_after_a_rewrite() {
+    let etcd = common::etcd(1);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("data");
+    let store = format!("--store={}", etcd.store_url());
+    let config = encryption_config(tmp.path(), &[("key1", KEY1)]);
+    let mut s = Server::start_in_with(
+        &dir,
+        &[
+            &store,
+            "--encryption-provider-config",
+            config.to_str().expect("path"),
+        ],
+    );
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s1",
+        &format!("--from-literal=password={PLAINTEXT}"),
+    ]);
+    let key = "/registry/core/secrets/default/s1";
+    let raw = etcd_value(&etcd, key);
+    assert!(
+        raw.starts_with(b"k8s:enc:aesgcm:v1:key1:"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    assert!(
+        !raw.windows(PLAINTEXT.len())
+            .any(|w| w == PLAINTEXT.as_bytes())
+    );
+    s.terminate();
+
+    // Rotation: key2 first, key1 still there to read the old value.
+    let config = encryption_config(tmp.path(), &[("key2", KEY2), ("key1", KEY1)]);
+    let s = Server::start_in_with(
+        &dir,
+        &[
+            &store,
+            "--encryption-provider-config",
+            config.to_str().expect("path"),
+        ],
+    );
+    let got = s.ok(&["get", "secret", "s1", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(got, b64(PLAINTEXT), "an old secret is still readable");
+    assert!(etcd_value(&etcd, key).starts_with(b"k8s:enc:aesgcm:v1:key1:"));
+    // Kubernetes' way to re-encrypt everything: read and replace unchanged.
+    let all = s.ok(&["get", "secrets", "-A", "-o", "json"]);
+    s.ok_stdin(&["replace", "--validate=false", "-f", "-"], &all);
+    assert!(
+        etcd_value(&etcd, key).starts_with(b"k8s:enc:aesgcm:v1:key2:"),
+        "rewritten with the new key"
+    );
+    let got = s.ok(&["get", "secret", "s1", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(got, b64(PLAINTEXT));
 }

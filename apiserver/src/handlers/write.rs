@@ -134,7 +134,14 @@ pub async fn update_admitted(
             admission::validate(state, req, Operation::Update, Some(&old), Some(&new)).await?;
         }
         let finalized = strategy::ready_to_remove(&new);
-        if !strategy::changed(&old, &new) && !finalized {
+        if !strategy::changed(&old, &new)
+            && !finalized
+            && !state
+                .store
+                .stale(&key)
+                .await
+                .map_err(|e| storage_error(e, &info.group, &info.plural, name))?
+        {
             return Ok(Written {
                 object: stamp(old, stored.mod_revision),
             });
