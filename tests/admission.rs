@@ -929,3 +929,32 @@ fn secrets_in_etcd_are_encrypted_and_a_new_first_key_takes_over_after_a_rewrite(
     let got = s.ok(&["get", "secret", "s1", "-o", "jsonpath={.data.password}"]);
     assert_eq!(got, b64(PLAINTEXT));
 }
+
+#[test]
+fn kubectl_explain_describes_built_in_kinds_and_custom_resources() {
+    let s = Server::start();
+    let out = s.ok(&["explain", "deployment.spec.strategy"]);
+    assert!(out.contains("KIND:       Deployment"), "{out}");
+    assert!(
+        out.contains("rollingUpdate\t<RollingUpdateDeployment>"),
+        "{out}"
+    );
+    let out = s.ok(&["explain", "pods.spec.containers.ports"]);
+    assert!(out.contains("containerPort\t<integer> -required-"), "{out}");
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &CRD.replace(
+            "type: object\n            required",
+            "type: object\n            description: What the widget wants.\n            required",
+        ),
+    );
+    let out = common::eventually("widgets explained", WAIT, || {
+        let out = s.kubectl(&["explain", "widget.spec"]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    assert!(out.contains("What the widget wants."), "{out}");
+    assert!(out.contains("image\t<string> -required-"), "{out}");
+    assert!(out.contains("replicas\t<integer>"), "{out}");
+}
