@@ -958,3 +958,55 @@ fn kubectl_explain_describes_built_in_kinds_and_custom_resources() {
     assert!(out.contains("image\t<string> -required-"), "{out}");
     assert!(out.contains("replicas\t<integer>"), "{out}");
 }
+
+#[test]
+fn hostile_bodies_get_client_errors_and_the_server_stays_up() {
+    let s = Server::start();
+    let path = "/api/v1/namespaces/default/configmaps";
+    let deep = "[".repeat(1_000_000);
+    let nested_objects = format!(
+        "{{\"metadata\":{{\"name\":\"x\"}},\"data\":{}}}",
+        "{\"a\":".repeat(100_000)
+    );
+    let huge_string = format!(
+        "{{\"metadata\":{{\"name\":\"x\"}},\"data\":{{\"a\":\"{}\"}}}}",
+        "x".repeat(4 << 20)
+    );
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("deep arrays", "application/json", deep.into_bytes()),
+        (
+            "deep objects",
+            "application/json",
+            nested_objects.into_bytes(),
+        ),
+        (
+            "huge number",
+            "application/json",
+            br#"{"metadata":{"name":"x"},"data":{"a":1e999}}"#.to_vec(),
+        ),
+        (
+            "invalid UTF-8",
+            "application/json",
+            b"{\"metadata\":{\"name\":\"\xff\xfe\"}}".to_vec(),
+        ),
+        ("huge string", "application/json", huge_string.into_bytes()),
+        ("YAML", "application/yaml", b"metadata: {name: x}".to_vec()),
+        (
+            "truncated protobuf",
+            "application/vnd.kubernetes.protobuf",
+            b"k8s\0\x0a\x0f\x0a\x02v1\x12\x09ConfigMap\x12\x7f\x0a".to_vec(),
+        ),
+    ];
+    for (what, ct, body) in cases {
+        let (code, status) = s.http("POST", path, ct, &body);
+        assert!((400..500).contains(&code), "{what}: {code} {status}");
+    }
+    let (code, status) = s.http(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/none",
+        "application/merge-patch+json",
+        &"{\"a\":".repeat(100_000).into_bytes(),
+    );
+    assert!((400..500).contains(&code), "deep patch: {code} {status}");
+    s.ok(&["create", "configmap", "still-up"]);
+}

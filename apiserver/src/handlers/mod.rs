@@ -443,6 +443,41 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Hostile bodies of every accepted content type are refused with a 4xx, never a panic.
+        #[test]
+        fn hostile_bodies_get_a_client_error(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            kind in 0usize..5,
+        ) {
+            let ct = ["application/json", "application/vnd.kubernetes.protobuf", "application/yaml", "application/merge-patch+json", "text/plain"][kind];
+            let req = request(ct, &body);
+            match req.json_body() {
+                Ok(v) => {
+                    let _ = req.check_typed(v);
+                }
+                Err(e) => proptest::prop_assert!((400..500).contains(&e.code()), "{}", e.message),
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_huge_numbers_and_invalid_utf8_are_bad_requests() {
+        for body in [
+            "[".repeat(200_000).into_bytes(),
+            format!("{{\"data\":{}}}", "{\"a\":".repeat(5000)).into_bytes(),
+            b"{\"metadata\":{\"name\":1e999}}".to_vec(),
+            b"{\"metadata\":{\"name\":\"\xff\xfe\"}}".to_vec(),
+        ] {
+            let e = request("application/json", &body)
+                .json_body()
+                .expect_err("refused");
+            assert_eq!(e.code(), 400, "{}", e.message);
+        }
+    }
+
     #[test]
     fn delete_options_may_come_as_protobuf() {
         let body = b"k8s\0\x0a\x1f\x0a\x0emeta.k8s.io/v1\x12\x0dDeleteOptions\x12\x0e\x08\x00\x22\x0aForeground";
