@@ -251,6 +251,18 @@ fn field_validation_warn_sends_warning_headers_that_kubectl_prints() {
         "{}",
         stderr(&out)
     );
+    let body = br#"{"metadata":{"name":"dup"},"data":{"a":"1","a":"2"}}"#;
+    let (code, v) = s.http(
+        "POST",
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+        "application/json",
+        body,
+    );
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(
+        v["message"],
+        "strict decoding error: duplicate field \"data.a\""
+    );
     let (code, v) = s.http(
         "POST",
         "/api/v1/namespaces/default/configmaps?fieldValidation=Bogus",

@@ -19,6 +19,7 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let info = &req.info;
     let dry_run = req.params.dry_run()?;
     let mut obj = req.json_body()?;
+    req.check_duplicates()?;
     strategy::check_identity(info, req.namespace(), &mut obj)?;
     let mut obj = req.check_typed(obj)?;
     if info.namespaced && req.namespace().is_none() {

@@ -112,6 +112,38 @@ impl ApiRequest {
         }
     }
 
+    /// Fields given twice in the JSON body: a 400 under `fieldValidation=Strict`, a warning
+    /// under `Warn` (the default), nothing under `Ignore`. The last value wins, as in Kubernetes.
+    pub fn check_duplicates(&self) -> Result<(), StatusError> {
+        let ct = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json");
+        if ct.starts_with(protobuf::MEDIA_TYPE) {
+            return Ok(());
+        }
+        let duplicates = apimachinery::typed::duplicate_fields(&self.body);
+        if duplicates.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = duplicates
+            .iter()
+            .map(|f| format!("duplicate field \"{f}\""))
+            .collect();
+        match self.params.get("fieldValidation").unwrap_or("Warn") {
+            "Strict" => Err(StatusError::bad_request(format!(
+                "strict decoding error: {}",
+                list.join(", ")
+            ))),
+            "Ignore" => Ok(()),
+            _ => {
+                list.into_iter().for_each(|w| self.warn(w));
+                Ok(())
+            }
+        }
+    }
+
     /// Adds a warning for the client.
     pub fn warn(&self, warning: impl Into<String>) {
         let w = warning.into();

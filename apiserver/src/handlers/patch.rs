@@ -66,6 +66,7 @@ pub async fn patch(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let dry_run = req.params.dry_run()?;
     let kind = patch_type(req)?;
     let doc = req.json_body()?;
+    req.check_duplicates()?;
     let scope = req.update_scope();
     let written = update_admitted(
         state,

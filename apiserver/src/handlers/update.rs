@@ -13,6 +13,7 @@ use crate::state::ApiState;
 pub async fn update(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let dry_run = req.params.dry_run()?;
     let body = req.json_body()?;
+    req.check_duplicates()?;
     let scope = req.update_scope();
     let written = update_admitted(
         state,
