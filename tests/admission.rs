@@ -1022,3 +1022,71 @@ fn hostile_bodies_get_client_errors_and_the_server_stays_up() {
     assert!((400..500).contains(&code), "deep patch: {code} {status}");
     s.ok(&["create", "configmap", "still-up"]);
 }
+
+#[test]
+fn a_mutating_webhook_with_if_needed_runs_again_after_a_later_one_changed_the_object() {
+    use base64::Engine;
+    let s = Server::start();
+    let label = |key: &'static str| {
+        Box::new(move |request: &serde_json::Value| {
+            let has = request["object"]["metadata"]["labels"][key].is_string();
+            let patch = if has {
+                serde_json::json!([])
+            } else if request["object"]["metadata"]["labels"].is_object() {
+                serde_json::json!([{"op": "add", "path": format!("/metadata/labels/{key}"), "value": "yes"}])
+            } else {
+                serde_json::json!([{"op": "add", "path": "/metadata/labels", "value": {key: "yes"}}])
+            };
+            serde_json::json!({"allowed": true, "patchType": "JSONPatch",
+                "patch": base64::engine::general_purpose::STANDARD.encode(patch.to_string())})
+        }) as Box<Answer>
+    };
+    let first = TestHook::start(std::time::Duration::ZERO, label("first"));
+    let second = TestHook::start(std::time::Duration::ZERO, label("second"));
+    let config = format!(
+        "{}- name: second.example.com
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  clientConfig: {{url: \"{}\", caBundle: \"{}\"}}
+  rules:
+  - {{operations: [CREATE], apiGroups: [\"\"], apiVersions: [v1], resources: [configmaps]}}
+",
+        hook_config(
+            "MutatingWebhookConfiguration",
+            "first",
+            &first.url("/m"),
+            &first.ca_bundle,
+            "  reinvocationPolicy: IfNeeded\n"
+        ),
+        second.url("/m"),
+        second.ca_bundle
+    );
+    s.ok_stdin(&["apply", "-f", "-"], &config);
+    common::eventually("both webhooks label configmaps", WAIT, || {
+        let name = format!("r{}", first.requests.lock().expect("requests").len());
+        s.ok(&["create", "configmap", &name]);
+        let labels = s.ok(&[
+            "get",
+            "configmap",
+            &name,
+            "-o",
+            "jsonpath={.metadata.labels}",
+        ]);
+        (labels.contains("first") && labels.contains("second")).then_some(name)
+    });
+    s.ok(&["create", "configmap", "counted"]);
+    let calls = |hook: &TestHook| {
+        hook.requests
+            .lock()
+            .expect("requests")
+            .iter()
+            .filter(|r| r["name"] == "counted")
+            .count()
+    };
+    assert_eq!(
+        calls(&first),
+        2,
+        "reinvoked once after the second webhook's change"
+    );
+    assert_eq!(calls(&second), 1);
+}

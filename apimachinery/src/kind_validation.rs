@@ -141,12 +141,19 @@ pub fn validate_update(gvk: &GroupVersionKind, old: &Value, new: &Value) -> Vec<
         }
         ("", "Pod") => {
             // Only images, activeDeadlineSeconds, added tolerations and the scheduling gates
-            // may change.
+            // may change, and nodeName once (the binding subresource goes through here).
+            let unbound = old
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty);
             let strip = |v: &Value| {
                 let mut spec = v.get("spec").cloned().unwrap_or(Value::Null);
                 if let Some(m) = spec.as_object_mut() {
                     for f in ["activeDeadlineSeconds", "tolerations", "schedulingGates"] {
                         m.remove(f);
+                    }
+                    if unbound {
+                        m.remove("nodeName");
                     }
                     for l in ["containers", "initContainers", "ephemeralContainers"] {
                         if let Some(cs) = m.get_mut(l).and_then(Value::as_array_mut) {
@@ -884,6 +891,15 @@ mod tests {
         let image = json!({"spec": {"containers": [{"name": "c", "image": "b"}]}});
         let name = json!({"spec": {"containers": [{"name": "d", "image": "a"}]}});
         assert!(validate_update(&gvk, &old, &image).is_empty());
+        let bound =
+            json!({"spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "a"}]}});
+        assert!(
+            validate_update(&gvk, &old, &bound).is_empty(),
+            "binding sets nodeName once"
+        );
+        let moved =
+            json!({"spec": {"nodeName": "n2", "containers": [{"name": "c", "image": "a"}]}});
+        assert_eq!(validate_update(&gvk, &bound, &moved).len(), 1);
         assert_eq!(validate_update(&gvk, &old, &name).len(), 1);
         let gvk = GroupVersionKind::from_api_version("apps/v1", "Deployment");
         let old = json!({"spec": {"selector": {"matchLabels": {"a": "b"}}}});

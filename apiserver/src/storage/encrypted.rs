@@ -85,11 +85,12 @@ struct FileKey {
     secret: String,
 }
 
-/// One AES-GCM key.
+/// One AES-GCM key (the key schedules differ in size; a handful of keys per server).
 #[derive(Clone)]
+#[allow(clippy::large_enum_variant)]
 enum Cipher {
     A128(Aes128Gcm),
-    A192(Box<Aes192Gcm>),
+    A192(Aes192Gcm),
     A256(Aes256Gcm),
 }
 
@@ -97,9 +98,7 @@ impl Cipher {
     fn new(secret: &[u8]) -> Option<Cipher> {
         match secret.len() {
             16 => Aes128Gcm::new_from_slice(secret).ok().map(Cipher::A128),
-            24 => Aes192Gcm::new_from_slice(secret)
-                .ok()
-                .map(|c| Cipher::A192(Box::new(c))),
+            24 => Aes192Gcm::new_from_slice(secret).ok().map(Cipher::A192),
             32 => Aes256Gcm::new_from_slice(secret).ok().map(Cipher::A256),
             _ => None,
         }
@@ -472,14 +471,14 @@ mod tests {
         );
         // Rotation: a new first key still opens the old value, which is then stale.
         let two = config(&[("key2", K2), ("key1", K1)], false);
-        assert_eq!(two.decrypt(key, sealed.clone()).unwrap().1, true);
+        assert!(two.decrypt(key, sealed.clone()).unwrap().1);
         assert!(
             two.encrypt(key, Bytes::from_static(b"x"))
                 .unwrap()
                 .starts_with(b"k8s:enc:aesgcm:v1:key2:")
         );
         // Plain text is read through identity; other resources are untouched.
-        assert_eq!(two.decrypt(key, Bytes::from_static(b"{}")).unwrap().1, true);
+        assert!(two.decrypt(key, Bytes::from_static(b"{}")).unwrap().1);
         assert_eq!(
             two.encrypt(
                 "/registry/core/configmaps/default/c",
@@ -493,7 +492,7 @@ mod tests {
             plain_first.encrypt(key, Bytes::from_static(b"{}")).unwrap(),
             Bytes::from_static(b"{}")
         );
-        assert_eq!(plain_first.decrypt(key, sealed).unwrap().1, true);
+        assert!(plain_first.decrypt(key, sealed).unwrap().1);
     }
 
     #[test]
