@@ -9,6 +9,8 @@
 //! - [`admission`]: the order of admission, built-in admission plugins and webhooks.
 //! - [`watch_cache`]: all objects in memory, fed by one storage watch; serves reads and watches.
 //! - [`storage`]: the revisioned key-value interface and its backends.
+//! - [`allocator`]: cluster IPs and node ports of Services; [`default_service`]: the
+//!   `default/kubernetes` Service.
 //! - [`discovery`], [`table`], [`crd`], [`namespace`]: discovery documents, server-side tables,
 //!   CRD serving, namespace deletion.
 //!
@@ -16,7 +18,9 @@
 //! HTTP client of the API.
 
 pub mod admission;
+pub mod allocator;
 pub mod crd;
+pub mod default_service;
 pub mod defaults;
 pub mod discovery;
 pub mod handlers;

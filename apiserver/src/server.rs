@@ -13,7 +13,9 @@ use apimachinery::object::ObjectExt;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::allocator::ServiceRanges;
 use crate::crd;
+use crate::default_service;
 use crate::handlers;
 use crate::state::{ApiState, encode};
 use crate::storage::{StorageError, Store};
@@ -31,6 +33,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Watch cache limits.
     pub cache: watch_cache::Config,
+    /// Cluster IP and node port ranges of Services.
+    pub services: ServiceRanges,
 }
 
 /// Why the server could not start or stopped.
@@ -67,7 +71,7 @@ impl ApiServer {
     pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Self, ServerError> {
         let cache = WatchCache::new(config.cache.clone());
         tokio::spawn(watch_cache::run_feeder(cache.clone(), store.clone()));
-        let state = ApiState::new(store, cache);
+        let state = ApiState::new(store, cache, config.services.clone());
         state
             .sync_cache()
             .await
@@ -83,7 +87,11 @@ impl ApiServer {
                     addr: config.listen,
                     source,
                 })?;
-        Ok(ApiServer { state, listener })
+        let server = ApiServer { state, listener };
+        default_service::ensure(&server.state, server.local_addr())
+            .await
+            .map_err(|e| ServerError::Cache(e.message))?;
+        Ok(server)
     }
 
     /// The address the server listens on.

@@ -33,6 +33,16 @@ pub struct ServerArgs {
     /// to encrypt at rest and their AES-GCM keys (the first encrypts, all decrypt).
     #[arg(long)]
     pub encryption_provider_config: Option<PathBuf>,
+    /// The range Services get their cluster IPs from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cluster_ip_range: apiserver::allocator::Ipv4Cidr,
+    /// The range of node ports (Services of type NodePort and LoadBalancer).
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    pub service_node_port_range: std::ops::RangeInclusive<u16>,
+}
+
+fn parse_port_range(value: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    apiserver::allocator::parse_port_range(value).map_err(|e| e.to_string())
 }
 
 /// The storage backend chosen with `--store`.
@@ -141,6 +151,10 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<ApiServer> {
         Config {
             listen: args.listen,
             cache: Default::default(),
+            services: apiserver::allocator::ServiceRanges {
+                cluster_ips: args.service_cluster_ip_range,
+                node_ports: args.service_node_port_range.clone(),
+            },
         },
         store,
     )

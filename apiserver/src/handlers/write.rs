@@ -134,14 +134,22 @@ pub async fn update_admitted(
             admission::validate(state, req, Operation::Update, Some(&old), Some(&new)).await?;
         }
         let finalized = strategy::ready_to_remove(&new);
-        if !strategy::changed(&old, &new)
-            && !finalized
-            && !state
+        let stale = !finalized
+            && !strategy::changed(&old, &new)
+            && state
                 .store
                 .stale(&key)
                 .await
-                .map_err(|e| storage_error(e, &info.group, &info.plural, name))?
-        {
+                .map_err(|e| storage_error(e, &info.group, &info.plural, name))?;
+        let allocated = if finalized {
+            Default::default()
+        } else {
+            state
+                .allocate_service(info, &mut new, Some(&old), dry_run)
+                .await?
+        };
+        if !strategy::changed(&old, &new) && !finalized && !stale {
+            state.release(allocated).await;
             return Ok(Written {
                 object: stamp(old, stored.mod_revision),
             });
@@ -166,14 +174,23 @@ pub async fn update_admitted(
         };
         match result {
             Ok(revision) => {
+                state
+                    .release_service(info, &old, (!finalized).then_some(&new))
+                    .await;
                 crd::after_write(state, info, revision).await;
                 return Ok(Written {
                     object: stamp(new, revision),
                 });
             }
             // Re-read and re-run `change`: a resourceVersion precondition then fails above.
-            Err(StorageError::Conflict { .. }) => continue,
-            Err(e) => return Err(storage_error(e, &info.group, &info.plural, name)),
+            Err(StorageError::Conflict { .. }) => {
+                state.release(allocated).await;
+                continue;
+            }
+            Err(e) => {
+                state.release(allocated).await;
+                return Err(storage_error(e, &info.group, &info.plural, name));
+            }
         }
     }
     Err(StatusError::new(

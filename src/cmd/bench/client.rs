@@ -44,6 +44,7 @@ impl BenchServer {
             Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 cache: Default::default(),
+                services: Default::default(),
             },
             store,
         )
