@@ -51,6 +51,8 @@ enum Command {
     Blame(cmd::blame::Args),
     /// Run a benchmark scenario from BENCHMARKS.md and print `scenario=… metric=… value=… unit=…`.
     Bench(cmd::bench::Args),
+    /// Run the example admission webhook (adds a label; refuses untagged and `latest` images).
+    PolicyWebhook(cmd::policy_webhook::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -70,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Command::Rollback(args) => cmd::rollback::run(args),
         Command::Blame(args) => cmd::blame::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::PolicyWebhook(args) => cmd::policy_webhook::run(args),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code),

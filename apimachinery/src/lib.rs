@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //! - [`application`]: gitplane's own `Application` CRD and the marks the syncer leaves on objects.
+//! - [`kind_validation`]: the built-in kinds validated as Kubernetes validates them.
 //! - [`object`]: dynamic objects (JSON with metadata accessors) and typed ones through k8s-openapi.
 //! - [`registry`]: kinds ↔ resources for the built-in kinds and for CRDs added at run time.
+//! - [`schema`]: structural schemas of CRDs: pruning, defaulting and validating custom resources.
 //! - [`selector`]: label and field selectors.
 //! - [`status`]: `metav1.Status` errors with reasons and causes.
 //! - [`patch`]: JSON patch (RFC 6902), merge patch (RFC 7386) and strategic merge patch.
@@ -16,10 +18,12 @@
 //! its inputs, so it is tested with tables.
 
 pub mod application;
+pub mod kind_validation;
 pub mod object;
 pub mod patch;
 pub mod protobuf;
 pub mod registry;
+pub mod schema;
 pub mod selector;
 pub mod status;
 pub mod typed;

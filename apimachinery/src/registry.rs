@@ -111,6 +111,8 @@ pub struct ResourceInfo {
     pub printer_columns: Vec<PrinterColumn>,
     /// Whether the kind comes from a CustomResourceDefinition.
     pub custom: bool,
+    /// The structural `openAPIV3Schema` of a custom resource's version, when its CRD has one.
+    pub schema: Option<std::sync::Arc<serde_json::Value>>,
 }
 
 /// The verbs every resource serves.
@@ -143,6 +145,7 @@ impl ResourceInfo {
             name_rule: NameRule::Dns1123Subdomain,
             printer_columns: Vec::new(),
             custom: false,
+            schema: None,
         }
     }
 

@@ -110,8 +110,95 @@ impl FieldError {
         }
     }
 
+    /// A field has a value that is not allowed, the value written as Kubernetes writes it
+    /// (strings quoted, numbers and booleans bare).
+    pub fn invalid_value(
+        field: impl Into<String>,
+        value: &serde_json::Value,
+        detail: impl std::fmt::Display,
+    ) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueInvalid".into(),
+            message: format!("Invalid value: {}: {detail}", go_value(value)),
+        }
+    }
+
+    /// A required field is missing, with a hint.
+    pub fn required_because(field: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueRequired".into(),
+            message: format!("Required value: {detail}"),
+        }
+    }
+
+    /// A value that must be unique appears twice.
+    pub fn duplicate(field: impl Into<String>, value: &serde_json::Value) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueDuplicate".into(),
+            message: format!("Duplicate value: {}", go_value(value)),
+        }
+    }
+
+    /// A value outside an enumeration.
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: &serde_json::Value,
+        supported: &[&str],
+    ) -> Self {
+        let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueNotSupported".into(),
+            message: format!(
+                "Unsupported value: {}: supported values: {}",
+                go_value(value),
+                list.join(", ")
+            ),
+        }
+    }
+
+    /// A reference to something that does not exist.
+    pub fn not_found(field: impl Into<String>, value: &serde_json::Value) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueNotFound".into(),
+            message: format!("Not found: {}", go_value(value)),
+        }
+    }
+
+    /// A string longer than allowed.
+    pub fn too_long(field: impl Into<String>, max: usize) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueTooLong".into(),
+            message: format!("Too long: may not be more than {max} bytes"),
+        }
+    }
+
+    /// A list with more items than allowed.
+    pub fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueTooMany".into(),
+            message: format!("Too many: {actual}: must have at most {max} items"),
+        }
+    }
+
     fn render(&self) -> String {
         format!("{}: {}", self.field, self.message)
+    }
+}
+
+/// A value as Kubernetes' field errors print it: strings quoted, other scalars bare, and
+/// objects and lists as JSON.
+pub fn go_value(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => format!("{s:?}"),
+        serde_json::Value::Null => "\"null\"".to_string(),
+        other => other.to_string(),
     }
 }
 

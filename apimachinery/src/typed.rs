@@ -203,6 +203,94 @@ pub fn check(gvk: &GroupVersionKind, obj: &Value) -> Result<Option<Vec<Unknown>>
     )
 }
 
+/// The fields that appear twice in one JSON object of a document (`spec.replicas`), which
+/// decoding would silently collapse to the last value. Malformed JSON gives no duplicates (the
+/// decoder reports it).
+pub fn duplicate_fields(json: &[u8]) -> Vec<String> {
+    use serde::de::DeserializeSeed;
+    let mut found = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let _ = Scan {
+        path: String::new(),
+        found: &mut found,
+    }
+    .deserialize(&mut de);
+    found
+}
+
+struct Scan<'a> {
+    path: String,
+    found: &'a mut Vec<String>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Scan<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Scan<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        while seq
+            .next_element_seed(Scan {
+                path: format!("{}[{i}]", self.path),
+                found: self.found,
+            })?
+            .is_some()
+        {
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            if !seen.insert(key) {
+                self.found.push(path.clone());
+            }
+            map.next_value_seed(Scan {
+                path,
+                found: self.found,
+            })?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +308,17 @@ mod tests {
             &GroupVersionKind::from_api_version("apps/v1", "Deployment"),
             &obj,
         )
+    }
+
+    #[test]
+    fn duplicate_fields_are_found_with_their_paths() {
+        let body = br#"{"spec":{"replicas":1,"replicas":2,"template":{"containers":[{"name":"a","name":"b"}]}},"kind":"x","kind":"y"}"#;
+        assert_eq!(
+            duplicate_fields(body),
+            vec!["spec.replicas", "spec.template.containers[0].name", "kind"]
+        );
+        assert!(duplicate_fields(b"{\"a\":1}").is_empty());
+        assert!(duplicate_fields(b"{\"a\":").is_empty());
     }
 
     #[test]

@@ -84,6 +84,10 @@ pub fn resources_of(crd: &Value) -> Vec<ResourceInfo> {
                 subs.push("scale".to_string());
             }
             info.subresources = subs;
+            info.schema = v
+                .pointer("/schema/openAPIV3Schema")
+                .filter(|s| s.is_object())
+                .map(|s| Arc::new(s.clone()));
             info.printer_columns = v
                 .get("additionalPrinterColumns")
                 .and_then(Value::as_array)

@@ -47,6 +47,14 @@ fn container(c: &mut Value) {
     set(c, "terminationMessagePath", json!("/dev/termination-log"));
     set(c, "terminationMessagePolicy", json!("File"));
     set(c, "resources", json!({}));
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get_mut(probe).and_then(Value::as_object_mut) {
+            set(p, "timeoutSeconds", json!(1));
+            set(p, "periodSeconds", json!(10));
+            set(p, "successThreshold", json!(1));
+            set(p, "failureThreshold", json!(3));
+        }
+    }
     if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
         for p in ports.iter_mut().filter_map(Value::as_object_mut) {
             set(p, "protocol", json!("TCP"));
@@ -64,6 +72,7 @@ fn pod_spec(spec: &mut Map<String, Value>, restart: Option<&str>) {
     set(spec, "schedulerName", json!("default-scheduler"));
     set(spec, "terminationGracePeriodSeconds", json!(30));
     set(spec, "securityContext", json!({}));
+    set(spec, "enableServiceLinks", json!(true));
     for list in ["containers", "initContainers"] {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             cs.iter_mut().for_each(container);
@@ -97,6 +106,19 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
                     if let Some(port) = p.get("port").cloned() {
                         set(p, "targetPort", port);
                     }
+                }
+            }
+        }
+        ("", "Namespace") => {
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if let Some(meta) = object_at(obj, &["metadata"]) {
+                let labels = meta.entry("labels").or_insert_with(|| json!({}));
+                if let Some(labels) = labels.as_object_mut() {
+                    labels.insert("kubernetes.io/metadata.name".into(), json!(name));
                 }
             }
         }
@@ -169,6 +191,34 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
                 set(spec, "parallelism", json!(1));
             }
             template(obj, &["spec", "template", "spec"], None);
+        }
+        (
+            "admissionregistration.k8s.io",
+            kind @ ("MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration"),
+        ) => {
+            let mutating = kind.starts_with("Mutating");
+            let hooks = obj.get_mut("webhooks").and_then(Value::as_array_mut);
+            for hook in hooks.into_iter().flatten().filter_map(Value::as_object_mut) {
+                set(hook, "failurePolicy", json!("Fail"));
+                set(hook, "matchPolicy", json!("Equivalent"));
+                set(hook, "namespaceSelector", json!({}));
+                set(hook, "objectSelector", json!({}));
+                set(hook, "timeoutSeconds", json!(10));
+                if mutating {
+                    set(hook, "reinvocationPolicy", json!("Never"));
+                }
+                if let Some(svc) = hook
+                    .get_mut("clientConfig")
+                    .and_then(|c| c.get_mut("service"))
+                    .and_then(Value::as_object_mut)
+                {
+                    set(svc, "port", json!(443));
+                }
+                let rules = hook.get_mut("rules").and_then(Value::as_array_mut);
+                for rule in rules.into_iter().flatten().filter_map(Value::as_object_mut) {
+                    set(rule, "scope", json!("*"));
+                }
+            }
         }
         ("batch", "CronJob") => {
             if let Some(spec) = object_at(obj, &["spec"]) {

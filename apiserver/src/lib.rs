@@ -6,6 +6,7 @@
 //! - [`request`] / [`response`]: URL and query parsing; Status errors and content negotiation.
 //! - [`strategy`] / [`defaults`] / [`validate`]: what the server sets, fills in and checks on
 //!   every write.
+//! - [`admission`]: the order of admission, built-in admission plugins and webhooks.
 //! - [`watch_cache`]: all objects in memory, fed by one storage watch; serves reads and watches.
 //! - [`storage`]: the revisioned key-value interface and its backends.
 //! - [`allocator`]: cluster IPs and node ports of Services; [`default_service`]: the
@@ -15,6 +16,7 @@
 //! **Architecture Invariant**: only this crate touches storage; every other component is an
 //! HTTP client of the API.
 
+pub mod admission;
 pub mod allocator;
 pub mod crd;
 pub mod default_service;

@@ -4,9 +4,13 @@
 //! parameter on each kind's PATCH operation to decide that the server validates fields itself
 //! (`--validate=strict`). The documents describe every served path and operation, tagged with
 //! `x-kubernetes-group-version-kind` and `x-kubernetes-action` as Kubernetes tags them. Component
-//! schemas (for `kubectl explain`) come with the schema validation work.
+//! schemas (`kubectl explain`) are those of k8s-openapi's types (its `schemars` feature) for the
+//! built-in kinds, and the CRDs' `openAPIV3Schema`s for custom resources, each kind's schema
+//! tagged with `x-kubernetes-group-version-kind`; a document holds the schemas its kinds reach.
 
+use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::OnceLock;
 
 use apimachinery::registry::{Registry, ResourceInfo, join_api_version};
 use apimachinery::status::{Reason, StatusError};
@@ -125,6 +129,147 @@ fn paths_of(info: &ResourceInfo) -> Vec<(String, Value)> {
     out
 }
 
+/// The component schemas of the built-in kinds and everything they reach, and the schema name
+/// of each kind.
+struct Builtin {
+    schemas: serde_json::Map<String, Value>,
+    kinds: BTreeMap<(String, String, String), String>,
+}
+
+fn builtin() -> &'static Builtin {
+    static BUILTIN: OnceLock<Builtin> = OnceLock::new();
+    BUILTIN.get_or_init(|| {
+        use k8s_openapi::api::{
+            admissionregistration::v1 as admission, apps::v1 as apps, batch::v1 as batch,
+            coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+            rbac::v1 as rbac, scheduling::v1 as scheduling,
+        };
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+        use schemars::JsonSchema;
+        let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+        let mut kinds = BTreeMap::new();
+        macro_rules! kinds {
+            ($(($group:literal, $kind:literal, $ty:ty)),* $(,)?) => {
+                $(
+                    let _ = generator.subschema_for::<$ty>();
+                    kinds.insert(($group.to_string(), "v1".to_string(), $kind.to_string()), <$ty>::schema_name().into_owned());
+                )*
+            };
+        }
+        kinds!(
+            ("", "Namespace", core::Namespace),
+            ("", "Node", core::Node),
+            ("", "Pod", core::Pod),
+            ("", "Service", core::Service),
+            ("", "Endpoints", core::Endpoints),
+            ("", "ConfigMap", core::ConfigMap),
+            ("", "Secret", core::Secret),
+            ("", "ServiceAccount", core::ServiceAccount),
+            ("", "Event", core::Event),
+            ("", "PersistentVolumeClaim", core::PersistentVolumeClaim),
+            ("apps", "Deployment", apps::Deployment),
+            ("apps", "ReplicaSet", apps::ReplicaSet),
+            ("apps", "StatefulSet", apps::StatefulSet),
+            ("apps", "DaemonSet", apps::DaemonSet),
+            ("apps", "ControllerRevision", apps::ControllerRevision),
+            ("batch", "Job", batch::Job),
+            ("batch", "CronJob", batch::CronJob),
+            ("coordination.k8s.io", "Lease", coordination::Lease),
+            ("discovery.k8s.io", "EndpointSlice", discovery::EndpointSlice),
+            ("scheduling.k8s.io", "PriorityClass", scheduling::PriorityClass),
+            ("rbac.authorization.k8s.io", "Role", rbac::Role),
+            ("rbac.authorization.k8s.io", "ClusterRole", rbac::ClusterRole),
+            ("rbac.authorization.k8s.io", "RoleBinding", rbac::RoleBinding),
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding", rbac::ClusterRoleBinding),
+            ("admissionregistration.k8s.io", "MutatingWebhookConfiguration", admission::MutatingWebhookConfiguration),
+            ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration", admission::ValidatingWebhookConfiguration),
+            ("apiextensions.k8s.io", "CustomResourceDefinition", apiextensions::CustomResourceDefinition),
+        );
+        let mut schemas = generator.take_definitions(true);
+        for ((group, version, kind), name) in &kinds {
+            if let Some(Value::Object(s)) = schemas.get_mut(name) {
+                s.insert(
+                    "x-kubernetes-group-version-kind".into(),
+                    json!([{"group": group, "version": version, "kind": kind}]),
+                );
+            }
+        }
+        Builtin { schemas, kinds }
+    })
+}
+
+/// The component name Kubernetes gives a custom resource's schema: the group reversed.
+fn custom_schema_name(info: &ResourceInfo) -> String {
+    let group: Vec<&str> = info.group.split('.').rev().collect();
+    format!("{}.{}.{}", group.join("."), info.version, info.kind)
+}
+
+/// A CRD's schema as a component: apiVersion, kind and metadata added, tagged with its kind.
+fn custom_schema(info: &ResourceInfo, schema: &Value) -> Value {
+    let mut s = schema.clone();
+    if let Some(m) = s.as_object_mut() {
+        let props = m.entry("properties").or_insert_with(|| json!({}));
+        if let Some(p) = props.as_object_mut() {
+            p.insert("apiVersion".into(), json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}));
+            p.insert("kind".into(), json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."}));
+            p.insert("metadata".into(), json!({"allOf": [{"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}], "description": "Standard object's metadata."}));
+        }
+        m.insert(
+            "x-kubernetes-group-version-kind".into(),
+            json!([{"group": info.group, "version": info.version, "kind": info.kind}]),
+        );
+    }
+    s
+}
+
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                if k == "$ref"
+                    && let Some(r) = child.as_str()
+                    && let Some(name) = r.strip_prefix("#/components/schemas/")
+                {
+                    out.push(name.to_string());
+                } else {
+                    refs(child, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| refs(i, out)),
+        _ => {}
+    }
+}
+
+/// The component schemas of these resources and everything they reference.
+fn schemas_of(resources: &[std::sync::Arc<ResourceInfo>]) -> Map<String, Value> {
+    let b = builtin();
+    let mut out = Map::new();
+    let mut todo = Vec::new();
+    for r in resources {
+        if let Some(schema) = r.schema.as_deref().filter(|_| r.custom) {
+            let s = custom_schema(r, schema);
+            refs(&s, &mut todo);
+            out.insert(custom_schema_name(r), s);
+        } else if let Some(name) =
+            b.kinds
+                .get(&(r.group.clone(), r.version.clone(), r.kind.clone()))
+        {
+            todo.push(name.clone());
+        }
+    }
+    while let Some(name) = todo.pop() {
+        if out.contains_key(&name) {
+            continue;
+        }
+        if let Some(s) = b.schemas.get(&name) {
+            refs(s, &mut todo);
+            out.insert(name, s.clone());
+        }
+    }
+    out
+}
+
 /// `/openapi/v3/<api/v1 | apis/group/version>`: the document of one group-version.
 pub fn group_version(state: &ApiState, gv: &str) -> ApiResult {
     let registry = state.registry();
@@ -151,7 +296,7 @@ pub fn group_version(state: &ApiState, gv: &str) -> ApiResult {
             "openapi": "3.0.0",
             "info": {"title": "Kubernetes", "version": format!("v1.{}.0", crate::discovery::KUBE_MINOR)},
             "paths": paths,
-            "components": {"schemas": {}},
+            "components": {"schemas": schemas_of(&resources)},
             "x-gitplane-group-version": join_api_version(&first.group, &first.version),
         }),
     ))

@@ -230,40 +230,48 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) -> Result<(), Status
         root.remove("status");
     }
     initial_status(info, obj);
-    if info.group == "batch" && info.kind == "Job" {
+    crate::defaults::apply(info, obj);
+    if (info.group.as_str(), info.kind.as_str()) == ("batch", "Job") {
         job_selector(obj);
     }
-    crate::defaults::apply(info, obj);
     Ok(())
 }
 
-/// A Job without `manualSelector: true` gets the selector and pod labels Kubernetes generates
-/// from its uid (`batch.kubernetes.io/controller-uid`, `batch.kubernetes.io/job-name` and the
-/// legacy `controller-uid`, `job-name`).
-fn job_selector(obj: &mut Value) {
-    if obj.path("spec.manualSelector") == Some(&json!(true)) {
+/// A Job without `manualSelector` gets a selector on its own uid, and its template the labels
+/// that selector matches, as Kubernetes' Job strategy generates them.
+fn job_selector(job: &mut Value) {
+    if job.pointer("/spec/manualSelector") == Some(&Value::Bool(true))
+        || job.pointer("/spec/selector").is_some_and(|s| !s.is_null())
+    {
         return;
     }
-    let uid = obj.path("metadata.uid").cloned().unwrap_or(Value::Null);
-    let name = obj.path("metadata.name").cloned().unwrap_or(Value::Null);
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+    let uid = job.uid().unwrap_or("").to_string();
+    let name = job.name().unwrap_or("").to_string();
+    let Some(spec) = job.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
     spec.insert(
         "selector".into(),
         json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
     );
-    let template = spec.entry("template").or_insert_with(|| json!({}));
-    if let Some(t) = template.as_object_mut() {
-        let meta = t.entry("metadata").or_insert_with(|| json!({}));
-        if let Some(m) = meta.as_object_mut() {
-            let labels = m.entry("labels").or_insert_with(|| json!({}));
-            if let Some(l) = labels.as_object_mut() {
-                l.insert("batch.kubernetes.io/controller-uid".into(), uid.clone());
-                l.insert("batch.kubernetes.io/job-name".into(), name.clone());
-                l.insert("controller-uid".into(), uid);
-                l.insert("job-name".into(), name);
-            }
+    let Some(template) = spec.get_mut("template").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let meta = template.entry("metadata").or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    let labels = meta
+        .as_object_mut()
+        .map(|m| m.entry("labels").or_insert_with(|| json!({})));
+    if let Some(Value::Object(labels)) = labels {
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            labels.insert(k.into(), Value::String(v.clone()));
         }
     }
 }

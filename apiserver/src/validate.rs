@@ -1,8 +1,10 @@
-//! Kind-specific validation the server needs to stay consistent (the full built-in validation
-//! and schema validation of custom resources come with the admission work).
+//! Validation of objects on create and update: the built-in kinds as Kubernetes validates them
+//! (`apimachinery::kind_validation`), custom resources against their CRD's structural schema
+//! (`apimachinery::schema`), and the CRDs themselves.
 
-use apimachinery::object::ObjectExt;
+use apimachinery::kind_validation;
 use apimachinery::registry::ResourceInfo;
+use apimachinery::schema;
 use apimachinery::status::FieldError;
 use serde_json::Value;
 
@@ -12,44 +14,49 @@ use crate::crd;
 pub fn object(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
     match (info.group.as_str(), info.kind.as_str()) {
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::validate(obj),
-        _ => {
+        _ if info.custom => {
             let mut errs = Vec::new();
+            if let Some(s) = &info.schema {
+                errs.extend(schema::validate(s, obj));
+            }
             if info.has_subresource("scale")
-                && let Some(r) = obj.path("spec.replicas")
+                && let Some(r) = obj.pointer("/spec/replicas")
                 && r.as_i64().is_none_or(|n| n < 0)
             {
-                errs.push(FieldError::invalid(
+                errs.push(FieldError::invalid_value(
                     "spec.replicas",
-                    &r.to_string(),
+                    r,
                     "must be greater than or equal to 0",
                 ));
             }
             errs
         }
+        _ => kind_validation::validate(&info.gvk(), obj),
     }
 }
 
 /// Problems with an update: fields Kubernetes makes immutable.
 pub fn update(info: &ResourceInfo, old: &Value, new: &Value) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    let immutable: &[&str] = match (info.group.as_str(), info.kind.as_str()) {
+    match (info.group.as_str(), info.kind.as_str()) {
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            &["spec.group", "spec.names.plural", "spec.scope"]
+            let mut errs = Vec::new();
+            for (pointer, field) in [
+                ("/spec/group", "spec.group"),
+                ("/spec/names/plural", "spec.names.plural"),
+                ("/spec/scope", "spec.scope"),
+            ] {
+                let (a, b) = (old.pointer(pointer), new.pointer(pointer));
+                if a.is_some() && a != b {
+                    errs.push(FieldError::invalid_value(
+                        field,
+                        b.unwrap_or(&Value::Null),
+                        "field is immutable",
+                    ));
+                }
+            }
+            errs
         }
-        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => &["spec.selector"],
-        ("batch", "Job") => &["spec.selector"],
-        _ => &[],
-    };
-    for path in immutable {
-        let (a, b) = (old.path(path), new.path(path));
-        if a.is_some() && a != b {
-            errs.push(FieldError::invalid(
-                *path,
-                &b.map(Value::to_string).unwrap_or_default(),
-                "field is immutable",
-            ));
-        }
+        _ if info.custom => Vec::new(),
+        _ => kind_validation::validate_update(&info.gvk(), old, new),
     }
-    let _ = new.name();
-    errs
 }

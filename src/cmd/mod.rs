@@ -8,6 +8,7 @@ pub mod connect;
 pub mod controller_manager;
 pub mod diff;
 pub mod history;
+pub mod policy_webhook;
 pub mod proxy;
 pub mod render;
 pub mod rollback;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use apiserver::storage::Store;
 use apiserver::storage::embedded::{EmbeddedConfig, EmbeddedStore};
+use apiserver::storage::encrypted::{self, EncryptedStore, EncryptionConfig};
 use apiserver::storage::etcd::{EtcdConfig, EtcdStore};
 use apiserver::{ApiServer, Config};
 
@@ -28,6 +29,10 @@ pub struct ServerArgs {
     /// API servers sharing a cluster compact once per interval between them.
     #[arg(long, default_value_t = 300)]
     pub etcd_compaction_interval: u64,
+    /// An `apiserver.config.k8s.io/v1` EncryptionConfiguration file: the resources (Secrets)
+    /// to encrypt at rest and their AES-GCM keys (the first encrypts, all decrypt).
+    #[arg(long)]
+    pub encryption_provider_config: Option<PathBuf>,
     /// The range Services get their cluster IPs from.
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cluster_ip_range: apiserver::allocator::Ipv4Cidr,
@@ -63,8 +68,20 @@ fn parse_store(value: &str) -> Result<StoreKind, String> {
     ))
 }
 
-/// Opens the store that `args` name.
+/// Opens the store that `args` name, encrypting what `--encryption-provider-config` says.
 pub async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let store = open_backend(args).await?;
+    match &args.encryption_provider_config {
+        None => Ok(store),
+        Some(path) => {
+            let config = EncryptionConfig::load(path)?;
+            tracing::info!(providers = %encrypted::describe(&config), "encryption at rest");
+            Ok(Arc::new(EncryptedStore::new(store, config)))
+        }
+    }
+}
+
+async fn open_backend(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
     match &args.store {
         StoreKind::Embedded => {
             let path = args.data_dir.join("store.redb");

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 
 use super::ApiRequest;
 use super::write::{check_namespace, stamp};
+use crate::admission::{self, Operation};
 use crate::crd;
 use crate::response::{ApiResult, json, storage_error};
 use crate::state::{ApiState, encode};
@@ -18,6 +19,7 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let info = &req.info;
     let dry_run = req.params.dry_run()?;
     let mut obj = req.json_body()?;
+    req.check_duplicates()?;
     strategy::check_identity(info, req.namespace(), &mut obj)?;
     let mut obj = req.check_typed(obj)?;
     if info.namespaced && req.namespace().is_none() {
@@ -26,9 +28,12 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         ));
     }
     strategy::prepare_create(info, &mut obj)?;
+    admission::service_account(info, &mut obj);
+    admission::mutate(state, req, Operation::Create, None, &mut obj).await?;
     let mut errs = strategy::validate_meta(info, &obj);
     errs.extend(validate::object(info, &obj));
     strategy::invalid_if_any(info, &obj, errs)?;
+    admission::validate(state, req, Operation::Create, None, Some(&obj)).await?;
     if let Some(ns) = req.namespace() {
         check_namespace(state, ns).await?;
     }

@@ -89,6 +89,9 @@ impl DeleteOptions {
 /// Deletes the named object.
 pub async fn delete(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let opts = DeleteOptions::from_request(req)?;
+    if let Some(stored) = state.cache.get(&req.info.key(req.namespace(), req.name())) {
+        crate::admission::delete(state, req, &stored.object).await?;
+    }
     let object = delete_object(state, &req.info, req.namespace(), req.name(), &opts).await?;
     Ok(json(StatusCode::OK, &object))
 }

@@ -52,6 +52,9 @@ pub struct ApiRequest {
     pub headers: HeaderMap,
     /// Request body.
     pub body: Bytes,
+    /// Warnings for the client, sent as `Warning` headers (unknown fields under
+    /// `fieldValidation=Warn`, webhooks' warnings).
+    pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
 impl ApiRequest {
@@ -109,38 +112,114 @@ impl ApiRequest {
         }
     }
 
-    /// Checks a built-in object against its type and returns it as stored: a wrong type is a
-    /// 400 always; unknown fields are a 400 when the request asks for `fieldValidation=Strict`
-    /// (kubectl does), and are dropped otherwise, as decoding into Kubernetes' types drops them.
-    pub fn check_typed(&self, obj: serde_json::Value) -> Result<serde_json::Value, StatusError> {
-        let gvk = self.info.gvk();
-        // The body may leave apiVersion and kind to the URL.
-        let mut full = obj.clone();
-        if let Some(m) = full.as_object_mut() {
-            m.entry("apiVersion")
-                .or_insert_with(|| self.info.api_version().into());
-            m.entry("kind")
-                .or_insert_with(|| self.info.kind.clone().into());
+    /// Fields given twice in the JSON body: a 400 under `fieldValidation=Strict`, a warning
+    /// under `Warn` (the default), nothing under `Ignore`. The last value wins, as in Kubernetes.
+    pub fn check_duplicates(&self) -> Result<(), StatusError> {
+        let ct = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json");
+        if ct.starts_with(protobuf::MEDIA_TYPE) {
+            return Ok(());
         }
-        match apimachinery::typed::check(&gvk, &full) {
-            Err(e) => Err(StatusError::bad_request(e.to_string())),
-            Ok(Some(unknown)) if !unknown.is_empty() => {
-                if self.params.get("fieldValidation") == Some("Strict") {
-                    let list: Vec<String> = unknown
-                        .iter()
-                        .map(|f| format!("unknown field \"{f}\""))
-                        .collect();
+        let duplicates = apimachinery::typed::duplicate_fields(&self.body);
+        if duplicates.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = duplicates
+            .iter()
+            .map(|f| format!("duplicate field \"{f}\""))
+            .collect();
+        match self.params.get("fieldValidation").unwrap_or("Warn") {
+            "Strict" => Err(StatusError::bad_request(format!(
+                "strict decoding error: {}",
+                list.join(", ")
+            ))),
+            "Ignore" => Ok(()),
+            _ => {
+                list.into_iter().for_each(|w| self.warn(w));
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds a warning for the client.
+    pub fn warn(&self, warning: impl Into<String>) {
+        let w = warning.into();
+        let mut list = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        if !list.contains(&w) {
+            list.push(w);
+        }
+    }
+
+    /// Checks an object against its type (built-in kinds) or its CRD's structural schema
+    /// (custom resources) and returns it as stored: a wrong type is a 400 always; unknown fields
+    /// are a 400 under `fieldValidation=Strict` (kubectl's default), dropped with a `Warning`
+    /// header under `Warn` (the server's default, as in Kubernetes) and dropped silently under
+    /// `Ignore`. Custom resources then get their schema's defaults.
+    pub fn check_typed(&self, obj: serde_json::Value) -> Result<serde_json::Value, StatusError> {
+        self.check_typed_as(obj, self.params.get("fieldValidation").unwrap_or("Warn"))
+    }
+
+    /// [`ApiRequest::check_typed`] under a given `fieldValidation` mode.
+    pub fn check_typed_as(
+        &self,
+        obj: serde_json::Value,
+        mode: &str,
+    ) -> Result<serde_json::Value, StatusError> {
+        if !matches!(mode, "Strict" | "Warn" | "Ignore") {
+            return Err(StatusError::bad_request(format!(
+                "fieldValidation parameter unsupported: {mode:?}; supported values: \"Ignore\", \"Warn\", \"Strict\""
+            )));
+        }
+        let (mut obj, unknown) = if self.info.custom {
+            let mut obj = obj;
+            let unknown = match &self.info.schema {
+                Some(schema) => apimachinery::schema::prune(schema, &mut obj),
+                None => Vec::new(),
+            };
+            (obj, unknown)
+        } else {
+            let gvk = self.info.gvk();
+            // The body may leave apiVersion and kind to the URL.
+            let mut full = obj.clone();
+            if let Some(m) = full.as_object_mut() {
+                m.entry("apiVersion")
+                    .or_insert_with(|| self.info.api_version().into());
+                m.entry("kind")
+                    .or_insert_with(|| self.info.kind.clone().into());
+            }
+            match apimachinery::typed::check(&gvk, &full) {
+                Err(e) => return Err(StatusError::bad_request(e.to_string())),
+                Ok(Some(unknown)) if !unknown.is_empty() => {
+                    let mut obj = obj;
+                    apimachinery::typed::prune(&mut obj, &unknown);
+                    (obj, unknown.iter().map(ToString::to_string).collect())
+                }
+                Ok(_) => (obj, Vec::new()),
+            }
+        };
+        if !unknown.is_empty() {
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
+            match mode {
+                "Strict" => {
                     return Err(StatusError::bad_request(format!(
                         "strict decoding error: {}",
                         list.join(", ")
                     )));
                 }
-                let mut obj = obj;
-                apimachinery::typed::prune(&mut obj, &unknown);
-                Ok(obj)
+                "Warn" => list.into_iter().for_each(|w| self.warn(w)),
+                _ => {}
             }
-            Ok(_) => Ok(obj),
         }
+        if let Some(schema) = self.info.schema.as_deref() {
+            apimachinery::schema::default(schema, &mut obj);
+        }
+        Ok(obj)
     }
 
     /// A 404 for the object this request names.
@@ -251,25 +330,39 @@ async fn resource_request(
         params,
         headers,
         body,
+        warnings: Default::default(),
     };
+    let result = verb(state, &req, watch).await;
+    let mut response = finish(result);
+    let warnings = req.warnings.lock().unwrap_or_else(|p| p.into_inner());
+    for w in warnings.iter() {
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            response.headers_mut().append(header::WARNING, v);
+        }
+    }
+    Ok(response)
+}
+
+async fn verb(state: &Arc<ApiState>, req: &ApiRequest, watch: bool) -> ApiResult {
     let has_name = req.path.name.is_some();
     let sub = req.path.subresource.clone();
     match (&req.method, has_name, sub.as_deref()) {
-        (&Method::GET, false, None) if watch => watch::watch(state, &req).await,
-        (&Method::GET, true, None) if watch => watch::watch(state, &req).await,
-        (&Method::GET, false, None) => list::list(state, &req).await,
-        (&Method::GET, true, None | Some("status")) => get::get(state, &req).await,
-        (&Method::GET, true, Some("scale")) => scale::get(state, &req).await,
-        (&Method::POST, false, None) => create::create(state, &req).await,
-        (&Method::POST, true, Some("binding")) => binding::bind(state, &req).await,
+        (&Method::GET, false, None) if watch => watch::watch(state, req).await,
+        (&Method::GET, true, None) if watch => watch::watch(state, req).await,
+        (&Method::GET, false, None) => list::list(state, req).await,
+        (&Method::GET, true, None | Some("status")) => get::get(state, req).await,
+        (&Method::GET, true, Some("scale")) => scale::get(state, req).await,
+        (&Method::POST, false, None) => create::create(state, req).await,
+        (&Method::POST, true, Some("binding")) => binding::bind(state, req).await,
         (&Method::PUT, true, None | Some("status") | Some("finalize")) => {
-            update::update(state, &req).await
+            update::update(state, req).await
         }
-        (&Method::PUT, true, Some("scale")) => scale::update(state, &req).await,
-        (&Method::PATCH, true, None | Some("status")) => patch::patch(state, &req).await,
-        (&Method::PATCH, true, Some("scale")) => scale::patch(state, &req).await,
-        (&Method::DELETE, true, None) => delete::delete(state, &req).await,
-        (&Method::DELETE, false, None) => delete_collection::delete_collection(state, &req).await,
+        (&Method::PUT, true, Some("scale")) => scale::update(state, req).await,
+        (&Method::PATCH, true, None | Some("status")) => patch::patch(state, req).await,
+        (&Method::PATCH, true, Some("scale")) => scale::patch(state, req).await,
+        (&Method::DELETE, true, None) => delete::delete(state, req).await,
+        (&Method::DELETE, false, None) => delete_collection::delete_collection(state, req).await,
         (m, _, _) => Err(StatusError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource: {m} {}",
             req.info.qualified()
@@ -318,6 +411,7 @@ mod tests {
             params: Params::parse(None),
             headers,
             body: Bytes::copy_from_slice(body),
+            warnings: Default::default(),
         }
     }
 
@@ -379,6 +473,41 @@ mod tests {
                 "the body of the request was in an unknown format - accepted media types include: application/json, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/vnd.kubernetes.protobuf (got \"application/yaml\")",
             )),
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Hostile bodies of every accepted content type are refused with a 4xx, never a panic.
+        #[test]
+        fn hostile_bodies_get_a_client_error(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            kind in 0usize..5,
+        ) {
+            let ct = ["application/json", "application/vnd.kubernetes.protobuf", "application/yaml", "application/merge-patch+json", "text/plain"][kind];
+            let req = request(ct, &body);
+            match req.json_body() {
+                Ok(v) => {
+                    let _ = req.check_typed(v);
+                }
+                Err(e) => proptest::prop_assert!((400..500).contains(&e.code()), "{}", e.message),
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_huge_numbers_and_invalid_utf8_are_bad_requests() {
+        for body in [
+            "[".repeat(200_000).into_bytes(),
+            format!("{{\"data\":{}}}", "{\"a\":".repeat(5000)).into_bytes(),
+            b"{\"metadata\":{\"name\":1e999}}".to_vec(),
+            b"{\"metadata\":{\"name\":\"\xff\xfe\"}}".to_vec(),
+        ] {
+            let e = request("application/json", &body)
+                .json_body()
+                .expect_err("refused");
+            assert_eq!(e.code(), 400, "{}", e.message);
+        }
     }
 
     #[test]

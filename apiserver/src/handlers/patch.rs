@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use serde_json::Value;
 
 use super::ApiRequest;
-use super::write::update_with;
+use super::write::update_admitted;
 use crate::response::{ApiResult, json};
 use crate::state::ApiState;
 
@@ -66,14 +66,16 @@ pub async fn patch(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let dry_run = req.params.dry_run()?;
     let kind = patch_type(req)?;
     let doc = req.json_body()?;
+    req.check_duplicates()?;
     let scope = req.update_scope();
-    let written = update_with(
+    let written = update_admitted(
         state,
         &req.info,
         req.namespace(),
         req.name(),
         scope,
         dry_run,
+        Some(req),
         |current| req.check_typed(apply_patch(req, kind, current, &doc)?),
     )
     .await?;

@@ -13,6 +13,8 @@ use apimachinery::registry::ResourceInfo;
 use apimachinery::status::{Reason, StatusError};
 use serde_json::Value;
 
+use super::ApiRequest;
+use crate::admission::{self, Operation};
 use crate::crd;
 use crate::response::storage_error;
 use crate::state::{ApiState, encode};
@@ -77,6 +79,22 @@ pub async fn update_with(
     dry_run: bool,
     change: impl Fn(&Value) -> Result<Value, StatusError>,
 ) -> Result<Written, StatusError> {
+    update_admitted(state, info, namespace, name, scope, dry_run, None, change).await
+}
+
+/// [`update_with`], with admission webhooks for the client request `admit` (updates and patches
+/// by clients; the server's own writes such as finalization and scale pass `None`).
+#[allow(clippy::too_many_arguments)]
+pub async fn update_admitted(
+    state: &Arc<ApiState>,
+    info: &ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+    scope: UpdateScope,
+    dry_run: bool,
+    admit: Option<&ApiRequest>,
+    change: impl Fn(&Value) -> Result<Value, StatusError>,
+) -> Result<Written, StatusError> {
     let key = info.key(namespace, name);
     for _ in 0..MAX_RETRIES {
         let stored = state
@@ -105,11 +123,24 @@ pub async fn update_with(
             return Err(conflict(info, name));
         }
         strategy::prepare_update(info, &old, &mut new, scope);
+        if let Some(req) = admit {
+            admission::mutate(state, req, Operation::Update, Some(&old), &mut new).await?;
+        }
         let mut errs = strategy::validate_meta(info, &new);
         errs.extend(validate::object(info, &new));
         errs.extend(validate::update(info, &old, &new));
         strategy::invalid_if_any(info, &new, errs)?;
+        if let Some(req) = admit {
+            admission::validate(state, req, Operation::Update, Some(&old), Some(&new)).await?;
+        }
         let finalized = strategy::ready_to_remove(&new);
+        let stale = !finalized
+            && !strategy::changed(&old, &new)
+            && state
+                .store
+                .stale(&key)
+                .await
+                .map_err(|e| storage_error(e, &info.group, &info.plural, name))?;
         let allocated = if finalized {
             Default::default()
         } else {
@@ -117,7 +148,7 @@ pub async fn update_with(
                 .allocate_service(info, &mut new, Some(&old), dry_run)
                 .await?
         };
-        if !strategy::changed(&old, &new) && !finalized {
+        if !strategy::changed(&old, &new) && !finalized && !stale {
             state.release(allocated).await;
             return Ok(Written {
                 object: stamp(old, stored.mod_revision),

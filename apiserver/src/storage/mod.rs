@@ -10,10 +10,11 @@
 //! HTTP API.
 //!
 //! Backends: [`embedded`] (redb, the default) and [`etcd`] (an etcd v3 cluster, which several
-//! API servers can share). Both pass the same conformance suite ([`conformance`]).
+//! API servers can share). [`encrypted`] wraps either to encrypt Secrets at rest. Both pass the same conformance suite ([`conformance`]).
 
 pub mod conformance;
 pub mod embedded;
+pub mod encrypted;
 pub mod etcd;
 
 use async_trait::async_trait;
@@ -180,4 +181,10 @@ pub trait Store: Send + Sync + 'static {
     /// after an earlier revision fail with `Compacted`. Compacting to an older revision than the
     /// compaction point changes nothing.
     async fn compact(&self, revision: Revision) -> Result<(), StorageError>;
+
+    /// Whether the stored value of `key` should be rewritten even by an update that changes
+    /// nothing (it is encrypted with a key that is no longer the first; see [`encrypted`]).
+    async fn stale(&self, _key: &str) -> Result<bool, StorageError> {
+        Ok(false)
+    }
 }

@@ -1,0 +1,165 @@
+//! Admission: what happens to a write between decoding and storage, in Kubernetes' order.
+//!
+//! 1. decode and check against the type or schema (`handlers::ApiRequest::check_typed`: unknown
+//!    fields, pruning, schema defaults);
+//! 2. server-set fields and built-in defaulting (`strategy`, `defaults`);
+//! 3. built-in mutating admission ([`service_account`]);
+//! 4. mutating webhooks;
+//! 5. validation (`validate`: built-in kinds, CRD schemas);
+//! 6. validating webhooks;
+//! 7. NamespaceLifecycle (`handlers::write::check_namespace`) and storage.
+
+/// ServiceAccount admission: a pod created without a service account runs as `default`.
+///
+/// Kubernetes also refuses pods naming a ServiceAccount that does not exist and mounts its
+/// token; gitplane has no ServiceAccount controller or tokens yet, so it only fills in the name.
+pub fn service_account(info: &apimachinery::registry::ResourceInfo, obj: &mut serde_json::Value) {
+    if info.custom || (info.group.as_str(), info.kind.as_str()) != ("", "Pod") {
+        return;
+    }
+    let Some(spec) = obj
+        .get_mut("spec")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    let name = spec
+        .get("serviceAccountName")
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            spec.get("serviceAccount")
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or("default")
+        .to_string();
+    spec.insert("serviceAccountName".into(), name.clone().into());
+    spec.insert("serviceAccount".into(), name.into());
+}
+
+pub mod client;
+pub mod webhook;
+
+use apimachinery::object::ObjectExt;
+use apimachinery::status::StatusError;
+use serde_json::Value;
+
+use crate::handlers::ApiRequest;
+use crate::state::ApiState;
+pub use webhook::{Operation, Phase, UserInfo};
+
+/// The user a request is made as.
+///
+/// The hook for authentication: until the request pipeline hands the authenticated user to the
+/// handlers, every request is made as [`UserInfo::placeholder_admin`].
+pub fn user(_req: &ApiRequest) -> UserInfo {
+    UserInfo::placeholder_admin()
+}
+
+fn attributes<'a>(
+    req: &'a ApiRequest,
+    operation: Operation,
+    name: &'a str,
+) -> webhook::Attributes<'a> {
+    webhook::Attributes {
+        info: &req.info,
+        operation,
+        subresource: req.path.subresource.as_deref(),
+        namespace: req.namespace(),
+        name,
+        dry_run: req.params.dry_run().unwrap_or(false),
+        user: user(req),
+    }
+}
+
+/// Mutating admission webhooks for a create or update. A changed object is decoded again
+/// (unknown fields dropped, wrong types refused) and defaulted again, as Kubernetes does with a
+/// patched object.
+pub async fn mutate(
+    state: &ApiState,
+    req: &ApiRequest,
+    operation: Operation,
+    old: Option<&Value>,
+    obj: &mut Value,
+) -> Result<(), StatusError> {
+    let name = obj.name().unwrap_or(req.name()).to_string();
+    let attrs = attributes(req, operation, &name);
+    let before = obj.clone();
+    let mut warnings = Vec::new();
+    let result = webhook::run(
+        state,
+        Phase::Mutating,
+        &attrs,
+        old,
+        Some(obj),
+        &mut warnings,
+    )
+    .await;
+    warnings.into_iter().for_each(|w| req.warn(w));
+    result?;
+    if *obj != before {
+        *obj = req.check_typed_as(obj.clone(), "Ignore")?;
+        crate::defaults::apply(&req.info, obj);
+    }
+    Ok(())
+}
+
+/// Validating admission webhooks for a create, update or delete (`obj` is `None` for deletes).
+pub async fn validate(
+    state: &ApiState,
+    req: &ApiRequest,
+    operation: Operation,
+    old: Option<&Value>,
+    obj: Option<&Value>,
+) -> Result<(), StatusError> {
+    let name = obj
+        .or(old)
+        .and_then(|o| o.name())
+        .unwrap_or(req.name())
+        .to_string();
+    let attrs = attributes(req, operation, &name);
+    let mut copy = obj.cloned();
+    let mut warnings = Vec::new();
+    let result = webhook::run(
+        state,
+        Phase::Validating,
+        &attrs,
+        old,
+        copy.as_mut(),
+        &mut warnings,
+    )
+    .await;
+    warnings.into_iter().for_each(|w| req.warn(w));
+    result
+}
+
+/// Admission of a delete: mutating webhooks (whose patches are ignored) then validating ones,
+/// with the stored object as `oldObject`.
+pub async fn delete(state: &ApiState, req: &ApiRequest, old: &Value) -> Result<(), StatusError> {
+    let attrs = attributes(req, Operation::Delete, req.name());
+    let mut warnings = Vec::new();
+    let result = async {
+        webhook::run(
+            state,
+            Phase::Mutating,
+            &attrs,
+            Some(old),
+            None,
+            &mut warnings,
+        )
+        .await?;
+        webhook::run(
+            state,
+            Phase::Validating,
+            &attrs,
+            Some(old),
+            None,
+            &mut warnings,
+        )
+        .await
+    }
+    .await;
+    warnings.into_iter().for_each(|w| req.warn(w));
+    result
+}
