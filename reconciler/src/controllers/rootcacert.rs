@@ -14,7 +14,7 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, api_error, reflect};
+use super::{Context, Error, api_error};
 
 /// The ConfigMap's name.
 pub const NAME: &str = "kube-root-ca.crt";
@@ -28,11 +28,11 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         ctx.stopped().await;
         return Ok(());
     };
-    let (namespaces, ns_stream) = reflect(
+    let (namespaces, ns_stream) = ctx.reflect(
         Api::<Namespace>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
-    let (maps, cm_stream) = reflect(
+    let (maps, cm_stream) = ctx.reflect(
         Api::<ConfigMap>::all(ctx.client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={NAME}")),
     );
@@ -40,6 +40,8 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         .watches_stream(cm_stream, |cm: ConfigMap| {
             cm.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns))
         });
+    ctx.ready(&namespaces).await?;
+    ctx.ready(&maps).await?;
     let ca = Arc::new(ca);
     ctx.drive(controller, move |ns, ctx| {
         reconcile(ns, ctx, maps.clone(), ca.clone()).boxed()
@@ -54,7 +56,6 @@ async fn reconcile(
     maps: Store<ConfigMap>,
     ca: Arc<String>,
 ) -> Result<Action, Error> {
-    ctx.ready(&maps).await?;
     let namespace = ns.name_any();
     if ns.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());

@@ -11,18 +11,18 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 
-use super::{Context, Error, api_error, reflect};
+use super::{Context, Error, api_error};
 
 /// The ServiceAccount every namespace gets.
 pub const DEFAULT: &str = "default";
 
 /// Runs the controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (namespaces, ns_stream) = reflect(
+    let (namespaces, ns_stream) = ctx.reflect(
         Api::<Namespace>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
-    let (accounts, sa_stream) = reflect(
+    let (accounts, sa_stream) = ctx.reflect(
         Api::<ServiceAccount>::all(ctx.client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={DEFAULT}")),
     );
@@ -30,6 +30,8 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         .watches_stream(sa_stream, |sa: ServiceAccount| {
             sa.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns))
         });
+    ctx.ready(&namespaces).await?;
+    ctx.ready(&accounts).await?;
     ctx.drive(controller, move |ns, ctx| {
         reconcile(ns, ctx, accounts.clone()).boxed()
     })
@@ -42,7 +44,6 @@ async fn reconcile(
     ctx: Arc<Context>,
     accounts: Store<ServiceAccount>,
 ) -> Result<Action, Error> {
-    ctx.ready(&accounts).await?;
     let namespace = ns.name_any();
     if ns.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());

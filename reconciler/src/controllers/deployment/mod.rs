@@ -30,21 +30,21 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::{
-    Context, Error, api_error, controller_of, controller_ref, key_of, reflect, selector_of, selects,
+    Context, Error, api_error, controller_of, controller_ref, key_of, selector_of, selects,
 };
 use sync::Rollout;
 
 /// Runs the controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (deployments, d_stream) = reflect(
+    let (deployments, d_stream) = ctx.reflect(
         Api::<Deployment>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
-    let (sets, rs_stream) = reflect(
+    let (sets, rs_stream) = ctx.reflect(
         Api::<ReplicaSet>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
-    let (pods, pod_stream) = reflect(
+    let (pods, pod_stream) = ctx.reflect(
         Api::<Pod>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
@@ -54,11 +54,10 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         .watches_stream(pod_stream, move |pod: Pod| {
             deployment_of_pod(&mapper_sets, &pod)
         });
-    let state = Arc::new(State {
-        deployments,
-        sets,
-        pods,
-    });
+    ctx.ready(&deployments).await?;
+    ctx.ready(&sets).await?;
+    ctx.ready(&pods).await?;
+    let state = Arc::new(State { sets, pods });
     ctx.drive(controller, move |d, ctx| {
         reconcile(d, ctx, state.clone()).boxed()
     })
@@ -67,7 +66,6 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
 }
 
 struct State {
-    deployments: Store<Deployment>,
     sets: Store<ReplicaSet>,
     pods: Store<Pod>,
 }
@@ -86,9 +84,6 @@ async fn reconcile(
     ctx: Arc<Context>,
     state: Arc<State>,
 ) -> Result<Action, Error> {
-    ctx.ready(&state.deployments).await?;
-    ctx.ready(&state.sets).await?;
-    ctx.ready(&state.pods).await?;
     let key = key_of(d.as_ref());
     if d.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
