@@ -36,7 +36,10 @@ pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
 /// Pods each Service selected at its last sync, so that a pod that stops matching still
 /// triggers the Service it left.
 #[derive(Clone, Default)]
-pub struct Selected(Arc<Mutex<HashMap<(String, String), BTreeSet<String>>>>);
+pub struct Selected(Arc<Mutex<SelectedPods>>);
+
+/// (namespace, Service) → names of the pods it selected.
+type SelectedPods = HashMap<(String, String), BTreeSet<String>>;
 
 impl Selected {
     /// Records the pods `service` in `namespace` selects now.
