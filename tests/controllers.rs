@@ -9,10 +9,31 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Server, eventually, watch_until};
+use common::{Server, watch_until};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// Polls `f` until it returns `Some`; past the deadline, fails with the end of the server's
+/// log.
+fn wait_for<T>(s: &Server, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if std::time::Instant::now() > deadline {
+            let log = std::fs::read_to_string(s.data_dir.join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "timed out waiting for {what}; server log:\n{}",
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
 
 /// A Deployment whose pods stop at once (grace 0), so rollouts are quick.
 fn deployment(name: &str, replicas: u32, image: &str, strategy: &str) -> String {
@@ -75,7 +96,7 @@ fn image_of(pod: &Value) -> String {
 }
 
 fn wait_nodes(s: &Server, n: usize) {
-    eventually("simulated nodes", WAIT, || {
+    wait_for(&s, "simulated nodes", || {
         (items(s, "/api/v1/nodes").len() >= n).then_some(())
     });
 }
@@ -270,7 +291,7 @@ fn kubectl_rollout_status_history_undo_pause_resume_and_restart_work() {
     // pause: a template change does not roll out until resume.
     s.ok(&["rollout", "pause", "deployment/app"]);
     s.ok(&["set", "image", "deployment/app", "main=app:3"]);
-    eventually("the paused condition", WAIT, || {
+    wait_for(&s, "the paused condition", || {
         let d = s.get_json("/apis/apps/v1/namespaces/default/deployments/app");
         d["status"]["conditions"]
             .as_array()?
@@ -343,10 +364,10 @@ fn a_replicaset_never_over_creates_and_deletes_the_least_valuable_pods_first() {
     // No node: pods stay Pending unless the test says otherwise.
     let s = Server::start();
     s.ok_stdin(&["apply", "-f", "-"], &replicaset("rs", 3, "rs"));
-    eventually("three pods", WAIT, || {
+    wait_for(&s, "three pods", || {
         (pods(&s, "app%3Drs").len() == 3).then_some(())
     });
-    let created = eventually("three SuccessfulCreate events", WAIT, || {
+    let created = wait_for(&s, "three SuccessfulCreate events", || {
         let n = items(&s, "/api/v1/namespaces/default/events")
             .iter()
             .filter(|e| e["reason"] == "SuccessfulCreate" && e["involvedObject"]["name"] == "rs")
@@ -354,7 +375,7 @@ fn a_replicaset_never_over_creates_and_deletes_the_least_valuable_pods_first() {
         (n >= 3).then_some(n)
     });
     assert_eq!(created, 3, "no pod created twice");
-    let rs = eventually("status", WAIT, || {
+    let rs = wait_for(&s, "status", || {
         let rs = s.get_json("/apis/apps/v1/namespaces/default/replicasets/rs");
         (rs["status"]["replicas"] == 3).then_some(rs)
     });
@@ -375,13 +396,13 @@ fn a_replicaset_never_over_creates_and_deletes_the_least_valuable_pods_first() {
         "patch", "pod", &keep, "--subresource=status", "--type=merge", "-p",
         &format!(r#"{{"status":{{"phase":"Running","conditions":[{{"type":"Ready","status":"True","lastTransitionTime":"{now}"}}]}}}}"#),
     ]);
-    eventually("one ready", WAIT, || {
+    wait_for(&s, "one ready", || {
         (s.get_json("/apis/apps/v1/namespaces/default/replicasets/rs")["status"]["readyReplicas"]
             == 1)
             .then_some(())
     });
     s.ok(&["scale", "rs/rs", "--replicas=1"]);
-    let left = eventually("one pod left", WAIT, || {
+    let left = wait_for(&s, "one pod left", || {
         let p = pods(&s, "app%3Drs");
         (p.len() == 1).then_some(p)
     });
@@ -404,7 +425,7 @@ fn orphans_are_adopted_and_pods_that_stop_matching_are_released() {
         "--restart=Never",
     ]);
     s.ok_stdin(&["apply", "-f", "-"], &replicaset("adopter", 2, "adopt"));
-    let owned = eventually("two pods, the stray one adopted", WAIT, || {
+    let owned = wait_for(&s, "two pods, the stray one adopted", || {
         let p = pods(&s, "app%3Dadopt");
         (p.len() == 2
             && p.iter()
@@ -421,7 +442,7 @@ fn orphans_are_adopted_and_pods_that_stop_matching_are_released() {
 
     // Relabelled, it leaves the ReplicaSet, which makes a replacement.
     s.ok(&["label", "--overwrite", "pod", "stray", "app=gone"]);
-    eventually("stray released and replaced", WAIT, || {
+    wait_for(&s, "stray released and replaced", || {
         let stray = s.get_json("/api/v1/namespaces/default/pods/stray");
         let released = stray["metadata"]["ownerReferences"]
             .as_array()
@@ -440,7 +461,7 @@ fn deletion_follows_background_foreground_and_orphan_propagation() {
         );
     }
     for name in ["bg", "fg", "orphan"] {
-        eventually("pods", WAIT, || {
+        wait_for(&s, "pods", || {
             (pods(&s, &format!("app%3D{name}")).len() == 2).then_some(())
         });
     }
@@ -452,7 +473,7 @@ fn deletion_follows_background_foreground_and_orphan_propagation() {
     };
 
     s.ok(&["delete", "deployment", "bg"]);
-    eventually("background: ReplicaSet and pods collected", WAIT, || {
+    wait_for(&s, "background: ReplicaSet and pods collected", || {
         (rs_of("bg").is_empty() && pods(&s, "app%3Dbg").is_empty()).then_some(())
     });
 
@@ -464,7 +485,7 @@ fn deletion_follows_background_foreground_and_orphan_propagation() {
         "--cascade=foreground",
         "--timeout=60s",
     ]);
-    eventually("the foreground deployment gone", WAIT, || {
+    wait_for(&s, "the foreground deployment gone", || {
         (s.http(
             "GET",
             "/apis/apps/v1/namespaces/default/deployments/fg",
@@ -475,12 +496,12 @@ fn deletion_follows_background_foreground_and_orphan_propagation() {
             .then_some(())
     });
     assert!(rs_of("fg").is_empty(), "dependents went before the owner");
-    eventually("foreground pods gone", WAIT, || {
+    wait_for(&s, "foreground pods gone", || {
         pods(&s, "app%3Dfg").is_empty().then_some(())
     });
 
     s.ok(&["delete", "deployment", "orphan", "--cascade=orphan"]);
-    let rs = eventually("orphaned ReplicaSet", WAIT, || {
+    let rs = wait_for(&s, "orphaned ReplicaSet", || {
         let (code, _) = s.http(
             "GET",
             "/apis/apps/v1/namespaces/default/deployments/orphan",
@@ -511,7 +532,7 @@ fn deleting_a_namespace_empties_it_then_removes_it_and_new_namespaces_get_a_defa
     .expect("ca");
     let s = Server::start_with(&["--root-ca-file", ca.to_str().expect("utf-8 path")]);
     s.ok(&["create", "namespace", "team"]);
-    eventually("default service account", WAIT, || {
+    wait_for(&s, "default service account", || {
         (s.http(
             "GET",
             "/api/v1/namespaces/team/serviceaccounts/default",
@@ -521,7 +542,7 @@ fn deleting_a_namespace_empties_it_then_removes_it_and_new_namespaces_get_a_defa
         .0 == 200)
             .then_some(())
     });
-    let cm = eventually("kube-root-ca.crt", WAIT, || {
+    let cm = wait_for(&s, "kube-root-ca.crt", || {
         let (code, v) = s.http(
             "GET",
             "/api/v1/namespaces/team/configmaps/kube-root-ca.crt",
@@ -533,7 +554,7 @@ fn deleting_a_namespace_empties_it_then_removes_it_and_new_namespaces_get_a_defa
     assert!(cm["data"]["ca.crt"].as_str().unwrap_or("").contains("TEST"));
     // A deleted default service account comes back.
     s.ok(&["-n", "team", "delete", "serviceaccount", "default"]);
-    eventually("default service account again", WAIT, || {
+    wait_for(&s, "default service account again", || {
         (s.http(
             "GET",
             "/api/v1/namespaces/team/serviceaccounts/default",
@@ -606,7 +627,7 @@ fn a_restarted_controller_manager_finishes_the_rollout_within_max_surge() {
     rollout_done(&s, "web");
     let (stop, watch) = watch_surge(&s, "web", 7);
     s.ok(&["set", "image", "deployment/web", "main=web:2"]);
-    eventually("the rollout under way", WAIT, || {
+    wait_for(&s, "the rollout under way", || {
         let new = pods(&s, "app%3Dweb")
             .iter()
             .filter(|p| image_of(p) == "web:2")
@@ -615,7 +636,19 @@ fn a_restarted_controller_manager_finishes_the_rollout_within_max_surge() {
     });
     drop(first); // SIGKILL mid-rollout: the Lease is not released.
     let _second = s.spawn("cm-2", &ELECTION);
-    rollout_done(&s, "web");
+    let out = s.kubectl(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    if !out.status.success() {
+        let log = |n: &str| {
+            std::fs::read_to_string(s.data_dir.join(format!("{n}.log"))).unwrap_or_default()
+        };
+        panic!(
+            "rollout did not finish: {}\n{}\ncm-1:\n{}\ncm-2:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            s.ok(&["get", "rs,pods", "-o", "wide"]),
+            log("cm-1"),
+            log("cm-2")
+        );
+    }
     stop_watch(&s, "web", stop, watch);
     let running = pods(&s, "app%3Dweb");
     assert_eq!(running.len(), 6);
@@ -627,12 +660,12 @@ fn two_controller_managers_never_both_act() {
     let s = Server::start_with(&["--disable-controllers"]);
     let one = s.spawn("cm-1", &ELECTION);
     let two = s.spawn("cm-2", &ELECTION);
-    let leader = eventually("a leader", WAIT, || lease_holder(&s));
+    let leader = wait_for(&s, "a leader", || lease_holder(&s));
     s.ok_stdin(&["apply", "-f", "-"], &replicaset("solo", 3, "solo"));
-    eventually("three pods", WAIT, || {
+    wait_for(&s, "three pods", || {
         (pods(&s, "app%3Dsolo").len() == 3).then_some(())
     });
-    let instances: BTreeSet<String> = eventually("create events", WAIT, || {
+    let instances: BTreeSet<String> = wait_for(&s, "create events", || {
         let events = items(&s, "/api/v1/namespaces/default/events");
         let by: BTreeSet<String> = events
             .iter()

@@ -4,7 +4,7 @@
 //! # Conventions
 //! Every controller is one file here and one line in [`CONTROLLERS`]. A controller is the
 //! informer/workqueue pattern through `kube::runtime`:
-//! - a [`Controller`] on its main kind, fed by [`reflect`]ed watches (a `watcher` into a
+//! - a [`Controller`] on its main kind, fed by [`Context::reflect`]ed watches (a `watcher` into a
 //!   `reflector` store the reconciler reads, never a LIST per reconcile), with `owns_stream`
 //!   for children and `watches_stream` for anything else that should trigger it;
 //! - a reconcile function `async fn(Arc<K>, Arc<Context>) -> Result<Action, Error>` that reads
@@ -60,7 +60,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::events::{EventType, Recorder};
 use crate::leader::Leadership;
@@ -361,6 +361,45 @@ impl Context {
             .publish(object, type_, reason, action, message);
     }
 
+    /// A watch of `api` kept in a store: returns the store to read and the stream of changed
+    /// objects to give to a [`Controller`] (`for_stream`, `owns_stream`, `watches_stream`).
+    ///
+    /// The watch is driven by its own task until the controller stops, not by the
+    /// `Controller`: a reconcile waiting for a store ([`Context::ready`]) then never blocks the
+    /// watch that fills it (kube-rs' runner stops polling its triggers while every reconcile
+    /// slot is busy).
+    pub fn reflect<K>(
+        &self,
+        api: Api<K>,
+        config: watcher::Config,
+    ) -> (
+        Store<K>,
+        impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    )
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let (reader, writer) = reflector::store();
+        let stream =
+            reflector::reflector(writer, watcher(api, config).default_backoff()).touched_objects();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let stop = self.stopped();
+        tokio::spawn(async move {
+            tokio::pin!(stream);
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    item = stream.next() => match item {
+                        Some(item) => if tx.send(item).is_err() { break },
+                        None => break,
+                    },
+                }
+            }
+        });
+        (reader, futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+    }
+
     /// Waits until `store` has had its first list.
     pub async fn ready<K>(&self, store: &Store<K>) -> Result<(), Error>
     where
@@ -415,7 +454,7 @@ impl Context {
                 |obj: Arc<K>, error: &Error, ctx: Arc<Context>| {
                     let key = key_of(obj.as_ref());
                     let delay = ctx.retry_delay(&key);
-                    tracing::info!(controller = ctx.name, object = %key, error = %error, retry_in = ?delay, "reconcile failed");
+                    tracing::warn!(controller = ctx.name, object = %key, error = %error, retry_in = ?delay, "reconcile failed");
                     Action::requeue(delay)
                 },
                 self.clone(),
@@ -488,25 +527,6 @@ pub fn retry_delay(failures: u32, max: Duration) -> Duration {
     let base = Duration::from_millis(5);
     let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(30));
     base.saturating_mul(factor).min(max)
-}
-
-/// A watch of `api` kept in a store: returns the store to read and the stream of changed
-/// objects to give to a [`Controller`] (`for_stream`, `owns_stream`, `watches_stream`), which
-/// must poll it for the store to fill.
-pub fn reflect<K>(
-    api: Api<K>,
-    config: watcher::Config,
-) -> (
-    Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let stream =
-        reflector::reflector(writer, watcher(api, config).default_backoff()).touched_objects();
-    (reader, stream)
 }
 
 /// Runs the enabled controllers while this replica leads, until `shutdown` resolves.

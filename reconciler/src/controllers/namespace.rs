@@ -19,14 +19,14 @@ use kube::runtime::controller::Action;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 
-use super::{Context, Error, api_error, reflect};
+use super::{Context, Error, api_error};
 
 /// The finalizer the namespace controller owns.
 pub const FINALIZER: &str = "kubernetes";
 
 /// Runs the controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (namespaces, ns_stream) = reflect(
+    let (namespaces, ns_stream) = ctx.reflect(
         Api::<Namespace>::all(ctx.client.clone()),
         watcher::Config::default(),
     );

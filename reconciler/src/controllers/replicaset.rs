@@ -27,7 +27,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::{
-    Context, Error, api_error, controller_of, controller_ref, key_of, reflect, selector_of, selects,
+    Context, Error, api_error, controller_of, controller_ref, key_of, selector_of, selects,
 };
 use crate::events::EventType;
 
@@ -38,11 +38,11 @@ const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs the controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (sets, rs_stream) = reflect(
+    let (sets, rs_stream) = ctx.reflect(
         Api::<ReplicaSet>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
-    let (pods, pod_stream) = reflect(
+    let (pods, pod_stream) = ctx.reflect(
         Api::<Pod>::all(ctx.client.clone()),
         watcher::Config::default(),
     );

@@ -14,7 +14,7 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, api_error, reflect};
+use super::{Context, Error, api_error};
 
 /// The ConfigMap's name.
 pub const NAME: &str = "kube-root-ca.crt";
@@ -28,11 +28,11 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         ctx.stopped().await;
         return Ok(());
     };
-    let (namespaces, ns_stream) = reflect(
+    let (namespaces, ns_stream) = ctx.reflect(
         Api::<Namespace>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
-    let (maps, cm_stream) = reflect(
+    let (maps, cm_stream) = ctx.reflect(
         Api::<ConfigMap>::all(ctx.client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={NAME}")),
     );

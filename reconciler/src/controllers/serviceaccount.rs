@@ -11,18 +11,18 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 
-use super::{Context, Error, api_error, reflect};
+use super::{Context, Error, api_error};
 
 /// The ServiceAccount every namespace gets.
 pub const DEFAULT: &str = "default";
 
 /// Runs the controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (namespaces, ns_stream) = reflect(
+    let (namespaces, ns_stream) = ctx.reflect(
         Api::<Namespace>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
-    let (accounts, sa_stream) = reflect(
+    let (accounts, sa_stream) = ctx.reflect(
         Api::<ServiceAccount>::all(ctx.client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={DEFAULT}")),
     );

@@ -30,21 +30,21 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::{
-    Context, Error, api_error, controller_of, controller_ref, key_of, reflect, selector_of, selects,
+    Context, Error, api_error, controller_of, controller_ref, key_of, selector_of, selects,
 };
 use sync::Rollout;
 
 /// Runs the controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (deployments, d_stream) = reflect(
+    let (deployments, d_stream) = ctx.reflect(
         Api::<Deployment>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
-    let (sets, rs_stream) = reflect(
+    let (sets, rs_stream) = ctx.reflect(
         Api::<ReplicaSet>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
-    let (pods, pod_stream) = reflect(
+    let (pods, pod_stream) = ctx.reflect(
         Api::<Pod>::all(ctx.client.clone()),
         watcher::Config::default(),
     );
