@@ -96,7 +96,7 @@ fn image_of(pod: &Value) -> String {
 }
 
 fn wait_nodes(s: &Server, n: usize) {
-    wait_for(&s, "simulated nodes", || {
+    wait_for(s, "simulated nodes", || {
         (items(s, "/api/v1/nodes").len() >= n).then_some(())
     });
 }

@@ -14,9 +14,8 @@
 //!   back-off after errors (client-go's default rate limiter: 5 ms doubling, capped) and resets
 //!   the back-off after a success.
 //!
-//! Before a reconcile reads a store it waits for the store's first list
-//! ([`Context::ready`]), so a controller that just started (a new leader) never acts on a
-//! partial view.
+//! A controller waits for its stores' first lists ([`Context::ready`]) before it starts
+//! reconciling, so a controller that just started (a new leader) never acts on a partial view.
 //!
 //! # Identities
 //! Each controller has its own client from [`Clients`] (its User-Agent, later its
@@ -400,13 +399,18 @@ impl Context {
         (reader, futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
     }
 
-    /// Waits until `store` has had its first list.
+    /// Waits until `store` has had its first list ([`Error::NotReady`] if the controller stops
+    /// first). Call it in the controller's start function, before [`Context::drive`], never
+    /// from reconciles: kube-rs' readiness signal wakes only its last waiter.
     pub async fn ready<K>(&self, store: &Store<K>) -> Result<(), Error>
     where
         K: Resource + Clone + 'static,
         K::DynamicType: Eq + Hash + Clone,
     {
-        store.wait_until_ready().await.map_err(|_| Error::NotReady)
+        tokio::select! {
+            r = store.wait_until_ready() => r.map_err(|_| Error::NotReady),
+            _ = self.stopped() => Err(Error::NotReady),
+        }
     }
 
     /// How long to wait before retrying `key` after its `n`th failure in a row.
@@ -566,8 +570,9 @@ pub async fn run(
             let (name, start) = (registration.name, registration.start);
             tracing::info!(controller = name, "starting controller");
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = start(ctx).await {
-                    tracing::error!(controller = name, error = %e, "controller stopped");
+                match start(ctx).await {
+                    Ok(()) | Err(Error::NotReady) => {}
+                    Err(e) => tracing::error!(controller = name, error = %e, "controller stopped"),
                 }
             }));
         }

@@ -49,8 +49,9 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let mapper_sets = sets.clone();
     let controller = Controller::for_stream(rs_stream, sets.clone())
         .watches_stream(pod_stream, move |pod: Pod| sets_for_pod(&mapper_sets, &pod));
+    ctx.ready(&sets).await?;
+    ctx.ready(&pods).await?;
     let state = Arc::new(State {
-        sets,
         pods,
         expectations: Expectations::default(),
     });
@@ -61,9 +62,8 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The stores and the expectations.
+/// The pod store and the expectations.
 struct State {
-    sets: Store<ReplicaSet>,
     pods: Store<Pod>,
     expectations: Expectations,
 }
@@ -143,8 +143,6 @@ impl Expectations {
 }
 
 async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>, state: Arc<State>) -> Result<Action, Error> {
-    ctx.ready(&state.pods).await?;
-    ctx.ready(&state.sets).await?;
     let key = key_of(rs.as_ref());
     let namespace = rs.namespace().unwrap_or_default();
     let Some(spec) = rs.spec.as_ref() else {

@@ -40,6 +40,8 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         .watches_stream(cm_stream, |cm: ConfigMap| {
             cm.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns))
         });
+    ctx.ready(&namespaces).await?;
+    ctx.ready(&maps).await?;
     let ca = Arc::new(ca);
     ctx.drive(controller, move |ns, ctx| {
         reconcile(ns, ctx, maps.clone(), ca.clone()).boxed()
@@ -54,7 +56,6 @@ async fn reconcile(
     maps: Store<ConfigMap>,
     ca: Arc<String>,
 ) -> Result<Action, Error> {
-    ctx.ready(&maps).await?;
     let namespace = ns.name_any();
     if ns.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());

@@ -30,6 +30,8 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         .watches_stream(sa_stream, |sa: ServiceAccount| {
             sa.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns))
         });
+    ctx.ready(&namespaces).await?;
+    ctx.ready(&accounts).await?;
     ctx.drive(controller, move |ns, ctx| {
         reconcile(ns, ctx, accounts.clone()).boxed()
     })
@@ -42,7 +44,6 @@ async fn reconcile(
     ctx: Arc<Context>,
     accounts: Store<ServiceAccount>,
 ) -> Result<Action, Error> {
-    ctx.ready(&accounts).await?;
     let namespace = ns.name_any();
     if ns.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());

@@ -54,11 +54,10 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         .watches_stream(pod_stream, move |pod: Pod| {
             deployment_of_pod(&mapper_sets, &pod)
         });
-    let state = Arc::new(State {
-        deployments,
-        sets,
-        pods,
-    });
+    ctx.ready(&deployments).await?;
+    ctx.ready(&sets).await?;
+    ctx.ready(&pods).await?;
+    let state = Arc::new(State { sets, pods });
     ctx.drive(controller, move |d, ctx| {
         reconcile(d, ctx, state.clone()).boxed()
     })
@@ -67,7 +66,6 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
 }
 
 struct State {
-    deployments: Store<Deployment>,
     sets: Store<ReplicaSet>,
     pods: Store<Pod>,
 }
@@ -86,9 +84,6 @@ async fn reconcile(
     ctx: Arc<Context>,
     state: Arc<State>,
 ) -> Result<Action, Error> {
-    ctx.ready(&state.deployments).await?;
-    ctx.ready(&state.sets).await?;
-    ctx.ready(&state.pods).await?;
     let key = key_of(d.as_ref());
     if d.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
