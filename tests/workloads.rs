@@ -323,6 +323,9 @@ fn a_finished_job_with_a_ttl_is_deleted() {
     eventually("job brief deleted", WAIT, || {
         job(&s, "brief").is_none().then_some(())
     });
+    eventually("its pod deleted", WAIT, || {
+        job_pods(&s, "brief").is_empty().then_some(())
+    });
 }
 
 fn cronjob_yaml(name: &str, extra: &str) -> String {

@@ -316,6 +316,9 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     let hash = workload::template_hash(&spec.template);
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
 
+    if !workload::selector_usable(&ctx, ds.as_ref(), Some(&spec.selector)) {
+        return Ok(Action::await_change());
+    }
     let nodes = Api::<Node>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await?

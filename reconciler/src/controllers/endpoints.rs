@@ -36,7 +36,10 @@ pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
 /// Pods each Service selected at its last sync, so that a pod that stops matching still
 /// triggers the Service it left.
 #[derive(Clone, Default)]
-pub struct Selected(Arc<Mutex<HashMap<(String, String), BTreeSet<String>>>>);
+pub struct Selected(Arc<Mutex<SelectedPods>>);
+
+/// (namespace, Service) → names of the pods it selected.
+type SelectedPods = HashMap<(String, String), BTreeSet<String>>;
 
 impl Selected {
     /// Records the pods `service` in `namespace` selects now.
@@ -251,9 +254,16 @@ pub fn subsets(service: &Service, pods: &[Pod]) -> Vec<EndpointSubset> {
         .collect()
 }
 
-/// Labels of a Service's Endpoints (and slices): the Service's, plus the headless mark.
+/// Labels of a Service's Endpoints (and slices): the Service's, plus the headless mark. The
+/// syncer's `gitplane.io/` marks are not copied, so endpoints never look managed by an
+/// Application.
 pub fn endpoint_labels(service: &Service) -> BTreeMap<String, String> {
-    let mut labels = service.labels().clone();
+    let mut labels: BTreeMap<String, String> = service
+        .labels()
+        .iter()
+        .filter(|(k, _)| !k.starts_with("gitplane.io/"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     if headless(service) {
         labels.insert(HEADLESS_LABEL.into(), String::new());
     }
@@ -487,6 +497,23 @@ pub(crate) mod tests {
         assert!(!selects(&svc, &labels));
         svc.spec.as_mut().unwrap().selector = None;
         assert!(!selects(&svc, &labels));
+    }
+
+    #[test]
+    fn endpoints_copy_the_service_labels_but_not_the_syncers_marks() {
+        let mut svc = service(vec![]);
+        svc.metadata.labels = Some(BTreeMap::from([
+            ("tier".to_string(), "front".to_string()),
+            ("gitplane.io/app".to_string(), "web".to_string()),
+        ]));
+        svc.spec.as_mut().unwrap().cluster_ip = Some("None".into());
+        assert_eq!(
+            endpoint_labels(&svc),
+            BTreeMap::from([
+                ("tier".to_string(), "front".to_string()),
+                (HEADLESS_LABEL.to_string(), String::new()),
+            ])
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub fn desired_slices(service: &Service, pods: &[Pod], max_per_slice: usize) -> 
     let mut groups: BTreeMap<Key, Vec<Endpoint>> = BTreeMap::new();
     for pod in pods.iter().filter(|p| should_include(p, true)) {
         let ip = pod_ip(pod);
-        if !ip.parse::<std::net::Ipv4Addr>().is_ok() {
+        if ip.parse::<std::net::Ipv4Addr>().is_err() {
             continue;
         }
         let key: Key = ports

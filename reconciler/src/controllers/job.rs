@@ -213,6 +213,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
 
+    if !workload::selector_usable(&ctx, job.as_ref(), spec.selector.as_ref()) {
+        return Ok(Action::await_change());
+    }
     let pods = workload::owned_pods(&ctx.client, &ns, spec.selector.as_ref(), &uid).await?;
     let mut active: Vec<&Pod> = pods.iter().filter(|p| workload::active(p)).collect();
     let count = |ph: &str| pods.iter().filter(|p| workload::phase(p) == ph).count() as i32;

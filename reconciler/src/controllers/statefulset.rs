@@ -172,6 +172,9 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let revs_api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
 
+    if !workload::selector_usable(&ctx, set.as_ref(), Some(&spec.selector)) {
+        return Ok(Action::await_change());
+    }
     let update_revision = format!("{name}-{}", workload::template_hash(&spec.template));
     let revisions: Vec<ControllerRevision> = revs_api
         .list(&ListParams::default())

@@ -14,7 +14,7 @@ use kube::api::{Api, ListParams};
 use kube::{Client, Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use super::{Context, Error};
+use super::{Context, Error, controller_of, controller_ref, selector_of};
 use crate::events::EventType;
 
 use crate::scheduler::labels::selector_matches;
@@ -25,10 +25,7 @@ pub const REVISION_LABEL: &str = "controller-revision-hash";
 
 /// Whether `meta` has a controller reference to the object with `uid`.
 pub fn controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .any(|r| r.controller == Some(true) && r.uid == uid)
+    controller_of(meta).is_some_and(|r| r.uid == uid)
 }
 
 /// The pod's phase (`Pending` when unset).
@@ -98,7 +95,7 @@ pub fn pod_from_template<K: Resource<DynamicType = ()>>(
             labels: Some(all_labels),
             annotations: meta.annotations,
             finalizers: meta.finalizers,
-            owner_references: owner.controller_owner_ref(&()).map(|r| vec![r]),
+            owner_references: Some(vec![controller_ref(owner)]),
             ..ObjectMeta::default()
         },
         spec: template.spec.clone(),
@@ -113,6 +110,34 @@ pub enum PodName {
     Exact(String),
     /// This `generateName` prefix.
     Prefix(String),
+}
+
+/// Refuses a missing, empty or invalid selector with a warning Event on `owner` (Kubernetes'
+/// controllers never act on an empty selector); `false` means: do nothing.
+pub fn selector_usable<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    owner: &K,
+    selector: Option<&LabelSelector>,
+) -> bool {
+    let what = format!(
+        "{} {}/{}",
+        K::kind(&()).to_lowercase(),
+        owner.meta().namespace.as_deref().unwrap_or(""),
+        owner.meta().name.as_deref().unwrap_or("")
+    );
+    match selector_of(&what, selector) {
+        Ok(_) => true,
+        Err(e) => {
+            ctx.event(
+                owner,
+                EventType::Warning,
+                "InvalidSelector",
+                "Sync",
+                e.to_string(),
+            );
+            false
+        }
+    }
 }
 
 /// The pods in `namespace` that match `selector` and are controlled by `owner_uid`.
