@@ -22,13 +22,17 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole platform on this machine: API server (embedded store unless --store), the
-    /// GitOps syncer, the scheduler, simulated nodes with `--runtime simulated`, and (as they
-    /// arrive) the controllers and a local node.
+    /// GitOps syncer, the scheduler, a local node running pods as processes (or simulated nodes
+    /// with `--runtime simulated`), and (as they arrive) the controllers.
     Up(cmd::up::Args),
     /// Run the API server alone.
     Apiserver(cmd::apiserver::Args),
     /// Run the scheduler alone (an API client, with leader election).
     Scheduler(cmd::scheduler::Args),
+    /// Run the node agent alone (an API client and a client of `gitplane runtime`).
+    Node(cmd::node::Args),
+    /// Run the process runtime alone, serving the runtime API on a unix socket.
+    Runtime(cmd::runtime::Args),
     /// Register simulated nodes and run their pods (kwok-style) until stopped.
     SimulateNodes(cmd::simulate_nodes::Args),
     /// Render a kustomization, chart or directory of manifests and print the objects.
@@ -55,6 +59,8 @@ fn main() -> std::process::ExitCode {
         Command::Up(args) => cmd::up::run(args),
         Command::Apiserver(args) => cmd::apiserver::run(args),
         Command::Scheduler(args) => cmd::scheduler::run(args),
+        Command::Node(args) => cmd::node::run(args),
+        Command::Runtime(args) => cmd::runtime::run(args),
         Command::SimulateNodes(args) => cmd::simulate_nodes::run(args),
         Command::Render(args) => cmd::render::run(args),
         Command::Apps(args) => cmd::apps::run(args),
