@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use node::agent::{self, Agent};
-use node::runtime::{self, NetworkMode, process::ProcessRuntime};
+use node::runtime::{self, process::ProcessRuntime};
 
 use super::connect::ClientArgs;
 use super::runtime::NetworkArgs;
@@ -93,14 +93,12 @@ pub async fn start_local(
     let socket = dir.join("runtime.sock");
     let (stop, rx) = tokio::sync::watch::channel(false);
     let mut stopped = rx.clone();
-    let (rt, server) = super::runtime::start(&socket, &dir.join("runtime"), mode.clone(), async move {
+    let (rt, server) = super::runtime::start(&socket, &dir.join("runtime"), mode, async move {
         let _ = stopped.wait_for(|s| *s).await;
     })?;
     let client_rt = runtime::connect(&socket, Duration::from_secs(10)).await?;
     let mut config = agent::Config::new(name, dir.clone());
-    if let NetworkMode::Bridge { cidr, .. } = &mode {
-        config.pod_cidr = Some(cidr.clone());
-    }
+    config.pod_cidr = rt.pod_cidr();
     let agent = Agent::start(client, client_rt, config).await?;
     Ok(LocalNode {
         runtime: rt,

@@ -27,8 +27,8 @@ pub struct NetworkArgs {
     /// Pod networking.
     #[arg(long, value_enum, default_value_t = PodNetwork::Auto)]
     pub pod_network: PodNetwork,
-    /// The node's pod CIDR (an IPv4 /24; default: the first 10.88.N.0/24 whose bridge
-    /// `gpbrN` does not exist yet).
+    /// The node's pod CIDR (an IPv4 /24; default: the first 10.88.N.0/24 that no other
+    /// gitplane runtime holds). Its bridge is `gpbrN`.
     #[arg(long)]
     pub pod_cidr: Option<String>,
 }
@@ -50,28 +50,10 @@ impl NetworkArgs {
         if !bridge {
             return Ok(NetworkMode::Host);
         }
-        if let Some(cidr) = &self.pod_cidr {
-            let p = network::parse_cidr(cidr)?;
-            return Ok(NetworkMode::Bridge {
-                bridge: format!("gpbr{}", p[2]),
-                cidr: cidr.clone(),
-            });
-        }
-        let start = seed
-            .bytes()
-            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
-            % 250;
-        for i in 0..250 {
-            let n = (start + i) % 250 + 1;
-            let bridge = format!("gpbr{n}");
-            if !Path::new("/sys/class/net").join(&bridge).exists() {
-                return Ok(NetworkMode::Bridge {
-                    bridge,
-                    cidr: format!("10.88.{n}.0/24"),
-                });
-            }
-        }
-        anyhow::bail!("no free pod CIDR in 10.88.0.0/16 (bridges gpbr1..gpbr250 all exist)")
+        Ok(NetworkMode::Bridge {
+            cidr: self.pod_cidr.clone(),
+            seed: seed.to_string(),
+        })
     }
 }
 
@@ -123,9 +105,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         eprintln!(
             "gitplane runtime serving on {} ({})",
             args.socket.display(),
-            match &mode {
-                NetworkMode::Host => "host network".to_string(),
-                NetworkMode::Bridge { bridge, cidr } => format!("pods on {bridge}, {cidr}"),
+            match rt.pod_cidr() {
+                None => "pods on the host network".to_string(),
+                Some(cidr) => format!("pod CIDR {cidr}"),
             }
         );
         server::shutdown_signal().await;

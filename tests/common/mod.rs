@@ -127,6 +127,14 @@ impl Server {
         c.wait().expect("wait for gitplane")
     }
 
+    /// Stops the process with SIGTERM if it still runs (a clean shutdown: a local node stops
+    /// its containers) and waits.
+    pub fn stop(&mut self) {
+        if self.child.is_some() {
+            self.terminate();
+        }
+    }
+
     /// Takes the data dir's temp-dir ownership, so a restarted server can use it.
     pub fn into_data(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
         self.kill9();
@@ -209,6 +217,21 @@ impl Server {
             .args(args)
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start gitplane");
+        Process { child: Some(child) }
+    }
+
+    /// Starts another gitplane subcommand that takes no `--kubeconfig` (`runtime`), logging to
+    /// `<data dir>/<log>.log`; stopped when the handle is dropped.
+    pub fn spawn_plain(&self, log: &str, args: &[&str]) -> Process {
+        let file =
+            std::fs::File::create(self.data_dir.join(format!("{log}.log"))).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_gitplane"))
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(file)

@@ -549,11 +549,14 @@ impl Worker {
                     _ => finished = false,
                 }
             }
+            let all_created = spec.containers.iter().all(|c| runs.contains_key(&c.name));
             if finished {
                 self.stage = Stage::Finished;
                 self.phase = if failed { "Failed" } else { "Succeeded" };
-            } else {
+            } else if all_created {
                 self.phase = "Running";
+            } else {
+                self.phase = "Pending";
             }
         }
         self.report(&runs).await;

@@ -26,12 +26,13 @@ pub type RuntimeClient = api::runtime_service_client::RuntimeServiceClient<Chann
 pub enum NetworkMode {
     /// Pods share the host's network.
     Host,
-    /// Each pod gets a network namespace with a veth on `bridge` and an address from `cidr`.
+    /// Each pod gets a network namespace with a veth on the runtime's bridge and an address
+    /// from the node's pod CIDR.
     Bridge {
-        /// The bridge's name (at most 15 characters).
-        bridge: String,
-        /// The node's pod CIDR (an IPv4 /24).
-        cidr: String,
+        /// The pod CIDR (an IPv4 /24); `None`: the first free 10.88.N.0/24.
+        cidr: Option<String>,
+        /// Where the search for a free CIDR starts (any string; the data dir, say).
+        seed: String,
     },
 }
 

@@ -2,7 +2,8 @@
 //! node's pod CIDR (a /24), and per pod a network namespace with loopback up and a veth whose
 //! host end is on the bridge and whose pod end (`eth0`) has the next free address, with a
 //! default route through the bridge. Nothing is forwarded or masqueraded: pod traffic stays on
-//! this machine. All of it is done with `ip` (iproute2), so it needs root.
+//! this machine. All of it is done with `ip` (iproute2), so it needs root. The bridge is
+//! `gpbr<N>` for the pod CIDR 10.88.N.0/24, one per runtime.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -17,6 +18,7 @@ pub struct Network {
     /// The first three octets of the /24.
     prefix: [u8; 3],
     used: std::sync::Mutex<BTreeSet<u8>>,
+    _lock: std::fs::File,
 }
 
 /// Whether this process can set pod networks up: root with `ip` on PATH.
@@ -56,25 +58,66 @@ pub fn parse_cidr(cidr: &str) -> Result<[u8; 3], Error> {
     Ok([o[0], o[1], o[2]])
 }
 
+/// Where the locks that keep two runtimes off one bridge live.
+const LOCK_DIR: &str = "/run/gitplane";
+
+/// Takes the lock of bridge number `n` (held while the file stays open); `None` when another
+/// runtime holds it.
+fn claim(n: u8) -> Option<std::fs::File> {
+    std::fs::create_dir_all(LOCK_DIR).ok()?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(format!("{LOCK_DIR}/gpbr{n}.lock"))
+        .ok()?;
+    file.try_lock().ok()?;
+    Some(file)
+}
+
 impl Network {
-    /// Creates (or reuses) the bridge `bridge` with the gateway address of `cidr`.
-    pub fn setup(bridge: &str, cidr: &str) -> Result<Network, Error> {
-        let prefix = parse_cidr(cidr)?;
-        let exists = Command::new("ip")
-            .args(["link", "show", bridge])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !exists {
-            ip(&["link", "add", bridge, "type", "bridge"])?;
-        }
+    /// Sets up the bridge of `cidr` (`gpbr<third octet>` with the CIDR's first address), or,
+    /// without a CIDR, of the first free 10.88.N.0/24 starting from a number derived from
+    /// `seed`. A lock file per bridge keeps two runtimes apart; a bridge left behind by a
+    /// runtime that was killed is taken over.
+    pub fn setup(cidr: Option<&str>, seed: &str) -> Result<Network, Error> {
+        let (prefix, lock) = match cidr {
+            Some(c) => {
+                let p = parse_cidr(c)?;
+                let lock = claim(p[2]).ok_or_else(|| {
+                    Error::Network(format!("pod CIDR {c} is in use by another gitplane runtime"))
+                })?;
+                (p, lock)
+            }
+            None => {
+                let start = seed
+                    .bytes()
+                    .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
+                    % 250;
+                (0..250u32)
+                    .map(|i| ((start + i) % 250 + 1) as u8)
+                    .find_map(|n| claim(n).map(|l| ([10, 88, n], l)))
+                    .ok_or_else(|| Error::Network("no free pod CIDR in 10.88.0.0/16".into()))?
+            }
+        };
+        let bridge = format!("gpbr{}", prefix[2]);
+        // A bridge whose lock was free is left over from a killed runtime: start afresh.
+        let _ = ip(&["link", "del", &bridge]);
+        ip(&["link", "add", &bridge, "type", "bridge"])?;
         let gateway = format!("{}.{}.{}.1/24", prefix[0], prefix[1], prefix[2]);
-        let _ = ip(&["addr", "replace", &gateway, "dev", bridge]);
-        ip(&["link", "set", bridge, "up"])?;
+        ip(&["addr", "replace", &gateway, "dev", &bridge])?;
+        ip(&["link", "set", &bridge, "up"])?;
         Ok(Network {
-            bridge: bridge.to_string(),
+            bridge,
             prefix,
             used: std::sync::Mutex::new(BTreeSet::new()),
+            _lock: lock,
         })
+    }
+
+    /// The pod CIDR.
+    pub fn cidr(&self) -> String {
+        format!("{}.{}.{}.0/24", self.prefix[0], self.prefix[1], self.prefix[2])
     }
 
     /// The bridge's name.

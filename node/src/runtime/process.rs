@@ -107,7 +107,7 @@ impl ProcessRuntime {
         })?;
         let network = match &config.network {
             NetworkMode::Host => None,
-            NetworkMode::Bridge { bridge, cidr } => Some(Network::setup(bridge, cidr)?),
+            NetworkMode::Bridge { cidr, seed } => Some(Network::setup(cidr.as_deref(), seed)?),
         };
         let cgroups = Cgroups::detect();
         Ok(ProcessRuntime {
@@ -118,6 +118,11 @@ impl ProcessRuntime {
                 cgroups,
             }),
         })
+    }
+
+    /// The pod CIDR when pods get their own network.
+    pub fn pod_cidr(&self) -> Option<String> {
+        self.inner.network.as_ref().map(Network::cidr)
     }
 
     fn state(&self) -> Result<std::sync::MutexGuard<'_, State>, Error> {
