@@ -248,8 +248,11 @@ impl Worker {
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
             "reportingComponent": "kubelet", "reportingInstance": self.config.node_name,
         });
-        if let Ok(ev) = serde_json::from_value(ev) {
-            let _ = api.create(&PostParams::default(), &ev).await;
+        if let Ok(ev) = serde_json::from_value::<k8s_openapi::api::core::v1::Event>(ev) {
+            // Events are best effort and never hold the pod up.
+            tokio::spawn(async move {
+                let _ = api.create(&PostParams::default(), &ev).await;
+            });
         }
     }
 

@@ -237,11 +237,12 @@ pub async fn environment(
         services = lookup.services(&lookup.namespace).await;
         services.retain(|s| s.metadata.name.as_deref() != Some("kubernetes"));
     }
-    let kubernetes: Vec<Service> = lookup
-        .services("default")
+    let kubernetes: Vec<Service> = Api::<Service>::namespaced(lookup.client.clone(), "default")
+        .get_opt("kubernetes")
         .await
+        .ok()
+        .flatten()
         .into_iter()
-        .filter(|s| s.metadata.name.as_deref() == Some("kubernetes"))
         .collect();
     for (k, v) in service_env(&services) {
         set(&mut env, k, v);

@@ -11,6 +11,7 @@ mod api_write_etcd;
 mod client;
 mod gitops;
 mod pod_startup;
+mod pod_startup_process;
 mod pods;
 mod render;
 mod schedule;
@@ -66,6 +67,9 @@ enum Scenario {
     Schedule,
     /// 1,000 pods created at once on 100 simulated nodes; creation → Running p99.
     PodStartup,
+    /// 50 pods (`sleep`) created at once on one local node with the process runtime;
+    /// creation → Running p99.
+    PodStartupProcess,
 }
 
 /// Runs one scenario.
@@ -99,6 +103,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     args.clients,
                 )
                 .await
+            }
+            Scenario::PodStartupProcess => {
+                pod_startup_process::run(args.count.unwrap_or(50), args.clients).await
             }
         }?;
         Ok(0)
