@@ -157,12 +157,20 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         };
         let mut local_nodes = Vec::new();
         if args.runtime == Runtime::Process {
-            let base = args.node_name.clone().unwrap_or_else(super::node::host_name);
+            let base = args
+                .node_name
+                .clone()
+                .unwrap_or_else(super::node::host_name);
             for i in 0..args.nodes {
-                let name = if i == 0 { base.clone() } else { format!("{base}-{i}") };
+                let name = if i == 0 {
+                    base.clone()
+                } else {
+                    format!("{base}-{i}")
+                };
                 let client = components.client(&format!("node-{name}"))?;
                 let dir = args.server.data_dir.join("nodes").join(&name);
-                local_nodes.push(super::node::start_local(client, &name, &dir, &args.network).await?);
+                local_nodes
+                    .push(super::node::start_local(client, &name, &dir, &args.network).await?);
             }
         }
         print_welcome(address, &kubeconfig, &repo_url, seeded);

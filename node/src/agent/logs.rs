@@ -90,7 +90,13 @@ fn attempts(root: &Path, ns: &str, pod: &str, container: &str) -> Option<(PathBu
     Some((dir, found))
 }
 
-async fn running(runtime: &RuntimeClient, ns: &str, pod: &str, container: &str, attempt: u32) -> bool {
+async fn running(
+    runtime: &RuntimeClient,
+    ns: &str,
+    pod: &str,
+    container: &str,
+    attempt: u32,
+) -> bool {
     let mut rt = runtime.clone();
     let filter = api::ContainerFilter {
         label_selector: [
@@ -101,15 +107,17 @@ async fn running(runtime: &RuntimeClient, ns: &str, pod: &str, container: &str, 
         .into(),
         ..Default::default()
     };
-    rt.list_containers(api::ListContainersRequest { filter: Some(filter) })
-        .await
-        .map(|r| {
-            r.into_inner().containers.iter().any(|c| {
-                c.state == api::ContainerState::ContainerRunning as i32
-                    && c.metadata.as_ref().is_some_and(|m| m.attempt == attempt)
-            })
+    rt.list_containers(api::ListContainersRequest {
+        filter: Some(filter),
+    })
+    .await
+    .map(|r| {
+        r.into_inner().containers.iter().any(|c| {
+            c.state == api::ContainerState::ContainerRunning as i32
+                && c.metadata.as_ref().is_some_and(|m| m.attempt == attempt)
         })
-        .unwrap_or(false)
+    })
+    .unwrap_or(false)
 }
 
 fn render(line: &str, timestamps: bool) -> Option<String> {
@@ -128,7 +136,9 @@ async fn logs(
     Query(params): Query<Params>,
 ) -> Response {
     let Some((dir, found)) = attempts(&ctx.root, &ns, &pod, &container) else {
-        return not_found(format!("container {container:?} in pod {pod:?} has no logs"));
+        return not_found(format!(
+            "container {container:?} in pod {pod:?} has no logs"
+        ));
     };
     let previous = flag(&params.previous);
     let attempt = if previous {
@@ -145,7 +155,11 @@ async fn logs(
     } else {
         match found.last() {
             Some(a) => *a,
-            None => return not_found(format!("container {container:?} in pod {pod:?} has no logs")),
+            None => {
+                return not_found(format!(
+                    "container {container:?} in pod {pod:?} has no logs"
+                ));
+            }
         }
     };
     let path = dir.join(format!("{attempt}.log"));

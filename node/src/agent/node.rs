@@ -33,7 +33,9 @@ fn host_memory() -> String {
 }
 
 fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn status(config: &Config, port: u16) -> Value {
@@ -80,9 +82,15 @@ pub(super) async fn register(client: &Client, config: &Config, port: u16) -> Res
         source,
     };
     let mut labels = BTreeMap::from([
-        ("kubernetes.io/hostname".to_string(), config.node_name.clone()),
+        (
+            "kubernetes.io/hostname".to_string(),
+            config.node_name.clone(),
+        ),
         ("kubernetes.io/os".to_string(), "linux".to_string()),
-        ("kubernetes.io/arch".to_string(), std::env::consts::ARCH.to_string()),
+        (
+            "kubernetes.io/arch".to_string(),
+            std::env::consts::ARCH.to_string(),
+        ),
     ]);
     labels.extend(config.labels.clone());
     let nodes: Api<Node> = Api::all(client.clone());
@@ -128,10 +136,13 @@ pub(super) async fn register(client: &Client, config: &Config, port: u16) -> Res
             "renewTime": micro_now(),
         },
     });
-    let lease: Lease = serde_json::from_value(lease).map_err(|e| err(kube::Error::SerdeError(e)))?;
+    let lease: Lease =
+        serde_json::from_value(lease).map_err(|e| err(kube::Error::SerdeError(e)))?;
     match leases.create(&PostParams::default(), &lease).await {
         Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => renew(&leases, &config.node_name).await.map_err(err)?,
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            renew(&leases, &config.node_name).await.map_err(err)?
+        }
         Err(e) => return Err(err(e)),
     }
     tracing::info!(node = %config.node_name, port, "node registered");
@@ -177,7 +188,11 @@ pub(super) async fn heartbeat(client: Client, config: Config, mut stop: watch::R
                  "message": "gitplane node agent is posting ready status", "lastHeartbeatTime": now},
             ]}});
             let _ = nodes
-                .patch_status(&config.node_name, &PatchParams::default(), &Patch::Strategic(patch))
+                .patch_status(
+                    &config.node_name,
+                    &PatchParams::default(),
+                    &Patch::Strategic(patch),
+                )
                 .await;
         }
     }

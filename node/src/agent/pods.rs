@@ -97,7 +97,10 @@ pub(super) async fn run(
 /// Removes the sandboxes of pods that are not bound here any more.
 async fn remove_orphans(runtime: &RuntimeClient, pods: &HashSet<String>) {
     let mut rt = runtime.clone();
-    let Ok(list) = rt.list_pod_sandbox(api::ListPodSandboxRequest::default()).await else {
+    let Ok(list) = rt
+        .list_pod_sandbox(api::ListPodSandboxRequest::default())
+        .await
+    else {
         return;
     };
     for sb in list.into_inner().items {
@@ -105,10 +108,14 @@ async fn remove_orphans(runtime: &RuntimeClient, pods: &HashSet<String>) {
         if !pods.contains(&uid) {
             tracing::info!(sandbox = %sb.id, pod_uid = %uid, "removing a sandbox whose pod is gone");
             let _ = rt
-                .stop_pod_sandbox(api::StopPodSandboxRequest { pod_sandbox_id: sb.id.clone() })
+                .stop_pod_sandbox(api::StopPodSandboxRequest {
+                    pod_sandbox_id: sb.id.clone(),
+                })
                 .await;
             let _ = rt
-                .remove_pod_sandbox(api::RemovePodSandboxRequest { pod_sandbox_id: sb.id })
+                .remove_pod_sandbox(api::RemovePodSandboxRequest {
+                    pod_sandbox_id: sb.id,
+                })
                 .await;
         }
     }
@@ -122,7 +129,9 @@ fn rfc3339(ns: i64) -> String {
 }
 
 fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// The agent's memory of one container name (across its restarts).
@@ -166,22 +175,41 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(client: Client, runtime: RuntimeClient, config: Config, rx: watch::Receiver<Option<Pod>>) -> Worker {
+    fn new(
+        client: Client,
+        runtime: RuntimeClient,
+        config: Config,
+        rx: watch::Receiver<Option<Pod>>,
+    ) -> Worker {
         let pod = rx.borrow().clone().unwrap_or_default();
+        // A pod that already finished is never run again (after an agent or runtime restart).
+        let phase = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+            Some("Succeeded") => Some("Succeeded"),
+            Some("Failed") => Some("Failed"),
+            _ => None,
+        };
         Worker {
             client,
             runtime,
             config,
             rx,
-            start_time: pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            start_time: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
             pod,
-            stage: Stage::Preparing,
+            stage: if phase.is_some() {
+                Stage::Finished
+            } else {
+                Stage::Preparing
+            },
             sandbox: None,
             volumes: BTreeMap::new(),
             memory: HashMap::new(),
             last_status: None,
             events: HashSet::new(),
-            phase: "Pending",
+            phase: phase.unwrap_or("Pending"),
         }
     }
 
@@ -195,10 +223,12 @@ impl Worker {
         self.pod.metadata.namespace.clone().unwrap_or_default()
     }
     fn log_dir(&self) -> PathBuf {
-        self.config
-            .data_dir
-            .join("logs")
-            .join(format!("{}_{}_{}", self.namespace(), self.name(), self.uid()))
+        self.config.data_dir.join("logs").join(format!(
+            "{}_{}_{}",
+            self.namespace(),
+            self.name(),
+            self.uid()
+        ))
     }
     fn pod_dir(&self) -> PathBuf {
         self.config.data_dir.join("pods").join(self.uid())
@@ -219,10 +249,16 @@ impl Worker {
                     .pod
                     .metadata
                     .deletion_grace_period_seconds
-                    .or_else(|| self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                    .or_else(|| {
+                        self.pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.termination_grace_period_seconds)
+                    })
                     .unwrap_or(30)
                     .max(0);
-                self.terminate(Duration::from_secs(grace as u64), true).await;
+                self.terminate(Duration::from_secs(grace as u64), true)
+                    .await;
                 return;
             }
             self.step().await;
@@ -237,7 +273,8 @@ impl Worker {
         if once && !self.events.insert(format!("{reason}/{message}")) {
             return;
         }
-        let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(self.client.clone(), &self.namespace());
+        let api: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.namespace());
         let now = now();
         let ev = json!({
             "metadata": {"generateName": format!("{}.", self.name())},
@@ -264,13 +301,19 @@ impl Worker {
             ..Default::default()
         };
         let list = rt
-            .list_containers(api::ListContainersRequest { filter: Some(filter) })
+            .list_containers(api::ListContainersRequest {
+                filter: Some(filter),
+            })
             .await
             .map(|r| r.into_inner().containers)
             .unwrap_or_default();
         let mut out: HashMap<String, Vec<api::ContainerStatus>> = HashMap::new();
         for c in list {
-            let name = c.labels.get(labels::CONTAINER_NAME).cloned().unwrap_or_default();
+            let name = c
+                .labels
+                .get(labels::CONTAINER_NAME)
+                .cloned()
+                .unwrap_or_default();
             out.entry(name).or_default().push(c);
         }
         for v in out.values_mut() {
@@ -289,7 +332,9 @@ impl Worker {
             ..Default::default()
         };
         let found = rt
-            .list_pod_sandbox(api::ListPodSandboxRequest { filter: Some(filter) })
+            .list_pod_sandbox(api::ListPodSandboxRequest {
+                filter: Some(filter),
+            })
             .await
             .map_err(|e| e.message().to_string())?
             .into_inner()
@@ -302,12 +347,21 @@ impl Worker {
         // Keep the newest, remove duplicates.
         let keep = ready.pop();
         for dup in ready {
-            let _ = rt.remove_pod_sandbox(api::RemovePodSandboxRequest { pod_sandbox_id: dup.id }).await;
+            let _ = rt
+                .remove_pod_sandbox(api::RemovePodSandboxRequest {
+                    pod_sandbox_id: dup.id,
+                })
+                .await;
         }
         let id = match keep {
             Some(s) => s.id,
             None => {
-                let host_network = self.pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+                let host_network = self
+                    .pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.host_network)
+                    .unwrap_or(false);
                 let config = api::PodSandboxConfig {
                     metadata: Some(api::PodSandboxMetadata {
                         name: self.name(),
@@ -315,7 +369,12 @@ impl Worker {
                         namespace: self.namespace(),
                         attempt: 0,
                     }),
-                    hostname: self.pod.spec.as_ref().and_then(|s| s.hostname.clone()).unwrap_or_else(|| self.name()),
+                    hostname: self
+                        .pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.hostname.clone())
+                        .unwrap_or_else(|| self.name()),
                     log_directory: self.log_dir().to_string_lossy().into_owned(),
                     labels: [
                         (labels::POD_UID.to_string(), self.uid()),
@@ -326,15 +385,19 @@ impl Worker {
                     annotations: Default::default(),
                     host_network,
                 };
-                rt.run_pod_sandbox(api::RunPodSandboxRequest { config: Some(config) })
-                    .await
-                    .map_err(|e| e.message().to_string())?
-                    .into_inner()
-                    .pod_sandbox_id
+                rt.run_pod_sandbox(api::RunPodSandboxRequest {
+                    config: Some(config),
+                })
+                .await
+                .map_err(|e| e.message().to_string())?
+                .into_inner()
+                .pod_sandbox_id
             }
         };
         let status = rt
-            .pod_sandbox_status(api::PodSandboxStatusRequest { pod_sandbox_id: id.clone() })
+            .pod_sandbox_status(api::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+            })
             .await
             .map_err(|e| e.message().to_string())?
             .into_inner()
@@ -350,14 +413,22 @@ impl Worker {
     }
 
     fn pod_ip(&self) -> String {
-        self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default()
+        self.sandbox
+            .as_ref()
+            .map(|s| s.1.clone())
+            .unwrap_or_default()
     }
 
     /// Creates and starts attempt `attempt` of `c`, removing attempts older than the previous.
     async fn start_container(&mut self, c: &Container, attempt: u32, old: &[api::ContainerStatus]) {
         let name = c.name.clone();
-        let Some((sandbox, _)) = self.sandbox.clone() else { return };
-        let lookup = Lookup { client: self.client.clone(), namespace: self.namespace() };
+        let Some((sandbox, _)) = self.sandbox.clone() else {
+            return;
+        };
+        let lookup = Lookup {
+            client: self.client.clone(),
+            namespace: self.namespace(),
+        };
         let mut pod = self.pod.clone();
         if let Some(st) = pod.status.as_mut() {
             st.pod_ip = Some(self.pod_ip());
@@ -372,8 +443,10 @@ impl Worker {
         let env = match spec::environment(&pod, c, &lookup).await {
             Ok(env) => env,
             Err(e) => {
-                self.memory.entry(name.clone()).or_default().error = Some((e.reason.into(), e.message.clone()));
-                self.event("Warning", "Failed", format!("Error: {}", e.message), true).await;
+                self.memory.entry(name.clone()).or_default().error =
+                    Some((e.reason.into(), e.message.clone()));
+                self.event("Warning", "Failed", format!("Error: {}", e.message), true)
+                    .await;
                 return;
             }
         };
@@ -389,22 +462,34 @@ impl Worker {
             let message = format!(
                 "container {name:?} has no command: the process runtime runs host programs and has no image entrypoint; set command"
             );
-            self.memory.entry(name.clone()).or_default().error = Some(("CreateContainerError".into(), message.clone()));
-            self.event("Warning", "Failed", format!("Error: {message}"), true).await;
+            self.memory.entry(name.clone()).or_default().error =
+                Some(("CreateContainerError".into(), message.clone()));
+            self.event("Warning", "Failed", format!("Error: {message}"), true)
+                .await;
             return;
         }
         self.memory.entry(name.clone()).or_default().error = None;
         let mut rt = self.runtime.clone();
         // Keep the current (soon previous) container and its log; drop older ones.
         for o in old.iter().rev().skip(1) {
-            let _ = rt.remove_container(api::RemoveContainerRequest { container_id: o.id.clone() }).await;
+            let _ = rt
+                .remove_container(api::RemoveContainerRequest {
+                    container_id: o.id.clone(),
+                })
+                .await;
             let attempt = o.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
             let _ = std::fs::remove_file(self.log_dir().join(&name).join(format!("{attempt}.log")));
         }
         let config = api::ContainerConfig {
-            metadata: Some(api::ContainerMetadata { name: name.clone(), attempt }),
+            metadata: Some(api::ContainerMetadata {
+                name: name.clone(),
+                attempt,
+            }),
             command,
-            envs: env.into_iter().map(|(key, value)| api::KeyValue { key, value }).collect(),
+            envs: env
+                .into_iter()
+                .map(|(key, value)| api::KeyValue { key, value })
+                .collect(),
             working_dir: c.working_dir.clone().unwrap_or_default(),
             mounts: spec::mounts(c, &self.volumes),
             log_path: format!("{name}/{attempt}.log"),
@@ -419,18 +504,46 @@ impl Worker {
             resources: Some(spec::limits(c)),
         };
         let created = rt
-            .create_container(api::CreateContainerRequest { pod_sandbox_id: sandbox, config: Some(config) })
+            .create_container(api::CreateContainerRequest {
+                pod_sandbox_id: sandbox,
+                config: Some(config),
+            })
             .await;
         let id = match created {
             Ok(r) => r.into_inner().container_id,
             Err(e) => {
-                self.event("Warning", "Failed", format!("Error: {}", e.message()), false).await;
+                self.event(
+                    "Warning",
+                    "Failed",
+                    format!("Error: {}", e.message()),
+                    false,
+                )
+                .await;
                 return;
             }
         };
-        match rt.start_container(api::StartContainerRequest { container_id: id }).await {
-            Ok(_) => self.event("Normal", "Started", format!("Started container {name}"), false).await,
-            Err(e) => self.event("Warning", "Failed", format!("Error: {}", e.message()), false).await,
+        match rt
+            .start_container(api::StartContainerRequest { container_id: id })
+            .await
+        {
+            Ok(_) => {
+                self.event(
+                    "Normal",
+                    "Started",
+                    format!("Started container {name}"),
+                    false,
+                )
+                .await
+            }
+            Err(e) => {
+                self.event(
+                    "Warning",
+                    "Failed",
+                    format!("Error: {}", e.message()),
+                    false,
+                )
+                .await
+            }
         }
     }
 
@@ -450,7 +563,8 @@ impl Worker {
         let now = Instant::now();
         match mem.not_before {
             None => {
-                let ran = Duration::from_nanos((latest.finished_at - latest.started_at).max(0) as u64);
+                let ran =
+                    Duration::from_nanos((latest.finished_at - latest.started_at).max(0) as u64);
                 mem.backoff = if mem.backoff.is_zero() || ran > 2 * MAX_BACKOFF {
                     INITIAL_BACKOFF
                 } else {
@@ -461,7 +575,11 @@ impl Worker {
                 self.event(
                     "Warning",
                     "BackOff",
-                    format!("Back-off restarting failed container {} in pod {}", c.name, self.name()),
+                    format!(
+                        "Back-off restarting failed container {} in pod {}",
+                        c.name,
+                        self.name()
+                    ),
                     false,
                 )
                 .await;
@@ -479,13 +597,29 @@ impl Worker {
         if self.start_time.is_none() {
             self.start_time = Some(now());
         }
+        if self.stage == Stage::Finished
+            && self.last_status.is_none()
+            && self.containers().await.is_empty()
+        {
+            // Finished before this agent or runtime started: nothing to run or report.
+            return;
+        }
         if let Err(e) = self.ensure_sandbox().await {
-            self.event("Warning", "FailedCreatePodSandBox", format!("Failed to create pod sandbox: {e}"), true).await;
+            self.event(
+                "Warning",
+                "FailedCreatePodSandBox",
+                format!("Failed to create pod sandbox: {e}"),
+                true,
+            )
+            .await;
             self.report(&HashMap::new()).await;
             return;
         }
         if self.stage == Stage::Preparing {
-            let lookup = Lookup { client: self.client.clone(), namespace: self.namespace() };
+            let lookup = Lookup {
+                client: self.client.clone(),
+                namespace: self.namespace(),
+            };
             match spec::volumes(&self.pod, &self.pod_dir().join("volumes"), &lookup).await {
                 Ok(v) => {
                     self.volumes = v;
@@ -499,15 +633,26 @@ impl Worker {
             }
         }
         let spec = self.pod.spec.clone().unwrap_or_default();
-        let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
         let mut runs = self.containers().await;
         if self.stage == Stage::Initializing {
             let mut all_done = true;
             for c in spec.init_containers.clone().unwrap_or_default() {
                 let r = runs.get(&c.name).cloned().unwrap_or_default();
                 match r.last() {
-                    Some(l) if l.state == api::ContainerState::ContainerExited as i32 && l.exit_code == 0 => continue,
-                    Some(l) if l.state == api::ContainerState::ContainerExited as i32 && policy == "Never" => {
+                    Some(l)
+                        if l.state == api::ContainerState::ContainerExited as i32
+                            && l.exit_code == 0 =>
+                    {
+                        continue;
+                    }
+                    Some(l)
+                        if l.state == api::ContainerState::ContainerExited as i32
+                            && policy == "Never" =>
+                    {
                         self.stage = Stage::Finished;
                         self.phase = "Failed";
                         all_done = false;
@@ -543,7 +688,8 @@ impl Worker {
             for c in &spec.containers {
                 match runs.get(&c.name).and_then(|r| r.last()) {
                     Some(l) if l.state == api::ContainerState::ContainerExited as i32 => {
-                        let restarts = policy == "Always" || (policy == "OnFailure" && l.exit_code != 0);
+                        let restarts =
+                            policy == "Always" || (policy == "OnFailure" && l.exit_code != 0);
                         if restarts {
                             finished = false;
                         }
@@ -565,11 +711,22 @@ impl Worker {
         self.report(&runs).await;
     }
 
-    async fn probe(&mut self, containers: &[Container], runs: &HashMap<String, Vec<api::ContainerStatus>>) {
+    async fn probe(
+        &mut self,
+        containers: &[Container],
+        runs: &HashMap<String, Vec<api::ContainerStatus>>,
+    ) {
         let pod_ip = self.pod_ip();
-        let grace = self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        let grace = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
         for c in containers {
-            let Some(l) = runs.get(&c.name).and_then(|r| r.last()) else { continue };
+            let Some(l) = runs.get(&c.name).and_then(|r| r.last()) else {
+                continue;
+            };
             if l.state != api::ContainerState::ContainerRunning as i32 {
                 continue;
             }
@@ -577,11 +734,25 @@ impl Worker {
             if mem.probed != l.id {
                 let started = Instant::now();
                 mem.probed = l.id.clone();
-                mem.startup = c.startup_probe.as_ref().map(|p| Tracker::new(p, started, false));
-                mem.liveness = c.liveness_probe.as_ref().map(|p| Tracker::new(p, started, true));
-                mem.readiness = c.readiness_probe.as_ref().map(|p| Tracker::new(p, started, false));
+                mem.startup = c
+                    .startup_probe
+                    .as_ref()
+                    .map(|p| Tracker::new(p, started, false));
+                mem.liveness = c
+                    .liveness_probe
+                    .as_ref()
+                    .map(|p| Tracker::new(p, started, true));
+                mem.readiness = c
+                    .readiness_probe
+                    .as_ref()
+                    .map(|p| Tracker::new(p, started, false));
             }
-            let target = probes::Target { runtime: &self.runtime, container_id: &l.id, pod_ip: &pod_ip, container: c };
+            let target = probes::Target {
+                runtime: &self.runtime,
+                container_id: &l.id,
+                pod_ip: &pod_ip,
+                container: c,
+            };
             let mut kill: Option<String> = None;
             if let (Some(p), Some(t)) = (&c.startup_probe, mem.startup.as_mut())
                 && !t.ok
@@ -603,10 +774,19 @@ impl Worker {
             }
             if let Some(message) = kill {
                 self.event("Warning", "Unhealthy", message, false).await;
-                self.event("Normal", "Killing", format!("Container {} failed its probe, will be restarted", c.name), false).await;
+                self.event(
+                    "Normal",
+                    "Killing",
+                    format!("Container {} failed its probe, will be restarted", c.name),
+                    false,
+                )
+                .await;
                 let mut rt = self.runtime.clone();
                 let _ = rt
-                    .stop_container(api::StopContainerRequest { container_id: l.id.clone(), timeout: grace })
+                    .stop_container(api::StopContainerRequest {
+                        container_id: l.id.clone(),
+                        timeout: grace,
+                    })
                     .await;
             }
         }
@@ -615,7 +795,10 @@ impl Worker {
     fn container_status(&self, c: &Container, runs: &[api::ContainerStatus], init: bool) -> Value {
         let mem = self.memory.get(&c.name);
         let latest = runs.last();
-        let restart_count = latest.and_then(|l| l.metadata.as_ref()).map(|m| m.attempt).unwrap_or(0);
+        let restart_count = latest
+            .and_then(|l| l.metadata.as_ref())
+            .map(|m| m.attempt)
+            .unwrap_or(0);
         let terminated = |s: &api::ContainerStatus| {
             json!({"terminated": {
                 "exitCode": s.exit_code, "reason": s.reason,
@@ -627,9 +810,17 @@ impl Worker {
         let mut started = false;
         let (state, last_state) = match latest {
             None => {
-                let (reason, message) = mem
-                    .and_then(|m| m.error.clone())
-                    .unwrap_or_else(|| (if init { "PodInitializing" } else { "ContainerCreating" }.into(), String::new()));
+                let (reason, message) = mem.and_then(|m| m.error.clone()).unwrap_or_else(|| {
+                    (
+                        if init {
+                            "PodInitializing"
+                        } else {
+                            "ContainerCreating"
+                        }
+                        .into(),
+                        String::new(),
+                    )
+                });
                 let mut w = json!({"reason": reason});
                 if !message.is_empty() {
                     w["message"] = json!(message);
@@ -645,7 +836,10 @@ impl Worker {
                     if init {
                         ready = false;
                     }
-                    (json!({"running": {"startedAt": rfc3339(l.started_at)}}), last)
+                    (
+                        json!({"running": {"startedAt": rfc3339(l.started_at)}}),
+                        last,
+                    )
                 } else if l.state == api::ContainerState::ContainerExited as i32 {
                     let waiting = mem.and_then(|m| m.not_before).is_some();
                     if waiting {
@@ -751,7 +945,11 @@ impl Worker {
         }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace());
         match api
-            .patch_status(&self.name(), &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .patch_status(
+                &self.name(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
             .await
         {
             Ok(p) => {
@@ -776,13 +974,17 @@ impl Worker {
             .map(|c| c.id.clone())
             .collect();
         if !running.is_empty() && delete {
-            self.event("Normal", "Killing", "Stopping containers".into(), false).await;
+            self.event("Normal", "Killing", "Stopping containers".into(), false)
+                .await;
         }
         futures::future::join_all(running.into_iter().map(|id| {
             let mut rt = rt.clone();
             async move {
                 let _ = rt
-                    .stop_container(api::StopContainerRequest { container_id: id, timeout: grace.as_secs() as i64 })
+                    .stop_container(api::StopContainerRequest {
+                        container_id: id,
+                        timeout: grace.as_secs() as i64,
+                    })
                     .await;
             }
         }))
@@ -791,10 +993,23 @@ impl Worker {
             label_selector: [(labels::POD_UID.to_string(), self.uid())].into(),
             ..Default::default()
         };
-        if let Ok(list) = rt.list_pod_sandbox(api::ListPodSandboxRequest { filter: Some(filter) }).await {
+        if let Ok(list) = rt
+            .list_pod_sandbox(api::ListPodSandboxRequest {
+                filter: Some(filter),
+            })
+            .await
+        {
             for sb in list.into_inner().items {
-                let _ = rt.stop_pod_sandbox(api::StopPodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
-                let _ = rt.remove_pod_sandbox(api::RemovePodSandboxRequest { pod_sandbox_id: sb.id }).await;
+                let _ = rt
+                    .stop_pod_sandbox(api::StopPodSandboxRequest {
+                        pod_sandbox_id: sb.id.clone(),
+                    })
+                    .await;
+                let _ = rt
+                    .remove_pod_sandbox(api::RemovePodSandboxRequest {
+                        pod_sandbox_id: sb.id,
+                    })
+                    .await;
             }
         }
         let _ = std::fs::remove_dir_all(self.pod_dir());
@@ -803,7 +1018,10 @@ impl Worker {
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace());
             let params = DeleteParams {
                 grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions { uid: self.pod.metadata.uid.clone(), resource_version: None }),
+                preconditions: Some(Preconditions {
+                    uid: self.pod.metadata.uid.clone(),
+                    resource_version: None,
+                }),
                 ..DeleteParams::default()
             };
             if let Err(e) = api.delete(&self.name(), &params).await {

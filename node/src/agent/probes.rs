@@ -70,8 +70,11 @@ pub async fn run(probe: &Probe, target: &Target<'_>) -> Result<(), String> {
     } else {
         return Err("probe has no handler (exec, httpGet or tcpSocket)".into());
     };
-    let port = port(port_ref, target.container).ok_or_else(|| format!("invalid port {port_ref:?}"))?;
-    let host = host.filter(|h| !h.is_empty()).unwrap_or_else(|| target.pod_ip.to_string());
+    let port =
+        port(port_ref, target.container).ok_or_else(|| format!("invalid port {port_ref:?}"))?;
+    let host = host
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| target.pod_ip.to_string());
     let addr = format!("{host}:{port}");
     let attempt = async {
         let mut stream = tokio::net::TcpStream::connect(&addr)
@@ -144,7 +147,8 @@ impl Tracker {
     /// A probe of a container started at `started`; `ok` is the verdict before the first run.
     pub fn new(probe: &Probe, started: Instant, ok: bool) -> Tracker {
         Tracker {
-            next: started + Duration::from_secs(probe.initial_delay_seconds.unwrap_or(0).max(0) as u64),
+            next: started
+                + Duration::from_secs(probe.initial_delay_seconds.unwrap_or(0).max(0) as u64),
             successes: 0,
             failures: 0,
             ok,

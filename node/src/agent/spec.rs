@@ -85,7 +85,10 @@ pub fn service_env(services: &[Service]) -> Vec<(String, String)> {
         for p in &ports {
             if let Some(pn) = p.name.as_ref().filter(|n| !n.is_empty()) {
                 out.push((
-                    format!("{name}_SERVICE_PORT_{}", pn.to_uppercase().replace('-', "_")),
+                    format!(
+                        "{name}_SERVICE_PORT_{}",
+                        pn.to_uppercase().replace('-', "_")
+                    ),
                     p.port.to_string(),
                 ));
             }
@@ -100,7 +103,10 @@ pub fn service_env(services: &[Service]) -> Vec<(String, String)> {
         for p in &ports {
             let pr = proto(p);
             let prefix = format!("{name}_PORT_{}_{}", p.port, pr.to_uppercase());
-            out.push((prefix.clone(), format!("{}://{ip}:{}", pr.to_lowercase(), p.port)));
+            out.push((
+                prefix.clone(),
+                format!("{}://{ip}:{}", pr.to_lowercase(), p.port),
+            ));
             out.push((format!("{prefix}_PROTO"), pr.to_lowercase()));
             out.push((format!("{prefix}_PORT"), p.port.to_string()));
             out.push((format!("{prefix}_ADDR"), ip.clone()));
@@ -115,7 +121,12 @@ pub fn field_value(pod: &Pod, path: &str) -> Option<String> {
     let map_key = |prefix: &str, map: &Option<BTreeMap<String, String>>| {
         path.strip_prefix(prefix)
             .and_then(|r| r.strip_suffix("']"))
-            .map(|k| map.as_ref().and_then(|m| m.get(k)).cloned().unwrap_or_default())
+            .map(|k| {
+                map.as_ref()
+                    .and_then(|m| m.get(k))
+                    .cloned()
+                    .unwrap_or_default()
+            })
     };
     if let Some(v) = map_key("metadata.labels['", &meta.labels) {
         return Some(v);
@@ -149,7 +160,12 @@ pub fn field_value(pod: &Pod, path: &str) -> Option<String> {
         "status.podIP" => status.and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
         "status.podIPs" => status
             .and_then(|s| s.pod_ips.as_ref())
-            .map(|ips| ips.iter().map(|i| i.ip.clone()).collect::<Vec<_>>().join(","))
+            .map(|ips| {
+                ips.iter()
+                    .map(|i| i.ip.clone())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
             .unwrap_or_default(),
         _ => return None,
     })
@@ -270,14 +286,21 @@ pub async fn environment(
             BTreeMap::new()
         };
         for (k, v) in data {
-            set(&mut env, format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned());
+            set(
+                &mut env,
+                format!("{prefix}{k}"),
+                String::from_utf8_lossy(&v).into_owned(),
+            );
         }
     }
     for e in container.env.clone().unwrap_or_default() {
         let value = if let Some(from) = &e.value_from {
             if let Some(f) = &from.field_ref {
                 field_value(pod, &f.field_path).ok_or_else(|| {
-                    config_error(format!("env {}: unsupported fieldRef {:?}", e.name, f.field_path))
+                    config_error(format!(
+                        "env {}: unsupported fieldRef {:?}",
+                        e.name, f.field_path
+                    ))
                 })?
             } else if let Some(r) = &from.config_map_key_ref {
                 let cm = lookup.config_map(&r.name).await?;
@@ -324,7 +347,9 @@ fn resource_value(container: &Container, resource: &str) -> String {
         "requests" => r.and_then(|r| r.requests.as_ref()),
         _ => None,
     };
-    map.and_then(|m| m.get(name)).map(|q| q.0.clone()).unwrap_or_default()
+    map.and_then(|m| m.get(name))
+        .map(|q| q.0.clone())
+        .unwrap_or_default()
 }
 
 /// Memory in bytes and CPU in millicores of a container's limits (0: none).
@@ -332,7 +357,9 @@ pub fn limits(container: &Container) -> api::Resources {
     let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
     let get = |k: &str| limits.and_then(|l| l.get(k)).map(|q| q.0.clone());
     api::Resources {
-        memory_limit_bytes: get("memory").and_then(|q| parse_quantity(&q)).unwrap_or(0.0) as i64,
+        memory_limit_bytes: get("memory")
+            .and_then(|q| parse_quantity(&q))
+            .unwrap_or(0.0) as i64,
         cpu_millis: get("cpu")
             .and_then(|q| parse_quantity(&q))
             .map(|c| (c * 1000.0).round() as i64)
@@ -454,7 +481,12 @@ pub async fn volumes(
             let _ = std::fs::remove_dir_all(&path);
             mk(&path)?;
             match lookup.config_map(&c.name).await? {
-                Some(cm) => write_items(&path, &config_map_data(&cm), c.items.as_ref(), c.default_mode.unwrap_or(0o644))?,
+                Some(cm) => write_items(
+                    &path,
+                    &config_map_data(&cm),
+                    c.items.as_ref(),
+                    c.default_mode.unwrap_or(0o644),
+                )?,
                 None if c.optional == Some(true) => {}
                 None => {
                     return Err(mount_error(format!(
@@ -468,7 +500,12 @@ pub async fn volumes(
             mk(&path)?;
             let name = s.secret_name.clone().unwrap_or_default();
             match lookup.secret(&name).await? {
-                Some(sec) => write_items(&path, &secret_data(&sec), s.items.as_ref(), s.default_mode.unwrap_or(0o644))?,
+                Some(sec) => write_items(
+                    &path,
+                    &secret_data(&sec),
+                    s.items.as_ref(),
+                    s.default_mode.unwrap_or(0o644),
+                )?,
                 None if s.optional == Some(true) => {}
                 None => {
                     return Err(mount_error(format!(
@@ -484,7 +521,12 @@ pub async fn volumes(
                     Some(f) => field_value(pod, &f.field_path).unwrap_or_default(),
                     None => String::new(),
                 };
-                write_file(&path, &it.path, value.as_bytes(), it.mode.or(d.default_mode).unwrap_or(0o644))?;
+                write_file(
+                    &path,
+                    &it.path,
+                    value.as_bytes(),
+                    it.mode.or(d.default_mode).unwrap_or(0o644),
+                )?;
             }
         } else {
             return Err(mount_error(format!(
@@ -525,7 +567,10 @@ mod tests {
 
     #[test]
     fn variable_references_expand_like_kubernetes() {
-        let env = vec![("A".to_string(), "1".to_string()), ("B".to_string(), "x y".to_string())];
+        let env = vec![
+            ("A".to_string(), "1".to_string()),
+            ("B".to_string(), "x y".to_string()),
+        ];
         let cases = [
             ("$(A)", "1"),
             ("pre-$(B)-post", "pre-x y-post"),
@@ -542,7 +587,13 @@ mod tests {
 
     #[test]
     fn quantities_parse_to_numbers() {
-        let cases = [("100m", Some(0.1)), ("2", Some(2.0)), ("64Mi", Some(67108864.0)), ("1G", Some(1e9)), ("x", None)];
+        let cases = [
+            ("100m", Some(0.1)),
+            ("2", Some(2.0)),
+            ("64Mi", Some(67108864.0)),
+            ("1G", Some(1e9)),
+            ("x", None),
+        ];
         for (q, want) in cases {
             assert_eq!(parse_quantity(q), want, "{q}");
         }

@@ -121,7 +121,12 @@ mod tests {
         let cases = [
             (
                 "2026-01-01T00:00:00.000000001Z stdout F hello world",
-                Some(("2026-01-01T00:00:00.000000001Z", "stdout", true, "hello world")),
+                Some((
+                    "2026-01-01T00:00:00.000000001Z",
+                    "stdout",
+                    true,
+                    "hello world",
+                )),
             ),
             (
                 "2026-01-01T00:00:00Z stderr P part",

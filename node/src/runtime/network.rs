@@ -48,7 +48,11 @@ fn ip(args: &[&str]) -> Result<(), Error> {
 
 /// Parses `a.b.c.0/24` (only /24 CIDRs are supported).
 pub fn parse_cidr(cidr: &str) -> Result<[u8; 3], Error> {
-    let bad = || Error::Network(format!("pod CIDR {cidr:?}: expected an IPv4 /24 like 10.88.0.0/24"));
+    let bad = || {
+        Error::Network(format!(
+            "pod CIDR {cidr:?}: expected an IPv4 /24 like 10.88.0.0/24"
+        ))
+    };
     let (addr, len) = cidr.split_once('/').ok_or_else(bad)?;
     if len != "24" {
         return Err(bad());
@@ -85,7 +89,9 @@ impl Network {
             Some(c) => {
                 let p = parse_cidr(c)?;
                 let lock = claim(p[2]).ok_or_else(|| {
-                    Error::Network(format!("pod CIDR {c} is in use by another gitplane runtime"))
+                    Error::Network(format!(
+                        "pod CIDR {c} is in use by another gitplane runtime"
+                    ))
                 })?;
                 (p, lock)
             }
@@ -117,7 +123,10 @@ impl Network {
 
     /// The pod CIDR.
     pub fn cidr(&self) -> String {
-        format!("{}.{}.{}.0/24", self.prefix[0], self.prefix[1], self.prefix[2])
+        format!(
+            "{}.{}.{}.0/24",
+            self.prefix[0], self.prefix[1], self.prefix[2]
+        )
     }
 
     /// The bridge's name.
@@ -135,7 +144,10 @@ impl Network {
             used.insert(free);
             free
         };
-        let addr = format!("{}.{}.{}.{octet}", self.prefix[0], self.prefix[1], self.prefix[2]);
+        let addr = format!(
+            "{}.{}.{}.{octet}",
+            self.prefix[0], self.prefix[1], self.prefix[2]
+        );
         let result = (|| {
             ip(&["netns", "add", netns])?;
             ip(&["-n", netns, "link", "set", "lo", "up"])?;
@@ -143,7 +155,15 @@ impl Network {
                 "link", "add", host_veth, "type", "veth", "peer", "name", "eth0", "netns", netns,
             ])?;
             ip(&["link", "set", host_veth, "master", &self.bridge, "up"])?;
-            ip(&["-n", netns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+            ip(&[
+                "-n",
+                netns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ])?;
             ip(&["-n", netns, "link", "set", "eth0", "up"])?;
             let gw = format!("{}.{}.{}.1", self.prefix[0], self.prefix[1], self.prefix[2]);
             ip(&["-n", netns, "route", "add", "default", "via", &gw])

@@ -244,7 +244,11 @@ impl ProcessRuntime {
             (
                 "HOSTNAME".to_string(),
                 if sb.config.hostname.is_empty() {
-                    sb.config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default()
+                    sb.config
+                        .metadata
+                        .as_ref()
+                        .map(|m| m.name.clone())
+                        .unwrap_or_default()
                 } else {
                     sb.config.hostname.clone()
                 },
@@ -334,7 +338,9 @@ impl ProcessRuntime {
                 .get(id)
                 .ok_or_else(|| Error::NotFound(format!("container {id}")))?;
             if c.status.state != api::ContainerState::ContainerCreated as i32 {
-                return Err(Error::Invalid(format!("container {id} was already started")));
+                return Err(Error::Invalid(format!(
+                    "container {id} was already started"
+                )));
             }
             let sb = s
                 .sandboxes
@@ -349,7 +355,8 @@ impl ProcessRuntime {
             let mut cmd = Self::command(&env, &cwd, &prefix, &config.command)?;
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
             let program = config.command.first().cloned().unwrap_or_default();
-            cmd.spawn().map_err(|e| Error::Start(format!("{program}: {e}")))
+            cmd.spawn()
+                .map_err(|e| Error::Start(format!("{program}: {e}")))
         })();
         let mut child = match spawned {
             Ok(c) => c,
@@ -492,7 +499,8 @@ impl RuntimeService for ProcessRuntime {
             .ok_or_else(|| Status::invalid_argument("config is required"))?;
         let id = new_id();
         let dir = self.inner.config.root.join("pods").join(&id);
-        std::fs::create_dir_all(&dir).map_err(|e| Status::internal(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Status::internal(format!("{}: {e}", dir.display())))?;
         let mut sb = Sandbox {
             id: id.clone(),
             config,
@@ -522,7 +530,9 @@ impl RuntimeService for ProcessRuntime {
             }
         }
         self.state()?.sandboxes.insert(id.clone(), sb);
-        Ok(Response::new(api::RunPodSandboxResponse { pod_sandbox_id: id }))
+        Ok(Response::new(api::RunPodSandboxResponse {
+            pod_sandbox_id: id,
+        }))
     }
 
     async fn stop_pod_sandbox(
@@ -660,7 +670,9 @@ impl RuntimeService for ProcessRuntime {
                 root,
             },
         );
-        Ok(Response::new(api::CreateContainerResponse { container_id: id }))
+        Ok(Response::new(api::CreateContainerResponse {
+            container_id: id,
+        }))
     }
 
     async fn start_container(

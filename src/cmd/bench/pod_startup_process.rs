@@ -24,7 +24,11 @@ pub async fn run(count: usize, clients: usize) -> anyhow::Result<()> {
     let client = crate::cmd::connect::local_client(server.addr)?;
     let dir = tempfile::tempdir()?;
     let network = NetworkArgs {
-        pod_network: if std::env::var_os("HOSTNET").is_some() { PodNetwork::Host } else { PodNetwork::Auto },
+        pod_network: if std::env::var_os("HOSTNET").is_some() {
+            PodNetwork::Host
+        } else {
+            PodNetwork::Auto
+        },
         pod_cidr: None,
     };
     let node =
