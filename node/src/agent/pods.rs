@@ -548,7 +548,6 @@ impl Worker {
     }
 
     /// Decides about one container: start, restart (after back-off) or leave it.
-    /// Returns the container's latest runtime state.
     async fn drive(&mut self, c: &Container, runs: &[api::ContainerStatus], restart: bool) {
         let latest = runs.last();
         let Some(latest) = latest else {
@@ -571,7 +570,6 @@ impl Worker {
                     (mem.backoff * 2).min(MAX_BACKOFF)
                 };
                 mem.not_before = Some(now + mem.backoff);
-                let b = mem.backoff;
                 self.event(
                     "Warning",
                     "BackOff",
@@ -583,7 +581,6 @@ impl Worker {
                     false,
                 )
                 .await;
-                let _ = b;
             }
             Some(t) if now >= t => {
                 mem.not_before = None;
