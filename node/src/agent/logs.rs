@@ -213,7 +213,9 @@ async fn logs(
                 continue;
             }
             idle += 1;
-            if idle % 5 == 0 && !running(&ctx.runtime, &ns, &pod, &container, attempt).await {
+            if idle.is_multiple_of(5)
+                && !running(&ctx.runtime, &ns, &pod, &container, attempt).await
+            {
                 // Drain what was written last, then stop.
                 let (chunk, _) = read_from(&path, offset);
                 partial.push_str(&chunk);

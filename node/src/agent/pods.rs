@@ -753,10 +753,9 @@ impl Worker {
             let mut kill: Option<String> = None;
             if let (Some(p), Some(t)) = (&c.startup_probe, mem.startup.as_mut())
                 && !t.ok
+                && let Verdict::Failed(m) = t.step(p, &target).await
             {
-                if let Verdict::Failed(m) = t.step(p, &target).await {
-                    kill = Some(format!("Startup probe failed: {m}"));
-                }
+                kill = Some(format!("Startup probe failed: {m}"));
             }
             let started = mem.startup.as_ref().is_none_or(|t| t.ok);
             if started && kill.is_none() {

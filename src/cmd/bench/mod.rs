@@ -43,6 +43,9 @@ pub struct Args {
     /// Simulated nodes (schedule: 5,000; pod-startup: 100).
     #[arg(long)]
     nodes: Option<usize>,
+    /// Pod networking (pod-startup-process).
+    #[arg(long, value_enum, default_value_t = super::runtime::PodNetwork::Auto)]
+    pod_network: super::runtime::PodNetwork,
 }
 
 /// The scenarios.
@@ -105,7 +108,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .await
             }
             Scenario::PodStartupProcess => {
-                pod_startup_process::run(args.count.unwrap_or(50), args.clients).await
+                pod_startup_process::run(args.count.unwrap_or(50), args.clients, args.pod_network)
+                    .await
             }
         }?;
         Ok(0)

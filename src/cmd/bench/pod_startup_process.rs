@@ -1,5 +1,6 @@
 //! `pod-startup-process`: 50 pods (`sleep 3600`) created at once on one local node running the
-//! process runtime and the node agent (pod networking as `gitplane up` would choose it), with
+//! process runtime and the node agent (pod networking as `gitplane up` would choose it, or
+//! `--pod-network host`), with
 //! the scheduler running. Figure: creation (request sent) → Running as seen by a watch, p50 and
 //! p99. The pods are deleted and the node stopped at the end, so no process is left.
 
@@ -19,16 +20,12 @@ use super::{percentile_ms, pods, report};
 use crate::cmd::runtime::{NetworkArgs, PodNetwork};
 
 /// Runs the scenario.
-pub async fn run(count: usize, clients: usize) -> anyhow::Result<()> {
+pub async fn run(count: usize, clients: usize, pod_network: PodNetwork) -> anyhow::Result<()> {
     let server = BenchServer::start().await?;
     let client = crate::cmd::connect::local_client(server.addr)?;
     let dir = tempfile::tempdir()?;
     let network = NetworkArgs {
-        pod_network: if std::env::var_os("HOSTNET").is_some() {
-            PodNetwork::Host
-        } else {
-            PodNetwork::Auto
-        },
+        pod_network,
         pod_cidr: None,
     };
     let node =
