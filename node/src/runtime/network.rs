@@ -3,7 +3,8 @@
 //! host end is on the bridge and whose pod end (`eth0`) has the next free address, with a
 //! default route through the bridge. Nothing is forwarded or masqueraded: pod traffic stays on
 //! this machine. All of it is done with `ip` (iproute2), so it needs root. The bridge is
-//! `gpbr<N>` for the pod CIDR 10.88.N.0/24, one per runtime.
+//! `gpbr<N>` for the pod CIDR 10.88.N.0/24, one per runtime; a starting runtime deletes the
+//! bridges of runtimes that were killed.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -79,12 +80,29 @@ fn claim(n: u8) -> Option<std::fs::File> {
     Some(file)
 }
 
+/// Deletes the bridges of runtimes that were killed (a `gpbr<N>` whose lock nobody holds).
+fn sweep() {
+    let Ok(links) = std::fs::read_dir("/sys/class/net") else {
+        return;
+    };
+    for link in links.flatten() {
+        let name = link.file_name().to_string_lossy().into_owned();
+        let Some(n) = name.strip_prefix("gpbr").and_then(|n| n.parse::<u8>().ok()) else {
+            continue;
+        };
+        if let Some(_lock) = claim(n) {
+            let _ = ip(&["link", "del", &name]);
+        }
+    }
+}
+
 impl Network {
     /// Sets up the bridge of `cidr` (`gpbr<third octet>` with the CIDR's first address), or,
     /// without a CIDR, of the first free 10.88.N.0/24 starting from a number derived from
     /// `seed`. A lock file per bridge keeps two runtimes apart; a bridge left behind by a
     /// runtime that was killed is taken over.
     pub fn setup(cidr: Option<&str>, seed: &str) -> Result<Network, Error> {
+        sweep();
         let (prefix, lock) = match cidr {
             Some(c) => {
                 let p = parse_cidr(c)?;
