@@ -22,8 +22,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole platform on this machine: API server (embedded store unless --store), the
-    /// GitOps syncer, the scheduler, the controllers, simulated nodes with `--runtime simulated`,
-    /// and (as it arrives) a local node.
+    /// GitOps syncer, the scheduler, the controllers, the service proxy and a local node running
+    /// pods as processes (or simulated nodes with `--runtime simulated`).
     Up(cmd::up::Args),
     /// Run the API server alone.
     Apiserver(cmd::apiserver::Args),
@@ -33,6 +33,10 @@ enum Command {
     Proxy(cmd::proxy::Args),
     /// Run the controllers alone (an API client, with leader election).
     ControllerManager(cmd::controller_manager::Args),
+    /// Run the node agent alone (an API client and a client of `gitplane runtime`).
+    Node(cmd::node::Args),
+    /// Run the process runtime alone, serving the runtime API on a unix socket.
+    Runtime(cmd::runtime::Args),
     /// Register simulated nodes and run their pods (kwok-style) until stopped.
     SimulateNodes(cmd::simulate_nodes::Args),
     /// Render a kustomization, chart or directory of manifests and print the objects.
@@ -63,6 +67,8 @@ fn main() -> std::process::ExitCode {
         Command::Scheduler(args) => cmd::scheduler::run(args),
         Command::Proxy(args) => cmd::proxy::run(args),
         Command::ControllerManager(args) => cmd::controller_manager::run(args),
+        Command::Node(args) => cmd::node::run(args),
+        Command::Runtime(args) => cmd::runtime::run(args),
         Command::SimulateNodes(args) => cmd::simulate_nodes::run(args),
         Command::Render(args) => cmd::render::run(args),
         Command::Apps(args) => cmd::apps::run(args),

@@ -247,7 +247,7 @@ impl Registry {
                 .sub(status),
             ResourceInfo::new("", "v1", "Pod", "pods", true)
                 .short(&["po"])
-                .sub(&["binding", "status"])
+                .sub(&["binding", "log", "status"])
                 .all(),
             ResourceInfo::new("", "v1", "Service", "services", true)
                 .short(&["svc"])

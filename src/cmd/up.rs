@@ -2,13 +2,13 @@
 //!
 //! Start order: the API server (on the embedded store, or `--store etcd://…`), then, once it is
 //! ready, the GitOps syncer (with its push webhook on the API address), the scheduler, the
-//! controllers (each with its own client) and, with
-//! `--runtime simulated`, the simulated nodes. The syncer follows the Application `root`: on
+//! controllers (each with its own client), the service proxy and the nodes: by default one
+//! local node (`--nodes N` for more) whose pods run as host processes (a process runtime and a
+//! node agent each, data under `<data dir>/nodes/<name>/`), or with `--runtime simulated`
+//! simulated nodes, or with `--runtime none` none. The syncer follows the Application `root`: on
 //! `--repo` when given, otherwise on a playground repository seeded from `examples-repo/` in the
-//! data dir on first start. Without `--runtime simulated` no node runs yet: the process runtime
-//! arrives with the node agent issue, and pods stay Pending until some node (for example
-//! `gitplane simulate-nodes`) registers. Shutdown (Ctrl-C, SIGTERM): nodes first, then the
-//! other components and the API server together.
+//! data dir on first start. Shutdown (Ctrl-C, SIGTERM): nodes first (their containers are
+//! stopped), then the proxy, then the other components and the API server together.
 
 use std::path::Path;
 
@@ -31,8 +31,10 @@ mod examples {
 /// Node runtimes `up` can run in-process.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Runtime {
-    /// No node (the default until the process runtime lands).
+    /// No node (run `gitplane node` elsewhere).
     None,
+    /// Local nodes whose containers are host processes (node agent + process runtime).
+    Process,
     /// Simulated nodes (kwok-style): pods reach Running without processes.
     Simulated,
 }
@@ -55,11 +57,16 @@ pub struct Args {
     #[arg(long)]
     webhook_secret_file: Option<std::path::PathBuf>,
     /// The node runtime to run in this process.
-    #[arg(long, value_enum, default_value_t = Runtime::None)]
+    #[arg(long, value_enum, default_value_t = Runtime::Process)]
     runtime: Runtime,
-    /// Number of simulated nodes (`--runtime simulated`; 0 for none).
+    /// Number of nodes (process or simulated; 0 for none).
     #[arg(long, default_value_t = 1)]
     nodes: usize,
+    /// Name of the (first) process node; others get `-1`, `-2`, … (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    #[command(flatten)]
+    network: super::runtime::NetworkArgs,
     #[command(flatten)]
     node: NodeArgs,
     /// Do not run the scheduler in this process (run `gitplane scheduler` elsewhere).
@@ -189,6 +196,24 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let client = components.client("service-proxy")?;
             Some(node::proxy::ServiceProxy::start(client, config))
         };
+        let mut local_nodes = Vec::new();
+        if args.runtime == Runtime::Process {
+            let base = args
+                .node_name
+                .clone()
+                .unwrap_or_else(super::node::host_name);
+            for i in 0..args.nodes {
+                let name = if i == 0 {
+                    base.clone()
+                } else {
+                    format!("{base}-{i}")
+                };
+                let client = components.client(&format!("node-{name}"))?;
+                let dir = args.server.data_dir.join("nodes").join(&name);
+                local_nodes
+                    .push(super::node::start_local(client, &name, &dir, &args.network).await?);
+            }
+        }
         print_welcome(address, &kubeconfig, &repo_url, seeded);
 
         server::shutdown_signal().await;
@@ -198,6 +223,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         if let Some(proxy) = proxy {
             proxy.shutdown().await;
         }
+        futures::future::join_all(local_nodes.into_iter().map(|n| n.shutdown())).await;
         let _ = stop_tx.send(true);
         if let Some(t) = scheduler_task {
             t.await??;

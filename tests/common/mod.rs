@@ -82,6 +82,9 @@ impl Server {
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(store.map(|s| format!("--store={s}")))
+            // No local process node unless a test asks for one: most tests need no pods running,
+            // and the playground's apps would start real processes in every server.
+            .args((!extra.contains(&"--runtime")).then_some("--runtime=none"))
             // Cluster IPs on loopback, so the service proxy never touches the host's interfaces.
             .args(
                 (!extra.contains(&"--service-cluster-ip-range"))
@@ -130,6 +133,14 @@ impl Server {
             .args(["-TERM", &c.id().to_string()])
             .status();
         c.wait().expect("wait for gitplane")
+    }
+
+    /// Stops the process with SIGTERM if it still runs (a clean shutdown: a local node stops
+    /// its containers) and waits.
+    pub fn stop(&mut self) {
+        if self.child.is_some() {
+            self.terminate();
+        }
     }
 
     /// Takes the data dir's temp-dir ownership, so a restarted server can use it.
@@ -214,6 +225,21 @@ impl Server {
             .args(args)
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start gitplane");
+        Process { child: Some(child) }
+    }
+
+    /// Starts another gitplane subcommand that takes no `--kubeconfig` (`runtime`), logging to
+    /// `<data dir>/<log>.log`; stopped when the handle is dropped.
+    pub fn spawn_plain(&self, log: &str, args: &[&str]) -> Process {
+        let file =
+            std::fs::File::create(self.data_dir.join(format!("{log}.log"))).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_gitplane"))
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(file)

@@ -10,6 +10,7 @@ pub(crate) mod delete;
 mod delete_collection;
 mod get;
 mod list;
+mod log;
 mod patch;
 mod scale;
 mod update;
@@ -353,6 +354,7 @@ async fn verb(state: &Arc<ApiState>, req: &ApiRequest, watch: bool) -> ApiResult
         (&Method::GET, false, None) => list::list(state, req).await,
         (&Method::GET, true, None | Some("status")) => get::get(state, req).await,
         (&Method::GET, true, Some("scale")) => scale::get(state, req).await,
+        (&Method::GET, true, Some("log")) => log::logs(state, req).await,
         (&Method::POST, false, None) => create::create(state, req).await,
         (&Method::POST, true, Some("binding")) => binding::bind(state, req).await,
         (&Method::PUT, true, None | Some("status") | Some("finalize")) => {

@@ -12,6 +12,7 @@ mod client;
 mod gitops;
 mod memory;
 mod pod_startup;
+mod pod_startup_process;
 mod pods;
 mod render;
 mod schedule;
@@ -43,6 +44,9 @@ pub struct Args {
     /// Simulated nodes (schedule: 5,000; pod-startup: 100).
     #[arg(long)]
     nodes: Option<usize>,
+    /// Pod networking (pod-startup-process).
+    #[arg(long, value_enum, default_value_t = super::runtime::PodNetwork::Auto)]
+    pod_network: super::runtime::PodNetwork,
 }
 
 /// The scenarios.
@@ -69,6 +73,9 @@ enum Scenario {
     PodStartup,
     /// Peak RSS of `gitplane up`: idle, then with 10,000 objects and 1,000 simulated nodes.
     Memory,
+    /// 50 pods (`sleep`) created at once on one local node with the process runtime;
+    /// creation → Running p99.
+    PodStartupProcess,
 }
 
 /// Runs one scenario.
@@ -105,6 +112,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     args.clients,
                 )
                 .await
+            }
+            Scenario::PodStartupProcess => {
+                pod_startup_process::run(args.count.unwrap_or(50), args.clients, args.pod_network)
+                    .await
             }
         }?;
         Ok(0)

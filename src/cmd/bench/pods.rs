@@ -24,10 +24,26 @@ pub async fn create(
     cpu: &str,
     memory: &str,
 ) -> anyhow::Result<Vec<Instant>> {
+    create_running(addr, count, clients, cpu, memory, None).await
+}
+
+/// Like [`create`], with a `command` for the container (a JSON array) when given.
+pub async fn create_running(
+    addr: std::net::SocketAddr,
+    count: usize,
+    clients: usize,
+    cpu: &str,
+    memory: &str,
+    command: Option<&str>,
+) -> anyhow::Result<Vec<Instant>> {
+    let command = command
+        .map(|c| format!(r#","command":{c}"#))
+        .unwrap_or_default();
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..clients.max(1) {
         let (next, cpu, memory) = (next.clone(), cpu.to_string(), memory.to_string());
+        let command = command.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::open(addr).await?;
             let mut sent = Vec::new();
@@ -37,7 +53,7 @@ pub async fn create(
                     break;
                 }
                 let body = format!(
-                    r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"pod-{i}","labels":{{"app":"bench"}}}},"spec":{{"containers":[{{"name":"c","image":"registry.k8s.io/pause:3.10","resources":{{"requests":{{"cpu":"{cpu}","memory":"{memory}"}}}}}}]}}}}"#
+                    r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"pod-{i}","labels":{{"app":"bench"}}}},"spec":{{"containers":[{{"name":"c","image":"registry.k8s.io/pause:3.10"{command},"resources":{{"requests":{{"cpu":"{cpu}","memory":"{memory}"}}}}}}]}}}}"#
                 );
                 let t = Instant::now();
                 let (status, answer) = conn

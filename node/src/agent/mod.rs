@@ -1,0 +1,191 @@
+//! The node agent (gitplane's kubelet): an API client and a client of the runtime API.
+//!
+//! [`Agent::start`] registers the Node (`node`), renews its Lease every 10 s, serves container
+//! logs over HTTP (`logs`) and runs the pods bound to the node (`pods`: one worker per pod,
+//! an explicit state machine; `spec` turns a pod spec into runtime requests; `probes`).
+//!
+//! Files: `<data>/pods/<pod uid>/volumes/<volume>` (volume directories) and
+//! `<data>/logs/<namespace>_<pod>_<uid>/<container>/<restart count>.log` (logs, as the kubelet
+//! lays them out).
+
+mod logs;
+mod node;
+mod pods;
+mod probes;
+mod spec;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Taint;
+use tokio::sync::watch;
+
+use crate::runtime::RuntimeClient;
+
+/// Labels the agent puts on sandboxes and containers in the runtime.
+pub mod labels {
+    /// The pod's uid.
+    pub const POD_UID: &str = "io.kubernetes.pod.uid";
+    /// The pod's name.
+    pub const POD_NAME: &str = "io.kubernetes.pod.name";
+    /// The pod's namespace.
+    pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+    /// The container's name.
+    pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
+}
+
+/// How the agent runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The Node's name.
+    pub node_name: String,
+    /// The address put in the Node's addresses and pods' `hostIP`; the log server listens on it.
+    pub node_ip: String,
+    /// CPU capacity (a quantity); default: the host's CPUs.
+    pub cpu: Option<String>,
+    /// Memory capacity; default: the host's memory.
+    pub memory: Option<String>,
+    /// Pod capacity.
+    pub max_pods: u32,
+    /// Extra Node labels.
+    pub labels: BTreeMap<String, String>,
+    /// Node taints.
+    pub taints: Vec<Taint>,
+    /// The Node's `spec.podCIDR`, when pods get their own network.
+    pub pod_cidr: Option<String>,
+    /// Where volumes and logs live.
+    pub data_dir: PathBuf,
+    /// Port of the log server (0: any free port).
+    pub port: u16,
+    /// `leaseDurationSeconds` of the node Lease.
+    pub lease_duration: Duration,
+    /// How often the Lease is renewed.
+    pub renew_interval: Duration,
+}
+
+impl Config {
+    /// Defaults for node `name` with data under `data_dir`.
+    pub fn new(name: &str, data_dir: PathBuf) -> Config {
+        Config {
+            node_name: name.to_string(),
+            node_ip: "127.0.0.1".into(),
+            cpu: None,
+            memory: None,
+            max_pods: 110,
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            pod_cidr: None,
+            data_dir,
+            port: 0,
+            lease_duration: Duration::from_secs(40),
+            renew_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Errors of the node agent.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Registering the Node or its Lease failed.
+    #[error("cannot register node {node}: {source}")]
+    Register {
+        /// The node.
+        node: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The log server could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The node IP is not an IP address.
+    #[error("invalid node IP {0:?}")]
+    NodeIp(String),
+}
+
+/// A running node agent; it stops when shut down or dropped (the pods' processes stay with
+/// the runtime).
+pub struct Agent {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    log_addr: SocketAddr,
+}
+
+impl Agent {
+    /// Starts the log server, registers the Node and starts the Lease and pod tasks.
+    pub async fn start(
+        client: kube::Client,
+        runtime: RuntimeClient,
+        config: Config,
+    ) -> Result<Agent, Error> {
+        let ip: std::net::IpAddr = config
+            .node_ip
+            .parse()
+            .map_err(|_| Error::NodeIp(config.node_ip.clone()))?;
+        let addr = SocketAddr::new(ip, config.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let log_addr = listener.local_addr().map_err(|source| Error::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
+        node::register(&client, &config, log_addr.port()).await?;
+        let (stop, stop_rx) = watch::channel(false);
+        let stopped = |rx: &watch::Receiver<bool>| {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let tasks = vec![
+            tokio::spawn(logs::serve(
+                listener,
+                runtime.clone(),
+                config.data_dir.join("logs"),
+                stopped(&stop_rx),
+            )),
+            tokio::spawn(node::heartbeat(
+                client.clone(),
+                config.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(pods::run(client, runtime, config, stop_rx)),
+        ];
+        Ok(Agent {
+            stop,
+            tasks,
+            log_addr,
+        })
+    }
+
+    /// The address of the log server.
+    pub fn log_addr(&self) -> SocketAddr {
+        self.log_addr
+    }
+
+    /// Stops the agent's tasks.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}

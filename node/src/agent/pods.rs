@@ -1,0 +1,1028 @@
+//! The pods bound to this node: one watch (`spec.nodeName=<node>`) feeds one worker per pod.
+//!
+//! A worker is a state machine, re-evaluated on every change of its pod and every second:
+//! *preparing* (sandbox and volumes) → *initializing* (init containers one at a time, in order)
+//! → *running* (containers started, restarted per `restartPolicy` with CrashLoopBackOff, 10 s
+//! doubling to 5 min; probes) → *finished* (Succeeded or Failed), and from any state
+//! *terminating* once the pod has a deletionTimestamp (containers stopped within the grace
+//! period, sandbox removed, the pod deleted with grace 0) or is gone.
+//!
+//! The runtime is the truth about containers: a worker reads their state from it on every step,
+//! so an agent restarted over a live runtime adopts the sandboxes and containers it finds
+//! (matched by the pod uid label) instead of starting them again, and removes sandboxes whose
+//! pod is no longer bound here.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::probes::{self, Tracker, Verdict};
+use super::spec::{self, Lookup};
+use super::{Config, labels};
+use crate::runtime::{RuntimeClient, api};
+
+const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+const TICK: Duration = Duration::from_secs(1);
+
+/// Runs until `stop`: watches the node's pods and keeps one worker per pod.
+pub(super) async fn run(
+    client: Client,
+    runtime: RuntimeClient,
+    config: Config,
+    mut stop: watch::Receiver<bool>,
+) {
+    let api: Api<Pod> = Api::all(client.clone());
+    let pods = watcher(
+        api,
+        watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name)),
+    )
+    .default_backoff();
+    tokio::pin!(pods);
+    let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let mut listed: HashSet<String> = HashSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            Some(uid) = done_rx.recv() => {
+                if workers.get(&uid).is_some_and(|w| w.is_closed()) {
+                    workers.remove(&uid);
+                }
+            }
+            ev = pods.next() => {
+                let Some(Ok(ev)) = ev else { continue };
+                match ev {
+                    watcher::Event::Init => listed.clear(),
+                    watcher::Event::InitApply(p) | watcher::Event::Apply(p) => {
+                        let Some(uid) = p.metadata.uid.clone() else { continue };
+                        listed.insert(uid.clone());
+                        match workers.get(&uid) {
+                            Some(w) if !w.is_closed() => { let _ = w.send(Some(p)); }
+                            _ => {
+                                let (tx, rx) = watch::channel(Some(p));
+                                workers.insert(uid.clone(), tx);
+                                let worker = Worker::new(client.clone(), runtime.clone(), config.clone(), rx);
+                                let done = done_tx.clone();
+                                tokio::spawn(async move {
+                                    worker.run().await;
+                                    let _ = done.send(uid);
+                                });
+                            }
+                        }
+                    }
+                    watcher::Event::Delete(p) => {
+                        if let Some(w) = p.metadata.uid.as_ref().and_then(|u| workers.get(u)) {
+                            let _ = w.send(None);
+                        }
+                    }
+                    watcher::Event::InitDone => {
+                        remove_orphans(&runtime, &listed).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Removes the sandboxes of pods that are not bound here any more.
+async fn remove_orphans(runtime: &RuntimeClient, pods: &HashSet<String>) {
+    let mut rt = runtime.clone();
+    let Ok(list) = rt
+        .list_pod_sandbox(api::ListPodSandboxRequest::default())
+        .await
+    else {
+        return;
+    };
+    for sb in list.into_inner().items {
+        let uid = sb.labels.get(labels::POD_UID).cloned().unwrap_or_default();
+        if !pods.contains(&uid) {
+            tracing::info!(sandbox = %sb.id, pod_uid = %uid, "removing a sandbox whose pod is gone");
+            let _ = rt
+                .stop_pod_sandbox(api::StopPodSandboxRequest {
+                    pod_sandbox_id: sb.id.clone(),
+                })
+                .await;
+            let _ = rt
+                .remove_pod_sandbox(api::RemovePodSandboxRequest {
+                    pod_sandbox_id: sb.id,
+                })
+                .await;
+        }
+    }
+}
+
+fn rfc3339(ns: i64) -> String {
+    jiff::Timestamp::from_nanosecond(ns as i128)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// The agent's memory of one container name (across its restarts).
+#[derive(Default)]
+struct Memory {
+    backoff: Duration,
+    /// No restart before this.
+    not_before: Option<Instant>,
+    /// The runtime id the probes below belong to.
+    probed: String,
+    liveness: Option<Tracker>,
+    readiness: Option<Tracker>,
+    startup: Option<Tracker>,
+    /// Why the container cannot be created (waiting reason, message).
+    error: Option<(String, String)>,
+}
+
+/// Where a worker is in the pod's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Preparing,
+    Initializing,
+    Running,
+    Finished,
+}
+
+struct Worker {
+    client: Client,
+    runtime: RuntimeClient,
+    config: Config,
+    rx: watch::Receiver<Option<Pod>>,
+    pod: Pod,
+    stage: Stage,
+    sandbox: Option<(String, String)>,
+    volumes: BTreeMap<String, PathBuf>,
+    memory: HashMap<String, Memory>,
+    last_status: Option<Value>,
+    start_time: Option<String>,
+    events: HashSet<String>,
+    phase: &'static str,
+}
+
+impl Worker {
+    fn new(
+        client: Client,
+        runtime: RuntimeClient,
+        config: Config,
+        rx: watch::Receiver<Option<Pod>>,
+    ) -> Worker {
+        let pod = rx.borrow().clone().unwrap_or_default();
+        // A pod that already finished is never run again (after an agent or runtime restart).
+        let phase = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+            Some("Succeeded") => Some("Succeeded"),
+            Some("Failed") => Some("Failed"),
+            _ => None,
+        };
+        Worker {
+            client,
+            runtime,
+            config,
+            rx,
+            start_time: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            pod,
+            stage: if phase.is_some() {
+                Stage::Finished
+            } else {
+                Stage::Preparing
+            },
+            sandbox: None,
+            volumes: BTreeMap::new(),
+            memory: HashMap::new(),
+            last_status: None,
+            events: HashSet::new(),
+            phase: phase.unwrap_or("Pending"),
+        }
+    }
+
+    fn uid(&self) -> String {
+        self.pod.metadata.uid.clone().unwrap_or_default()
+    }
+    fn name(&self) -> String {
+        self.pod.metadata.name.clone().unwrap_or_default()
+    }
+    fn namespace(&self) -> String {
+        self.pod.metadata.namespace.clone().unwrap_or_default()
+    }
+    fn log_dir(&self) -> PathBuf {
+        self.config.data_dir.join("logs").join(format!(
+            "{}_{}_{}",
+            self.namespace(),
+            self.name(),
+            self.uid()
+        ))
+    }
+    fn pod_dir(&self) -> PathBuf {
+        self.config.data_dir.join("pods").join(self.uid())
+    }
+
+    async fn run(mut self) {
+        loop {
+            let gone = self.rx.borrow_and_update().clone();
+            match gone {
+                None => {
+                    self.terminate(Duration::ZERO, false).await;
+                    return;
+                }
+                Some(p) => self.pod = p,
+            }
+            if self.pod.metadata.deletion_timestamp.is_some() {
+                let grace = self
+                    .pod
+                    .metadata
+                    .deletion_grace_period_seconds
+                    .or_else(|| {
+                        self.pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.termination_grace_period_seconds)
+                    })
+                    .unwrap_or(30)
+                    .max(0);
+                self.terminate(Duration::from_secs(grace as u64), true)
+                    .await;
+                return;
+            }
+            self.step().await;
+            tokio::select! {
+                r = self.rx.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+
+    async fn event(&mut self, kind: &str, reason: &str, message: String, once: bool) {
+        if once && !self.events.insert(format!("{reason}/{message}")) {
+            return;
+        }
+        let api: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.namespace());
+        let now = now();
+        let ev = json!({
+            "metadata": {"generateName": format!("{}.", self.name())},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": self.name(),
+                "namespace": self.namespace(), "uid": self.uid()},
+            "reason": reason, "message": message, "type": kind,
+            "source": {"component": "kubelet", "host": self.config.node_name},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "reportingComponent": "kubelet", "reportingInstance": self.config.node_name,
+        });
+        if let Ok(ev) = serde_json::from_value::<k8s_openapi::api::core::v1::Event>(ev) {
+            // Events are best effort and never hold the pod up.
+            tokio::spawn(async move {
+                let _ = api.create(&PostParams::default(), &ev).await;
+            });
+        }
+    }
+
+    /// The runtime's containers of this pod, by name, newest attempt last.
+    async fn containers(&self) -> HashMap<String, Vec<api::ContainerStatus>> {
+        let mut rt = self.runtime.clone();
+        let filter = api::ContainerFilter {
+            label_selector: [(labels::POD_UID.to_string(), self.uid())].into(),
+            ..Default::default()
+        };
+        let list = rt
+            .list_containers(api::ListContainersRequest {
+                filter: Some(filter),
+            })
+            .await
+            .map(|r| r.into_inner().containers)
+            .unwrap_or_default();
+        let mut out: HashMap<String, Vec<api::ContainerStatus>> = HashMap::new();
+        for c in list {
+            let name = c
+                .labels
+                .get(labels::CONTAINER_NAME)
+                .cloned()
+                .unwrap_or_default();
+            out.entry(name).or_default().push(c);
+        }
+        for v in out.values_mut() {
+            v.sort_by_key(|c| c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
+        }
+        out
+    }
+
+    async fn ensure_sandbox(&mut self) -> Result<(), String> {
+        if self.sandbox.is_some() {
+            return Ok(());
+        }
+        let mut rt = self.runtime.clone();
+        let filter = api::PodSandboxFilter {
+            label_selector: [(labels::POD_UID.to_string(), self.uid())].into(),
+            ..Default::default()
+        };
+        let found = rt
+            .list_pod_sandbox(api::ListPodSandboxRequest {
+                filter: Some(filter),
+            })
+            .await
+            .map_err(|e| e.message().to_string())?
+            .into_inner()
+            .items;
+        let mut ready: Vec<_> = found
+            .into_iter()
+            .filter(|s| s.state == api::PodSandboxState::SandboxReady as i32)
+            .collect();
+        ready.sort_by_key(|s| s.created_at);
+        // Keep the newest, remove duplicates.
+        let keep = ready.pop();
+        for dup in ready {
+            let _ = rt
+                .remove_pod_sandbox(api::RemovePodSandboxRequest {
+                    pod_sandbox_id: dup.id,
+                })
+                .await;
+        }
+        let id = match keep {
+            Some(s) => s.id,
+            None => {
+                let host_network = self
+                    .pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.host_network)
+                    .unwrap_or(false);
+                let config = api::PodSandboxConfig {
+                    metadata: Some(api::PodSandboxMetadata {
+                        name: self.name(),
+                        uid: self.uid(),
+                        namespace: self.namespace(),
+                        attempt: 0,
+                    }),
+                    hostname: self
+                        .pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.hostname.clone())
+                        .unwrap_or_else(|| self.name()),
+                    log_directory: self.log_dir().to_string_lossy().into_owned(),
+                    labels: [
+                        (labels::POD_UID.to_string(), self.uid()),
+                        (labels::POD_NAME.to_string(), self.name()),
+                        (labels::POD_NAMESPACE.to_string(), self.namespace()),
+                    ]
+                    .into(),
+                    annotations: Default::default(),
+                    host_network,
+                };
+                rt.run_pod_sandbox(api::RunPodSandboxRequest {
+                    config: Some(config),
+                })
+                .await
+                .map_err(|e| e.message().to_string())?
+                .into_inner()
+                .pod_sandbox_id
+            }
+        };
+        let status = rt
+            .pod_sandbox_status(api::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+            .map_err(|e| e.message().to_string())?
+            .into_inner()
+            .status
+            .unwrap_or_default();
+        let ip = status
+            .network
+            .map(|n| n.ip)
+            .filter(|ip| !ip.is_empty())
+            .unwrap_or_else(|| self.config.node_ip.clone());
+        self.sandbox = Some((id, ip));
+        Ok(())
+    }
+
+    fn pod_ip(&self) -> String {
+        self.sandbox
+            .as_ref()
+            .map(|s| s.1.clone())
+            .unwrap_or_default()
+    }
+
+    /// Creates and starts attempt `attempt` of `c`, removing attempts older than the previous.
+    async fn start_container(&mut self, c: &Container, attempt: u32, old: &[api::ContainerStatus]) {
+        let name = c.name.clone();
+        let Some((sandbox, _)) = self.sandbox.clone() else {
+            return;
+        };
+        let lookup = Lookup {
+            client: self.client.clone(),
+            namespace: self.namespace(),
+        };
+        let mut pod = self.pod.clone();
+        if let Some(st) = pod.status.as_mut() {
+            st.pod_ip = Some(self.pod_ip());
+            st.host_ip = Some(self.config.node_ip.clone());
+        } else {
+            pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+                pod_ip: Some(self.pod_ip()),
+                host_ip: Some(self.config.node_ip.clone()),
+                ..Default::default()
+            });
+        }
+        let env = match spec::environment(&pod, c, &lookup).await {
+            Ok(env) => env,
+            Err(e) => {
+                self.memory.entry(name.clone()).or_default().error =
+                    Some((e.reason.into(), e.message.clone()));
+                self.event("Warning", "Failed", format!("Error: {}", e.message), true)
+                    .await;
+                return;
+            }
+        };
+        let command: Vec<String> = c
+            .command
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .chain(c.args.clone().unwrap_or_default())
+            .map(|a| spec::expand(&a, &env))
+            .collect();
+        if c.command.as_ref().is_none_or(|c| c.is_empty()) {
+            let message = format!(
+                "container {name:?} has no command: the process runtime runs host programs and has no image entrypoint; set command"
+            );
+            self.memory.entry(name.clone()).or_default().error =
+                Some(("CreateContainerError".into(), message.clone()));
+            self.event("Warning", "Failed", format!("Error: {message}"), true)
+                .await;
+            return;
+        }
+        self.memory.entry(name.clone()).or_default().error = None;
+        let mut rt = self.runtime.clone();
+        // Keep the current (soon previous) container and its log; drop older ones.
+        for o in old.iter().rev().skip(1) {
+            let _ = rt
+                .remove_container(api::RemoveContainerRequest {
+                    container_id: o.id.clone(),
+                })
+                .await;
+            let attempt = o.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
+            let _ = std::fs::remove_file(self.log_dir().join(&name).join(format!("{attempt}.log")));
+        }
+        let config = api::ContainerConfig {
+            metadata: Some(api::ContainerMetadata {
+                name: name.clone(),
+                attempt,
+            }),
+            command,
+            envs: env
+                .into_iter()
+                .map(|(key, value)| api::KeyValue { key, value })
+                .collect(),
+            working_dir: c.working_dir.clone().unwrap_or_default(),
+            mounts: spec::mounts(c, &self.volumes),
+            log_path: format!("{name}/{attempt}.log"),
+            labels: [
+                (labels::POD_UID.to_string(), self.uid()),
+                (labels::POD_NAME.to_string(), self.name()),
+                (labels::POD_NAMESPACE.to_string(), self.namespace()),
+                (labels::CONTAINER_NAME.to_string(), name.clone()),
+            ]
+            .into(),
+            annotations: Default::default(),
+            resources: Some(spec::limits(c)),
+        };
+        let created = rt
+            .create_container(api::CreateContainerRequest {
+                pod_sandbox_id: sandbox,
+                config: Some(config),
+            })
+            .await;
+        let id = match created {
+            Ok(r) => r.into_inner().container_id,
+            Err(e) => {
+                self.event(
+                    "Warning",
+                    "Failed",
+                    format!("Error: {}", e.message()),
+                    false,
+                )
+                .await;
+                return;
+            }
+        };
+        match rt
+            .start_container(api::StartContainerRequest { container_id: id })
+            .await
+        {
+            Ok(_) => {
+                self.event(
+                    "Normal",
+                    "Started",
+                    format!("Started container {name}"),
+                    false,
+                )
+                .await
+            }
+            Err(e) => {
+                self.event(
+                    "Warning",
+                    "Failed",
+                    format!("Error: {}", e.message()),
+                    false,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Decides about one container: start, restart (after back-off) or leave it.
+    async fn drive(&mut self, c: &Container, runs: &[api::ContainerStatus], restart: bool) {
+        let latest = runs.last();
+        let Some(latest) = latest else {
+            self.start_container(c, 0, runs).await;
+            return;
+        };
+        if latest.state != api::ContainerState::ContainerExited as i32 || !restart {
+            return;
+        }
+        let attempt = latest.metadata.as_ref().map(|m| m.attempt).unwrap_or(0) + 1;
+        let mem = self.memory.entry(c.name.clone()).or_default();
+        let now = Instant::now();
+        match mem.not_before {
+            None => {
+                let ran =
+                    Duration::from_nanos((latest.finished_at - latest.started_at).max(0) as u64);
+                mem.backoff = if mem.backoff.is_zero() || ran > 2 * MAX_BACKOFF {
+                    INITIAL_BACKOFF
+                } else {
+                    (mem.backoff * 2).min(MAX_BACKOFF)
+                };
+                mem.not_before = Some(now + mem.backoff);
+                self.event(
+                    "Warning",
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {} in pod {}",
+                        c.name,
+                        self.name()
+                    ),
+                    false,
+                )
+                .await;
+            }
+            Some(t) if now >= t => {
+                mem.not_before = None;
+                self.start_container(c, attempt, runs).await;
+            }
+            Some(_) => {}
+        }
+    }
+
+    async fn step(&mut self) {
+        if self.start_time.is_none() {
+            self.start_time = Some(now());
+        }
+        if self.stage == Stage::Finished
+            && self.last_status.is_none()
+            && self.containers().await.is_empty()
+        {
+            // Finished before this agent or runtime started: nothing to run or report.
+            return;
+        }
+        if let Err(e) = self.ensure_sandbox().await {
+            self.event(
+                "Warning",
+                "FailedCreatePodSandBox",
+                format!("Failed to create pod sandbox: {e}"),
+                true,
+            )
+            .await;
+            self.report(&HashMap::new()).await;
+            return;
+        }
+        if self.stage == Stage::Preparing {
+            let lookup = Lookup {
+                client: self.client.clone(),
+                namespace: self.namespace(),
+            };
+            match spec::volumes(&self.pod, &self.pod_dir().join("volumes"), &lookup).await {
+                Ok(v) => {
+                    self.volumes = v;
+                    self.stage = Stage::Initializing;
+                }
+                Err(e) => {
+                    self.event("Warning", "FailedMount", e.message, true).await;
+                    self.report(&HashMap::new()).await;
+                    return;
+                }
+            }
+        }
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        let mut runs = self.containers().await;
+        if self.stage == Stage::Initializing {
+            let mut all_done = true;
+            for c in spec.init_containers.clone().unwrap_or_default() {
+                let r = runs.get(&c.name).cloned().unwrap_or_default();
+                match r.last() {
+                    Some(l)
+                        if l.state == api::ContainerState::ContainerExited as i32
+                            && l.exit_code == 0 =>
+                    {
+                        continue;
+                    }
+                    Some(l)
+                        if l.state == api::ContainerState::ContainerExited as i32
+                            && policy == "Never" =>
+                    {
+                        self.stage = Stage::Finished;
+                        self.phase = "Failed";
+                        all_done = false;
+                        break;
+                    }
+                    _ => {
+                        self.drive(&c, &r, true).await;
+                        all_done = false;
+                        break;
+                    }
+                }
+            }
+            if all_done {
+                self.stage = Stage::Running;
+            }
+            runs = self.containers().await;
+        }
+        if self.stage == Stage::Running {
+            for c in spec.containers.clone() {
+                let r = runs.get(&c.name).cloned().unwrap_or_default();
+                let restart = match r.last() {
+                    Some(l) => policy == "Always" || (policy == "OnFailure" && l.exit_code != 0),
+                    None => true,
+                };
+                self.drive(&c, &r, restart).await;
+            }
+            runs = self.containers().await;
+            self.probe(&spec.containers, &runs).await;
+            runs = self.containers().await;
+            // Finished when every container exited for good.
+            let mut finished = true;
+            let mut failed = false;
+            for c in &spec.containers {
+                match runs.get(&c.name).and_then(|r| r.last()) {
+                    Some(l) if l.state == api::ContainerState::ContainerExited as i32 => {
+                        let restarts =
+                            policy == "Always" || (policy == "OnFailure" && l.exit_code != 0);
+                        if restarts {
+                            finished = false;
+                        }
+                        failed |= l.exit_code != 0;
+                    }
+                    _ => finished = false,
+                }
+            }
+            let all_created = spec.containers.iter().all(|c| runs.contains_key(&c.name));
+            if finished {
+                self.stage = Stage::Finished;
+                self.phase = if failed { "Failed" } else { "Succeeded" };
+            } else if all_created {
+                self.phase = "Running";
+            } else {
+                self.phase = "Pending";
+            }
+        }
+        self.report(&runs).await;
+    }
+
+    async fn probe(
+        &mut self,
+        containers: &[Container],
+        runs: &HashMap<String, Vec<api::ContainerStatus>>,
+    ) {
+        let pod_ip = self.pod_ip();
+        let grace = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        for c in containers {
+            let Some(l) = runs.get(&c.name).and_then(|r| r.last()) else {
+                continue;
+            };
+            if l.state != api::ContainerState::ContainerRunning as i32 {
+                continue;
+            }
+            let mem = self.memory.entry(c.name.clone()).or_default();
+            if mem.probed != l.id {
+                let started = Instant::now();
+                mem.probed = l.id.clone();
+                mem.startup = c
+                    .startup_probe
+                    .as_ref()
+                    .map(|p| Tracker::new(p, started, false));
+                mem.liveness = c
+                    .liveness_probe
+                    .as_ref()
+                    .map(|p| Tracker::new(p, started, true));
+                mem.readiness = c
+                    .readiness_probe
+                    .as_ref()
+                    .map(|p| Tracker::new(p, started, false));
+            }
+            let target = probes::Target {
+                runtime: &self.runtime,
+                container_id: &l.id,
+                pod_ip: &pod_ip,
+                container: c,
+            };
+            let mut kill: Option<String> = None;
+            if let (Some(p), Some(t)) = (&c.startup_probe, mem.startup.as_mut())
+                && !t.ok
+                && let Verdict::Failed(m) = t.step(p, &target).await
+            {
+                kill = Some(format!("Startup probe failed: {m}"));
+            }
+            let started = mem.startup.as_ref().is_none_or(|t| t.ok);
+            if started && kill.is_none() {
+                if let (Some(p), Some(t)) = (&c.liveness_probe, mem.liveness.as_mut())
+                    && let Verdict::Failed(m) = t.step(p, &target).await
+                {
+                    kill = Some(format!("Liveness probe failed: {m}"));
+                }
+                if let (Some(p), Some(t)) = (&c.readiness_probe, mem.readiness.as_mut()) {
+                    t.step(p, &target).await;
+                }
+            }
+            if let Some(message) = kill {
+                self.event("Warning", "Unhealthy", message, false).await;
+                self.event(
+                    "Normal",
+                    "Killing",
+                    format!("Container {} failed its probe, will be restarted", c.name),
+                    false,
+                )
+                .await;
+                let mut rt = self.runtime.clone();
+                let _ = rt
+                    .stop_container(api::StopContainerRequest {
+                        container_id: l.id.clone(),
+                        timeout: grace,
+                    })
+                    .await;
+            }
+        }
+    }
+
+    fn container_status(&self, c: &Container, runs: &[api::ContainerStatus], init: bool) -> Value {
+        let mem = self.memory.get(&c.name);
+        let latest = runs.last();
+        let restart_count = latest
+            .and_then(|l| l.metadata.as_ref())
+            .map(|m| m.attempt)
+            .unwrap_or(0);
+        let terminated = |s: &api::ContainerStatus| {
+            json!({"terminated": {
+                "exitCode": s.exit_code, "reason": s.reason,
+                "startedAt": rfc3339(s.started_at), "finishedAt": rfc3339(s.finished_at),
+                "containerID": format!("process://{}", s.id),
+            }})
+        };
+        let mut ready = false;
+        let mut started = false;
+        let (state, last_state) = match latest {
+            None => {
+                let (reason, message) = mem.and_then(|m| m.error.clone()).unwrap_or_else(|| {
+                    (
+                        if init {
+                            "PodInitializing"
+                        } else {
+                            "ContainerCreating"
+                        }
+                        .into(),
+                        String::new(),
+                    )
+                });
+                let mut w = json!({"reason": reason});
+                if !message.is_empty() {
+                    w["message"] = json!(message);
+                }
+                (json!({"waiting": w}), json!({}))
+            }
+            Some(l) => {
+                let previous = runs.len().checked_sub(2).and_then(|i| runs.get(i));
+                let last = previous.map(terminated).unwrap_or_else(|| json!({}));
+                if l.state == api::ContainerState::ContainerRunning as i32 {
+                    started = mem.and_then(|m| m.startup.as_ref()).is_none_or(|t| t.ok);
+                    ready = started && mem.and_then(|m| m.readiness.as_ref()).is_none_or(|t| t.ok);
+                    if init {
+                        ready = false;
+                    }
+                    (
+                        json!({"running": {"startedAt": rfc3339(l.started_at)}}),
+                        last,
+                    )
+                } else if l.state == api::ContainerState::ContainerExited as i32 {
+                    let waiting = mem.and_then(|m| m.not_before).is_some();
+                    if waiting {
+                        let b = mem.map(|m| m.backoff.as_secs()).unwrap_or(10);
+                        (
+                            json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!(
+                                "back-off {}s restarting failed container={} pod={}_{}({})",
+                                b, c.name, self.name(), self.namespace(), self.uid())}}),
+                            terminated(l),
+                        )
+                    } else {
+                        ready = init && l.exit_code == 0;
+                        (terminated(l), last)
+                    }
+                } else {
+                    (json!({"waiting": {"reason": "ContainerCreating"}}), last)
+                }
+            }
+        };
+        let mut s = json!({
+            "name": c.name,
+            "image": c.image.clone().unwrap_or_default(),
+            "imageID": "",
+            "ready": ready,
+            "restartCount": restart_count,
+            "started": started,
+            "state": state,
+            "lastState": last_state,
+        });
+        if let Some(l) = latest {
+            s["containerID"] = json!(format!("process://{}", l.id));
+        }
+        s
+    }
+
+    async fn report(&mut self, runs: &HashMap<String, Vec<api::ContainerStatus>>) {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let empty = Vec::new();
+        let inits: Vec<Value> = spec
+            .init_containers
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| self.container_status(c, runs.get(&c.name).unwrap_or(&empty), true))
+            .collect();
+        let mains: Vec<Value> = spec
+            .containers
+            .iter()
+            .map(|c| self.container_status(c, runs.get(&c.name).unwrap_or(&empty), false))
+            .collect();
+        let initialized = matches!(self.stage, Stage::Running | Stage::Finished);
+        let all_ready = initialized && mains.iter().all(|s| s["ready"] == json!(true));
+        let old: Vec<Value> = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| serde_json::to_value(&s.conditions).ok())
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default();
+        let condition = |kind: &str, ok: bool| {
+            let status = if ok { "True" } else { "False" };
+            let since = old
+                .iter()
+                .find(|c| c["type"] == json!(kind) && c["status"] == json!(status))
+                .and_then(|c| c["lastTransitionTime"].as_str().map(str::to_string))
+                .unwrap_or_else(now);
+            let mut c = json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": since});
+            if !ok && (kind == "Ready" || kind == "ContainersReady") {
+                c["reason"] = json!("ContainersNotReady");
+            }
+            c
+        };
+        let mut conditions: Vec<Value> = vec![
+            condition("PodReadyToStartContainers", self.sandbox.is_some()),
+            condition("Initialized", initialized),
+            condition("Ready", all_ready),
+            condition("ContainersReady", all_ready),
+        ];
+        for c in &old {
+            if !conditions.iter().any(|n| n["type"] == c["type"]) {
+                conditions.push(c.clone());
+            }
+        }
+        let ip = self.pod_ip();
+        let mut status = json!({
+            "phase": self.phase,
+            "conditions": conditions,
+            "hostIP": self.config.node_ip,
+            "hostIPs": [{"ip": self.config.node_ip}],
+            "startTime": self.start_time,
+            "containerStatuses": mains,
+            "qosClass": self.pod.status.as_ref().and_then(|s| s.qos_class.clone()).unwrap_or_else(|| "BestEffort".into()),
+        });
+        if !inits.is_empty() {
+            status["initContainerStatuses"] = json!(inits);
+        }
+        if !ip.is_empty() {
+            status["podIP"] = json!(ip);
+            status["podIPs"] = json!([{"ip": ip}]);
+        }
+        if self.last_status.as_ref() == Some(&status) {
+            return;
+        }
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace());
+        match api
+            .patch_status(
+                &self.name(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await
+        {
+            Ok(p) => {
+                self.last_status = Some(status);
+                if p.metadata.uid == self.pod.metadata.uid {
+                    self.pod.status = p.status;
+                }
+            }
+            Err(e) => tracing::debug!(pod = %self.name(), error = %e, "status update failed"),
+        }
+    }
+
+    /// Stops the containers (within `grace`), removes the sandbox and the pod's files and, when
+    /// `delete`, the pod object.
+    async fn terminate(&mut self, grace: Duration, delete: bool) {
+        let mut rt = self.runtime.clone();
+        let runs = self.containers().await;
+        let running: Vec<String> = runs
+            .values()
+            .flatten()
+            .filter(|c| c.state == api::ContainerState::ContainerRunning as i32)
+            .map(|c| c.id.clone())
+            .collect();
+        if !running.is_empty() && delete {
+            self.event("Normal", "Killing", "Stopping containers".into(), false)
+                .await;
+        }
+        futures::future::join_all(running.into_iter().map(|id| {
+            let mut rt = rt.clone();
+            async move {
+                let _ = rt
+                    .stop_container(api::StopContainerRequest {
+                        container_id: id,
+                        timeout: grace.as_secs() as i64,
+                    })
+                    .await;
+            }
+        }))
+        .await;
+        let filter = api::PodSandboxFilter {
+            label_selector: [(labels::POD_UID.to_string(), self.uid())].into(),
+            ..Default::default()
+        };
+        if let Ok(list) = rt
+            .list_pod_sandbox(api::ListPodSandboxRequest {
+                filter: Some(filter),
+            })
+            .await
+        {
+            for sb in list.into_inner().items {
+                let _ = rt
+                    .stop_pod_sandbox(api::StopPodSandboxRequest {
+                        pod_sandbox_id: sb.id.clone(),
+                    })
+                    .await;
+                let _ = rt
+                    .remove_pod_sandbox(api::RemovePodSandboxRequest {
+                        pod_sandbox_id: sb.id,
+                    })
+                    .await;
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.pod_dir());
+        let _ = std::fs::remove_dir_all(self.log_dir());
+        if delete {
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace());
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: self.pod.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            if let Err(e) = api.delete(&self.name(), &params).await {
+                tracing::debug!(pod = %self.name(), error = %e, "final delete failed");
+            }
+        }
+    }
+}

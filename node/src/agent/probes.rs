@@ -1,0 +1,188 @@
+//! Liveness, readiness and startup probes: exec (through the runtime's ExecSync), HTTP GET and
+//! TCP, each bounded by `timeoutSeconds`; and the per-container bookkeeping of when each probe
+//! runs next and how many results in a row it has had.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::runtime::RuntimeClient;
+use crate::runtime::api;
+
+/// Where a probe runs.
+pub struct Target<'a> {
+    /// The runtime.
+    pub runtime: &'a RuntimeClient,
+    /// The container's runtime id.
+    pub container_id: &'a str,
+    /// The address of HTTP and TCP probes without `host`.
+    pub pod_ip: &'a str,
+    /// The container (for named ports).
+    pub container: &'a Container,
+}
+
+fn port(p: &IntOrString, container: &Container) -> Option<u16> {
+    match p {
+        IntOrString::Int(n) => u16::try_from(*n).ok(),
+        IntOrString::String(name) => name.parse().ok().or_else(|| {
+            container
+                .ports
+                .as_ref()?
+                .iter()
+                .find(|cp| cp.name.as_deref() == Some(name.as_str()))
+                .and_then(|cp| u16::try_from(cp.container_port).ok())
+        }),
+    }
+}
+
+/// Runs a probe once; `Err` carries the failure's message.
+pub async fn run(probe: &Probe, target: &Target<'_>) -> Result<(), String> {
+    let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
+    if let Some(exec) = &probe.exec {
+        let cmd = exec.command.clone().unwrap_or_default();
+        let mut rt = target.runtime.clone();
+        let out = rt
+            .exec_sync(api::ExecSyncRequest {
+                container_id: target.container_id.to_string(),
+                cmd: cmd.clone(),
+                timeout: timeout.as_secs() as i64,
+            })
+            .await
+            .map_err(|e| format!("exec {cmd:?}: {}", e.message()))?
+            .into_inner();
+        return if out.exit_code == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "exec {cmd:?} exited with {}: {}",
+                out.exit_code,
+                String::from_utf8_lossy(&out.stdout).trim()
+            ))
+        };
+    }
+    let (host, port_ref, http) = if let Some(h) = &probe.http_get {
+        (h.host.clone(), &h.port, Some(h))
+    } else if let Some(t) = &probe.tcp_socket {
+        (t.host.clone(), &t.port, None)
+    } else {
+        return Err("probe has no handler (exec, httpGet or tcpSocket)".into());
+    };
+    let port =
+        port(port_ref, target.container).ok_or_else(|| format!("invalid port {port_ref:?}"))?;
+    let host = host
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| target.pod_ip.to_string());
+    let addr = format!("{host}:{port}");
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(&addr)
+            .await
+            .map_err(|e| format!("dial tcp {addr}: {e}"))?;
+        let Some(h) = http else { return Ok(()) };
+        let path = h.path.clone().unwrap_or_else(|| "/".into());
+        let mut req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.32\r\nAccept: */*\r\nConnection: close\r\n"
+        );
+        for hd in h.http_headers.clone().unwrap_or_default() {
+            req.push_str(&format!("{}: {}\r\n", hd.name, hd.value));
+        }
+        req.push_str("\r\n");
+        stream
+            .write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("GET {addr}{path}: {e}"))?;
+        let mut buf = vec![0u8; 256];
+        let mut got = 0;
+        while got < 12 {
+            let n = stream
+                .read(&mut buf[got..])
+                .await
+                .map_err(|e| format!("GET {addr}{path}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        let head = String::from_utf8_lossy(&buf[..got]).to_string();
+        let code: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("GET {addr}{path}: malformed response"))?;
+        if (200..400).contains(&code) {
+            Ok(())
+        } else {
+            Err(format!("HTTP probe failed with statuscode: {code}"))
+        }
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| format!("probe to {addr} timed out after {}s", timeout.as_secs()))?
+}
+
+/// The state of one probe of one container run.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    next: Instant,
+    successes: i32,
+    failures: i32,
+    /// The probe's verdict so far.
+    pub ok: bool,
+}
+
+/// What a probe step decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing changed.
+    Same,
+    /// The verdict turned to success.
+    Succeeded,
+    /// The verdict turned to failure (with the last message).
+    Failed(String),
+}
+
+impl Tracker {
+    /// A probe of a container started at `started`; `ok` is the verdict before the first run.
+    pub fn new(probe: &Probe, started: Instant, ok: bool) -> Tracker {
+        Tracker {
+            next: started
+                + Duration::from_secs(probe.initial_delay_seconds.unwrap_or(0).max(0) as u64),
+            successes: 0,
+            failures: 0,
+            ok,
+        }
+    }
+
+    /// Runs the probe when due and updates the verdict.
+    pub async fn step(&mut self, probe: &Probe, target: &Target<'_>) -> Verdict {
+        let now = Instant::now();
+        if now < self.next {
+            return Verdict::Same;
+        }
+        self.next = now + Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1) as u64);
+        match run(probe, target).await {
+            Ok(()) => {
+                self.failures = 0;
+                self.successes += 1;
+                if !self.ok && self.successes >= probe.success_threshold.unwrap_or(1).max(1) {
+                    self.ok = true;
+                    return Verdict::Succeeded;
+                }
+            }
+            Err(message) => {
+                self.successes = 0;
+                self.failures += 1;
+                if self.ok && self.failures >= probe.failure_threshold.unwrap_or(3).max(1) {
+                    self.ok = false;
+                    return Verdict::Failed(message);
+                }
+                if !self.ok && self.failures >= probe.failure_threshold.unwrap_or(3).max(1) {
+                    return Verdict::Failed(message);
+                }
+            }
+        }
+        Verdict::Same
+    }
+}

@@ -1,0 +1,159 @@
+//! The runtime API (`proto/runtime.proto`, a CRI-like gRPC service) and the process runtime
+//! that implements it. [`serve`] puts a runtime on a unix socket; [`connect`] is the client
+//! side the node agent uses.
+
+pub mod cgroup;
+pub mod logs;
+pub mod network;
+pub mod process;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// The generated gRPC types of `proto/runtime.proto`.
+#[allow(missing_docs, clippy::all)]
+pub mod api {
+    tonic::include_proto!("gitplane.runtime.v1");
+}
+
+/// A client of the runtime API.
+pub type RuntimeClient = api::runtime_service_client::RuntimeServiceClient<Channel>;
+
+/// How pods are networked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Pods share the host's network.
+    Host,
+    /// Each pod gets a network namespace with a veth on the runtime's bridge and an address
+    /// from the node's pod CIDR.
+    Bridge {
+        /// The pod CIDR (an IPv4 /24); `None`: the first free 10.88.N.0/24.
+        cidr: Option<String>,
+        /// Where the search for a free CIDR starts (any string; the data dir, say).
+        seed: String,
+    },
+}
+
+/// Settings of the process runtime.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Directory of the sandboxes (`<root>/pods/<sandbox id>`).
+    pub root: PathBuf,
+    /// Pod networking.
+    pub network: NetworkMode,
+    /// A log file is rotated when it passes this size.
+    pub log_max_size: u64,
+    /// Log files kept per container, the current one included.
+    pub log_max_files: usize,
+}
+
+impl Config {
+    /// Defaults for a runtime rooted at `root`: host network, 10 MiB × 3 log files.
+    pub fn new(root: &Path) -> Config {
+        Config {
+            root: root.to_path_buf(),
+            network: NetworkMode::Host,
+            log_max_size: 10 * 1024 * 1024,
+            log_max_files: 3,
+        }
+    }
+}
+
+/// Errors of the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file system operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No such sandbox or container.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A request the runtime cannot carry out as given.
+    #[error("{0}")]
+    Invalid(String),
+    /// A process could not be started.
+    #[error("cannot start {0}")]
+    Start(String),
+    /// Setting up or tearing down pod networking failed.
+    #[error("pod network: {0}")]
+    Network(String),
+    /// A lock was poisoned by a panic.
+    #[error("runtime state lock poisoned")]
+    Poisoned,
+    /// Serving or connecting failed.
+    #[error("runtime socket {}: {message}", path.display())]
+    Socket {
+        /// The socket.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Serves `runtime` on the unix socket `path` (replacing a stale socket file) until
+/// `shutdown` resolves.
+pub async fn serve(
+    runtime: process::ProcessRuntime,
+    path: &Path,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let err = |message: String| Error::Socket {
+        path: path.to_path_buf(),
+        message,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(api::runtime_service_server::RuntimeServiceServer::new(
+            runtime,
+        ))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| err(e.to_string()))
+}
+
+/// Connects to the runtime on the unix socket `path`, waiting up to `wait` for it to appear.
+pub async fn connect(path: &Path, wait: Duration) -> Result<RuntimeClient, Error> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let socket = path.to_path_buf();
+    loop {
+        let socket = socket.clone();
+        let endpoint = Endpoint::try_from("http://runtime.invalid")
+            .map_err(|e| Error::Socket {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?
+            .connect_timeout(Duration::from_secs(5));
+        let result = endpoint
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let socket = socket.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(socket).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                }
+            }))
+            .await;
+        match result {
+            Ok(channel) => return Ok(RuntimeClient::new(channel)),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::Socket {
+                    path: path.to_path_buf(),
+                    message: format!("cannot connect: {e}"),
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Pod networking for the process runtime: a bridge on the host with the first address of the
+//! node's pod CIDR (a /24), and per pod a network namespace with loopback up and a veth whose
+//! host end is on the bridge and whose pod end (`eth0`) has the next free address, with a
+//! default route through the bridge. Nothing is forwarded or masqueraded: pod traffic stays on
+//! this machine. All of it is done with `ip` (iproute2), so it needs root. The bridge is
+//! `gpbr<N>` for the pod CIDR 10.88.N.0/24, one per runtime; a starting runtime deletes the
+//! bridges of runtimes that were killed.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use super::Error;
+
+/// Pod networking on one bridge.
+#[derive(Debug)]
+pub struct Network {
+    bridge: String,
+    /// The first three octets of the /24.
+    prefix: [u8; 3],
+    used: std::sync::Mutex<BTreeSet<u8>>,
+    _lock: std::fs::File,
+}
+
+/// Whether this process can set pod networks up: root with `ip` on PATH.
+pub fn available() -> bool {
+    nix::unistd::geteuid().is_root()
+        && Command::new("ip")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
+fn ip(args: &[&str]) -> Result<(), Error> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| Error::Network(format!("ip {}: {e}", args.join(" "))))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Network(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Parses `a.b.c.0/24` (only /24 CIDRs are supported).
+pub fn parse_cidr(cidr: &str) -> Result<[u8; 3], Error> {
+    let bad = || {
+        Error::Network(format!(
+            "pod CIDR {cidr:?}: expected an IPv4 /24 like 10.88.0.0/24"
+        ))
+    };
+    let (addr, len) = cidr.split_once('/').ok_or_else(bad)?;
+    if len != "24" {
+        return Err(bad());
+    }
+    let a: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let o = a.octets();
+    Ok([o[0], o[1], o[2]])
+}
+
+/// Where the locks that keep two runtimes off one bridge live.
+const LOCK_DIR: &str = "/run/gitplane";
+
+/// Takes the lock of bridge number `n` (held while the file stays open); `None` when another
+/// runtime holds it.
+fn claim(n: u8) -> Option<std::fs::File> {
+    std::fs::create_dir_all(LOCK_DIR).ok()?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(format!("{LOCK_DIR}/gpbr{n}.lock"))
+        .ok()?;
+    file.try_lock().ok()?;
+    Some(file)
+}
+
+/// Deletes the bridges of runtimes that were killed (a `gpbr<N>` whose lock nobody holds).
+fn sweep() {
+    let Ok(links) = std::fs::read_dir("/sys/class/net") else {
+        return;
+    };
+    for link in links.flatten() {
+        let name = link.file_name().to_string_lossy().into_owned();
+        let Some(n) = name.strip_prefix("gpbr").and_then(|n| n.parse::<u8>().ok()) else {
+            continue;
+        };
+        if let Some(_lock) = claim(n) {
+            let _ = ip(&["link", "del", &name]);
+        }
+    }
+}
+
+impl Network {
+    /// Sets up the bridge of `cidr` (`gpbr<third octet>` with the CIDR's first address), or,
+    /// without a CIDR, of the first free 10.88.N.0/24 starting from a number derived from
+    /// `seed`. A lock file per bridge keeps two runtimes apart; a bridge left behind by a
+    /// runtime that was killed is taken over.
+    pub fn setup(cidr: Option<&str>, seed: &str) -> Result<Network, Error> {
+        sweep();
+        let (prefix, lock) = match cidr {
+            Some(c) => {
+                let p = parse_cidr(c)?;
+                let lock = claim(p[2]).ok_or_else(|| {
+                    Error::Network(format!(
+                        "pod CIDR {c} is in use by another gitplane runtime"
+                    ))
+                })?;
+                (p, lock)
+            }
+            None => {
+                let start = seed
+                    .bytes()
+                    .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
+                    % 250;
+                (0..250u32)
+                    .map(|i| ((start + i) % 250 + 1) as u8)
+                    .find_map(|n| claim(n).map(|l| ([10, 88, n], l)))
+                    .ok_or_else(|| Error::Network("no free pod CIDR in 10.88.0.0/16".into()))?
+            }
+        };
+        let bridge = format!("gpbr{}", prefix[2]);
+        // A bridge whose lock was free is left over from a killed runtime: start afresh.
+        let _ = ip(&["link", "del", &bridge]);
+        ip(&["link", "add", &bridge, "type", "bridge"])?;
+        let gateway = format!("{}.{}.{}.1/24", prefix[0], prefix[1], prefix[2]);
+        ip(&["addr", "replace", &gateway, "dev", &bridge])?;
+        ip(&["link", "set", &bridge, "up"])?;
+        Ok(Network {
+            bridge,
+            prefix,
+            used: std::sync::Mutex::new(BTreeSet::new()),
+            _lock: lock,
+        })
+    }
+
+    /// The pod CIDR.
+    pub fn cidr(&self) -> String {
+        format!(
+            "{}.{}.{}.0/24",
+            self.prefix[0], self.prefix[1], self.prefix[2]
+        )
+    }
+
+    /// The bridge's name.
+    pub fn bridge(&self) -> &str {
+        &self.bridge
+    }
+
+    /// Creates the namespace `netns` with its veth and an address; returns the address.
+    pub fn add_pod(&self, netns: &str, host_veth: &str) -> Result<String, Error> {
+        let octet = {
+            let mut used = self.used.lock().map_err(|_| Error::Poisoned)?;
+            let free = (2..=254u8)
+                .find(|o| !used.contains(o))
+                .ok_or_else(|| Error::Network("no free pod address in the pod CIDR".into()))?;
+            used.insert(free);
+            free
+        };
+        let addr = format!(
+            "{}.{}.{}.{octet}",
+            self.prefix[0], self.prefix[1], self.prefix[2]
+        );
+        let result = (|| {
+            ip(&["netns", "add", netns])?;
+            ip(&["-n", netns, "link", "set", "lo", "up"])?;
+            ip(&[
+                "link", "add", host_veth, "type", "veth", "peer", "name", "eth0", "netns", netns,
+            ])?;
+            ip(&["link", "set", host_veth, "master", &self.bridge, "up"])?;
+            ip(&[
+                "-n",
+                netns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&["-n", netns, "link", "set", "eth0", "up"])?;
+            let gw = format!("{}.{}.{}.1", self.prefix[0], self.prefix[1], self.prefix[2]);
+            ip(&["-n", netns, "route", "add", "default", "via", &gw])
+        })();
+        if let Err(e) = result {
+            self.remove_pod(netns, host_veth, &addr);
+            return Err(e);
+        }
+        Ok(addr)
+    }
+
+    /// Deletes the namespace and the veth and frees the address.
+    pub fn remove_pod(&self, netns: &str, host_veth: &str, addr: &str) {
+        let _ = ip(&["netns", "del", netns]);
+        let _ = ip(&["link", "del", host_veth]);
+        if let Some(o) = addr.rsplit('.').next().and_then(|o| o.parse::<u8>().ok())
+            && let Ok(mut used) = self.used.lock()
+        {
+            used.remove(&o);
+        }
+    }
+
+    /// Deletes the bridge.
+    pub fn teardown(&self) {
+        let _ = ip(&["link", "del", &self.bridge]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ipv4_slash_24_cidrs_are_accepted() {
+        assert_eq!(parse_cidr("10.88.3.0/24").ok(), Some([10, 88, 3]));
+        assert!(parse_cidr("10.88.3.0/16").is_err());
+        assert!(parse_cidr("10.88.3.0").is_err());
+        assert!(parse_cidr("fd00::/24").is_err());
+    }
+}
