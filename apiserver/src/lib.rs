@@ -8,25 +8,36 @@
 //!   every write.
 //! - [`watch_cache`]: all objects in memory, fed by one storage watch; serves reads and watches.
 //! - [`storage`]: the revisioned key-value interface and its backends.
+//! - [`security`]: the outer pipeline: [`authn`] (client certificates, tokens, service account
+//!   tokens, impersonation), [`inflight`] (429 beyond the limits), [`audit`] (JSON lines),
+//!   [`rbac`] (authorization, bootstrap roles, aggregation, escalation checks, access reviews);
+//!   [`tls`] and [`listener`] serve HTTPS with the cluster CA.
 //! - [`discovery`], [`table`], [`crd`], [`namespace`]: discovery documents, server-side tables,
 //!   CRD serving, namespace deletion.
 //!
 //! **Architecture Invariant**: only this crate touches storage; every other component is an
 //! HTTP client of the API.
 
+pub mod audit;
+pub mod authn;
 pub mod crd;
 pub mod defaults;
 pub mod discovery;
 pub mod handlers;
+pub mod inflight;
+pub mod listener;
 pub mod namespace;
 pub mod openapi;
+pub mod rbac;
 pub mod request;
 pub mod response;
+pub mod security;
 pub mod server;
 pub mod state;
 pub mod storage;
 pub mod strategy;
 pub mod table;
+pub mod tls;
 pub mod validate;
 pub mod watch_cache;
 

@@ -15,6 +15,8 @@ use tokio::net::TcpListener;
 
 use crate::crd;
 use crate::handlers;
+use crate::listener::{PeerInfo, TlsListener};
+use crate::security::Security;
 use crate::state::{ApiState, encode};
 use crate::storage::{StorageError, Store};
 use crate::strategy;
@@ -31,6 +33,22 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Watch cache limits.
     pub cache: watch_cache::Config,
+    /// TLS (HTTPS); `None` serves plain HTTP (the benchmarks' in-process server).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Authentication, authorization, audit and in-flight limits.
+    pub security: Arc<Security>,
+}
+
+impl Config {
+    /// Plain HTTP on `listen` with security disabled and the default cache.
+    pub fn new(listen: SocketAddr) -> Config {
+        Config {
+            listen,
+            cache: Default::default(),
+            tls: None,
+            security: Security::disabled_shared(),
+        }
+    }
 }
 
 /// Why the server could not start or stopped.
@@ -60,6 +78,7 @@ pub enum ServerError {
 pub struct ApiServer {
     state: Arc<ApiState>,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ApiServer {
@@ -68,14 +87,19 @@ impl ApiServer {
         let cache = WatchCache::new(config.cache.clone());
         tokio::spawn(watch_cache::run_feeder(cache.clone(), store.clone()));
         let state = ApiState::new(store, cache);
+        state.set_security(config.security.clone());
         state
             .sync_cache()
             .await
             .map_err(|e| ServerError::Cache(e.message))?;
         bootstrap_namespaces(&state).await?;
         bootstrap_application_crd(&state).await?;
+        crate::rbac::bootstrap::create(&state)
+            .await
+            .map_err(|e| ServerError::Cache(e.message))?;
         crd::refresh(&state);
         tokio::spawn(watch_crds(state.clone()));
+        tokio::spawn(crate::rbac::aggregate::run(state.clone()));
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -83,7 +107,11 @@ impl ApiServer {
                     addr: config.listen,
                     source,
                 })?;
-        Ok(ApiServer { state, listener })
+        Ok(ApiServer {
+            state,
+            listener,
+            tls: config.tls,
+        })
     }
 
     /// The address the server listens on.
@@ -122,10 +150,17 @@ impl ApiServer {
             shutdown.await;
             state.begin_shutdown();
         };
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-            .map_err(ServerError::Serve)
+        let app = app.into_make_service_with_connect_info::<PeerInfo>();
+        match self.tls {
+            Some(tls) => axum::serve(TlsListener::new(self.listener, tls), app)
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(ServerError::Serve),
+            None => axum::serve(self.listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(ServerError::Serve),
+        }
     }
 }
 

@@ -31,28 +31,58 @@ impl ClientArgs {
     }
 }
 
-/// A client for a server in this process, over loopback HTTP.
+/// A client for a plain-HTTP server in this process (the benchmarks' in-process server).
 pub fn local_client(addr: SocketAddr) -> anyhow::Result<kube::Client> {
     let url = format!("http://{addr}").parse().context("server address")?;
     kube::Client::try_from(kube::Config::new(url)).context("cannot build an API client")
 }
 
 /// Clients for the components `gitplane up` runs in-process, one identity per component
-/// (the syncer, the scheduler, the controllers, the node agent, ...).
-#[derive(Clone, Debug)]
+/// (the syncer, the scheduler, the controllers, the node agent, ...): each gets a client
+/// certificate minted from the cluster CA, with the user and groups
+/// `apiserver::rbac::bootstrap::component_identity` gives its name (`scheduler` is
+/// `system:kube-scheduler`, `gitops-syncer` is `gitplane:syncer`, `node-NAME` is
+/// `system:node:NAME` in `system:nodes`), which the bootstrap RBAC roles grant.
+#[derive(Clone)]
 pub struct Components {
     addr: SocketAddr,
+    ca: std::sync::Arc<apiserver::tls::Ca>,
+}
+
+impl std::fmt::Debug for Components {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Components").field("addr", &self.addr).finish()
+    }
 }
 
 impl Components {
-    /// Components of the server listening on `addr` in this process.
-    pub fn local(addr: SocketAddr) -> Self {
-        Self { addr }
+    /// Components of the server listening on `addr` in this process, with the cluster CA of
+    /// `data_dir`.
+    pub fn local(addr: SocketAddr, data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let ca = super::security::cluster_ca(data_dir)?;
+        Ok(Self {
+            addr,
+            ca: std::sync::Arc::new(ca),
+        })
     }
 
-    /// A client for the component `name` (for example `scheduler`).
+    /// A client for the component `name` (for example `scheduler`), with its own identity.
     pub fn client(&self, name: &str) -> anyhow::Result<kube::Client> {
-        local_client(self.addr).with_context(|| format!("client for the {name}"))
+        let build = || -> anyhow::Result<kube::Client> {
+            let (user, groups) = apiserver::rbac::bootstrap::component_identity(name);
+            let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+            let issued = self.ca.issue_client(&user, &groups)?;
+            let creds = crate::kubeconfig::Credentials {
+                ca_pem: self.ca.cert_pem.clone(),
+                cert_pem: issued.cert_pem,
+                key_pem: issued.key_pem,
+            };
+            let text = crate::kubeconfig::render(self.addr, name, &creds);
+            let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)?;
+            let config = kube::Config::try_from(kubeconfig)?;
+            Ok(kube::Client::try_from(config)?)
+        };
+        build().with_context(|| format!("client for the {name}"))
     }
 }
 

@@ -10,6 +10,7 @@ pub mod history;
 pub mod render;
 pub mod rollback;
 pub mod scheduler;
+pub mod security;
 pub mod server;
 pub mod simulate_nodes;
 pub mod sync;

@@ -28,6 +28,8 @@ pub struct ServerArgs {
     /// API servers sharing a cluster compact once per interval between them.
     #[arg(long, default_value_t = 300)]
     pub etcd_compaction_interval: u64,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
 }
 
 /// The storage backend chosen with `--store`.
@@ -119,17 +121,14 @@ pub async fn shutdown_signal() {
 /// Opens the store (`--store`) and starts the API server on it.
 pub async fn start(args: &ServerArgs) -> anyhow::Result<ApiServer> {
     create_dir(&args.data_dir)?;
+    let prepared = args.security.prepare(&args.data_dir, args.listen)?;
     let store = open_store(args).await?;
-    let server = ApiServer::start(
-        Config {
-            listen: args.listen,
-            cache: Default::default(),
-        },
-        store,
-    )
-    .await?;
+    let mut config = Config::new(args.listen);
+    config.tls = Some(prepared.tls);
+    config.security = prepared.security;
+    let server = ApiServer::start(config, store).await?;
     let kubeconfig = args.data_dir.join("kubeconfig");
-    crate::kubeconfig::write(&kubeconfig, server.local_addr())
+    crate::kubeconfig::write(&kubeconfig, server.local_addr(), &prepared.admin)
         .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
     tracing::info!(
         address = %server.local_addr(),
