@@ -363,12 +363,16 @@ impl Record {
         });
     }
 
-    /// Records the request body (level `Request` and above; JSON bodies only).
+    /// Records the request body (level `Request` and above; JSON, or protobuf decoded to the
+    /// JSON Kubernetes would log).
     pub fn request_body(&mut self, body: &Bytes) {
-        if self.level >= Level::Request
-            && !body.is_empty()
-            && let Ok(v) = serde_json::from_slice::<Value>(body)
-        {
+        if self.level < Level::Request || body.is_empty() {
+            return;
+        }
+        let decoded = serde_json::from_slice::<Value>(body)
+            .ok()
+            .or_else(|| apimachinery::protobuf::decode(body).ok());
+        if let Some(v) = decoded {
             self.event["requestObject"] = v;
         }
     }

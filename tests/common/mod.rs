@@ -313,11 +313,20 @@ impl Server {
         self.kubectl_stdin(args, None)
     }
 
+    /// Runs the real kubectl against this server with another kubeconfig (another identity).
+    pub fn kubectl_as(&self, kubeconfig: &str, args: &[&str]) -> Output {
+        self.kubectl_with(Path::new(kubeconfig), args, None)
+    }
+
     /// Runs kubectl with standard input.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        self.kubectl_with(&self.kubeconfig(), args, stdin)
+    }
+
+    fn kubectl_with(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = kubectl_command();
         cmd.arg("--kubeconfig")
-            .arg(self.kubeconfig())
+            .arg(kubeconfig)
             .arg("--cache-dir")
             .arg(self.cache.path())
             .args(args)

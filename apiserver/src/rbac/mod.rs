@@ -169,10 +169,11 @@ impl Attributes {
             format!("{qualified} {:?} is forbidden: {why}", r.name)
         };
         let mut e = StatusError::new(Reason::Forbidden, message);
+        // Kubernetes omits empty details.
         let d = e.details_mut();
-        d.group = Some(r.group.clone());
+        d.group = Some(r.group.clone()).filter(|g| !g.is_empty());
         d.kind = Some(r.resource.clone());
-        d.name = Some(r.name.clone());
+        d.name = Some(r.name.clone()).filter(|n| !n.is_empty());
         e
     }
 }
