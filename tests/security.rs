@@ -218,13 +218,13 @@ fn kubectl_auth_can_i_and_can_i_list_answer_for_the_caller() {
     let list = s.kubectl_as(carl, &["auth", "can-i", "--list", "-n", "team-b"]);
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(text.contains("[fixture]"), "resourceNames are listed: {text}");
-    // The admin asks about another user (impersonation through --as).
-    let as_bob = s.kubectl(&[
-        "auth", "can-i", "delete", "pods", "-n", "team-a", "--as", "bob",
-    ]);
-    assert_eq!(String::from_utf8_lossy(&as_bob.stdout).trim(), "no");
+    // The admin asks about another user (impersonation through --as; an impersonated user has
+    // only the groups asked for, so bob's `viewers` comes with --as-group).
+    let as_bob = ["-n", "team-a", "--as", "bob", "--as-group", "viewers"];
+    let no = s.kubectl(&[&["auth", "can-i", "delete", "pods"][..], &as_bob].concat());
+    assert_eq!(String::from_utf8_lossy(&no.stdout).trim(), "no");
     assert_eq!(
-        s.ok(&["auth", "can-i", "list", "pods", "-n", "team-a", "--as", "bob"])
+        s.ok(&[&["auth", "can-i", "list", "pods"][..], &as_bob].concat())
             .trim(),
         "yes"
     );
