@@ -756,3 +756,59 @@ fn beyond_the_in_flight_limit_requests_get_429_with_retry_after_and_watches_do_n
     assert_eq!(code, 201, "the slot is free again");
     drop(watch);
 }
+
+fn config_map(name: &str, value: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: {value}\n")
+}
+
+#[test]
+fn a_review_with_a_read_only_kubeconfig_shows_the_rbac_refusal_of_the_server() {
+    let repo = common::GitRepo::new();
+    repo.write("app/web.yaml", &config_map("web", "v1"));
+    repo.commit("base");
+    let dir = tempfile::tempdir().expect("tmp");
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "reviewer-token,reviewer,uid-r,\"reviewers\"\n").expect("tokens");
+    let repo_path = repo.path.to_string_lossy().into_owned();
+    let s = Server::start_with(&[
+        "--repo",
+        &repo_path,
+        "--path",
+        "app",
+        "--token-auth-file",
+        tokens.to_str().expect("utf-8"),
+    ]);
+    s.ok(&[
+        "create",
+        "clusterrolebinding",
+        "reviewers-view",
+        "--clusterrole=view",
+        "--group=reviewers",
+    ]);
+    eventually("applied", Duration::from_secs(30), || {
+        let (code, cm) = s.http("GET", "/api/v1/namespaces/default/configmaps/web", "", b"");
+        (code == 200 && cm["data"]["value"] == "v1").then_some(())
+    });
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.write("app/web.yaml", &config_map("web", "v2"));
+    repo.commit("feature");
+    repo.git(&["checkout", "-q", "main"]);
+
+    let kubeconfig = token_kubeconfig(&s, "reviewer-token");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitplane"))
+        .args(["diff", "--app", "root", "--head", "feature", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .output()
+        .expect("run gitplane diff");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "a refusal fails the review: {text}");
+    assert!(text.contains("=== ConfigMap/default/web (changed)"), "{text}");
+    assert!(
+        text.contains("refused by the API server: app/web.yaml:1:")
+            && text.contains("configmaps \"web\" is forbidden: User \"reviewer\" cannot"),
+        "{text}"
+    );
+    // The admin's review of the same change passes.
+    let out = common::gitplane(&s, &["diff", "--app", "root", "--head", "feature"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+}
