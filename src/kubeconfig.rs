@@ -21,7 +21,9 @@ pub struct Credentials {
 pub fn render(server: SocketAddr, user: &str, creds: &Credentials) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let host = match server {
-        SocketAddr::V4(a) if a.ip().is_unspecified() => SocketAddr::from(([127, 0, 0, 1], a.port())),
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], a.port()))
+        }
         SocketAddr::V6(a) if a.ip().is_unspecified() => {
             SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
         }

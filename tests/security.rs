@@ -161,7 +161,10 @@ fn the_rbac_matrix_allows_exactly_what_the_fixture_grants() {
             }
         }
     }
-    assert_eq!(checked, USERS.len() * VERBS.len() * RESOURCES.len() * NAMESPACES.len());
+    assert_eq!(
+        checked,
+        USERS.len() * VERBS.len() * RESOURCES.len() * NAMESPACES.len()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -217,7 +220,10 @@ fn kubectl_auth_can_i_and_can_i_list_answer_for_the_caller() {
     let carl = carl.to_str().expect("utf-8");
     let list = s.kubectl_as(carl, &["auth", "can-i", "--list", "-n", "team-b"]);
     let text = String::from_utf8_lossy(&list.stdout);
-    assert!(text.contains("[fixture]"), "resourceNames are listed: {text}");
+    assert!(
+        text.contains("[fixture]"),
+        "resourceNames are listed: {text}"
+    );
     // The admin asks about another user (impersonation through --as; an impersonated user has
     // only the groups asked for, so bob's `viewers` comes with --as-group).
     let as_bob = ["-n", "team-a", "--as", "bob", "--as-group", "viewers"];
@@ -552,7 +558,10 @@ fn kubectl_create_token_gives_a_service_account_token_bound_to_the_account() {
     );
     // kubectl with the token.
     let kc = token_kubeconfig(&s, &token);
-    let out = s.kubectl_as(kc.to_str().expect("utf-8"), &["get", "pods", "-n", "team-a"]);
+    let out = s.kubectl_as(
+        kc.to_str().expect("utf-8"),
+        &["get", "pods", "-n", "team-a"],
+    );
     assert!(out.status.success(), "{out:?}");
     // A recreated account (new uid) does not accept the old token.
     s.ok(&["delete", "serviceaccount", "bot", "-n", "team-a"]);
@@ -627,7 +636,10 @@ fn the_audit_log_follows_the_policy_and_keeps_secrets_at_metadata() {
             .then_some(events)
     });
     let text = std::fs::read_to_string(&log).expect("audit log");
-    assert!(!text.contains("hunter2"), "no secret value in the audit log");
+    assert!(
+        !text.contains("hunter2"),
+        "no secret value in the audit log"
+    );
     assert!(!text.contains("aHVudGVyMg"), "not even base64-encoded");
     for e in &events {
         assert_eq!(e["apiVersion"], "audit.k8s.io/v1");
@@ -701,7 +713,11 @@ fn beyond_the_in_flight_limit_requests_get_429_with_retry_after_and_watches_do_n
         .call()
         .expect("watch");
     assert_eq!(watch.status().as_u16(), 200);
-    assert_eq!(s.http("GET", cms, "", b"").0, 200, "a list beside the watch");
+    assert_eq!(
+        s.http("GET", cms, "", b"").0,
+        200,
+        "a list beside the watch"
+    );
 
     let (release, held) = mpsc::channel();
     let agent = s.agent(&Auth::Admin, Duration::from_secs(60));
@@ -743,10 +759,7 @@ fn beyond_the_in_flight_limit_requests_get_429_with_retry_after_and_watches_do_n
         "reads have their own budget"
     );
     release.send(()).expect("release");
-    assert_eq!(
-        slow.join().expect("slow thread").expect("slow create"),
-        201
-    );
+    assert_eq!(slow.join().expect("slow thread").expect("slow create"), 201);
     let (code, _) = s.http(
         "POST",
         cms,
@@ -801,8 +814,15 @@ fn a_review_with_a_read_only_kubeconfig_shows_the_rbac_refusal_of_the_server() {
         .output()
         .expect("run gitplane diff");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "a refusal fails the review: {text}");
-    assert!(text.contains("=== ConfigMap/default/web (changed)"), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a refusal fails the review: {text}"
+    );
+    assert!(
+        text.contains("=== ConfigMap/default/web (changed)"),
+        "{text}"
+    );
     assert!(
         text.contains("refused by the API server: app/web.yaml:1:")
             && text.contains("configmaps \"web\" is forbidden: User \"reviewer\" cannot"),
@@ -810,5 +830,10 @@ fn a_review_with_a_read_only_kubeconfig_shows_the_rbac_refusal_of_the_server() {
     );
     // The admin's review of the same change passes.
     let out = common::gitplane(&s, &["diff", "--app", "root", "--head", "feature"]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

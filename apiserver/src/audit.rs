@@ -207,8 +207,7 @@ impl Policy {
             return (Level::None, vec![]);
         };
         let mut level = rule.level;
-        if a
-            .resource
+        if a.resource
             .as_ref()
             .is_some_and(|r| r.group.is_empty() && r.resource == "secrets")
         {
@@ -488,10 +487,30 @@ rules:
         check("jane", "GET", "/healthz", Level::None);
         check("jane", "GET", "/healthz/etcd", Level::None);
         check("system:kube-scheduler", "GET", "/api/v1/pods", Level::None);
-        check("jane", "GET", "/api/v1/namespaces/a/configmaps/c", Level::RequestResponse);
-        check("jane", "GET", "/api/v1/namespaces/a/secrets/s", Level::Metadata);
-        check("jane", "POST", "/api/v1/namespaces/prod/pods", Level::Request);
-        check("jane", "POST", "/api/v1/namespaces/dev/pods", Level::Metadata);
+        check(
+            "jane",
+            "GET",
+            "/api/v1/namespaces/a/configmaps/c",
+            Level::RequestResponse,
+        );
+        check(
+            "jane",
+            "GET",
+            "/api/v1/namespaces/a/secrets/s",
+            Level::Metadata,
+        );
+        check(
+            "jane",
+            "POST",
+            "/api/v1/namespaces/prod/pods",
+            Level::Request,
+        );
+        check(
+            "jane",
+            "POST",
+            "/api/v1/namespaces/dev/pods",
+            Level::Metadata,
+        );
         check("jane", "GET", "/apis", Level::Metadata);
         let policy = Policy::parse(POLICY).expect("policy parses");
         assert_eq!(policy.omit_stages, vec!["RequestReceived"]);

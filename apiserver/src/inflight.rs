@@ -46,7 +46,11 @@ impl Limits {
 
     /// A slot for a request, or the 429.
     pub fn acquire(&self, read_only: bool) -> Result<Slot, StatusError> {
-        let sem = if read_only { &self.read } else { &self.mutating };
+        let sem = if read_only {
+            &self.read
+        } else {
+            &self.mutating
+        };
         match sem {
             None => Ok(Slot(None)),
             Some(s) => s
@@ -60,7 +64,11 @@ impl Limits {
 
 /// Whether a request is long-running (takes no slot): a watch, or a streaming subresource.
 pub fn long_running(verb: &str, subresource: &str) -> bool {
-    verb == "watch" || matches!(subresource, "log" | "exec" | "attach" | "portforward" | "proxy")
+    verb == "watch"
+        || matches!(
+            subresource,
+            "log" | "exec" | "attach" | "portforward" | "proxy"
+        )
 }
 
 #[cfg(test)]
@@ -74,7 +82,10 @@ mod tests {
         let _r2 = limits.acquire(true).expect("second read");
         let e = limits.acquire(true).expect_err("third read");
         assert_eq!(e.code(), 429);
-        assert_eq!(e.details.as_ref().and_then(|d| d.retry_after_seconds), Some(1));
+        assert_eq!(
+            e.details.as_ref().and_then(|d| d.retry_after_seconds),
+            Some(1)
+        );
         let m1 = limits.acquire(false).expect("mutating has its own budget");
         assert!(limits.acquire(false).is_err());
         drop(r1);

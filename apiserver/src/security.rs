@@ -148,7 +148,9 @@ async fn token_request(
     mut body: Value,
 ) -> ApiResult {
     let (Some(ns), Some(name)) = (path.namespace.as_deref(), path.name.as_deref()) else {
-        return Err(StatusError::bad_request("a TokenRequest needs a namespace and a name"));
+        return Err(StatusError::bad_request(
+            "a TokenRequest needs a namespace and a name",
+        ));
     };
     let keys = security.authn.service_accounts.as_ref().ok_or_else(|| {
         StatusError::new(
@@ -182,7 +184,11 @@ async fn token_request(
     let audiences: Vec<String> = body
         .pointer("/spec/audiences")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     let (token, exp) = keys
         .issue(ns, name, &uid, audiences.clone(), seconds as u64)
@@ -192,7 +198,8 @@ async fn token_request(
         .unwrap_or_default();
     body["apiVersion"] = "authentication.k8s.io/v1".into();
     body["kind"] = "TokenRequest".into();
-    body["metadata"] = json!({"name": name, "namespace": ns, "creationTimestamp": crate::strategy::now()});
+    body["metadata"] =
+        json!({"name": name, "namespace": ns, "creationTimestamp": crate::strategy::now()});
     body["spec"]["expirationSeconds"] = seconds.into();
     body["spec"]["audiences"] = if audiences.is_empty() {
         json!([crate::authn::service_account::ISSUER])

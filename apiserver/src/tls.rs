@@ -17,7 +17,9 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime, pem::PemObject};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName as RustlsDn, RootCertStore, SignatureScheme};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName as RustlsDn, RootCertStore, SignatureScheme,
+};
 
 /// Why TLS material could not be created, read or used.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +95,10 @@ pub struct Issued {
 impl Issued {
     /// Writes `NAME.crt` and `NAME.key` (both 0600) in `dir`.
     pub fn write(&self, dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), TlsError> {
-        let (crt, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+        let (crt, key) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
         write_private(&crt, &self.cert_pem)?;
         write_private(&key, &self.key_pem)?;
         Ok((crt, key))
@@ -173,7 +178,9 @@ impl Ca {
         })
     }
 
-    /// A client certificate for `user` in `groups` (CN = user, O = groups), valid a year.
+    /// A client certificate for `user` in `groups` (CN = user, O = group), valid a year. At most
+    /// one group: rcgen writes one value per attribute type (certificates from other CAs with
+    /// several O are read whole by the authenticator).
     pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<Issued, TlsError> {
         self.issue_client_valid(user, groups, 365)
     }
@@ -186,14 +193,18 @@ impl Ca {
         groups: &[&str],
         days: i64,
     ) -> Result<Issued, TlsError> {
+        if groups.len() > 1 {
+            return Err(TlsError::Pki {
+                what: format!("the client certificate of {user}"),
+                message: format!("at most one group can be issued, got {groups:?}"),
+            });
+        }
         let key = KeyPair::generate().map_err(pki("generating a client key"))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, user);
         for g in groups {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, *g);
+            params.distinguished_name.push(DnType::OrganizationName, *g);
         }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -220,7 +231,8 @@ impl Ca {
         params
             .distinguished_name
             .push(DnType::CommonName, "gitplane-apiserver");
-        let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
+        let mut ips: Vec<IpAddr> =
+            vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
         for h in hosts {
             if !h.is_unspecified() && !ips.contains(h) {
                 ips.push(*h);
@@ -285,9 +297,7 @@ pub fn root_store(what: &str, pem: &str) -> Result<Arc<RootCertStore>, TlsError>
 }
 
 /// The verifier of client certificates against `roots` (used by the authenticator).
-pub fn client_verifier(
-    roots: Arc<RootCertStore>,
-) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+pub fn client_verifier(roots: Arc<RootCertStore>) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     WebPkiClientVerifier::builder_with_provider(roots, provider())
         .allow_unauthenticated()
         .build()
@@ -302,12 +312,11 @@ pub fn server_config(
     client_verifier: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = certs_from_pem(&cert_file.display().to_string(), &read(cert_file)?)?;
-    let key = PrivateKeyDer::from_pem_slice(read(key_file)?.as_bytes()).map_err(|e| {
-        TlsError::Pki {
+    let key =
+        PrivateKeyDer::from_pem_slice(read(key_file)?.as_bytes()).map_err(|e| TlsError::Pki {
             what: key_file.display().to_string(),
             message: e.to_string(),
-        }
-    })?;
+        })?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;

@@ -51,7 +51,9 @@ pub struct Components {
 
 impl std::fmt::Debug for Components {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Components").field("addr", &self.addr).finish()
+        f.debug_struct("Components")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 

@@ -133,7 +133,11 @@ impl SecurityArgs {
             (None, _) => {
                 let (private, public) = service_account::ensure_key_files(&pki)?;
                 (
-                    Some(self.service_account_signing_key_file.clone().unwrap_or(private)),
+                    Some(
+                        self.service_account_signing_key_file
+                            .clone()
+                            .unwrap_or(private),
+                    ),
                     public,
                 )
             }

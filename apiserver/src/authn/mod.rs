@@ -248,10 +248,11 @@ mod tests {
         let leaf = |issued: &tls::Issued| {
             tls::certs_from_pem("cert", &issued.cert_pem).expect("pem")[0].clone()
         };
-        let jane = ca.issue_client("jane", &["dev", "ops"]).expect("issue");
+        let jane = ca.issue_client("jane", &["dev"]).expect("issue");
         let user = client_cert_user(verifier.as_ref(), &leaf(&jane), &[]).expect("valid");
         assert_eq!(user.name, "jane");
-        assert_eq!(user.groups, vec!["dev", "ops"]);
+        assert_eq!(user.groups, vec!["dev"]);
+        assert!(ca.issue_client("jane", &["dev", "ops"]).is_err());
 
         let expired = ca.issue_client_valid("old", &[], -10).expect("issue");
         let err = client_cert_user(verifier.as_ref(), &leaf(&expired), &[]).unwrap_err();

@@ -222,7 +222,9 @@ mod tests {
         let other_dir = tempfile::tempdir().expect("temp dir");
         let (p2, _) = ensure_key_files(other_dir.path()).expect("keys");
         let other = Keys::from_files(&public, Some(&p2)).expect("keys load");
-        let (forged, _) = other.issue("ns", "bot", "uid-1", vec![], 600).expect("issue");
+        let (forged, _) = other
+            .issue("ns", "bot", "uid-1", vec![], 600)
+            .expect("issue");
         assert!(keys.verify(&forged).is_err(), "signed by another key");
     }
 }

@@ -100,7 +100,10 @@ pub fn parse(text: &str) -> Result<HashMap<String, UserInfo>, TokenFileError> {
 mod tests {
     use super::*;
 
-    fn check(text: &str, expected: Result<Vec<(&str, &str, &str, &[&str])>, &str>) {
+    /// Token, user, uid, groups.
+    type Entry<'a> = (&'a str, &'a str, &'a str, &'a [&'a str]);
+
+    fn check(text: &str, expected: Result<Vec<Entry<'_>>, &str>) {
         let got = parse(text).map(|m| {
             let mut v: Vec<_> = m
                 .into_iter()
@@ -136,9 +139,21 @@ mod tests {
                 ("t3", "carl", "u3", &["qa"]),
             ]),
         );
-        check("t1,jane\n", Err("line 1: expected token,user,uid[,\"group1,group2\"], got 2 field(s)"));
-        check("t1,jane,u\nt1,bob,u\n", Err("line 2: the token is listed twice"));
-        check("t1,jane,u,\"dev\n", Err("line 1: unterminated quoted field"));
-        check(",jane,u\n", Err("line 1: the token and the user name must not be empty"));
+        check(
+            "t1,jane\n",
+            Err("line 1: expected token,user,uid[,\"group1,group2\"], got 2 field(s)"),
+        );
+        check(
+            "t1,jane,u\nt1,bob,u\n",
+            Err("line 2: the token is listed twice"),
+        );
+        check(
+            "t1,jane,u,\"dev\n",
+            Err("line 1: unterminated quoted field"),
+        );
+        check(
+            ",jane,u\n",
+            Err("line 1: the token and the user name must not be empty"),
+        );
     }
 }

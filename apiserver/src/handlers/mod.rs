@@ -168,14 +168,14 @@ pub async fn dispatch(State(state): State<Arc<ApiState>>, req: axum::extract::Re
         .get::<axum::extract::ConnectInfo<crate::listener::PeerInfo>>()
         .map(|c| c.0.clone());
     let certs = peer.as_ref().and_then(|p| p.certs.clone());
-    let authenticated =
-        match security
-            .authn
-            .authenticate(&state, &parts.headers, certs.as_deref().map(Vec::as_slice))
-        {
-            Ok(u) => u,
-            Err(e) => return error(&e),
-        };
+    let authenticated = match security.authn.authenticate(
+        &state,
+        &parts.headers,
+        certs.as_deref().map(Vec::as_slice),
+    ) {
+        Ok(u) => u,
+        Err(e) => return error(&e),
+    };
     let user = match crate::authn::impersonate::apply(
         &state,
         &security.authz,
@@ -185,9 +185,15 @@ pub async fn dispatch(State(state): State<Arc<ApiState>>, req: axum::extract::Re
         Ok(u) => u,
         Err(e) => return error(&e),
     };
-    let attrs =
-        crate::rbac::Attributes::from_request(parts.method.as_str(), parts.uri.path(), parts.uri.query());
-    let sub = attrs.resource.as_ref().map_or("", |r| r.subresource.as_str());
+    let attrs = crate::rbac::Attributes::from_request(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query(),
+    );
+    let sub = attrs
+        .resource
+        .as_ref()
+        .map_or("", |r| r.subresource.as_str());
     let long_running = crate::inflight::long_running(&attrs.verb, sub);
     let _slot = match long_running {
         true => None,
@@ -199,7 +205,10 @@ pub async fn dispatch(State(state): State<Arc<ApiState>>, req: axum::extract::Re
     let mut record = security.audit.as_ref().and_then(|a| {
         let info = crate::audit::RequestInfo {
             uri: parts.uri.to_string(),
-            source_ip: peer.as_ref().map(|p| p.addr.ip().to_string()).unwrap_or_default(),
+            source_ip: peer
+                .as_ref()
+                .map(|p| p.addr.ip().to_string())
+                .unwrap_or_default(),
             user_agent: parts
                 .headers
                 .get(header::USER_AGENT)
@@ -271,7 +280,18 @@ async fn serve(
         Target::Resource(r) => r,
     };
     let params = Params::parse(parts.uri.query());
-    finish(resource_request(state, parts.method, parts.headers, resource, params, body, user).await)
+    finish(
+        resource_request(
+            state,
+            parts.method,
+            parts.headers,
+            resource,
+            params,
+            body,
+            user,
+        )
+        .await,
+    )
 }
 
 async fn read_body(body: Body) -> Result<Bytes, StatusError> {

@@ -35,7 +35,9 @@ pub async fn run(state: Arc<ApiState>) {
 }
 
 fn selectors(role: &Value) -> Option<Vec<LabelSelector>> {
-    let list = role.pointer("/aggregationRule/clusterRoleSelectors")?.as_array()?;
+    let list = role
+        .pointer("/aggregationRule/clusterRoleSelectors")?
+        .as_array()?;
     Some(
         list.iter()
             .filter_map(|s| serde_json::from_value::<MetaSelector>(s.clone()).ok())
@@ -68,7 +70,10 @@ pub fn aggregate(roles: &[(String, Value)]) -> Vec<(String, Vec<Value>)> {
                 continue;
             }
             let l = labels(source);
-            if !selectors.iter().any(|s| !s.is_everything() && s.matches(&l)) {
+            if !selectors
+                .iter()
+                .any(|s| !s.is_everything() && s.matches(&l))
+            {
                 continue;
             }
             for r in source
@@ -88,9 +93,10 @@ pub fn aggregate(roles: &[(String, Value)]) -> Vec<(String, Vec<Value>)> {
 }
 
 async fn reconcile(state: &Arc<ApiState>) {
-    let Some(info) = state
-        .registry()
-        .by_resource("rbac.authorization.k8s.io", "v1", "clusterroles")
+    let Some(info) =
+        state
+            .registry()
+            .by_resource("rbac.authorization.k8s.io", "v1", "clusterroles")
     else {
         return;
     };

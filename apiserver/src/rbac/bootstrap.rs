@@ -14,13 +14,7 @@ const AGGREGATE_TO: &str = "rbac.authorization.k8s.io/aggregate-to-";
 /// The read verbs.
 const READ: &[&str] = &["get", "list", "watch"];
 /// Every write verb of `edit`.
-const WRITE: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "patch",
-    "update",
-];
+const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
     json!({"apiGroups": groups, "resources": resources, "verbs": verbs})
@@ -32,10 +26,7 @@ fn urls(paths: &[&str], verbs: &[&str]) -> Value {
 
 fn labels(extra: &[(&str, &str)]) -> Value {
     let mut l = serde_json::Map::new();
-    l.insert(
-        "kubernetes.io/bootstrapping".into(),
-        "rbac-defaults".into(),
-    );
+    l.insert("kubernetes.io/bootstrapping".into(), "rbac-defaults".into());
     for (k, v) in extra {
         l.insert((*k).into(), (*v).into());
     }
@@ -138,7 +129,10 @@ fn workloads(verbs: &[&str]) -> Vec<Value> {
         ),
         rule(
             &["autoscaling"],
-            &["horizontalpodautoscalers", "horizontalpodautoscalers/status"],
+            &[
+                "horizontalpodautoscalers",
+                "horizontalpodautoscalers/status",
+            ],
             verbs,
         ),
         rule(
@@ -153,7 +147,11 @@ fn workloads(verbs: &[&str]) -> Vec<Value> {
         ),
         rule(&["discovery.k8s.io"], &["endpointslices"], verbs),
         rule(&["coordination.k8s.io"], &["leases"], verbs),
-        rule(&["gitplane.io"], &["applications", "applications/status"], verbs),
+        rule(
+            &["gitplane.io"],
+            &["applications", "applications/status"],
+            verbs,
+        ),
     ]
 }
 
@@ -178,15 +176,35 @@ const PUBLIC_INFO: &[&str] = &["/healthz", "/livez", "/readyz", "/version", "/ve
 pub fn cluster_roles() -> Vec<Value> {
     let mut edit_rules = workloads(WRITE);
     edit_rules.extend([
-        rule(&[""], &["secrets"], &["create", "delete", "deletecollection", "patch", "update", "get", "list", "watch"]),
+        rule(
+            &[""],
+            &["secrets"],
+            &[
+                "create",
+                "delete",
+                "deletecollection",
+                "patch",
+                "update",
+                "get",
+                "list",
+                "watch",
+            ],
+        ),
         rule(&[""], &["serviceaccounts"], &["impersonate"]),
         rule(&[""], &["serviceaccounts/token"], &["create"]),
         rule(&[""], &["pods/eviction"], &["create"]),
     ]);
     let mut view_rules = workloads(READ);
-    view_rules.extend([
-        rule(&[""], &["namespaces", "namespaces/status", "resourcequotas", "limitranges"], READ),
-    ]);
+    view_rules.extend([rule(
+        &[""],
+        &[
+            "namespaces",
+            "namespaces/status",
+            "resourcequotas",
+            "limitranges",
+        ],
+        READ,
+    )]);
     vec![
         cluster_role(
             "cluster-admin",
@@ -202,9 +220,22 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(
                     &["rbac.authorization.k8s.io"],
                     &["roles", "rolebindings"],
-                    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+                    &[
+                        "create",
+                        "delete",
+                        "deletecollection",
+                        "get",
+                        "list",
+                        "patch",
+                        "update",
+                        "watch",
+                    ],
                 ),
-                rule(&["authorization.k8s.io"], &["localsubjectaccessreviews"], &["create"]),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["localsubjectaccessreviews"],
+                    &["create"],
+                ),
             ],
             &[(&format!("{AGGREGATE_TO}admin"), "true")],
         ),
@@ -232,30 +263,62 @@ pub fn cluster_roles() -> Vec<Value> {
                     &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
                     &["create"],
                 ),
-                rule(&["authentication.k8s.io"], &["selfsubjectreviews"], &["create"]),
+                rule(
+                    &["authentication.k8s.io"],
+                    &["selfsubjectreviews"],
+                    &["create"],
+                ),
             ],
             &[],
         ),
         cluster_role(
             "system:kube-scheduler",
             vec![
-                rule(&["", "events.k8s.io"], &["events"], &["create", "patch", "update"]),
-                rule(&["coordination.k8s.io"], &["leases"], &["create", "get", "list", "watch", "update"]),
+                rule(
+                    &["", "events.k8s.io"],
+                    &["events"],
+                    &["create", "patch", "update"],
+                ),
+                rule(
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                    &["create", "get", "list", "watch", "update"],
+                ),
                 rule(&[""], &["nodes"], READ),
                 rule(&[""], &["pods"], &["delete", "get", "list", "watch"]),
                 rule(&[""], &["bindings", "pods/binding"], &["create"]),
                 rule(&[""], &["pods/status"], &["patch", "update"]),
                 rule(
                     &[""],
-                    &["namespaces", "services", "replicationcontrollers", "persistentvolumeclaims", "persistentvolumes", "configmaps"],
+                    &[
+                        "namespaces",
+                        "services",
+                        "replicationcontrollers",
+                        "persistentvolumeclaims",
+                        "persistentvolumes",
+                        "configmaps",
+                    ],
                     READ,
                 ),
                 rule(&["apps"], &["replicasets", "statefulsets"], READ),
                 rule(&["policy"], &["poddisruptionbudgets"], READ),
                 rule(&["scheduling.k8s.io"], &["priorityclasses"], READ),
-                rule(&["storage.k8s.io"], &["storageclasses", "csinodes", "csidrivers", "csistoragecapacities"], READ),
+                rule(
+                    &["storage.k8s.io"],
+                    &[
+                        "storageclasses",
+                        "csinodes",
+                        "csidrivers",
+                        "csistoragecapacities",
+                    ],
+                    READ,
+                ),
                 rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
-                rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                    &["create"],
+                ),
             ],
             &[],
         ),
@@ -263,34 +326,91 @@ pub fn cluster_roles() -> Vec<Value> {
             "system:kube-controller-manager",
             vec![
                 rule(
-                    &["", "apps", "batch", "autoscaling", "policy", "discovery.k8s.io", "coordination.k8s.io", "events.k8s.io", "networking.k8s.io"],
+                    &[
+                        "",
+                        "apps",
+                        "batch",
+                        "autoscaling",
+                        "policy",
+                        "discovery.k8s.io",
+                        "coordination.k8s.io",
+                        "events.k8s.io",
+                        "networking.k8s.io",
+                    ],
                     &["*"],
                     &["*"],
                 ),
                 rule(&["scheduling.k8s.io"], &["priorityclasses"], READ),
                 rule(&["gitplane.io"], &["applications"], READ),
-                rule(&["apiextensions.k8s.io"], &["customresourcedefinitions"], READ),
-                rule(&["*"], &["*"], &["get", "list", "watch", "delete", "deletecollection"]),
+                rule(
+                    &["apiextensions.k8s.io"],
+                    &["customresourcedefinitions"],
+                    READ,
+                ),
+                rule(
+                    &["*"],
+                    &["*"],
+                    &["get", "list", "watch", "delete", "deletecollection"],
+                ),
                 rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
-                rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                    &["create"],
+                ),
             ],
             &[],
         ),
         cluster_role(
             "system:node",
             vec![
-                rule(&[""], &["nodes"], &["create", "get", "list", "watch", "update", "patch", "delete"]),
+                rule(
+                    &[""],
+                    &["nodes"],
+                    &[
+                        "create", "get", "list", "watch", "update", "patch", "delete",
+                    ],
+                ),
                 rule(&[""], &["nodes/status"], &["patch", "update"]),
-                rule(&[""], &["pods"], &["create", "delete", "get", "list", "watch"]),
+                rule(
+                    &[""],
+                    &["pods"],
+                    &["create", "delete", "get", "list", "watch"],
+                ),
                 rule(&[""], &["pods/status"], &["patch", "update"]),
                 rule(&[""], &["pods/eviction"], &["create"]),
-                rule(&["", "events.k8s.io"], &["events"], &["create", "patch", "update"]),
-                rule(&["coordination.k8s.io"], &["leases"], &["create", "delete", "get", "patch", "update", "list", "watch"]),
-                rule(&[""], &["configmaps", "secrets", "services", "endpoints", "persistentvolumeclaims", "persistentvolumes"], READ),
+                rule(
+                    &["", "events.k8s.io"],
+                    &["events"],
+                    &["create", "patch", "update"],
+                ),
+                rule(
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                    &[
+                        "create", "delete", "get", "patch", "update", "list", "watch",
+                    ],
+                ),
+                rule(
+                    &[""],
+                    &[
+                        "configmaps",
+                        "secrets",
+                        "services",
+                        "endpoints",
+                        "persistentvolumeclaims",
+                        "persistentvolumes",
+                    ],
+                    READ,
+                ),
                 rule(&["discovery.k8s.io"], &["endpointslices"], READ),
                 rule(&[""], &["serviceaccounts/token"], &["create"]),
                 rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
-                rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                    &["create"],
+                ),
             ],
             &[],
         ),
@@ -300,7 +420,11 @@ pub fn cluster_roles() -> Vec<Value> {
 /// The ClusterRoleBindings created at start.
 pub fn cluster_role_bindings() -> Vec<Value> {
     vec![
-        binding("cluster-admin", "cluster-admin", vec![group(crate::authn::MASTERS)]),
+        binding(
+            "cluster-admin",
+            "cluster-admin",
+            vec![group(crate::authn::MASTERS)],
+        ),
         binding(
             "system:discovery",
             "system:discovery",
@@ -333,7 +457,11 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             vec![user("system:kube-controller-manager")],
         ),
         binding("system:node", "system:node", vec![group("system:nodes")]),
-        binding("gitplane:syncer", "cluster-admin", vec![user("gitplane:syncer")]),
+        binding(
+            "gitplane:syncer",
+            "cluster-admin",
+            vec![user("gitplane:syncer")],
+        ),
     ]
 }
 
@@ -355,7 +483,9 @@ pub fn component_identity(component: &str) -> (String, Vec<String>) {
 
 /// Creates the bootstrap ClusterRoles and ClusterRoleBindings that do not exist (existing ones
 /// are left as they are, so an administrator's changes survive restarts).
-pub async fn create(state: &crate::state::ApiState) -> Result<(), apimachinery::status::StatusError> {
+pub async fn create(
+    state: &crate::state::ApiState,
+) -> Result<(), apimachinery::status::StatusError> {
     use apimachinery::status::StatusError;
     let registry = state.registry();
     for (resource, objects) in [

@@ -195,7 +195,11 @@ pub struct Rule {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resource_names: Vec<String>,
     /// Non-resource URLs (`/healthz`, `/apis/*`).
-    #[serde(default, rename = "nonResourceURLs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "nonResourceURLs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub non_resource_urls: Vec<String>,
 }
 
@@ -398,17 +402,33 @@ mod tests {
         check(&logs, &attrs("get", "", "pods", "log", "p"), true);
         check(&logs, &attrs("get", "", "pods", "", "p"), false);
         let any_scale = rule(&["*"], &["*"], &["*/scale"], &[]);
-        check(&any_scale, &attrs("update", "apps", "deployments", "scale", "d"), true);
-        check(&any_scale, &attrs("update", "apps", "deployments", "", "d"), false);
+        check(
+            &any_scale,
+            &attrs("update", "apps", "deployments", "scale", "d"),
+            true,
+        );
+        check(
+            &any_scale,
+            &attrs("update", "apps", "deployments", "", "d"),
+            false,
+        );
         let not_a_wildcard = rule(&["get"], &[""], &["pods/*"], &[]);
-        check(&not_a_wildcard, &attrs("get", "", "pods", "status", "p"), false);
+        check(
+            &not_a_wildcard,
+            &attrs("get", "", "pods", "status", "p"),
+            false,
+        );
         check(&not_a_wildcard, &attrs("get", "", "pods", "", "p"), false);
         let named = rule(&["get"], &[""], &["configmaps"], &["a"]);
         check(&named, &attrs("get", "", "configmaps", "", "a"), true);
         check(&named, &attrs("get", "", "configmaps", "", "b"), false);
         check(&named, &attrs("list", "", "configmaps", "", ""), false);
         let everything = rule(&["*"], &["*"], &["*"], &[]);
-        check(&everything, &attrs("escalate", "rbac.authorization.k8s.io", "roles", "", "r"), true);
+        check(
+            &everything,
+            &attrs("escalate", "rbac.authorization.k8s.io", "roles", "", "r"),
+            true,
+        );
         let urls = Rule {
             verbs: vec!["get".into()],
             non_resource_urls: vec!["/healthz".into(), "/apis/*".into()],
@@ -429,7 +449,10 @@ mod tests {
         assert_eq!(a.verb, "deletecollection");
         let a = Attributes::from_request("GET", "/api/v1/namespaces/ns", None);
         let r = a.resource.clone().expect("resource");
-        assert_eq!((r.resource.as_str(), r.namespace.as_str(), r.name.as_str()), ("namespaces", "ns", "ns"));
+        assert_eq!(
+            (r.resource.as_str(), r.namespace.as_str(), r.name.as_str()),
+            ("namespaces", "ns", "ns")
+        );
         let a = Attributes::from_request("GET", "/apis/apps/v1", None);
         assert_eq!(a, Attributes::path("get", "/apis/apps/v1"));
     }
@@ -445,7 +468,11 @@ mod tests {
             a.forbidden(&jane).message,
             "pods is forbidden: User \"jane\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
         );
-        let a = Attributes::from_request("GET", "/apis/apps/v1/namespaces/x/deployments/web/scale", None);
+        let a = Attributes::from_request(
+            "GET",
+            "/apis/apps/v1/namespaces/x/deployments/web/scale",
+            None,
+        );
         assert_eq!(
             a.forbidden(&jane).message,
             "deployments.apps \"web\" is forbidden: User \"jane\" cannot get resource \"deployments/scale\" in API group \"apps\" in the namespace \"x\""

@@ -70,7 +70,11 @@ pub fn subject_access_review(state: &ApiState, authz: &Authorizer, body: Value) 
         groups: spec
             .get("groups")
             .and_then(Value::as_array)
-            .map(|g| g.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|g| {
+                g.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default(),
         ..Default::default()
     };
@@ -90,7 +94,10 @@ pub fn self_subject_rules_review(
     user: &UserInfo,
     mut body: Value,
 ) -> ApiResult {
-    let namespace = body.pointer("/spec/namespace").and_then(Value::as_str).unwrap_or("");
+    let namespace = body
+        .pointer("/spec/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let rules: Vec<Rule> = if authz.mode == super::Mode::AlwaysAllow {
         vec![
             Rule {
@@ -118,7 +125,8 @@ pub fn self_subject_rules_review(
                 "resourceNames": r.resource_names,
             }));
         } else {
-            non_resource_rules.push(json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}));
+            non_resource_rules
+                .push(json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}));
         }
     }
     body["apiVersion"] = "authorization.k8s.io/v1".into();
