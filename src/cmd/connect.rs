@@ -72,6 +72,14 @@ impl Components {
     pub fn client(&self, name: &str) -> anyhow::Result<kube::Client> {
         let build = || -> anyhow::Result<kube::Client> {
             let (user, groups) = apiserver::rbac::bootstrap::component_identity(name);
+            if user == format!("gitplane:{name}") {
+                tracing::warn!(
+                    component = name,
+                    user,
+                    "no bootstrap role grants this component anything; add it to \
+                     rbac::bootstrap::component_identity and give it a role"
+                );
+            }
             let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
             let issued = self.ca.issue_client(&user, &groups)?;
             let creds = crate::kubeconfig::Credentials {
