@@ -29,6 +29,8 @@ enum Command {
     Apiserver(cmd::apiserver::Args),
     /// Run the scheduler alone (an API client, with leader election).
     Scheduler(cmd::scheduler::Args),
+    /// Run the service proxy alone: cluster IPs and node ports forwarded to ready endpoints.
+    Proxy(cmd::proxy::Args),
     /// Register simulated nodes and run their pods (kwok-style) until stopped.
     SimulateNodes(cmd::simulate_nodes::Args),
     /// Render a kustomization, chart or directory of manifests and print the objects.
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Up(args) => cmd::up::run(args),
         Command::Apiserver(args) => cmd::apiserver::run(args),
         Command::Scheduler(args) => cmd::scheduler::run(args),
+        Command::Proxy(args) => cmd::proxy::run(args),
         Command::SimulateNodes(args) => cmd::simulate_nodes::run(args),
         Command::Render(args) => cmd::render::run(args),
         Command::Apps(args) => cmd::apps::run(args),

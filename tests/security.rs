@@ -817,7 +817,8 @@ fn a_review_with_a_read_only_kubeconfig_shows_the_rbac_refusal_of_the_server() {
     assert_eq!(
         out.status.code(),
         Some(2),
-        "a refusal fails the review: {text}"
+        "a refusal fails the review: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     assert!(
         text.contains("=== ConfigMap/default/web (changed)"),

@@ -12,15 +12,19 @@
 //!   tokens, impersonation), [`inflight`] (429 beyond the limits), [`audit`] (JSON lines),
 //!   [`rbac`] (authorization, bootstrap roles, aggregation, escalation checks, access reviews);
 //!   [`tls`] and [`listener`] serve HTTPS with the cluster CA.
+//! - [`allocator`]: cluster IPs and node ports of Services; [`default_service`]: the
+//!   `default/kubernetes` Service.
 //! - [`discovery`], [`table`], [`crd`], [`namespace`]: discovery documents, server-side tables,
 //!   CRD serving, namespace deletion.
 //!
 //! **Architecture Invariant**: only this crate touches storage; every other component is an
 //! HTTP client of the API.
 
+pub mod allocator;
 pub mod audit;
 pub mod authn;
 pub mod crd;
+pub mod default_service;
 pub mod defaults;
 pub mod discovery;
 pub mod handlers;

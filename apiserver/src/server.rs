@@ -13,7 +13,9 @@ use apimachinery::object::ObjectExt;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::allocator::ServiceRanges;
 use crate::crd;
+use crate::default_service;
 use crate::handlers;
 use crate::listener::{PeerInfo, TlsListener};
 use crate::security::Security;
@@ -37,16 +39,19 @@ pub struct Config {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Authentication, authorization, audit and in-flight limits.
     pub security: Arc<Security>,
+    /// Cluster IP and node port ranges of Services.
+    pub services: ServiceRanges,
 }
 
 impl Config {
-    /// Plain HTTP on `listen` with security disabled and the default cache.
+    /// Plain HTTP on `listen` with security disabled, the default cache and Service ranges.
     pub fn new(listen: SocketAddr) -> Config {
         Config {
             listen,
             cache: Default::default(),
             tls: None,
             security: Security::disabled_shared(),
+            services: Default::default(),
         }
     }
 }
@@ -86,7 +91,7 @@ impl ApiServer {
     pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Self, ServerError> {
         let cache = WatchCache::new(config.cache.clone());
         tokio::spawn(watch_cache::run_feeder(cache.clone(), store.clone()));
-        let state = ApiState::new(store, cache);
+        let state = ApiState::new(store, cache, config.services.clone());
         state.set_security(config.security.clone());
         state
             .sync_cache()
@@ -107,11 +112,15 @@ impl ApiServer {
                     addr: config.listen,
                     source,
                 })?;
-        Ok(ApiServer {
+        let server = ApiServer {
             state,
             listener,
             tls: config.tls,
-        })
+        };
+        default_service::ensure(&server.state, server.local_addr())
+            .await
+            .map_err(|e| ServerError::Cache(e.message))?;
+        Ok(server)
     }
 
     /// The address the server listens on.

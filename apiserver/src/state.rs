@@ -7,6 +7,7 @@ use apimachinery::status::StatusError;
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::allocator::ServiceRanges;
 use crate::response::storage_error;
 use crate::storage::{Revision, Store};
 use crate::watch_cache::{CachedObject, WatchCache};
@@ -17,6 +18,8 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     /// The watch cache that serves reads.
     pub cache: Arc<WatchCache>,
+    /// Where Services get their cluster IPs and node ports.
+    pub services: ServiceRanges,
     registry: RwLock<Arc<Registry>>,
     shutdown: tokio::sync::watch::Sender<bool>,
     security: std::sync::OnceLock<Arc<crate::security::Security>>,
@@ -24,10 +27,15 @@ pub struct ApiState {
 
 impl ApiState {
     /// State over a store and a cache, serving the built-in kinds.
-    pub fn new(store: Arc<dyn Store>, cache: Arc<WatchCache>) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<WatchCache>,
+        services: ServiceRanges,
+    ) -> Arc<Self> {
         Arc::new(ApiState {
             store,
             cache,
+            services,
             registry: RwLock::new(Arc::new(Registry::builtin())),
             shutdown: tokio::sync::watch::channel(false).0,
             security: std::sync::OnceLock::new(),

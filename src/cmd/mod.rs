@@ -7,6 +7,7 @@ pub mod blame;
 pub mod connect;
 pub mod diff;
 pub mod history;
+pub mod proxy;
 pub mod render;
 pub mod rollback;
 pub mod scheduler;

@@ -28,8 +28,18 @@ pub struct ServerArgs {
     /// API servers sharing a cluster compact once per interval between them.
     #[arg(long, default_value_t = 300)]
     pub etcd_compaction_interval: u64,
+    /// The range Services get their cluster IPs from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cluster_ip_range: apiserver::allocator::Ipv4Cidr,
+    /// The range of node ports (Services of type NodePort and LoadBalancer).
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    pub service_node_port_range: std::ops::RangeInclusive<u16>,
     #[command(flatten)]
     pub security: super::security::SecurityArgs,
+}
+
+fn parse_port_range(value: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    apiserver::allocator::parse_port_range(value).map_err(|e| e.to_string())
 }
 
 /// The storage backend chosen with `--store`.
@@ -126,6 +136,10 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<ApiServer> {
     let mut config = Config::new(args.listen);
     config.tls = Some(prepared.tls);
     config.security = prepared.security;
+    config.services = apiserver::allocator::ServiceRanges {
+        cluster_ips: args.service_cluster_ip_range,
+        node_ports: args.service_node_port_range.clone(),
+    };
     let server = ApiServer::start(config, store).await?;
     let kubeconfig = args.data_dir.join("kubeconfig");
     crate::kubeconfig::write(&kubeconfig, server.local_addr(), &prepared.admin)

@@ -17,6 +17,7 @@ use reconciler::gitops::{repo, syncer};
 use serde_json::json;
 
 use super::connect;
+use super::proxy::ProxyArgs;
 use super::scheduler::{self, SchedulerArgs};
 use super::server::{self, ServerArgs};
 use super::simulate_nodes::NodeArgs;
@@ -64,6 +65,11 @@ pub struct Args {
     disable_scheduler: bool,
     #[command(flatten)]
     scheduler: SchedulerArgs,
+    /// Do not run the service proxy in this process.
+    #[arg(long)]
+    disable_proxy: bool,
+    #[command(flatten)]
+    proxy: ProxyArgs,
 }
 
 /// Creates the Application `root` unless it exists.
@@ -148,11 +154,22 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
             _ => None,
         };
+        let proxy = if args.disable_proxy {
+            None
+        } else {
+            let loopback = args.server.service_cluster_ip_range.is_loopback();
+            let config = args.proxy.config(Some(loopback));
+            let client = components.client("service-proxy")?;
+            Some(node::proxy::ServiceProxy::start(client, config))
+        };
         print_welcome(address, &kubeconfig, &repo_url, seeded);
 
         server::shutdown_signal().await;
         if let Some(nodes) = nodes {
             nodes.shutdown().await;
+        }
+        if let Some(proxy) = proxy {
+            proxy.shutdown().await;
         }
         let _ = stop_tx.send(true);
         if let Some(t) = scheduler_task {

@@ -120,7 +120,7 @@ fn a_missing_value_names_the_template_line_and_value() {
         CHART,
         options,
         Expect::Error(
-            "examples-repo/apps/hello/templates/service.yaml:10: missing value values.service.port",
+            "examples-repo/apps/hello/templates/service.yaml:7: missing value values.service.type",
         ),
     );
 }

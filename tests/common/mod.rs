@@ -246,6 +246,11 @@ impl Server {
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(store.map(|s| format!("--store={s}")))
+            // Cluster IPs on loopback, so the service proxy never touches the host's interfaces.
+            .args(
+                (!extra.contains(&"--service-cluster-ip-range"))
+                    .then_some("--service-cluster-ip-range=127.96.0.0/16"),
+            )
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -33,6 +33,9 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         check_namespace(state, ns).await?;
     }
     let name = obj.name().unwrap_or("").to_string();
+    let allocated = state
+        .allocate_service(info, &mut obj, None, dry_run)
+        .await?;
     if dry_run {
         let (_, existing) = state
             .store
@@ -48,11 +51,17 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         }
         return Ok(json(StatusCode::CREATED, &obj));
     }
-    let kv = state
+    let kv = match state
         .store
         .create(&info.key(req.namespace(), &name), encode(&obj))
         .await
-        .map_err(|e| storage_error(e, &info.group, &info.plural, &name))?;
+    {
+        Ok(kv) => kv,
+        Err(e) => {
+            state.release(allocated).await;
+            return Err(storage_error(e, &info.group, &info.plural, &name));
+        }
+    };
     crd::after_write(state, info, kv.mod_revision).await;
     Ok(json(StatusCode::CREATED, &stamp(obj, kv.mod_revision)))
 }

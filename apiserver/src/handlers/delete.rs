@@ -149,6 +149,7 @@ pub async fn delete_object(
         }
         match state.store.delete(&key, Some(stored.mod_revision)).await {
             Ok((revision, _)) => {
+                state.release_service(info, &obj, None).await;
                 crd::after_delete(state, info, &obj, revision).await;
                 return Ok(stamp(obj, stored.mod_revision));
             }

@@ -110,7 +110,15 @@ pub async fn update_with(
         errs.extend(validate::update(info, &old, &new));
         strategy::invalid_if_any(info, &new, errs)?;
         let finalized = strategy::ready_to_remove(&new);
+        let allocated = if finalized {
+            Default::default()
+        } else {
+            state
+                .allocate_service(info, &mut new, Some(&old), dry_run)
+                .await?
+        };
         if !strategy::changed(&old, &new) && !finalized {
+            state.release(allocated).await;
             return Ok(Written {
                 object: stamp(old, stored.mod_revision),
             });
@@ -135,14 +143,23 @@ pub async fn update_with(
         };
         match result {
             Ok(revision) => {
+                state
+                    .release_service(info, &old, (!finalized).then_some(&new))
+                    .await;
                 crd::after_write(state, info, revision).await;
                 return Ok(Written {
                     object: stamp(new, revision),
                 });
             }
             // Re-read and re-run `change`: a resourceVersion precondition then fails above.
-            Err(StorageError::Conflict { .. }) => continue,
-            Err(e) => return Err(storage_error(e, &info.group, &info.plural, name)),
+            Err(StorageError::Conflict { .. }) => {
+                state.release(allocated).await;
+                continue;
+            }
+            Err(e) => {
+                state.release(allocated).await;
+                return Err(storage_error(e, &info.group, &info.plural, name));
+            }
         }
     }
     Err(StatusError::new(

@@ -4,8 +4,9 @@
 //!
 //! Component identities (client certificates minted by `gitplane up` from the cluster CA):
 //! `gitplane:syncer` (cluster-admin: it applies whatever the repository holds, as Argo CD's
-//! application controller does), `system:kube-scheduler`, `system:kube-controller-manager`, and
-//! nodes as `system:node:NAME` in `system:nodes`.
+//! application controller does), `system:kube-scheduler`, `system:kube-controller-manager`,
+//! `system:kube-proxy` (the service proxy, Kubernetes' `system:node-proxier`), and nodes as
+//! `system:node:NAME` in `system:nodes`.
 
 use serde_json::{Value, json};
 
@@ -362,6 +363,27 @@ pub fn cluster_roles() -> Vec<Value> {
             &[],
         ),
         cluster_role(
+            "system:node-proxier",
+            vec![
+                rule(
+                    &[""],
+                    &["services", "endpoints", "nodes"],
+                    &["list", "watch", "get"],
+                ),
+                rule(
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                    &["list", "watch", "get"],
+                ),
+                rule(
+                    &["", "events.k8s.io"],
+                    &["events"],
+                    &["create", "patch", "update"],
+                ),
+            ],
+            &[],
+        ),
+        cluster_role(
             "system:node",
             vec![
                 rule(
@@ -458,6 +480,11 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         ),
         binding("system:node", "system:node", vec![group("system:nodes")]),
         binding(
+            "system:node-proxier",
+            "system:node-proxier",
+            vec![user("system:kube-proxy")],
+        ),
+        binding(
             "gitplane:syncer",
             "cluster-admin",
             vec![user("gitplane:syncer")],
@@ -472,6 +499,7 @@ pub fn component_identity(component: &str) -> (String, Vec<String>) {
         "gitops-syncer" | "syncer" => ("gitplane:syncer".into(), vec![]),
         "scheduler" => ("system:kube-scheduler".into(), vec![]),
         "controller-manager" => ("system:kube-controller-manager".into(), vec![]),
+        "service-proxy" | "proxy" => ("system:kube-proxy".into(), vec![]),
         "simulated-nodes" => ("system:node:simulated".into(), nodes()),
         n => match n.strip_prefix("node-").or_else(|| n.strip_prefix("node:")) {
             Some(node) => (format!("system:node:{node}"), nodes()),

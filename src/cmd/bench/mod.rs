@@ -10,6 +10,7 @@ mod api_write;
 mod api_write_etcd;
 mod client;
 mod gitops;
+mod memory;
 mod pod_startup;
 mod pods;
 mod render;
@@ -66,6 +67,8 @@ enum Scenario {
     Schedule,
     /// 1,000 pods created at once on 100 simulated nodes; creation → Running p99.
     PodStartup,
+    /// Peak RSS of `gitplane up`: idle, then with 10,000 objects and 1,000 simulated nodes.
+    Memory,
 }
 
 /// Runs one scenario.
@@ -91,6 +94,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     args.clients,
                 )
                 .await
+            }
+            Scenario::Memory => {
+                memory::run(args.count.unwrap_or(10_000), args.nodes.unwrap_or(1000)).await
             }
             Scenario::PodStartup => {
                 pod_startup::run(

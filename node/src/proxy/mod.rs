@@ -1,0 +1,298 @@
+//! The node's service proxy (kube-proxy's job), in userspace.
+//!
+//! It watches Services and EndpointSlices, computes the [`rules::rules`] and keeps one TCP
+//! listener per frontend address (a Service's `clusterIP:port`, and `address:nodePort` on each of
+//! the node's addresses) that has ready endpoints. Each accepted connection goes to the next
+//! ready endpoint (round robin; an endpoint that refuses is skipped) and the bytes are copied
+//! both ways. A frontend with no ready endpoint has no listener, so connections to it are
+//! refused, as kube-proxy's REJECT rule does; an endpoint that becomes unready gets no new
+//! connections while established ones run on.
+//!
+//! Cluster IPs are only reachable if they are local addresses of the host. With
+//! [`ClusterIps::Interface`] (root, `ip` available) the proxy adds each one as a /32 to a dummy
+//! interface, as kube-proxy's IPVS mode does with `kube-ipvs0`, so that the host and pods in
+//! their own network namespaces (whose default route leads to the host) reach them. With
+//! [`ClusterIps::Bind`] it only binds, which works for ranges the host already treats as local
+//! (a range inside 127.0.0.0/8). UDP is not proxied.
+//!
+//! States of the loop: *syncing* (the two watches have not listed yet; nothing is served), then
+//! *serving* (every change recomputes the rules and reconciles the listeners).
+
+pub mod interface;
+pub mod rules;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use rules::Rule;
+
+/// How cluster IPs are made reachable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterIps {
+    /// Not proxied (node ports only).
+    Off,
+    /// Bind them as they are: for service ranges the host treats as local (127.0.0.0/8).
+    Bind,
+    /// Add each one to this dummy interface (created when missing), then bind.
+    Interface(String),
+}
+
+/// Proxy settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Addresses node ports listen on: the node's own addresses, loopback included.
+    pub node_addresses: Vec<IpAddr>,
+    /// How cluster IPs are handled.
+    pub cluster_ips: ClusterIps,
+}
+
+/// A running proxy; dropping it does not stop it, [`ServiceProxy::shutdown`] does.
+pub struct ServiceProxy {
+    stop: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl ServiceProxy {
+    /// Starts watching and proxying.
+    pub fn start(client: kube::Client, config: Config) -> Self {
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(run(client, config, stop.clone()));
+        ServiceProxy { stop, task }
+    }
+
+    /// Closes every listener (and removes the cluster IPs it added) and stops.
+    pub async fn shutdown(self) {
+        self.stop.notify_one();
+        let _ = self.task.await;
+    }
+}
+
+/// Drives a reflector until the stream ends, poking `changed` after every event.
+fn reflect<K>(api: Api<K>, changed: Arc<Notify>) -> (Store<K>, JoinHandle<()>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::debug!(error = %e, "proxy watch error (retrying)");
+            }
+            changed.notify_one();
+        }
+    });
+    (reader, task)
+}
+
+async fn run(client: kube::Client, config: Config, stop: Arc<Notify>) {
+    let changed = Arc::new(Notify::new());
+    let (services, svc_task) = reflect(Api::<Service>::all(client.clone()), changed.clone());
+    let (slices, slice_task) = reflect(Api::<EndpointSlice>::all(client), changed.clone());
+    let mut proxy = Listeners::new(config);
+    // Syncing: wait for both initial lists (or a stop).
+    tokio::select! {
+        _ = async { let _ = tokio::join!(services.wait_until_ready(), slices.wait_until_ready()); } => {}
+        _ = stop.notified() => {
+            svc_task.abort();
+            slice_task.abort();
+            return;
+        }
+    }
+    tracing::info!("service proxy serving");
+    loop {
+        let svcs: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
+        let eps: Vec<EndpointSlice> = slices.state().iter().map(|s| (**s).clone()).collect();
+        proxy.reconcile(rules::rules(
+            &svcs,
+            &eps,
+            &proxy.config.node_addresses,
+            proxy.config.cluster_ips != ClusterIps::Off,
+        ));
+        tokio::select! {
+            _ = changed.notified() => {
+                // Let a burst of events (a rollout) settle into one recomputation.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            _ = stop.notified() => break,
+        }
+    }
+    svc_task.abort();
+    slice_task.abort();
+    proxy.reconcile(BTreeMap::new());
+}
+
+/// The backends of one listener, swapped in place when endpoints change.
+struct Frontend {
+    rule: Rule,
+    backends: Arc<RwLock<Vec<SocketAddr>>>,
+    task: JoinHandle<()>,
+}
+
+/// The listeners now open, by address.
+struct Listeners {
+    config: Config,
+    open: BTreeMap<SocketAddr, Frontend>,
+    /// Addresses that failed to bind, so the warning is given once.
+    failed: BTreeMap<SocketAddr, String>,
+}
+
+impl Listeners {
+    fn new(config: Config) -> Self {
+        Listeners {
+            config,
+            open: BTreeMap::new(),
+            failed: BTreeMap::new(),
+        }
+    }
+
+    /// Opens, updates and closes listeners to match `wanted`; rules without backends get none.
+    fn reconcile(&mut self, wanted: BTreeMap<SocketAddr, Rule>) {
+        let wanted: BTreeMap<SocketAddr, Rule> = wanted
+            .into_iter()
+            .filter(|(_, r)| !r.backends.is_empty())
+            .collect();
+        let gone: Vec<SocketAddr> = self
+            .open
+            .keys()
+            .filter(|a| !wanted.contains_key(a))
+            .copied()
+            .collect();
+        for addr in gone {
+            if let Some(f) = self.open.remove(&addr) {
+                f.task.abort();
+                tracing::info!(%addr, service = %f.rule.service, "closed (no ready endpoints)");
+                if f.rule.frontend == rules::Frontend::ClusterIp {
+                    self.release_ip(addr.ip());
+                }
+            }
+        }
+        self.failed.retain(|a, _| wanted.contains_key(a));
+        for (addr, rule) in wanted {
+            if let Some(f) = self.open.get_mut(&addr) {
+                if f.rule.backends != rule.backends {
+                    *f.backends.write().unwrap_or_else(|p| p.into_inner()) = rule.backends.clone();
+                }
+                f.rule = rule;
+                continue;
+            }
+            if let ClusterIps::Interface(name) = &self.config.cluster_ips
+                && rule.frontend == rules::Frontend::ClusterIp
+                && let Err(e) = interface::add_address(name, addr.ip())
+            {
+                self.warn_once(addr, &rule, e.to_string());
+                continue;
+            }
+            match bind(addr) {
+                Ok(listener) => {
+                    let backends = Arc::new(RwLock::new(rule.backends.clone()));
+                    let task =
+                        tokio::spawn(serve(listener, backends.clone(), rule.service.clone()));
+                    tracing::info!(%addr, service = %rule.service, backends = rule.backends.len(), "listening");
+                    self.failed.remove(&addr);
+                    self.open.insert(
+                        addr,
+                        Frontend {
+                            rule,
+                            backends,
+                            task,
+                        },
+                    );
+                }
+                Err(e) => self.warn_once(addr, &rule, e.to_string()),
+            }
+        }
+    }
+
+    fn release_ip(&self, ip: IpAddr) {
+        if let ClusterIps::Interface(name) = &self.config.cluster_ips
+            && !self.open.keys().any(|a| a.ip() == ip)
+            && let Err(e) = interface::remove_address(name, ip)
+        {
+            tracing::warn!(%ip, error = %e, "could not remove a cluster IP from {name}");
+        }
+    }
+
+    fn warn_once(&mut self, addr: SocketAddr, rule: &Rule, error: String) {
+        if self.failed.get(&addr) != Some(&error) {
+            tracing::warn!(%addr, service = %rule.service, %error, "cannot listen for a service");
+            self.failed.insert(addr, error);
+        }
+    }
+}
+
+/// A listener with SO_REUSEADDR, so a closed frontend can be reopened at once.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Accepts connections and forwards each to the next backend that accepts it.
+async fn serve(listener: TcpListener, backends: Arc<RwLock<Vec<SocketAddr>>>, service: String) {
+    let next = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (mut inbound, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(%service, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (backends, next, service) = (backends.clone(), next.clone(), service.clone());
+        tokio::spawn(async move {
+            let candidates = backends.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let Some(mut outbound) = connect_any(&candidates, &next).await else {
+                tracing::debug!(%service, %peer, "no endpoint accepted the connection");
+                return;
+            };
+            let _ = inbound.set_nodelay(true);
+            let _ = outbound.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+        });
+    }
+}
+
+/// Connects to the backends in round-robin order, skipping any that refuse.
+async fn connect_any(backends: &[SocketAddr], next: &AtomicUsize) -> Option<TcpStream> {
+    if backends.is_empty() {
+        return None;
+    }
+    let start = next.fetch_add(1, Ordering::Relaxed);
+    for i in 0..backends.len() {
+        let addr = backends[(start + i) % backends.len()];
+        match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Some(stream),
+            Ok(Err(e)) => tracing::debug!(%addr, error = %e, "endpoint refused"),
+            Err(_) => tracing::debug!(%addr, "endpoint timed out"),
+        }
+    }
+    None
+}
