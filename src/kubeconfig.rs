@@ -1,30 +1,63 @@
-//! The kubeconfig gitplane writes for kubectl and its own client subcommands.
+//! The kubeconfig gitplane writes for kubectl and its own client subcommands: HTTPS verified
+//! against the cluster CA, and a client certificate as the identity.
 
 use std::net::SocketAddr;
 use std::path::Path;
 
-/// Writes a kubeconfig pointing at the API server (context `gitplane`).
-pub fn write(path: &Path, server: SocketAddr) -> std::io::Result<()> {
-    let text = format!(
+use base64::Engine;
+
+/// The credentials a kubeconfig carries (all PEM).
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// The CA that signed the serving certificate.
+    pub ca_pem: String,
+    /// The client certificate.
+    pub cert_pem: String,
+    /// Its private key.
+    pub key_pem: String,
+}
+
+/// The text of a kubeconfig for the server at `server` (context `gitplane`, user `user`).
+pub fn render(server: SocketAddr, user: &str, creds: &Credentials) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let host = match server {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], a.port()))
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
+        }
+        a => a,
+    };
+    format!(
         "apiVersion: v1
 kind: Config
 clusters:
 - name: gitplane
   cluster:
-    server: http://{server}
+    server: https://{host}
+    certificate-authority-data: {ca}
 users:
-- name: admin
-  user: {{}}
+- name: {user}
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
 contexts:
 - name: gitplane
   context:
     cluster: gitplane
-    user: admin
+    user: {user}
     namespace: default
 current-context: gitplane
-"
-    );
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+",
+        ca = b64(&creds.ca_pem),
+        cert = b64(&creds.cert_pem),
+        key = b64(&creds.key_pem),
+    )
+}
+
+/// Writes the administrator's kubeconfig (0600).
+pub fn write(path: &Path, server: SocketAddr, creds: &Credentials) -> anyhow::Result<()> {
+    apiserver::tls::write_private(path, &render(server, "admin", creds))?;
+    Ok(())
 }

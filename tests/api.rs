@@ -314,10 +314,7 @@ fn lists_filter_by_selectors_and_paginate() {
 }
 
 fn read_events(s: &Server, query: &str, want: usize) -> Vec<Value> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into();
+    let agent = s.agent(&common::Auth::Admin, Duration::from_secs(20));
     // The server ends the watch after two seconds, so that dropping it early does not wait.
     let url = format!("{}{CMS}?watch=true&timeoutSeconds=2&{query}", s.url);
     let resp = agent.get(&url).call().expect("watch");

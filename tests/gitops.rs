@@ -333,10 +333,8 @@ fn the_push_webhook_refuses_bad_signatures_and_accepts_good_ones() {
     let s = Server::start_with(&["--webhook-secret-file", &secret_file.to_string_lossy()]);
     let body = br#"{"ref":"refs/heads/main","repository":{"clone_url":"https://git.example/org/repo.git"}}"#;
     let post = |headers: &[(&str, &str)]| {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+        // No client credentials: the webhook authenticates by HMAC, not by the API's authn.
+        let agent = s.agent(&common::Auth::Anonymous, Duration::from_secs(30));
         let mut req = agent
             .post(&format!("{}/webhooks/git", s.url))
             .header("content-type", "application/json");

@@ -9,6 +9,10 @@
 //! - [`admission`]: the order of admission, built-in admission plugins and webhooks.
 //! - [`watch_cache`]: all objects in memory, fed by one storage watch; serves reads and watches.
 //! - [`storage`]: the revisioned key-value interface and its backends.
+//! - [`security`]: the outer pipeline: [`authn`] (client certificates, tokens, service account
+//!   tokens, impersonation), [`inflight`] (429 beyond the limits), [`audit`] (JSON lines),
+//!   [`rbac`] (authorization, bootstrap roles, aggregation, escalation checks, access reviews);
+//!   [`tls`] and [`listener`] serve HTTPS with the cluster CA.
 //! - [`allocator`]: cluster IPs and node ports of Services; [`default_service`]: the
 //!   `default/kubernetes` Service.
 //! - [`discovery`], [`table`], [`crd`]: discovery documents, server-side tables, CRD serving.
@@ -18,19 +22,26 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod audit;
+pub mod authn;
 pub mod crd;
 pub mod default_service;
 pub mod defaults;
 pub mod discovery;
 pub mod handlers;
+pub mod inflight;
+pub mod listener;
 pub mod openapi;
+pub mod rbac;
 pub mod request;
 pub mod response;
+pub mod security;
 pub mod server;
 pub mod state;
 pub mod storage;
 pub mod strategy;
 pub mod table;
+pub mod tls;
 pub mod validate;
 pub mod watch_cache;
 

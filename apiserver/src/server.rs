@@ -17,6 +17,8 @@ use crate::allocator::ServiceRanges;
 use crate::crd;
 use crate::default_service;
 use crate::handlers;
+use crate::listener::{PeerInfo, TlsListener};
+use crate::security::Security;
 use crate::state::{ApiState, encode};
 use crate::storage::{StorageError, Store};
 use crate::strategy;
@@ -33,8 +35,25 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Watch cache limits.
     pub cache: watch_cache::Config,
+    /// TLS (HTTPS); `None` serves plain HTTP (the benchmarks' in-process server).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Authentication, authorization, audit and in-flight limits.
+    pub security: Arc<Security>,
     /// Cluster IP and node port ranges of Services.
     pub services: ServiceRanges,
+}
+
+impl Config {
+    /// Plain HTTP on `listen` with security disabled, the default cache and Service ranges.
+    pub fn new(listen: SocketAddr) -> Config {
+        Config {
+            listen,
+            cache: Default::default(),
+            tls: None,
+            security: Security::disabled_shared(),
+            services: Default::default(),
+        }
+    }
 }
 
 /// Why the server could not start or stopped.
@@ -64,6 +83,7 @@ pub enum ServerError {
 pub struct ApiServer {
     state: Arc<ApiState>,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ApiServer {
@@ -72,14 +92,19 @@ impl ApiServer {
         let cache = WatchCache::new(config.cache.clone());
         tokio::spawn(watch_cache::run_feeder(cache.clone(), store.clone()));
         let state = ApiState::new(store, cache, config.services.clone());
+        state.set_security(config.security.clone());
         state
             .sync_cache()
             .await
             .map_err(|e| ServerError::Cache(e.message))?;
         bootstrap_namespaces(&state).await?;
         bootstrap_application_crd(&state).await?;
+        crate::rbac::bootstrap::create(&state)
+            .await
+            .map_err(|e| ServerError::Cache(e.message))?;
         crd::refresh(&state);
         tokio::spawn(watch_crds(state.clone()));
+        tokio::spawn(crate::rbac::aggregate::run(state.clone()));
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -87,7 +112,11 @@ impl ApiServer {
                     addr: config.listen,
                     source,
                 })?;
-        let server = ApiServer { state, listener };
+        let server = ApiServer {
+            state,
+            listener,
+            tls: config.tls,
+        };
         default_service::ensure(&server.state, server.local_addr())
             .await
             .map_err(|e| ServerError::Cache(e.message))?;
@@ -130,10 +159,17 @@ impl ApiServer {
             shutdown.await;
             state.begin_shutdown();
         };
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-            .map_err(ServerError::Serve)
+        let app = app.into_make_service_with_connect_info::<PeerInfo>();
+        match self.tls {
+            Some(tls) => axum::serve(TlsListener::new(self.listener, tls), app)
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(ServerError::Serve),
+            None => axum::serve(self.listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(ServerError::Serve),
+        }
     }
 }
 

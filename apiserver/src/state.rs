@@ -22,6 +22,7 @@ pub struct ApiState {
     pub services: ServiceRanges,
     registry: RwLock<Arc<Registry>>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    security: std::sync::OnceLock<Arc<crate::security::Security>>,
 }
 
 impl ApiState {
@@ -37,7 +38,21 @@ impl ApiState {
             services,
             registry: RwLock::new(Arc::new(Registry::builtin())),
             shutdown: tokio::sync::watch::channel(false).0,
+            security: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Authentication, authorization, audit and limits in force (disabled until set).
+    pub fn security(&self) -> Arc<crate::security::Security> {
+        self.security
+            .get()
+            .cloned()
+            .unwrap_or_else(crate::security::Security::disabled_shared)
+    }
+
+    /// Sets the security settings once, before serving.
+    pub fn set_security(&self, security: Arc<crate::security::Security>) {
+        let _ = self.security.set(security);
     }
 
     /// The registry now in force.

@@ -52,33 +52,69 @@ pub fn named(mut config: kube::Config, component: &str) -> anyhow::Result<kube::
     Ok(config)
 }
 
-/// A client for a server in this process, over loopback HTTP.
+/// A client for a plain-HTTP server in this process (the benchmarks' in-process server).
 pub fn local_client(addr: SocketAddr) -> anyhow::Result<kube::Client> {
     let url = format!("http://{addr}").parse().context("server address")?;
     kube::Client::try_from(kube::Config::new(url)).context("cannot build an API client")
 }
 
 /// Clients for the components `gitplane up` runs in-process, one identity per component
-/// (the syncer, the scheduler, the controllers, the node agent, ...).
-#[derive(Clone, Debug)]
+/// (the syncer, the scheduler, the controllers, the node agent, ...): each gets a client
+/// certificate minted from the cluster CA, with the user and groups
+/// `apiserver::rbac::bootstrap::component_identity` gives its name (`scheduler` is
+/// `system:kube-scheduler`, `gitops-syncer` is `gitplane:syncer`, `node-NAME` is
+/// `system:node:NAME` in `system:nodes`), which the bootstrap RBAC roles grant.
+#[derive(Clone)]
 pub struct Components {
     addr: SocketAddr,
+    ca: std::sync::Arc<apiserver::tls::Ca>,
+}
+
+impl std::fmt::Debug for Components {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Components")
+            .field("addr", &self.addr)
+            .finish()
+    }
 }
 
 impl Components {
-    /// Components of the server listening on `addr` in this process.
-    pub fn local(addr: SocketAddr) -> Self {
-        Self { addr }
+    /// Components of the server listening on `addr` in this process, with the cluster CA of
+    /// `data_dir`.
+    pub fn local(addr: SocketAddr, data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let ca = super::security::cluster_ca(data_dir)?;
+        Ok(Self {
+            addr,
+            ca: std::sync::Arc::new(ca),
+        })
     }
 
-    /// A client for the component `name` (for example `scheduler`), which names itself `name`
-    /// in its User-Agent.
+    /// A client for the component `name` (for example `scheduler`), with its own identity,
+    /// naming itself `name` in its User-Agent.
     pub fn client(&self, name: &str) -> anyhow::Result<kube::Client> {
-        let url = format!("http://{}", self.addr)
-            .parse()
-            .context("server address")?;
-        let config = named(kube::Config::new(url), name)?;
-        kube::Client::try_from(config).with_context(|| format!("client for the {name}"))
+        let build = || -> anyhow::Result<kube::Client> {
+            let (user, groups) = apiserver::rbac::bootstrap::component_identity(name);
+            if user == format!("gitplane:{name}") {
+                tracing::warn!(
+                    component = name,
+                    user,
+                    "no bootstrap role grants this component anything; add it to \
+                     rbac::bootstrap::component_identity and give it a role"
+                );
+            }
+            let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+            let issued = self.ca.issue_client(&user, &groups)?;
+            let creds = crate::kubeconfig::Credentials {
+                ca_pem: self.ca.cert_pem.clone(),
+                cert_pem: issued.cert_pem,
+                key_pem: issued.key_pem,
+            };
+            let text = crate::kubeconfig::render(self.addr, name, &creds);
+            let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)?;
+            let config = named(kube::Config::try_from(kubeconfig)?, name)?;
+            Ok(kube::Client::try_from(config)?)
+        };
+        build().with_context(|| format!("client for the {name}"))
     }
 }
 

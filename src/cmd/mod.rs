@@ -15,6 +15,7 @@ pub mod render;
 pub mod rollback;
 pub mod runtime;
 pub mod scheduler;
+pub mod security;
 pub mod server;
 pub mod simulate_nodes;
 pub mod sync;

@@ -39,6 +39,8 @@ pub struct ServerArgs {
     /// The range of node ports (Services of type NodePort and LoadBalancer).
     #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
     pub service_node_port_range: std::ops::RangeInclusive<u16>,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
 }
 
 fn parse_port_range(value: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
@@ -146,21 +148,18 @@ pub async fn shutdown_signal() {
 /// Opens the store (`--store`) and starts the API server on it.
 pub async fn start(args: &ServerArgs) -> anyhow::Result<ApiServer> {
     create_dir(&args.data_dir)?;
+    let prepared = args.security.prepare(&args.data_dir, args.listen)?;
     let store = open_store(args).await?;
-    let server = ApiServer::start(
-        Config {
-            listen: args.listen,
-            cache: Default::default(),
-            services: apiserver::allocator::ServiceRanges {
-                cluster_ips: args.service_cluster_ip_range,
-                node_ports: args.service_node_port_range.clone(),
-            },
-        },
-        store,
-    )
-    .await?;
+    let mut config = Config::new(args.listen);
+    config.tls = Some(prepared.tls);
+    config.security = prepared.security;
+    config.services = apiserver::allocator::ServiceRanges {
+        cluster_ips: args.service_cluster_ip_range,
+        node_ports: args.service_node_port_range.clone(),
+    };
+    let server = ApiServer::start(config, store).await?;
     let kubeconfig = args.data_dir.join("kubeconfig");
-    crate::kubeconfig::write(&kubeconfig, server.local_addr())
+    crate::kubeconfig::write(&kubeconfig, server.local_addr(), &prepared.admin)
         .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
     tracing::info!(
         address = %server.local_addr(),

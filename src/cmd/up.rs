@@ -115,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let api = server::start(&args.server).await?;
         let kubeconfig = args.server.data_dir.join("kubeconfig");
         let address = api.local_addr();
-        let components = connect::Components::local(address);
+        let components = connect::Components::local(address, &args.server.data_dir)?;
         let client = components.client("gitops-syncer")?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
@@ -239,7 +239,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 }
 
 fn print_welcome(address: std::net::SocketAddr, kubeconfig: &Path, repo: &str, seeded: bool) {
-    eprintln!("gitplane is up on http://{address}");
+    eprintln!("gitplane is up on https://{address}");
     eprintln!(
         "  kubectl --kubeconfig {} get applications",
         kubeconfig.display()

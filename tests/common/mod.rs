@@ -1,13 +1,177 @@
 //! What the end-to-end tests share: a real `gitplane` server process on a free port, the real
-//! `kubectl` pointed at it, and a raw HTTP client for checking status codes.
+//! `kubectl` pointed at it, and a raw HTTPS client for checking status codes (it trusts the
+//! server's CA and presents the admin's client certificate, both read from the kubeconfig;
+//! [`Auth`] picks another identity).
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use serde_json::Value;
+use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+
+/// Who a raw request is sent as.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// The administrator of the kubeconfig (client certificate, group `system:masters`).
+    Admin,
+    /// No credentials at all (`system:anonymous`).
+    Anonymous,
+    /// A bearer token.
+    Token(String),
+    /// A client certificate and key (PEM).
+    Cert {
+        /// Certificate.
+        cert_pem: String,
+        /// Key.
+        key_pem: String,
+    },
+}
+
+/// What a server's kubeconfig holds: the CA and the admin's certificate and key (PEM).
+#[derive(Clone, Debug)]
+struct Trust {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+/// The trust material of every server started by this test process, by base URL.
+fn trusts() -> &'static Mutex<HashMap<String, Trust>> {
+    static TRUSTS: OnceLock<Mutex<HashMap<String, Trust>>> = OnceLock::new();
+    TRUSTS.get_or_init(Default::default)
+}
+
+fn kubeconfig_field(text: &str, field: &str) -> Option<String> {
+    let b64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{field}: ")))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+fn read_trust(kubeconfig: &Path) -> Option<Trust> {
+    let text = std::fs::read_to_string(kubeconfig).ok()?;
+    Some(Trust {
+        ca_pem: kubeconfig_field(&text, "certificate-authority-data")?,
+        cert_pem: kubeconfig_field(&text, "client-certificate-data")?,
+        key_pem: kubeconfig_field(&text, "client-key-data")?,
+    })
+}
+
+/// An HTTPS agent for the server at `base` (started by this process), sending as `auth`.
+pub fn agent(base: &str, auth: &Auth, timeout: Duration) -> ureq::Agent {
+    let trust = trusts()
+        .lock()
+        .expect("trust lock")
+        .get(base)
+        .cloned()
+        .unwrap_or_else(|| panic!("no server started at {base}"));
+    let ca = Certificate::from_pem(trust.ca_pem.as_bytes()).expect("CA pem");
+    let pair = |cert: &str, key: &str| {
+        ClientCert::new_with_certs(
+            &[Certificate::from_pem(cert.as_bytes()).expect("cert pem")],
+            PrivateKey::from_pem(key.as_bytes()).expect("key pem"),
+        )
+    };
+    let client = match auth {
+        Auth::Admin => Some(pair(&trust.cert_pem, &trust.key_pem)),
+        Auth::Cert { cert_pem, key_pem } => Some(pair(cert_pem, key_pem)),
+        Auth::Anonymous | Auth::Token(_) => None,
+    };
+    let tls = TlsConfig::builder()
+        .root_certs(RootCerts::Specific(Arc::new(vec![ca])))
+        .client_cert(client)
+        .build();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .tls_config(tls)
+        .build()
+        .into()
+}
+
+/// A full answer: code, body as JSON (Null if none) and headers (names lowercase).
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status code.
+    pub code: u16,
+    /// The body as JSON.
+    pub body: Value,
+    /// The headers.
+    pub headers: HashMap<String, String>,
+}
+
+/// Sends a request to `base` as `auth` with extra headers.
+pub fn request(
+    base: &str,
+    auth: &Auth,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> Answer {
+    let agent = agent(base, auth, Duration::from_secs(30));
+    let url = format!("{base}{path}");
+    let mut all: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Auth::Token(t) = auth {
+        all.push(("Authorization".into(), format!("Bearer {t}")));
+    }
+    let ct = if content_type.is_empty() {
+        "application/json"
+    } else {
+        content_type
+    };
+    macro_rules! with_headers {
+        ($req:expr) => {{
+            let mut r = $req;
+            for (k, v) in &all {
+                r = r.header(k.as_str(), v.as_str());
+            }
+            r
+        }};
+    }
+    let result = match method {
+        "GET" => with_headers!(agent.get(&url)).call(),
+        "DELETE" => with_headers!(agent.delete(&url))
+            .force_send_body()
+            .content_type(ct)
+            .send(body),
+        "POST" => with_headers!(agent.post(&url)).content_type(ct).send(body),
+        "PUT" => with_headers!(agent.put(&url)).content_type(ct).send(body),
+        "PATCH" => with_headers!(agent.patch(&url)).content_type(ct).send(body),
+        other => panic!("unsupported method {other}"),
+    };
+    let mut resp = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let code = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    Answer {
+        code,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        headers,
+    }
+}
 
 /// A `gitplane` server process with its own data dir; killed when dropped.
 pub struct Server {
@@ -98,7 +262,13 @@ impl Server {
             .expect("start gitplane");
         let deadline = Instant::now() + Duration::from_secs(30);
         let url = loop {
-            if let Some(url) = kubeconfig_server(&kubeconfig) {
+            if let (Some(url), Some(trust)) =
+                (kubeconfig_server(&kubeconfig), read_trust(&kubeconfig))
+            {
+                trusts()
+                    .lock()
+                    .expect("trust lock")
+                    .insert(url.clone(), trust);
                 break url;
             }
             assert!(
@@ -159,11 +329,20 @@ impl Server {
         self.kubectl_stdin(args, None)
     }
 
+    /// Runs the real kubectl against this server with another kubeconfig (another identity).
+    pub fn kubectl_as(&self, kubeconfig: &str, args: &[&str]) -> Output {
+        self.kubectl_with(Path::new(kubeconfig), args, None)
+    }
+
     /// Runs kubectl with standard input.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        self.kubectl_with(&self.kubeconfig(), args, stdin)
+    }
+
+    fn kubectl_with(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = kubectl_command();
         cmd.arg("--kubeconfig")
-            .arg(self.kubeconfig())
+            .arg(kubeconfig)
             .arg("--cache-dir")
             .arg(self.cache.path())
             .args(args)
@@ -214,6 +393,23 @@ impl Server {
     /// Sends a raw HTTP request; returns the status code and the body as JSON (Null if none).
     pub fn http(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
         http(&self.url, method, path, content_type, body)
+    }
+
+    /// Sends a raw request as `auth`, with extra headers; returns code, body and headers.
+    pub fn http_as(
+        &self,
+        auth: &Auth,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        request(&self.url, auth, method, path, "", body, headers)
+    }
+
+    /// An HTTPS agent for this server sending as `auth` (for streaming reads).
+    pub fn agent(&self, auth: &Auth, timeout: Duration) -> ureq::Agent {
+        agent(&self.url, auth, timeout)
     }
 
     /// Starts another gitplane client subcommand (`scheduler`, `simulate-nodes`) against this
@@ -293,50 +489,17 @@ impl Drop for Process {
     }
 }
 
-/// A raw HTTP request against a base URL.
+/// A raw HTTP request against a server started by this process, as its administrator.
 pub fn http(base: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    let url = format!("{base}{path}");
-    let result = match method {
-        "GET" => agent.get(&url).call(),
-        "DELETE" => agent
-            .delete(&url)
-            .force_send_body()
-            .content_type(if content_type.is_empty() {
-                "application/json"
-            } else {
-                content_type
-            })
-            .send(body),
-        m => {
-            let req = match m {
-                "POST" => agent.post(&url),
-                "PUT" => agent.put(&url),
-                "PATCH" => agent.patch(&url),
-                other => panic!("unsupported method {other}"),
-            };
-            req.content_type(content_type).send(body)
-        }
-    };
-    let mut resp = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let code = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+    let a = request(base, &Auth::Admin, method, path, content_type, body, &[]);
+    (a.code, a.body)
 }
 
 /// Starts a watch (`path` with `watch=1`) and reads its JSON lines until `done` says so; panics
 /// if the stream ends first. The path should carry `timeoutSeconds` so the stream ends.
 pub fn watch_until(base: &str, path: &str, mut done: impl FnMut(&Value) -> bool) -> Vec<Value> {
     use std::io::BufRead;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
+    let agent = agent(base, &Auth::Admin, Duration::from_secs(60));
     let url = format!("{base}{path}");
     let mut resp = agent
         .get(&url)

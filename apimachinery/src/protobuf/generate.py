@@ -91,6 +91,9 @@ TOP_LEVEL = [
     ("k8s.io.api.autoscaling.v1.HorizontalPodAutoscaler", "autoscaling/v1", "HorizontalPodAutoscaler"),
     ("k8s.io.api.autoscaling.v2.HorizontalPodAutoscaler", "autoscaling/v2", "HorizontalPodAutoscaler"),
     ("k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions", "*", "DeleteOptions"),
+    ("k8s.io.api.authorization.v1.SelfSubjectAccessReview", "authorization.k8s.io/v1", "SelfSubjectAccessReview"),
+    ("k8s.io.api.authorization.v1.SelfSubjectRulesReview", "authorization.k8s.io/v1", "SelfSubjectRulesReview"),
+    ("k8s.io.api.authorization.v1.SubjectAccessReview", "authorization.k8s.io/v1", "SubjectAccessReview"),
 ]
 
 # Messages with their own JSON form, decoded by hand-written code (the Type variant named here).

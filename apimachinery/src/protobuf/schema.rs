@@ -2993,6 +2993,110 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "k8s.io.api.core.v1.HTTPHeader",
         fields: &[keep(1, "name", Str), keep(2, "value", Str)],
     },
+    // 319
+    Message {
+        name: "k8s.io.api.authorization.v1.SelfSubjectAccessReview",
+        fields: &[
+            omit(1, "metadata", Msg(37)),
+            omit(2, "spec", Msg(320)),
+            omit(3, "status", Msg(323)),
+        ],
+    },
+    // 320
+    Message {
+        name: "k8s.io.api.authorization.v1.SelfSubjectAccessReviewSpec",
+        fields: &[
+            omit(1, "resourceAttributes", Msg(321)),
+            omit(2, "nonResourceAttributes", Msg(322)),
+        ],
+    },
+    // 321
+    Message {
+        name: "k8s.io.api.authorization.v1.ResourceAttributes",
+        fields: &[
+            omit(1, "namespace", Str),
+            omit(2, "verb", Str),
+            omit(3, "group", Str),
+            omit(4, "version", Str),
+            omit(5, "resource", Str),
+            omit(6, "subresource", Str),
+            omit(7, "name", Str),
+        ],
+    },
+    // 322
+    Message {
+        name: "k8s.io.api.authorization.v1.NonResourceAttributes",
+        fields: &[omit(1, "path", Str), omit(2, "verb", Str)],
+    },
+    // 323
+    Message {
+        name: "k8s.io.api.authorization.v1.SubjectAccessReviewStatus",
+        fields: &[
+            keep(1, "allowed", Bool),
+            omit(2, "reason", Str),
+            omit(3, "evaluationError", Str),
+            omit(4, "denied", Bool),
+        ],
+    },
+    // 324
+    Message {
+        name: "k8s.io.api.authorization.v1.SelfSubjectRulesReview",
+        fields: &[
+            omit(1, "metadata", Msg(37)),
+            omit(2, "spec", Msg(325)),
+            omit(3, "status", Msg(326)),
+        ],
+    },
+    // 325
+    Message {
+        name: "k8s.io.api.authorization.v1.SelfSubjectRulesReviewSpec",
+        fields: &[omit(1, "namespace", Str)],
+    },
+    // 326
+    Message {
+        name: "k8s.io.api.authorization.v1.SubjectRulesReviewStatus",
+        fields: &[
+            rep(1, "resourceRules", Msg(327)),
+            rep(2, "nonResourceRules", Msg(328)),
+            keep(3, "incomplete", Bool),
+            omit(4, "evaluationError", Str),
+        ],
+    },
+    // 327
+    Message {
+        name: "k8s.io.api.authorization.v1.ResourceRule",
+        fields: &[
+            rep(1, "verbs", Str),
+            rep(2, "apiGroups", Str),
+            rep(3, "resources", Str),
+            rep(4, "resourceNames", Str),
+        ],
+    },
+    // 328
+    Message {
+        name: "k8s.io.api.authorization.v1.NonResourceRule",
+        fields: &[rep(1, "verbs", Str), rep(2, "nonResourceURLs", Str)],
+    },
+    // 329
+    Message {
+        name: "k8s.io.api.authorization.v1.SubjectAccessReview",
+        fields: &[
+            omit(1, "metadata", Msg(37)),
+            omit(2, "spec", Msg(330)),
+            omit(3, "status", Msg(323)),
+        ],
+    },
+    // 330
+    Message {
+        name: "k8s.io.api.authorization.v1.SubjectAccessReviewSpec",
+        fields: &[
+            omit(1, "resourceAttributes", Msg(321)),
+            omit(2, "nonResourceAttributes", Msg(322)),
+            omit(3, "user", Str),
+            rep(4, "groups", Str),
+            omit(6, "uid", Str),
+        ],
+    },
 ];
 
 /// The kinds [`super::decode`] accepts: (apiVersion, kind, message); apiVersion `*` means any.
@@ -3034,4 +3138,9 @@ pub(super) static KINDS: &[(&str, &str, u16)] = &[
     ("autoscaling/v1", "HorizontalPodAutoscaler", 34),
     ("autoscaling/v2", "HorizontalPodAutoscaler", 35),
     ("*", "DeleteOptions", 36),
+    // Added by hand with the security issue (field numbers from k8s.io/api/authorization/v1
+    // generated.proto; `extra` of SubjectAccessReviewSpec is not decoded).
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview", 319),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview", 324),
+    ("authorization.k8s.io/v1", "SubjectAccessReview", 329),
 ];

@@ -49,12 +49,12 @@ use crate::handlers::ApiRequest;
 use crate::state::ApiState;
 pub use webhook::{Operation, Phase, UserInfo};
 
-/// The user a request is made as.
-///
-/// The hook for authentication: until the request pipeline hands the authenticated user to the
-/// handlers, every request is made as [`UserInfo::placeholder_admin`].
-pub fn user(_req: &ApiRequest) -> UserInfo {
-    UserInfo::placeholder_admin()
+/// The user a request is made as (after authentication and impersonation), as webhooks see it.
+pub fn user(req: &ApiRequest) -> UserInfo {
+    UserInfo {
+        username: req.user.name.clone(),
+        groups: req.user.groups.clone(),
+    }
 }
 
 fn attributes<'a>(

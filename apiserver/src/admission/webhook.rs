@@ -64,18 +64,6 @@ pub struct UserInfo {
     pub groups: Vec<String>,
 }
 
-impl UserInfo {
-    /// The user webhooks see until requests carry an authenticated identity: an administrator.
-    ///
-    /// This is the hook for authentication: once the request pipeline authenticates, build the
-    /// `UserInfo` from the authenticated user instead (`handlers::ApiRequest::user`).
-    pub fn placeholder_admin() -> Self {
-        UserInfo {
-            username: "system:admin".into(),
-            groups: vec!["system:masters".into(), "system:authenticated".into()],
-        }
-    }
-}
 
 /// Which kind of webhook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,6 +17,8 @@ mod update;
 mod watch;
 pub(crate) mod write;
 
+pub use patch::{apply_patch, patch_type};
+
 use std::sync::Arc;
 
 use apimachinery::protobuf::{self, ProtobufError};
@@ -56,6 +58,8 @@ pub struct ApiRequest {
     /// Warnings for the client, sent as `Warning` headers (unknown fields under
     /// `fieldValidation=Warn`, webhooks' warnings).
     pub warnings: std::sync::Mutex<Vec<String>>,
+    /// Who makes the request (after authentication and impersonation).
+    pub user: crate::authn::UserInfo,
 }
 
 impl ApiRequest {
@@ -236,40 +240,140 @@ fn not_found_path() -> StatusError {
     )
 }
 
-/// The one handler behind every route.
+/// The one handler behind every route: the outer pipeline (authentication, impersonation,
+/// in-flight limit, audit, authorization), then the request itself.
 pub async fn dispatch(State(state): State<Arc<ApiState>>, req: axum::extract::Request) -> Response {
     let (parts, body) = req.into_parts();
+    let security = state.security();
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<crate::listener::PeerInfo>>()
+        .map(|c| c.0.clone());
+    let certs = peer.as_ref().and_then(|p| p.certs.clone());
+    let authenticated = match security.authn.authenticate(
+        &state,
+        &parts.headers,
+        certs.as_deref().map(Vec::as_slice),
+    ) {
+        Ok(u) => u,
+        Err(e) => return error(&e),
+    };
+    let user = match crate::authn::impersonate::apply(
+        &state,
+        &security.authz,
+        authenticated.clone(),
+        &parts.headers,
+    ) {
+        Ok(u) => u,
+        Err(e) => return error(&e),
+    };
+    let attrs = crate::rbac::Attributes::from_request(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query(),
+    );
+    let sub = attrs
+        .resource
+        .as_ref()
+        .map_or("", |r| r.subresource.as_str());
+    let long_running = crate::inflight::long_running(&attrs.verb, sub);
+    let _slot = match long_running {
+        true => None,
+        false => match security.inflight.acquire(attrs.is_read_only()) {
+            Ok(slot) => Some(slot),
+            Err(e) => return error(&e),
+        },
+    };
+    let mut record = security.audit.as_ref().and_then(|a| {
+        let info = crate::audit::RequestInfo {
+            uri: parts.uri.to_string(),
+            source_ip: peer
+                .as_ref()
+                .map(|p| p.addr.ip().to_string())
+                .unwrap_or_default(),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            api_version: match parse_path(parts.uri.path()) {
+                Some(Target::Resource(r)) => {
+                    apimachinery::registry::join_api_version(&r.group, &r.version)
+                }
+                _ => String::new(),
+            },
+        };
+        let impersonated = (user != authenticated).then_some(&user);
+        a.begin(info, &authenticated, impersonated, &attrs)
+    });
+    let allowed = security.authz.allows(&state, &user, &attrs);
+    if let Some(r) = &mut record {
+        r.decision(allowed);
+    }
+    let response = if !allowed {
+        error(&attrs.forbidden(&user))
+    } else {
+        match read_body(body).await {
+            Err(e) => error(&e),
+            Ok(bytes) => {
+                if let Some(r) = &mut record {
+                    r.request_body(&bytes);
+                }
+                serve(&state, parts, bytes, &user).await
+            }
+        }
+    };
+    match record {
+        Some(r) => r.finish(response, long_running).await,
+        None => response,
+    }
+}
+
+/// Serves an authenticated and authorized request.
+async fn serve(
+    state: &Arc<ApiState>,
+    parts: axum::http::request::Parts,
+    body: Bytes,
+    user: &crate::authn::UserInfo,
+) -> Response {
     let path = parts.uri.path().to_string();
     match path.as_str() {
-        "/healthz" | "/livez" | "/readyz" => return health(&state).await,
+        "/healthz" | "/livez" | "/readyz" => return health(state).await,
         "/version" | "/version/" => {
             return crate::response::json(StatusCode::OK, &discovery::version());
         }
         _ => {}
     }
     if path == "/openapi/v3" || path == "/openapi/v3/" {
-        return finish(crate::openapi::root(&state));
+        return finish(crate::openapi::root(state));
     }
     if let Some(gv) = path.strip_prefix("/openapi/v3/") {
-        return finish(crate::openapi::group_version(&state, gv));
+        return finish(crate::openapi::group_version(state, gv));
     }
     let Some(target) = parse_path(&path) else {
         return error(&not_found_path());
     };
     let resource = match target {
-        Target::Root { core } => return finish(discovery::root(&state, core, &parts.headers)),
-        Target::Group(group) => return finish(discovery::group(&state, &group)),
+        Target::Root { core } => return finish(discovery::root(state, core, &parts.headers)),
+        Target::Group(group) => return finish(discovery::group(state, &group)),
         Target::GroupVersion { group, version } => {
-            return finish(discovery::resources(&state, &group, &version));
+            return finish(discovery::resources(state, &group, &version));
         }
         Target::Resource(r) => r,
     };
     let params = Params::parse(parts.uri.query());
-    let body = match read_body(body).await {
-        Ok(b) => b,
-        Err(e) => return error(&e),
-    };
-    finish(resource_request(&state, parts.method, parts.headers, resource, params, body).await)
+    finish(
+        resource_request(
+            state,
+            parts.method,
+            parts.headers,
+            resource,
+            params,
+            body,
+            user,
+        )
+        .await,
+    )
 }
 
 async fn read_body(body: Body) -> Result<Bytes, StatusError> {
@@ -310,7 +414,13 @@ async fn resource_request(
     path: ResourcePath,
     params: Params,
     body: Bytes,
+    user: &crate::authn::UserInfo,
 ) -> ApiResult {
+    if let Some(result) =
+        crate::security::special(state, user, &method, &headers, &path, &params, &body).await
+    {
+        return result;
+    }
     let registry = state.registry();
     let info = registry
         .by_resource(&path.group, &path.version, &path.resource)
@@ -332,7 +442,9 @@ async fn resource_request(
         headers,
         body,
         warnings: Default::default(),
+        user: user.clone(),
     };
+    crate::security::check_rbac_write(state, user, &req)?;
     let result = verb(state, &req, watch).await;
     let mut response = finish(result);
     let warnings = req.warnings.lock().unwrap_or_else(|p| p.into_inner());
@@ -414,6 +526,7 @@ mod tests {
             headers,
             body: Bytes::copy_from_slice(body),
             warnings: Default::default(),
+            user: crate::authn::UserInfo::anonymous(),
         }
     }
 
