@@ -18,8 +18,8 @@ use reconciler::gitops::{repo, syncer};
 use serde_json::json;
 
 use super::connect;
-use super::proxy::ProxyArgs;
 use super::controller_manager::{self, ControllerManagerArgs};
+use super::proxy::ProxyArgs;
 use super::scheduler::{self, SchedulerArgs};
 use super::server::{self, ServerArgs};
 use super::simulate_nodes::NodeArgs;

@@ -64,7 +64,6 @@ pub struct UserInfo {
     pub groups: Vec<String>,
 }
 
-
 /// Which kind of webhook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
