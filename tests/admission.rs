@@ -464,7 +464,13 @@ fn a_validating_webhook_refuses_with_its_message_and_its_warnings_reach_kubectl(
         serde_json::json!({"group": "", "version": "v1", "kind": "ConfigMap"})
     );
     assert_eq!(r["resource"]["resource"], "configmaps");
-    assert_eq!(r["userInfo"]["username"], "system:admin");
+    // The authenticated user: the kubeconfig's admin certificate.
+    assert_eq!(r["userInfo"]["username"], "admin");
+    assert!(
+        r["userInfo"]["groups"]
+            .to_string()
+            .contains("system:masters")
+    );
     assert_eq!(r["dryRun"], false);
     assert_eq!(r["options"]["kind"], "CreateOptions");
     // A server-side dry run calls the webhook too (sideEffects: None) and is refused the same.

@@ -344,7 +344,7 @@ fn an_agent_restarted_over_a_live_runtime_leaves_exactly_the_expected_processes(
     let socket = dir.join("rt.sock");
     let socket = socket.to_str().expect("utf-8 path");
     let root = dir.join("runtime");
-    let _runtime = s.spawn_plain(
+    let mut runtime = s.spawn_plain(
         "runtime",
         &[
             "runtime",
@@ -414,6 +414,9 @@ fn an_agent_restarted_over_a_live_runtime_leaves_exactly_the_expected_processes(
             .is_empty()
             .then_some(())
     });
+    // A clean stop, so the runtime stops every container it still runs (the playground's pods
+    // landed on this node too); a SIGKILL would leave them running.
+    runtime.terminate();
 }
 
 #[test]
@@ -512,7 +515,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: my-db}
 spec:
-  clusterIP: 10.96.0.50
+  clusterIP: 127.96.0.50
   ports: [{name: sql, port: 5432}]
 ---
 apiVersion: v1
@@ -565,7 +568,7 @@ spec:
         out.contains("FOO=bar NAME=env CM_A=1 FROM_b=2 SEC=s3cret EXPANDED=env"),
         "{out}"
     );
-    assert!(out.contains("DB=10.96.0.50:5432"), "{out}");
+    assert!(out.contains("DB=127.96.0.50:5432"), "{out}");
     assert!(out.contains("640 ") && out.contains("/etc/cfg/a"), "{out}");
     assert!(
         out.contains("600 ") && out.contains("/etc/sec/tok"),

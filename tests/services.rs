@@ -226,10 +226,10 @@ fn node_ports_and_cluster_ips_reach_every_ready_endpoint_and_only_those() {
     s.ok_stdin(
         &["apply", "-f", "-"],
         "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  \
-         ports: [{name: http, port: 8080, targetPort: http, nodePort: 31180}]\n",
+         ports: [{name: http, port: 28080, targetPort: http, nodePort: 31180}]\n",
     );
     let svc = json(&s, &["get", "svc", "web"]);
-    let cluster = format!("{}:8080", svc["spec"]["clusterIP"].as_str().unwrap());
+    let cluster = format!("{}:28080", svc["spec"]["clusterIP"].as_str().unwrap());
     let node_port = "127.0.0.1:31180".to_string();
 
     // No endpoints: connections are refused on both frontends.
@@ -283,4 +283,78 @@ fn node_ports_and_cluster_ips_reach_every_ready_endpoint_and_only_those() {
             || get(frontend).is_err().then_some(()),
         );
     }
+}
+
+/// A server with a local process node, stopped with SIGTERM so that its node stops the pods'
+/// processes (a SIGKILL would leave them running).
+struct LocalNode(Server);
+
+impl Drop for LocalNode {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// Runs git in the playground repository `up` seeded.
+fn playground_git(s: &Server, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(s.data_dir.join("repo"))
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The README's quickstart: the playground's hello app answers on its node port through the
+/// proxy from real processes on the local node; a commit rolls a new version out and a
+/// rollback brings the old one back.
+#[test]
+fn the_quickstart_app_answers_on_its_node_port_and_follows_commits_and_rollbacks() {
+    let s = LocalNode(Server::start_with(&["--runtime", "process"]));
+    let s = &s.0;
+    let versions = |n: usize| -> std::collections::BTreeSet<String> {
+        answers("127.0.0.1:30080", n)
+            .into_iter()
+            .map(|a| a.rsplit(' ').next().unwrap_or("").trim().to_string())
+            .collect()
+    };
+    let only = |v: &str| std::collections::BTreeSet::from([v.to_string()]);
+    eventually(
+        "hello 1.0.0 on the node port",
+        Duration::from_secs(180),
+        || (versions(10) == only("1.0.0")).then_some(()),
+    );
+    let hello = get("127.0.0.1:30080").expect("an answer");
+    assert!(hello.starts_with("hello from hello-"), "{hello}");
+
+    let values = s.data_dir.join("repo/apps/hello/values.yaml");
+    let text = std::fs::read_to_string(&values).expect("values.yaml");
+    std::fs::write(
+        &values,
+        text.replace("version: \"1.0.0\"", "version: \"1.1.0\""),
+    )
+    .expect("write values.yaml");
+    playground_git(&s, &["commit", "-qam", "hello 1.1.0"]);
+    eventually("hello 1.1.0 rolled out", Duration::from_secs(180), || {
+        (versions(10) == only("1.1.0")).then_some(())
+    });
+
+    let out = common::gitplane(&s, &["rollback", "hello"]);
+    assert!(
+        out.status.success(),
+        "rollback: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(
+        "hello 1.0.0 back after the rollback",
+        Duration::from_secs(180),
+        || (versions(10) == only("1.0.0")).then_some(()),
+    );
 }

@@ -87,6 +87,9 @@ pub struct Args {
     controller_manager: ControllerManagerArgs,
 }
 
+/// How long the components other than the nodes may take to stop after a signal.
+const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Creates the Application `root` unless it exists.
 async fn ensure_root(client: &kube::Client, repo_url: &str, path: &str) -> anyhow::Result<bool> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &syncer::application_resource());
@@ -225,14 +228,34 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
         futures::future::join_all(local_nodes.into_iter().map(|n| n.shutdown())).await;
         let _ = stop_tx.send(true);
-        if let Some(t) = scheduler_task {
-            t.await??;
+        // The components get a deadline: a stop that hangs must not keep the process alive.
+        let pending = std::sync::Mutex::new("the scheduler");
+        let rest = async {
+            if let Some(t) = scheduler_task {
+                t.await??;
+            }
+            *pending.lock().unwrap_or_else(|p| p.into_inner()) = "the controllers";
+            if let Some(t) = controllers_task {
+                t.await??;
+            }
+            *pending.lock().unwrap_or_else(|p| p.into_inner()) = "the syncer";
+            let _ = sync_task.await;
+            *pending.lock().unwrap_or_else(|p| p.into_inner()) = "the API server";
+            server_task.await.context("API server task")??;
+            anyhow::Ok(())
+        };
+        match tokio::time::timeout(SHUTDOWN_DEADLINE, rest).await {
+            Ok(result) => result?,
+            Err(_) => {
+                let step = *pending.lock().unwrap_or_else(|p| p.into_inner());
+                tracing::error!(
+                    "{step} did not stop within {} s; exiting anyway",
+                    SHUTDOWN_DEADLINE.as_secs()
+                );
+                // Not a return: dropping the runtime would wait for the hung task.
+                std::process::exit(1);
+            }
         }
-        if let Some(t) = controllers_task {
-            t.await??;
-        }
-        let _ = sync_task.await;
-        server_task.await.context("API server task")??;
         tracing::info!("gitplane stopped");
         Ok(0)
     })?

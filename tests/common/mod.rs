@@ -302,7 +302,23 @@ impl Server {
         let _ = Command::new("kill")
             .args(["-TERM", &c.id().to_string()])
             .status();
-        c.wait().expect("wait for gitplane")
+        // `up` gives its components 20 s after its nodes; a process still there after a
+        // minute is a bug, reported rather than waited for.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = c.try_wait().expect("wait for gitplane") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!(
+                    "gitplane did not stop within 60 s of SIGTERM; see {}",
+                    self.data_dir.join("server.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops the process with SIGTERM if it still runs (a clean shutdown: a local node stops
