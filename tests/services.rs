@@ -341,12 +341,12 @@ fn the_quickstart_app_answers_on_its_node_port_and_follows_commits_and_rollbacks
         text.replace("version: \"1.0.0\"", "version: \"1.1.0\""),
     )
     .expect("write values.yaml");
-    playground_git(&s, &["commit", "-qam", "hello 1.1.0"]);
+    playground_git(s, &["commit", "-qam", "hello 1.1.0"]);
     eventually("hello 1.1.0 rolled out", Duration::from_secs(180), || {
         (versions(10) == only("1.1.0")).then_some(())
     });
 
-    let out = common::gitplane(&s, &["rollback", "hello"]);
+    let out = common::gitplane(s, &["rollback", "hello"]);
     assert!(
         out.status.success(),
         "rollback: {}",
