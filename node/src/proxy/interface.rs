@@ -41,9 +41,22 @@ pub fn ensure(name: &str) -> Result<(), InterfaceError> {
     ip(&["link", "set", name, "up"])
 }
 
-/// Adds `addr/32` to the interface (creating it when missing); an address already there is fine.
+/// The device cluster IPs go on: the dummy interface `name`, created when missing, or the
+/// loopback device `lo` where the kernel has no dummy interfaces (both make the addresses local,
+/// for the host and for pods whose traffic reaches the host).
+pub fn device(name: &str) -> Result<String, InterfaceError> {
+    match ensure(name) {
+        Ok(()) => Ok(name.to_string()),
+        Err(InterfaceError::Failed { stderr, .. }) if stderr.contains("Unknown device type") => {
+            tracing::warn!("the kernel has no dummy interfaces; cluster IPs go on lo");
+            Ok("lo".to_string())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Adds `addr/32` to the device `name`; an address already there is fine.
 pub fn add_address(name: &str, addr: IpAddr) -> Result<(), InterfaceError> {
-    ensure(name)?;
     let cidr = format!("{addr}/{}", if addr.is_ipv4() { 32 } else { 128 });
     match ip(&["addr", "add", &cidr, "dev", name]) {
         Err(InterfaceError::Failed { stderr, .. }) if stderr.contains("File exists") => Ok(()),

@@ -10,8 +10,9 @@
 //!
 //! Cluster IPs are only reachable if they are local addresses of the host. With
 //! [`ClusterIps::Interface`] (root, `ip` available) the proxy adds each one as a /32 to a dummy
-//! interface, as kube-proxy's IPVS mode does with `kube-ipvs0`, so that the host and pods in
-//! their own network namespaces (whose default route leads to the host) reach them. With
+//! interface, as kube-proxy's IPVS mode does with `kube-ipvs0` (or to `lo` where the kernel has
+//! no dummy interfaces), so that the host and pods in their own network namespaces (whose
+//! default route leads to the host) reach them. With
 //! [`ClusterIps::Bind`] it only binds, which works for ranges the host already treats as local
 //! (a range inside 127.0.0.0/8). UDP is not proxied.
 //!
@@ -157,6 +158,8 @@ struct Listeners {
     open: BTreeMap<SocketAddr, Frontend>,
     /// Addresses that failed to bind, so the warning is given once.
     failed: BTreeMap<SocketAddr, String>,
+    /// The device cluster IPs are added to, once known ([`ClusterIps::Interface`]).
+    device: Option<String>,
 }
 
 impl Listeners {
@@ -165,6 +168,7 @@ impl Listeners {
             config,
             open: BTreeMap::new(),
             failed: BTreeMap::new(),
+            device: None,
         }
     }
 
@@ -200,10 +204,19 @@ impl Listeners {
             }
             if let ClusterIps::Interface(name) = &self.config.cluster_ips
                 && rule.frontend == rules::Frontend::ClusterIp
-                && let Err(e) = interface::add_address(name, addr.ip())
             {
-                self.warn_once(addr, &rule, e.to_string());
-                continue;
+                let added = match &self.device {
+                    Some(d) => Ok(d.clone()),
+                    None => interface::device(name),
+                }
+                .and_then(|d| interface::add_address(&d, addr.ip()).map(|()| d));
+                match added {
+                    Ok(d) => self.device = Some(d),
+                    Err(e) => {
+                        self.warn_once(addr, &rule, e.to_string());
+                        continue;
+                    }
+                }
             }
             match bind(addr) {
                 Ok(listener) => {
@@ -227,11 +240,11 @@ impl Listeners {
     }
 
     fn release_ip(&self, ip: IpAddr) {
-        if let ClusterIps::Interface(name) = &self.config.cluster_ips
+        if let Some(device) = &self.device
             && !self.open.keys().any(|a| a.ip() == ip)
-            && let Err(e) = interface::remove_address(name, ip)
+            && let Err(e) = interface::remove_address(device, ip)
         {
-            tracing::warn!(%ip, error = %e, "could not remove a cluster IP from {name}");
+            tracing::warn!(%ip, error = %e, "could not remove a cluster IP from {device}");
         }
     }
 
