@@ -2,13 +2,8 @@
 //! scheduler and nodes already running. Figure: creation (request sent) → Running as seen by a
 //! watch, p50 and p99, plus the over-commit check.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::runtime::{WatchStreamExt, watcher};
 use node::simulated::{self, SimulatedNodes};
 use reconciler::leader::Leadership;
 use reconciler::scheduler;
@@ -39,50 +34,9 @@ pub async fn run(nodes: usize, count: usize, clients: usize) -> anyhow::Result<(
         },
     ));
     // Watch for Running before creating anything.
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
-    let watch_client = client.clone();
-    let observer = tokio::spawn(async move {
-        let stream =
-            watcher(Api::<Pod>::all(watch_client), watcher::Config::default()).default_backoff();
-        tokio::pin!(stream);
-        let mut ready_tx = Some(ready_tx);
-        let mut running: HashMap<String, Instant> = HashMap::new();
-        while let Some(ev) = stream.next().await {
-            match ev {
-                Ok(watcher::Event::InitDone) => {
-                    if let Some(tx) = ready_tx.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
-                    let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-                    if phase == Some("Running") {
-                        running
-                            .entry(p.metadata.name.clone().unwrap_or_default())
-                            .or_insert_with(Instant::now);
-                        if running.len() >= count {
-                            return running;
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        running
-    });
-    ready_rx.await?;
+    let watch = pods::RunningWatch::start(client.clone(), count).await?;
     let sent = pods::create(server.addr, count, clients, "100m", "128Mi").await?;
-    let running = tokio::time::timeout(Duration::from_secs(300), observer)
-        .await
-        .map_err(|_| anyhow::anyhow!("not every pod was Running within 300 s"))??;
-    let mut latencies: Vec<Duration> = running
-        .iter()
-        .filter_map(|(name, at)| {
-            let i: usize = name.strip_prefix("pod-")?.parse().ok()?;
-            Some(at.saturating_duration_since(*sent.get(i)?))
-        })
-        .collect();
-    latencies.sort();
+    let latencies = watch.latencies(&sent, Duration::from_secs(300)).await?;
     report("pod-startup", "nodes", nodes as f64, "nodes");
     report(
         "pod-startup",

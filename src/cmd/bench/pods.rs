@@ -1,16 +1,18 @@
-//! What the scheduling scenarios share: creating many pods over concurrent connections, and
-//! checking that no node is over-committed.
+//! What the scheduling scenarios share: creating many pods over concurrent connections, timing
+//! when they are seen Running, and checking that no node is over-committed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use hyper::{Method, StatusCode};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::ListParams;
+use kube::runtime::{WatchStreamExt, watcher};
 use reconciler::scheduler::resources::{PodRequests, Resources};
 
 use super::client::Conn;
@@ -123,4 +125,71 @@ pub async fn overcommitted(client: &kube::Client) -> anyhow::Result<(usize, usiz
         }
     }
     Ok((over, bound))
+}
+
+/// A watch of every pod that notes when each is first seen Running.
+pub struct RunningWatch {
+    observer: tokio::task::JoinHandle<HashMap<String, Instant>>,
+}
+
+impl RunningWatch {
+    /// Starts the watch and returns once its initial list is done, so nothing created after
+    /// this is missed; it ends when `count` pods were seen Running.
+    pub async fn start(client: kube::Client, count: usize) -> anyhow::Result<Self> {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+        let observer = tokio::spawn(async move {
+            let stream =
+                watcher(Api::<Pod>::all(client), watcher::Config::default()).default_backoff();
+            tokio::pin!(stream);
+            let mut ready_tx = Some(ready_tx);
+            let mut running: HashMap<String, Instant> = HashMap::new();
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(tx) = ready_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+                        if phase == Some("Running") {
+                            running
+                                .entry(p.metadata.name.clone().unwrap_or_default())
+                                .or_insert_with(Instant::now);
+                            if running.len() >= count {
+                                return running;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            running
+        });
+        ready_rx.await?;
+        Ok(RunningWatch { observer })
+    }
+
+    /// Waits (at most `limit`) until every pod is Running; returns the sorted latencies from
+    /// each `pod-<i>`'s creation (`sent[i]`) to Running.
+    pub async fn latencies(
+        self,
+        sent: &[Instant],
+        limit: Duration,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let running = tokio::time::timeout(limit, self.observer)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("not every pod was Running within {} s", limit.as_secs())
+            })??;
+        let mut latencies: Vec<Duration> = running
+            .iter()
+            .filter_map(|(name, at)| {
+                let i: usize = name.strip_prefix("pod-")?.parse().ok()?;
+                Some(at.saturating_duration_since(*sent.get(i)?))
+            })
+            .collect();
+        latencies.sort();
+        Ok(latencies)
+    }
 }
