@@ -105,9 +105,92 @@ fn unknown_and_unsupported_fields_are_errors() {
         "a/kustomization.yaml:2: resourcez: unknown field",
     );
     check(
-        &[("a/kustomization.yaml", "replacements:\n- path: r.yaml\n")],
+        &[("a/kustomization.yaml", "transformers:\n- plugin.yaml\n")],
         "a",
-        "a/kustomization.yaml:1: replacements: not supported by gitplane's kustomize renderer",
+        "a/kustomization.yaml:1: transformers: not supported by gitplane's kustomize renderer",
+    );
+    check(
+        &[(
+            "a/kustomization.yaml",
+            "resources:\n- https://example.com/x.yaml\n",
+        )],
+        "a",
+        "a/kustomization.yaml:2: https://example.com/x.yaml: remote resources are not supported (rendering never uses the network)",
+    );
+}
+
+#[test]
+fn replacements_name_what_they_cannot_find() {
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  a: x\n";
+    let kust = |body: &str| format!("resources:\n- cm.yaml\nreplacements:\n{body}");
+    check(
+        &[
+            (
+                "a/kustomization.yaml",
+                &kust(
+                    "- source: {kind: ConfigMap, name: nope}\n  targets:\n  - select: {kind: ConfigMap}\n",
+                ),
+            ),
+            ("a/cm.yaml", cm),
+        ],
+        "a",
+        "a/kustomization.yaml:4: replacements[0]: nothing selected by ConfigMap.[noVer].[noGrp]/nope.[noNs]",
+    );
+    check(
+        &[
+            (
+                "a/kustomization.yaml",
+                &kust(
+                    "- source: {kind: ConfigMap, fieldPath: data.b}\n  targets:\n  - select: {kind: ConfigMap}\n",
+                ),
+            ),
+            ("a/cm.yaml", cm),
+        ],
+        "a",
+        "a/kustomization.yaml:4: replacements[0]: fieldPath `data.b` is missing for replacement source ConfigMap.[noVer].[noGrp]/[noName].[noNs]",
+    );
+    check(
+        &[
+            (
+                "a/kustomization.yaml",
+                &kust(
+                    "- source: {kind: ConfigMap, fieldPath: data.a}\n  targets:\n  - select: {kind: ConfigMap}\n    fieldPaths: [data.q]\n",
+                ),
+            ),
+            ("a/cm.yaml", cm),
+        ],
+        "a",
+        "a/kustomization.yaml:4: replacements[0]: targets[0]: ConfigMap.v1/cm.[noNs]: unable to find field \"data.q\" in replacement target",
+    );
+    check(
+        &[
+            (
+                "a/kustomization.yaml",
+                "resources:\n- cm.yaml\n- cm2.yaml\nreplacements:\n- source: {kind: ConfigMap}\n  targets:\n  - select: {kind: ConfigMap}\n",
+            ),
+            ("a/cm.yaml", cm),
+            (
+                "a/cm2.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm2\n",
+            ),
+        ],
+        "a",
+        "a/kustomization.yaml:5: replacements[0]: multiple matches for selector ConfigMap.[noVer].[noGrp]/[noName].[noNs]",
+    );
+}
+
+#[test]
+fn vars_that_match_nothing_are_errors() {
+    check(
+        &[
+            (
+                "a/kustomization.yaml",
+                "resources:\n- cm.yaml\nvars:\n- name: X\n  objref: {kind: ConfigMap, name: other, apiVersion: v1}\n",
+            ),
+            ("a/cm.yaml", CM),
+        ],
+        "a",
+        "a/kustomization.yaml:3: var 'X' cannot be mapped to a field in the set of known resources",
     );
 }
 

@@ -198,6 +198,69 @@ pub fn replicas() -> &'static [FieldSpec] {
     })
 }
 
+/// Where `vars` are substituted (kustomize's `varReference` defaults).
+pub fn var_reference() -> &'static [FieldSpec] {
+    static SPECS: OnceLock<Vec<FieldSpec>> = OnceLock::new();
+    SPECS.get_or_init(|| {
+        let mut specs = Vec::new();
+        let containers = [
+            "containers/args",
+            "containers/command",
+            "containers/env/value",
+            "containers/volumeMounts/mountPath",
+            "initContainers/args",
+            "initContainers/command",
+            "initContainers/env/value",
+            "initContainers/volumeMounts/mountPath",
+        ];
+        for (kind, prefix) in [
+            ("CronJob", "spec/jobTemplate/spec/template/spec"),
+            ("DaemonSet", "spec/template/spec"),
+            ("Deployment", "spec/template/spec"),
+            ("Job", "spec/template/spec"),
+            ("Pod", "spec"),
+            ("ReplicaSet", "spec/template/spec"),
+            ("StatefulSet", "spec/template/spec"),
+        ] {
+            for field in containers {
+                specs.push(FieldSpec::new(
+                    "",
+                    "",
+                    kind,
+                    &format!("{prefix}/{field}"),
+                    false,
+                ));
+            }
+            let nfs = match kind {
+                "CronJob" => "spec/jobTemplate/spec/template/volumes/nfs/server".to_string(),
+                "StatefulSet" => "spec/volumeClaimTemplates/spec/nfs/server".to_string(),
+                _ => format!("{prefix}/volumes/nfs/server"),
+            };
+            specs.push(FieldSpec::new("", "", kind, &nfs, false));
+            if kind == "Deployment" {
+                specs.push(FieldSpec::new(
+                    "",
+                    "",
+                    kind,
+                    "spec/template/metadata/annotations",
+                    false,
+                ));
+            }
+        }
+        specs.extend(spec_list(&[
+            ("", "", "Ingress", "spec/rules/host", false),
+            ("", "", "Ingress", "spec/tls/hosts", false),
+            ("", "", "Ingress", "spec/tls/secretName", false),
+            ("", "", "Service", "spec/ports/port", false),
+            ("", "", "Service", "spec/ports/targetPort", false),
+            ("", "", "PersistentVolume", "spec/nfs/server", false),
+            ("", "", "", "metadata/labels", false),
+            ("", "", "", "metadata/annotations", false),
+        ]));
+        specs
+    })
+}
+
 /// Extra image fields beyond the `containers`/`initContainers` lists found anywhere.
 pub fn image_volumes() -> &'static [FieldSpec] {
     static SPECS: OnceLock<Vec<FieldSpec>> = OnceLock::new();
@@ -216,9 +279,10 @@ pub fn image_volumes() -> &'static [FieldSpec] {
 }
 
 /// A kind whose name other objects refer to, and the fields that refer to it.
+#[derive(Clone, Debug)]
 pub struct NameReference {
-    pub group: &'static str,
-    pub kind: &'static str,
+    pub group: String,
+    pub kind: String,
     pub referrers: Vec<FieldSpec>,
 }
 
@@ -352,18 +416,18 @@ pub fn name_references() -> &'static [NameReference] {
         )]);
         vec![
             NameReference {
-                group: "",
-                kind: "ConfigMap",
+                group: "".into(),
+                kind: "ConfigMap".into(),
                 referrers: config_map,
             },
             NameReference {
-                group: "",
-                kind: "Secret",
+                group: "".into(),
+                kind: "Secret".into(),
                 referrers: secret,
             },
             NameReference {
-                group: "",
-                kind: "Service",
+                group: "".into(),
+                kind: "Service".into(),
                 referrers: spec_list(&[
                     ("apps", "", "StatefulSet", "spec/serviceName", false),
                     (
@@ -406,8 +470,8 @@ pub fn name_references() -> &'static [NameReference] {
                 ]),
             },
             NameReference {
-                group: "rbac.authorization.k8s.io",
-                kind: "Role",
+                group: "rbac.authorization.k8s.io".into(),
+                kind: "Role".into(),
                 referrers: spec_list(&[(
                     "rbac.authorization.k8s.io",
                     "",
@@ -417,8 +481,8 @@ pub fn name_references() -> &'static [NameReference] {
                 )]),
             },
             NameReference {
-                group: "rbac.authorization.k8s.io",
-                kind: "ClusterRole",
+                group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
                 referrers: spec_list(&[
                     (
                         "rbac.authorization.k8s.io",
@@ -437,33 +501,33 @@ pub fn name_references() -> &'static [NameReference] {
                 ]),
             },
             NameReference {
-                group: "",
-                kind: "ServiceAccount",
+                group: "".into(),
+                kind: "ServiceAccount".into(),
                 referrers: service_account,
             },
             NameReference {
-                group: "",
-                kind: "PersistentVolumeClaim",
+                group: "".into(),
+                kind: "PersistentVolumeClaim".into(),
                 referrers: claims,
             },
             NameReference {
-                group: "apps",
-                kind: "Deployment",
+                group: "apps".into(),
+                kind: "Deployment".into(),
                 referrers: scale_target.clone(),
             },
             NameReference {
-                group: "apps",
-                kind: "StatefulSet",
+                group: "apps".into(),
+                kind: "StatefulSet".into(),
                 referrers: scale_target.clone(),
             },
             NameReference {
-                group: "apps",
-                kind: "ReplicaSet",
+                group: "apps".into(),
+                kind: "ReplicaSet".into(),
                 referrers: scale_target.clone(),
             },
             NameReference {
-                group: "",
-                kind: "ReplicationController",
+                group: "".into(),
+                kind: "ReplicationController".into(),
                 referrers: scale_target,
             },
         ]

@@ -37,24 +37,25 @@ pub struct Kustomization {
     pub secret_generator: Vec<Generator>,
     pub generator_options: Option<GeneratorOptions>,
     pub sort_options: Option<SortOptions>,
+    pub replacements: Vec<super::replacements::Entry>,
+    pub vars: Vec<super::vars::Var>,
+    pub build_metadata: Vec<String>,
+    pub configurations: Vec<String>,
+    pub crds: Vec<String>,
+    pub openapi: Option<OpenApi>,
     /// Everything else: reported as unknown or unsupported.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
 
 /// Fields that change nothing in the output.
-pub const IGNORED: &[&str] = &["apiVersion", "metadata", "buildMetadata"];
+pub const IGNORED: &[&str] = &["apiVersion", "metadata"];
 
 /// Fields that kustomize knows and gitplane deliberately does not implement.
 pub const UNSUPPORTED: &[&str] = &[
-    "vars",
-    "replacements",
     "helmCharts",
     "helmGlobals",
     "helmChartInflationGenerator",
-    "crds",
-    "configurations",
-    "openapi",
     "transformers",
     "generators",
     "validators",
@@ -71,8 +72,8 @@ pub struct Label {
     pub fields: Vec<FieldSpecConfig>,
 }
 
-/// A field spec written in a kustomization (`labels[].fields`).
-#[derive(Debug, Default, Deserialize)]
+/// A field spec written in a kustomization (`labels[].fields`) or a configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct FieldSpecConfig {
     pub group: String,
@@ -80,6 +81,18 @@ pub struct FieldSpecConfig {
     pub kind: String,
     pub path: String,
     pub create: bool,
+}
+
+impl FieldSpecConfig {
+    pub fn to_spec(&self) -> super::fields::FieldSpec {
+        super::fields::FieldSpec {
+            group: self.group.clone(),
+            version: self.version.clone(),
+            kind: self.kind.clone(),
+            path: self.path.clone(),
+            create: self.create,
+        }
+    }
 }
 
 /// An entry of `images`.
@@ -181,4 +194,12 @@ pub struct SortOptions {
 pub struct LegacySortOptions {
     pub order_first: Vec<String>,
     pub order_last: Vec<String>,
+}
+
+/// `openapi`: a schema file giving custom kinds their strategic merge keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenApi {
+    pub path: Option<String>,
+    pub version: Option<String>,
 }

@@ -11,12 +11,17 @@
 //! One deliberate difference: a patch whose target selects nothing is an error here, where
 //! kustomize silently skips it — a patch that changes nothing is almost always a mistake.
 
+mod config;
+mod fieldpath;
 mod fields;
 mod generate;
 mod kustomization;
+mod metadata;
 mod nameref;
 mod patch;
+mod replacements;
 mod transform;
+mod vars;
 
 use crate::source::{self, EntryKind, Source};
 use crate::yaml::{self, Dialect, YamlError};
@@ -108,17 +113,31 @@ pub fn render(
         chart_options,
         stack: Vec::new(),
         diagnostics: Vec::new(),
+        root: dir.to_string(),
+        build: metadata::Options::default(),
+        vars: Vec::new(),
     };
     let file = kustomization_file(source, dir).ok_or_else(|| Error::Missing {
         file: dir.to_string(),
         line: 1,
         path: format!("{}/kustomization.yaml", dir),
     })?;
-    let (mut resources, k) = engine.kustomize(dir, Vec::new(), false, None)?;
+    let (mut resources, k, config) =
+        engine.kustomize(dir, Vec::new(), config::Config::default(), false, None)?;
     generate::add_hash_suffixes(&mut resources);
-    nameref::fix(&mut resources).map_err(|message| Error::Invalid {
+    nameref::fix(&mut resources, &config.name_references).map_err(|message| Error::Invalid {
         file: file.clone(),
         line: 1,
+        message,
+    })?;
+    let var_specs: Vec<fields::FieldSpec> = fields::var_reference()
+        .iter()
+        .chain(&config.var_reference)
+        .cloned()
+        .collect();
+    vars::resolve(&mut resources, &engine.vars, &var_specs).map_err(|message| Error::Invalid {
+        file: file.clone(),
+        line: locate(&engine.text_of(&file), "vars", None),
         message,
     })?;
     transform::sort(&mut resources, k.sort_options.as_ref()).map_err(|message| Error::Invalid {
@@ -126,6 +145,7 @@ pub fn render(
         line: locate(&engine.text_of(&file), "sortOptions", None),
         message,
     })?;
+    metadata::finish(&mut resources, engine.build);
     Ok(Rendered {
         objects: resources
             .into_iter()
@@ -144,6 +164,7 @@ const DEPRECATED: &[(&str, &str)] = &[
     ("bases", "resources"),
     ("patchesStrategicMerge", "patches"),
     ("patchesJson6902", "patches"),
+    ("vars", "replacements"),
 ];
 
 /// An object on its way through the kustomizations, with the history kustomize keeps.
@@ -158,6 +179,12 @@ pub(crate) struct Resource {
     pub suffixes: Vec<String>,
     /// A generated ConfigMap or Secret whose name gets the content hash.
     pub needs_hash: bool,
+    /// The `vars` that read this object.
+    pub ref_vars: Vec<String>,
+    /// Where it came from, as `buildMetadata: [originAnnotations]` prints it.
+    pub build_origin: Option<String>,
+    /// The transformers that ran over it, as `buildMetadata: [transformerAnnotations]` prints.
+    pub transformations: Vec<String>,
 }
 
 impl Resource {
@@ -169,6 +196,9 @@ impl Resource {
             prefixes: Vec::new(),
             suffixes: Vec::new(),
             needs_hash: false,
+            ref_vars: Vec::new(),
+            build_origin: None,
+            transformations: Vec::new(),
         }
     }
 
@@ -345,6 +375,10 @@ pub(crate) struct Ctx<'k> {
     pub file: String,
     pub text: String,
     pub k: &'k Kustomization,
+    /// The kustomization file relative to the top-level one, when transformers are recorded.
+    pub configured_in: Option<String>,
+    /// The field specs in force (kustomize's defaults plus `configurations`).
+    pub config: config::Config,
 }
 
 impl Ctx<'_> {
@@ -397,6 +431,12 @@ struct Engine<'a> {
     stack: Vec<String>,
     /// Warnings found so far.
     diagnostics: Vec<Diagnostic>,
+    /// The top-level kustomization's directory.
+    root: String,
+    /// The top-level `buildMetadata`.
+    build: metadata::Options,
+    /// Every var declared so far.
+    vars: Vec<vars::Var>,
 }
 
 impl Engine<'_> {
@@ -413,9 +453,10 @@ impl Engine<'_> {
         &mut self,
         dir: &str,
         mut resources: Vec<Resource>,
+        config: config::Config,
         component: bool,
         named_by: Option<(&str, usize)>,
-    ) -> Result<(Vec<Resource>, Kustomization), Error> {
+    ) -> Result<(Vec<Resource>, Kustomization, config::Config), Error> {
         let Some(file) = kustomization_file(self.source, dir) else {
             let (file, line) = named_by.unwrap_or((dir, 1));
             return Err(Error::Invalid {
@@ -446,13 +487,36 @@ impl Engine<'_> {
             line: 1,
             message: e.to_string(),
         })?;
-        let ctx = Ctx {
+        let mut ctx = Ctx {
             dir: dir.to_string(),
             file: file.clone(),
             text,
             k: &k,
+            configured_in: None,
+            config,
         };
         check_fields(&ctx, component)?;
+        if self.stack.is_empty() {
+            self.build = metadata::Options::parse(&k.build_metadata)
+                .map_err(|message| ctx.invalid("buildMetadata", None, message))?;
+        }
+        let configured_in = relative(&self.root, &file);
+        if self.build.transformers {
+            ctx.configured_in = Some(configured_in.clone());
+        }
+        for field in ["crds", "openapi"] {
+            let set = match field {
+                "crds" => !k.crds.is_empty(),
+                _ => k.openapi.is_some(),
+            };
+            if set {
+                return Err(ctx.invalid(
+                    field,
+                    None,
+                    format!("{field}: not supported by gitplane's kustomize renderer"),
+                ));
+            }
+        }
         for (old, new) in DEPRECATED {
             if ctx.text.lines().any(|l| l.starts_with(&format!("{old}:"))) {
                 self.diagnostics.push(Diagnostic {
@@ -466,12 +530,29 @@ impl Engine<'_> {
 
         let mut ids: Ids = resources.iter().map(Resource::key).collect();
         for entry in k.bases.iter().chain(&k.resources) {
-            let loaded = self.load(&ctx, entry)?;
+            let (loaded, sub) = self.load(&ctx, entry)?;
+            if let Some(sub) = sub {
+                ctx.config.merge(&sub);
+            }
             for r in loaded {
                 add(&ctx, &mut resources, &mut ids, r, entry)?;
             }
         }
+        let mut own = config::Config::default();
+        own.load(self.source, &ctx)?;
+        ctx.config.merge(&own);
+        let before = resources.len();
         generate::run(self.source, &ctx, &mut resources)?;
+        if self.build.origin {
+            for r in &mut resources[before..] {
+                let generator = if r.kind() == "Secret" {
+                    "SecretGenerator"
+                } else {
+                    "ConfigMapGenerator"
+                };
+                r.build_origin = Some(metadata::configured(&configured_in, generator));
+            }
+        }
         for entry in &k.components {
             let line = locate(&ctx.text, "components", Some(entry));
             let path = self.resolve(&ctx, "components", entry)?;
@@ -482,12 +563,21 @@ impl Engine<'_> {
                     path,
                 });
             }
-            let (out, _) = self.kustomize(&path, resources, true, Some((&ctx.file, line)))?;
+            let (out, _, config) = self.kustomize(
+                &path,
+                resources,
+                ctx.config.clone(),
+                true,
+                Some((&ctx.file, line)),
+            )?;
             resources = out;
+            ctx.config = config;
         }
         transform::run(self.source, &ctx, &mut resources)?;
+        vars::merge(&ctx, &mut resources, &mut self.vars)?;
         self.stack.pop();
-        Ok((resources, k))
+        let config = ctx.config;
+        Ok((resources, k, config))
     }
 
     fn resolve(&self, ctx: &Ctx, key: &str, entry: &str) -> Result<String, Error> {
@@ -507,8 +597,12 @@ impl Engine<'_> {
         })
     }
 
-    /// The objects one `resources` entry names.
-    fn load(&mut self, ctx: &Ctx, entry: &str) -> Result<Vec<Resource>, Error> {
+    /// The objects one `resources` entry names, and the configuration of a kustomization.
+    fn load(
+        &mut self,
+        ctx: &Ctx,
+        entry: &str,
+    ) -> Result<(Vec<Resource>, Option<config::Config>), Error> {
         let key = if ctx.k.bases.iter().any(|b| b == entry) {
             "bases"
         } else {
@@ -528,13 +622,26 @@ impl Engine<'_> {
                 {
                     let objects = crate::chart::render(self.source, &path, self.chart_options)
                         .map_err(|e| Error::Chart(Box::new(e)))?;
-                    return Ok(objects
-                        .into_iter()
-                        .map(|o| Resource::new(o.value, o.origin))
-                        .collect());
+                    let origin = self.build.origin.then(|| relative(&self.root, &path));
+                    return Ok((
+                        objects
+                            .into_iter()
+                            .map(|o| {
+                                let mut r = Resource::new(o.value, o.origin);
+                                r.build_origin = origin.as_deref().map(metadata::file_origin);
+                                r
+                            })
+                            .collect(),
+                        None,
+                    ));
                 }
-                let (resources, k) =
-                    self.kustomize(&path, Vec::new(), false, Some((&ctx.file, line)))?;
+                let (resources, k, config) = self.kustomize(
+                    &path,
+                    Vec::new(),
+                    config::Config::default(),
+                    false,
+                    Some((&ctx.file, line)),
+                )?;
                 if k.kind.as_deref() == Some("Component") {
                     return Err(ctx.invalid(
                         key,
@@ -542,7 +649,7 @@ impl Engine<'_> {
                         format!("{entry}: a Component belongs under components, not {key}"),
                     ));
                 }
-                Ok(resources)
+                Ok((resources, Some(config)))
             }
             Some(EntryKind::File) => {
                 let (path, text) = ctx.read(self.source, key, entry)?;
@@ -553,10 +660,33 @@ impl Engine<'_> {
                         format!("{entry}: name the directory of a kustomization, not its file"),
                     ));
                 }
-                load_file(&path, &text)
+                let mut loaded = load_file(&path, &text)?;
+                if self.build.origin {
+                    let origin = metadata::file_origin(&relative(&self.root, &path));
+                    for r in &mut loaded {
+                        r.build_origin = Some(origin.clone());
+                    }
+                }
+                Ok((loaded, None))
             }
         }
     }
+}
+
+/// `path` relative to the directory `root` (both relative to the source root), with `..` where
+/// it lies outside.
+fn relative(root: &str, path: &str) -> String {
+    let split = |p: &str| -> Vec<String> {
+        p.split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .map(str::to_string)
+            .collect()
+    };
+    let (root, path) = (split(root), split(path));
+    let common = root.iter().zip(&path).take_while(|(a, b)| a == b).count();
+    let mut out: Vec<String> = vec!["..".to_string(); root.len() - common];
+    out.extend(path[common..].iter().cloned());
+    out.join("/")
 }
 
 /// The objects of one YAML file, with `List`s expanded.

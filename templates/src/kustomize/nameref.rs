@@ -3,7 +3,7 @@
 //! way kustomize does (same namespace, same prefixes and suffixes).
 
 use super::Resource;
-use super::fields::{self, name_references};
+use super::fields::{self, NameReference, name_references};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -111,7 +111,7 @@ fn choose<'c>(
 }
 
 /// Updates every reference to a renamed object.
-pub(crate) fn fix(resources: &mut [Resource]) -> Result<(), String> {
+pub(crate) fn fix(resources: &mut [Resource], extra: &[NameReference]) -> Result<(), String> {
     let candidates: Vec<Candidate> = resources
         .iter()
         .filter(|r| !r.previous.is_empty())
@@ -130,7 +130,7 @@ pub(crate) fn fix(resources: &mut [Resource]) -> Result<(), String> {
     if candidates.is_empty() {
         return Ok(());
     }
-    for reference in name_references() {
+    for reference in name_references().iter().chain(extra) {
         let of_kind: Vec<&Candidate> = candidates
             .iter()
             .filter(|c| c.kind == reference.kind && c.group == reference.group)

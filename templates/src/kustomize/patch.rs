@@ -299,7 +299,7 @@ fn anchored(pattern: &str) -> Option<regex::Regex> {
     regex::Regex::new(&format!("^(?:{pattern})$")).ok()
 }
 
-fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+pub(crate) fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
     value
         .and_then(Value::as_object)
         .map(|m| {

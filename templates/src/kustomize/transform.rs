@@ -2,7 +2,7 @@
 
 use super::fields::{self, FieldSpec};
 use super::kustomization::{Image, SortOptions, pairs_to_map};
-use super::{Ctx, Error, Resource, patch};
+use super::{Ctx, Error, Resource, metadata, patch};
 use crate::source::Source;
 use serde_json::{Map, Value};
 
@@ -13,59 +13,78 @@ pub(crate) fn run(
     resources: &mut Vec<Resource>,
 ) -> Result<(), Error> {
     let k = ctx.k;
+    let config = &ctx.config;
+    let note = |resources: &mut [Resource], kind: &str, times: usize| {
+        for _ in 0..times {
+            metadata::note(resources, ctx.configured_in.as_deref(), kind);
+        }
+    };
     patch::strategic_merge_files(source, ctx, resources)?;
+    let smp = usize::from(!k.patches_strategic_merge.is_empty());
+    note(resources, "PatchStrategicMergeTransformer", smp);
     patch::patches(source, ctx, resources)?;
+    note(resources, "PatchTransformer", k.patches.len());
     if let Some(ns) = k.namespace.as_deref().filter(|ns| !ns.is_empty()) {
         namespace(ctx, resources, ns)?;
+        note(resources, "NamespaceTransformer", 1);
     }
     if let Some(prefix) = k.name_prefix.as_deref().filter(|p| !p.is_empty()) {
-        rename(resources, prefix, true);
+        rename(resources, prefix, true, &config.name_prefix);
+        note(resources, "PrefixTransformer", 1);
     }
     if let Some(suffix) = k.name_suffix.as_deref().filter(|s| !s.is_empty()) {
-        rename(resources, suffix, false);
+        rename(resources, suffix, false, &config.name_suffix);
+        note(resources, "SuffixTransformer", 1);
     }
+    let common_labels: Vec<FieldSpec> = fields::common_labels()
+        .iter()
+        .chain(&config.common_labels)
+        .cloned()
+        .collect();
     for label in &k.labels {
-        let mut specs: Vec<FieldSpec> = label
-            .fields
-            .iter()
-            .map(|f| FieldSpec {
-                group: f.group.clone(),
-                version: f.version.clone(),
-                kind: f.kind.clone(),
-                path: f.path.clone(),
-                create: f.create,
-            })
-            .collect();
+        let mut specs: Vec<FieldSpec> = label.fields.iter().map(|f| f.to_spec()).collect();
+        specs.extend(config.labels.iter().cloned());
         if label.include_selectors {
-            specs.extend(fields::common_labels().iter().cloned());
-        } else if label.include_templates {
-            specs.extend(fields::template_labels().iter().cloned());
+            specs.extend(common_labels.iter().cloned());
         } else {
+            if label.include_templates {
+                specs.extend(fields::template_labels().iter().cloned());
+                specs.extend(config.template_labels.iter().cloned());
+            }
             specs.push(fields::template_labels()[0].clone());
         }
         set_pairs(resources, &specs, &pairs_to_map(&label.pairs));
+        note(resources, "LabelTransformer", 1);
     }
-    if !k.common_labels.is_empty() {
-        set_pairs(
-            resources,
-            fields::common_labels(),
-            &pairs_to_map(&k.common_labels),
-        );
+    if !k.common_labels.is_empty() || !k.labels.is_empty() {
+        if !k.common_labels.is_empty() {
+            set_pairs(resources, &common_labels, &pairs_to_map(&k.common_labels));
+        }
+        note(resources, "LabelTransformer", 1);
     }
     if !k.common_annotations.is_empty() {
-        set_pairs(
-            resources,
-            fields::common_annotations(),
-            &pairs_to_map(&k.common_annotations),
-        );
+        let specs: Vec<FieldSpec> = fields::common_annotations()
+            .iter()
+            .chain(&config.common_annotations)
+            .cloned()
+            .collect();
+        set_pairs(resources, &specs, &pairs_to_map(&k.common_annotations));
+        note(resources, "AnnotationsTransformer", 1);
     }
     patch::json6902_entries(source, ctx, resources)?;
+    note(
+        resources,
+        "PatchJson6902Transformer",
+        k.patches_json6902.len(),
+    );
+    let replica_specs: Vec<&FieldSpec> =
+        fields::replicas().iter().chain(&config.replicas).collect();
     for replica in &k.replicas {
         for r in resources.iter_mut() {
             if !r.all_names().any(|(n, _)| n == replica.name) {
                 continue;
             }
-            for spec in fields::replicas() {
+            for spec in &replica_specs {
                 if spec.selects(r.api_version(), r.kind()) {
                     fields::visit(
                         &mut r.value,
@@ -76,10 +95,18 @@ pub(crate) fn run(
                 }
             }
         }
+        note(resources, "ReplicaCountTransformer", 1);
     }
     for image in &k.images {
-        images(resources, image);
+        images(resources, image, &config.images);
+        note(resources, "ImageTagTransformer", 1);
     }
+    super::replacements::run(source, ctx, resources)?;
+    note(
+        resources,
+        "ReplacementTransformer",
+        usize::from(!k.replacements.is_empty()),
+    );
     Ok(())
 }
 
@@ -164,7 +191,7 @@ fn namespace(ctx: &Ctx, resources: &mut [Resource], ns: &str) -> Result<(), Erro
     Ok(())
 }
 
-fn rename(resources: &mut [Resource], affix: &str, prefix: bool) {
+fn rename(resources: &mut [Resource], affix: &str, prefix: bool, extra: &[FieldSpec]) {
     for r in resources.iter_mut() {
         let skip = matches!(r.kind(), "CustomResourceDefinition" | "Namespace")
             || (r.kind() == "APIService" && r.group() == "apiregistration.k8s.io");
@@ -180,6 +207,26 @@ fn rename(resources: &mut [Resource], affix: &str, prefix: bool) {
             format!("{}{affix}", r.name())
         };
         r.set_meta("name", &name);
+        let (api_version, kind) = (r.api_version().to_string(), r.kind().to_string());
+        for spec in extra.iter().filter(|s| s.selects(&api_version, &kind)) {
+            if spec.path == "metadata/name" {
+                continue;
+            }
+            fields::visit(
+                &mut r.value,
+                &fields::segments(&spec.path),
+                spec.create,
+                &mut |v| {
+                    if let Value::String(s) = v {
+                        *s = if prefix {
+                            format!("{affix}{s}")
+                        } else {
+                            format!("{s}{affix}")
+                        };
+                    }
+                },
+            );
+        }
     }
 }
 
@@ -296,7 +343,7 @@ fn walk_containers(node: &mut Value, f: &mut dyn FnMut(&mut Value)) {
     }
 }
 
-fn images(resources: &mut [Resource], image: &Image) {
+fn images(resources: &mut [Resource], image: &Image, extra: &[FieldSpec]) {
     let pattern = format!(
         "^{}(:[a-zA-Z0-9_.{{}}-]*)?(@[a-zA-Z0-9]+([.+_-][a-zA-Z0-9]+)*:[a-zA-Z0-9_.{{}}-]*)?$",
         image.name
@@ -309,7 +356,10 @@ fn images(resources: &mut [Resource], image: &Image) {
             continue;
         }
         walk_containers(&mut r.value, &mut |v| update_image(v, image, &pattern));
-        for spec in fields::image_volumes() {
+        for spec in fields::image_volumes().iter().chain(extra) {
+            if !spec.selects(r.api_version(), r.kind()) {
+                continue;
+            }
             fields::visit(
                 &mut r.value,
                 &fields::segments(&spec.path),
