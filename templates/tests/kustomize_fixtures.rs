@@ -104,3 +104,35 @@ fn every_shared_case_renders_like_kubectl_kustomize() {
 fn every_own_case_renders_like_kubectl_kustomize() {
     run(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kustomize"));
 }
+
+/// The expectations are what the real `kubectl kustomize` prints: a case whose
+/// `expected.yaml` no longer matches kubectl (a hand edit, or a new kubectl) fails here.
+#[test]
+fn own_expectations_are_what_kubectl_kustomize_prints() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kustomize");
+    let mut drift = Vec::new();
+    for case in cases(&root) {
+        let output = std::process::Command::new("kubectl")
+            .arg("kustomize")
+            .arg(case.join("input"))
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("kubectl: {e}; install kubectl v1.32 (see scripts/test.sh)")
+            });
+        assert!(
+            output.status.success(),
+            "{}: kubectl kustomize failed: {}",
+            case.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let expected = std::fs::read(case.join("expected.yaml")).expect("expected.yaml");
+        if output.stdout != expected {
+            drift.push(case.display().to_string());
+        }
+    }
+    assert!(
+        drift.is_empty(),
+        "expected.yaml differs from `kubectl kustomize CASE/input` for:\n{}",
+        drift.join("\n")
+    );
+}

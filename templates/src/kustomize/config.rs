@@ -1,7 +1,8 @@
 //! `configurations`: transformer configuration files whose field specs teach the built-in
 //! transformers about more fields (custom kinds' labels, name references, var references, …),
-//! on top of kustomize's defaults. A kustomization sees its own files and those of everything
-//! it includes, as in kustomize.
+//! on top of kustomize's defaults; and `crds`, OpenAPI definitions of custom kinds that mark
+//! such fields. A kustomization sees its own files and those of everything it includes, as in
+//! kustomize.
 
 use super::fields::{FieldSpec, NameReference};
 use super::kustomization::FieldSpecConfig;
@@ -9,6 +10,7 @@ use super::{Ctx, Error};
 use crate::source::Source;
 use crate::yaml::{self, Dialect};
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
 /// A transformer configuration file (kustomize's `TransformerConfig`).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -94,7 +96,7 @@ impl Config {
             let (file, text) = ctx.read(source, "configurations", path)?;
             let value = yaml::parse_value(&file, &text, Dialect::Kustomize)?;
             let value = if value.is_null() {
-                serde_json::Value::Object(Default::default())
+                Value::Object(Default::default())
             } else {
                 value
             };
@@ -132,6 +134,120 @@ impl Config {
             });
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// Reads the `crds` files of `ctx`'s kustomization: OpenAPI definitions (JSON or YAML, name
+    /// to `{Schema: …}`) whose `x-kubernetes-*` extensions mark annotation, label-selector,
+    /// identity and object-reference fields of custom kinds, as kustomize's
+    /// `LoadConfigFromCRDs` reads them.
+    pub(crate) fn load_crds(&mut self, source: &dyn Source, ctx: &Ctx) -> Result<(), Error> {
+        for path in &ctx.k.crds {
+            let (file, text) = ctx.read(source, "crds", path)?;
+            let value = yaml::parse_value(&file, &text, Dialect::Kustomize)?;
+            let Value::Object(definitions) = value else {
+                return Err(Error::Invalid {
+                    file,
+                    line: 1,
+                    message: "unable to parse open API definitions: expected a map of type names to definitions".into(),
+                });
+            };
+            let mut found = Config::default();
+            let mut names: Vec<&String> = definitions.keys().collect();
+            names.sort();
+            for name in names {
+                let properties = properties(&definitions, name);
+                if !["kind", "apiVersion", "metadata"]
+                    .iter()
+                    .all(|p| properties.is_some_and(|props| props.contains_key(*p)))
+                {
+                    continue;
+                }
+                let kind = name.rsplit('.').next().unwrap_or(name);
+                crd_fields(&mut found, kind, &definitions, name, &mut Vec::new(), 0);
+            }
+            self.merge(&found);
+        }
+        Ok(())
+    }
+}
+
+/// The `Schema.properties` of the definition `name`.
+fn properties<'d>(
+    definitions: &'d Map<String, Value>,
+    name: &str,
+) -> Option<&'d Map<String, Value>> {
+    definitions
+        .get(name)?
+        .get("Schema")?
+        .get("properties")?
+        .as_object()
+}
+
+/// An `x-kubernetes-*` extension of a property, when it is a string (names compare without
+/// case, as kube-openapi's do).
+fn extension<'p>(property: &'p Value, key: &str) -> Option<&'p str> {
+    property
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .and_then(|(_, v)| v.as_str())
+}
+
+fn crd_fields(
+    config: &mut Config,
+    kind: &str,
+    definitions: &Map<String, Value>,
+    name: &str,
+    path: &mut Vec<String>,
+    depth: usize,
+) {
+    // Definitions may refer to each other in a loop; real schemas are far shallower.
+    if depth > 32 {
+        return;
+    }
+    let Some(properties) = properties(definitions, name) else {
+        return;
+    };
+    let spec = |path: &[String]| FieldSpec {
+        group: String::new(),
+        version: String::new(),
+        kind: kind.to_string(),
+        path: path.join("/"),
+        create: false,
+    };
+    for (prop, property) in properties {
+        path.push(prop.clone());
+        if extension(property, "x-kubernetes-annotation").is_some() {
+            extend(&mut config.common_annotations, &[spec(path)]);
+        }
+        if extension(property, "x-kubernetes-label-selector").is_some() {
+            extend(&mut config.common_labels, &[spec(path)]);
+        }
+        if extension(property, "x-kubernetes-identity").is_some() {
+            extend(&mut config.name_prefix, &[spec(path)]);
+        }
+        if extension(property, "x-kubernetes-object-ref-api-version").is_some()
+            && let Some(target) = extension(property, "x-kubernetes-object-ref-kind")
+        {
+            let key = extension(property, "x-kubernetes-object-ref-name-key").unwrap_or("name");
+            let mut referrer = path.clone();
+            referrer.push(key.to_string());
+            config.merge(&Config {
+                name_references: vec![NameReference {
+                    group: String::new(),
+                    kind: target.to_string(),
+                    referrers: vec![spec(&referrer)],
+                }],
+                ..Config::default()
+            });
+        }
+        if let Some(reference) = property.get("$ref").and_then(Value::as_str) {
+            let reference = reference.to_string();
+            crd_fields(config, kind, definitions, &reference, path, depth + 1);
+        }
+        path.pop();
     }
 }
 

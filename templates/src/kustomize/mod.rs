@@ -504,18 +504,12 @@ impl Engine<'_> {
         if self.build.transformers {
             ctx.configured_in = Some(configured_in.clone());
         }
-        for field in ["crds", "openapi"] {
-            let set = match field {
-                "crds" => !k.crds.is_empty(),
-                _ => k.openapi.is_some(),
-            };
-            if set {
-                return Err(ctx.invalid(
-                    field,
-                    None,
-                    format!("{field}: not supported by gitplane's kustomize renderer"),
-                ));
-            }
+        if k.openapi.is_some() {
+            return Err(ctx.invalid(
+                "openapi",
+                None,
+                "openapi: not supported by gitplane's kustomize renderer",
+            ));
         }
         for (old, new) in DEPRECATED {
             if ctx.text.lines().any(|l| l.starts_with(&format!("{old}:"))) {
@@ -540,6 +534,7 @@ impl Engine<'_> {
         }
         let mut own = config::Config::default();
         own.load(self.source, &ctx)?;
+        own.load_crds(self.source, &ctx)?;
         ctx.config.merge(&own);
         let before = resources.len();
         generate::run(self.source, &ctx, &mut resources)?;

@@ -130,10 +130,18 @@ pub(crate) fn fix(resources: &mut [Resource], extra: &[NameReference]) -> Result
     if candidates.is_empty() {
         return Ok(());
     }
-    for reference in name_references().iter().chain(extra) {
+    // Configured references select as kustomize's do: an empty group matches every group.
+    let all = name_references()
+        .iter()
+        .map(|r| (r, false))
+        .chain(extra.iter().map(|r| (r, true)));
+    for (reference, configured) in all {
         let of_kind: Vec<&Candidate> = candidates
             .iter()
-            .filter(|c| c.kind == reference.kind && c.group == reference.group)
+            .filter(|c| {
+                c.kind == reference.kind
+                    && (c.group == reference.group || (configured && reference.group.is_empty()))
+            })
             .collect();
         if of_kind.is_empty() {
             continue;
