@@ -18,6 +18,7 @@ mod generate;
 mod kustomization;
 mod metadata;
 mod nameref;
+mod openapi;
 mod patch;
 mod replacements;
 mod transform;
@@ -116,6 +117,7 @@ pub fn render(
         root: dir.to_string(),
         build: metadata::Options::default(),
         vars: Vec::new(),
+        openapi: None,
     };
     let file = kustomization_file(source, dir).ok_or_else(|| Error::Missing {
         file: dir.to_string(),
@@ -379,6 +381,8 @@ pub(crate) struct Ctx<'k> {
     pub configured_in: Option<String>,
     /// The field specs in force (kustomize's defaults plus `configurations`).
     pub config: config::Config,
+    /// The `openapi` schema of custom kinds, once a kustomization has named one.
+    pub openapi: Option<std::rc::Rc<openapi::Schema>>,
 }
 
 impl Ctx<'_> {
@@ -437,6 +441,9 @@ struct Engine<'a> {
     build: metadata::Options,
     /// Every var declared so far.
     vars: Vec<vars::Var>,
+    /// The `openapi` schema, once a kustomization has named one (it holds for the whole
+    /// build from then on, as kustomize's global schema does).
+    openapi: Option<std::rc::Rc<openapi::Schema>>,
 }
 
 impl Engine<'_> {
@@ -494,6 +501,7 @@ impl Engine<'_> {
             k: &k,
             configured_in: None,
             config,
+            openapi: None,
         };
         check_fields(&ctx, component)?;
         if self.stack.is_empty() {
@@ -504,13 +512,17 @@ impl Engine<'_> {
         if self.build.transformers {
             ctx.configured_in = Some(configured_in.clone());
         }
-        if k.openapi.is_some() {
-            return Err(ctx.invalid(
-                "openapi",
-                None,
-                "openapi: not supported by gitplane's kustomize renderer",
-            ));
+        if let Some(path) = k.openapi.as_ref().and_then(|o| o.path.as_deref()) {
+            let (schema_file, schema_text) = ctx.read(self.source, "openapi", path)?;
+            let document = yaml::parse_value(&schema_file, &schema_text, Dialect::Kustomize)?;
+            let schema = openapi::Schema::parse(&document).map_err(|message| Error::Invalid {
+                file: schema_file.clone(),
+                line: 1,
+                message,
+            })?;
+            self.openapi = Some(std::rc::Rc::new(schema));
         }
+        ctx.openapi = self.openapi.clone();
         for (old, new) in DEPRECATED {
             if ctx.text.lines().any(|l| l.starts_with(&format!("{old}:"))) {
                 self.diagnostics.push(Diagnostic {

@@ -243,14 +243,21 @@ fn apply_smp(
         r.store_previous();
     }
     let gvk = gvk_of(&r.value);
-    let patched = apimachinery::patch::strategic::apply(&r.value, patch, &gvk).map_err(|e| {
-        Error::Invalid {
-            file: ctx.file.clone(),
-            line: at.line(ctx),
-            message: format!("{}: {e}", r.id()),
-        }
+    let patched = match ctx
+        .openapi
+        .as_ref()
+        .and_then(|schema| schema.apply(&r.value, patch, &gvk))
+    {
+        Some(merged) => merged,
+        None => apimachinery::patch::strategic::apply(&r.value, patch, &gvk),
+    }
+    .map_err(|e| Error::Invalid {
+        file: ctx.file.clone(),
+        line: at.line(ctx),
+        message: format!("{}: {e}", r.id()),
     })?;
     r.value = patched;
+    merged_order(&mut r.value, patch);
     if is_deleted(&r.value) {
         return Ok(());
     }
@@ -270,6 +277,56 @@ fn apply_smp(
         r.set_meta("namespace", &namespace);
     }
     Ok(())
+}
+
+/// Puts merged list elements in kustomize's order: the elements the patch named first, in
+/// the patch's order, then the object's other elements in their order (apimachinery keeps the
+/// object's order, as the API server does). A merged element is the patch's when it holds
+/// everything that patch element says.
+fn merged_order(merged: &mut Value, patch: &Value) {
+    match (merged, patch) {
+        (Value::Object(m), Value::Object(p)) => {
+            for (key, pv) in p {
+                if let Some(mv) = m.get_mut(key) {
+                    merged_order(mv, pv);
+                }
+            }
+        }
+        (Value::Array(items), Value::Array(patch_items))
+            if !patch_items.is_empty() && patch_items.iter().all(Value::is_object) =>
+        {
+            let mut used = vec![false; items.len()];
+            let mut order = Vec::with_capacity(items.len());
+            for pe in patch_items {
+                if pe.get("$patch").is_some() {
+                    continue;
+                }
+                if let Some(i) = (0..items.len()).find(|&i| !used[i] && holds(&items[i], pe)) {
+                    used[i] = true;
+                    merged_order(&mut items[i], pe);
+                    order.push(i);
+                }
+            }
+            order.extend((0..items.len()).filter(|&i| !used[i]));
+            let mut old: Vec<Option<Value>> = std::mem::take(items).into_iter().map(Some).collect();
+            items.extend(order.into_iter().filter_map(|i| old[i].take()));
+        }
+        _ => {}
+    }
+}
+
+/// Whether `merged` holds everything `patch` sets (directives and deletions aside).
+fn holds(merged: &Value, patch: &Value) -> bool {
+    match (merged, patch) {
+        (Value::Object(m), Value::Object(p)) => p.iter().all(|(k, pv)| {
+            k.starts_with('$') || pv.is_null() || m.get(k).is_some_and(|mv| holds(mv, pv))
+        }),
+        (Value::Array(m), Value::Array(p)) => p
+            .iter()
+            .filter(|pv| pv.get("$patch").is_none())
+            .all(|pv| m.iter().any(|mv| holds(mv, pv))),
+        (m, p) => m == p,
+    }
 }
 
 fn apply_json(
