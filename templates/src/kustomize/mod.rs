@@ -3,10 +3,11 @@
 //! A kustomization is accumulated depth first: its resources (files, directories holding
 //! another kustomization or a chart), then its generators, then its components, then its
 //! transformers in kustomize's fixed order (strategic merge patches, patches, namespace, name
-//! prefix and suffix, labels, annotations, JSON 6902 patches, replicas, images). Only the
-//! top-level kustomization then adds hash suffixes to generated names, updates the references
-//! to every renamed object, and sorts the output (kustomize's legacy order unless
-//! `sortOptions` says `fifo`).
+//! prefix and suffix, labels, annotations, JSON 6902 patches, replicas, images,
+//! replacements), then records the objects its `vars` read. Only the top-level kustomization
+//! then adds hash suffixes to generated names, updates the references to every renamed object,
+//! substitutes `vars`, sorts the output (kustomize's legacy order unless `sortOptions` says
+//! otherwise) and writes what `buildMetadata` asks for.
 //!
 //! One deliberate difference: a patch whose target selects nothing is an error here, where
 //! kustomize silently skips it — a patch that changes nothing is almost always a mistake.
