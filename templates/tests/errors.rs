@@ -180,6 +180,31 @@ fn replacements_name_what_they_cannot_find() {
 }
 
 #[test]
+fn unknown_build_metadata_options_and_bad_schemas_are_errors() {
+    check(
+        &[(
+            "a/kustomization.yaml",
+            "resources: []\nbuildMetadata: [originAnnotation]\n",
+        )],
+        "a",
+        "a/kustomization.yaml:2: buildMetadata: unknown option \"originAnnotation\" (known: originAnnotations, transformerAnnotations, managedByLabel)",
+    );
+    check(
+        &[
+            ("a/kustomization.yaml", "openapi:\n  path: schema.json\n"),
+            ("a/schema.json", "{\"swagger\": \"2.0\"}\n"),
+        ],
+        "a",
+        "a/schema.json:1: the schema has no definitions map",
+    );
+    check(
+        &[("a/kustomization.yaml", "crds:\n- missing.json\n")],
+        "a",
+        "a/kustomization.yaml:2: a/missing.json: no such file or directory",
+    );
+}
+
+#[test]
 fn vars_that_match_nothing_are_errors() {
     check(
         &[
