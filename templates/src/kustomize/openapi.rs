@@ -1,6 +1,7 @@
 //! `openapi`: an OpenAPI v2 schema file (`definitions` with `x-kubernetes-group-version-kind`)
-//! that gives custom kinds strategic merge keys (`x-kubernetes-patch-merge-key` with the
-//! `merge` patch strategy), so patches merge their lists by key as kustomize merges them.
+//! whose strategic merge keys (`x-kubernetes-patch-merge-key` with the `merge` patch
+//! strategy) patches use, as kustomize uses them: the file replaces the built-in schema, so a
+//! kind it does not describe has no merge keys.
 //!
 //! The merge itself stays apimachinery's: before patching, every keyed list (in the object and
 //! in the patch) becomes a map from key to element, which merges exactly like a keyed list
@@ -68,24 +69,24 @@ impl Schema {
             .map(|(_, _, s)| s)
     }
 
-    /// Applies a strategic merge patch to an object of a kind this schema describes; `None`
-    /// when it describes no such kind.
+    /// Applies a strategic merge patch with this schema's merge keys. Like kustomize, whose
+    /// schema file replaces its built-in one, a kind the file does not describe (built-in
+    /// kinds included) has no merge keys: its lists are replaced.
     pub fn apply(
         &self,
         original: &Value,
         patch: &Value,
         gvk: &GroupVersionKind,
-    ) -> Option<Result<Value, apimachinery::patch::PatchError>> {
-        if apimachinery::patch::strategic::is_known_kind(gvk) {
-            return None;
-        }
-        let shape = self.shape(gvk)?;
+    ) -> Result<Value, apimachinery::patch::PatchError> {
+        // A kind apimachinery has no patch metadata for, so that only the shapes here count.
+        let plain = GroupVersionKind::from_api_version("", "");
+        let Some(shape) = self.shape(gvk) else {
+            return apimachinery::patch::strategic::apply(original, patch, &plain);
+        };
         let original = to_maps(original.clone(), shape, false);
         let patch = to_maps(patch.clone(), shape, true);
-        Some(
-            apimachinery::patch::strategic::apply(&original, &patch, gvk)
-                .map(|merged| to_lists(merged, shape)),
-        )
+        apimachinery::patch::strategic::apply(&original, &patch, &plain)
+            .map(|merged| to_lists(merged, shape))
     }
 }
 
@@ -283,10 +284,17 @@ mod tests {
             ),
         ];
         for (patch, expected) in table {
-            let merged = schema().apply(&original, patch, &gvk).unwrap().unwrap();
+            let merged = schema().apply(&original, patch, &gvk).unwrap();
             assert_eq!(&merged, expected, "{patch}");
         }
         let other = GroupVersionKind::from_api_version("example.io/v1", "Other");
-        assert!(schema().apply(&original, &json!({}), &other).is_none());
+        let replaced = schema()
+            .apply(
+                &original,
+                &json!({"spec": {"members": [{"name": "z"}]}}),
+                &other,
+            )
+            .unwrap();
+        assert_eq!(replaced, json!({"spec": {"members": [{"name": "z"}]}}));
     }
 }

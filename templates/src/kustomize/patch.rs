@@ -243,12 +243,8 @@ fn apply_smp(
         r.store_previous();
     }
     let gvk = gvk_of(&r.value);
-    let patched = match ctx
-        .openapi
-        .as_ref()
-        .and_then(|schema| schema.apply(&r.value, patch, &gvk))
-    {
-        Some(merged) => merged,
+    let patched = match &ctx.openapi {
+        Some(schema) => schema.apply(&r.value, patch, &gvk),
         None => apimachinery::patch::strategic::apply(&r.value, patch, &gvk),
     }
     .map_err(|e| Error::Invalid {
