@@ -296,3 +296,133 @@ fn write_go(out: &mut String, v: &Value, top: bool) {
     }
     let _ = top;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::exec::{CallError, Exec, Library, Set};
+    use super::*;
+
+    struct NoFunctions;
+
+    impl Library for NoFunctions {
+        fn call(
+            &self,
+            _: &mut Exec<'_>,
+            _: &str,
+            _: Vec<Value>,
+        ) -> Option<Result<Value, CallError>> {
+            None
+        }
+    }
+
+    fn run(text: &str, data: serde_json::Value) -> Result<String, String> {
+        let mut set = Set::default();
+        set.add("t", "t", text).map_err(|e| e.message)?;
+        let lib = NoFunctions;
+        let mut exec = Exec::new(Rc::new(set), &lib);
+        exec.execute("t", Value::from_json(&data))
+            .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn go_template_semantics() {
+        let data = serde_json::json!({
+            "n": 10000000, "f": 1.5, "i": 3, "s": "x", "l": ["a", "b", "c"],
+            "m": {"b": 2, "a": 1}, "z": null, "e": ""
+        });
+        let table = [
+            (
+                "{{ .n }} {{ .f }} {{ .i }} {{ 3 }} {{ 1.0 }}",
+                "1e+07 1.5 3 3 1",
+            ),
+            ("{{ .missing }}|{{ .z }}", "<no value>|<no value>"),
+            (
+                "{{ range $k, $v := .m }}{{ $k }}={{ $v }};{{ end }}",
+                "a=1;b=2;",
+            ),
+            (
+                "{{ range $i, $v := .l }}{{ if eq $i 1 }}{{ continue }}{{ end }}{{ $v }}{{ end }}",
+                "ac",
+            ),
+            (
+                "{{ range .l }}{{ if eq . \"b\" }}{{ break }}{{ end }}{{ . }}{{ end }}",
+                "a",
+            ),
+            ("{{ range .missing }}x{{ else }}empty{{ end }}", "empty"),
+            ("{{ if .z }}a{{ else if .s }}b{{ else }}c{{ end }}", "b"),
+            (
+                "{{ with .s }}{{ . }}{{ end }}{{ with .z }}no{{ else with .f }}{{ . }}{{ end }}",
+                "x1.5",
+            ),
+            ("a  {{- .s -}}  b", "axb"),
+            ("{{/* note */ -}}  x", "x"),
+            (
+                "{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ end }}{{ $x }}",
+                "2",
+            ),
+            (
+                "{{ define \"d\" }}[{{ . }}]{{ end }}{{ template \"d\" .s }}",
+                "[x]",
+            ),
+            ("{{ block \"b\" .i }}<{{ . }}>{{ end }}", "<3>"),
+            (
+                "{{ and 1 0 }} {{ or 0 \"\" }} {{ not .e }} {{ and .s .i }}",
+                "0  true 3",
+            ),
+            (
+                "{{ eq .s \"x\" \"y\" }} {{ ne .i 3.0 }} {{ lt 1 2 }} {{ ge .f 1.5 }}",
+                "true false true true",
+            ),
+            ("{{ eq .z nil }} {{ eq .s nil }}", "true false"),
+            (
+                "{{ len .l }} {{ index .l 2 }} {{ index .m \"b\" }} {{ slice .s 0 1 }}",
+                "3 c 2 x",
+            ),
+            (
+                "{{ printf \"%s-%d-%v-%05.1f\" .s 7 .m .f }}",
+                "x-7-map[a:1 b:2]-001.5",
+            ),
+            ("{{ print 1 2 \"a\" 3 }}", "1 2a3"),
+            ("{{ .l }} {{ .m }}", "[a b c] map[a:1 b:2]"),
+            ("{{ (index .l 0) }}{{ $.s }}", "ax"),
+        ];
+        for (text, want) in table {
+            assert_eq!(run(text, data.clone()).as_deref(), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn go_template_errors() {
+        let data = serde_json::json!({"s": "str", "i": 1, "z": null});
+        let table = [
+            ("{{ range .s }}{{ end }}", "range can't iterate over str"),
+            ("{{ eq .i 1 }}", "incompatible types for comparison"),
+            ("{{ .z.x }}", "nil pointer evaluating interface {}.x"),
+            ("{{ nope 1 }}", "function \"nope\" not defined"),
+            ("{{ if }}", "missing value for command"),
+            ("{{ break }}", "{{break}} outside {{range}}"),
+            ("{{ end }}", "unexpected {{end}}"),
+        ];
+        for (text, want) in table {
+            let got = run(text, data.clone()).expect_err(text);
+            assert!(got.contains(want), "{text}: {got}");
+        }
+    }
+
+    #[test]
+    fn floats_print_as_go_prints_float64() {
+        let table = [
+            (10000000.0, "1e+07"),
+            (100000.0, "100000"),
+            (1234567.0, "1.234567e+06"),
+            (0.5, "0.5"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (-2.5, "-2.5"),
+            (3.0, "3"),
+        ];
+        for (f, want) in table {
+            assert_eq!(go_float(f), want, "{f}");
+        }
+    }
+}
