@@ -3,6 +3,9 @@
 //!
 //! Nothing is printed on stdout unless rendering succeeds, so a failed render never looks like
 //! an empty (or partial) set of objects.
+//!
+//! A Helm chart (`Chart.yaml` with `apiVersion`) takes `helm template`'s inputs and prints
+//! exactly helm's stream; its errors exit 2 with the chart file and line on stderr.
 
 use anyhow::Context;
 use std::io::Write;
@@ -30,6 +33,28 @@ pub struct Args {
     /// A chart value, `key.path=value`; repeatable, wins over values files.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// A Helm chart value kept a string, `key.path=value`; repeatable.
+    #[arg(long = "set-string", value_name = "KEY=VALUE")]
+    pub set_string: Vec<String>,
+    /// A Helm chart value read from a file, `key.path=FILE`; repeatable.
+    #[arg(long = "set-file", value_name = "KEY=FILE")]
+    pub set_file: Vec<String>,
+    /// The release name of a chart (helm's `release-name` when absent).
+    #[arg(long = "release-name")]
+    pub release_name: Option<String>,
+    /// The Kubernetes version `.Capabilities.KubeVersion` reports (Helm charts; v1.32.0).
+    #[arg(long = "kube-version")]
+    pub kube_version: Option<String>,
+    /// An API version `.Capabilities.APIVersions.Has` admits, beyond helm's defaults;
+    /// repeatable (Helm charts).
+    #[arg(long = "api-versions", value_name = "GROUP/VERSION[/KIND]")]
+    pub api_versions: Vec<String>,
+    /// Print the chart's `crds/` files first (Helm charts).
+    #[arg(long = "include-crds")]
+    pub include_crds: bool,
+    /// Leave out test hooks (Helm charts).
+    #[arg(long = "skip-tests")]
+    pub skip_tests: bool,
     /// The namespace of a chart's release.
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
@@ -60,6 +85,46 @@ fn source_root(path: &Path) -> anyhow::Result<(PathBuf, String)> {
     Ok((root, relative))
 }
 
+/// Renders a Helm chart as `helm template`: its stream on stdout, or its error on stderr and
+/// exit code 2.
+fn helm(args: &Args, source: &DirSource, path: &str, options: &Options) -> anyhow::Result<u8> {
+    let mut set_file = Vec::new();
+    for expr in &args.set_file {
+        let Some((key, file)) = expr.split_once('=') else {
+            eprintln!("Error: --set-file {expr}: want KEY=FILE");
+            return Ok(2);
+        };
+        match std::fs::read_to_string(file) {
+            Ok(text) => set_file.push((key.to_string(), text)),
+            Err(e) => {
+                eprintln!("Error: --set-file {expr}: {file}: {e}");
+                return Ok(2);
+            }
+        }
+    }
+    let settings = templates::helm::Settings {
+        kube_version: args.kube_version.clone(),
+        api_versions: args.api_versions.clone(),
+        include_crds: args.include_crds,
+        skip_tests: args.skip_tests,
+        set_string: args.set_string.clone(),
+        set_file,
+    };
+    match templates::helm::render(source, path, options, &settings) {
+        Ok(out) => {
+            std::io::stdout()
+                .lock()
+                .write_all(out.stream().as_bytes())
+                .context("writing to stdout")?;
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            Ok(2)
+        }
+    }
+}
+
 /// Renders and prints; the exit code is 0 (errors are returned).
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut values_files = Vec::new();
@@ -72,14 +137,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         });
     }
     let options = Options {
-        release_name: None,
+        release_name: args.release_name.clone(),
         namespace: args.namespace.clone(),
         values_files,
         values: Vec::new(),
         set: args.set.clone(),
     };
     let (root, path) = source_root(&args.path)?;
-    let rendered = templates::render(&DirSource::new(&root), &path, &options)?;
+    let source = DirSource::new(&root);
+    if templates::helm::is_helm_chart(&source, &path) && args.output == Format::Yaml {
+        return helm(&args, &source, &path, &options);
+    }
+    let rendered = templates::render(&source, &path, &options)?;
     for d in &rendered.diagnostics {
         eprintln!("warning: {d}");
     }

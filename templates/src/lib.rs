@@ -5,7 +5,9 @@
 //! - [`source`]: the [`Source`](source::Source) trait renderers read through, and
 //!   [`DirSource`](source::DirSource) for a directory on disk.
 //! - [`yaml`]: multi-document YAML in (with lines) and out (in `kubectl kustomize`'s style).
-//! - [`chart`]: Helm-style charts (values layering, schema, helpers, strict rendering).
+//! - [`chart`]: gitplane's handlebars charts (values layering, schema, helpers, strict
+//!   rendering).
+//! - [`helm`]: Helm charts (Go templates), rendered as `helm template` renders them.
 //! - [`kustomize`]: kustomize overlays, equal to `kubectl kustomize`.
 //! - this file: [`render`], which detects the kind of a directory and renders it, and plain
 //!   directories of YAML/JSON files.
@@ -14,6 +16,7 @@
 //! values; nothing here touches the network, the cluster, the clock or the process environment.
 
 pub mod chart;
+pub mod helm;
 pub mod kustomize;
 pub mod source;
 pub mod yaml;
@@ -73,7 +76,9 @@ pub struct Rendered {
 pub enum Kind {
     /// A directory with `kustomization.yaml` (or `.yml`, or `Kustomization`).
     Kustomization,
-    /// A directory with `Chart.yaml`.
+    /// A directory with a `Chart.yaml` that has `apiVersion`: a Helm chart.
+    HelmChart,
+    /// A directory with a `Chart.yaml` without `apiVersion`: a handlebars chart.
     Chart,
     /// Any other directory, or a single file: plain YAML/JSON manifests.
     Plain,
@@ -91,6 +96,9 @@ pub enum Error {
     /// A chart failed.
     #[error(transparent)]
     Chart(#[from] chart::Error),
+    /// A Helm chart failed.
+    #[error(transparent)]
+    Helm(#[from] helm::Error),
     /// A kustomization failed.
     #[error(transparent)]
     Kustomize(#[from] kustomize::Error),
@@ -106,12 +114,15 @@ pub enum Error {
     },
 }
 
-/// Which renderer `path` needs: kustomization first, then chart, else plain manifests.
+/// Which renderer `path` needs: kustomization first, then a Helm chart (`Chart.yaml` with
+/// `apiVersion`), then a handlebars chart (`Chart.yaml` without), else plain manifests.
 pub fn detect(source: &dyn Source, path: &str) -> Kind {
     if source.kind(path) != Some(EntryKind::Dir) {
         Kind::Plain
     } else if kustomize::kustomization_file(source, path).is_some() {
         Kind::Kustomization
+    } else if helm::is_helm_chart(source, path) {
+        Kind::HelmChart
     } else if chart::is_chart(source, path) {
         Kind::Chart
     } else {
@@ -124,6 +135,10 @@ pub fn detect(source: &dyn Source, path: &str) -> Kind {
 pub fn render(source: &dyn Source, path: &str, chart: &chart::Options) -> Result<Rendered, Error> {
     match detect(source, path) {
         Kind::Kustomization => Ok(kustomize::render(source, path, chart)?),
+        Kind::HelmChart => Ok(Rendered {
+            objects: helm::render_objects(source, path, chart, &helm::Settings::default())?,
+            diagnostics: Vec::new(),
+        }),
         Kind::Chart => Ok(Rendered {
             objects: chart::render(source, path, chart)?,
             diagnostics: Vec::new(),

@@ -15,6 +15,7 @@ mod pod_startup;
 mod pod_startup_process;
 mod pods;
 mod render;
+mod render_helm;
 mod schedule;
 mod watch_fanout;
 
@@ -63,6 +64,8 @@ enum Scenario {
     WatchFanout,
     /// A 1,000-object kustomize overlay rendered by gitplane and by `kubectl kustomize`.
     Render,
+    /// The shared Helm charts rendered by `gitplane render` and by `helm template` (processes).
+    RenderHelm,
     /// Commit to a local repository → first object applied, with the syncer running.
     GitopsLatency,
     /// An app of 1,000 objects: first sync and no-op resync.
@@ -92,6 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Scenario::ApiList => api_list::run(args.count.unwrap_or(10_000), args.rounds).await,
             Scenario::WatchFanout => watch_fanout::run(args.watchers, args.updates).await,
             Scenario::Render => render::run(),
+            Scenario::RenderHelm => render_helm::run(),
             Scenario::GitopsLatency => gitops::latency(args.count.unwrap_or(20)).await,
             Scenario::GitopsSync => gitops::sync(args.count.unwrap_or(1000)).await,
             Scenario::Schedule => {
