@@ -1,7 +1,9 @@
 //! The object model and the pure algorithms of the Kubernetes API, shared by every gitplane crate.
 //!
 //! # Layout
+//! - [`builtin`]: the built-in kinds, listed once (names, verbs, types, printers).
 //! - [`application`]: gitplane's own `Application` CRD and the marks the syncer leaves on objects.
+//! - [`disruption`]: PodDisruptionBudget status arithmetic (eviction, disruption controller).
 //! - [`kind_validation`]: the built-in kinds validated as Kubernetes validates them.
 //! - [`object`]: dynamic objects (JSON with metadata accessors) and typed ones through k8s-openapi.
 //! - [`registry`]: kinds ↔ resources for the built-in kinds and for CRDs added at run time.
@@ -18,6 +20,8 @@
 //! its inputs, so it is tested with tables.
 
 pub mod application;
+pub mod builtin;
+pub mod disruption;
 pub mod kind_validation;
 pub mod object;
 pub mod patch;
