@@ -5,7 +5,10 @@
 //! - [`application`]: gitplane's own `Application` CRD and the marks the syncer leaves on objects.
 //! - [`disruption`]: PodDisruptionBudget status arithmetic (eviction, disruption controller).
 //! - [`kind_validation`]: the built-in kinds validated as Kubernetes validates them.
+//! - [`limit_range`]: LimitRange defaults and bounds for pods, with Kubernetes' messages.
 //! - [`object`]: dynamic objects (JSON with metadata accessors) and typed ones through k8s-openapi.
+//! - [`quantity`]: resource quantities (`100m`, `1Gi`) parsed and printed.
+//! - [`quota`]: ResourceQuota usage and LimitRange defaults and bounds, with Kubernetes' messages.
 //! - [`registry`]: kinds ↔ resources for the built-in kinds and for CRDs added at run time.
 //! - [`schema`]: structural schemas of CRDs: pruning, defaulting and validating custom resources.
 //! - [`selector`]: label and field selectors.
@@ -23,9 +26,12 @@ pub mod application;
 pub mod builtin;
 pub mod disruption;
 pub mod kind_validation;
+pub mod limit_range;
 pub mod object;
 pub mod patch;
 pub mod protobuf;
+pub mod quantity;
+pub mod quota;
 pub mod registry;
 pub mod schema;
 pub mod selector;
