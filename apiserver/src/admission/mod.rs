@@ -3,10 +3,10 @@
 //! 1. decode and check against the type or schema (`handlers::ApiRequest::check_typed`: unknown
 //!    fields, pruning, schema defaults);
 //! 2. server-set fields and built-in defaulting (`strategy`, `defaults`);
-//! 3. built-in mutating admission ([`service_account`]);
+//! 3. built-in mutating admission ([`service_account`], LimitRanger in [`quota`]);
 //! 4. mutating webhooks;
 //! 5. validation (`validate`: built-in kinds, CRD schemas);
-//! 6. validating webhooks;
+//! 6. validating webhooks, then ResourceQuota ([`quota`], on creates);
 //! 7. NamespaceLifecycle (`handlers::write::check_namespace`) and storage.
 
 /// ServiceAccount admission: a pod created without a service account runs as `default`.
@@ -39,6 +39,7 @@ pub fn service_account(info: &apimachinery::registry::ResourceInfo, obj: &mut se
 }
 
 pub mod client;
+pub mod quota;
 pub mod webhook;
 
 use apimachinery::object::ObjectExt;

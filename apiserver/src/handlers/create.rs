@@ -29,11 +29,13 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     }
     strategy::prepare_create(info, &mut obj)?;
     admission::service_account(info, &mut obj);
+    admission::quota::limit_ranges(state, info, req.namespace(), &mut obj)?;
     admission::mutate(state, req, Operation::Create, None, &mut obj).await?;
     let mut errs = strategy::validate_meta(info, &obj);
     errs.extend(validate::object(info, &obj));
     strategy::invalid_if_any(info, &obj, errs)?;
     admission::validate(state, req, Operation::Create, None, Some(&obj)).await?;
+    admission::quota::charge(state, info, req.namespace(), &obj, dry_run).await?;
     if let Some(ns) = req.namespace() {
         check_namespace(state, ns).await?;
     }
@@ -68,5 +70,8 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         }
     };
     crd::after_write(state, info, kv.mod_revision).await;
+    if info.plural == "resourcequotas" {
+        admission::quota::after_write(state, info, req.namespace(), kv.mod_revision).await;
+    }
     Ok(json(StatusCode::CREATED, &stamp(obj, kv.mod_revision)))
 }
