@@ -2,12 +2,13 @@
 //!
 //! Per Application the loop keeps an [`AppState`] and, on every tick, walks it through these
 //! steps (each skipped when nothing calls for it):
+//! 0. **take** an `operation` written through the API (`super::operation`: sync, rollback);
 //! 1. **fetch** the mirror: first sight, a `gitplane.io/refresh` request, a file-system event in
 //!    a local repository, a verified push webhook, or the polling interval (60 s by default);
 //! 2. **render** the tree at the resolved commit (cached per commit and spec);
 //! 3. **compare** with the live cluster (at least every `heal_every`, so drift is seen within
 //!    seconds);
-//! 4. **sync** when asked (`gitplane sync` sets `gitplane.io/sync-request`) or when the policy is
+//! 4. **sync** when asked (an operation, through `gitplane.io/sync-request`) or when the policy is
 //!    automated and the commit or spec changed since the last sync (or always, with selfHeal);
 //!    an automatic sync that failed is retried for the same commit and spec with back-off (5 s
 //!    doubling to 3 minutes), as a namespace another app creates may simply not exist yet;
@@ -229,6 +230,13 @@ impl Syncer {
         changed: &HashSet<PathBuf>,
         pushed: &HashSet<String>,
     ) -> Result<(), String> {
+        let app = &super::operation::take(
+            self.cluster.client(),
+            &self.config.mirrors,
+            api,
+            app.clone(),
+        )
+        .await;
         let name = app.name().unwrap_or("").to_string();
         let spec_value = app.get("spec").cloned().unwrap_or(json!({}));
         let status = app.get("status").cloned().unwrap_or(json!({}));
