@@ -8,6 +8,7 @@
 //! `<data>/logs/<namespace>_<pod>_<uid>/<container>/<restart count>.log` (logs, as the kubelet
 //! lays them out).
 
+mod images;
 mod logs;
 mod node;
 mod pods;
@@ -22,7 +23,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Taint;
 use tokio::sync::watch;
 
-use crate::runtime::RuntimeClient;
+use crate::runtime::{Cri, api};
 
 /// Labels the agent puts on sandboxes and containers in the runtime.
 pub mod labels {
@@ -109,6 +110,9 @@ pub enum Error {
     /// The node IP is not an IP address.
     #[error("invalid node IP {0:?}")]
     NodeIp(String),
+    /// The container runtime did not answer CRI `Version`.
+    #[error("the container runtime does not answer CRI v1: {0}")]
+    Runtime(#[source] tonic::Status),
 }
 
 /// A running node agent; it stops when shut down or dropped (the pods' processes stay with
@@ -121,11 +125,16 @@ pub struct Agent {
 
 impl Agent {
     /// Starts the log server, registers the Node and starts the Lease and pod tasks.
-    pub async fn start(
-        client: kube::Client,
-        runtime: RuntimeClient,
-        config: Config,
-    ) -> Result<Agent, Error> {
+    pub async fn start(client: kube::Client, cri: Cri, config: Config) -> Result<Agent, Error> {
+        let version = cri
+            .runtime
+            .clone()
+            .version(api::VersionRequest {
+                version: "v1".into(),
+            })
+            .await
+            .map_err(Error::Runtime)?
+            .into_inner();
         let ip: std::net::IpAddr = config
             .node_ip
             .parse()
@@ -141,7 +150,13 @@ impl Agent {
             addr: addr.to_string(),
             source,
         })?;
-        node::register(&client, &config, log_addr.port()).await?;
+        node::register(
+            &client,
+            &config,
+            log_addr.port(),
+            &format!("{}://{}", version.runtime_name, version.runtime_version),
+        )
+        .await?;
         let (stop, stop_rx) = watch::channel(false);
         let stopped = |rx: &watch::Receiver<bool>| {
             let mut rx = rx.clone();
@@ -152,7 +167,7 @@ impl Agent {
         let tasks = vec![
             tokio::spawn(logs::serve(
                 listener,
-                runtime.clone(),
+                cri.runtime.clone(),
                 config.data_dir.join("logs"),
                 stopped(&stop_rx),
             )),
@@ -161,7 +176,13 @@ impl Agent {
                 config.clone(),
                 stop_rx.clone(),
             )),
-            tokio::spawn(pods::run(client, runtime, config, stop_rx)),
+            tokio::spawn(pods::run(
+                client,
+                cri,
+                config,
+                version.runtime_name,
+                stop_rx,
+            )),
         ];
         Ok(Agent {
             stop,
