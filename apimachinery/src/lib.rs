@@ -2,12 +2,16 @@
 //!
 //! # Layout
 //! - [`application`]: gitplane's own `Application` CRD and the marks the syncer leaves on objects.
+//! - [`event`]: `core/v1` Events as every component writes them.
 //! - [`kind_validation`]: the built-in kinds validated as Kubernetes validates them.
+//! - [`matching`]: label maps, label selectors, node selectors and tolerations matched against
+//!   objects (one matcher each for the scheduler, the controllers and the nodes).
 //! - [`object`]: dynamic objects (JSON with metadata accessors) and typed ones through k8s-openapi.
 //! - [`registry`]: kinds ↔ resources for the built-in kinds and for CRDs added at run time.
 //! - [`schema`]: structural schemas of CRDs: pruning, defaulting and validating custom resources.
 //! - [`selector`]: label and field selectors.
 //! - [`status`]: `metav1.Status` errors with reasons and causes.
+//! - [`pod`]: what a pod's status says (phase, active, Ready since, available).
 //! - [`patch`]: JSON patch (RFC 6902), merge patch (RFC 7386) and strategic merge patch.
 //! - [`protobuf`]: Kubernetes protobuf request bodies decoded into the JSON Kubernetes would write.
 //! - [`typed`]: checking built-in objects against their k8s-openapi types (wrong types, unknown
@@ -18,9 +22,12 @@
 //! its inputs, so it is tested with tables.
 
 pub mod application;
+pub mod event;
 pub mod kind_validation;
+pub mod matching;
 pub mod object;
 pub mod patch;
+pub mod pod;
 pub mod protobuf;
 pub mod registry;
 pub mod schema;

@@ -1,5 +1,6 @@
 //! `core/v1` Events, written in the background as client-go's event broadcaster does: the
-//! scheduler and every controller report what they did through a [`Recorder`].
+//! scheduler and every controller report what they did through a [`Recorder`]; the Event
+//! itself is `apimachinery::event`'s, as the node agents write it.
 //!
 //! Events go through a bounded channel to one writer task with a few requests in flight; when
 //! the channel is full an Event is dropped (and counted) rather than slowing the component
@@ -10,9 +11,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub use apimachinery::event::{EventType, Record};
+use apimachinery::event::{Reporter, new_event};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{Event, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -27,39 +30,6 @@ const REMEMBERED: usize = 10_000;
 
 /// (namespace, object uid, reason, message) → (Event name, count).
 pub(crate) type Recent = Mutex<HashMap<(String, String, String, String), (String, i32)>>;
-
-/// `Normal` or `Warning`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventType {
-    /// Something expected happened.
-    Normal,
-    /// Something went wrong.
-    Warning,
-}
-
-impl EventType {
-    fn as_str(self) -> &'static str {
-        match self {
-            EventType::Normal => "Normal",
-            EventType::Warning => "Warning",
-        }
-    }
-}
-
-/// One Event to write.
-#[derive(Clone, Debug)]
-pub struct Record {
-    /// The object the Event is about.
-    pub regarding: ObjectReference,
-    /// `Normal` or `Warning`.
-    pub type_: EventType,
-    /// Kubernetes' reason (`Scheduled`, `ScalingReplicaSet`, `SuccessfulCreate`, ...).
-    pub reason: String,
-    /// What was done (`Binding`, `Scaling`, `Create`, ...).
-    pub action: String,
-    /// The message, in Kubernetes' words.
-    pub message: String,
-}
 
 /// The sending side; cheap to clone.
 #[derive(Clone, Debug)]
@@ -187,31 +157,12 @@ pub(crate) async fn write(
             Err(e) => return Err(e),
         }
     }
-    let event = Event {
-        metadata: ObjectMeta {
-            generate_name: Some(format!(
-                "{}.",
-                record.regarding.name.as_deref().unwrap_or("event")
-            )),
-            namespace: Some(namespace),
-            ..ObjectMeta::default()
-        },
-        involved_object: record.regarding,
-        reason: Some(record.reason),
-        message: Some(record.message),
-        type_: Some(record.type_.as_str().into()),
-        count: Some(1),
-        first_timestamp: Some(now.clone()),
-        last_timestamp: Some(now),
-        source: Some(EventSource {
-            component: Some(component.into()),
-            host: None,
-        }),
-        reporting_component: Some(component.into()),
-        reporting_instance: Some(instance.into()),
-        action: Some(record.action),
-        ..Event::default()
+    let reporter = Reporter {
+        component: component.into(),
+        instance: instance.into(),
+        host: None,
     };
+    let event = new_event(record, &reporter, now.0);
     let created = events.create(&PostParams::default(), &event).await?;
     if let (Some(name), Ok(mut r)) = (created.metadata.name, recent.lock()) {
         if r.len() >= REMEMBERED {

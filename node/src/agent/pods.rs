@@ -16,8 +16,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use apimachinery::event::{EventType, Record, Reporter, new_event};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -269,28 +270,36 @@ impl Worker {
         }
     }
 
-    async fn event(&mut self, kind: &str, reason: &str, message: String, once: bool) {
+    async fn event(&mut self, kind: EventType, reason: &str, message: String, once: bool) {
         if once && !self.events.insert(format!("{reason}/{message}")) {
             return;
         }
         let api: Api<k8s_openapi::api::core::v1::Event> =
             Api::namespaced(self.client.clone(), &self.namespace());
-        let now = now();
-        let ev = json!({
-            "metadata": {"generateName": format!("{}.", self.name())},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": self.name(),
-                "namespace": self.namespace(), "uid": self.uid()},
-            "reason": reason, "message": message, "type": kind,
-            "source": {"component": "kubelet", "host": self.config.node_name},
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-            "reportingComponent": "kubelet", "reportingInstance": self.config.node_name,
+        let record = Record {
+            regarding: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(self.name()),
+                namespace: Some(self.namespace()),
+                uid: Some(self.uid()),
+                ..ObjectReference::default()
+            },
+            type_: kind,
+            reason: reason.into(),
+            action: String::new(),
+            message,
+        };
+        let reporter = Reporter {
+            component: "kubelet".into(),
+            instance: self.config.node_name.clone(),
+            host: Some(self.config.node_name.clone()),
+        };
+        let ev = new_event(record, &reporter, jiff::Timestamp::now());
+        // Events are best effort and never hold the pod up.
+        tokio::spawn(async move {
+            let _ = api.create(&PostParams::default(), &ev).await;
         });
-        if let Ok(ev) = serde_json::from_value::<k8s_openapi::api::core::v1::Event>(ev) {
-            // Events are best effort and never hold the pod up.
-            tokio::spawn(async move {
-                let _ = api.create(&PostParams::default(), &ev).await;
-            });
-        }
     }
 
     /// The runtime's containers of this pod, by name, newest attempt last.
@@ -445,8 +454,13 @@ impl Worker {
             Err(e) => {
                 self.memory.entry(name.clone()).or_default().error =
                     Some((e.reason.into(), e.message.clone()));
-                self.event("Warning", "Failed", format!("Error: {}", e.message), true)
-                    .await;
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {}", e.message),
+                    true,
+                )
+                .await;
                 return;
             }
         };
@@ -464,8 +478,13 @@ impl Worker {
             );
             self.memory.entry(name.clone()).or_default().error =
                 Some(("CreateContainerError".into(), message.clone()));
-            self.event("Warning", "Failed", format!("Error: {message}"), true)
-                .await;
+            self.event(
+                EventType::Warning,
+                "Failed",
+                format!("Error: {message}"),
+                true,
+            )
+            .await;
             return;
         }
         self.memory.entry(name.clone()).or_default().error = None;
@@ -513,7 +532,7 @@ impl Worker {
             Ok(r) => r.into_inner().container_id,
             Err(e) => {
                 self.event(
-                    "Warning",
+                    EventType::Warning,
                     "Failed",
                     format!("Error: {}", e.message()),
                     false,
@@ -528,7 +547,7 @@ impl Worker {
         {
             Ok(_) => {
                 self.event(
-                    "Normal",
+                    EventType::Normal,
                     "Started",
                     format!("Started container {name}"),
                     false,
@@ -537,7 +556,7 @@ impl Worker {
             }
             Err(e) => {
                 self.event(
-                    "Warning",
+                    EventType::Warning,
                     "Failed",
                     format!("Error: {}", e.message()),
                     false,
@@ -571,7 +590,7 @@ impl Worker {
                 };
                 mem.not_before = Some(now + mem.backoff);
                 self.event(
-                    "Warning",
+                    EventType::Warning,
                     "BackOff",
                     format!(
                         "Back-off restarting failed container {} in pod {}",
@@ -603,7 +622,7 @@ impl Worker {
         }
         if let Err(e) = self.ensure_sandbox().await {
             self.event(
-                "Warning",
+                EventType::Warning,
                 "FailedCreatePodSandBox",
                 format!("Failed to create pod sandbox: {e}"),
                 true,
@@ -623,7 +642,8 @@ impl Worker {
                     self.stage = Stage::Initializing;
                 }
                 Err(e) => {
-                    self.event("Warning", "FailedMount", e.message, true).await;
+                    self.event(EventType::Warning, "FailedMount", e.message, true)
+                        .await;
                     self.report(&HashMap::new()).await;
                     return;
                 }
@@ -769,9 +789,10 @@ impl Worker {
                 }
             }
             if let Some(message) = kill {
-                self.event("Warning", "Unhealthy", message, false).await;
+                self.event(EventType::Warning, "Unhealthy", message, false)
+                    .await;
                 self.event(
-                    "Normal",
+                    EventType::Normal,
                     "Killing",
                     format!("Container {} failed its probe, will be restarted", c.name),
                     false,
@@ -970,8 +991,13 @@ impl Worker {
             .map(|c| c.id.clone())
             .collect();
         if !running.is_empty() && delete {
-            self.event("Normal", "Killing", "Stopping containers".into(), false)
-                .await;
+            self.event(
+                EventType::Normal,
+                "Killing",
+                "Stopping containers".into(),
+                false,
+            )
+            .await;
         }
         futures::future::join_all(running.into_iter().map(|id| {
             let mut rt = rt.clone();

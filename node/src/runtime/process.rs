@@ -22,6 +22,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use apimachinery::matching::map_matches;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, BufReader};
@@ -82,10 +83,6 @@ fn now_ns() -> i64 {
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
-}
-
-fn matches(labels: &HashMap<String, String>, selector: &HashMap<String, String>) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 impl From<Error> for Status {
@@ -606,7 +603,7 @@ impl RuntimeService for ProcessRuntime {
             .sandboxes
             .values()
             .filter(|sb| filter.id.is_empty() || sb.id == filter.id)
-            .filter(|sb| matches(&sb.config.labels, &filter.label_selector))
+            .filter(|sb| map_matches(&filter.label_selector, &sb.config.labels))
             .map(|sb| {
                 let st = Self::sandbox_status(sb);
                 api::PodSandbox {
@@ -732,7 +729,7 @@ impl RuntimeService for ProcessRuntime {
             .values()
             .filter(|c| filter.id.is_empty() || c.status.id == filter.id)
             .filter(|c| filter.pod_sandbox_id.is_empty() || c.sandbox == filter.pod_sandbox_id)
-            .filter(|c| matches(&c.status.labels, &filter.label_selector))
+            .filter(|c| map_matches(&filter.label_selector, &c.status.labels))
             .map(|c| c.status.clone())
             .collect();
         Ok(Response::new(api::ListContainersResponse { containers }))

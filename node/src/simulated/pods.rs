@@ -180,11 +180,7 @@ impl Lifecycle {
             .and_then(|a| a.get(SIMULATE_ANNOTATION));
         let fail = simulate.is_some_and(|v| v == "fail");
         let finish = simulate.and_then(|v| parse_finish(v));
-        let phase = p
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.as_deref())
-            .unwrap_or("Pending");
+        let phase = apimachinery::pod::phase(p);
         let known = self.pods.contains_key(&key);
         if !known {
             let current = match phase {

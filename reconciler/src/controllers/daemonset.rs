@@ -13,6 +13,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use apimachinery::matching::{map_matches, node_selector_matches, tolerates};
+use apimachinery::pod;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
@@ -28,8 +30,6 @@ use serde_json::json;
 
 use super::workload::{self, Events, PodName, REVISION_LABEL};
 use super::{Context, Error};
-use crate::scheduler::labels::node_selector_matches;
-use crate::scheduler::plugins::taint_toleration::tolerates;
 
 fn toleration(key: &str, effect: &str) -> Toleration {
     Toleration {
@@ -89,7 +89,7 @@ pub fn placement(spec: &PodSpec, node: &Node) -> Placement {
     let labels = node.labels();
     let name = node.name_any();
     if let Some(sel) = &spec.node_selector
-        && !sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+        && !map_matches(sel, labels)
     {
         return no;
     }
@@ -344,8 +344,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
                 .map(|p| PodView {
                     name: p.name_any(),
                     current: is_current(p),
-                    ready: workload::running_and_ready(p),
-                    failed: workload::phase(p) == "Failed",
+                    ready: pod::running_and_ready(p),
+                    failed: pod::phase(p) == "Failed",
                     deleting: p.metadata.deletion_timestamp.is_some(),
                 })
                 .collect(),

@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use apimachinery::matching::map_matches;
+use apimachinery::pod;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
     ServicePort,
@@ -27,7 +29,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
-use super::workload;
 use super::{Context, Error};
 
 /// The label that marks a headless Service's endpoints.
@@ -74,7 +75,7 @@ pub fn selects(service: &Service, labels: &BTreeMap<String, String>) -> bool {
         .spec
         .as_ref()
         .and_then(|s| s.selector.as_ref())
-        .is_some_and(|sel| !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        .is_some_and(|sel| !sel.is_empty() && map_matches(sel, labels))
 }
 
 /// A controller on Services that also runs for every Service selecting (or having selected) a
@@ -132,7 +133,7 @@ pub fn should_include(pod: &Pod, include_terminating: bool) -> bool {
         .and_then(|s| s.pod_ip.as_deref())
         .is_some_and(|ip| !ip.is_empty());
     has_ip
-        && !workload::terminal(pod)
+        && !pod::terminal(pod)
         && (include_terminating || pod.metadata.deletion_timestamp.is_none())
 }
 
@@ -224,7 +225,7 @@ pub fn subsets(service: &Service, pods: &[Pod]) -> Vec<EndpointSubset> {
             target_ref: Some(pod_ref(pod)),
         };
         let entry = groups.entry(resolved).or_default();
-        if publish || workload::ready(pod) {
+        if publish || pod::ready(pod) {
             entry.0.push(address);
         } else {
             entry.1.push(address);

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use apimachinery::pod;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -73,7 +74,7 @@ pub fn desired_slices(service: &Service, pods: &[Pod], max_per_slice: usize) -> 
         if !ports.is_empty() && key.is_empty() {
             continue;
         }
-        let serving = publish || workload::ready(pod);
+        let serving = publish || pod::ready(pod);
         let terminating = pod.metadata.deletion_timestamp.is_some();
         groups.entry(key).or_default().push(Endpoint {
             addresses: vec![ip],

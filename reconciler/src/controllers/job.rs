@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use apimachinery::pod;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -217,8 +218,8 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let pods = workload::owned_pods(&ctx.client, &ns, spec.selector.as_ref(), &uid).await?;
-    let mut active: Vec<&Pod> = pods.iter().filter(|p| workload::active(p)).collect();
-    let count = |ph: &str| pods.iter().filter(|p| workload::phase(p) == ph).count() as i32;
+    let mut active: Vec<&Pod> = pods.iter().filter(|p| pod::active(p)).collect();
+    let count = |ph: &str| pods.iter().filter(|p| pod::phase(p) == ph).count() as i32;
     let succeeded = count("Succeeded").max(status.succeeded.unwrap_or(0));
     let failed = count("Failed").max(status.failed.unwrap_or(0));
     let start = status.start_time.as_ref().map(|t| t.0).unwrap_or(now);
@@ -247,12 +248,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         _ => active.len(),
     };
     // Stop not-ready pods first, then the youngest.
-    active.sort_by_key(|p| {
-        (
-            workload::ready(p),
-            std::cmp::Reverse(p.creation_timestamp()),
-        )
-    });
+    active.sort_by_key(|p| (pod::ready(p), std::cmp::Reverse(p.creation_timestamp())));
     for p in active.iter().take(to_delete) {
         match pods_api
             .delete(&p.name_any(), &DeleteParams::default())
@@ -279,7 +275,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     {
         let last_failure = pods
             .iter()
-            .filter(|p| workload::phase(p) == "Failed")
+            .filter(|p| pod::phase(p) == "Failed")
             .filter_map(pod_finished_at)
             .max();
         let wait = backoff(ctx.config.job_backoff_base, failed);
@@ -336,7 +332,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         }
     }
 
-    let ready = active.iter().filter(|p| workload::ready(p)).count() as i32;
+    let ready = active.iter().filter(|p| pod::ready(p)).count() as i32;
     let mut conditions = status.conditions.clone().unwrap_or_default();
     let mut completion_time = status.completion_time.clone();
     let stamp = Time(now);

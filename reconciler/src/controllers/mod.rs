@@ -49,11 +49,12 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use apimachinery::matching::selector_matches;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::api::{PatchParams, PostParams};
-use kube::core::{Selector, SelectorExt};
+use kube::core::Selector;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -502,9 +503,12 @@ pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReferenc
     }
 }
 
-/// A label selector as a [`Selector`]; an empty or invalid one is an error naming `what`
-/// (Kubernetes' controllers never act on an empty selector).
-pub fn selector_of(what: &str, selector: Option<&LabelSelector>) -> Result<Selector, Error> {
+/// A label selector checked as kube-rs' [`Selector`] checks it; an empty or invalid one is an
+/// error naming `what` (Kubernetes' controllers never act on an empty selector).
+pub fn selector_of<'a>(
+    what: &str,
+    selector: Option<&'a LabelSelector>,
+) -> Result<&'a LabelSelector, Error> {
     let Some(ls) = selector else {
         return Err(Error::Invalid(format!(
             "{what}: spec.selector: Required value"
@@ -517,13 +521,12 @@ pub fn selector_of(what: &str, selector: Option<&LabelSelector>) -> Result<Selec
             "{what}: spec.selector: Invalid value: empty selector is invalid"
         )));
     }
-    Ok(sel)
+    Ok(ls)
 }
 
 /// Whether `selector` matches the labels of `meta`.
-pub fn selects(selector: &Selector, meta: &ObjectMeta) -> bool {
-    let empty = BTreeMap::new();
-    selector.matches(meta.labels.as_ref().unwrap_or(&empty))
+pub fn selects(selector: &LabelSelector, meta: &ObjectMeta) -> bool {
+    selector_matches(selector, meta.labels.as_ref().unwrap_or(&BTreeMap::new()))
 }
 
 /// client-go's per-item exponential back-off: 5 ms doubling per failure, capped at `max`.

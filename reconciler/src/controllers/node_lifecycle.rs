@@ -17,6 +17,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use apimachinery::matching::tolerates;
+use apimachinery::pod;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -28,10 +30,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
-use super::workload;
 use super::{Context, Error};
 use crate::events::EventType;
-use crate::scheduler::plugins::taint_toleration::tolerates;
 
 /// The taint of a node whose `Ready` condition is `Unknown`.
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -272,7 +272,7 @@ impl Monitor {
             .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
             .await?;
         for pod in pods.items {
-            if pod.metadata.deletion_timestamp.is_some() || workload::terminal(&pod) {
+            if pod.metadata.deletion_timestamp.is_some() || pod::terminal(&pod) {
                 continue;
             }
             let ns = pod.namespace().unwrap_or_else(|| "default".into());
@@ -302,7 +302,7 @@ impl Monitor {
                 }
                 continue;
             }
-            if !node_ready && workload::ready(&pod) {
+            if !node_ready && pod::ready(&pod) {
                 let patch = json!({"status": {"conditions": [{
                     "type": "Ready", "status": "False", "reason": "NodeNotReady",
                     "lastTransitionTime": Time(now),

@@ -14,6 +14,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use apimachinery::matching::map_matches;
+use apimachinery::pod;
 use futures::FutureExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -176,7 +178,7 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>, state: Arc<State>) -> Resu
             Some(_) => {}
             None => {
                 if !deleting
-                    && is_active(&pod)
+                    && pod::active(&pod)
                     && pod.metadata.deletion_timestamp.is_none()
                     && selects(&selector, &pod.metadata)
                     && let Some(adopted) = adopt(&ctx, &rs, &pod).await?
@@ -186,7 +188,7 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>, state: Arc<State>) -> Resu
             }
         }
     }
-    let active: Vec<Arc<Pod>> = owned.into_iter().filter(|p| is_active(p)).collect();
+    let active: Vec<Arc<Pod>> = owned.into_iter().filter(|p| pod::active(p)).collect();
     let want = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
     if !deleting && state.expectations.satisfied(&key, &namespace, &state.pods) {
         if active.len() < want {
@@ -212,24 +214,19 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>, state: Arc<State>) -> Resu
         replicas: active.len() as i32,
         fully_labeled: active
             .iter()
-            .filter(|p| {
-                let labels = p.labels();
-                template_labels
-                    .iter()
-                    .all(|(k, v)| labels.get(k) == Some(v))
-            })
+            .filter(|p| map_matches(&template_labels, p.labels()))
             .count() as i32,
-        ready: active.iter().filter(|p| ready_since(p).is_some()).count() as i32,
+        ready: active.iter().filter(|p| pod::ready(p)).count() as i32,
         available: active
             .iter()
-            .filter(|p| is_available(p, min_ready, now))
+            .filter(|p| pod::available(p, min_ready, now))
             .count() as i32,
     };
     write_status(&ctx, &rs, &status).await?;
     // Come back when a ready pod reaches minReadySeconds.
     let next = active
         .iter()
-        .filter_map(|p| ready_since(p))
+        .filter_map(|p| pod::ready_since(p))
         .filter_map(|since| {
             let at = since
                 .checked_add(jiff::SignedDuration::from_secs(i64::from(min_ready)))
@@ -476,42 +473,6 @@ async fn patch_pod(
     }
 }
 
-/// A pod that is neither finished nor being deleted.
-pub fn is_active(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !matches!(phase, Some("Succeeded") | Some("Failed"))
-        && pod.metadata.deletion_timestamp.is_none()
-}
-
-/// When the pod became Ready, if it is.
-pub fn ready_since(pod: &Pod) -> Option<jiff::Timestamp> {
-    let c = pod
-        .status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")?;
-    (c.status == "True").then(|| {
-        c.last_transition_time
-            .as_ref()
-            .map_or(jiff::Timestamp::UNIX_EPOCH, |t| t.0)
-    })
-}
-
-/// Ready for at least `min_ready_seconds` at `now`.
-pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> bool {
-    match ready_since(pod) {
-        None => false,
-        Some(_) if min_ready_seconds <= 0 => true,
-        Some(since) => since
-            .checked_add(jiff::SignedDuration::from_secs(i64::from(
-                min_ready_seconds,
-            )))
-            .is_ok_and(|at| at <= now),
-    }
-}
-
 /// What decides which pod goes first when scaling down.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rank {
@@ -542,7 +503,7 @@ impl Rank {
                 Some("Unknown") => 1,
                 _ => 0,
             },
-            ready_since: ready_since(pod),
+            ready_since: pod::ready_since(pod),
             restarts: status
                 .and_then(|s| s.container_statuses.as_ref())
                 .map_or(0, |cs| {
@@ -628,30 +589,5 @@ mod tests {
             rank(true, 2, Some(10), 0, 20),
             rank(true, 2, Some(10), 0, 10),
         );
-    }
-
-    #[test]
-    fn availability_waits_for_min_ready_seconds() {
-        let mut pod = Pod::default();
-        let now = jiff::Timestamp::from_second(1000).unwrap();
-        assert!(!is_available(&pod, 0, now), "a pod without status");
-        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
-            conditions: Some(vec![k8s_openapi::api::core::v1::PodCondition {
-                type_: "Ready".into(),
-                status: "True".into(),
-                last_transition_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                    jiff::Timestamp::from_second(990).unwrap(),
-                )),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        });
-        for (min_ready, expected) in [(0, true), (5, true), (10, true), (11, false)] {
-            assert_eq!(
-                is_available(&pod, min_ready, now),
-                expected,
-                "minReadySeconds {min_ready}"
-            );
-        }
     }
 }

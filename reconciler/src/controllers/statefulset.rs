@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use apimachinery::pod;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -234,9 +235,9 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
             (
                 *o,
                 Replica {
-                    ready: workload::running_and_ready(p),
+                    ready: pod::running_and_ready(p),
                     deleting: p.metadata.deletion_timestamp.is_some(),
-                    failed: workload::phase(p) == "Failed",
+                    failed: pod::phase(p) == "Failed",
                     updated: revision_of(p).as_deref() == Some(update_revision.as_str()),
                 },
             )
@@ -330,7 +331,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
     let count = |f: &dyn Fn(&Pod) -> bool| live.iter().filter(|p| f(p)).count() as i32;
-    let ready = count(&|p| workload::running_and_ready(p));
+    let ready = count(&|p| pod::running_and_ready(p));
     let updated = count(&|p| revision_of(p).as_deref() == Some(update_revision.as_str()));
     let mut current = count(&|p| revision_of(p).as_deref() == Some(current_revision.as_str()));
     let mut current_rev = current_revision.clone();

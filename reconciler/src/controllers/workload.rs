@@ -1,5 +1,5 @@
 //! What the workload controllers (Job, CronJob, DaemonSet, StatefulSet, node lifecycle) share:
-//! controller references, pods made from templates, pod readiness, template hashes and Events.
+//! controller references, pods made from templates, template hashes and Events.
 //!
 //! These controllers read their pods with a LIST per reconcile (served by the API server's
 //! watch cache, consistent with their own writes) rather than from a reflector store: a store
@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use apimachinery::matching::selector_matches;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, ListParams};
@@ -17,8 +18,6 @@ use sha2::{Digest, Sha256};
 use super::{Context, Error, controller_of, controller_ref, selector_of};
 use crate::events::EventType;
 
-use crate::scheduler::labels::selector_matches;
-
 /// The label every controller-made pod carries with its template's hash (DaemonSet,
 /// StatefulSet), as Kubernetes' `controller-revision-hash`.
 pub const REVISION_LABEL: &str = "controller-revision-hash";
@@ -26,37 +25,6 @@ pub const REVISION_LABEL: &str = "controller-revision-hash";
 /// Whether `meta` has a controller reference to the object with `uid`.
 pub fn controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
     controller_of(meta).is_some_and(|r| r.uid == uid)
-}
-
-/// The pod's phase (`Pending` when unset).
-pub fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending")
-}
-
-/// Whether the pod finished (Succeeded or Failed).
-pub fn terminal(pod: &Pod) -> bool {
-    matches!(phase(pod), "Succeeded" | "Failed")
-}
-
-/// Whether the pod counts as active: neither finished nor being deleted.
-pub fn active(pod: &Pod) -> bool {
-    !terminal(pod) && pod.metadata.deletion_timestamp.is_none()
-}
-
-/// Whether the pod's `Ready` condition is `True`.
-pub fn ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// Whether the pod is Running and Ready and not being deleted.
-pub fn running_and_ready(pod: &Pod) -> bool {
-    phase(pod) == "Running" && ready(pod) && pod.metadata.deletion_timestamp.is_none()
 }
 
 /// A short stable hash of a pod template (letters Kubernetes uses in generated names), so a

@@ -2,7 +2,7 @@
 //! every filter and score plugin implements, and the per-pod [`CycleState`] they share.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 
-use super::labels::Labels;
 use super::plugins::{inter_pod_affinity, pod_topology_spread};
 use super::resources::{PodRequests, Resources};
 use super::snapshot::Snapshot;
@@ -101,7 +100,7 @@ pub struct PodInfo {
     /// `metadata.generation`: changes with the spec, not with the status.
     pub generation: i64,
     /// Labels.
-    pub labels: Labels,
+    pub labels: BTreeMap<String, String>,
     /// Resolved priority (see [`PriorityClasses::priority_of`]).
     pub priority: i32,
     /// `spec.preemptionPolicy` is `Never`.
@@ -113,7 +112,7 @@ pub struct PodInfo {
     /// What the pod requests.
     pub requests: PodRequests,
     /// `spec.nodeSelector`.
-    pub node_selector: Labels,
+    pub node_selector: BTreeMap<String, String>,
     /// Required node affinity.
     pub required_node_affinity: Option<NodeSelector>,
     /// Preferred node affinity terms.
@@ -209,7 +208,7 @@ pub struct NodeInfo {
     /// Name.
     pub name: String,
     /// Labels.
-    pub labels: Labels,
+    pub labels: BTreeMap<String, String>,
     /// Taints.
     pub taints: Vec<Taint>,
     /// `spec.unschedulable`.

@@ -9,7 +9,7 @@
 //! - `equivalence`: results shared by pods with identical constraints.
 //! - `preemption`: choosing victims when nothing fits.
 //! - `report`: Events and pod conditions, written in the background.
-//! - `resources`, `labels`: quantities and selector matching.
+//! - `resources`: quantities (selector matching is `apimachinery::matching`).
 //!
 //! # The loop
 //! [`run`] owns all state in one task (no locks): watch events of nodes, pods and
@@ -23,7 +23,6 @@
 pub mod algorithm;
 pub mod equivalence;
 pub mod framework;
-pub mod labels;
 pub mod plugins;
 pub mod preemption;
 pub mod queue;
@@ -248,13 +247,6 @@ fn key_of(pod: &Pod) -> String {
     )
 }
 
-fn is_terminal(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
-}
-
 impl Scheduler {
     fn on_node(&mut self, ev: Result<watcher::Event<Node>, watcher::Error>) {
         let ev = match ev {
@@ -366,7 +358,7 @@ impl Scheduler {
             .as_ref()
             .and_then(|s| s.node_name.as_deref())
             .unwrap_or("");
-        if is_terminal(pod) {
+        if apimachinery::pod::terminal(pod) {
             self.forget_pod(&key);
             return;
         }

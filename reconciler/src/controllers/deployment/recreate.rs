@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use apimachinery::pod;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
@@ -33,9 +34,7 @@ pub async fn rollout(
     }
     let old_uids: Vec<String> = r.olds.iter().filter_map(|rs| rs.uid()).collect();
     let old_running = pods.iter().any(|p| {
-        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-        !matches!(phase, Some("Succeeded") | Some("Failed"))
-            && controller_of(&p.metadata).is_some_and(|o| old_uids.contains(&o.uid))
+        !pod::terminal(p) && controller_of(&p.metadata).is_some_and(|o| old_uids.contains(&o.uid))
     });
     if old_running {
         return Ok(());

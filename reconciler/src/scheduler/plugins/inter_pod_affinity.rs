@@ -11,8 +11,8 @@ use std::collections::HashSet;
 use k8s_openapi::api::core::v1::PodAffinityTerm;
 
 use crate::scheduler::framework::{CycleState, NodeInfo, Plugin, PodInfo, Unfit};
-use crate::scheduler::labels::selector_matches;
 use crate::scheduler::snapshot::Snapshot;
+use apimachinery::matching::selector_matches;
 
 /// The plugin.
 pub struct InterPodAffinity;

@@ -4,7 +4,7 @@
 use crate::scheduler::framework::{
     CycleState, NodeInfo, Plugin, PodInfo, Unfit, default_normalize,
 };
-use crate::scheduler::labels::{node_selector_matches, node_selector_term_matches};
+use apimachinery::matching::{map_matches, node_selector_matches, node_selector_term_matches};
 
 /// The plugin.
 pub struct NodeAffinity;
@@ -12,9 +12,7 @@ pub struct NodeAffinity;
 /// Whether a node passes a pod's node selector and required node affinity (also used by
 /// PodTopologySpread, which counts only such nodes).
 pub fn required_matches(pod: &PodInfo, node: &NodeInfo) -> bool {
-    pod.node_selector
-        .iter()
-        .all(|(k, v)| node.labels.get(k) == Some(v))
+    map_matches(&pod.node_selector, &node.labels)
         && pod
             .required_node_affinity
             .as_ref()

@@ -3,8 +3,8 @@
 
 use k8s_openapi::api::core::v1::Taint;
 
-use super::taint_toleration::tolerates;
 use crate::scheduler::framework::{CycleState, NodeInfo, Plugin, PodInfo, Unfit};
+use apimachinery::matching::tolerates;
 
 /// The plugin.
 pub struct NodeUnschedulable;

@@ -5,14 +5,14 @@
 //! that carry the topology key and pass the pod's node selector and required node affinity
 //! (`nodeAffinityPolicy: Honor`, the default; taints are ignored, also the default).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::node_affinity::required_matches;
 use crate::scheduler::framework::{CycleState, MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, Unfit};
-use crate::scheduler::labels::{Labels, selector_matches};
 use crate::scheduler::snapshot::Snapshot;
+use apimachinery::matching::selector_matches;
 
 /// The plugin.
 pub struct PodTopologySpread;
@@ -70,7 +70,7 @@ fn count_matching(node: &NodeInfo, namespace: &str, selector: &LabelSelector) ->
         .count() as i64
 }
 
-fn domain<'a>(labels: &'a Labels, key: &str) -> Option<&'a String> {
+fn domain<'a>(labels: &'a BTreeMap<String, String>, key: &str) -> Option<&'a String> {
     labels.get(key)
 }
 

@@ -1,7 +1,7 @@
 //! TaintToleration: a node's `NoSchedule` and `NoExecute` taints keep out pods that do not
 //! tolerate them; `PreferNoSchedule` taints lower the node's score.
 
-use k8s_openapi::api::core::v1::{Taint, Toleration};
+use apimachinery::matching::tolerates;
 
 use crate::scheduler::framework::{
     CycleState, NodeInfo, Plugin, PodInfo, Unfit, default_normalize,
@@ -9,26 +9,6 @@ use crate::scheduler::framework::{
 
 /// The plugin.
 pub struct TaintToleration;
-
-/// Whether a toleration tolerates a taint (Kubernetes' `ToleratesTaint`).
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or("");
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" => {
-            !key.is_empty()
-                && toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        _ => false,
-    }
-}
 
 impl Plugin for TaintToleration {
     fn name(&self) -> &'static str {
