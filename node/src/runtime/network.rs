@@ -1,7 +1,11 @@
 //! Pod networking for the process runtime: a bridge on the host with the first address of the
 //! node's pod CIDR (a /24), and per pod a network namespace with loopback up and a veth whose
-//! host end is on the bridge and whose pod end (`eth0`) has the next free address, with a
-//! default route through the bridge. Nothing is forwarded or masqueraded: pod traffic stays on
+//! host end is on the bridge and whose pod end (`eth0`) has an address, with a default route
+//! through the bridge. Addresses go round robin ([`next_address`], as CNI's `host-local` IPAM
+//! allocates): a new pod never takes the address of a pod that just went, whose MAC the host's
+//! neighbour table still holds (until that entry fails, some 20 to 50 s later, nothing on the
+//! host could reach the new pod: its readiness probes timed out and rollouts waited). The
+//! neighbour entry of an address is also flushed when a pod takes it. Nothing is forwarded or masqueraded: pod traffic stays on
 //! this machine. All of it is done with `ip` (iproute2), so it needs root. The bridge is
 //! `gpbr<N>` for the pod CIDR 10.88.N.0/24, one per runtime; a starting runtime deletes the
 //! bridges of runtimes that were killed.
@@ -18,8 +22,16 @@ pub struct Network {
     bridge: String,
     /// The first three octets of the /24.
     prefix: [u8; 3],
-    used: std::sync::Mutex<BTreeSet<u8>>,
+    /// The last octets in use, and the last one handed out.
+    used: std::sync::Mutex<(BTreeSet<u8>, u8)>,
     _lock: std::fs::File,
+}
+
+/// The host octet for a new pod: the first free one after `last` (2 to 254, wrapping around).
+pub fn next_address(used: &BTreeSet<u8>, last: u8) -> Option<u8> {
+    (last.saturating_add(1).max(2)..=254)
+        .chain(2..=last.min(254))
+        .find(|o| !used.contains(o))
 }
 
 /// Whether this process can set pod networks up: root with `ip` on PATH.
@@ -134,7 +146,7 @@ impl Network {
         Ok(Network {
             bridge,
             prefix,
-            used: std::sync::Mutex::new(BTreeSet::new()),
+            used: std::sync::Mutex::new((BTreeSet::new(), 1)),
             _lock: lock,
         })
     }
@@ -155,11 +167,12 @@ impl Network {
     /// Creates the namespace `netns` with its veth and an address; returns the address.
     pub fn add_pod(&self, netns: &str, host_veth: &str) -> Result<String, Error> {
         let octet = {
-            let mut used = self.used.lock().map_err(|_| Error::Poisoned)?;
-            let free = (2..=254u8)
-                .find(|o| !used.contains(o))
+            let mut guard = self.used.lock().map_err(|_| Error::Poisoned)?;
+            let (used, last) = &mut *guard;
+            let free = next_address(used, *last)
                 .ok_or_else(|| Error::Network("no free pod address in the pod CIDR".into()))?;
             used.insert(free);
+            *last = free;
             free
         };
         let addr = format!(
@@ -173,6 +186,8 @@ impl Network {
                 "link", "add", host_veth, "type", "veth", "peer", "name", "eth0", "netns", netns,
             ])?;
             ip(&["link", "set", host_veth, "master", &self.bridge, "up"])?;
+            // Forget a MAC an earlier pod left for this address (when the octets wrapped).
+            let _ = ip(&["neigh", "flush", "to", &addr, "dev", &self.bridge]);
             ip(&[
                 "-n",
                 netns,
@@ -200,7 +215,7 @@ impl Network {
         if let Some(o) = addr.rsplit('.').next().and_then(|o| o.parse::<u8>().ok())
             && let Ok(mut used) = self.used.lock()
         {
-            used.remove(&o);
+            used.0.remove(&o);
         }
     }
 
@@ -213,6 +228,32 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check(used: &[u8], last: u8, expected: Option<u8>) {
+        let set: BTreeSet<u8> = used.iter().copied().collect();
+        assert_eq!(
+            next_address(&set, last),
+            expected,
+            "used {used:?}, last {last}"
+        );
+    }
+
+    #[test]
+    fn addresses_go_round_robin_so_a_freed_one_is_not_taken_again_at_once() {
+        // The first pod gets .2 (.1 is the bridge).
+        check(&[], 1, Some(2));
+        // .2 was freed just now: the next pod gets .3, not .2.
+        check(&[], 2, Some(3));
+        check(&[3, 4], 2, Some(5));
+        // After .254 it wraps around to the first free one.
+        check(&[], 254, Some(2));
+        check(&[2, 3, 254], 254, Some(4));
+        check(&[2, 3], 200, Some(201));
+        // All taken.
+        let all: Vec<u8> = (2..=254).collect();
+        check(&all, 100, None);
+        check(&all[1..], 100, Some(2));
+    }
 
     #[test]
     fn only_ipv4_slash_24_cidrs_are_accepted() {
