@@ -2,16 +2,16 @@
 //! (several can run; only the one holding the `kube-system/kube-controller-manager` Lease
 //! acts). Each controller talks to the API with its own client, named after it.
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use reconciler::controllers;
-use reconciler::leader::{self, Leadership};
+use tokio_util::sync::CancellationToken;
 
 use super::connect::{self, ClientArgs};
+use super::election::LeaderElectArgs;
 use super::scheduler::parse_duration;
 use super::server;
 
@@ -45,17 +45,6 @@ pub struct ControllerManagerArgs {
     pub job_pod_failure_backoff: Duration,
 }
 
-/// Leader election timings (`None`: no election, this replica always acts).
-#[derive(Clone, Copy, Debug)]
-pub struct Election {
-    /// How long a leader's Lease lasts without renewal.
-    pub lease_duration: Duration,
-    /// How long a leader tries to renew before stepping down.
-    pub renew_deadline: Duration,
-    /// Time between election attempts and renewals.
-    pub retry_period: Duration,
-}
-
 /// Flags of `gitplane controller-manager`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -63,18 +52,8 @@ pub struct Args {
     client: ClientArgs,
     #[command(flatten)]
     controllers: ControllerManagerArgs,
-    /// Elect a leader among controller-managers through a Lease (off: this one always acts).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    leader_elect: bool,
-    /// How long a leader's Lease lasts without renewal (e.g. `15s`, `500ms`).
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
-    leader_elect_lease_duration: Duration,
-    /// How long a leader tries to renew before stepping down.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    leader_elect_renew_deadline: Duration,
-    /// Time between election attempts and renewals.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    leader_elect_retry_period: Duration,
+    #[command(flatten)]
+    election: LeaderElectArgs,
 }
 
 impl ControllerManagerArgs {
@@ -103,40 +82,19 @@ impl ControllerManagerArgs {
     }
 }
 
-/// Runs the controllers (with leader election unless disabled) until `shutdown` resolves.
+/// Runs the controllers (with leader election unless disabled) until `stop` is cancelled.
 /// `client` elects; `clients` makes each controller's own client.
 pub async fn run_with(
     client: kube::Client,
     clients: controllers::Clients,
     args: &ControllerManagerArgs,
-    election: Option<Election>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    election: &LeaderElectArgs,
+    stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let config = args.config()?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (leadership, election) = if let Some(timing) = election {
-        let mut lease =
-            leader::Config::new("kube-system", "kube-controller-manager", &config.instance);
-        lease.lease_duration = timing.lease_duration;
-        lease.renew_deadline = timing.renew_deadline;
-        lease.retry_period = timing.retry_period;
-        let mut rx = stop_rx.clone();
-        let (l, h) = leader::elect(client, lease, async move {
-            let _ = rx.wait_for(|s| *s).await;
-        });
-        (l, Some(h))
-    } else {
-        (Leadership::always(), None)
-    };
-    let mut rx = stop_rx;
-    let stopped = async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    controllers::run(clients, config, leadership, stopped).await?;
+    let (leadership, election) =
+        election.elect(client, "kube-controller-manager", &config.instance, &stop);
+    controllers::run(clients, config, leadership, stop).await?;
     if let Some(h) = election {
         let _ = h.await;
     }
@@ -153,19 +111,22 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let config = connect::named(base.clone(), identity)?;
             Ok(kube::Client::try_from(config)?)
         });
-        let election = args.leader_elect.then_some(Election {
-            lease_duration: args.leader_elect_lease_duration,
-            renew_deadline: args.leader_elect_renew_deadline,
-            retry_period: args.leader_elect_retry_period,
-        });
-        run_with(
+        let stop = CancellationToken::new();
+        let run = run_with(
             client,
             clients,
             &args.controllers,
-            election,
-            server::shutdown_signal(),
-        )
-        .await?;
+            &args.election,
+            stop.clone(),
+        );
+        tokio::pin!(run);
+        tokio::select! {
+            r = &mut run => r?,
+            _ = server::shutdown_signal() => {
+                stop.cancel();
+                run.await?;
+            }
+        }
         Ok(0)
     })?
 }

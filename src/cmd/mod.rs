@@ -1,4 +1,5 @@
-//! Subcommands, one module each.
+//! Subcommands, one module each; `connect` (client flags) and `election` (leader-election
+//! flags) are what several of them share.
 
 pub mod apiserver;
 pub mod apps;
@@ -7,6 +8,7 @@ pub mod blame;
 pub mod connect;
 pub mod controller_manager;
 pub mod diff;
+pub mod election;
 pub mod history;
 pub mod node;
 pub mod policy_webhook;

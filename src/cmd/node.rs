@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use anyhow::Context;
 use node::agent::{self, Agent};
@@ -66,7 +67,7 @@ pub fn host_name() -> String {
 pub struct LocalNode {
     runtime: ProcessRuntime,
     agent: Agent,
-    stop: tokio::sync::watch::Sender<bool>,
+    stop: CancellationToken,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -75,7 +76,7 @@ impl LocalNode {
     pub async fn shutdown(self) {
         self.agent.shutdown().await;
         self.runtime.shutdown(Duration::from_secs(10)).await;
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let _ = self.server.await;
     }
 }
@@ -91,11 +92,13 @@ pub async fn start_local(
     let dir = std::fs::canonicalize(dir).with_context(|| format!("{}", dir.display()))?;
     let mode = network.mode(&format!("{}{name}", dir.display()))?;
     let socket = dir.join("runtime.sock");
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let mut stopped = rx.clone();
-    let (rt, server) = super::runtime::start(&socket, &dir.join("runtime"), mode, async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    })?;
+    let stop = CancellationToken::new();
+    let (rt, server) = super::runtime::start(
+        &socket,
+        &dir.join("runtime"),
+        mode,
+        stop.clone().cancelled_owned(),
+    )?;
     let client_rt = runtime::connect(&socket, Duration::from_secs(10)).await?;
     let mut config = agent::Config::new(name, dir.clone());
     config.pod_cidr = rt.pod_cidr();

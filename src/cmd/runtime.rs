@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use anyhow::Context;
 use node::runtime::{self, NetworkMode, network, process::ProcessRuntime};
@@ -97,11 +98,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     server::init_logging();
     server::block_on(async move {
         let mode = args.network.mode(&args.root.to_string_lossy())?;
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let mut stop = rx.clone();
-        let (rt, task) = start(&args.socket, &args.root, mode.clone(), async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })?;
+        let stop = CancellationToken::new();
+        let (rt, task) = start(
+            &args.socket,
+            &args.root,
+            mode.clone(),
+            stop.clone().cancelled_owned(),
+        )?;
         eprintln!(
             "gitplane runtime serving on {} ({})",
             args.socket.display(),
@@ -112,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         );
         server::shutdown_signal().await;
         rt.shutdown(Duration::from_secs(args.shutdown_grace)).await;
-        let _ = tx.send(true);
+        stop.cancel();
         let _ = task.await;
         Ok(0)
     })?

@@ -16,9 +16,11 @@ use anyhow::Context;
 use kube::api::{Api, DynamicObject, PostParams};
 use reconciler::gitops::{repo, syncer};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use super::connect;
 use super::controller_manager::{self, ControllerManagerArgs};
+use super::election::LeaderElectArgs;
 use super::proxy::ProxyArgs;
 use super::scheduler::{self, SchedulerArgs};
 use super::server::{self, ServerArgs};
@@ -74,6 +76,9 @@ pub struct Args {
     disable_scheduler: bool,
     #[command(flatten)]
     scheduler: SchedulerArgs,
+    /// Leader election of the scheduler and the controllers (each on its own Lease).
+    #[command(flatten)]
+    election: LeaderElectArgs,
     /// Do not run the service proxy in this process.
     #[arg(long)]
     disable_proxy: bool,
@@ -120,13 +125,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let address = api.local_addr();
         let components = connect::Components::local(address, &args.server.data_dir)?;
         let client = components.client("gitops-syncer")?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
+        // One stop signal for the components below the nodes; their tasks are joined, within
+        // a deadline, in the order below.
+        let stop = CancellationToken::new();
+        let stopped = || stop.clone().cancelled_owned();
 
         let syncer =
             syncer::Syncer::new(client.clone(), syncer::Config::new(&args.server.data_dir));
@@ -162,8 +164,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 
         let scheduler_task = (!args.disable_scheduler).then(|| {
             let client = components.client("scheduler");
-            let (sched, stop) = (args.scheduler.clone(), stopped());
-            tokio::spawn(async move { scheduler::run_with(client?, &sched, stop).await })
+            let (sched, election, stop) =
+                (args.scheduler.clone(), args.election.clone(), stop.clone());
+            tokio::spawn(async move { scheduler::run_with(client?, &sched, &election, stop).await })
         });
         let controllers_task = if args.disable_controllers {
             None
@@ -172,16 +175,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let each = components.clone();
             let clients: reconciler::controllers::Clients =
                 std::sync::Arc::new(move |identity: &str| Ok(each.client(identity)?));
-            // The controllers elect with the scheduler's timings (`--leader-elect*`).
-            let s = &args.scheduler;
-            let election = s.leader_elect.then_some(controller_manager::Election {
-                lease_duration: s.leader_elect_lease_duration,
-                renew_deadline: s.leader_elect_renew_deadline,
-                retry_period: s.leader_elect_retry_period,
-            });
-            let (cm, stop) = (args.controller_manager.clone(), stopped());
+            let (cm, election, stop) = (
+                args.controller_manager.clone(),
+                args.election.clone(),
+                stop.clone(),
+            );
             Some(tokio::spawn(async move {
-                controller_manager::run_with(client, clients, &cm, election, stop).await
+                controller_manager::run_with(client, clients, &cm, &election, stop).await
             }))
         };
         let nodes = match args.runtime {
@@ -227,7 +227,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             proxy.shutdown().await;
         }
         futures::future::join_all(local_nodes.into_iter().map(|n| n.shutdown())).await;
-        let _ = stop_tx.send(true);
+        stop.cancel();
         // The components get a deadline: a stop that hangs must not keep the process alive.
         let pending = std::sync::Mutex::new("the scheduler");
         let rest = async {

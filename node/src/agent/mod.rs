@@ -20,7 +20,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Taint;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::runtime::RuntimeClient;
 
@@ -114,8 +115,8 @@ pub enum Error {
 /// A running node agent; it stops when shut down or dropped (the pods' processes stay with
 /// the runtime).
 pub struct Agent {
-    stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
     log_addr: SocketAddr,
 }
 
@@ -142,27 +143,27 @@ impl Agent {
             source,
         })?;
         node::register(&client, &config, log_addr.port()).await?;
-        let (stop, stop_rx) = watch::channel(false);
-        let stopped = |rx: &watch::Receiver<bool>| {
-            let mut rx = rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let tasks = vec![
-            tokio::spawn(logs::serve(
-                listener,
-                runtime.clone(),
-                config.data_dir.join("logs"),
-                stopped(&stop_rx),
-            )),
-            tokio::spawn(node::heartbeat(
-                client.clone(),
-                config.clone(),
-                stop_rx.clone(),
-            )),
-            tokio::spawn(pods::run(client, runtime, config, stop_rx)),
-        ];
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(logs::serve(
+            listener,
+            runtime.clone(),
+            config.data_dir.join("logs"),
+            stop.clone().cancelled_owned(),
+        ));
+        tasks.spawn(node::heartbeat(
+            client.clone(),
+            config.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(pods::run(
+            client,
+            runtime,
+            config,
+            stop.clone(),
+            tasks.clone(),
+        ));
+        tasks.close();
         Ok(Agent {
             stop,
             tasks,
@@ -175,17 +176,15 @@ impl Agent {
         self.log_addr
     }
 
-    /// Stops the agent's tasks.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks.drain(..) {
-            let _ = t.await;
-        }
+    /// Stops the agent's tasks (the pod workers among them) and waits for them.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.tasks.wait().await;
     }
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
     }
 }

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::{Config, Error};
 
@@ -167,14 +167,14 @@ async fn renew(leases: &Api<Lease>, name: &str) -> Result<(), kube::Error> {
 }
 
 /// Renews the Lease every `renew_interval` and the Ready heartbeat once a minute until `stop`.
-pub(super) async fn heartbeat(client: Client, config: Config, mut stop: watch::Receiver<bool>) {
+pub(super) async fn heartbeat(client: Client, config: Config, stop: CancellationToken) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let nodes: Api<Node> = Api::all(client);
     let mut tick = tokio::time::interval(config.renew_interval);
     let mut last_status = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
         if let Err(e) = renew(&leases, &config.node_name).await {

@@ -25,6 +25,8 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::probes::{self, Tracker, Verdict};
 use super::spec::{self, Lookup};
@@ -35,12 +37,14 @@ const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const TICK: Duration = Duration::from_secs(1);
 
-/// Runs until `stop`: watches the node's pods and keeps one worker per pod.
+/// Runs until `stop`: watches the node's pods and keeps one worker per pod (on `tasks`; a
+/// worker stops with `stop` too).
 pub(super) async fn run(
     client: Client,
     runtime: RuntimeClient,
     config: Config,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
 ) {
     let api: Api<Pod> = Api::all(client.clone());
     let pods = watcher(
@@ -54,7 +58,7 @@ pub(super) async fn run(
     let mut listed: HashSet<String> = HashSet::new();
     loop {
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
             Some(uid) = done_rx.recv() => {
                 if workers.get(&uid).is_some_and(|w| w.is_closed()) {
                     workers.remove(&uid);
@@ -72,11 +76,13 @@ pub(super) async fn run(
                             _ => {
                                 let (tx, rx) = watch::channel(Some(p));
                                 workers.insert(uid.clone(), tx);
-                                let worker = Worker::new(client.clone(), runtime.clone(), config.clone(), rx);
+                                let worker = Worker::new(client.clone(), runtime.clone(), config.clone(), rx, tasks.clone(), stop.clone());
                                 let done = done_tx.clone();
-                                tokio::spawn(async move {
-                                    worker.run().await;
-                                    let _ = done.send(uid);
+                                let stop = stop.clone();
+                                tasks.spawn(async move {
+                                    if stop.run_until_cancelled(worker.run()).await.is_some() {
+                                        let _ = done.send(uid);
+                                    }
                                 });
                             }
                         }
@@ -173,6 +179,9 @@ struct Worker {
     start_time: Option<String>,
     events: HashSet<String>,
     phase: &'static str,
+    /// The agent's tasks (Events written in the background) and its stop signal.
+    tasks: TaskTracker,
+    stop: CancellationToken,
 }
 
 impl Worker {
@@ -181,6 +190,8 @@ impl Worker {
         runtime: RuntimeClient,
         config: Config,
         rx: watch::Receiver<Option<Pod>>,
+        tasks: TaskTracker,
+        stop: CancellationToken,
     ) -> Worker {
         let pod = rx.borrow().clone().unwrap_or_default();
         // A pod that already finished is never run again (after an agent or runtime restart).
@@ -211,6 +222,8 @@ impl Worker {
             last_status: None,
             events: HashSet::new(),
             phase: phase.unwrap_or("Pending"),
+            tasks,
+            stop,
         }
     }
 
@@ -297,8 +310,11 @@ impl Worker {
         };
         let ev = new_event(record, &reporter, jiff::Timestamp::now());
         // Events are best effort and never hold the pod up.
-        tokio::spawn(async move {
-            let _ = api.create(&PostParams::default(), &ev).await;
+        let stop = self.stop.clone();
+        self.tasks.spawn(async move {
+            let _ = stop
+                .run_until_cancelled(api.create(&PostParams::default(), &ev))
+                .await;
         });
     }
 

@@ -37,6 +37,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use rules::Rule;
 
@@ -62,21 +63,21 @@ pub struct Config {
 
 /// A running proxy; dropping it does not stop it, [`ServiceProxy::shutdown`] does.
 pub struct ServiceProxy {
-    stop: Arc<Notify>,
+    stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl ServiceProxy {
     /// Starts watching and proxying.
     pub fn start(client: kube::Client, config: Config) -> Self {
-        let stop = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
         let task = tokio::spawn(run(client, config, stop.clone()));
         ServiceProxy { stop, task }
     }
 
     /// Closes every listener (and removes the cluster IPs it added) and stops.
     pub async fn shutdown(self) {
-        self.stop.notify_one();
+        self.stop.cancel();
         let _ = self.task.await;
     }
 }
@@ -108,7 +109,7 @@ where
     (reader, task)
 }
 
-async fn run(client: kube::Client, config: Config, stop: Arc<Notify>) {
+async fn run(client: kube::Client, config: Config, stop: CancellationToken) {
     let changed = Arc::new(Notify::new());
     let (services, svc_task) = reflect(Api::<Service>::all(client.clone()), changed.clone());
     let (slices, slice_task) = reflect(Api::<EndpointSlice>::all(client), changed.clone());
@@ -116,7 +117,7 @@ async fn run(client: kube::Client, config: Config, stop: Arc<Notify>) {
     // Syncing: wait for both initial lists (or a stop).
     tokio::select! {
         _ = async { let _ = tokio::join!(services.wait_until_ready(), slices.wait_until_ready()); } => {}
-        _ = stop.notified() => {
+        _ = stop.cancelled() => {
             svc_task.abort();
             slice_task.abort();
             return;
@@ -137,7 +138,7 @@ async fn run(client: kube::Client, config: Config, stop: Arc<Notify>) {
                 // Let a burst of events (a rollout) settle into one recomputation.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            _ = stop.notified() => break,
+            _ = stop.cancelled() => break,
         }
     }
     svc_task.abort();

@@ -15,19 +15,19 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::json;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::{Config, SIMULATE_ANNOTATION, healthy_conditions};
 
 const BATCHES: usize = 10;
 
-/// Runs until `stop` turns true.
+/// Runs until `stop` is cancelled.
 pub(crate) async fn run(
     client: Client,
     config: Config,
     names: Vec<String>,
     stopped: Arc<Mutex<HashSet<String>>>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let ours: HashSet<String> = names.iter().cloned().collect();
@@ -46,7 +46,7 @@ pub(crate) async fn run(
     let mut next = 0usize;
     loop {
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
             ev = nodes.next() => {
                 let Some(Ok(ev)) = ev else { continue };
                 let node = match ev {

@@ -24,7 +24,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Owne
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// What the nodes look like and how they behave.
 #[derive(Clone, Debug)]
@@ -148,8 +150,8 @@ pub struct SimulatedNodes {
     names: Vec<String>,
     stopped: Arc<Mutex<HashSet<String>>>,
     commands: mpsc::UnboundedSender<Command>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
 }
 
 /// The annotation that makes a simulated pod fail instead of running (`gitplane.io/simulate:
@@ -177,24 +179,24 @@ impl SimulatedNodes {
         results.into_iter().collect::<Result<Vec<()>, Error>>()?;
         tracing::info!(count = nodes.len(), prefix = %config.name_prefix, "simulated nodes registered");
         let stopped = Arc::new(Mutex::new(HashSet::new()));
-        let (stop, stop_rx) = watch::channel(false);
+        let stop = CancellationToken::new();
         let (commands, commands_rx) = mpsc::unbounded_channel();
-        let tasks = vec![
-            tokio::spawn(heartbeat::run(
-                client.clone(),
-                config.clone(),
-                nodes.iter().map(|n| n.name.clone()).collect(),
-                stopped.clone(),
-                stop_rx.clone(),
-            )),
-            tokio::spawn(pods::run(
-                client,
-                config,
-                nodes.clone(),
-                commands_rx,
-                stop_rx,
-            )),
-        ];
+        let tasks = TaskTracker::new();
+        tasks.spawn(heartbeat::run(
+            client.clone(),
+            config.clone(),
+            nodes.iter().map(|n| n.name.clone()).collect(),
+            stopped.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(pods::run(
+            client,
+            config,
+            nodes.clone(),
+            commands_rx,
+            stop.clone(),
+        ));
+        tasks.close();
         Ok(SimulatedNodes {
             names: nodes.into_iter().map(|n| n.name).collect(),
             stopped,
@@ -232,17 +234,15 @@ impl SimulatedNodes {
     }
 
     /// Stops the simulation (the Node objects stay, as a stopped kubelet's do).
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks.drain(..) {
-            let _ = t.await;
-        }
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.tasks.wait().await;
     }
 }
 
 impl Drop for SimulatedNodes {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
     }
 }
 

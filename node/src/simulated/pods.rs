@@ -23,7 +23,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use super::{Command, Config, SIMULATE_ANNOTATION, SimNode};
 
@@ -95,13 +96,13 @@ struct Lifecycle {
     writes: Arc<Semaphore>,
 }
 
-/// Runs until `stop` turns true.
+/// Runs until `stop` is cancelled.
 pub(crate) async fn run(
     client: Client,
     config: Config,
     nodes: Vec<SimNode>,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let pods = watcher(
         Api::<Pod>::all(client.clone()),
@@ -122,7 +123,7 @@ pub(crate) async fn run(
     loop {
         let next = l.timers.peek().map(|Reverse((at, ..))| *at);
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
             ev = pods.next() => match ev {
                 Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => l.on_pod(&p),
                 Some(Ok(watcher::Event::Delete(p))) => {

@@ -60,7 +60,9 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::events::{EventType, Recorder};
 use crate::leader::Leadership;
@@ -290,18 +292,21 @@ pub struct Context {
     pub recorder: Recorder,
     /// The manager's configuration.
     pub config: Arc<Config>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
+    /// The tasks this controller started (its watches), joined when the manager stops it.
+    tasks: TaskTracker,
     retries: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    /// A context for the controller `registration` with this client; it stops when `stop`
-    /// becomes true.
+    /// A context for the controller `registration` with this client; it stops when `stop` is
+    /// cancelled, and its tasks go on `tasks`.
     pub fn new(
         registration: &Registration,
         client: Client,
         config: Arc<Config>,
-        stop: watch::Receiver<bool>,
+        stop: CancellationToken,
+        tasks: TaskTracker,
     ) -> Context {
         let recorder = Recorder::start(
             client.clone(),
@@ -315,21 +320,14 @@ impl Context {
             recorder,
             config,
             stop,
+            tasks,
             retries: Mutex::new(HashMap::new()),
         }
     }
 
     /// Resolves when the controller must stop.
     pub fn stopped(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
-        let mut rx = self.stop.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    }
-
-    /// Whether the controller must stop.
-    pub fn is_stopping(&self) -> bool {
-        *self.stop.borrow()
+        self.stop.clone().cancelled_owned()
     }
 
     /// Create options with this controller as the field manager.
@@ -364,7 +362,8 @@ impl Context {
     /// A watch of `api` kept in a store: returns the store to read and the stream of changed
     /// objects to give to a [`Controller`] (`for_stream`, `owns_stream`, `watches_stream`).
     ///
-    /// The watch is driven by its own task until the controller stops, not by the
+    /// The watch is driven by its own task (on the controller's tasks) until the controller
+    /// stops, not by the
     /// `Controller`: a reconcile waiting for a store ([`Context::ready`]) then never blocks the
     /// watch that fills it (kube-rs' runner stops polling its triggers while every reconcile
     /// slot is busy).
@@ -383,13 +382,12 @@ impl Context {
         let stream =
             reflector::reflector(writer, watcher(api, config).default_backoff()).touched_objects();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let stop = self.stopped();
-        tokio::spawn(async move {
+        let stop = self.stop.clone();
+        self.tasks.spawn(async move {
             tokio::pin!(stream);
-            tokio::pin!(stop);
             loop {
                 tokio::select! {
-                    _ = &mut stop => break,
+                    _ = stop.cancelled() => break,
                     item = stream.next() => match item {
                         Some(item) => if tx.send(item).is_err() { break },
                         None => break,
@@ -536,29 +534,29 @@ pub fn retry_delay(failures: u32, max: Duration) -> Duration {
     base.saturating_mul(factor).min(max)
 }
 
-/// Runs the enabled controllers while this replica leads, until `shutdown` resolves.
+/// Runs the enabled controllers while this replica leads, until `shutdown` is cancelled.
 ///
 /// States: *standby* (waiting for leadership) and *leading* (controllers running). Losing
 /// leadership stops every controller (each finishes the reconcile in progress) and goes back
-/// to standby.
+/// to standby. Each term's controllers and their watches are one [`TaskTracker`], joined
+/// before the next term or the return.
 pub async fn run(
     clients: Clients,
     config: Config,
     mut leadership: Leadership,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: CancellationToken,
 ) -> Result<(), Error> {
     config.check()?;
     let config = Arc::new(config);
-    tokio::pin!(shutdown);
     loop {
         while !leadership.is_leader() {
             tokio::select! {
-                _ = &mut shutdown => return Ok(()),
+                _ = shutdown.cancelled() => return Ok(()),
                 _ = leadership.changed() => {}
             }
         }
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let term = shutdown.child_token();
+        let tasks = TaskTracker::new();
         for registration in CONTROLLERS.iter().filter(|r| config.enabled(r.name)) {
             let client = clients(registration.identity).map_err(|e| Error::Client {
                 identity: registration.identity.into(),
@@ -568,27 +566,27 @@ pub async fn run(
                 registration,
                 client,
                 config.clone(),
-                stop_rx.clone(),
+                term.clone(),
+                tasks.clone(),
             ));
             let (name, start) = (registration.name, registration.start);
             tracing::info!(controller = name, "starting controller");
-            tasks.push(tokio::spawn(async move {
+            tasks.spawn(async move {
                 match start(ctx).await {
                     Ok(()) | Err(Error::NotReady) => {}
                     Err(e) => tracing::error!(controller = name, error = %e, "controller stopped"),
                 }
-            }));
+            });
         }
+        tasks.close();
         let shutting_down = loop {
             tokio::select! {
-                _ = &mut shutdown => break true,
+                _ = shutdown.cancelled() => break true,
                 _ = leadership.changed() => if !leadership.is_leader() { break false },
             }
         };
-        let _ = stop_tx.send(true);
-        for t in tasks {
-            let _ = t.await;
-        }
+        term.cancel();
+        tasks.wait().await;
         if shutting_down {
             return Ok(());
         }
