@@ -27,12 +27,15 @@
 //! runs). Losing leadership stops every controller and returns to standby; the caller elects
 //! on the Lease `kube-system/kube-controller-manager` with [`crate::leader`].
 
+pub mod claim;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod expectations;
 pub mod garbagecollector;
+pub mod informers;
 pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
@@ -66,6 +69,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::events::{EventType, Recorder};
 use crate::leader::Leadership;
+use informers::{Informer, Informers};
 
 /// Starts one controller: runs until its context says stop.
 pub type Start = fn(Arc<Context>) -> BoxFuture<'static, Result<(), Error>>;
@@ -295,6 +299,8 @@ pub struct Context {
     stop: CancellationToken,
     /// The tasks this controller started (its watches), joined when the manager stops it.
     tasks: TaskTracker,
+    /// The manager's shared informers.
+    informers: Arc<Informers>,
     retries: Mutex<HashMap<String, u32>>,
 }
 
@@ -307,6 +313,7 @@ impl Context {
         config: Arc<Config>,
         stop: CancellationToken,
         tasks: TaskTracker,
+        informers: Arc<Informers>,
     ) -> Context {
         let recorder = Recorder::start(
             client.clone(),
@@ -321,6 +328,7 @@ impl Context {
             config,
             stop,
             tasks,
+            informers,
             retries: Mutex::new(HashMap::new()),
         }
     }
@@ -359,7 +367,29 @@ impl Context {
             .publish(object, type_, reason, action, message);
     }
 
-    /// A watch of `api` kept in a store: returns the store to read and the stream of changed
+    /// The manager's shared informer of `K` (all namespaces): one watch and one store per kind
+    /// for every controller; [`Informer::subscribe`] gives this controller its trigger stream.
+    pub fn informer<K>(&self) -> Arc<Informer<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        self.informers.get::<K>()
+    }
+
+    /// Waits until `informer` has had its first list ([`Error::NotReady`] if the controller
+    /// stops first).
+    pub async fn synced<K>(&self, informer: &Informer<K>) -> Result<(), Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    {
+        tokio::select! {
+            true = informer.listed() => Ok(()),
+            _ = self.stopped() => Err(Error::NotReady),
+        }
+    }
+
+    /// A watch of `api` of this controller alone (a namespace or a field selector; the
+    /// cluster-wide watches are [`Context::informer`]s) kept in a store: returns the store to read and the stream of changed
     /// objects to give to a [`Controller`] (`for_stream`, `owns_stream`, `watches_stream`).
     ///
     /// The watch is driven by its own task (on the controller's tasks) until the controller
@@ -557,6 +587,11 @@ pub async fn run(
         }
         let term = shutdown.child_token();
         let tasks = TaskTracker::new();
+        let informer_client = clients("shared-informers").map_err(|e| Error::Client {
+            identity: "shared-informers".into(),
+            message: e.to_string(),
+        })?;
+        let informers = Arc::new(Informers::new(informer_client, term.clone(), tasks.clone()));
         for registration in CONTROLLERS.iter().filter(|r| config.enabled(r.name)) {
             let client = clients(registration.identity).map_err(|e| Error::Client {
                 identity: registration.identity.into(),
@@ -568,6 +603,7 @@ pub async fn run(
                 config.clone(),
                 term.clone(),
                 tasks.clone(),
+                informers.clone(),
             ));
             let (name, start) = (registration.name, registration.start);
             tracing::info!(controller = name, "starting controller");

@@ -15,8 +15,8 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, DynamicObject, ListParams};
 use kube::core::ApiResource;
 use kube::discovery::{Discovery, Scope, verbs};
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
-use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 
 use super::{Context, Error, api_error};
@@ -26,11 +26,8 @@ pub const FINALIZER: &str = "kubernetes";
 
 /// Runs the controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (namespaces, ns_stream) = ctx.reflect(
-        Api::<Namespace>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    );
-    let controller = Controller::for_stream(ns_stream, namespaces);
+    let informer = ctx.informer::<Namespace>();
+    let controller = Controller::for_stream(informer.subscribe(), informer.store());
     ctx.drive(controller, |ns, ctx| reconcile(ns, ctx).boxed())
         .await;
     Ok(())

@@ -5,13 +5,10 @@
 //! missing pods (in batches of 1, 2, 4, … as Kubernetes' slow start) or delete the least
 //! valuable surplus ones ([`deletion_order`]), then write the status.
 //!
-//! **Expectations**: the names of the pods it created and the uids of those it deleted are
-//! remembered until the pod watch shows them; until then the ReplicaSet is not scaled again, so
-//! a lagging watch never makes it create (or delete) twice. An expectation expires after 5
-//! minutes, as in Kubernetes.
+//! Claiming is [`super::claim`]'s and the expectations (pods created and deleted, not yet in
+//! the shared pod store, hold the ReplicaSet back) are [`super::expectations`]'.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use apimachinery::matching::map_matches;
@@ -21,38 +18,32 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch};
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use tokio::time::Instant;
 
+use super::expectations::Expectations;
 use super::{
-    Context, Error, api_error, controller_of, controller_ref, key_of, selector_of, selects,
+    Context, Error, api_error, claim, controller_of, controller_ref, key_of, selector_of, selects,
 };
 use crate::events::EventType;
 
 /// Most pods created or deleted in one sync (Kubernetes' `burstReplicas`).
 const BURST: usize = 500;
-/// How long an unmet expectation holds back a ReplicaSet.
-const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs the controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (sets, rs_stream) = ctx.reflect(
-        Api::<ReplicaSet>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    );
-    let (pods, pod_stream) = ctx.reflect(
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    );
+    let (set_informer, pod_informer) = (ctx.informer::<ReplicaSet>(), ctx.informer::<Pod>());
+    let (sets, pods) = (set_informer.store(), pod_informer.store());
     let mapper_sets = sets.clone();
-    let controller = Controller::for_stream(rs_stream, sets.clone())
-        .watches_stream(pod_stream, move |pod: Pod| sets_for_pod(&mapper_sets, &pod));
-    ctx.ready(&sets).await?;
-    ctx.ready(&pods).await?;
+    let controller = Controller::for_stream(set_informer.subscribe(), sets.clone())
+        .watches_stream(pod_informer.subscribe(), move |pod: Pod| {
+            sets_for_pod(&mapper_sets, &pod)
+        });
+    ctx.synced(&set_informer).await?;
+    ctx.synced(&pod_informer).await?;
     let state = Arc::new(State {
         pods,
         expectations: Expectations::default(),
@@ -91,59 +82,6 @@ fn sets_for_pod(sets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet
         .collect()
 }
 
-/// Pod names created and (name, uid) deleted, not yet seen by the watch, per ReplicaSet.
-#[derive(Default)]
-struct Expectations(Mutex<HashMap<String, Pending>>);
-
-struct Pending {
-    creates: HashSet<String>,
-    deletes: HashSet<(String, String)>,
-    since: Instant,
-}
-
-impl Expectations {
-    /// Whether every write for `key` was observed in `pods` (forgets what was).
-    fn satisfied(&self, key: &str, namespace: &str, pods: &Store<Pod>) -> bool {
-        let Ok(mut all) = self.0.lock() else {
-            return true;
-        };
-        let Some(p) = all.get_mut(key) else {
-            return true;
-        };
-        p.creates
-            .retain(|name| pods.get(&ObjectRef::new(name).within(namespace)).is_none());
-        p.deletes.retain(|(name, uid)| {
-            pods.get(&ObjectRef::new(name).within(namespace))
-                .is_some_and(|pod| {
-                    pod.uid().as_deref() == Some(uid.as_str())
-                        && pod.metadata.deletion_timestamp.is_none()
-                })
-        });
-        let done = (p.creates.is_empty() && p.deletes.is_empty())
-            || p.since.elapsed() > EXPECTATION_TIMEOUT;
-        if done {
-            all.remove(key);
-        }
-        done
-    }
-
-    fn expect(&self, key: &str, creates: Vec<String>, deletes: Vec<(String, String)>) {
-        if creates.is_empty() && deletes.is_empty() {
-            return;
-        }
-        if let Ok(mut all) = self.0.lock() {
-            let p = all.entry(key.to_string()).or_insert_with(|| Pending {
-                creates: HashSet::new(),
-                deletes: HashSet::new(),
-                since: Instant::now(),
-            });
-            p.since = Instant::now();
-            p.creates.extend(creates);
-            p.deletes.extend(deletes);
-        }
-    }
-}
-
 async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>, state: Arc<State>) -> Result<Action, Error> {
     let key = key_of(rs.as_ref());
     let namespace = rs.namespace().unwrap_or_default();
@@ -172,7 +110,7 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>, state: Arc<State>) -> Resu
                 if selects(&selector, &pod.metadata) {
                     owned.push(pod);
                 } else if !deleting {
-                    release(&ctx, &pod, &uid).await?;
+                    claim::release(&ctx, pod.as_ref(), &uid).await?;
                 }
             }
             Some(_) => {}
@@ -181,7 +119,7 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>, state: Arc<State>) -> Resu
                     && pod::active(&pod)
                     && pod.metadata.deletion_timestamp.is_none()
                     && selects(&selector, &pod.metadata)
-                    && let Some(adopted) = adopt(&ctx, &rs, &pod).await?
+                    && let Some(adopted) = claim::adopt(&ctx, rs.as_ref(), pod.as_ref()).await?
                 {
                     owned.push(Arc::new(adopted));
                 }
@@ -424,52 +362,6 @@ fn pod_from_template(rs: &ReplicaSet) -> Pod {
         },
         spec: template.spec,
         status: None,
-    }
-}
-
-/// Makes `rs` the controller of the orphan `pod` (a patch conditional on its
-/// resourceVersion); `None` if the pod changed or went meanwhile.
-async fn adopt(ctx: &Context, rs: &ReplicaSet, pod: &Pod) -> Result<Option<Pod>, Error> {
-    let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
-    refs.push(controller_ref(rs));
-    let patch = json!({"metadata": {
-        "ownerReferences": refs,
-        "resourceVersion": pod.resource_version(),
-    }});
-    patch_pod(ctx, pod, patch, "adopting").await
-}
-
-/// Removes `owner` from the owner references of `pod`.
-async fn release(ctx: &Context, pod: &Pod, owner: &str) -> Result<(), Error> {
-    let refs: Vec<_> = pod
-        .metadata
-        .owner_references
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.uid != owner)
-        .collect();
-    let patch = json!({"metadata": {
-        "ownerReferences": refs,
-        "resourceVersion": pod.resource_version(),
-    }});
-    patch_pod(ctx, pod, patch, "releasing").await.map(|_| ())
-}
-
-async fn patch_pod(
-    ctx: &Context,
-    pod: &Pod,
-    patch: serde_json::Value,
-    what: &str,
-) -> Result<Option<Pod>, Error> {
-    let api = Api::<Pod>::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
-    match api
-        .patch(&pod.name_any(), &ctx.patch_params(), &Patch::Merge(patch))
-        .await
-    {
-        Ok(p) => Ok(Some(p)),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
-        Err(e) => Err(api_error(format!("{what} pod {}", key_of(pod)))(e)),
     }
 }
 

@@ -28,10 +28,8 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         ctx.stopped().await;
         return Ok(());
     };
-    let (namespaces, ns_stream) = ctx.reflect(
-        Api::<Namespace>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    );
+    let namespace_informer = ctx.informer::<Namespace>();
+    let (namespaces, ns_stream) = (namespace_informer.store(), namespace_informer.subscribe());
     let (maps, cm_stream) = ctx.reflect(
         Api::<ConfigMap>::all(ctx.client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={NAME}")),
@@ -40,7 +38,7 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         .watches_stream(cm_stream, |cm: ConfigMap| {
             cm.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns))
         });
-    ctx.ready(&namespaces).await?;
+    ctx.synced(&namespace_informer).await?;
     ctx.ready(&maps).await?;
     let ca = Arc::new(ca);
     ctx.drive(controller, move |ns, ctx| {

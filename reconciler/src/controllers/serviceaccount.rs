@@ -18,10 +18,8 @@ pub const DEFAULT: &str = "default";
 
 /// Runs the controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (namespaces, ns_stream) = ctx.reflect(
-        Api::<Namespace>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    );
+    let namespace_informer = ctx.informer::<Namespace>();
+    let (namespaces, ns_stream) = (namespace_informer.store(), namespace_informer.subscribe());
     let (accounts, sa_stream) = ctx.reflect(
         Api::<ServiceAccount>::all(ctx.client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={DEFAULT}")),
@@ -30,7 +28,7 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         .watches_stream(sa_stream, |sa: ServiceAccount| {
             sa.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns))
         });
-    ctx.ready(&namespaces).await?;
+    ctx.synced(&namespace_informer).await?;
     ctx.ready(&accounts).await?;
     ctx.drive(controller, move |ns, ctx| {
         reconcile(ns, ctx, accounts.clone()).boxed()

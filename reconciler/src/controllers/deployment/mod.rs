@@ -1,6 +1,7 @@
 //! The Deployment controller: rolls a Deployment's pod template out through ReplicaSets.
 //!
-//! Per Deployment: claim its ReplicaSets (adopting orphans its selector matches), sort them
+//! Per Deployment: claim its ReplicaSets (adopting orphans its selector matches, through
+//! [`crate::controllers::claim`]), sort them
 //! into the new one (template equal to the Deployment's, `sync`) and the old ones, then one
 //! step of the strategy (`rolling`: RollingUpdate with maxSurge/maxUnavailable, `recreate`),
 //! clean up old ReplicaSets beyond `revisionHistoryLimit` once complete, and write the status
@@ -23,40 +24,34 @@ use futures::FutureExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Patch;
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::{
-    Context, Error, api_error, controller_of, controller_ref, key_of, selector_of, selects,
-};
+use super::{Context, Error, api_error, claim, controller_of, key_of, selector_of, selects};
 use sync::Rollout;
 
 /// Runs the controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (deployments, d_stream) = ctx.reflect(
-        Api::<Deployment>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    );
-    let (sets, rs_stream) = ctx.reflect(
-        Api::<ReplicaSet>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    );
-    let (pods, pod_stream) = ctx.reflect(
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
+    let deployment_informer = ctx.informer::<Deployment>();
+    let set_informer = ctx.informer::<ReplicaSet>();
+    let pod_informer = ctx.informer::<Pod>();
+    let (deployments, sets, pods) = (
+        deployment_informer.store(),
+        set_informer.store(),
+        pod_informer.store(),
     );
     let mapper_sets = sets.clone();
-    let controller = Controller::for_stream(d_stream, deployments.clone())
-        .owns_stream(rs_stream)
-        .watches_stream(pod_stream, move |pod: Pod| {
+    let controller = Controller::for_stream(deployment_informer.subscribe(), deployments.clone())
+        .owns_stream(set_informer.subscribe())
+        .watches_stream(pod_informer.subscribe(), move |pod: Pod| {
             deployment_of_pod(&mapper_sets, &pod)
         });
-    ctx.ready(&deployments).await?;
-    ctx.ready(&sets).await?;
-    ctx.ready(&pods).await?;
+    ctx.synced(&deployment_informer).await?;
+    ctx.synced(&set_informer).await?;
+    ctx.synced(&pod_informer).await?;
     let state = Arc::new(State { sets, pods });
     ctx.drive(controller, move |d, ctx| {
         reconcile(d, ctx, state.clone()).boxed()
@@ -117,7 +112,7 @@ async fn reconcile(
             None => {
                 if rs.metadata.deletion_timestamp.is_none()
                     && selects(&selector, &rs.metadata)
-                    && let Some(adopted) = adopt(&ctx, &d, &rs).await?
+                    && let Some(adopted) = claim::adopt(&ctx, d.as_ref(), rs.as_ref()).await?
                 {
                     owned.push(Arc::new(adopted));
                 }
@@ -210,26 +205,4 @@ async fn scale_paused(
     let n = (rolling::replicas(&target) + desired - total).max(0);
     sync::scale(ctx, d, &target, n, surge).await?;
     Ok(())
-}
-
-/// Makes `d` the controller of the orphan ReplicaSet `rs`; `None` if it changed meanwhile.
-async fn adopt(
-    ctx: &Context,
-    d: &Deployment,
-    rs: &ReplicaSet,
-) -> Result<Option<ReplicaSet>, Error> {
-    let mut refs = rs.metadata.owner_references.clone().unwrap_or_default();
-    refs.push(controller_ref(d));
-    let patch = json!({"metadata": {
-        "ownerReferences": refs,
-        "resourceVersion": rs.resource_version(),
-    }});
-    match Api::<ReplicaSet>::namespaced(ctx.client.clone(), &rs.namespace().unwrap_or_default())
-        .patch(&rs.name_any(), &ctx.patch_params(), &Patch::Merge(patch))
-        .await
-    {
-        Ok(rs) => Ok(Some(rs)),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
-        Err(e) => Err(api_error(format!("adopting replicaset {}", key_of(rs)))(e)),
-    }
 }
