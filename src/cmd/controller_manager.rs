@@ -92,13 +92,19 @@ pub async fn run_with(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let config = args.config()?;
-    let (leadership, election) =
-        election.elect(client, "kube-controller-manager", &config.instance, &stop);
-    controllers::run(clients, config, leadership, stop).await?;
-    if let Some(h) = election {
-        let _ = h.await;
-    }
-    Ok(())
+    let identity = config.instance.clone();
+    let term = stop.clone();
+    election
+        .run(
+            client,
+            "kube-controller-manager",
+            &identity,
+            &stop,
+            move |leadership| async move {
+                Ok(controllers::run(clients, config, leadership, term).await?)
+            },
+        )
+        .await
 }
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -111,22 +117,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let config = connect::named(base.clone(), identity)?;
             Ok(kube::Client::try_from(config)?)
         });
-        let stop = CancellationToken::new();
-        let run = run_with(
-            client,
-            clients,
-            &args.controllers,
-            &args.election,
-            stop.clone(),
-        );
-        tokio::pin!(run);
-        tokio::select! {
-            r = &mut run => r?,
-            _ = server::shutdown_signal() => {
-                stop.cancel();
-                run.await?;
-            }
-        }
+        server::until_signal(|stop| {
+            run_with(client, clients, &args.controllers, &args.election, stop)
+        })
+        .await?;
         Ok(0)
     })?
 }

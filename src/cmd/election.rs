@@ -1,10 +1,10 @@
 //! The leader-election flags and wiring that `scheduler`, `controller-manager` and `up` share
 //! (kube-scheduler's and kube-controller-manager's `--leader-elect*`): declared once here.
 
+use std::future::Future;
 use std::time::Duration;
 
 use reconciler::leader::{self, Leadership};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::scheduler::parse_duration;
@@ -27,24 +27,35 @@ pub struct LeaderElectArgs {
 }
 
 impl LeaderElectArgs {
-    /// Elects on the Lease `kube-system/<lease>` as `identity` until `stop` is cancelled
-    /// (then a leader releases the Lease); without `--leader-elect` this replica always leads.
-    /// The task, if any, is for the caller to join.
-    pub fn elect(
+    /// Runs `component` with the leadership of the Lease `kube-system/<lease>`, elected as
+    /// `identity` (without `--leader-elect` this replica always leads), until `stop` is
+    /// cancelled; then joins the election, which releases a held Lease.
+    pub async fn run<F, Fut>(
         &self,
         client: kube::Client,
         lease: &str,
         identity: &str,
         stop: &CancellationToken,
-    ) -> (Leadership, Option<JoinHandle<()>>) {
-        if !self.leader_elect {
-            return (Leadership::always(), None);
+        component: F,
+    ) -> anyhow::Result<()>
+    where
+        F: FnOnce(Leadership) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>>,
+    {
+        let (leadership, election) = if self.leader_elect {
+            let mut config = leader::Config::new("kube-system", lease, identity);
+            config.lease_duration = self.leader_elect_lease_duration;
+            config.renew_deadline = self.leader_elect_renew_deadline;
+            config.retry_period = self.leader_elect_retry_period;
+            let (l, task) = leader::elect(client, config, stop.clone().cancelled_owned());
+            (l, Some(task))
+        } else {
+            (Leadership::always(), None)
+        };
+        component(leadership).await?;
+        if let Some(task) = election {
+            let _ = task.await;
         }
-        let mut config = leader::Config::new("kube-system", lease, identity);
-        config.lease_duration = self.leader_elect_lease_duration;
-        config.renew_deadline = self.leader_elect_renew_deadline;
-        config.retry_period = self.leader_elect_retry_period;
-        let (leadership, task) = leader::elect(client, config, stop.clone().cancelled_owned());
-        (leadership, Some(task))
+        Ok(())
     }
 }

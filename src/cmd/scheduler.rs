@@ -59,20 +59,26 @@ pub async fn run_with(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let identity = connect::identity();
-    let (leadership, election) = election.elect(client.clone(), "kube-scheduler", &identity, &stop);
     let config = scheduler::Config {
         scheduler_name: args.scheduler_name.clone(),
-        identity,
+        identity: identity.clone(),
         algorithm: scheduler::algorithm::Config {
             percentage_of_nodes_to_score: args.percentage_of_nodes_to_score,
         },
         ..scheduler::Config::default()
     };
-    scheduler::run(client, config, leadership, stop.cancelled_owned()).await?;
-    if let Some(h) = election {
-        let _ = h.await;
-    }
-    Ok(())
+    let term = stop.clone().cancelled_owned();
+    election
+        .run(
+            client.clone(),
+            "kube-scheduler",
+            &identity,
+            &stop,
+            move |leadership| async move {
+                Ok(scheduler::run(client, config, leadership, term).await?)
+            },
+        )
+        .await
 }
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -80,16 +86,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     server::init_logging();
     server::block_on(async move {
         let client = args.client.client().await?;
-        let stop = CancellationToken::new();
-        let run = run_with(client, &args.scheduler, &args.election, stop.clone());
-        tokio::pin!(run);
-        tokio::select! {
-            r = &mut run => r?,
-            _ = server::shutdown_signal() => {
-                stop.cancel();
-                run.await?;
-            }
-        }
+        server::until_signal(|stop| run_with(client, &args.scheduler, &args.election, stop))
+            .await?;
         Ok(0)
     })?
 }

@@ -121,6 +121,25 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Runs `component` until it ends or Ctrl-C or SIGTERM cancels its stop token (then waits for
+/// it to stop).
+pub async fn until_signal<F, Fut>(component: F) -> anyhow::Result<()>
+where
+    F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = component(stop.clone());
+    tokio::pin!(run);
+    tokio::select! {
+        r = &mut run => r,
+        _ = shutdown_signal() => {
+            stop.cancel();
+            run.await
+        }
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
