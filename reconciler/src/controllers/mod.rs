@@ -4,9 +4,12 @@
 //! # Conventions
 //! Every controller is one file here and one line in [`CONTROLLERS`]. A controller is the
 //! informer/workqueue pattern through `kube::runtime`:
-//! - a [`Controller`] on its main kind, fed by [`Context::reflect`]ed watches (a `watcher` into a
-//!   `reflector` store the reconciler reads, never a LIST per reconcile), with `owns_stream`
-//!   for children and `watches_stream` for anything else that should trigger it;
+//! - a [`Controller`] on its main kind, fed by the manager's shared informers
+//!   ([`Context::informer`]: one watch and one reflector store per kind for every controller)
+//!   or a watch of its own ([`Context::reflect`]), with `owns_stream` for children and
+//!   `watches_stream` for anything else that should trigger it (the Job, CronJob, DaemonSet,
+//!   StatefulSet, Endpoints and EndpointSlice controllers still LIST their children per
+//!   reconcile, see [`workload::owned_pods`]);
 //! - a reconcile function `async fn(Arc<K>, Arc<Context>) -> Result<Action, Error>` that reads
 //!   the stores, decides with pure functions (tested with tables in the same file), and writes
 //!   through the API with its own client;
@@ -14,7 +17,8 @@
 //!   back-off after errors (client-go's default rate limiter: 5 ms doubling, capped) and resets
 //!   the back-off after a success.
 //!
-//! A controller waits for its stores' first lists ([`Context::ready`]) before it starts
+//! A controller waits for its stores' first lists ([`Context::synced`], [`Context::ready`])
+//! before it starts
 //! reconciling, so a controller that just started (a new leader) never acts on a partial view.
 //!
 //! # Identities
@@ -24,7 +28,8 @@
 //!
 //! # Leader election
 //! [`run`] has two states: *standby* (nothing runs) and *leading* (every enabled controller
-//! runs). Losing leadership stops every controller and returns to standby; the caller elects
+//! runs). Losing leadership cancels the term's token and joins its tasks (controllers, watches,
+//! informers), then returns to standby; the caller elects
 //! on the Lease `kube-system/kube-controller-manager` with [`crate::leader`].
 
 pub mod claim;
