@@ -123,6 +123,7 @@ mod tests {
                 host: Some("n1".into()),
             },
             json!({
+                "apiVersion": "v1", "kind": "Event",
                 "metadata": {"generateName": "web-1.", "namespace": "shop"},
                 "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "web-1",
                     "namespace": "shop", "uid": "u1"},
@@ -151,6 +152,7 @@ mod tests {
                 host: None,
             },
             json!({
+                "apiVersion": "v1", "kind": "Event",
                 "metadata": {"generateName": "n1.", "namespace": "default"},
                 "involvedObject": {"kind": "Node", "name": "n1"},
                 "reason": "RegisteredNode", "message": "Registered",
