@@ -1,6 +1,6 @@
 //! Shared informers: one cluster-wide watch per kind for the whole controller-manager, as
-//! kube-controller-manager's `SharedInformerFactory` (its client is named `shared-informers`
-//! too). Every controller that asks for a kind gets the same reflector store and its own
+//! kube-controller-manager's `SharedInformerFactory` (with the manager's own client,
+//! [`super::INFORMER_IDENTITY`], which may read every kind). Every controller that asks for a kind gets the same reflector store and its own
 //! stream of changed objects to trigger its [`kube::runtime::Controller`].
 //!
 //! A subscriber that comes late first gets every object of the store, then the changes, so no

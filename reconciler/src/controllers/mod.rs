@@ -160,6 +160,9 @@ pub const CONTROLLERS: &[Registration] = &[
     },
 ];
 
+/// The identity the shared informers watch with (the manager's own: it may read every kind).
+pub const INFORMER_IDENTITY: &str = "controller-manager";
+
 /// Makes the client of one controller from its identity.
 pub type Clients =
     Arc<dyn Fn(&str) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> + Send + Sync>;
@@ -592,8 +595,9 @@ pub async fn run(
         }
         let term = shutdown.child_token();
         let tasks = TaskTracker::new();
-        let informer_client = clients("shared-informers").map_err(|e| Error::Client {
-            identity: "shared-informers".into(),
+        // The informers read everything: they watch as the controller-manager itself.
+        let informer_client = clients(INFORMER_IDENTITY).map_err(|e| Error::Client {
+            identity: INFORMER_IDENTITY.into(),
             message: e.to_string(),
         })?;
         let informers = Arc::new(Informers::new(informer_client, term.clone(), tasks.clone()));
