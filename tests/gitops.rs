@@ -522,3 +522,41 @@ fn a_typo_in_a_manifest_stops_the_commit_with_its_file_and_line() {
         "nothing of the commit is applied"
     );
 }
+
+#[test]
+fn an_application_whose_fetch_hangs_does_not_hold_back_the_others() {
+    // A Git server that accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().expect("an address").port();
+    let (accepted, connected) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+            let _ = accepted.send(());
+        }
+    });
+    let repo = GitRepo::new();
+    repo.write("app/one.yaml", &cm("one", "1"));
+    repo.commit("first");
+    let repo_path = repo.path.to_string_lossy().into_owned();
+    let s = Server::start_with(&["--repo", &repo_path, "--path", "app"]);
+    eventually("first commit applied", WAIT, || {
+        (value_of(&s, "one").as_deref() == Some("1")).then_some(())
+    });
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: gitplane.io/v1alpha1\nkind: Application\nmetadata:\n  name: stuck\nspec:\n  source:\n    repoURL: http://127.0.0.1:{port}/stuck.git\n    path: app\n  destination:\n    namespace: default\n  syncPolicy:\n    automated: {{}}\n"
+        ),
+    );
+    connected
+        .recv_timeout(WAIT)
+        .expect("the syncer fetches from the stuck repository");
+
+    repo.write("app/one.yaml", &cm("one", "2"));
+    repo.commit("second");
+    eventually("second commit applied while the other fetch hangs", WAIT, || {
+        (value_of(&s, "one").as_deref() == Some("2")).then_some(())
+    });
+}

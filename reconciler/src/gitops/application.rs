@@ -1,5 +1,5 @@
 //! The `Application` kind as the syncer reads and writes it: spec (source, destination, sync
-//! policy) and status (sync, health, conditions, resources, history, operation).
+//! policy) and [`ApplicationStatus`] (sync, health, conditions, resources, history, operation).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -109,13 +109,112 @@ pub struct HistoryEntry {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Condition {
-    /// `ComparisonError`, `SyncError`, `RepoError`.
+    /// `InvalidSpec`, `RepoError`, `ComparisonError` or `SyncError`.
     #[serde(rename = "type")]
     pub type_: String,
     /// What is wrong, with file and line where there is one.
     pub message: String,
     /// When it was seen.
     pub last_transition_time: String,
+}
+
+/// `status` of an Application, as the syncer writes it (a JSON merge patch of all of it).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ApplicationStatus {
+    /// Whether the cluster matches the repository, at which commit.
+    pub sync: SyncStatus,
+    /// Health of the app as a whole; absent until first compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
+    /// What is wrong now.
+    pub conditions: Vec<Condition>,
+    /// Every object the app renders, and those waiting to be pruned.
+    pub resources: Vec<ResourceStatus>,
+    /// The last ten synced revisions, oldest first.
+    pub history: Vec<HistoryEntry>,
+    /// The last (or running) sync.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation_state: Option<OperationState>,
+    /// When the syncer last wrote the status (not compared: moving the clock is no change).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reconciled_at: String,
+}
+
+impl ApplicationStatus {
+    /// The status without its clocks (`reconciledAt`, conditions' `lastTransitionTime`): what
+    /// decides whether a new status is worth writing.
+    pub fn without_clocks(&self) -> ApplicationStatus {
+        let mut status = self.clone();
+        status.reconciled_at.clear();
+        for c in &mut status.conditions {
+            c.last_transition_time.clear();
+        }
+        status
+    }
+}
+
+/// `status.sync`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SyncStatus {
+    /// `Synced`, `OutOfSync` or `Unknown` (the repository could not be compared).
+    pub status: String,
+    /// The commit compared.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub revision: String,
+}
+
+/// `status.health`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HealthStatus {
+    /// `Healthy`, `Suspended`, `Progressing`, `Missing` or `Degraded`.
+    pub status: String,
+}
+
+/// `status.operationState`: one sync, running or finished.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OperationState {
+    /// Where the sync is.
+    pub phase: Phase,
+    /// What it did, or why it failed (errors joined with `; `).
+    pub message: String,
+    /// The commit synced.
+    pub revision: String,
+    /// The hash of the spec synced (a changed spec syncs again).
+    pub spec_hash: String,
+    /// The `gitplane.io/sync-request` annotation when the sync ran (handled requests).
+    pub request_id: String,
+    /// When it started.
+    pub started_at: String,
+    /// When it finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+/// The phase of a sync.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum Phase {
+    /// Dry run and apply under way.
+    #[default]
+    Running,
+    /// Everything applied (and pruned, if asked).
+    Succeeded,
+    /// The dry run or apply failed; nothing more is applied.
+    Failed,
+}
+
+impl Phase {
+    /// The name written in `status.operationState.phase`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Running => "Running",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+        }
+    }
 }
 
 /// The manual sync asked for by `gitplane sync`: an annotation with a request id.

@@ -5,6 +5,7 @@ pub mod compare;
 pub mod health;
 pub mod repo;
 pub mod review;
+pub mod steps;
 pub mod sync;
 pub mod syncer;
 pub mod webhook;

@@ -1,0 +1,707 @@
+//! One pass over one Application, in the syncer's five steps: [`fetch`], [`render`], [`compare`],
+//! [`sync`] and [`report`].
+//!
+//! Each step is skipped when nothing calls for it:
+//! 1. **fetch** the mirror: first sight, a `gitplane.io/refresh` request, a repository event (a
+//!    file-system event in a local repository, a verified push webhook), a pending manual sync,
+//!    or the polling interval (60 s by default);
+//! 2. **render** the tree at the resolved commit (cached per commit and spec);
+//! 3. **compare** with the live cluster when the commit or spec changed, after a fetch, on a
+//!    manual sync, and at least every `heal_every` (so drift is seen within seconds);
+//! 4. **sync** when asked (`gitplane sync` sets `gitplane.io/sync-request`) or when the policy is
+//!    automated and the commit or spec changed since the last sync (or always, with selfHeal);
+//!    an automatic sync that failed is retried for the same commit and spec with back-off (5 s
+//!    doubling to 3 minutes), as a namespace another app creates may simply not exist yet;
+//! 5. **report** in `status` ([`ApplicationStatus`]): sync, health, conditions with file:line,
+//!    resources, history, the operation. A step that fails reports its error as the one
+//!    condition (`InvalidSpec`, `RepoError`, `ComparisonError`) with sync status `Unknown`.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use apimachinery::object::ObjectExt;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use super::application::{
+    ANNOTATION_REFRESH, ANNOTATION_SYNC_REQUEST, ApplicationStatus, Condition, HealthStatus,
+    HistoryEntry, OperationState, Phase, Source, Spec, SyncStatus, parse_interval,
+};
+use super::cluster::Cluster;
+use super::repo::{CommitInfo, Credentials, Mirror, RepoError};
+use super::sync::{self, Plan, SyncError};
+use super::syncer::Config;
+
+/// Why a step of a pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// `spec` does not read as an Application spec.
+    #[error("spec: {0}")]
+    InvalidSpec(#[source] serde_json::Error),
+    /// `spec.source.repoURL` is empty.
+    #[error("spec.source.repoURL: Required value")]
+    MissingRepoUrl,
+    /// The Secret named by `spec.source.secretRef` could not be read.
+    #[error("reading secret {namespace}/{name}: {source}")]
+    Secret {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// What the API server answered.
+        #[source]
+        source: kube::Error,
+    },
+    /// The mirror could not be opened or fetched, or the revision not resolved.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// `spec.source.path` names nothing in the tree.
+    #[error("path {0:?} does not exist in the repository")]
+    MissingPath(String),
+    /// A values file could not be read.
+    #[error(transparent)]
+    Source(#[from] templates::source::SourceError),
+    /// The manifests, chart or kustomization did not render.
+    #[error(transparent)]
+    Template(#[from] templates::Error),
+    /// Rendering the commit failed (the error is cached with the commit's rendering).
+    #[error("revision {revision}: {source}")]
+    Render {
+        /// The commit, shortened.
+        revision: String,
+        /// Why.
+        #[source]
+        source: Arc<StepError>,
+    },
+    /// The rendered objects could not be compared with the cluster.
+    #[error("revision {revision}: {source}")]
+    Plan {
+        /// The commit, shortened.
+        revision: String,
+        /// Why.
+        #[source]
+        source: SyncError,
+    },
+    /// The Application could not be read back to report an error.
+    #[error("reading application {name}: {source}")]
+    ReadApplication {
+        /// The Application.
+        name: String,
+        /// What the API server answered.
+        #[source]
+        source: kube::Error,
+    },
+    /// The status could not be written.
+    #[error("writing status of {name}: {source}")]
+    WriteStatus {
+        /// The Application.
+        name: String,
+        /// What the API server answered.
+        #[source]
+        source: kube::Error,
+    },
+    /// A blocking Git task panicked or was cancelled.
+    #[error("git task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl StepError {
+    /// The condition type this error is reported as; `None`: it cannot be reported (reading or
+    /// writing the Application failed) and is only logged.
+    fn condition(&self) -> Option<&'static str> {
+        match self {
+            StepError::InvalidSpec(_) | StepError::MissingRepoUrl => Some("InvalidSpec"),
+            StepError::Secret { .. } | StepError::Repo(_) => Some("RepoError"),
+            StepError::MissingPath(_)
+            | StepError::Source(_)
+            | StepError::Template(_)
+            | StepError::Render { .. }
+            | StepError::Plan { .. } => Some("ComparisonError"),
+            StepError::ReadApplication { .. }
+            | StepError::WriteStatus { .. }
+            | StepError::Task(_) => None,
+        }
+    }
+}
+
+/// What every pass shares: the cluster, the settings and the mirrors (one per repository URL).
+pub struct Context {
+    /// The cluster the Applications are synced to.
+    pub cluster: Cluster,
+    /// Applications.
+    pub api: Api<DynamicObject>,
+    /// Syncer settings.
+    pub config: Config,
+    mirrors: Mutex<HashMap<String, Arc<Mutex<Mirror>>>>,
+}
+
+impl Context {
+    /// A context over `client`.
+    pub fn new(client: kube::Client, config: Config) -> Self {
+        Context {
+            api: Api::all_with(client.clone(), &super::syncer::application_resource()),
+            cluster: Cluster::new(client),
+            config,
+            mirrors: Mutex::default(),
+        }
+    }
+
+    /// The mirror of `repo_url`, opened on first use.
+    fn mirror(&self, repo_url: &str) -> Result<Arc<Mutex<Mirror>>, RepoError> {
+        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = mirrors.get(repo_url) {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(Mutex::new(Mirror::open(&self.config.mirrors, repo_url)?));
+        mirrors.insert(repo_url.to_string(), m.clone());
+        Ok(m)
+    }
+}
+
+/// What a pass remembers of one Application until its next pass.
+#[derive(Default)]
+pub struct AppState {
+    fetched_at: Option<Instant>,
+    seen_refresh: Option<String>,
+    rendered: Option<Rendered>,
+    compared_at: Option<Instant>,
+    compared_key: Option<(String, u64)>,
+    /// Automatic syncs of this commit and spec that failed in a row, and when to try again.
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+/// A commit rendered for one spec: the objects with their `file:line`, or why rendering failed.
+#[derive(Clone)]
+struct Rendered {
+    sha: String,
+    spec_hash: u64,
+    info: Option<CommitInfo>,
+    objects: Result<Arc<Vec<(Value, String)>>, Arc<StepError>>,
+}
+
+/// What the Application asks for, read once at the start of a pass.
+struct Request {
+    name: String,
+    spec: Spec,
+    spec_hash: u64,
+    refresh: Option<String>,
+    /// The `gitplane.io/sync-request` annotation.
+    sync_request: Option<String>,
+    /// The sync request, when no operation has handled it yet.
+    pending_request: Option<String>,
+    status: ApplicationStatus,
+}
+
+impl Request {
+    fn read(app: &Value) -> Result<Request, StepError> {
+        let spec_value = app.get("spec").cloned().unwrap_or(json!({}));
+        let spec: Spec =
+            serde_json::from_value(spec_value.clone()).map_err(StepError::InvalidSpec)?;
+        if spec.source.repo_url.is_empty() {
+            return Err(StepError::MissingRepoUrl);
+        }
+        let status: ApplicationStatus = app
+            .get("status")
+            .cloned()
+            .and_then(|s| serde_json::from_value(s).ok())
+            .unwrap_or_default();
+        let annotations = app.annotations();
+        let sync_request = annotations.get(ANNOTATION_SYNC_REQUEST).cloned();
+        let handled = status.operation_state.as_ref().map(|o| &o.request_id);
+        Ok(Request {
+            name: app.name().unwrap_or("").to_string(),
+            spec_hash: spec_hash(&spec_value),
+            refresh: annotations.get(ANNOTATION_REFRESH).cloned(),
+            pending_request: sync_request.clone().filter(|r| Some(r) != handled),
+            sync_request,
+            spec,
+            status,
+        })
+    }
+}
+
+/// One pass over `app`: the five steps; a failed step is reported in its status.
+pub async fn reconcile(
+    ctx: &Context,
+    app: &Value,
+    state: &mut AppState,
+    repo_event: bool,
+) -> Result<(), StepError> {
+    match pass(ctx, app, state, repo_event).await {
+        Err(e) => match e.condition() {
+            Some(kind) => report_error(ctx, app.name().unwrap_or(""), kind, &e.to_string()).await,
+            None => Err(e),
+        },
+        Ok(()) => Ok(()),
+    }
+}
+
+async fn pass(
+    ctx: &Context,
+    app: &Value,
+    state: &mut AppState,
+    repo_event: bool,
+) -> Result<(), StepError> {
+    let app = Request::read(app)?;
+    let (mirror, fetched) = fetch(ctx, &app, state, repo_event).await?;
+    let rendered = render(&app, mirror, state).await?;
+    let objects = rendered
+        .objects
+        .clone()
+        .map_err(|source| StepError::Render {
+            revision: short(&rendered.sha).to_string(),
+            source,
+        })?;
+    if !compare_due(ctx, &app, state, &rendered.sha, fetched) {
+        return Ok(());
+    }
+    let mut plan = compare(ctx, &app, &objects, &rendered.sha).await?;
+    let synced = sync(ctx, &app, &mut plan, &rendered, state).await;
+    report(ctx, &app, &plan, &rendered.sha, synced).await
+}
+
+/// Step 1: fetches the mirror when something calls for it; returns the mirror and whether it
+/// was fetched.
+async fn fetch(
+    ctx: &Context,
+    app: &Request,
+    state: &mut AppState,
+    repo_event: bool,
+) -> Result<(Arc<Mutex<Mirror>>, bool), StepError> {
+    let poll = app
+        .spec
+        .sync_policy
+        .interval
+        .as_deref()
+        .and_then(parse_interval)
+        .unwrap_or(ctx.config.poll_default);
+    let need = state.fetched_at.is_none_or(|t| t.elapsed() >= poll)
+        || app.refresh != state.seen_refresh
+        || repo_event
+        || app.pending_request.is_some();
+    let mirror = ctx.mirror(&app.spec.source.repo_url)?;
+    if need {
+        let creds = credentials(
+            ctx.cluster.client(),
+            app.spec.source.secret_ref.as_deref(),
+        )
+        .await?;
+        let m = mirror.clone();
+        tokio::task::spawn_blocking(move || {
+            m.lock().unwrap_or_else(|p| p.into_inner()).fetch(&creds)
+        })
+        .await??;
+        state.fetched_at = Some(Instant::now());
+        state.seen_refresh = app.refresh.clone();
+    }
+    Ok((mirror, need))
+}
+
+/// Step 2: resolves the revision and renders the commit, unless it is rendered for this spec.
+async fn render(
+    app: &Request,
+    mirror: Arc<Mutex<Mirror>>,
+    state: &mut AppState,
+) -> Result<Rendered, StepError> {
+    let cached = state.rendered.clone();
+    let (source, name) = (app.spec.source.clone(), app.name.clone());
+    let (namespace, spec_hash) = (app.spec.destination.namespace.clone(), app.spec_hash);
+    let rendered = tokio::task::spawn_blocking(move || {
+        let mirror = mirror.lock().unwrap_or_else(|p| p.into_inner());
+        let oid = mirror.resolve(&source.target_revision)?;
+        let sha = oid.to_string();
+        if let Some(r) = cached
+            && r.sha == sha
+            && r.spec_hash == spec_hash
+        {
+            return Ok::<_, StepError>(r);
+        }
+        Ok(Rendered {
+            info: mirror.commit_info(oid).ok(),
+            objects: render_at(&mirror, oid, &source, &name, &namespace)
+                .map(Arc::new)
+                .map_err(Arc::new),
+            sha,
+            spec_hash,
+        })
+    })
+    .await??;
+    state.rendered = Some(rendered.clone());
+    Ok(rendered)
+}
+
+/// Whether step 3 is due: the commit or spec changed, the mirror was fetched, a manual sync
+/// waits, or the self-heal period is up. Records the comparison when it is.
+fn compare_due(ctx: &Context, app: &Request, state: &mut AppState, sha: &str, fetched: bool) -> bool {
+    let key = (sha.to_string(), app.spec_hash);
+    let due = state.compared_key.as_ref() != Some(&key)
+        || state
+            .compared_at
+            .is_none_or(|t| t.elapsed() >= ctx.config.heal_every)
+        || app.pending_request.is_some()
+        || fetched;
+    if due {
+        state.compared_key = Some(key);
+        state.compared_at = Some(Instant::now());
+    }
+    due
+}
+
+/// Step 3: compares the rendered objects with the live cluster.
+async fn compare(
+    ctx: &Context,
+    app: &Request,
+    objects: &[(Value, String)],
+    sha: &str,
+) -> Result<Plan, StepError> {
+    sync::plan(
+        &ctx.cluster,
+        &app.name,
+        &app.spec.destination.namespace,
+        &app.spec.source.repo_url,
+        objects,
+        &app.status.resources,
+    )
+    .await
+    .map_err(|source| StepError::Plan {
+        revision: short(sha).to_string(),
+        source,
+    })
+}
+
+/// What the sync step leaves for the report.
+struct Synced {
+    operation: Option<OperationState>,
+    conditions: Vec<Condition>,
+    history: Vec<HistoryEntry>,
+}
+
+/// Step 4: syncs when asked or when the policy calls for it (dry run, then apply); otherwise
+/// keeps showing why the last sync of this commit and spec failed.
+async fn sync(
+    ctx: &Context,
+    app: &Request,
+    plan: &mut Plan,
+    rendered: &Rendered,
+    state: &mut AppState,
+) -> Synced {
+    let sha = rendered.sha.as_str();
+    let last = app
+        .status
+        .operation_state
+        .as_ref()
+        .filter(|o| o.revision == sha && o.spec_hash == app.spec_hash.to_string());
+    let mut synced = Synced {
+        operation: app.status.operation_state.clone(),
+        conditions: Vec::new(),
+        history: app.status.history.clone(),
+    };
+    let Some(prune) = sync_wanted(app, plan, last, state.retry_at) else {
+        if let Some(op) = last.filter(|o| o.phase == Phase::Failed) {
+            synced.conditions = op
+                .message
+                .split("; ")
+                .map(|e| sync_error(e.to_string(), now()))
+                .collect();
+        }
+        return synced;
+    };
+    let started = now();
+    let mut operation = OperationState {
+        phase: Phase::Running,
+        message: format!("syncing to {}", short(sha)),
+        revision: sha.to_string(),
+        spec_hash: app.spec_hash.to_string(),
+        request_id: app.sync_request.clone().unwrap_or_default(),
+        started_at: started.clone(),
+        finished_at: None,
+    };
+    // Show the operation in progress while it runs.
+    let running = json!({"status": {"operationState": operation}});
+    if let Err(e) = ctx
+        .api
+        .patch_status(&app.name, &PatchParams::default(), &Patch::Merge(running))
+        .await
+    {
+        tracing::warn!(app = %app.name, error = %e, "recording the running operation failed");
+    }
+    let errors = sync::dry_run(&ctx.cluster, plan, sha).await;
+    let result = if errors.is_empty() {
+        sync::apply(&ctx.cluster, plan, sha, prune)
+            .await
+            .map_err(|e| e.0)
+    } else {
+        Err(errors)
+    };
+    match &result {
+        Ok(()) => {
+            operation.phase = Phase::Succeeded;
+            operation.message = format!("synced to {}", short(sha));
+            if synced.history.last().is_none_or(|h| h.revision != sha) {
+                let info = rendered.info.as_ref();
+                synced.history.push(HistoryEntry {
+                    revision: sha.to_string(),
+                    deployed_at: now(),
+                    author: info.map(|i| i.author.clone()).unwrap_or_default(),
+                    message: info.map(|i| i.message.clone()).unwrap_or_default(),
+                });
+                let excess = synced.history.len().saturating_sub(10);
+                synced.history.drain(..excess);
+            }
+            state.failures = 0;
+            state.retry_at = None;
+        }
+        Err(errs) => {
+            operation.phase = Phase::Failed;
+            operation.message = errs.join("; ");
+            synced.conditions = errs
+                .iter()
+                .map(|e| sync_error(e.clone(), started.clone()))
+                .collect();
+            state.failures += 1;
+            state.retry_at = Some(Instant::now() + retry_delay(state.failures));
+        }
+    }
+    operation.finished_at = Some(now());
+    tracing::info!(app = %app.name, revision = short(sha), phase = operation.phase.as_str(), "sync");
+    synced.operation = Some(operation);
+    synced
+}
+
+/// Whether to sync now, and if so whether to prune: a manual request always syncs (pruning
+/// when it ends in `:prune`); an automated policy syncs what is out of sync unless this commit
+/// and spec were synced already (then only with selfHeal) or failed (then after the back-off).
+fn sync_wanted(
+    app: &Request,
+    plan: &Plan,
+    last: Option<&OperationState>,
+    retry_at: Option<Instant>,
+) -> Option<bool> {
+    let automated = app.spec.sync_policy.automated.as_ref();
+    let auto_sync = automated.is_some_and(|a| {
+        plan.out_of_sync()
+            && match last.map(|o| o.phase) {
+                Some(Phase::Succeeded) => a.self_heal,
+                Some(Phase::Failed) => retry_at.is_none_or(|t| Instant::now() >= t),
+                _ => true,
+            }
+    });
+    (app.pending_request.is_some() || auto_sync).then(|| {
+        automated.is_some_and(|a| a.prune)
+            || app
+                .pending_request
+                .as_deref()
+                .is_some_and(|r| r.ends_with(":prune"))
+    })
+}
+
+fn sync_error(message: String, at: String) -> Condition {
+    Condition {
+        type_: "SyncError".into(),
+        message,
+        last_transition_time: at,
+    }
+}
+
+/// Step 5: writes the status the pass arrived at.
+async fn report(
+    ctx: &Context,
+    app: &Request,
+    plan: &Plan,
+    sha: &str,
+    synced: Synced,
+) -> Result<(), StepError> {
+    let status = ApplicationStatus {
+        sync: SyncStatus {
+            status: if plan.out_of_sync() {
+                "OutOfSync"
+            } else {
+                "Synced"
+            }
+            .into(),
+            revision: sha.to_string(),
+        },
+        health: Some(HealthStatus {
+            status: sync::app_health(plan).as_str().into(),
+        }),
+        conditions: synced.conditions,
+        resources: sync::resource_statuses(plan),
+        history: synced.history,
+        operation_state: synced.operation,
+        reconciled_at: now(),
+    };
+    write_status(ctx, &app.name, &app.status, status).await
+}
+
+/// Reports a failed step: the one condition, and sync status `Unknown` (what is live stays, but
+/// whether it matches the repository is not known).
+async fn report_error(ctx: &Context, name: &str, kind: &str, message: &str) -> Result<(), StepError> {
+    let current = ctx
+        .api
+        .get(name)
+        .await
+        .map_err(|source| StepError::ReadApplication {
+            name: name.to_string(),
+            source,
+        })?;
+    let old: ApplicationStatus = current
+        .data
+        .get("status")
+        .cloned()
+        .and_then(|s| serde_json::from_value(s).ok())
+        .unwrap_or_default();
+    let mut status = old.clone();
+    status.conditions = vec![Condition {
+        type_: kind.to_string(),
+        message: message.to_string(),
+        last_transition_time: now(),
+    }];
+    status.sync.status = "Unknown".into();
+    write_status(ctx, name, &old, status).await
+}
+
+/// Writes `new` unless only its clocks moved; conditions that did not change keep their time.
+async fn write_status(
+    ctx: &Context,
+    name: &str,
+    old: &ApplicationStatus,
+    mut new: ApplicationStatus,
+) -> Result<(), StepError> {
+    if old.without_clocks() == new.without_clocks() {
+        return Ok(());
+    }
+    for c in &mut new.conditions {
+        if let Some(prev) = old
+            .conditions
+            .iter()
+            .find(|p| p.type_ == c.type_ && p.message == c.message)
+        {
+            c.last_transition_time = prev.last_transition_time.clone();
+        }
+    }
+    ctx.api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": new})),
+        )
+        .await
+        .map(drop)
+        .map_err(|source| StepError::WriteStatus {
+            name: name.to_string(),
+            source,
+        })
+}
+
+/// The back-off before retrying a failed automatic sync: 5 s, doubling, at most 3 minutes.
+fn retry_delay(failures: u32) -> Duration {
+    Duration::from_secs((5u64 << failures.saturating_sub(1).min(6)).min(180))
+}
+
+fn spec_hash(spec: &Value) -> u64 {
+    let mut h = DefaultHasher::new();
+    spec.to_string().hash(&mut h);
+    h.finish()
+}
+
+fn now() -> String {
+    let t = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(t.as_second())
+        .unwrap_or(t)
+        .to_string()
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+/// The credentials an Application's `spec.source.secretRef` names (`namespace/name`, or `name`
+/// in `default`): `username` and `password` (or `token`) for https, `sshPrivateKey` for ssh.
+pub async fn credentials(
+    client: &kube::Client,
+    secret_ref: Option<&str>,
+) -> Result<Credentials, StepError> {
+    let Some(r) = secret_ref.filter(|s| !s.is_empty()) else {
+        return Ok(Credentials::default());
+    };
+    let (ns, name) = r.split_once('/').unwrap_or(("default", r));
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+    let secret = api.get(name).await.map_err(|source| StepError::Secret {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        source,
+    })?;
+    let field = |k: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+            .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(k).cloned()))
+    };
+    Ok(Credentials {
+        username: field("username"),
+        password: field("password").or_else(|| field("token")),
+        ssh_private_key: field("sshPrivateKey"),
+    })
+}
+
+/// Renders an Application's source at a commit: objects with their `file:line`.
+pub fn render_at(
+    mirror: &Mirror,
+    oid: git2::Oid,
+    source: &Source,
+    app: &str,
+    namespace: &str,
+) -> Result<Vec<(Value, String)>, StepError> {
+    use templates::source::Source as _;
+    let tree = mirror.tree(oid)?;
+    let path = source.path.trim_matches('/').to_string();
+    if !path.is_empty() && !tree.exists(&path) {
+        return Err(StepError::MissingPath(path));
+    }
+    let mut values_files = Vec::new();
+    for f in &source.values_files {
+        let file = templates::source::join(&path, f)?;
+        let bytes = tree.read(&file)?;
+        values_files.push(templates::chart::ValuesFile {
+            name: file,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        });
+    }
+    let options = templates::chart::Options {
+        release_name: Some(app.to_string()),
+        namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
+        values_files,
+        values: source.values.clone().into_iter().collect(),
+        set: source.set.clone(),
+    };
+    let rendered = templates::render(&tree, &path, &options)?;
+    Ok(rendered
+        .objects
+        .into_iter()
+        .map(|o| (o.value, format!("{}:{}", o.origin.file, o.origin.line)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(failures: u32, expected: u64) {
+        assert_eq!(retry_delay(failures), Duration::from_secs(expected), "{failures}");
+    }
+
+    #[test]
+    fn failed_syncs_are_retried_after_five_seconds_doubling_to_three_minutes() {
+        check(1, 5);
+        check(2, 10);
+        check(3, 20);
+        check(6, 160);
+        check(7, 180);
+        check(40, 180);
+    }
+}
