@@ -556,7 +556,9 @@ fn an_application_whose_fetch_hangs_does_not_hold_back_the_others() {
 
     repo.write("app/one.yaml", &cm("one", "2"));
     repo.commit("second");
-    eventually("second commit applied while the other fetch hangs", WAIT, || {
-        (value_of(&s, "one").as_deref() == Some("2")).then_some(())
-    });
+    eventually(
+        "second commit applied while the other fetch hangs",
+        WAIT,
+        || (value_of(&s, "one").as_deref() == Some("2")).then_some(()),
+    );
 }

@@ -387,11 +387,11 @@ impl ApiState {
     ) -> Result<bool, StatusError> {
         let err = |e| storage_error(e, "", "services", name);
         if dry_run {
-            let (_, kv) = self.store.get(key).await.map_err(err)?;
+            let (_, kv) = self.store().get(key).await.map_err(err)?;
             return Ok(kv.is_none());
         }
         let value = Bytes::from(json!({ "service": owner }).to_string());
-        match self.store.create(key, value).await {
+        match self.store().create(key, value).await {
             Ok(_) => {
                 allocated.keys.push(key.to_string());
                 Ok(true)
@@ -417,7 +417,7 @@ impl ApiState {
             let offset = (start + i) % size;
             let ip = range.nth(if offset == 0 { size - 1 } else { offset });
             let key = format!("{IP_PREFIX}{ip}");
-            if self.cache.get(&key).is_some() {
+            if self.cache().get(&key).is_some() {
                 continue;
             }
             if self.claim(&key, owner, dry_run, allocated, name).await? {
@@ -443,7 +443,7 @@ impl ApiState {
         for i in 0..size {
             let port = *range.start() + ((start + i) % size) as u16;
             let key = format!("{PORT_PREFIX}{port}");
-            if self.cache.get(&key).is_some() {
+            if self.cache().get(&key).is_some() {
                 continue;
             }
             if self.claim(&key, owner, dry_run, allocated, name).await? {
@@ -460,7 +460,7 @@ impl ApiState {
     /// Gives back what a failed request allocated.
     pub async fn release(&self, allocated: Allocated) {
         for key in allocated.keys {
-            if let Err(e) = self.store.delete(&key, None).await {
+            if let Err(e) = self.store().delete(&key, None).await {
                 tracing::warn!(%key, error = %e, "could not release a service allocation");
             }
         }
@@ -486,7 +486,7 @@ impl ApiState {
         }
         for key in keys {
             // Only the owner's key: a value re-allocated since is someone else's.
-            let held = match self.store.get(&key).await {
+            let held = match self.store().get(&key).await {
                 Ok((_, Some(kv))) => serde_json::from_slice::<Value>(&kv.value)
                     .ok()
                     .is_some_and(|v| v["service"] == owner.as_str())
@@ -494,7 +494,7 @@ impl ApiState {
                 _ => None,
             };
             if let Some(rev) = held
-                && let Err(e) = self.store.delete(&key, Some(rev)).await
+                && let Err(e) = self.store().delete(&key, Some(rev)).await
             {
                 tracing::warn!(%key, error = %e, "could not release a service allocation");
             }

@@ -205,7 +205,7 @@ pub fn validate(crd: &Value) -> Vec<FieldError> {
 /// Rebuilds the registry from the CRDs in the watch cache.
 pub fn refresh(state: &ApiState) {
     let mut registry = Registry::builtin();
-    let (snapshot, _) = state.cache.list(CRD_PREFIX, None, 0, |_| true);
+    let (snapshot, _) = state.cache().list(CRD_PREFIX, None, 0, |_| true);
     for crd in &snapshot.objects {
         if crd.object.path("metadata.deletionTimestamp").is_some() {
             continue;
@@ -225,7 +225,7 @@ pub fn refresh(state: &ApiState) {
 /// Called after every successful write: a CRD change refreshes the registry once the cache
 /// holds it.
 pub async fn after_write(state: &Arc<ApiState>, info: &ResourceInfo, revision: Revision) {
-    if is_crd(info) && state.cache.wait_for(revision).await.is_ok() {
+    if is_crd(info) && state.cache().wait_for(revision).await.is_ok() {
         refresh(state);
     }
 }
@@ -245,11 +245,11 @@ pub async fn after_delete(
         let prefix = served.key_prefix();
         let mut start: Option<String> = None;
         loop {
-            let Ok(page) = state.store.list(&prefix, start.as_deref(), 500).await else {
+            let Ok(page) = state.store().list(&prefix, start.as_deref(), 500).await else {
                 return;
             };
             for kv in &page.kvs {
-                if let Err(e) = state.store.delete(&kv.key, None).await {
+                if let Err(e) = state.store().delete(&kv.key, None).await {
                     tracing::warn!(key = %kv.key, error = %e, "deleting a custom resource of a removed CRD failed");
                 }
             }

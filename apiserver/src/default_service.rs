@@ -40,7 +40,7 @@ pub async fn ensure(state: &Arc<ApiState>, addr: SocketAddr) -> Result<(), Statu
         json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": addr.port()}]);
 
     let svc_key = svc_info.key(Some("default"), "kubernetes");
-    let (_, existing) = state.store.get(&svc_key).await.map_err(failed)?;
+    let (_, existing) = state.store().get(&svc_key).await.map_err(failed)?;
     match existing {
         None => {
             let mut svc = json!({
@@ -64,7 +64,7 @@ pub async fn ensure(state: &Arc<ApiState>, addr: SocketAddr) -> Result<(), Statu
                         .await?
                 }
             };
-            if let Err(e) = state.store.create(&svc_key, encode(&svc)).await {
+            if let Err(e) = state.store().create(&svc_key, encode(&svc)).await {
                 state.release(allocated).await;
                 if !matches!(e, StorageError::AlreadyExists { .. }) {
                     return Err(failed(e));
@@ -77,7 +77,7 @@ pub async fn ensure(state: &Arc<ApiState>, addr: SocketAddr) -> Result<(), Statu
                 svc["spec"]["ports"] = ports.clone();
                 // Lost to a concurrent writer: that one wrote its own port.
                 match state
-                    .store
+                    .store()
                     .update(&svc_key, encode(&svc), kv.mod_revision)
                     .await
                 {
@@ -98,11 +98,11 @@ pub async fn ensure(state: &Arc<ApiState>, addr: SocketAddr) -> Result<(), Statu
         "endpoints": [{"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false}}],
         "ports": [{"name": "https", "port": addr.port(), "protocol": "TCP"}],
     });
-    let (_, existing) = state.store.get(&slice_key).await.map_err(failed)?;
+    let (_, existing) = state.store().get(&slice_key).await.map_err(failed)?;
     match existing {
         None => {
             strategy::prepare_create(&slice_info, &mut slice)?;
-            match state.store.create(&slice_key, encode(&slice)).await {
+            match state.store().create(&slice_key, encode(&slice)).await {
                 Ok(_) | Err(StorageError::AlreadyExists { .. }) => {}
                 Err(e) => return Err(failed(e)),
             }
@@ -115,7 +115,7 @@ pub async fn ensure(state: &Arc<ApiState>, addr: SocketAddr) -> Result<(), Statu
                 old["endpoints"] = slice["endpoints"].take();
                 old["ports"] = slice["ports"].take();
                 match state
-                    .store
+                    .store()
                     .update(&slice_key, encode(&old), kv.mod_revision)
                     .await
                 {

@@ -2,14 +2,16 @@
 //!
 //! # Layout
 //! - [`server`]: start-up order, listener, shutdown.
-//! - [`handlers`]: one file per API verb, behind one dispatcher.
+//! - [`handlers`]: the request path in order (pipeline, body, route), then one file per API
+//!   verb; the access reviews and TokenRequest in their own files.
 //! - [`request`] / [`response`]: URL and query parsing; Status errors and content negotiation.
 //! - [`strategy`] / [`defaults`] / [`validate`]: what the server sets, fills in and checks on
 //!   every write.
-//! - [`admission`]: the order of admission, built-in admission plugins and webhooks.
+//! - [`admission`]: the order of admission, one `admit` for creates, updates and patches,
+//!   built-in admission plugins and webhooks.
 //! - [`watch_cache`]: all objects in memory, fed by one storage watch; serves reads and watches.
 //! - [`storage`]: the revisioned key-value interface and its backends.
-//! - [`security`]: the outer pipeline: [`authn`] (client certificates, tokens, service account
+//! - [`security`]: the outer pipeline's settings: [`authn`] (client certificates, tokens, service account
 //!   tokens, impersonation), [`inflight`] (429 beyond the limits), [`audit`] (JSON lines),
 //!   [`rbac`] (authorization, bootstrap roles, aggregation, escalation checks, access reviews);
 //!   [`tls`] and [`listener`] serve HTTPS with the cluster CA.

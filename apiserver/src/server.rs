@@ -44,13 +44,13 @@ pub struct Config {
 }
 
 impl Config {
-    /// Plain HTTP on `listen` with security disabled, the default cache and Service ranges.
-    pub fn new(listen: SocketAddr) -> Config {
+    /// Plain HTTP on `listen` under `security`, the default cache and Service ranges.
+    pub fn new(listen: SocketAddr, security: Arc<Security>) -> Config {
         Config {
             listen,
             cache: Default::default(),
             tls: None,
-            security: Security::disabled_shared(),
+            security,
             services: Default::default(),
         }
     }
@@ -91,8 +91,12 @@ impl ApiServer {
     pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Self, ServerError> {
         let cache = WatchCache::new(config.cache.clone());
         tokio::spawn(watch_cache::run_feeder(cache.clone(), store.clone()));
-        let state = ApiState::new(store, cache, config.services.clone());
-        state.set_security(config.security.clone());
+        let state = ApiState::new(
+            store,
+            cache,
+            config.services.clone(),
+            config.security.clone(),
+        );
         state
             .sync_cache()
             .await
@@ -182,7 +186,11 @@ async fn bootstrap_namespaces(state: &ApiState) -> Result<(), ServerError> {
         let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         strategy::prepare_create(&info, &mut ns).map_err(|e| ServerError::Cache(e.message))?;
         ns.metadata_mut();
-        match state.store.create(&info.key(None, name), encode(&ns)).await {
+        match state
+            .store()
+            .create(&info.key(None, name), encode(&ns))
+            .await
+        {
             Ok(_) | Err(StorageError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
@@ -206,7 +214,7 @@ async fn bootstrap_application_crd(state: &ApiState) -> Result<(), ServerError> 
     let name = crd.name().unwrap_or_default().to_string();
     strategy::prepare_create(&info, &mut crd).map_err(|e| ServerError::Cache(e.message))?;
     match state
-        .store
+        .store()
         .create(&info.key(None, &name), encode(&crd))
         .await
     {
@@ -223,7 +231,7 @@ async fn bootstrap_application_crd(state: &ApiState) -> Result<(), ServerError> 
 /// Keeps the registry in step with CRDs written through any server sharing the storage.
 async fn watch_crds(state: Arc<ApiState>) {
     loop {
-        let Ok(mut cursor) = state.cache.watch_from(state.cache.revision()) else {
+        let Ok(mut cursor) = state.cache().watch_from(state.cache().revision()) else {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };

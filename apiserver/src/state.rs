@@ -1,4 +1,5 @@
-//! The state every request handler shares: storage, the watch cache and the resource registry.
+//! The state every request handler shares: storage, the watch cache, the resource registry and
+//! the security settings.
 
 use std::sync::{Arc, RwLock};
 
@@ -9,28 +10,31 @@ use serde_json::Value;
 
 use crate::allocator::ServiceRanges;
 use crate::response::storage_error;
+use crate::security::Security;
 use crate::storage::{Revision, Store};
 use crate::watch_cache::{CachedObject, WatchCache};
 
 /// Shared server state.
 pub struct ApiState {
     /// The storage backend. Only the API server touches it.
-    pub store: Arc<dyn Store>,
+    store: Arc<dyn Store>,
     /// The watch cache that serves reads.
-    pub cache: Arc<WatchCache>,
+    cache: Arc<WatchCache>,
     /// Where Services get their cluster IPs and node ports.
     pub services: ServiceRanges,
     registry: RwLock<Arc<Registry>>,
     shutdown: tokio::sync::watch::Sender<bool>,
-    security: std::sync::OnceLock<Arc<crate::security::Security>>,
+    security: Arc<Security>,
 }
 
 impl ApiState {
-    /// State over a store and a cache, serving the built-in kinds.
+    /// State over a store and a cache, serving the built-in kinds under `security` (which the
+    /// caller always states: [`Security::disabled`] is asked for, never fallen back to).
     pub fn new(
         store: Arc<dyn Store>,
         cache: Arc<WatchCache>,
         services: ServiceRanges,
+        security: Arc<Security>,
     ) -> Arc<Self> {
         Arc::new(ApiState {
             store,
@@ -38,21 +42,23 @@ impl ApiState {
             services,
             registry: RwLock::new(Arc::new(Registry::builtin())),
             shutdown: tokio::sync::watch::channel(false).0,
-            security: std::sync::OnceLock::new(),
+            security,
         })
     }
 
-    /// Authentication, authorization, audit and limits in force (disabled until set).
-    pub fn security(&self) -> Arc<crate::security::Security> {
-        self.security
-            .get()
-            .cloned()
-            .unwrap_or_else(crate::security::Security::disabled_shared)
+    /// Authentication, authorization, audit and limits in force.
+    pub fn security(&self) -> &Security {
+        &self.security
     }
 
-    /// Sets the security settings once, before serving.
-    pub fn set_security(&self, security: Arc<crate::security::Security>) {
-        let _ = self.security.set(security);
+    /// The storage backend.
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// The watch cache that serves reads.
+    pub fn cache(&self) -> &Arc<WatchCache> {
+        &self.cache
     }
 
     /// The registry now in force.

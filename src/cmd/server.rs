@@ -169,9 +169,8 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<ApiServer> {
     create_dir(&args.data_dir)?;
     let prepared = args.security.prepare(&args.data_dir, args.listen)?;
     let store = open_store(args).await?;
-    let mut config = Config::new(args.listen);
+    let mut config = Config::new(args.listen, prepared.security);
     config.tls = Some(prepared.tls);
-    config.security = prepared.security;
     config.services = apiserver::allocator::ServiceRanges {
         cluster_ips: args.service_cluster_ip_range,
         node_ports: args.service_node_port_range.clone(),

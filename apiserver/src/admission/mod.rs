@@ -3,10 +3,10 @@
 //! 1. decode and check against the type or schema (`handlers::ApiRequest::check_typed`: unknown
 //!    fields, pruning, schema defaults);
 //! 2. server-set fields and built-in defaulting (`strategy`, `defaults`);
-//! 3. built-in mutating admission ([`service_account`]);
-//! 4. mutating webhooks;
-//! 5. validation (`validate`: built-in kinds, CRD schemas);
-//! 6. validating webhooks;
+//! 3. to 6. [`admit`], the one admission chain of creates, updates and patches: built-in
+//!    mutating admission ([`service_account`], creates only), mutating webhooks, validation
+//!    (`validate`: built-in kinds, CRD schemas; `validate::update` for updates), validating
+//!    webhooks;
 //! 7. NamespaceLifecycle (`handlers::write::check_namespace`) and storage.
 
 /// ServiceAccount admission: a pod created without a service account runs as `default`.
@@ -73,10 +73,42 @@ fn attributes<'a>(
     }
 }
 
+/// Admits a create (`old` is `None`) or an update of `obj`: built-in mutating admission, then
+/// for client requests (`req`) mutating webhooks, then validation, then for client requests
+/// validating webhooks. The server's own writes (finalization, scale) pass no `req`.
+pub async fn admit(
+    state: &ApiState,
+    req: Option<&ApiRequest>,
+    info: &apimachinery::registry::ResourceInfo,
+    old: Option<&Value>,
+    obj: &mut Value,
+) -> Result<(), StatusError> {
+    let operation = match old {
+        None => Operation::Create,
+        Some(_) => Operation::Update,
+    };
+    if old.is_none() {
+        service_account(info, obj);
+    }
+    if let Some(req) = req {
+        mutate(state, req, operation, old, obj).await?;
+    }
+    let mut errs = crate::strategy::validate_meta(info, obj);
+    errs.extend(crate::validate::object(info, obj));
+    if let Some(old) = old {
+        errs.extend(crate::validate::update(info, old, obj));
+    }
+    crate::strategy::invalid_if_any(info, obj, errs)?;
+    if let Some(req) = req {
+        validate(state, req, operation, old, Some(obj)).await?;
+    }
+    Ok(())
+}
+
 /// Mutating admission webhooks for a create or update. A changed object is decoded again
 /// (unknown fields dropped, wrong types refused) and defaulted again, as Kubernetes does with a
 /// patched object.
-pub async fn mutate(
+async fn mutate(
     state: &ApiState,
     req: &ApiRequest,
     operation: Operation,
@@ -99,14 +131,14 @@ pub async fn mutate(
     warnings.into_iter().for_each(|w| req.warn(w));
     result?;
     if *obj != before {
-        *obj = req.check_typed_as(obj.clone(), "Ignore")?;
+        *obj = req.check_typed_as(obj.clone(), crate::handlers::FieldValidation::Ignore)?;
         crate::defaults::apply(&req.info, obj);
     }
     Ok(())
 }
 
 /// Validating admission webhooks for a create, update or delete (`obj` is `None` for deletes).
-pub async fn validate(
+async fn validate(
     state: &ApiState,
     req: &ApiRequest,
     operation: Operation,

@@ -103,7 +103,7 @@ pub struct Attributes<'a> {
 /// The webhooks of one phase, `(configuration name, webhook)`, in name order.
 fn webhooks(state: &ApiState, phase: Phase) -> Vec<(String, Value)> {
     let prefix = format!("/registry/admissionregistration.k8s.io/{}/", phase.plural());
-    let (snapshot, _) = state.cache.list(&prefix, None, 0, |_| true);
+    let (snapshot, _) = state.cache().list(&prefix, None, 0, |_| true);
     let mut out = Vec::new();
     for cfg in &snapshot.objects {
         let name = cfg.object.name().unwrap_or("").to_string();
@@ -217,7 +217,7 @@ fn applies(
         Some(ns) => {
             let key = format!("/registry/core/namespaces/{ns}");
             let labels = state
-                .cache
+                .cache()
                 .get(&key)
                 .map(|n| labels_of(Some(&n.object)))
                 .unwrap_or_default();
@@ -545,7 +545,7 @@ fn endpoint(state: &ApiState, hook: &Value) -> Result<Target, String> {
     };
     let url = format!("https://{name}.{ns}.svc:{port}{path}");
     let service = state
-        .cache
+        .cache()
         .get(&format!("/registry/core/services/{ns}/{name}"))
         .ok_or_else(|| format!("service \"{name}\" not found in namespace \"{ns}\""))?;
     let sp = service
@@ -559,7 +559,7 @@ fn endpoint(state: &ApiState, hook: &Value) -> Result<Target, String> {
         })
         .ok_or_else(|| format!("service \"{ns}/{name}\" has no port {port}"))?;
     let endpoints = state
-        .cache
+        .cache()
         .get(&format!("/registry/core/endpoints/{ns}/{name}"))
         .ok_or_else(|| format!("service \"{ns}/{name}\" has no endpoints"))?;
     let port_name = sp.get("name").and_then(Value::as_str);

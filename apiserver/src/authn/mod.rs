@@ -176,7 +176,7 @@ impl Authenticator {
             "/registry/core/serviceaccounts/{}/{}",
             k.namespace, k.serviceaccount.name
         );
-        let sa = state.cache.get(&key).ok_or_else(|| {
+        let sa = state.cache().get(&key).ok_or_else(|| {
             format!(
                 "service account {}/{} does not exist",
                 k.namespace, k.serviceaccount.name

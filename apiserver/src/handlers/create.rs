@@ -7,12 +7,11 @@ use axum::http::StatusCode;
 
 use super::ApiRequest;
 use super::write::{check_namespace, stamp};
-use crate::admission::{self, Operation};
+use crate::admission;
 use crate::crd;
 use crate::response::{ApiResult, json, storage_error};
 use crate::state::{ApiState, encode};
 use crate::strategy;
-use crate::validate;
 
 /// Creates the object in the body.
 pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
@@ -28,12 +27,7 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         ));
     }
     strategy::prepare_create(info, &mut obj)?;
-    admission::service_account(info, &mut obj);
-    admission::mutate(state, req, Operation::Create, None, &mut obj).await?;
-    let mut errs = strategy::validate_meta(info, &obj);
-    errs.extend(validate::object(info, &obj));
-    strategy::invalid_if_any(info, &obj, errs)?;
-    admission::validate(state, req, Operation::Create, None, Some(&obj)).await?;
+    admission::admit(state, Some(req), info, None, &mut obj).await?;
     if let Some(ns) = req.namespace() {
         check_namespace(state, ns).await?;
     }
@@ -43,7 +37,7 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         .await?;
     if dry_run {
         let (_, existing) = state
-            .store
+            .store()
             .get(&info.key(req.namespace(), &name))
             .await
             .map_err(|e| storage_error(e, &info.group, &info.plural, &name))?;
@@ -57,7 +51,7 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         return Ok(json(StatusCode::CREATED, &obj));
     }
     let kv = match state
-        .store
+        .store()
         .create(&info.key(req.namespace(), &name), encode(&obj))
         .await
     {

@@ -89,7 +89,10 @@ impl DeleteOptions {
 /// Deletes the named object.
 pub async fn delete(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let opts = DeleteOptions::from_request(req)?;
-    if let Some(stored) = state.cache.get(&req.info.key(req.namespace(), req.name())) {
+    if let Some(stored) = state
+        .cache()
+        .get(&req.info.key(req.namespace(), req.name()))
+    {
         crate::admission::delete(state, req, &stored.object).await?;
     }
     let object = delete_object(state, &req.info, req.namespace(), req.name(), &opts).await?;
@@ -146,7 +149,7 @@ pub async fn delete_object(
         if opts.dry_run {
             return Ok(stamp(obj, stored.mod_revision));
         }
-        match state.store.delete(&key, Some(stored.mod_revision)).await {
+        match state.store().delete(&key, Some(stored.mod_revision)).await {
             Ok((revision, _)) => {
                 state.release_service(info, &obj, None).await;
                 crd::after_delete(state, info, &obj, revision).await;

@@ -22,7 +22,7 @@ pub async fn delete_collection(state: &Arc<ApiState>, req: &ApiRequest) -> ApiRe
         None => req.info.key_prefix(),
     };
     let (snapshot, _) = state
-        .cache
+        .cache()
         .list(&prefix, None, 0, |o| filter.matches(&o.object));
     let mut items: Vec<Value> = Vec::new();
     for obj in snapshot.objects {

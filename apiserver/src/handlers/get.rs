@@ -16,7 +16,7 @@ pub async fn get(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         state.sync_cache().await?;
     }
     let key = req.info.key(req.namespace(), req.name());
-    let obj = state.cache.get(&key).ok_or_else(|| req.not_found())?;
+    let obj = state.cache().get(&key).ok_or_else(|| req.not_found())?;
     match representation(&req.headers) {
         Representation::Table => {
             let meta = json!({"resourceVersion": obj.mod_revision.to_string()});

@@ -174,7 +174,7 @@ pub async fn list(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         state.sync_cache().await?;
     }
     let (snapshot, more) = state
-        .cache
+        .cache()
         .list(&prefix, start_after.as_deref(), limit, |o| {
             filter.matches(&o.object)
         });

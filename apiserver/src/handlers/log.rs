@@ -43,7 +43,7 @@ pub async fn logs(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let name = req.name().to_string();
     let ns = req.namespace().unwrap_or("default").to_string();
     let pod = state
-        .cache
+        .cache()
         .get(&req.info.key(Some(&ns), &name))
         .ok_or_else(|| req.not_found())?;
     let pod = &pod.object;
@@ -78,7 +78,7 @@ pub async fn logs(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         .by_resource("", "v1", "nodes")
         .ok_or_else(|| StatusError::internal("nodes are not served"))?;
     let node = state
-        .cache
+        .cache()
         .get(&nodes.key(None, node_name))
         .ok_or_else(|| StatusError::not_found("", "nodes", node_name))?;
     let node = &node.object;

@@ -46,7 +46,7 @@ fn scale_of(obj: &Value) -> Value {
 pub async fn get(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     state.sync_cache().await?;
     let obj = state
-        .cache
+        .cache()
         .get(&req.info.key(req.namespace(), req.name()))
         .ok_or_else(|| req.not_found())?;
     Ok(json(StatusCode::OK, &scale_of(&obj.object)))

@@ -146,7 +146,7 @@ pub async fn watch(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
             state.sync_cache().await?;
         }
         let (snapshot, _) = state
-            .cache
+            .cache()
             .list(&prefix, None, 0, |o| filter.matches(&o.object));
         for obj in &snapshot.objects {
             initial.push(encoder.event("ADDED", obj));
@@ -155,7 +155,7 @@ pub async fn watch(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
             initial.push(encoder.bookmark(snapshot.revision, true));
         }
         state
-            .cache
+            .cache()
             .watch_from(snapshot.revision)
             .map_err(|e| StatusError::expired(e.to_string()))
     } else {
@@ -163,7 +163,7 @@ pub async fn watch(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
             StatusError::bad_request(format!("invalid resourceVersion {rv:?}: not a number"))
         })?;
         state
-            .cache
+            .cache()
             .watch_from(after)
             .map_err(|e| StatusError::expired(e.to_string()))
     };

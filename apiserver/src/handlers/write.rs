@@ -14,13 +14,12 @@ use apimachinery::status::{Reason, StatusError};
 use serde_json::Value;
 
 use super::ApiRequest;
-use crate::admission::{self, Operation};
+use crate::admission;
 use crate::crd;
 use crate::response::storage_error;
 use crate::state::{ApiState, encode};
 use crate::storage::{Revision, StorageError};
 use crate::strategy::{self, UpdateScope};
-use crate::validate;
 
 /// How many times a write without a precondition is retried on conflict.
 const MAX_RETRIES: usize = 16;
@@ -42,11 +41,11 @@ pub async fn check_namespace(state: &ApiState, namespace: &str) -> Result<(), St
     let active = |ns: &crate::watch_cache::CachedObject| {
         ns.object.path("metadata.deletionTimestamp").is_none()
     };
-    if state.cache.get(&key).is_some_and(|ns| active(&ns)) {
+    if state.cache().get(&key).is_some_and(|ns| active(&ns)) {
         return Ok(());
     }
     state.sync_cache().await?;
-    match state.cache.get(&key) {
+    match state.cache().get(&key) {
         None => Err(StatusError::not_found("", "namespaces", namespace)),
         Some(ns) if ns.object.path("metadata.deletionTimestamp").is_some() => {
             Err(StatusError::new(
@@ -123,21 +122,12 @@ pub async fn update_admitted(
             return Err(conflict(info, name));
         }
         strategy::prepare_update(info, &old, &mut new, scope);
-        if let Some(req) = admit {
-            admission::mutate(state, req, Operation::Update, Some(&old), &mut new).await?;
-        }
-        let mut errs = strategy::validate_meta(info, &new);
-        errs.extend(validate::object(info, &new));
-        errs.extend(validate::update(info, &old, &new));
-        strategy::invalid_if_any(info, &new, errs)?;
-        if let Some(req) = admit {
-            admission::validate(state, req, Operation::Update, Some(&old), Some(&new)).await?;
-        }
+        admission::admit(state, admit, info, Some(&old), &mut new).await?;
         let finalized = strategy::ready_to_remove(&new);
         let stale = !finalized
             && !strategy::changed(&old, &new)
             && state
-                .store
+                .store()
                 .stale(&key)
                 .await
                 .map_err(|e| storage_error(e, &info.group, &info.plural, name))?;
@@ -161,13 +151,13 @@ pub async fn update_admitted(
         }
         let result = if finalized {
             state
-                .store
+                .store()
                 .delete(&key, Some(stored.mod_revision))
                 .await
                 .map(|(rev, _)| rev)
         } else {
             state
-                .store
+                .store()
                 .update(&key, encode(&new), stored.mod_revision)
                 .await
                 .map(|kv| kv.mod_revision)

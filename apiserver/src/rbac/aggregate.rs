@@ -18,7 +18,7 @@ const CLUSTER_ROLES: &str = "/registry/rbac.authorization.k8s.io/clusterroles/";
 /// Re-aggregates whenever a ClusterRole changes, until the process ends.
 pub async fn run(state: Arc<ApiState>) {
     loop {
-        let Ok(mut cursor) = state.cache.watch_from(state.cache.revision()) else {
+        let Ok(mut cursor) = state.cache().watch_from(state.cache().revision()) else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -101,7 +101,7 @@ async fn reconcile(state: &Arc<ApiState>) {
         return;
     };
     let roles: Vec<(String, Value)> = state
-        .cache
+        .cache()
         .list(CLUSTER_ROLES, None, 0, |_| true)
         .0
         .objects

@@ -539,11 +539,11 @@ pub async fn create(
                 .unwrap_or("")
                 .to_string();
             let key = info.key(None, &name);
-            if state.cache.get(&key).is_some() {
+            if state.cache().get(&key).is_some() {
                 continue;
             }
             crate::strategy::prepare_create(&info, &mut obj)?;
-            match state.store.create(&key, crate::state::encode(&obj)).await {
+            match state.store().create(&key, crate::state::encode(&obj)).await {
                 Ok(_) | Err(crate::storage::StorageError::AlreadyExists { .. }) => {}
                 Err(e) => return Err(StatusError::internal(e.to_string())),
             }

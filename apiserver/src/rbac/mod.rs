@@ -282,7 +282,7 @@ fn binds(binding: &Value, user: &UserInfo, ns: &str) -> bool {
 }
 
 fn objects(state: &ApiState, prefix: &str) -> Vec<Arc<CachedObject>> {
-    state.cache.list(prefix, None, 0, |_| true).0.objects
+    state.cache().list(prefix, None, 0, |_| true).0.objects
 }
 
 /// The rules of the role a binding refers to (empty when it does not exist).
@@ -295,7 +295,7 @@ pub fn role_rules(state: &ApiState, role_ref: &Value, namespace: &str) -> Vec<Ru
         _ => return Vec::new(),
     };
     state
-        .cache
+        .cache()
         .get(&key)
         .map(|r| rules_of(&r.object))
         .unwrap_or_default()

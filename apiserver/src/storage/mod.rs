@@ -10,7 +10,8 @@
 //! HTTP API.
 //!
 //! Backends: [`embedded`] (redb, the default) and [`etcd`] (an etcd v3 cluster, which several
-//! API servers can share). [`encrypted`] wraps either to encrypt Secrets at rest. Both pass the same conformance suite ([`conformance`]).
+//! API servers can share); both pass the same suite, [`conformance`]. [`encrypted`] wraps
+//! either, sealing the values of the resources its configuration names (Secrets, typically).
 
 pub mod conformance;
 pub mod embedded;

@@ -284,11 +284,8 @@ async fn fetch(
         || app.pending_request.is_some();
     let mirror = ctx.mirror(&app.spec.source.repo_url)?;
     if need {
-        let creds = credentials(
-            ctx.cluster.client(),
-            app.spec.source.secret_ref.as_deref(),
-        )
-        .await?;
+        let creds =
+            credentials(ctx.cluster.client(), app.spec.source.secret_ref.as_deref()).await?;
         let m = mirror.clone();
         tokio::task::spawn_blocking(move || {
             m.lock().unwrap_or_else(|p| p.into_inner()).fetch(&creds)
@@ -335,7 +332,13 @@ async fn render(
 
 /// Whether step 3 is due: the commit or spec changed, the mirror was fetched, a manual sync
 /// waits, or the self-heal period is up. Records the comparison when it is.
-fn compare_due(ctx: &Context, app: &Request, state: &mut AppState, sha: &str, fetched: bool) -> bool {
+fn compare_due(
+    ctx: &Context,
+    app: &Request,
+    state: &mut AppState,
+    sha: &str,
+    fetched: bool,
+) -> bool {
     let key = (sha.to_string(), app.spec_hash);
     let due = state.compared_key.as_ref() != Some(&key)
         || state
@@ -538,7 +541,12 @@ async fn report(
 
 /// Reports a failed step: the one condition, and sync status `Unknown` (what is live stays, but
 /// whether it matches the repository is not known).
-async fn report_error(ctx: &Context, name: &str, kind: &str, message: &str) -> Result<(), StepError> {
+async fn report_error(
+    ctx: &Context,
+    name: &str,
+    kind: &str,
+    message: &str,
+) -> Result<(), StepError> {
     let current = ctx
         .api
         .get(name)
@@ -692,7 +700,11 @@ mod tests {
     use super::*;
 
     fn check(failures: u32, expected: u64) {
-        assert_eq!(retry_delay(failures), Duration::from_secs(expected), "{failures}");
+        assert_eq!(
+            retry_delay(failures),
+            Duration::from_secs(expected),
+            "{failures}"
+        );
     }
 
     #[test]

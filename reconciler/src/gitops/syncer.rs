@@ -154,15 +154,19 @@ impl Syncer {
         tokio::pin!(shutdown, events);
         let mut tick = tokio::time::interval(self.ctx.config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let permits = Arc::new(tokio::sync::Semaphore::new(
-            self.ctx.config.workers.max(1),
-        ));
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.ctx.config.workers.max(1)));
         let wake = self.wake.clone();
         let mut slots: HashMap<String, Slot> = HashMap::new();
         let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut running: HashMap<tokio::task::Id, String> = HashMap::new();
         loop {
-            self.start_passes(&store.state(), &mut slots, &mut tasks, &mut running, &permits);
+            self.start_passes(
+                &store.state(),
+                &mut slots,
+                &mut tasks,
+                &mut running,
+                &permits,
+            );
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = tick.tick() => slots.values_mut().for_each(|s| s.queued = true),

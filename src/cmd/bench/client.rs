@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use apiserver::security::Security;
 use apiserver::storage::Store;
 use apiserver::storage::embedded::{EmbeddedConfig, EmbeddedStats, EmbeddedStore};
 use apiserver::{ApiServer, Config};
@@ -42,8 +43,14 @@ impl BenchServer {
     pub async fn start_on(store: Arc<dyn Store>) -> anyhow::Result<Self> {
         // Plain HTTP with security disabled, so the figures stay comparable with earlier runs
         // (ARCHITECTURE.md: the benchmarks measure the API, not TLS and RBAC).
-        let server =
-            ApiServer::start(Config::new(SocketAddr::from(([127, 0, 0, 1], 0))), store).await?;
+        let server = ApiServer::start(
+            Config::new(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                Arc::new(Security::disabled()),
+            ),
+            store,
+        )
+        .await?;
         let addr = server.local_addr();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server.serve(async move {

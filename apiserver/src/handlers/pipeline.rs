@@ -1,0 +1,101 @@
+//! The outer pipeline every request passes, in order: authentication (and impersonation), the
+//! in-flight limit, audit, authorization; then the body is read and the request routed.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::Response;
+
+use crate::request::{Target, parse_path};
+use crate::response::error;
+use crate::state::ApiState;
+
+/// The one handler behind every route: the outer pipeline (authentication, impersonation,
+/// in-flight limit, audit, authorization), then the request itself.
+pub async fn dispatch(State(state): State<Arc<ApiState>>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let security = state.security();
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<crate::listener::PeerInfo>>()
+        .map(|c| c.0.clone());
+    let certs = peer.as_ref().and_then(|p| p.certs.clone());
+    let authenticated = match security.authn.authenticate(
+        &state,
+        &parts.headers,
+        certs.as_deref().map(Vec::as_slice),
+    ) {
+        Ok(u) => u,
+        Err(e) => return error(&e),
+    };
+    let user = match crate::authn::impersonate::apply(
+        &state,
+        &security.authz,
+        authenticated.clone(),
+        &parts.headers,
+    ) {
+        Ok(u) => u,
+        Err(e) => return error(&e),
+    };
+    let attrs = crate::rbac::Attributes::from_request(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query(),
+    );
+    let sub = attrs
+        .resource
+        .as_ref()
+        .map_or("", |r| r.subresource.as_str());
+    let long_running = crate::inflight::long_running(&attrs.verb, sub);
+    let _slot = match long_running {
+        true => None,
+        false => match security.inflight.acquire(attrs.is_read_only()) {
+            Ok(slot) => Some(slot),
+            Err(e) => return error(&e),
+        },
+    };
+    let mut record = security.audit.as_ref().and_then(|a| {
+        let info = crate::audit::RequestInfo {
+            uri: parts.uri.to_string(),
+            source_ip: peer
+                .as_ref()
+                .map(|p| p.addr.ip().to_string())
+                .unwrap_or_default(),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            api_version: match parse_path(parts.uri.path()) {
+                Some(Target::Resource(r)) => {
+                    apimachinery::registry::join_api_version(&r.group, &r.version)
+                }
+                _ => String::new(),
+            },
+        };
+        let impersonated = (user != authenticated).then_some(&user);
+        a.begin(info, &authenticated, impersonated, &attrs)
+    });
+    let allowed = security.authz.allows(&state, &user, &attrs);
+    if let Some(r) = &mut record {
+        r.decision(allowed);
+    }
+    let response = if !allowed {
+        error(&attrs.forbidden(&user))
+    } else {
+        match super::body::read_body(body).await {
+            Err(e) => error(&e),
+            Ok(bytes) => {
+                if let Some(r) = &mut record {
+                    r.request_body(&bytes);
+                }
+                super::route::serve(&state, parts, bytes, &user).await
+            }
+        }
+    };
+    match record {
+        Some(r) => r.finish(response, long_running).await,
+        None => response,
+    }
+}
