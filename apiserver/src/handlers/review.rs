@@ -96,6 +96,6 @@ pub async fn special(
                 "status": {"userInfo": user.to_json()},
             }),
         )),
-        _ => super::token::token_request(state, &security, path, body).await,
+        _ => super::token::token_request(state, security, path, body).await,
     })
 }
