@@ -84,7 +84,7 @@ pub enum StepError {
         #[source]
         source: SyncError,
     },
-    /// The Application could not be read back to report an error.
+    /// The Application could not be read.
     #[error("reading application {name}: {source}")]
     ReadApplication {
         /// The Application.
@@ -223,16 +223,31 @@ impl Request {
     }
 }
 
-/// One pass over `app`: the five steps; a failed step is reported in its status.
+/// One pass over the Application `name`: the five steps; a failed step is reported in its
+/// status.
+///
+/// The pass reads the Application itself rather than taking the watch's copy: that copy may not
+/// have the status the previous pass wrote yet, and a status built on it would undo that one.
 pub async fn reconcile(
     ctx: &Context,
-    app: &Value,
+    name: &str,
     state: &mut AppState,
     repo_event: bool,
 ) -> Result<(), StepError> {
-    match pass(ctx, app, state, repo_event).await {
+    let read = ctx
+        .api
+        .get_opt(name)
+        .await
+        .map_err(|source| StepError::ReadApplication {
+            name: name.to_string(),
+            source,
+        })?;
+    let Some(app) = read.and_then(|a| serde_json::to_value(a).ok()) else {
+        return Ok(());
+    };
+    match pass(ctx, &app, state, repo_event).await {
         Err(e) => match e.condition() {
-            Some(kind) => report_error(ctx, app.name().unwrap_or(""), kind, &e.to_string()).await,
+            Some(kind) => report_error(ctx, name, kind, &e.to_string()).await,
             None => Err(e),
         },
         Ok(()) => Ok(()),

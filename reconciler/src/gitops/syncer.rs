@@ -9,7 +9,8 @@
 //!   Application and marks those of that repository for a fetch;
 //! - a **finished pass** hands back the Application's state and lets the next wave start.
 //!
-//! A queued Application gets one pass ([`steps::reconcile`]) as its own task, while at most
+//! A queued Application gets one pass ([`steps::reconcile`], which reads the Application afresh)
+//! as its own task, while at most
 //! [`Config::workers`] passes run at once; an Application whose pass still runs is not started
 //! again, so one slow fetch or cluster holds back only its own Application. Applications start
 //! in their sync-wave order (then by name), so that the platform an app needs (its namespace,
@@ -270,11 +271,11 @@ impl Syncer {
             lowest_running = Some(lowest_running.map_or(wave, |w| w.min(wave)));
             let mut state = std::mem::take(&mut slot.state);
             let repo_event = std::mem::take(&mut slot.repo_event);
-            let (ctx, permits) = (self.ctx.clone(), permits.clone());
+            let (ctx, permits, task_name) = (self.ctx.clone(), permits.clone(), name.clone());
             let task = tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                let result = steps::reconcile(&ctx, &app, &mut state, repo_event).await;
-                (app.name().unwrap_or("").to_string(), state, result)
+                let result = steps::reconcile(&ctx, &task_name, &mut state, repo_event).await;
+                (task_name, state, result)
             });
             running.insert(task.id(), name);
         }
