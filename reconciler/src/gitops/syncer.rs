@@ -1,7 +1,7 @@
 //! The syncer: converges the cluster to each Application's repository, Applications side by side.
 //!
-//! Applications are watched into a reflector store (no listing). The loop is a closed set of
-//! events, each of which queues passes:
+//! Applications are watched into a reflector store (one list, then a watch: no polling). The
+//! loop is a closed set of events, each of which queues passes:
 //! - a **tick** (every [`Config::tick`]) queues every Application, so that the timers of
 //!   [`steps`](super::steps) (self-heal, polling, back-off) are looked at;
 //! - a **watch event** queues the Application that changed;
@@ -10,12 +10,11 @@
 //! - a **finished pass** hands back the Application's state and lets the next wave start.
 //!
 //! A queued Application gets one pass ([`steps::reconcile`], which reads the Application afresh)
-//! as its own task, while at most
-//! [`Config::workers`] passes run at once; an Application whose pass still runs is not started
-//! again, so one slow fetch or cluster holds back only its own Application. Applications start
-//! in their sync-wave order (then by name), so that the platform an app needs (its namespace,
-//! say) is synced first: a queued Application waits while one of a lower wave runs, for at most
-//! [`WAVE_WAIT`].
+//! as its own task, while at most [`Config::workers`] passes run at once; an Application whose
+//! pass still runs is not started again, so one slow fetch or cluster holds back only its own
+//! Application. Applications start in their sync-wave order (then by name), so that the platform
+//! an app needs (its namespace, say) is synced first: a queued Application waits while one of a
+//! lower wave runs, for at most [`WAVE_WAIT`].
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
