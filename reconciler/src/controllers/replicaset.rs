@@ -76,7 +76,7 @@ fn sets_for_pod(sets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet
         .filter(|rs| rs.namespace().as_deref() == Some(namespace.as_str()))
         .filter(|rs| {
             selector_of("", rs.spec.as_ref().map(|s| &s.selector))
-                .is_ok_and(|sel| selects(&sel, &pod.metadata))
+                .is_ok_and(|sel| selects(sel, &pod.metadata))
         })
         .map(|rs| ObjectRef::from_obj(rs.as_ref()))
         .collect()
@@ -107,7 +107,7 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>, state: Arc<State>) -> Resu
     for pod in in_namespace {
         match controller_of(&pod.metadata) {
             Some(r) if r.uid == uid => {
-                if selects(&selector, &pod.metadata) {
+                if selects(selector, &pod.metadata) {
                     owned.push(pod);
                 } else if !deleting {
                     claim::release(&ctx, pod.as_ref(), &uid).await?;
@@ -118,7 +118,7 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>, state: Arc<State>) -> Resu
                 if !deleting
                     && pod::active(&pod)
                     && pod.metadata.deletion_timestamp.is_none()
-                    && selects(&selector, &pod.metadata)
+                    && selects(selector, &pod.metadata)
                     && let Some(adopted) = claim::adopt(&ctx, rs.as_ref(), pod.as_ref()).await?
                 {
                     owned.push(Arc::new(adopted));

@@ -104,14 +104,14 @@ async fn reconcile(
     {
         match controller_of(&rs.metadata) {
             Some(o) if o.uid == uid => {
-                if selects(&selector, &rs.metadata) {
+                if selects(selector, &rs.metadata) {
                     owned.push(rs);
                 }
             }
             Some(_) => {}
             None => {
                 if rs.metadata.deletion_timestamp.is_none()
-                    && selects(&selector, &rs.metadata)
+                    && selects(selector, &rs.metadata)
                     && let Some(adopted) = claim::adopt(&ctx, d.as_ref(), rs.as_ref()).await?
                 {
                     owned.push(Arc::new(adopted));
