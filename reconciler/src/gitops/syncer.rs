@@ -5,8 +5,9 @@
 //! - a **tick** (every [`Config::tick`]) queues every Application, so that the timers of
 //!   [`steps`](super::steps) (self-heal, polling, back-off) are looked at;
 //! - a **watch event** queues the Application that changed;
-//! - a **wake** (a file-system event in a local repository, a verified push webhook) queues every
-//!   Application and marks those of that repository for a fetch;
+//! - a **wake** (a change in a local repository's files, a verified push webhook) queues the
+//!   Applications of that repository and marks them for a fetch (reading a repository opens its
+//!   files; those events are not changes, so passes do not wake themselves);
 //! - a **finished pass** hands back the Application's state and lets the next wave start.
 //!
 //! A queued Application gets one pass ([`steps::reconcile`], which reads the Application afresh)
@@ -115,7 +116,11 @@ impl Syncer {
         let wake = Arc::new(tokio::sync::Notify::new());
         let (c, w) = (changed.clone(), wake.clone());
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
+            // Reading a repository (each pass does) opens its files: only changes count, or
+            // the passes would wake themselves forever.
+            if let Some(event) = event.ok().filter(|e| {
+                e.kind.is_create() || e.kind.is_modify() || e.kind.is_remove()
+            }) {
                 let mut set = c.lock().unwrap_or_else(|p| p.into_inner());
                 set.extend(event.paths);
                 w.notify_one();
@@ -174,7 +179,7 @@ impl Syncer {
                     // Let a burst of file events settle before reading the repository.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     self.take_repo_events(&store.state(), &mut slots);
-                    slots.values_mut().for_each(|s| s.queued = true);
+                    slots.values_mut().filter(|s| s.repo_event).for_each(|s| s.queued = true);
                 }
                 event = events.next() => match event {
                     Some(Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app))) => {
