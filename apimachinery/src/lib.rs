@@ -1,8 +1,10 @@
 //! The object model and the pure algorithms of the Kubernetes API, shared by every gitplane crate.
 //!
 //! # Layout
+//! - [`builtin`]: the built-in kinds, listed once (names, verbs, types, printers).
 //! - [`application`]: gitplane's own `Application` CRD and the marks the syncer leaves on objects.
 //! - [`event`]: `core/v1` Events as every component writes them.
+//! - [`disruption`]: PodDisruptionBudget status arithmetic (eviction, disruption controller).
 //! - [`kind_validation`]: the built-in kinds validated as Kubernetes validates them.
 //! - [`matching`]: label maps, label selectors, node selectors and tolerations matched against
 //!   objects (one matcher each for the scheduler, the controllers and the nodes).
@@ -23,6 +25,8 @@
 
 pub mod application;
 pub mod event;
+pub mod builtin;
+pub mod disruption;
 pub mod kind_validation;
 pub mod matching;
 pub mod object;

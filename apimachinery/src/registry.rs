@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::builtin::Printer;
+
 /// A group, version and kind, as in an object's `apiVersion` and `kind`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GroupVersionKind {
@@ -113,6 +115,12 @@ pub struct ResourceInfo {
     pub custom: bool,
     /// The structural `openAPIV3Schema` of a custom resource's version, when its CRD has one.
     pub schema: Option<std::sync::Arc<serde_json::Value>>,
+    /// The table printer of a built-in kind ([`Printer::NameAge`] for custom resources, which
+    /// use `printer_columns`).
+    pub printer: Printer,
+    /// The group whose storage holds the objects, when it is not `group` (events.k8s.io Events
+    /// are stored as core Events).
+    pub storage_group: Option<String>,
 }
 
 /// The verbs every resource serves.
@@ -146,27 +154,28 @@ impl ResourceInfo {
             printer_columns: Vec::new(),
             custom: false,
             schema: None,
+            printer: Printer::NameAge,
+            storage_group: None,
         }
     }
 
-    fn short(mut self, names: &[&str]) -> Self {
-        self.short_names = names.iter().map(|s| s.to_string()).collect();
-        self
-    }
-
-    fn sub(mut self, subresources: &[&str]) -> Self {
-        self.subresources = subresources.iter().map(|s| s.to_string()).collect();
-        self
-    }
-
-    fn all(mut self) -> Self {
-        self.categories = vec!["all".to_string()];
-        self
-    }
-
-    fn names(mut self, rule: NameRule) -> Self {
-        self.name_rule = rule;
-        self
+    /// The resource of a row of the built-in kinds table.
+    pub fn from_builtin(k: &crate::builtin::Kind) -> Self {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        ResourceInfo {
+            short_names: strings(k.short_names),
+            categories: if k.extra.all {
+                vec!["all".to_string()]
+            } else {
+                Vec::new()
+            },
+            verbs: strings(k.verbs.names()),
+            subresources: strings(k.subresources),
+            name_rule: k.extra.names,
+            printer: k.printer,
+            storage_group: k.extra.storage_group.map(str::to_string),
+            ..ResourceInfo::new(k.group, k.version, k.kind, k.plural, k.namespaced)
+        }
     }
 
     /// The `apiVersion` of the objects.
@@ -196,11 +205,8 @@ impl ResourceInfo {
     ///
     /// Kubernetes' layout: `/registry/<group>/<resource>/` with the core group spelled `core`.
     pub fn key_prefix(&self) -> String {
-        let group = if self.group.is_empty() {
-            "core"
-        } else {
-            &self.group
-        };
+        let group = self.storage_group.as_deref().unwrap_or(&self.group);
+        let group = if group.is_empty() { "core" } else { group };
         format!("/registry/{group}/{}/", self.plural)
     }
 
@@ -232,141 +238,11 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The built-in kinds of DESIGN.md, plus the few their controllers need.
+    /// The built-in kinds: every row of [`crate::builtin::KINDS`].
     pub fn builtin() -> Self {
-        use NameRule::*;
-        let status = &["status"][..];
-        let scale = &["scale", "status"][..];
-        let core = [
-            ResourceInfo::new("", "v1", "Namespace", "namespaces", false)
-                .short(&["ns"])
-                .sub(&["finalize", "status"])
-                .names(Dns1123Label),
-            ResourceInfo::new("", "v1", "Node", "nodes", false)
-                .short(&["no"])
-                .sub(status),
-            ResourceInfo::new("", "v1", "Pod", "pods", true)
-                .short(&["po"])
-                .sub(&["binding", "log", "status"])
-                .all(),
-            ResourceInfo::new("", "v1", "Service", "services", true)
-                .short(&["svc"])
-                .sub(status)
-                .all()
-                .names(Dns1035Label),
-            ResourceInfo::new("", "v1", "Endpoints", "endpoints", true).short(&["ep"]),
-            ResourceInfo::new("", "v1", "ConfigMap", "configmaps", true).short(&["cm"]),
-            ResourceInfo::new("", "v1", "Secret", "secrets", true),
-            ResourceInfo::new("", "v1", "ServiceAccount", "serviceaccounts", true).short(&["sa"]),
-            ResourceInfo::new("", "v1", "Event", "events", true).short(&["ev"]),
-            ResourceInfo::new(
-                "",
-                "v1",
-                "PersistentVolumeClaim",
-                "persistentvolumeclaims",
-                true,
-            )
-            .short(&["pvc"])
-            .sub(status),
-            ResourceInfo::new("apps", "v1", "Deployment", "deployments", true)
-                .short(&["deploy"])
-                .sub(scale)
-                .all(),
-            ResourceInfo::new("apps", "v1", "ReplicaSet", "replicasets", true)
-                .short(&["rs"])
-                .sub(scale)
-                .all(),
-            ResourceInfo::new("apps", "v1", "StatefulSet", "statefulsets", true)
-                .short(&["sts"])
-                .sub(scale)
-                .all(),
-            ResourceInfo::new("apps", "v1", "DaemonSet", "daemonsets", true)
-                .short(&["ds"])
-                .sub(status)
-                .all(),
-            ResourceInfo::new(
-                "apps",
-                "v1",
-                "ControllerRevision",
-                "controllerrevisions",
-                true,
-            ),
-            ResourceInfo::new("batch", "v1", "Job", "jobs", true)
-                .sub(status)
-                .all(),
-            ResourceInfo::new("batch", "v1", "CronJob", "cronjobs", true)
-                .short(&["cj"])
-                .sub(status)
-                .all(),
-            ResourceInfo::new("coordination.k8s.io", "v1", "Lease", "leases", true),
-            ResourceInfo::new(
-                "discovery.k8s.io",
-                "v1",
-                "EndpointSlice",
-                "endpointslices",
-                true,
-            ),
-            ResourceInfo::new(
-                "scheduling.k8s.io",
-                "v1",
-                "PriorityClass",
-                "priorityclasses",
-                false,
-            )
-            .short(&["pc"]),
-            ResourceInfo::new("rbac.authorization.k8s.io", "v1", "Role", "roles", true)
-                .names(PathSegment),
-            ResourceInfo::new(
-                "rbac.authorization.k8s.io",
-                "v1",
-                "ClusterRole",
-                "clusterroles",
-                false,
-            )
-            .names(PathSegment),
-            ResourceInfo::new(
-                "rbac.authorization.k8s.io",
-                "v1",
-                "RoleBinding",
-                "rolebindings",
-                true,
-            )
-            .names(PathSegment),
-            ResourceInfo::new(
-                "rbac.authorization.k8s.io",
-                "v1",
-                "ClusterRoleBinding",
-                "clusterrolebindings",
-                false,
-            )
-            .names(PathSegment),
-            ResourceInfo::new(
-                "admissionregistration.k8s.io",
-                "v1",
-                "MutatingWebhookConfiguration",
-                "mutatingwebhookconfigurations",
-                false,
-            ),
-            ResourceInfo::new(
-                "admissionregistration.k8s.io",
-                "v1",
-                "ValidatingWebhookConfiguration",
-                "validatingwebhookconfigurations",
-                false,
-            ),
-            ResourceInfo::new(
-                "apiextensions.k8s.io",
-                "v1",
-                "CustomResourceDefinition",
-                "customresourcedefinitions",
-                false,
-            )
-            .short(&["crd", "crds"])
-            .sub(status),
-        ];
         let mut registry = Registry::default();
-        for info in core {
-            registry.add(info);
+        for k in crate::builtin::KINDS {
+            registry.add(ResourceInfo::from_builtin(k));
         }
         registry
     }
@@ -417,7 +293,8 @@ impl Registry {
     }
 
     /// The served groups in discovery order (core first, then as Kubernetes lists them, then
-    /// custom groups by name), each with its versions.
+    /// custom groups by name), each with its versions, preferred first (GA before beta before
+    /// alpha, higher numbers first: `autoscaling` lists `v2` then `v1`).
     pub fn groups(&self) -> Vec<(String, Vec<String>)> {
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (g, v, _) in self.resources.keys() {
@@ -425,6 +302,9 @@ impl Registry {
             if !versions.contains(v) {
                 versions.push(v.clone());
             }
+        }
+        for versions in groups.values_mut() {
+            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         }
         let order = |g: &str| match g {
             "" => 0,
@@ -435,6 +315,29 @@ impl Registry {
         out.sort_by(|(a, _), (b, _)| order(a).cmp(&order(b)).then_with(|| a.cmp(b)));
         out
     }
+}
+
+/// Kubernetes' version priority: GA, then beta, then alpha, then other names; within one
+/// stability, higher major then higher minor numbers first.
+fn version_priority(v: &str) -> (u8, u64, u64) {
+    let parse = |rest: &str| -> Option<(u8, u64, u64)> {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let major = rest[..digits].parse().ok()?;
+        let tail = &rest[digits..];
+        let (stability, minor) = if tail.is_empty() {
+            (3, "0")
+        } else if let Some(m) = tail.strip_prefix("beta") {
+            (2, m)
+        } else if let Some(m) = tail.strip_prefix("alpha") {
+            (1, m)
+        } else {
+            return None;
+        };
+        Some((stability, major, minor.parse().ok()?))
+    };
+    v.strip_prefix('v').and_then(parse).unwrap_or((0, 0, 0))
 }
 
 #[cfg(test)]
@@ -456,6 +359,27 @@ mod tests {
         assert_eq!(ns.key(None, "x"), "/registry/core/namespaces/x");
         assert!(!ns.namespaced);
         assert_eq!(deploy.qualified(), "deployments.apps");
+    }
+
+    #[test]
+    fn preferred_versions_come_first() {
+        let mut versions = vec!["v1alpha1", "v1", "v2beta1", "v1beta2", "v2", "v10", "x"];
+        versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+        assert_eq!(
+            versions,
+            ["v10", "v2", "v1", "v2beta1", "v1beta2", "v1alpha1", "x"]
+        );
+        let r = Registry::builtin();
+        let autoscaling = r.groups().into_iter().find(|(g, _)| g == "autoscaling");
+        assert_eq!(autoscaling.unwrap().1, ["v2", "v1"]);
+    }
+
+    #[test]
+    fn events_of_both_groups_share_storage() {
+        let r = Registry::builtin();
+        let core = r.by_resource("", "v1", "events").unwrap();
+        let events = r.by_resource("events.k8s.io", "v1", "events").unwrap();
+        assert_eq!(core.key_prefix(), events.key_prefix());
     }
 
     #[test]

@@ -105,7 +105,8 @@ pub fn prune(obj: &mut Value, fields: &[Unknown]) {
     }
 }
 
-fn roundtrip<K: DeserializeOwned + Serialize>(
+/// Decodes an object into its type `K` and encodes it back; the fields that did not come back.
+pub(crate) fn roundtrip<K: DeserializeOwned + Serialize>(
     gvk: &GroupVersionKind,
     obj: &Value,
 ) -> Result<Vec<Unknown>, TypedError> {
@@ -123,84 +124,10 @@ fn roundtrip<K: DeserializeOwned + Serialize>(
 /// Checks a built-in object against its type. `Ok(None)`: the kind has no type here (custom
 /// resources); `Ok(Some(fields))`: it decodes, and these fields are unknown to it.
 pub fn check(gvk: &GroupVersionKind, obj: &Value) -> Result<Option<Vec<Unknown>>, TypedError> {
-    use k8s_openapi::api::{
-        admissionregistration::v1 as admission, apps::v1 as apps, batch::v1 as batch,
-        coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-        rbac::v1 as rbac, scheduling::v1 as scheduling,
-    };
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
-    if gvk.version != "v1" {
-        return Ok(None);
+    match crate::builtin::find(&gvk.group, &gvk.version, &gvk.kind) {
+        Some(k) => (k.typed.check)(gvk, obj).map(Some),
+        None => Ok(None),
     }
-    macro_rules! kinds {
-        ($(($group:literal, $kind:literal, $ty:ty)),* $(,)?) => {
-            match (gvk.group.as_str(), gvk.kind.as_str()) {
-                $(($group, $kind) => roundtrip::<$ty>(gvk, obj).map(Some),)*
-                _ => Ok(None),
-            }
-        };
-    }
-    kinds!(
-        ("", "Namespace", core::Namespace),
-        ("", "Node", core::Node),
-        ("", "Pod", core::Pod),
-        ("", "Service", core::Service),
-        ("", "Endpoints", core::Endpoints),
-        ("", "ConfigMap", core::ConfigMap),
-        ("", "Secret", core::Secret),
-        ("", "ServiceAccount", core::ServiceAccount),
-        ("", "Event", core::Event),
-        ("", "PersistentVolumeClaim", core::PersistentVolumeClaim),
-        ("apps", "Deployment", apps::Deployment),
-        ("apps", "ReplicaSet", apps::ReplicaSet),
-        ("apps", "StatefulSet", apps::StatefulSet),
-        ("apps", "DaemonSet", apps::DaemonSet),
-        ("apps", "ControllerRevision", apps::ControllerRevision),
-        ("batch", "Job", batch::Job),
-        ("batch", "CronJob", batch::CronJob),
-        ("coordination.k8s.io", "Lease", coordination::Lease),
-        (
-            "discovery.k8s.io",
-            "EndpointSlice",
-            discovery::EndpointSlice
-        ),
-        (
-            "scheduling.k8s.io",
-            "PriorityClass",
-            scheduling::PriorityClass
-        ),
-        ("rbac.authorization.k8s.io", "Role", rbac::Role),
-        (
-            "rbac.authorization.k8s.io",
-            "ClusterRole",
-            rbac::ClusterRole
-        ),
-        (
-            "rbac.authorization.k8s.io",
-            "RoleBinding",
-            rbac::RoleBinding
-        ),
-        (
-            "rbac.authorization.k8s.io",
-            "ClusterRoleBinding",
-            rbac::ClusterRoleBinding
-        ),
-        (
-            "admissionregistration.k8s.io",
-            "MutatingWebhookConfiguration",
-            admission::MutatingWebhookConfiguration
-        ),
-        (
-            "admissionregistration.k8s.io",
-            "ValidatingWebhookConfiguration",
-            admission::ValidatingWebhookConfiguration
-        ),
-        (
-            "apiextensions.k8s.io",
-            "CustomResourceDefinition",
-            apiextensions::CustomResourceDefinition
-        ),
-    )
 }
 
 /// The fields that appear twice in one JSON object of a document (`spec.replicas`), which

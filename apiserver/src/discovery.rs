@@ -45,7 +45,7 @@ fn wants_aggregated(headers: &HeaderMap) -> bool {
 
 fn subresource_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
-        "binding" => vec!["create"],
+        "binding" | "eviction" => vec!["create"],
         "finalize" => vec!["update"],
         "log" => vec!["get"],
         _ => vec!["get", "patch", "update"],
@@ -56,6 +56,7 @@ fn subresource_kind(info: &ResourceInfo, sub: &str) -> (String, String, String) 
     match sub {
         "scale" => ("autoscaling".into(), "v1".into(), "Scale".into()),
         "binding" => (String::new(), "v1".into(), "Binding".into()),
+        "eviction" => ("policy".into(), "v1".into(), "Eviction".into()),
         _ => (info.group.clone(), info.version.clone(), info.kind.clone()),
     }
 }

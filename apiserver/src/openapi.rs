@@ -139,52 +139,19 @@ struct Builtin {
 fn builtin() -> &'static Builtin {
     static BUILTIN: OnceLock<Builtin> = OnceLock::new();
     BUILTIN.get_or_init(|| {
-        use k8s_openapi::api::{
-            admissionregistration::v1 as admission, apps::v1 as apps, batch::v1 as batch,
-            coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-            rbac::v1 as rbac, scheduling::v1 as scheduling,
-        };
-        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
-        use schemars::JsonSchema;
         let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
         let mut kinds = BTreeMap::new();
-        macro_rules! kinds {
-            ($(($group:literal, $kind:literal, $ty:ty)),* $(,)?) => {
-                $(
-                    let _ = generator.subschema_for::<$ty>();
-                    kinds.insert(($group.to_string(), "v1".to_string(), $kind.to_string()), <$ty>::schema_name().into_owned());
-                )*
-            };
+        for k in apimachinery::builtin::KINDS {
+            let _ = (k.typed.schema)(&mut generator);
+            kinds.insert(
+                (
+                    k.group.to_string(),
+                    k.version.to_string(),
+                    k.kind.to_string(),
+                ),
+                (k.typed.schema_name)().into_owned(),
+            );
         }
-        kinds!(
-            ("", "Namespace", core::Namespace),
-            ("", "Node", core::Node),
-            ("", "Pod", core::Pod),
-            ("", "Service", core::Service),
-            ("", "Endpoints", core::Endpoints),
-            ("", "ConfigMap", core::ConfigMap),
-            ("", "Secret", core::Secret),
-            ("", "ServiceAccount", core::ServiceAccount),
-            ("", "Event", core::Event),
-            ("", "PersistentVolumeClaim", core::PersistentVolumeClaim),
-            ("apps", "Deployment", apps::Deployment),
-            ("apps", "ReplicaSet", apps::ReplicaSet),
-            ("apps", "StatefulSet", apps::StatefulSet),
-            ("apps", "DaemonSet", apps::DaemonSet),
-            ("apps", "ControllerRevision", apps::ControllerRevision),
-            ("batch", "Job", batch::Job),
-            ("batch", "CronJob", batch::CronJob),
-            ("coordination.k8s.io", "Lease", coordination::Lease),
-            ("discovery.k8s.io", "EndpointSlice", discovery::EndpointSlice),
-            ("scheduling.k8s.io", "PriorityClass", scheduling::PriorityClass),
-            ("rbac.authorization.k8s.io", "Role", rbac::Role),
-            ("rbac.authorization.k8s.io", "ClusterRole", rbac::ClusterRole),
-            ("rbac.authorization.k8s.io", "RoleBinding", rbac::RoleBinding),
-            ("rbac.authorization.k8s.io", "ClusterRoleBinding", rbac::ClusterRoleBinding),
-            ("admissionregistration.k8s.io", "MutatingWebhookConfiguration", admission::MutatingWebhookConfiguration),
-            ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration", admission::ValidatingWebhookConfiguration),
-            ("apiextensions.k8s.io", "CustomResourceDefinition", apiextensions::CustomResourceDefinition),
-        );
         let mut schemas = generator.take_definitions(true);
         for ((group, version, kind), name) in &kinds {
             if let Some(Value::Object(s)) = schemas.get_mut(name) {

@@ -5,14 +5,17 @@
 //! kinds without a printer show NAME and AGE; custom resources show their
 //! `additionalPrinterColumns`. Columns with priority 1 appear with `-o wide`.
 
+use apimachinery::builtin::Printer;
 use apimachinery::object::ObjectExt;
 use apimachinery::registry::ResourceInfo;
 use serde_json::{Value, json};
 
 use crate::request::Params;
 
+mod printers;
+
 /// One column: header, type, priority.
-struct Column {
+pub(crate) struct Column {
     name: &'static str,
     type_: &'static str,
     priority: i32,
@@ -134,6 +137,10 @@ fn or_none(v: String) -> Value {
     } else {
         v
     })
+}
+
+fn or_unset(v: &str) -> Value {
+    json!(if v.is_empty() { "<unset>" } else { v })
 }
 
 /// A string map at `path` as `k=v,k=v` (empty when absent).
@@ -311,8 +318,8 @@ fn job_status(job: &Value) -> &'static str {
 /// The columns and cells of a built-in kind, or `None` for kinds shown as NAME and AGE.
 fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)> {
     let name = json!(obj.name().unwrap_or(""));
-    Some(match (info.group.as_str(), info.kind.as_str()) {
-        ("", "Pod") => {
+    Some(match info.printer {
+        Printer::Pod => {
             let total = arr(obj, "spec.containers").len();
             let statuses = arr(obj, "status.containerStatuses");
             let ready = statuses
@@ -345,7 +352,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 ],
             )
         }
-        ("apps", "Deployment") => {
+        Printer::Deployment => {
             let (c, i) = containers_and_images(obj, "spec.template.spec.containers");
             (
                 vec![
@@ -376,7 +383,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 ],
             )
         }
-        ("apps", "ReplicaSet") => {
+        Printer::ReplicaSet => {
             let (c, i) = containers_and_images(obj, "spec.template.spec.containers");
             (
                 vec![
@@ -405,7 +412,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 ],
             )
         }
-        ("apps", "StatefulSet") => {
+        Printer::StatefulSet => {
             let (c, i) = containers_and_images(obj, "spec.template.spec.containers");
             (
                 vec![
@@ -430,7 +437,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 ],
             )
         }
-        ("apps", "DaemonSet") => {
+        Printer::DaemonSet => {
             let (c, i) = containers_and_images(obj, "spec.template.spec.containers");
             let node_selector = map_string(obj, "spec.template.spec.nodeSelector");
             (
@@ -462,7 +469,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 ],
             )
         }
-        ("batch", "Job") => {
+        Printer::Job => {
             let completions = obj.path("spec.completions").and_then(Value::as_i64);
             let succeeded = n(obj, "status.succeeded");
             let completions = match completions {
@@ -515,7 +522,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 ],
             )
         }
-        ("batch", "CronJob") => (
+        Printer::CronJob => (
             vec![
                 col("Name"),
                 col("Schedule"),
@@ -546,7 +553,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 age(obj),
             ],
         ),
-        ("", "Service") => {
+        Printer::Service => {
             let ext: Vec<String> = arr(obj, "spec.externalIPs")
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
@@ -574,11 +581,11 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 ],
             )
         }
-        ("", "Endpoints") => (
+        Printer::Endpoints => (
             vec![col("Name"), col("Endpoints"), col("Age")],
             vec![name, or_none(endpoints(obj)), age(obj)],
         ),
-        ("discovery.k8s.io", "EndpointSlice") => {
+        Printer::EndpointSlice => {
             let ports = arr(obj, "ports")
                 .iter()
                 .map(|p| match p.get("port").and_then(Value::as_i64) {
@@ -608,7 +615,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 ],
             )
         }
-        ("", "ConfigMap") => {
+        Printer::ConfigMap => {
             let count = ["data", "binaryData"]
                 .iter()
                 .map(|f| {
@@ -622,7 +629,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 vec![name, json!(count), age(obj)],
             )
         }
-        ("", "Secret") => {
+        Printer::Secret => {
             let count = ["data", "stringData"]
                 .iter()
                 .map(|f| {
@@ -642,11 +649,11 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 ],
             )
         }
-        ("", "ServiceAccount") => (
+        Printer::ServiceAccount => (
             vec![col("Name"), int("Secrets"), col("Age")],
             vec![name, json!(arr(obj, "secrets").len()), age(obj)],
         ),
-        ("", "Namespace") => (
+        Printer::Namespace => (
             vec![col("Name"), col("Status"), col("Age")],
             vec![
                 name,
@@ -658,7 +665,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 age(obj),
             ],
         ),
-        ("", "Node") => {
+        Printer::Node => {
             let addr = |t: &str| {
                 arr(obj, "status.addresses")
                     .iter()
@@ -693,7 +700,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 ],
             )
         }
-        ("", "Event") => {
+        Printer::Event => {
             let last = ["lastTimestamp", "eventTime", "metadata.creationTimestamp"]
                 .iter()
                 .find(|p| obj.path(p).and_then(Value::as_str).is_some())
@@ -721,11 +728,11 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 ],
             )
         }
-        ("coordination.k8s.io", "Lease") => (
+        Printer::Lease => (
             vec![col("Name"), col("Holder"), col("Age")],
             vec![name, json!(s(obj, "spec.holderIdentity")), age(obj)],
         ),
-        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => (
+        Printer::RoleBinding => (
             vec![col("Name"), col("Role"), col("Age")],
             vec![
                 name,
@@ -737,7 +744,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 age(obj),
             ],
         ),
-        ("scheduling.k8s.io", "PriorityClass") => (
+        Printer::PriorityClass => (
             vec![col("Name"), int("Value"), col("Global-Default"), col("Age")],
             vec![
                 name,
@@ -750,7 +757,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 age(obj),
             ],
         ),
-        ("", "PersistentVolumeClaim") => (
+        Printer::PersistentVolumeClaim => (
             vec![
                 col("Name"),
                 col("Status"),
@@ -758,25 +765,23 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 col("Capacity"),
                 col("Access Modes"),
                 col("StorageClass"),
+                col("VolumeAttributesClass"),
                 col("Age"),
+                wide("VolumeMode"),
             ],
             vec![
                 name,
                 json!(s(obj, "status.phase")),
                 json!(s(obj, "spec.volumeName")),
                 json!(s(obj, "status.capacity.storage")),
-                json!(
-                    arr(obj, "status.accessModes")
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
+                json!(printers::access_modes(obj, "status.accessModes")),
                 json!(s(obj, "spec.storageClassName")),
+                or_unset(s(obj, "spec.volumeAttributesClassName")),
                 age(obj),
+                json!(s(obj, "spec.volumeMode")),
             ],
         ),
-        _ => return None,
+        other => return printers::cells(other, obj),
     })
 }
 

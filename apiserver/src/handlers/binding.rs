@@ -1,4 +1,5 @@
-//! `POST pods/<name>/binding`: the scheduler assigns a pod to a node.
+//! `POST pods/<name>/binding` (and `POST bindings`, the pod named in the Binding): the scheduler
+//! assigns a pod to a node.
 
 use std::sync::Arc;
 
@@ -13,8 +14,36 @@ use crate::response::{ApiResult, json};
 use crate::state::ApiState;
 use crate::strategy::UpdateScope;
 
-/// Binds the pod to the node named in the Binding's `target`.
+/// Binds the pod of the path to the node named in the Binding's `target`.
 pub async fn bind(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
+    bind_pod(state, req, &req.info, req.name()).await
+}
+
+/// `POST bindings`: binds the pod the Binding names in its metadata.
+pub async fn bind_named(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
+    let binding = req.json_body()?;
+    let name = binding.name().unwrap_or("").to_string();
+    if name.is_empty() {
+        return Err(StatusError::invalid(
+            "",
+            "Binding",
+            "",
+            vec![FieldError::required("metadata.name")],
+        ));
+    }
+    let registry = state.registry();
+    let pods = registry
+        .by_resource("", "v1", "pods")
+        .ok_or_else(|| StatusError::internal("pods are not served"))?;
+    bind_pod(state, req, &pods, &name).await
+}
+
+async fn bind_pod(
+    state: &Arc<ApiState>,
+    req: &ApiRequest,
+    pods: &apimachinery::registry::ResourceInfo,
+    name: &str,
+) -> ApiResult {
     let dry_run = req.params.dry_run()?;
     let binding = req.json_body()?;
     let node = binding
@@ -25,15 +54,15 @@ pub async fn bind(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
             StatusError::invalid(
                 "",
                 "Binding",
-                req.name(),
+                name,
                 vec![FieldError::required("target.name")],
             )
         })?
         .to_string();
-    let name = req.name().to_string();
+    let name = name.to_string();
     update_with(
         state,
-        &req.info,
+        pods,
         req.namespace(),
         &name,
         UpdateScope::Main,

@@ -8,9 +8,11 @@
 
 mod binding;
 pub mod body;
+mod component_status;
 mod create;
 pub(crate) mod delete;
 mod delete_collection;
+pub(crate) mod eviction;
 mod get;
 mod list;
 mod log;

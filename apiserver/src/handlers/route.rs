@@ -9,8 +9,8 @@ use axum::response::Response;
 use bytes::Bytes;
 
 use super::{
-    ApiRequest, binding, create, delete, delete_collection, get, list, log, patch, scale, update,
-    watch,
+    ApiRequest, binding, component_status, create, delete, delete_collection, eviction, get, list,
+    log, patch, scale, update, watch,
 };
 use crate::discovery;
 use crate::request::{Params, ResourcePath, Target, parse_path};
@@ -112,10 +112,48 @@ async fn resource_request(
     Ok(response)
 }
 
+fn is_core(req: &ApiRequest, plural: &str) -> bool {
+    req.info.group.is_empty() && req.info.plural == plural
+}
+
+/// The verb of a request on a resource (not a subresource), as discovery names verbs.
+fn verb_name(method: &Method, has_name: bool, watch: bool) -> &'static str {
+    match (method, has_name) {
+        (&Method::GET, _) if watch => "watch",
+        (&Method::GET, true) => "get",
+        (&Method::GET, false) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "",
+    }
+}
+
 async fn verb(state: &Arc<ApiState>, req: &ApiRequest, watch: bool) -> ApiResult {
     let has_name = req.path.name.is_some();
     let sub = req.path.subresource.clone();
+    if sub.is_none() {
+        let name = verb_name(&req.method, has_name, watch);
+        if !req.info.verbs.iter().any(|v| v == name) {
+            return Err(StatusError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource: {} {}",
+                req.method,
+                req.info.qualified()
+            )));
+        }
+    }
     match (&req.method, has_name, sub.as_deref()) {
+        (&Method::POST, false, None) if is_core(req, "bindings") => {
+            binding::bind_named(state, req).await
+        }
+        (&Method::GET, false, None) if is_core(req, "componentstatuses") => {
+            component_status::list(state, req).await
+        }
+        (&Method::GET, true, None) if is_core(req, "componentstatuses") => {
+            component_status::get(state, req).await
+        }
         (&Method::GET, false, None) if watch => watch::watch(state, req).await,
         (&Method::GET, true, None) if watch => watch::watch(state, req).await,
         (&Method::GET, false, None) => list::list(state, req).await,
@@ -124,6 +162,7 @@ async fn verb(state: &Arc<ApiState>, req: &ApiRequest, watch: bool) -> ApiResult
         (&Method::GET, true, Some("log")) => log::logs(state, req).await,
         (&Method::POST, false, None) => create::create(state, req).await,
         (&Method::POST, true, Some("binding")) => binding::bind(state, req).await,
+        (&Method::POST, true, Some("eviction")) => eviction::evict(state, req).await,
         (&Method::PUT, true, None | Some("status") | Some("finalize")) => {
             update::update(state, req).await
         }
