@@ -1,8 +1,10 @@
 //! The built-in kinds, listed once: every resource of Kubernetes 1.32 that gitplane serves, with
-//! its names, scope, verbs, subresources, k8s-openapi type and table printer.
+//! its names, scope, verbs, subresources, k8s-openapi type, table printer and strategic merge
+//! patch metadata.
 //!
 //! [`KINDS`] is the only list. The registry ([`crate::registry::Registry::builtin`]), the typed
-//! checks ([`crate::typed::check`]), the API server's OpenAPI schemas and its tables read it, so
+//! checks ([`crate::typed::check`]), strategic merge patch, the API server's OpenAPI schemas and
+//! its tables read it, so
 //! serving one more kind is one row of [`KINDS`].
 
 use std::borrow::Cow;
@@ -188,13 +190,15 @@ pub struct Kind {
     pub printer: Printer,
     /// Category, name rule, shared storage.
     pub extra: Extra,
+    /// Strategic merge patch metadata (which lists merge, by which key).
+    pub(crate) patch: crate::patch::strategic::Fields,
 }
 
 const NS: bool = true;
 const CLUSTER: bool = false;
 
 macro_rules! kinds {
-    ($(($group:literal, $version:literal, $kind:literal, $plural:literal, $scope:ident, [$($short:literal),*], $verbs:ident, [$($sub:literal),*], $ty:ty, $printer:ident, $extra:ident)),* $(,)?) => {
+    ($(($group:literal, $version:literal, $kind:literal, $plural:literal, $scope:ident, [$($short:literal),*], $verbs:ident, [$($sub:literal),*], $ty:ty, $printer:ident, $extra:ident, $patch:ident)),* $(,)?) => {
         /// Every built-in kind; one row each.
         pub static KINDS: &[Kind] = &[$(Kind {
             group: $group,
@@ -208,65 +212,67 @@ macro_rules! kinds {
             typed: typed::<$ty>(),
             printer: Printer::$printer,
             extra: $extra,
+            patch: crate::patch::strategic::$patch,
         }),*];
     };
 }
 
 kinds! {
-    // (group, version, kind, plural, scope, short names, verbs, subresources, type, printer, extra)
-    ("", "v1", "Binding", "bindings", NS, [], CreateOnly, [], core::Binding, NameAge, PLAIN),
-    ("", "v1", "ComponentStatus", "componentstatuses", CLUSTER, ["cs"], ReadOnly, [], core::ComponentStatus, ComponentStatus, PLAIN),
-    ("", "v1", "ConfigMap", "configmaps", NS, ["cm"], Standard, [], core::ConfigMap, ConfigMap, PLAIN),
-    ("", "v1", "Endpoints", "endpoints", NS, ["ep"], Standard, [], core::Endpoints, Endpoints, PLAIN),
-    ("", "v1", "Event", "events", NS, ["ev"], Standard, [], core::Event, Event, PLAIN),
-    ("", "v1", "LimitRange", "limitranges", NS, ["limits"], Standard, [], core::LimitRange, LimitRange, PLAIN),
-    ("", "v1", "Namespace", "namespaces", CLUSTER, ["ns"], Standard, ["finalize", "status"], core::Namespace, Namespace, LABEL),
-    ("", "v1", "Node", "nodes", CLUSTER, ["no"], Standard, ["status"], core::Node, Node, PLAIN),
-    ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", NS, ["pvc"], Standard, ["status"], core::PersistentVolumeClaim, PersistentVolumeClaim, PLAIN),
-    ("", "v1", "PersistentVolume", "persistentvolumes", CLUSTER, ["pv"], Standard, ["status"], core::PersistentVolume, PersistentVolume, PLAIN),
-    ("", "v1", "Pod", "pods", NS, ["po"], Standard, ["binding", "eviction", "log", "status"], core::Pod, Pod, ALL),
-    ("", "v1", "PodTemplate", "podtemplates", NS, [], Standard, [], core::PodTemplate, PodTemplate, PLAIN),
-    ("", "v1", "ReplicationController", "replicationcontrollers", NS, ["rc"], Standard, ["scale", "status"], core::ReplicationController, ReplicationController, ALL),
-    ("", "v1", "ResourceQuota", "resourcequotas", NS, ["quota"], Standard, ["status"], core::ResourceQuota, ResourceQuota, PLAIN),
-    ("", "v1", "Secret", "secrets", NS, [], Standard, [], core::Secret, Secret, PLAIN),
-    ("", "v1", "ServiceAccount", "serviceaccounts", NS, ["sa"], Standard, [], core::ServiceAccount, ServiceAccount, PLAIN),
-    ("", "v1", "Service", "services", NS, ["svc"], Standard, ["status"], core::Service, Service, SERVICE),
-    ("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", CLUSTER, [], Standard, [], admission::MutatingWebhookConfiguration, Webhooks, PLAIN),
-    ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies", CLUSTER, [], Standard, ["status"], admission::ValidatingAdmissionPolicy, NameAge, PLAIN),
-    ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings", CLUSTER, [], Standard, [], admission::ValidatingAdmissionPolicyBinding, NameAge, PLAIN),
-    ("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", CLUSTER, [], Standard, [], admission::ValidatingWebhookConfiguration, Webhooks, PLAIN),
-    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", CLUSTER, ["crd", "crds"], Standard, ["status"], apiextensions::CustomResourceDefinition, NameAge, PLAIN),
-    ("apiregistration.k8s.io", "v1", "APIService", "apiservices", CLUSTER, [], Standard, ["status"], apiregistration::APIService, ApiService, PLAIN),
-    ("apps", "v1", "ControllerRevision", "controllerrevisions", NS, [], Standard, [], apps::ControllerRevision, NameAge, PLAIN),
-    ("apps", "v1", "DaemonSet", "daemonsets", NS, ["ds"], Standard, ["status"], apps::DaemonSet, DaemonSet, ALL),
-    ("apps", "v1", "Deployment", "deployments", NS, ["deploy"], Standard, ["scale", "status"], apps::Deployment, Deployment, ALL),
-    ("apps", "v1", "ReplicaSet", "replicasets", NS, ["rs"], Standard, ["scale", "status"], apps::ReplicaSet, ReplicaSet, ALL),
-    ("apps", "v1", "StatefulSet", "statefulsets", NS, ["sts"], Standard, ["scale", "status"], apps::StatefulSet, StatefulSet, ALL),
-    ("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", NS, ["hpa"], Standard, ["status"], autoscaling1::HorizontalPodAutoscaler, HorizontalPodAutoscaler, ALL),
-    ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", NS, ["hpa"], Standard, ["status"], autoscaling2::HorizontalPodAutoscaler, HorizontalPodAutoscaler, ALL),
-    ("batch", "v1", "CronJob", "cronjobs", NS, ["cj"], Standard, ["status"], batch::CronJob, CronJob, ALL),
-    ("batch", "v1", "Job", "jobs", NS, [], Standard, ["status"], batch::Job, Job, ALL),
-    ("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", CLUSTER, ["csr"], Standard, ["approval", "status"], certificates::CertificateSigningRequest, CertificateSigningRequest, PLAIN),
-    ("coordination.k8s.io", "v1", "Lease", "leases", NS, [], Standard, [], coordination::Lease, Lease, PLAIN),
-    ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", NS, [], Standard, [], discovery::EndpointSlice, EndpointSlice, PLAIN),
-    ("events.k8s.io", "v1", "Event", "events", NS, ["ev"], Standard, [], events::Event, Event, CORE_EVENTS),
-    ("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", "flowschemas", CLUSTER, [], Standard, ["status"], flowcontrol::FlowSchema, FlowSchema, PLAIN),
-    ("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration", "prioritylevelconfigurations", CLUSTER, [], Standard, ["status"], flowcontrol::PriorityLevelConfiguration, PriorityLevelConfiguration, PLAIN),
-    ("networking.k8s.io", "v1", "IngressClass", "ingressclasses", CLUSTER, [], Standard, [], networking::IngressClass, IngressClass, PLAIN),
-    ("networking.k8s.io", "v1", "Ingress", "ingresses", NS, ["ing"], Standard, ["status"], networking::Ingress, Ingress, PLAIN),
-    ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", NS, ["netpol"], Standard, [], networking::NetworkPolicy, NetworkPolicy, PLAIN),
-    ("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", CLUSTER, [], Standard, [], node::RuntimeClass, RuntimeClass, PLAIN),
-    ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", NS, ["pdb"], Standard, ["status"], policy::PodDisruptionBudget, PodDisruptionBudget, PLAIN),
-    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", CLUSTER, [], Standard, [], rbac::ClusterRoleBinding, RoleBinding, PATH),
-    ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", CLUSTER, [], Standard, [], rbac::ClusterRole, NameAge, PATH),
-    ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", NS, [], Standard, [], rbac::RoleBinding, RoleBinding, PATH),
-    ("rbac.authorization.k8s.io", "v1", "Role", "roles", NS, [], Standard, [], rbac::Role, NameAge, PATH),
-    ("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", CLUSTER, ["pc"], Standard, [], scheduling::PriorityClass, PriorityClass, PLAIN),
-    ("storage.k8s.io", "v1", "CSIDriver", "csidrivers", CLUSTER, [], Standard, [], storage::CSIDriver, CsiDriver, PLAIN),
-    ("storage.k8s.io", "v1", "CSINode", "csinodes", CLUSTER, [], Standard, [], storage::CSINode, CsiNode, PLAIN),
-    ("storage.k8s.io", "v1", "CSIStorageCapacity", "csistoragecapacities", NS, [], Standard, [], storage::CSIStorageCapacity, CsiStorageCapacity, PLAIN),
-    ("storage.k8s.io", "v1", "StorageClass", "storageclasses", CLUSTER, ["sc"], Standard, [], storage::StorageClass, StorageClass, PLAIN),
-    ("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", CLUSTER, [], Standard, ["status"], storage::VolumeAttachment, VolumeAttachment, PLAIN),
+    // (group, version, kind, plural, scope, short names, verbs, subresources, type, printer,
+    //  extra, strategic merge patch metadata)
+    ("", "v1", "Binding", "bindings", NS, [], CreateOnly, [], core::Binding, NameAge, PLAIN, PLAIN),
+    ("", "v1", "ComponentStatus", "componentstatuses", CLUSTER, ["cs"], ReadOnly, [], core::ComponentStatus, ComponentStatus, PLAIN, COMPONENT_STATUS),
+    ("", "v1", "ConfigMap", "configmaps", NS, ["cm"], Standard, [], core::ConfigMap, ConfigMap, PLAIN, PLAIN),
+    ("", "v1", "Endpoints", "endpoints", NS, ["ep"], Standard, [], core::Endpoints, Endpoints, PLAIN, PLAIN),
+    ("", "v1", "Event", "events", NS, ["ev"], Standard, [], core::Event, Event, PLAIN, PLAIN),
+    ("", "v1", "LimitRange", "limitranges", NS, ["limits"], Standard, [], core::LimitRange, LimitRange, PLAIN, PLAIN),
+    ("", "v1", "Namespace", "namespaces", CLUSTER, ["ns"], Standard, ["finalize", "status"], core::Namespace, Namespace, LABEL, CONDITIONED),
+    ("", "v1", "Node", "nodes", CLUSTER, ["no"], Standard, ["status"], core::Node, Node, PLAIN, NODE),
+    ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", NS, ["pvc"], Standard, ["status"], core::PersistentVolumeClaim, PersistentVolumeClaim, PLAIN, CONDITIONED),
+    ("", "v1", "PersistentVolume", "persistentvolumes", CLUSTER, ["pv"], Standard, ["status"], core::PersistentVolume, PersistentVolume, PLAIN, PLAIN),
+    ("", "v1", "Pod", "pods", NS, ["po"], Standard, ["binding", "eviction", "log", "status"], core::Pod, Pod, ALL, POD),
+    ("", "v1", "PodTemplate", "podtemplates", NS, [], Standard, [], core::PodTemplate, PodTemplate, PLAIN, POD_TEMPLATE_KIND),
+    ("", "v1", "ReplicationController", "replicationcontrollers", NS, ["rc"], Standard, ["scale", "status"], core::ReplicationController, ReplicationController, ALL, WORKLOAD),
+    ("", "v1", "ResourceQuota", "resourcequotas", NS, ["quota"], Standard, ["status"], core::ResourceQuota, ResourceQuota, PLAIN, PLAIN),
+    ("", "v1", "Secret", "secrets", NS, [], Standard, [], core::Secret, Secret, PLAIN, PLAIN),
+    ("", "v1", "ServiceAccount", "serviceaccounts", NS, ["sa"], Standard, [], core::ServiceAccount, ServiceAccount, PLAIN, SERVICE_ACCOUNT),
+    ("", "v1", "Service", "services", NS, ["svc"], Standard, ["status"], core::Service, Service, SERVICE, SERVICE),
+    ("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", CLUSTER, [], Standard, [], admission::MutatingWebhookConfiguration, Webhooks, PLAIN, WEBHOOK_CONFIGURATION),
+    ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies", CLUSTER, [], Standard, ["status"], admission::ValidatingAdmissionPolicy, NameAge, PLAIN, CONDITIONED),
+    ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings", CLUSTER, [], Standard, [], admission::ValidatingAdmissionPolicyBinding, NameAge, PLAIN, PLAIN),
+    ("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", CLUSTER, [], Standard, [], admission::ValidatingWebhookConfiguration, Webhooks, PLAIN, WEBHOOK_CONFIGURATION),
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", CLUSTER, ["crd", "crds"], Standard, ["status"], apiextensions::CustomResourceDefinition, NameAge, PLAIN, PLAIN),
+    ("apiregistration.k8s.io", "v1", "APIService", "apiservices", CLUSTER, [], Standard, ["status"], apiregistration::APIService, ApiService, PLAIN, CONDITIONED),
+    ("apps", "v1", "ControllerRevision", "controllerrevisions", NS, [], Standard, [], apps::ControllerRevision, NameAge, PLAIN, PLAIN),
+    ("apps", "v1", "DaemonSet", "daemonsets", NS, ["ds"], Standard, ["status"], apps::DaemonSet, DaemonSet, ALL, WORKLOAD),
+    ("apps", "v1", "Deployment", "deployments", NS, ["deploy"], Standard, ["scale", "status"], apps::Deployment, Deployment, ALL, DEPLOYMENT),
+    ("apps", "v1", "ReplicaSet", "replicasets", NS, ["rs"], Standard, ["scale", "status"], apps::ReplicaSet, ReplicaSet, ALL, WORKLOAD),
+    ("apps", "v1", "StatefulSet", "statefulsets", NS, ["sts"], Standard, ["scale", "status"], apps::StatefulSet, StatefulSet, ALL, WORKLOAD),
+    ("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", NS, ["hpa"], Standard, ["status"], autoscaling1::HorizontalPodAutoscaler, HorizontalPodAutoscaler, ALL, PLAIN),
+    ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", NS, ["hpa"], Standard, ["status"], autoscaling2::HorizontalPodAutoscaler, HorizontalPodAutoscaler, ALL, CONDITIONED),
+    ("batch", "v1", "CronJob", "cronjobs", NS, ["cj"], Standard, ["status"], batch::CronJob, CronJob, ALL, CRON_JOB),
+    ("batch", "v1", "Job", "jobs", NS, [], Standard, ["status"], batch::Job, Job, ALL, WORKLOAD),
+    ("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", CLUSTER, ["csr"], Standard, ["approval", "status"], certificates::CertificateSigningRequest, CertificateSigningRequest, PLAIN, CONDITIONED),
+    ("coordination.k8s.io", "v1", "Lease", "leases", NS, [], Standard, [], coordination::Lease, Lease, PLAIN, PLAIN),
+    ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", NS, [], Standard, [], discovery::EndpointSlice, EndpointSlice, PLAIN, PLAIN),
+    ("events.k8s.io", "v1", "Event", "events", NS, ["ev"], Standard, [], events::Event, Event, CORE_EVENTS, PLAIN),
+    ("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", "flowschemas", CLUSTER, [], Standard, ["status"], flowcontrol::FlowSchema, FlowSchema, PLAIN, CONDITIONED),
+    ("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration", "prioritylevelconfigurations", CLUSTER, [], Standard, ["status"], flowcontrol::PriorityLevelConfiguration, PriorityLevelConfiguration, PLAIN, CONDITIONED),
+    ("networking.k8s.io", "v1", "IngressClass", "ingressclasses", CLUSTER, [], Standard, [], networking::IngressClass, IngressClass, PLAIN, PLAIN),
+    ("networking.k8s.io", "v1", "Ingress", "ingresses", NS, ["ing"], Standard, ["status"], networking::Ingress, Ingress, PLAIN, PLAIN),
+    ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", NS, ["netpol"], Standard, [], networking::NetworkPolicy, NetworkPolicy, PLAIN, PLAIN),
+    ("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", CLUSTER, [], Standard, [], node::RuntimeClass, RuntimeClass, PLAIN, PLAIN),
+    ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", NS, ["pdb"], Standard, ["status"], policy::PodDisruptionBudget, PodDisruptionBudget, PLAIN, CONDITIONED),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", CLUSTER, [], Standard, [], rbac::ClusterRoleBinding, RoleBinding, PATH, PLAIN),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", CLUSTER, [], Standard, [], rbac::ClusterRole, NameAge, PATH, PLAIN),
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", NS, [], Standard, [], rbac::RoleBinding, RoleBinding, PATH, PLAIN),
+    ("rbac.authorization.k8s.io", "v1", "Role", "roles", NS, [], Standard, [], rbac::Role, NameAge, PATH, PLAIN),
+    ("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", CLUSTER, ["pc"], Standard, [], scheduling::PriorityClass, PriorityClass, PLAIN, PLAIN),
+    ("storage.k8s.io", "v1", "CSIDriver", "csidrivers", CLUSTER, [], Standard, [], storage::CSIDriver, CsiDriver, PLAIN, PLAIN),
+    ("storage.k8s.io", "v1", "CSINode", "csinodes", CLUSTER, [], Standard, [], storage::CSINode, CsiNode, PLAIN, CSI_NODE),
+    ("storage.k8s.io", "v1", "CSIStorageCapacity", "csistoragecapacities", NS, [], Standard, [], storage::CSIStorageCapacity, CsiStorageCapacity, PLAIN, PLAIN),
+    ("storage.k8s.io", "v1", "StorageClass", "storageclasses", CLUSTER, ["sc"], Standard, [], storage::StorageClass, StorageClass, PLAIN, PLAIN),
+    ("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", CLUSTER, [], Standard, ["status"], storage::VolumeAttachment, VolumeAttachment, PLAIN, PLAIN),
 }
 
 /// The row of a built-in kind.

@@ -6,9 +6,12 @@
 //! - [`event`]: `core/v1` Events as every component writes them.
 //! - [`disruption`]: PodDisruptionBudget status arithmetic (eviction, disruption controller).
 //! - [`kind_validation`]: the built-in kinds validated as Kubernetes validates them.
+//! - [`limit_range`]: LimitRange defaults and bounds for pods, with Kubernetes' messages.
 //! - [`matching`]: label maps, label selectors, node selectors and tolerations matched against
 //!   objects (one matcher each for the scheduler, the controllers and the nodes).
 //! - [`object`]: dynamic objects (JSON with metadata accessors) and typed ones through k8s-openapi.
+//! - [`quantity`]: resource quantities (`100m`, `1Gi`) parsed and printed.
+//! - [`quota`]: ResourceQuota usage and LimitRange defaults and bounds, with Kubernetes' messages.
 //! - [`registry`]: kinds ↔ resources for the built-in kinds and for CRDs added at run time.
 //! - [`schema`]: structural schemas of CRDs: pruning, defaulting and validating custom resources.
 //! - [`selector`]: label and field selectors.
@@ -28,11 +31,14 @@ pub mod event;
 pub mod builtin;
 pub mod disruption;
 pub mod kind_validation;
+pub mod limit_range;
 pub mod matching;
 pub mod object;
 pub mod patch;
 pub mod pod;
 pub mod protobuf;
+pub mod quantity;
+pub mod quota;
 pub mod registry;
 pub mod schema;
 pub mod selector;

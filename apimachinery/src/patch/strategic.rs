@@ -4,7 +4,7 @@
 //! lists merge instead of being replaced: lists of objects by a *merge key* (`containers` by
 //! `name`), lists of primitives as ordered sets (`finalizers`). Which lists merge is patch
 //! metadata of the built-in kinds (the `patchStrategy` and `patchMergeKey` tags of the k8s.io/api
-//! Go types), kept here as a small schema tree, `KINDS`. Directives steer the merge:
+//! Go types), kept here as a small schema tree per kind (the `patch` column of `crate::builtin::KINDS`). Directives steer the merge:
 //!
 //! - `"$patch": "replace"` in a map replaces the map; `"$patch": "delete"` empties it.
 //! - In a merging list, `{"name": "x", "$patch": "delete"}` removes the element `x` and
@@ -46,7 +46,7 @@ const MAX_DEPTH: usize = 256;
 ///
 /// Fields not listed in a table are plain: maps merge recursively, lists are replaced.
 #[derive(Clone, Copy, Debug)]
-enum Field {
+pub(crate) enum Field {
     /// A struct with listed fields below it; `retain_keys` is `patchStrategy:"retainKeys"`, which
     /// makes [`three_way`] send `$retainKeys` so that fields left out are cleared.
     Object { fields: Fields, retain_keys: bool },
@@ -63,7 +63,7 @@ enum Field {
 }
 
 /// The fields of a struct that have patch metadata, or lead to fields that have.
-type Fields = &'static [(&'static str, Field)];
+pub(crate) type Fields = &'static [(&'static str, Field)];
 
 const fn object(fields: Fields) -> Field {
     Field::Object {
@@ -140,19 +140,19 @@ const STATUS_CONDITIONS: (&str, Field) = ("status", object(&[CONDITIONS]));
 const POD_TEMPLATE: (&str, Field) = ("template", object(&[METADATA, ("spec", object(POD_SPEC))]));
 
 /// Kinds with a pod template at `spec.template` and conditions in their status.
-const WORKLOAD: Fields = &[
+pub(crate) const WORKLOAD: Fields = &[
     METADATA,
     ("spec", object(&[POD_TEMPLATE])),
     STATUS_CONDITIONS,
 ];
 
-const DEPLOYMENT: Fields = &[
+pub(crate) const DEPLOYMENT: Fields = &[
     METADATA,
     ("spec", object(&[POD_TEMPLATE, ("strategy", UNION)])),
     STATUS_CONDITIONS,
 ];
 
-const CRON_JOB: Fields = &[
+pub(crate) const CRON_JOB: Fields = &[
     METADATA,
     (
         "spec",
@@ -163,7 +163,7 @@ const CRON_JOB: Fields = &[
     ),
 ];
 
-const WEBHOOK_CONFIGURATION: Fields = &[
+pub(crate) const WEBHOOK_CONFIGURATION: Fields = &[
     METADATA,
     (
         "webhooks",
@@ -172,88 +172,52 @@ const WEBHOOK_CONFIGURATION: Fields = &[
 ];
 
 /// Kinds whose only patch metadata is their ObjectMeta's.
-const PLAIN: Fields = &[METADATA];
+pub(crate) const PLAIN: Fields = &[METADATA];
 
-/// The built-in kinds (all at version `v1`) by group and kind, with their patch metadata.
-const KINDS: &[(&str, &str, Fields)] = &[
+/// Pod.
+pub(crate) const POD: Fields = &[
+    METADATA,
+    ("spec", object(POD_SPEC)),
+    ("status", object(POD_STATUS)),
+];
+
+/// PodTemplate.
+pub(crate) const POD_TEMPLATE_KIND: Fields = &[METADATA, POD_TEMPLATE];
+
+/// Service.
+pub(crate) const SERVICE: Fields = &[
+    METADATA,
+    ("spec", object(&[("ports", keyed("port", &[]))])),
+    STATUS_CONDITIONS,
+];
+
+/// Node.
+pub(crate) const NODE: Fields = &[
+    METADATA,
+    ("spec", object(&[("podCIDRs", Field::Set)])),
     (
-        "",
-        "Pod",
-        &[
-            METADATA,
-            ("spec", object(POD_SPEC)),
-            ("status", object(POD_STATUS)),
-        ],
+        "status",
+        object(&[CONDITIONS, ("addresses", keyed("type", &[]))]),
     ),
-    ("", "PodTemplate", &[METADATA, POD_TEMPLATE]),
-    ("", "ReplicationController", WORKLOAD),
-    (
-        "",
-        "Service",
-        &[
-            METADATA,
-            ("spec", object(&[("ports", keyed("port", &[]))])),
-            STATUS_CONDITIONS,
-        ],
-    ),
-    (
-        "",
-        "Node",
-        &[
-            METADATA,
-            ("spec", object(&[("podCIDRs", Field::Set)])),
-            (
-                "status",
-                object(&[CONDITIONS, ("addresses", keyed("type", &[]))]),
-            ),
-        ],
-    ),
-    ("", "Namespace", &[METADATA, STATUS_CONDITIONS]),
-    ("", "PersistentVolumeClaim", &[METADATA, STATUS_CONDITIONS]),
-    (
-        "",
-        "ServiceAccount",
-        &[METADATA, ("secrets", keyed("name", &[]))],
-    ),
-    ("", "ConfigMap", PLAIN),
-    ("", "Secret", PLAIN),
-    ("", "Endpoints", PLAIN),
-    ("", "Event", PLAIN),
-    ("apps", "Deployment", DEPLOYMENT),
-    ("apps", "ReplicaSet", WORKLOAD),
-    ("apps", "StatefulSet", WORKLOAD),
-    ("apps", "DaemonSet", WORKLOAD),
-    ("apps", "ControllerRevision", PLAIN),
-    ("batch", "Job", WORKLOAD),
-    ("batch", "CronJob", CRON_JOB),
-    ("coordination.k8s.io", "Lease", PLAIN),
-    ("discovery.k8s.io", "EndpointSlice", PLAIN),
-    ("scheduling.k8s.io", "PriorityClass", PLAIN),
-    ("rbac.authorization.k8s.io", "Role", PLAIN),
-    ("rbac.authorization.k8s.io", "ClusterRole", PLAIN),
-    ("rbac.authorization.k8s.io", "RoleBinding", PLAIN),
-    ("rbac.authorization.k8s.io", "ClusterRoleBinding", PLAIN),
-    (
-        "admissionregistration.k8s.io",
-        "MutatingWebhookConfiguration",
-        WEBHOOK_CONFIGURATION,
-    ),
-    (
-        "admissionregistration.k8s.io",
-        "ValidatingWebhookConfiguration",
-        WEBHOOK_CONFIGURATION,
-    ),
-    ("apiextensions.k8s.io", "CustomResourceDefinition", PLAIN),
+];
+
+/// Kinds whose status has conditions merged by `type` and nothing else with patch metadata.
+pub(crate) const CONDITIONED: Fields = &[METADATA, STATUS_CONDITIONS];
+
+/// ServiceAccount.
+pub(crate) const SERVICE_ACCOUNT: Fields = &[METADATA, ("secrets", keyed("name", &[]))];
+
+/// ComponentStatus: top-level conditions.
+pub(crate) const COMPONENT_STATUS: Fields = &[METADATA, CONDITIONS];
+
+/// CSINode: drivers merged by name.
+pub(crate) const CSI_NODE: Fields = &[
+    METADATA,
+    ("spec", object(&[("drivers", keyed("name", &[]))])),
 ];
 
 fn kind_fields(gvk: &GroupVersionKind) -> Option<Fields> {
-    if gvk.version != "v1" {
-        return None;
-    }
-    KINDS
-        .iter()
-        .find(|(group, kind, _)| *group == gvk.group && *kind == gvk.kind)
-        .map(|(_, _, fields)| *fields)
+    crate::builtin::find(&gvk.group, &gvk.version, &gvk.kind).map(|k| k.patch)
 }
 
 /// Whether strategic merge patch knows the patch metadata of a kind.

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+pub use apimachinery::quantity::{parse_milli, parse_units};
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -146,72 +147,9 @@ impl PodRequests {
     }
 }
 
-/// Parses a quantity into thousandths of a unit, rounding up (`100m` → 100, `2` → 2000).
-pub fn parse_milli(s: &str) -> Option<i64> {
-    parse(s).map(|v| (v * 1000.0).ceil() as i64)
-}
-
-/// Parses a quantity into whole units, rounding up (`1Gi` → 1073741824, `500m` → 1).
-pub fn parse_units(s: &str) -> Option<i64> {
-    parse(s).map(|v| v.ceil() as i64)
-}
-
-fn parse(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (number, suffix) = s.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let factor = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0f64.powi(2),
-        "Gi" => 1024.0f64.powi(3),
-        "Ti" => 1024.0f64.powi(4),
-        "Pi" => 1024.0f64.powi(5),
-        "Ei" => 1024.0f64.powi(6),
-        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(number * factor)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn check(input: &str, milli: Option<i64>, units: Option<i64>) {
-        assert_eq!(parse_milli(input), milli, "milli of {input}");
-        assert_eq!(parse_units(input), units, "units of {input}");
-    }
-
-    #[test]
-    fn quantities_parse_with_every_suffix() {
-        check("100m", Some(100), Some(1));
-        check("2", Some(2000), Some(2));
-        check("1.5", Some(1500), Some(2));
-        check("1Ki", Some(1_024_000), Some(1024));
-        check(
-            "2Gi",
-            Some(2 * 1024 * 1024 * 1024 * 1000),
-            Some(2 * 1024 * 1024 * 1024),
-        );
-        check("1k", Some(1_000_000), Some(1000));
-        check("1e3", Some(1_000_000), Some(1000));
-        check("250M", Some(250_000_000_000), Some(250_000_000));
-        check("abc", None, None);
-        check("1Zi", None, None);
-    }
 
     #[test]
     fn pod_requests_sum_containers_and_take_the_largest_init_container() {
