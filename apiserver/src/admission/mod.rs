@@ -4,9 +4,10 @@
 //!    fields, pruning, schema defaults);
 //! 2. server-set fields and built-in defaulting (`strategy`, `defaults`);
 //! 3. to 6. [`admit`], the one admission chain of creates, updates and patches: built-in
-//!    mutating admission ([`service_account`], creates only), mutating webhooks, validation
-//!    (`validate`: built-in kinds, CRD schemas; `validate::update` for updates), validating
-//!    webhooks;
+//!    mutating admission ([`service_account`] and LimitRanger in [`quota`], creates only),
+//!    mutating webhooks, validation (`validate`: built-in kinds, CRD schemas;
+//!    `validate::update` for updates), validating webhooks; then ResourceQuota ([`quota`],
+//!    charged by the create handler);
 //! 7. NamespaceLifecycle (`handlers::write::check_namespace`) and storage.
 
 /// ServiceAccount admission: a pod created without a service account runs as `default`.
@@ -39,6 +40,7 @@ pub fn service_account(info: &apimachinery::registry::ResourceInfo, obj: &mut se
 }
 
 pub mod client;
+pub mod quota;
 pub mod webhook;
 
 use apimachinery::object::ObjectExt;
@@ -89,6 +91,9 @@ pub async fn admit(
     };
     if old.is_none() {
         service_account(info, obj);
+        if let Some(req) = req {
+            quota::limit_ranges(state, info, req.namespace(), obj)?;
+        }
     }
     if let Some(req) = req {
         mutate(state, req, operation, old, obj).await?;

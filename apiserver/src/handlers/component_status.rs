@@ -31,7 +31,7 @@ fn status(name: &str, healthy: Result<(), String>) -> Value {
 
 fn lease_health(state: &ApiState, lease: &str) -> Result<(), String> {
     let key = format!("/registry/coordination.k8s.io/leases/kube-system/{lease}");
-    let Some(obj) = state.cache.get(&key) else {
+    let Some(obj) = state.cache().get(&key) else {
         return Err(format!("no leader: Lease kube-system/{lease} not found"));
     };
     let renewed = obj
@@ -53,7 +53,7 @@ fn lease_health(state: &ApiState, lease: &str) -> Result<(), String> {
 }
 
 async fn statuses(state: &Arc<ApiState>) -> Vec<Value> {
-    let store = match tokio::time::timeout(STORE_TIMEOUT, state.store.current_revision()).await {
+    let store = match tokio::time::timeout(STORE_TIMEOUT, state.store().current_revision()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("the store did not answer within {STORE_TIMEOUT:?}")),
@@ -71,7 +71,7 @@ async fn statuses(state: &Arc<ApiState>) -> Vec<Value> {
 /// Lists the components' statuses.
 pub async fn list(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let items = statuses(state).await;
-    let rv = state.cache.revision().to_string();
+    let rv = state.cache().revision().to_string();
     Ok(match representation(&req.headers) {
         Representation::Table => {
             let refs: Vec<&Value> = items.iter().collect();

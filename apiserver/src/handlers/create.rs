@@ -28,6 +28,7 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     }
     strategy::prepare_create(info, &mut obj)?;
     admission::admit(state, Some(req), info, None, &mut obj).await?;
+    admission::quota::charge(state, info, req.namespace(), &obj, dry_run).await?;
     if let Some(ns) = req.namespace() {
         check_namespace(state, ns).await?;
     }
@@ -62,5 +63,8 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         }
     };
     crd::after_write(state, info, kv.mod_revision).await;
+    if info.plural == "resourcequotas" {
+        admission::quota::after_write(state, info, req.namespace(), kv.mod_revision).await;
+    }
     Ok(json(StatusCode::CREATED, &stamp(obj, kv.mod_revision)))
 }

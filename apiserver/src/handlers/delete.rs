@@ -153,6 +153,7 @@ pub async fn delete_object(
             Ok((revision, _)) => {
                 state.release_service(info, &obj, None).await;
                 crd::after_delete(state, info, &obj, revision).await;
+                crate::admission::quota::after_write(state, info, namespace, revision).await;
                 return Ok(stamp(obj, stored.mod_revision));
             }
             Err(StorageError::Conflict { .. }) => continue,

@@ -45,7 +45,7 @@ fn options(eviction: &Value, dry_run: bool) -> DeleteOptions {
 fn budgets_of(state: &ApiState, pod: &Value) -> Result<Vec<Value>, StatusError> {
     let ns = pod.namespace().unwrap_or("");
     let prefix = format!("/registry/policy/poddisruptionbudgets/{ns}/");
-    let (pdbs, _) = state.cache.list(&prefix, None, 0, |_| true);
+    let (pdbs, _) = state.cache().list(&prefix, None, 0, |_| true);
     let mut out = Vec::new();
     for pdb in &pdbs.objects {
         let selector =

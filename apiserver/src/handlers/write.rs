@@ -168,6 +168,13 @@ pub async fn update_admitted(
                     .release_service(info, &old, (!finalized).then_some(&new))
                     .await;
                 crd::after_write(state, info, revision).await;
+                if admit.is_some() && info.plural == "resourcequotas" {
+                    // Boxed: the recount writes quotas through this function (without `admit`).
+                    Box::pin(admission::quota::after_write(
+                        state, info, namespace, revision,
+                    ))
+                    .await;
+                }
                 return Ok(Written {
                     object: stamp(new, revision),
                 });

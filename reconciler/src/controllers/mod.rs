@@ -36,6 +36,7 @@ pub mod claim;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
@@ -157,6 +158,11 @@ pub const CONTROLLERS: &[Registration] = &[
         name: "nodelifecycle",
         identity: "node-controller",
         start: |ctx| Box::pin(node_lifecycle::run(ctx)),
+    },
+    Registration {
+        name: "disruption",
+        identity: "disruption-controller",
+        start: |ctx| Box::pin(disruption::run(ctx)),
     },
 ];
 
