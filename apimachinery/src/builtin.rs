@@ -10,7 +10,8 @@
 use std::borrow::Cow;
 
 use k8s_openapi::api::{
-    admissionregistration::v1 as admission, apps::v1 as apps, autoscaling::v1 as autoscaling1,
+    admissionregistration::v1 as admission, apps::v1 as apps, authentication::v1 as authentication,
+    authorization::v1 as authorization, autoscaling::v1 as autoscaling1,
     autoscaling::v2 as autoscaling2, batch::v1 as batch, certificates::v1 as certificates,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
     events::v1 as events, flowcontrol::v1 as flowcontrol, networking::v1 as networking,
@@ -31,7 +32,8 @@ pub enum Verbs {
     Standard,
     /// get and list (ComponentStatus: computed, never stored).
     ReadOnly,
-    /// create only (Binding: a write to another object).
+    /// create only (Binding: a write to another object; the access reviews, answered and
+    /// never stored).
     CreateOnly,
 }
 
@@ -235,7 +237,7 @@ kinds! {
     ("", "v1", "ReplicationController", "replicationcontrollers", NS, ["rc"], Standard, ["scale", "status"], core::ReplicationController, ReplicationController, ALL, WORKLOAD),
     ("", "v1", "ResourceQuota", "resourcequotas", NS, ["quota"], Standard, ["status"], core::ResourceQuota, ResourceQuota, PLAIN, PLAIN),
     ("", "v1", "Secret", "secrets", NS, [], Standard, [], core::Secret, Secret, PLAIN, PLAIN),
-    ("", "v1", "ServiceAccount", "serviceaccounts", NS, ["sa"], Standard, [], core::ServiceAccount, ServiceAccount, PLAIN, SERVICE_ACCOUNT),
+    ("", "v1", "ServiceAccount", "serviceaccounts", NS, ["sa"], Standard, ["token"], core::ServiceAccount, ServiceAccount, PLAIN, SERVICE_ACCOUNT),
     ("", "v1", "Service", "services", NS, ["svc"], Standard, ["status"], core::Service, Service, SERVICE, SERVICE),
     ("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", CLUSTER, [], Standard, [], admission::MutatingWebhookConfiguration, Webhooks, PLAIN, WEBHOOK_CONFIGURATION),
     ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies", CLUSTER, [], Standard, ["status"], admission::ValidatingAdmissionPolicy, NameAge, PLAIN, CONDITIONED),
@@ -248,6 +250,11 @@ kinds! {
     ("apps", "v1", "Deployment", "deployments", NS, ["deploy"], Standard, ["scale", "status"], apps::Deployment, Deployment, ALL, DEPLOYMENT),
     ("apps", "v1", "ReplicaSet", "replicasets", NS, ["rs"], Standard, ["scale", "status"], apps::ReplicaSet, ReplicaSet, ALL, WORKLOAD),
     ("apps", "v1", "StatefulSet", "statefulsets", NS, ["sts"], Standard, ["scale", "status"], apps::StatefulSet, StatefulSet, ALL, WORKLOAD),
+    ("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", CLUSTER, [], CreateOnly, [], authentication::SelfSubjectReview, NameAge, PLAIN, PLAIN),
+    ("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", NS, [], CreateOnly, [], authorization::LocalSubjectAccessReview, NameAge, PLAIN, PLAIN),
+    ("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", CLUSTER, [], CreateOnly, [], authorization::SelfSubjectAccessReview, NameAge, PLAIN, PLAIN),
+    ("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", CLUSTER, [], CreateOnly, [], authorization::SelfSubjectRulesReview, NameAge, PLAIN, PLAIN),
+    ("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", CLUSTER, [], CreateOnly, [], authorization::SubjectAccessReview, NameAge, PLAIN, PLAIN),
     ("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", NS, ["hpa"], Standard, ["status"], autoscaling1::HorizontalPodAutoscaler, HorizontalPodAutoscaler, ALL, PLAIN),
     ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", NS, ["hpa"], Standard, ["status"], autoscaling2::HorizontalPodAutoscaler, HorizontalPodAutoscaler, ALL, CONDITIONED),
     ("batch", "v1", "CronJob", "cronjobs", NS, ["cj"], Standard, ["status"], batch::CronJob, CronJob, ALL, CRON_JOB),

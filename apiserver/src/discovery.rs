@@ -45,7 +45,7 @@ fn wants_aggregated(headers: &HeaderMap) -> bool {
 
 fn subresource_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
-        "binding" | "eviction" => vec!["create"],
+        "binding" | "eviction" | "token" => vec!["create"],
         "finalize" => vec!["update"],
         "log" => vec!["get"],
         _ => vec!["get", "patch", "update"],
@@ -57,6 +57,11 @@ fn subresource_kind(info: &ResourceInfo, sub: &str) -> (String, String, String) 
         "scale" => ("autoscaling".into(), "v1".into(), "Scale".into()),
         "binding" => (String::new(), "v1".into(), "Binding".into()),
         "eviction" => ("policy".into(), "v1".into(), "Eviction".into()),
+        "token" => (
+            "authentication.k8s.io".into(),
+            "v1".into(),
+            "TokenRequest".into(),
+        ),
         _ => (info.group.clone(), info.version.clone(), info.kind.clone()),
     }
 }
