@@ -27,9 +27,9 @@
 //! its inputs, so it is tested with tables.
 
 pub mod application;
-pub mod event;
 pub mod builtin;
 pub mod disruption;
+pub mod event;
 pub mod kind_validation;
 pub mod limit_range;
 pub mod matching;

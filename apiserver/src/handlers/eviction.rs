@@ -62,7 +62,7 @@ pub fn compute(state: &ApiState, pdb: &Value) -> Result<Budget, StatusError> {
     let ns = pdb.namespace().unwrap_or("");
     let selector = disruption::selector(pdb).map_err(|e| StatusError::internal(e.to_string()))?;
     let (pods, _) = state
-        .cache
+        .cache()
         .list(&format!("/registry/core/pods/{ns}/"), None, 0, |_| true);
     let covered: Vec<&Value> = pods
         .objects
@@ -84,7 +84,7 @@ pub fn compute(state: &ApiState, pdb: &Value) -> Result<Budget, StatusError> {
             _ => return None,
         };
         state
-            .cache
+            .cache()
             .get(&format!("/registry/{resource}/{ns}/{name}"))
             .map(|c| {
                 c.object
@@ -107,7 +107,7 @@ pub fn forget_gone(state: &ApiState, pdb: &Value) -> Value {
     {
         m.retain(|pod, _| {
             state
-                .cache
+                .cache()
                 .get(&format!("/registry/core/pods/{ns}/{pod}"))
                 .is_some_and(|p| p.object.path("metadata.deletionTimestamp").is_none())
         });
