@@ -407,11 +407,11 @@ fn a_replicaset_never_over_creates_and_deletes_the_least_valuable_pods_first() {
         (p.len() == 1).then_some(p)
     });
     assert_eq!(left[0]["metadata"]["name"], keep.as_str());
-    let describe = s.ok(&["describe", "rs", "rs"]);
-    assert!(
-        describe.contains("SuccessfulDelete") && describe.contains("Deleted pod: "),
-        "{describe}"
-    );
+    // The Event is written after the delete: under load it may trail the pod's removal.
+    wait_for(&s, "a SuccessfulDelete event in kubectl describe", || {
+        let describe = s.ok(&["describe", "rs", "rs"]);
+        (describe.contains("SuccessfulDelete") && describe.contains("Deleted pod: ")).then_some(())
+    });
 }
 
 #[test]
