@@ -18,6 +18,8 @@ fi
 missing=""
 need git || missing="$missing git"          # the GitOps tests drive real repositories
 need openssl || missing="$missing openssl"  # signs webhook payloads independently of gitplane
+need chromium || missing="$missing chromium"                # the web console's browser tests
+need chromedriver || missing="$missing chromium-driver"     # drive it through WebDriver
 if [ -n "$missing" ]; then
   echo "installing Debian packages:$missing" >&2
   apt-get update -qq && apt-get install -y -qq $missing

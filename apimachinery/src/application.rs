@@ -49,7 +49,9 @@ pub fn crd() -> Value {
                 "subresources": {"status": {}},
                 "schema": {"openAPIV3Schema": {
                     "type": "object",
-                    "properties": {"spec": free, "status": free},
+                    // `operation`: a sync or rollback asked for through the API, as Argo CD
+                    // records it; the syncer carries it out and removes it.
+                    "properties": {"spec": free, "operation": free, "status": free},
                 }},
                 "additionalPrinterColumns": [
                     {"name": "Sync", "type": "string", "jsonPath": ".status.sync.status"},

@@ -18,6 +18,7 @@
 //! - [`allocator`]: cluster IPs and node ports of Services; [`default_service`]: the
 //!   `default/kubernetes` Service.
 //! - [`discovery`], [`table`], [`crd`]: discovery documents, server-side tables, CRD serving.
+//! - [`console`]: the web console's static assets under `/ui/` (data comes from the API).
 //!
 //! **Architecture Invariant**: only this crate touches storage; every other component is an
 //! HTTP client of the API.
@@ -26,6 +27,7 @@ pub mod admission;
 pub mod allocator;
 pub mod audit;
 pub mod authn;
+pub mod console;
 pub mod crd;
 pub mod default_service;
 pub mod defaults;

@@ -147,8 +147,9 @@ impl ApiServer {
         self.serve_with(axum::Router::new(), shutdown).await
     }
 
-    /// Serves the API and, beside it, `extra` routes of components in the same process (the
-    /// syncer's push webhook); every other path goes to the API.
+    /// Serves the API and, beside it, the web console's assets (`/ui/`) and `extra` routes of
+    /// components in the same process (the syncer's push webhook); every other path goes to
+    /// the API.
     pub async fn serve_with(
         self,
         extra: axum::Router,
@@ -158,7 +159,7 @@ impl ApiServer {
         let api = axum::Router::new()
             .fallback(handlers::dispatch)
             .with_state(self.state.clone());
-        let app = extra.fallback_service(api);
+        let app = extra.merge(crate::console::router()).fallback_service(api);
         let stop = async move {
             shutdown.await;
             state.begin_shutdown();

@@ -6,6 +6,7 @@ pub mod apps;
 pub mod bench;
 pub mod blame;
 pub mod connect;
+pub mod console;
 pub mod controller_manager;
 pub mod diff;
 pub mod election;

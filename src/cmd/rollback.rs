@@ -1,14 +1,14 @@
-//! `gitplane rollback APP [--to REV]`: a `git revert` commit on the tracked branch (committed
-//! directly in a local repository; pushed with the Application's credentials to a remote one),
-//! which the syncer then converges to. The history stays the single source of truth, and automated sync
+//! `gitplane rollback APP [--to REV]`: asks, through an `operation` on the Application (the path
+//! the web console takes too), for a `git revert` commit on the tracked branch, which the syncer
+//! makes (committed directly in a local repository; pushed with the Application's credentials to
+//! a remote one) and then converges to. The history stays the single source of truth, and automated sync
 //! never undoes a rollback, because the rollback is a commit.
 
 use anyhow::Context;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use reconciler::gitops::application::ANNOTATION_REFRESH;
-use reconciler::gitops::repo::{self, Mirror};
-use reconciler::gitops::syncer::{self, application_resource};
-use serde_json::{Value, json};
+use kube::api::{Api, DynamicObject};
+use reconciler::gitops::operation::{self, Kind};
+use reconciler::gitops::syncer::application_resource;
+use serde_json::Value;
 
 use super::connect::ClientArgs;
 
@@ -20,34 +20,30 @@ pub struct Args {
     /// The revision to go back to (default: the one synced before the current one).
     #[arg(long)]
     to: Option<String>,
+    /// How long to wait for the syncer, in seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
     #[command(flatten)]
     kube: ClientArgs,
 }
 
-/// Reverts the commits after the target and asks the syncer to refresh.
+/// Asks the syncer for the rollback and follows it until the revert commit is synced.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     super::server::block_on(async move {
         let client = args.kube.client().await?;
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &application_resource());
         let app = serde_json::to_value(api.get(&args.app).await?)?;
-        let s = |p: &str| {
-            app.pointer(p)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        let repo_url = s("/spec/source/repoURL");
-        let history = app
-            .pointer("/status/history")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
         let target = match &args.to {
             Some(t) => t.clone(),
             None => {
-                let current = s("/status/sync/revision");
-                history
-                    .iter()
+                let current = app
+                    .pointer("/status/sync/revision")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                app.pointer("/status/history")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
                     .rev()
                     .filter_map(|h| h.get("revision").and_then(Value::as_str))
                     .find(|r| *r != current)
@@ -60,40 +56,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     })?
             }
         };
-        let branch = s("/spec/source/targetRevision");
-        let head = match repo::local_path(&repo_url) {
-            Some(path) => {
-                let repository = git2::Repository::open(&path)
-                    .with_context(|| format!("opening {}", path.display()))?;
-                let oid = repository
-                    .revparse_single(&target)
-                    .and_then(|o| o.peel_to_commit())
-                    .with_context(|| {
-                        format!("revision {target:?} not found in {}", path.display())
-                    })?
-                    .id();
-                drop(repository);
-                repo::revert_to(&path, &branch, oid)?
-            }
-            None => {
-                // A remote: revert in a fresh mirror and push with the Application's credentials.
-                let secret = s("/spec/source/secretRef");
-                let creds = syncer::credentials(&client, Some(&secret))
-                    .await
-                    .map_err(anyhow::Error::msg)?;
-                let tmp = tempfile::tempdir().context("temp dir")?;
-                let mirror = Mirror::open(tmp.path(), &repo_url)?;
-                mirror.fetch(&creds)?;
-                let oid = mirror.resolve(&target)?;
-                let head = mirror.revert_and_push(&branch, oid, &creds)?;
-                println!("{}: pushed the revert to {repo_url}", args.app);
-                head
-            }
+        let kind = Kind::Rollback {
+            revision: target.clone(),
         };
-        println!("{}: reverted to {target} with commit {head}", args.app);
-        let patch = json!({"metadata": {"annotations": {ANNOTATION_REFRESH: head.to_string()}}});
-        api.patch(&args.app, &PatchParams::default(), &Patch::Merge(patch))
-            .await?;
-        Ok(0)
+        let id = operation::request(&client, &args.app, kind).await?;
+        let (code, app) = super::sync::follow(&api, &args.app, &id, false, args.timeout).await?;
+        if code == 0 {
+            let head = app
+                .pointer("/status/operationState/revertCommit")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            println!("{}: reverted to {target} with commit {head}", args.app);
+        }
+        Ok(code)
     })?
 }

@@ -1,12 +1,13 @@
-//! `gitplane sync APP [--wait] [--prune]`: sync now, and follow it until done (and healthy).
+//! `gitplane sync APP [--wait] [--prune]`: sync now (an `operation` on the Application, the
+//! path the web console takes too), and follow it until done (and healthy).
 
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use reconciler::gitops::application::{ANNOTATION_REFRESH, ANNOTATION_SYNC_REQUEST};
+use kube::api::{Api, DynamicObject};
+use reconciler::gitops::operation::{self, Kind};
 use reconciler::gitops::syncer::application_resource;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::connect::ClientArgs;
 
@@ -32,65 +33,65 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     super::server::block_on(async move {
         let client = args.kube.client().await?;
-        let api: Api<DynamicObject> = Api::all_with(client, &application_resource());
-        let id = format!(
-            "{}{}",
-            jiff::Timestamp::now().as_nanosecond(),
-            if args.prune { ":prune" } else { "" }
-        );
-        let patch = json!({"metadata": {"annotations": {ANNOTATION_SYNC_REQUEST: id, ANNOTATION_REFRESH: id}}});
-        api.patch(&args.app, &PatchParams::default(), &Patch::Merge(patch))
-            .await?;
+        let kind = Kind::Sync { prune: args.prune };
+        let id = operation::request(&client, &args.app, kind).await?;
         eprintln!("sync of {} requested", args.app);
-        let deadline = Instant::now() + Duration::from_secs(args.timeout);
-        let mut last = String::new();
-        loop {
-            let v = serde_json::to_value(api.get(&args.app).await?)?;
-            let s = |p: &str| {
-                v.pointer(p)
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string()
-            };
-            let (health, sync) = (s("/status/health/status"), s("/status/sync/status"));
-            let done = s("/status/operationState/requestId") == id;
-            let line = format!(
-                "{:<10} sync={:<10} health={:<12} {}",
-                if done {
-                    s("/status/operationState/phase")
-                } else {
-                    "Running".into()
-                },
-                sync,
-                health,
-                s("/status/operationState/message")
-            );
-            if line != last {
-                eprintln!("{line}");
-                last = line;
-            }
-            if done {
-                match s("/status/operationState/phase").as_str() {
-                    "Failed" => {
-                        eprintln!("sync failed: {}", s("/status/operationState/message"));
-                        return Ok(2);
-                    }
-                    _ if !args.wait || health == "Healthy" => return Ok(0),
-                    _ if health == "Degraded" => {
-                        eprintln!("the application is Degraded");
-                        return Ok(2);
-                    }
-                    _ => {}
-                }
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "timed out after {} s waiting for {}",
-                    args.timeout,
-                    args.app
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let api: Api<DynamicObject> = Api::all_with(client, &application_resource());
+        let (code, _) = follow(&api, &args.app, &id, args.wait, args.timeout).await?;
+        Ok(code)
     })?
+}
+
+/// Follows the operation `id` on Application `app` until the syncer reports its outcome (and,
+/// with `wait`, until the app is healthy); returns the exit code and the Application.
+pub(super) async fn follow(
+    api: &Api<DynamicObject>,
+    app: &str,
+    id: &str,
+    wait: bool,
+    timeout: u64,
+) -> anyhow::Result<(u8, Value)> {
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let mut last = String::new();
+    loop {
+        let v = serde_json::to_value(api.get(app).await?)?;
+        let s = |p: &str| {
+            v.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let (health, sync) = (s("/status/health/status"), s("/status/sync/status"));
+        let phase = s("/status/operationState/phase");
+        let done = s("/status/operationState/requestId") == id && phase != "Running";
+        let line = format!(
+            "{:<10} sync={:<10} health={:<12} {}",
+            if done { phase.as_str() } else { "Running" },
+            sync,
+            health,
+            s("/status/operationState/message")
+        );
+        if line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        if done {
+            match phase.as_str() {
+                "Failed" => {
+                    eprintln!("{app} failed: {}", s("/status/operationState/message"));
+                    return Ok((2, v));
+                }
+                _ if !wait || health == "Healthy" => return Ok((0, v)),
+                _ if health == "Degraded" => {
+                    eprintln!("the application is Degraded");
+                    return Ok((2, v));
+                }
+                _ => {}
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout} s waiting for {app}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

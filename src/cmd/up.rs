@@ -160,6 +160,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
         };
         ensure_root(&client, &repo_url, &path).await?;
+        super::console::ensure_account(&client).await?;
         let sync_task = tokio::spawn(syncer.run(stopped()));
 
         let scheduler_task = (!args.disable_scheduler).then(|| {
@@ -218,6 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
         }
         print_welcome(address, &kubeconfig, &repo_url, seeded);
+        super::console::print_welcome(address, &kubeconfig);
 
         server::shutdown_signal().await;
         if let Some(nodes) = nodes {

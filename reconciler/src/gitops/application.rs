@@ -192,6 +192,15 @@ pub struct OperationState {
     /// When it finished.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// The `operation` asked through the API that started this sync, as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<serde_json::Value>,
+    /// Who asked for it (`{username}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initiated_by: Option<serde_json::Value>,
+    /// The `git revert` commit a rollback made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revert_commit: Option<String>,
 }
 
 /// The phase of a sync.

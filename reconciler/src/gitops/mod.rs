@@ -3,6 +3,7 @@ pub mod application;
 pub mod cluster;
 pub mod compare;
 pub mod health;
+pub mod operation;
 pub mod repo;
 pub mod review;
 pub mod steps;

@@ -2,13 +2,15 @@
 //! [`sync`] and [`report`].
 //!
 //! Each step is skipped when nothing calls for it:
+//! 0. **take** an `operation` written through the API ([`super::operation`]: sync, rollback),
+//!    which becomes the sync request;
 //! 1. **fetch** the mirror: first sight, a `gitplane.io/refresh` request, a repository event (a
 //!    file-system event in a local repository, a verified push webhook), a pending manual sync,
 //!    or the polling interval (60 s by default);
 //! 2. **render** the tree at the resolved commit (cached per commit and spec);
 //! 3. **compare** with the live cluster when the commit or spec changed, after a fetch, on a
 //!    manual sync, and at least every `heal_every` (so drift is seen within seconds);
-//! 4. **sync** when asked (`gitplane sync` sets `gitplane.io/sync-request`) or when the policy is
+//! 4. **sync** when asked (an operation, through `gitplane.io/sync-request`) or when the policy is
 //!    automated and the commit or spec changed since the last sync (or always, with selfHeal);
 //!    an automatic sync that failed is retried for the same commit and spec with back-off (5 s
 //!    doubling to 3 minutes), as a namespace another app creates may simply not exist yet;
@@ -245,6 +247,9 @@ pub async fn reconcile(
     let Some(app) = read.and_then(|a| serde_json::to_value(a).ok()) else {
         return Ok(());
     };
+    // An operation written through the API (sync, rollback) becomes this pass's sync request.
+    let app =
+        super::operation::take(ctx.cluster.client(), &ctx.config.mirrors, &ctx.api, app).await;
     match pass(ctx, &app, state, repo_event).await {
         Err(e) => match e.condition() {
             Some(kind) => report_error(ctx, name, kind, &e.to_string()).await,
@@ -428,6 +433,12 @@ async fn sync(
         return synced;
     };
     let started = now();
+    // The operation that asked for this sync (recorded by `operation::take` under the request).
+    let asked = app
+        .status
+        .operation_state
+        .as_ref()
+        .filter(|o| app.sync_request.as_ref() == Some(&o.request_id) && o.operation.is_some());
     let mut operation = OperationState {
         phase: Phase::Running,
         message: format!("syncing to {}", short(sha)),
@@ -436,6 +447,9 @@ async fn sync(
         request_id: app.sync_request.clone().unwrap_or_default(),
         started_at: started.clone(),
         finished_at: None,
+        operation: asked.and_then(|o| o.operation.clone()),
+        initiated_by: asked.and_then(|o| o.initiated_by.clone()),
+        revert_commit: asked.and_then(|o| o.revert_commit.clone()),
     };
     // Show the operation in progress while it runs.
     let running = json!({"status": {"operationState": operation}});
