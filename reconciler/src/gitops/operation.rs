@@ -151,9 +151,11 @@ pub async fn take(
     let (patch, state) = match &result {
         Ok((op, head)) => {
             let id = op.request_id();
+            // No `requestId` yet: the syncer writes it when it takes the sync request up (an
+            // operation state naming the request would tell it the request was handled).
             let mut state = json!({
-                "phase": "Running", "message": "requested", "requestId": id,
-                "operation": requested, "startedAt": now(),
+                "phase": "Running", "message": "requested",
+                "operation": requested, "startedAt": now(), "finishedAt": null, "revertCommit": null,
                 "initiatedBy": {"username": op.initiated_by},
             });
             if let Some(head) = head {
@@ -170,7 +172,7 @@ pub async fn take(
             let state = json!({
                 "phase": "Failed", "message": e.to_string(),
                 "requestId": requested.get("id").cloned().unwrap_or(Value::Null),
-                "operation": requested, "startedAt": now(), "finishedAt": now(),
+                "operation": requested, "startedAt": now(), "finishedAt": now(), "revertCommit": null,
                 "initiatedBy": requested.get("initiatedBy").cloned().unwrap_or(json!({})),
             });
             (json!({"operation": null}), state)
