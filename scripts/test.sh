@@ -20,11 +20,21 @@ need git || missing="$missing git"          # the GitOps tests drive real reposi
 need openssl || missing="$missing openssl"  # signs webhook payloads independently of gitplane
 need chromium || missing="$missing chromium"                # the web console's browser tests
 need chromedriver || missing="$missing chromium-driver"     # drive it through WebDriver
+# tests/rootless.rs: `up` as an ordinary user, in a user namespace
+need rootlesskit || missing="$missing rootlesskit"
+need slirp4netns || missing="$missing slirp4netns"
+need newuidmap || missing="$missing uidmap"
+need pgrep || missing="$missing procps"
 if [ -n "$missing" ]; then
   echo "installing Debian packages:$missing" >&2
   apt-get update -qq && apt-get install -y -qq $missing
 fi
 scripts/install-deps.sh protoc etcd
+# slirp4netns opens /dev/net/tun as the user; udev makes it 0666 on a usual machine, a bare
+# devtmpfs (containers, microVMs) leaves it 0600.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+  chmod 0666 /dev/net/tun
+fi
 if [ ! -d ../shared/fixtures/kustomize ]; then
   echo "warning: ../shared/fixtures/kustomize is missing; the kustomize conformance test will fail" >&2
 fi

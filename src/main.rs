@@ -3,9 +3,11 @@
 //! # Layout
 //! - `cmd/`: one module per subcommand, each with its clap `Args` and a `run`.
 //! - `kubeconfig`: writing and reading the kubeconfig that clients use.
+//! - `rootless`: `up` for an ordinary user, re-executed in a user namespace by rootlesskit.
 
 mod cmd;
 mod kubeconfig;
+mod rootless;
 
 use clap::{Parser, Subcommand};
 

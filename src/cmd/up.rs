@@ -118,6 +118,8 @@ async fn ensure_root(client: &kube::Client, repo_url: &str, path: &str) -> anyho
 /// Runs the platform until Ctrl-C or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     server::init_logging();
+    // As an ordinary user this re-executes `up` inside rootlesskit and does not return.
+    let rootless = crate::rootless::enter(&args.server.data_dir)?;
     let node_config = args.node.config(args.nodes)?;
     server::block_on(async move {
         let api = server::start(&args.server).await?;
@@ -200,7 +202,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let client = components.client("service-proxy")?;
             Some(node::proxy::ServiceProxy::start(client, config))
         };
-        let mut local_nodes = Vec::new();
+        let (mut local_nodes, mut local_names) = (Vec::new(), Vec::new());
         if args.runtime == Runtime::Process {
             let base = args
                 .node_name
@@ -216,8 +218,16 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 let dir = args.server.data_dir.join("nodes").join(&name);
                 local_nodes
                     .push(super::node::start_local(client, &name, &dir, &args.network).await?);
+                local_names.push(name);
             }
         }
+        let rootless_task = rootless.start(
+            &components,
+            address,
+            &args.proxy.proxy_addresses,
+            local_names,
+            stopped(),
+        )?;
         print_welcome(address, &kubeconfig, &repo_url, seeded);
         super::console::print_welcome(address, &kubeconfig);
 
@@ -242,6 +252,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
             *pending.lock().unwrap_or_else(|p| p.into_inner()) = "the syncer";
             let _ = sync_task.await;
+            if let Some(t) = rootless_task {
+                t.await??;
+            }
             *pending.lock().unwrap_or_else(|p| p.into_inner()) = "the API server";
             server_task.await.context("API server task")??;
             anyhow::Ok(())
