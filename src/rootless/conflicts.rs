@@ -100,8 +100,8 @@ pub async fn warn(
             if warned.insert((port, pods)) {
                 tracing::warn!(
                     "pods {text} all listen on port {port} on the host network: all but one will \
-                     fail. Pods get their own network namespaces as root, or for this user once \
-                     this is fixed: {reason}"
+                     fail (pods get their own network namespaces as root, or in a user namespace: \
+                     {reason})"
                 );
             }
         }

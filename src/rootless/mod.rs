@@ -268,15 +268,19 @@ fn missing_pieces(euid: nix::unistd::Uid) -> Vec<String> {
         .flatten()
         .map(|u| u.name)
         .unwrap_or_else(|| euid.to_string());
-    for file in ["/etc/subuid", "/etc/subgid"] {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        if !has_range(&text, &name, euid.as_raw()) {
-            missing.push(format!(
-                "{file} has no range for {name}, which newuidmap needs (as root: usermod \
-                 --add-subuids 100000-165535 --add-subgids 100000-165535 {name}, with a range \
-                 no other user has)"
-            ));
-        }
+    let without: Vec<&str> = ["/etc/subuid", "/etc/subgid"]
+        .into_iter()
+        .filter(|file| {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            !has_range(&text, &name, euid.as_raw())
+        })
+        .collect();
+    if !without.is_empty() {
+        missing.push(format!(
+            "{} give {name} no range, which newuidmap needs (as root: usermod --add-subuids \
+             100000-165535 --add-subgids 100000-165535 {name}, with ranges no other user has)",
+            without.join(" and ")
+        ));
     }
     if let Err(e) = std::fs::OpenOptions::new()
         .read(true)
