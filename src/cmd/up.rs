@@ -221,13 +221,15 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 local_names.push(name);
             }
         }
-        let rootless_task = rootless.start(
-            &components,
-            address,
-            &args.proxy.proxy_addresses,
-            local_names,
-            stopped(),
-        )?;
+        let rootless_task = rootless
+            .start(
+                &components,
+                address,
+                &args.proxy.proxy_addresses,
+                local_names,
+                stopped(),
+            )
+            .await?;
         print_welcome(address, &kubeconfig, &repo_url, seeded);
         super::console::print_welcome(address, &kubeconfig);
 

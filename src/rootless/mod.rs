@@ -51,7 +51,7 @@ impl Mode {
     /// (`nodes`) run: inside rootlesskit, the forwarding of the API server's port and of the node
     /// ports (on `node_addresses`) to the host; on the host network, the warnings about
     /// conflicting pods. The task ends after `stop`.
-    pub fn start(
+    pub async fn start(
         &self,
         components: &crate::cmd::connect::Components,
         api: std::net::SocketAddr,
@@ -70,13 +70,15 @@ impl Mode {
                 tracing::info!(
                     "rootless: running in a user namespace; ports {api} and every node port are                      forwarded to the host"
                 );
-                Ok(Some(tokio::spawn(ports::forward(
+                let follow = ports::forward(
                     ports::PortApi::new(state_dir),
                     client,
                     fixed,
                     node_addresses.to_vec(),
                     stop,
-                ))))
+                )
+                .await?;
+                Ok(Some(tokio::spawn(follow)))
             }
             Mode::HostNetwork { reason } if !nodes.is_empty() => {
                 let client = components.client("scheduler")?;

@@ -169,29 +169,44 @@ impl Forwards {
     }
 }
 
-/// Forwards `fixed` (the API server's port) now, and each node port on every one of
-/// `node_addresses` as Services appear, until `stop`; then closes them all.
+/// Forwards `fixed` (the API server's port) now, failing when the host refuses one; then
+/// returns the loop that forwards each node port on every one of `node_addresses` as Services
+/// appear, until `stop`, and closes them all.
 pub async fn forward(
     api: PortApi,
     client: kube::Client,
     fixed: Vec<Forward>,
     node_addresses: Vec<IpAddr>,
     stop: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let mut forwards = Forwards {
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
+    let mut open = BTreeMap::new();
+    for f in &fixed {
+        let id = api.add(*f).await.with_context(|| {
+            format!(
+                "the API server's port {} cannot reach the host (is it in use there? pick another \
+                 with --listen)",
+                f.port
+            )
+        })?;
+        open.insert(*f, id);
+    }
+    let forwards = Forwards {
         api,
-        open: BTreeMap::new(),
+        open,
         refused: BTreeSet::new(),
     };
+    Ok(follow(forwards, client, fixed, node_addresses, stop))
+}
+
+/// The *following* loop of [`forward`].
+async fn follow(
+    mut forwards: Forwards,
+    client: kube::Client,
+    fixed: Vec<Forward>,
+    node_addresses: Vec<IpAddr>,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let fixed_set: BTreeSet<Forward> = fixed.into_iter().collect();
-    forwards.reconcile(&fixed_set).await;
-    if let Some(f) = forwards.refused.first() {
-        anyhow::bail!(
-            "the API server's port {}:{} cannot be forwarded to the host (in use there?)",
-            f.address,
-            f.port
-        );
-    }
     let services: Api<Service> = Api::all(client);
     let mut events = watcher(services, watcher::Config::default()).boxed();
     let mut listed: BTreeMap<String, Service> = BTreeMap::new();
