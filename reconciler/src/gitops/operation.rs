@@ -222,7 +222,7 @@ async fn carry_out(
         Some(_) => Default::default(),
         None => super::syncer::credentials(client, Some(&s("/spec/source/secretRef")))
             .await
-            .map_err(failed)?,
+            .map_err(|e| failed(e.to_string()))?,
     };
     let (mirrors, target) = (mirrors.to_path_buf(), revision.clone());
     let head = tokio::task::spawn_blocking(move || match repo::local_path(&url) {
