@@ -25,6 +25,16 @@ need rootlesskit || missing="$missing rootlesskit"
 need slirp4netns || missing="$missing slirp4netns"
 need newuidmap || missing="$missing uidmap"
 need pgrep || missing="$missing procps"
+# tests/containerd.rs: real containers through containerd's CRI plugin, images built from
+# busybox-static (scripts/build-test-image.sh), pushed with skopeo to a docker-registry started
+# by the test (htpasswd for its authenticated registry).
+need containerd || missing="$missing containerd"
+need runc || missing="$missing runc"
+[ -x /usr/lib/cni/bridge ] || missing="$missing containernetworking-plugins"
+need docker-registry || missing="$missing docker-registry"
+need skopeo || missing="$missing skopeo"
+[ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || missing="$missing busybox-static"
+need htpasswd || missing="$missing apache2-utils"
 if [ -n "$missing" ]; then
   echo "installing Debian packages:$missing" >&2
   apt-get update -qq && apt-get install -y -qq $missing

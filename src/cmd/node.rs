@@ -1,6 +1,7 @@
-//! `gitplane node`: the node agent alone, an API client (from `--kubeconfig`) and a client of a
-//! runtime on a unix socket (`gitplane runtime`). `gitplane up` runs the same agent in-process
-//! with its own runtime ([`start_local`]).
+//! `gitplane node`: the node agent alone, an API client (from `--kubeconfig`) and a CRI v1
+//! client of a runtime on a unix socket (`gitplane runtime`, or containerd). `gitplane up` runs
+//! the same agent in-process with its own runtime ([`start_local`]: a process runtime, or a
+//! containerd it starts).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,10 +9,11 @@ use tokio_util::sync::CancellationToken;
 
 use anyhow::Context;
 use node::agent::{self, Agent};
+use node::runtime::containerd::{self, Containerd};
 use node::runtime::{self, process::ProcessRuntime};
 
 use super::connect::ClientArgs;
-use super::runtime::NetworkArgs;
+use super::runtime::{ContainerdArgs, NetworkArgs};
 use super::server;
 
 /// Flags of `gitplane node`.
@@ -22,9 +24,14 @@ pub struct Args {
     /// The Node's name (default: the host name).
     #[arg(long)]
     name: Option<String>,
-    /// The runtime's socket (`gitplane runtime --socket`).
-    #[arg(long, default_value = ".gitplane/runtime.sock")]
-    runtime_endpoint: PathBuf,
+    /// The CRI v1 runtime's endpoint, `unix:///PATH` or a path: `gitplane runtime --socket`,
+    /// or containerd's socket (`/run/containerd/containerd.sock`).
+    #[arg(
+        long,
+        alias = "runtime-endpoint",
+        default_value = ".gitplane/runtime.sock"
+    )]
+    container_runtime_endpoint: String,
     /// Directory for pod volumes and container logs.
     #[arg(long, default_value = ".gitplane/node")]
     data_dir: PathBuf,
@@ -63,51 +70,95 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "gitplane-node".into())
 }
 
+/// The runtime of a node run in this process.
+#[derive(Clone, Copy, Debug)]
+pub enum LocalRuntime<'a> {
+    /// gitplane's process runtime.
+    Process(&'a NetworkArgs),
+    /// A containerd started (or found running) under the node's data dir.
+    Containerd(&'a NetworkArgs, &'a ContainerdArgs),
+}
+
+enum Running {
+    Process {
+        runtime: ProcessRuntime,
+        stop: CancellationToken,
+        server: tokio::task::JoinHandle<()>,
+    },
+    Containerd(Containerd, runtime::Cri),
+}
+
 /// A node run in this process: its runtime and its agent.
 pub struct LocalNode {
-    runtime: ProcessRuntime,
+    runtime: Running,
     agent: Agent,
-    stop: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
 }
 
 impl LocalNode {
-    /// Stops the agent, then every container, then the runtime's server.
+    /// Stops the agent, then every container, then the runtime.
     pub async fn shutdown(self) {
         self.agent.shutdown().await;
-        self.runtime.shutdown(Duration::from_secs(10)).await;
-        self.stop.cancel();
-        let _ = self.server.await;
+        match self.runtime {
+            Running::Process {
+                runtime,
+                stop,
+                server,
+            } => {
+                runtime.shutdown(Duration::from_secs(10)).await;
+                stop.cancel();
+                let _ = server.await;
+            }
+            Running::Containerd(containerd, cri) => {
+                containerd::remove_all(&cri).await;
+                containerd.stop(Duration::from_secs(10)).await;
+            }
+        }
     }
 }
 
-/// Starts a process runtime and an agent for node `name` with data under `dir`.
+/// Starts a runtime and an agent for node `name` with data under `dir`.
 pub async fn start_local(
     client: kube::Client,
     name: &str,
     dir: &Path,
-    network: &NetworkArgs,
+    runtime: LocalRuntime<'_>,
 ) -> anyhow::Result<LocalNode> {
     std::fs::create_dir_all(dir).with_context(|| format!("node data dir {}", dir.display()))?;
     let dir = std::fs::canonicalize(dir).with_context(|| format!("{}", dir.display()))?;
-    let mode = network.mode(&format!("{}{name}", dir.display()))?;
-    let socket = dir.join("runtime.sock");
-    let stop = CancellationToken::new();
-    let (rt, server) = super::runtime::start(
-        &socket,
-        &dir.join("runtime"),
-        mode,
-        stop.clone().cancelled_owned(),
-    )?;
-    let client_rt = runtime::connect(&socket, Duration::from_secs(10)).await?;
     let mut config = agent::Config::new(name, dir.clone());
-    config.pod_cidr = rt.pod_cidr();
-    let agent = Agent::start(client, client_rt, config).await?;
+    let (running, cri) = match runtime {
+        LocalRuntime::Process(network) => {
+            let mode = network.mode(&format!("{}{name}", dir.display()))?;
+            let socket = dir.join("runtime.sock");
+            let stop = CancellationToken::new();
+            let (rt, server) = super::runtime::start(
+                &socket,
+                &dir.join("runtime"),
+                mode,
+                stop.clone().cancelled_owned(),
+            )?;
+            let cri = runtime::connect(&socket, Duration::from_secs(10)).await?;
+            config.pod_cidr = rt.pod_cidr();
+            let running = Running::Process {
+                runtime: rt,
+                stop,
+                server,
+            };
+            (running, cri)
+        }
+        LocalRuntime::Containerd(network, args) => {
+            let c = args.config(&dir.join("containerd"), network.pod_cidr.as_deref())?;
+            config.pod_cidr = Some(c.pod_cidr.clone());
+            let (containerd, cri) = Containerd::start(&c, Duration::from_secs(30))
+                .await
+                .context("starting containerd")?;
+            (Running::Containerd(containerd, cri.clone()), cri)
+        }
+    };
+    let agent = Agent::start(client, cri, config).await?;
     Ok(LocalNode {
-        runtime: rt,
+        runtime: running,
         agent,
-        stop,
-        server,
     })
 }
 
@@ -116,9 +167,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     server::init_logging();
     server::block_on(async move {
         let client = args.client.client().await?;
-        let rt = runtime::connect(&args.runtime_endpoint, Duration::from_secs(10))
+        let socket = runtime::socket_path(&args.container_runtime_endpoint)?;
+        let rt = runtime::connect(&socket, Duration::from_secs(10))
             .await
-            .context("connecting to the runtime (start `gitplane runtime` first)")?;
+            .context("connecting to the runtime (start `gitplane runtime` or containerd first)")?;
         std::fs::create_dir_all(&args.data_dir)
             .with_context(|| format!("node data dir {}", args.data_dir.display()))?;
         let data_dir = std::fs::canonicalize(&args.data_dir)?;

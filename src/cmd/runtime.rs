@@ -58,6 +58,50 @@ impl NetworkArgs {
     }
 }
 
+/// Flags of a containerd that gitplane starts (`gitplane up --runtime containerd`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ContainerdArgs {
+    /// The pod sandbox (pause) image of containerd's CRI plugin. Without network access, build
+    /// one with scripts/build-test-image.sh and push it to a local registry.
+    #[arg(long, default_value = "registry.k8s.io/pause:3.9")]
+    pub sandbox_image: String,
+    /// A registry (`host:port`) containerd pulls from over plain HTTP (repeatable).
+    #[arg(long)]
+    pub insecure_registry: Vec<String>,
+}
+
+impl ContainerdArgs {
+    /// The configuration of a containerd under `dir` for pods in `pod_cidr` (default: a
+    /// 10.89.N.0/24 derived from `dir`).
+    pub fn config(
+        &self,
+        dir: &Path,
+        pod_cidr: Option<&str>,
+    ) -> anyhow::Result<runtime::containerd::Config> {
+        let pod_cidr = match pod_cidr {
+            Some(c) => {
+                network::parse_cidr(c)?;
+                c.to_string()
+            }
+            None => {
+                let n = dir
+                    .to_string_lossy()
+                    .bytes()
+                    .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
+                    % 250
+                    + 1;
+                format!("10.89.{n}.0/24")
+            }
+        };
+        Ok(runtime::containerd::Config {
+            dir: dir.to_path_buf(),
+            pod_cidr,
+            sandbox_image: self.sandbox_image.clone(),
+            insecure_registries: self.insecure_registry.clone(),
+        })
+    }
+}
+
 /// Flags of `gitplane runtime`.
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -39,6 +39,9 @@ pub enum Runtime {
     Process,
     /// Simulated nodes (kwok-style): pods reach Running without processes.
     Simulated,
+    /// Local nodes whose pods run in real containers from OCI images, through containerd's
+    /// CRI plugin (a containerd started under `<data dir>/nodes/<name>/containerd`).
+    Containerd,
 }
 
 /// Flags of `gitplane up`.
@@ -69,6 +72,8 @@ pub struct Args {
     node_name: Option<String>,
     #[command(flatten)]
     network: super::runtime::NetworkArgs,
+    #[command(flatten)]
+    containerd: super::runtime::ContainerdArgs,
     #[command(flatten)]
     node: NodeArgs,
     /// Do not run the scheduler in this process (run `gitplane scheduler` elsewhere).
@@ -203,7 +208,15 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Some(node::proxy::ServiceProxy::start(client, config))
         };
         let (mut local_nodes, mut local_names) = (Vec::new(), Vec::new());
-        if args.runtime == Runtime::Process {
+        let local = match args.runtime {
+            Runtime::Process => Some(super::node::LocalRuntime::Process(&args.network)),
+            Runtime::Containerd => Some(super::node::LocalRuntime::Containerd(
+                &args.network,
+                &args.containerd,
+            )),
+            Runtime::None | Runtime::Simulated => None,
+        };
+        if let Some(local) = local {
             let base = args
                 .node_name
                 .clone()
@@ -216,8 +229,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 };
                 let client = components.client(&format!("node-{name}"))?;
                 let dir = args.server.data_dir.join("nodes").join(&name);
-                local_nodes
-                    .push(super::node::start_local(client, &name, &dir, &args.network).await?);
+                local_nodes.push(super::node::start_local(client, &name, &dir, local).await?);
                 local_names.push(name);
             }
         }

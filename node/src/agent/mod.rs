@@ -8,6 +8,7 @@
 //! `<data>/logs/<namespace>_<pod>_<uid>/<container>/<restart count>.log` (logs, as the kubelet
 //! lays them out).
 
+mod images;
 mod logs;
 mod node;
 mod pods;
@@ -23,7 +24,7 @@ use k8s_openapi::api::core::v1::Taint;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::runtime::RuntimeClient;
+use crate::runtime::{Cri, api};
 
 /// Labels the agent puts on sandboxes and containers in the runtime.
 pub mod labels {
@@ -110,6 +111,9 @@ pub enum Error {
     /// The node IP is not an IP address.
     #[error("invalid node IP {0:?}")]
     NodeIp(String),
+    /// The container runtime did not answer CRI `Version`.
+    #[error("the container runtime does not answer CRI v1: {0}")]
+    Runtime(#[source] tonic::Status),
 }
 
 /// A running node agent; it stops when shut down or dropped (the pods' processes stay with
@@ -122,11 +126,16 @@ pub struct Agent {
 
 impl Agent {
     /// Starts the log server, registers the Node and starts the Lease and pod tasks.
-    pub async fn start(
-        client: kube::Client,
-        runtime: RuntimeClient,
-        config: Config,
-    ) -> Result<Agent, Error> {
+    pub async fn start(client: kube::Client, cri: Cri, config: Config) -> Result<Agent, Error> {
+        let version = cri
+            .runtime
+            .clone()
+            .version(api::VersionRequest {
+                version: "v1".into(),
+            })
+            .await
+            .map_err(Error::Runtime)?
+            .into_inner();
         let ip: std::net::IpAddr = config
             .node_ip
             .parse()
@@ -142,12 +151,18 @@ impl Agent {
             addr: addr.to_string(),
             source,
         })?;
-        node::register(&client, &config, log_addr.port()).await?;
+        node::register(
+            &client,
+            &config,
+            log_addr.port(),
+            &format!("{}://{}", version.runtime_name, version.runtime_version),
+        )
+        .await?;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(logs::serve(
             listener,
-            runtime.clone(),
+            cri.runtime.clone(),
             config.data_dir.join("logs"),
             stop.clone().cancelled_owned(),
         ));
@@ -158,8 +173,9 @@ impl Agent {
         ));
         tasks.spawn(pods::run(
             client,
-            runtime,
+            cri,
             config,
+            version.runtime_name,
             stop.clone(),
             tasks.clone(),
         ));

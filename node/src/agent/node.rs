@@ -38,7 +38,7 @@ fn now() -> String {
         .to_string()
 }
 
-fn status(config: &Config, port: u16) -> Value {
+fn status(config: &Config, port: u16, runtime: &str) -> Value {
     let now = now();
     let condition = |kind: &str, status: &str, reason: &str, message: &str| {
         json!({"type": kind, "status": status, "reason": reason, "message": message,
@@ -68,7 +68,7 @@ fn status(config: &Config, port: u16) -> Value {
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "",
             "kernelVersion": std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default(),
-            "osImage": "linux", "containerRuntimeVersion": "gitplane-process://v1",
+            "osImage": "linux", "containerRuntimeVersion": runtime,
             "kubeletVersion": "v1.32.0", "kubeProxyVersion": "", "operatingSystem": "linux",
             "architecture": std::env::consts::ARCH,
         },
@@ -76,7 +76,13 @@ fn status(config: &Config, port: u16) -> Value {
 }
 
 /// Creates or updates the Node and its Lease.
-pub(super) async fn register(client: &Client, config: &Config, port: u16) -> Result<(), Error> {
+/// `runtime` is the CRI runtime's `name://version` (`nodeInfo.containerRuntimeVersion`).
+pub(super) async fn register(
+    client: &Client,
+    config: &Config,
+    port: u16,
+    runtime: &str,
+) -> Result<(), Error> {
     let err = |source| Error::Register {
         node: config.node_name.clone(),
         source,
@@ -120,7 +126,7 @@ pub(super) async fn register(client: &Client, config: &Config, port: u16) -> Res
         .patch_status(
             &config.node_name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": status(config, port)})),
+            &Patch::Merge(json!({"status": status(config, port, runtime)})),
         )
         .await
         .map_err(err)?;

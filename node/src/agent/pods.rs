@@ -28,24 +28,28 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::images;
 use super::probes::{self, Tracker, Verdict};
 use super::spec::{self, Lookup};
 use super::{Config, labels};
-use crate::runtime::{RuntimeClient, api};
+use crate::runtime::{Cri, ImageClient, RuntimeClient, api};
 
 const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const TICK: Duration = Duration::from_secs(1);
 
 /// Runs until `stop`: watches the node's pods and keeps one worker per pod (on `tasks`; a
-/// worker stops with `stop` too).
+/// worker stops with `stop` too). `scheme` prefixes container ids in statuses
+/// (`containerd://…`): the runtime's name.
 pub(super) async fn run(
     client: Client,
-    runtime: RuntimeClient,
+    cri: Cri,
     config: Config,
+    scheme: String,
     stop: CancellationToken,
     tasks: TaskTracker,
 ) {
+    let runtime = cri.runtime.clone();
     let api: Api<Pod> = Api::all(client.clone());
     let pods = watcher(
         api,
@@ -76,7 +80,7 @@ pub(super) async fn run(
                             _ => {
                                 let (tx, rx) = watch::channel(Some(p));
                                 workers.insert(uid.clone(), tx);
-                                let worker = Worker::new(client.clone(), runtime.clone(), config.clone(), rx, tasks.clone(), stop.clone());
+                                let worker = Worker::new(client.clone(), cri.clone(), config.clone(), scheme.clone(), rx, tasks.clone(), stop.clone());
                                 let done = done_tx.clone();
                                 let stop = stop.clone();
                                 tasks.spawn(async move {
@@ -154,6 +158,8 @@ struct Memory {
     startup: Option<Tracker>,
     /// Why the container cannot be created (waiting reason, message).
     error: Option<(String, String)>,
+    /// The image pull back-off.
+    pull: images::Backoff,
 }
 
 /// Where a worker is in the pod's life.
@@ -168,6 +174,8 @@ enum Stage {
 struct Worker {
     client: Client,
     runtime: RuntimeClient,
+    images: ImageClient,
+    scheme: String,
     config: Config,
     rx: watch::Receiver<Option<Pod>>,
     pod: Pod,
@@ -187,8 +195,9 @@ struct Worker {
 impl Worker {
     fn new(
         client: Client,
-        runtime: RuntimeClient,
+        cri: Cri,
         config: Config,
+        scheme: String,
         rx: watch::Receiver<Option<Pod>>,
         tasks: TaskTracker,
         stop: CancellationToken,
@@ -202,7 +211,9 @@ impl Worker {
         };
         Worker {
             client,
-            runtime,
+            runtime: cri.runtime,
+            images: cri.images,
+            scheme,
             config,
             rx,
             start_time: pod
@@ -318,20 +329,41 @@ impl Worker {
         });
     }
 
-    /// The runtime's containers of this pod, by name, newest attempt last.
+    /// The runtime's containers of this pod (their CRI statuses), by name, newest attempt last.
     async fn containers(&self) -> HashMap<String, Vec<api::ContainerStatus>> {
-        let mut rt = self.runtime.clone();
+        let rt = self.runtime.clone();
         let filter = api::ContainerFilter {
             label_selector: [(labels::POD_UID.to_string(), self.uid())].into(),
             ..Default::default()
         };
-        let list = rt
+        let ids: Vec<String> = rt
+            .clone()
             .list_containers(api::ListContainersRequest {
                 filter: Some(filter),
             })
             .await
             .map(|r| r.into_inner().containers)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let list: Vec<api::ContainerStatus> =
+            futures::future::join_all(ids.into_iter().map(|id| {
+                let mut rt = rt.clone();
+                async move {
+                    rt.container_status(api::ContainerStatusRequest {
+                        container_id: id,
+                        verbose: false,
+                    })
+                    .await
+                    .ok()
+                    .and_then(|r| r.into_inner().status)
+                }
+            }))
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         let mut out: HashMap<String, Vec<api::ContainerStatus>> = HashMap::new();
         for c in list {
             let name = c
@@ -345,6 +377,55 @@ impl Worker {
             v.sort_by_key(|c| c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
         }
         out
+    }
+
+    /// The pod's sandbox as CRI describes it (also sent with every CreateContainer).
+    fn sandbox_config(&self) -> api::PodSandboxConfig {
+        let host_network = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        api::PodSandboxConfig {
+            metadata: Some(api::PodSandboxMetadata {
+                name: self.name(),
+                uid: self.uid(),
+                namespace: self.namespace(),
+                attempt: 0,
+            }),
+            hostname: self
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.hostname.clone())
+                .unwrap_or_else(|| self.name()),
+            log_directory: self.log_dir().to_string_lossy().into_owned(),
+            labels: [
+                (labels::POD_UID.to_string(), self.uid()),
+                (labels::POD_NAME.to_string(), self.name()),
+                (labels::POD_NAMESPACE.to_string(), self.namespace()),
+            ]
+            .into(),
+            annotations: Default::default(),
+            linux: Some(api::LinuxPodSandboxConfig {
+                security_context: Some(api::LinuxSandboxSecurityContext {
+                    namespace_options: Some(api::NamespaceOption {
+                        network: if host_network {
+                            api::NamespaceMode::Node
+                        } else {
+                            api::NamespaceMode::Pod
+                        } as i32,
+                        pid: api::NamespaceMode::Container as i32,
+                        ipc: api::NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
     }
 
     async fn ensure_sandbox(&mut self) -> Result<(), String> {
@@ -381,37 +462,10 @@ impl Worker {
         let id = match keep {
             Some(s) => s.id,
             None => {
-                let host_network = self
-                    .pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.host_network)
-                    .unwrap_or(false);
-                let config = api::PodSandboxConfig {
-                    metadata: Some(api::PodSandboxMetadata {
-                        name: self.name(),
-                        uid: self.uid(),
-                        namespace: self.namespace(),
-                        attempt: 0,
-                    }),
-                    hostname: self
-                        .pod
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.hostname.clone())
-                        .unwrap_or_else(|| self.name()),
-                    log_directory: self.log_dir().to_string_lossy().into_owned(),
-                    labels: [
-                        (labels::POD_UID.to_string(), self.uid()),
-                        (labels::POD_NAME.to_string(), self.name()),
-                        (labels::POD_NAMESPACE.to_string(), self.namespace()),
-                    ]
-                    .into(),
-                    annotations: Default::default(),
-                    host_network,
-                };
+                let config = self.sandbox_config();
                 rt.run_pod_sandbox(api::RunPodSandboxRequest {
                     config: Some(config),
+                    runtime_handler: String::new(),
                 })
                 .await
                 .map_err(|e| e.message().to_string())?
@@ -422,6 +476,7 @@ impl Worker {
         let status = rt
             .pod_sandbox_status(api::PodSandboxStatusRequest {
                 pod_sandbox_id: id.clone(),
+                verbose: false,
             })
             .await
             .map_err(|e| e.message().to_string())?
@@ -480,29 +535,39 @@ impl Worker {
                 return;
             }
         };
-        let command: Vec<String> = c
-            .command
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .chain(c.args.clone().unwrap_or_default())
-            .map(|a| spec::expand(&a, &env))
-            .collect();
-        if c.command.as_ref().is_none_or(|c| c.is_empty()) {
-            let message = format!(
-                "container {name:?} has no command: the process runtime runs host programs and has no image entrypoint; set command"
-            );
-            self.memory.entry(name.clone()).or_default().error =
-                Some(("CreateContainerError".into(), message.clone()));
-            self.event(
-                EventType::Warning,
-                "Failed",
-                format!("Error: {message}"),
-                true,
-            )
-            .await;
-            return;
+        // `command` replaces the image's entrypoint and `args` its cmd: the runtime merges.
+        let expand = |v: &Option<Vec<String>>| -> Vec<String> {
+            v.clone()
+                .unwrap_or_default()
+                .iter()
+                .map(|a| spec::expand(a, &env))
+                .collect()
+        };
+        let (command, args) = (expand(&c.command), expand(&c.args));
+        let mut backoff = std::mem::take(&mut self.memory.entry(name.clone()).or_default().pull);
+        let mut events = Vec::new();
+        let pulled = images::ensure(
+            &self.images,
+            &self.client,
+            &self.pod,
+            c,
+            &mut backoff,
+            &mut events,
+        )
+        .await;
+        self.memory.entry(name.clone()).or_default().pull = backoff;
+        // Each distinct pull event once per pod (retries repeat them word for word).
+        for (kind, reason, message) in events {
+            self.event(kind, reason, message, true).await;
         }
+        let image_ref = match pulled {
+            Ok(r) => r,
+            Err(e) => {
+                self.memory.entry(name.clone()).or_default().error =
+                    Some((e.reason.into(), e.message));
+                return;
+            }
+        };
         self.memory.entry(name.clone()).or_default().error = None;
         let mut rt = self.runtime.clone();
         // Keep the current (soon previous) container and its log; drop older ones.
@@ -515,12 +580,21 @@ impl Worker {
             let attempt = o.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
             let _ = std::fs::remove_file(self.log_dir().join(&name).join(format!("{attempt}.log")));
         }
+        // The runtime writes the log file; its directory is the agent's to make (as the
+        // kubelet's).
+        let _ = std::fs::create_dir_all(self.log_dir().join(&name));
         let config = api::ContainerConfig {
             metadata: Some(api::ContainerMetadata {
                 name: name.clone(),
                 attempt,
             }),
+            image: Some(api::ImageSpec {
+                image: image_ref,
+                user_specified_image: c.image.clone().unwrap_or_default(),
+                ..Default::default()
+            }),
             command,
+            args,
             envs: env
                 .into_iter()
                 .map(|(key, value)| api::KeyValue { key, value })
@@ -536,22 +610,30 @@ impl Worker {
             ]
             .into(),
             annotations: Default::default(),
-            resources: Some(spec::limits(c)),
+            linux: Some(api::LinuxContainerConfig {
+                resources: Some(spec::limits(c)),
+                ..Default::default()
+            }),
+            ..Default::default()
         };
         let created = rt
             .create_container(api::CreateContainerRequest {
                 pod_sandbox_id: sandbox,
                 config: Some(config),
+                sandbox_config: Some(self.sandbox_config()),
             })
             .await;
         let id = match created {
             Ok(r) => r.into_inner().container_id,
             Err(e) => {
+                let message = e.message().to_string();
+                self.memory.entry(name.clone()).or_default().error =
+                    Some(("CreateContainerError".into(), message.clone()));
                 self.event(
                     EventType::Warning,
                     "Failed",
-                    format!("Error: {}", e.message()),
-                    false,
+                    format!("Error: {message}"),
+                    true,
                 )
                 .await;
                 return;
@@ -836,7 +918,7 @@ impl Worker {
             json!({"terminated": {
                 "exitCode": s.exit_code, "reason": s.reason,
                 "startedAt": rfc3339(s.started_at), "finishedAt": rfc3339(s.finished_at),
-                "containerID": format!("process://{}", s.id),
+                "containerID": format!("{}://{}", self.scheme, s.id),
             }})
         };
         let mut ready = false;
@@ -903,7 +985,8 @@ impl Worker {
             "lastState": last_state,
         });
         if let Some(l) = latest {
-            s["containerID"] = json!(format!("process://{}", l.id));
+            s["containerID"] = json!(format!("{}://{}", self.scheme, l.id));
+            s["imageID"] = json!(l.image_ref);
         }
         s
     }

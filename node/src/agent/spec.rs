@@ -352,18 +352,31 @@ fn resource_value(container: &Container, resource: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Memory in bytes and CPU in millicores of a container's limits (0: none).
-pub fn limits(container: &Container) -> api::Resources {
-    let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
-    let get = |k: &str| limits.and_then(|l| l.get(k)).map(|q| q.0.clone());
-    api::Resources {
-        memory_limit_bytes: get("memory")
-            .and_then(|q| parse_quantity(&q))
-            .unwrap_or(0.0) as i64,
-        cpu_millis: get("cpu")
-            .and_then(|q| parse_quantity(&q))
-            .map(|c| (c * 1000.0).round() as i64)
+/// CPU period (µs) of CFS quotas, as the kubelet sets it.
+const CPU_PERIOD: i64 = 100_000;
+
+/// A container's resources as CRI `LinuxContainerResources`, the way the kubelet computes them:
+/// memory limit in bytes, CPU limit as a CFS quota over a 100 ms period, CPU request as shares
+/// (1024 per CPU, at least 2) (0: none).
+pub fn limits(container: &Container) -> api::LinuxContainerResources {
+    let r = container.resources.as_ref();
+    let get =
+        |m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+         k: &str| { m.and_then(|l| l.get(k)).and_then(|q| parse_quantity(&q.0)) };
+    let limits = r.and_then(|r| r.limits.as_ref());
+    let requests = r.and_then(|r| r.requests.as_ref());
+    let cpu_limit = get(limits, "cpu");
+    let cpu_request = get(requests, "cpu").or(cpu_limit);
+    api::LinuxContainerResources {
+        memory_limit_in_bytes: get(limits, "memory").unwrap_or(0.0) as i64,
+        cpu_period: if cpu_limit.is_some() { CPU_PERIOD } else { 0 },
+        cpu_quota: cpu_limit
+            .map(|c| ((c * CPU_PERIOD as f64).round() as i64).max(1000))
             .unwrap_or(0),
+        cpu_shares: cpu_request
+            .map(|c| ((c * 1024.0).round() as i64).max(2))
+            .unwrap_or(2),
+        ..Default::default()
     }
 }
 
@@ -556,6 +569,7 @@ pub fn mounts(container: &Container, volumes: &BTreeMap<String, PathBuf>) -> Vec
                 container_path: m.mount_path,
                 host_path: host.to_string_lossy().into_owned(),
                 readonly: m.read_only.unwrap_or(false),
+                ..Default::default()
             })
         })
         .collect()

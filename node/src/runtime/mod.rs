@@ -1,8 +1,10 @@
-//! The runtime API (`proto/runtime.proto`, a CRI-like gRPC service) and the process runtime
-//! that implements it. [`serve`] puts a runtime on a unix socket; [`connect`] is the client
-//! side the node agent uses.
+//! The Kubernetes CRI v1 (`runtime.v1` RuntimeService and ImageService, from the `k8s-cri`
+//! crate) and gitplane's process runtime that serves it. [`serve`] puts the process runtime on a
+//! unix socket; [`connect`] is the client side the node agent uses for any CRI runtime
+//! (gitplane's own, or containerd's CRI plugin — see [`containerd`]).
 
 pub mod cgroup;
+pub mod containerd;
 pub mod logs;
 pub mod network;
 pub mod process;
@@ -12,14 +14,32 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// The generated gRPC types of `proto/runtime.proto`.
-#[allow(missing_docs, clippy::all)]
-pub mod api {
-    tonic::include_proto!("gitplane.runtime.v1");
+pub use k8s_cri::v1 as api;
+
+/// A client of the CRI RuntimeService.
+pub type RuntimeClient = api::runtime_service_client::RuntimeServiceClient<Channel>;
+/// A client of the CRI ImageService.
+pub type ImageClient = api::image_service_client::ImageServiceClient<Channel>;
+
+/// Both halves of a CRI runtime, on one connection.
+#[derive(Clone, Debug)]
+pub struct Cri {
+    /// Sandboxes, containers, exec.
+    pub runtime: RuntimeClient,
+    /// Images.
+    pub images: ImageClient,
 }
 
-/// A client of the runtime API.
-pub type RuntimeClient = api::runtime_service_client::RuntimeServiceClient<Channel>;
+/// The socket of a CRI endpoint: `unix:///PATH` or a plain path.
+pub fn socket_path(endpoint: &str) -> Result<PathBuf, Error> {
+    match endpoint.split_once("://") {
+        None => Ok(PathBuf::from(endpoint)),
+        Some(("unix", path)) if path.starts_with('/') => Ok(PathBuf::from(path)),
+        _ => Err(Error::Invalid(format!(
+            "container runtime endpoint {endpoint:?}: expected unix:///PATH"
+        ))),
+    }
+}
 
 /// How pods are networked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,15 +137,17 @@ pub async fn serve(
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     tonic::transport::Server::builder()
         .add_service(api::runtime_service_server::RuntimeServiceServer::new(
-            runtime,
+            runtime.clone(),
         ))
+        .add_service(api::image_service_server::ImageServiceServer::new(runtime))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| err(e.to_string()))
 }
 
-/// Connects to the runtime on the unix socket `path`, waiting up to `wait` for it to appear.
-pub async fn connect(path: &Path, wait: Duration) -> Result<RuntimeClient, Error> {
+/// Connects to the CRI runtime on the unix socket `path`, waiting up to `wait` for it to
+/// appear.
+pub async fn connect(path: &Path, wait: Duration) -> Result<Cri, Error> {
     let deadline = tokio::time::Instant::now() + wait;
     let socket = path.to_path_buf();
     loop {
@@ -146,7 +168,12 @@ pub async fn connect(path: &Path, wait: Duration) -> Result<RuntimeClient, Error
             }))
             .await;
         match result {
-            Ok(channel) => return Ok(RuntimeClient::new(channel)),
+            Ok(channel) => {
+                return Ok(Cri {
+                    runtime: RuntimeClient::new(channel.clone()),
+                    images: ImageClient::new(channel),
+                });
+            }
             Err(e) if tokio::time::Instant::now() >= deadline => {
                 return Err(Error::Socket {
                     path: path.to_path_buf(),

@@ -1,5 +1,7 @@
-//! The process runtime: a container is a host process (its own process group), a pod sandbox
-//! a directory (and, with pod networking, a network namespace).
+//! The process runtime: a CRI v1 runtime (RuntimeService and ImageService) where a container
+//! is a host process (its own process group) and a pod sandbox a directory (and, with pod
+//! networking, a network namespace). Images are recorded, never pulled: every image is
+//! "present" and its id is its reference.
 //!
 //! What a container's process gets:
 //! - `command` then `args` as its argv (the first word looked up on the container's `PATH`);
@@ -29,7 +31,9 @@ use tokio::io::{AsyncRead, BufReader};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use super::api::{self, runtime_service_server::RuntimeService};
+use super::api::{
+    self, image_service_server::ImageService, runtime_service_server::RuntimeService,
+};
 use super::cgroup::Cgroups;
 use super::logs::{LogWriter, MAX_LINE};
 use super::network::Network;
@@ -75,6 +79,8 @@ struct Container {
     /// Turns true when the process has exited and been reaped.
     exited: Option<watch::Receiver<bool>>,
     root: PathBuf,
+    /// Process id (and process group id) of the main process; 0 when not running.
+    pid: i32,
 }
 
 fn now_ns() -> i64 {
@@ -146,7 +152,7 @@ impl ProcessRuntime {
                 .containers
                 .get(id)
                 .ok_or_else(|| Error::NotFound(format!("container {id}")))?;
-            (c.status.pid, c.exited.clone())
+            (c.pid, c.exited.clone())
         };
         let Some(mut exited) = exited else {
             return Ok(());
@@ -217,11 +223,58 @@ impl ProcessRuntime {
             created_at: sb.created_at,
             network: Some(api::PodSandboxNetworkStatus {
                 ip: sb.ip.clone(),
-                namespace: sb.netns.clone(),
+                additional_ips: Vec::new(),
             }),
             labels: sb.config.labels.clone(),
             annotations: sb.config.annotations.clone(),
-            directory: sb.dir.to_string_lossy().into_owned(),
+            runtime_handler: "process".into(),
+            ..Default::default()
+        }
+    }
+
+    /// Whether the sandbox asks for the node's network namespace (`hostNetwork`).
+    fn host_network(config: &api::PodSandboxConfig) -> bool {
+        config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|c| c.namespace_options.as_ref())
+            .is_some_and(|n| n.network == api::NamespaceMode::Node as i32)
+    }
+
+    /// The process's argv: `command` then `args`, as CRI hands them over.
+    fn argv(config: &api::ContainerConfig) -> Vec<String> {
+        config
+            .command
+            .iter()
+            .chain(config.args.iter())
+            .cloned()
+            .collect()
+    }
+
+    /// Memory limit in bytes and CPU in millicores (0: none) of the container's resources.
+    fn limits(config: &api::ContainerConfig) -> Option<(i64, i64)> {
+        let r = config.linux.as_ref()?.resources.as_ref()?;
+        let cpu = if r.cpu_period > 0 && r.cpu_quota > 0 {
+            r.cpu_quota * 1000 / r.cpu_period
+        } else {
+            0
+        };
+        Some((r.memory_limit_in_bytes, cpu))
+    }
+
+    fn list_item(c: &Container) -> api::Container {
+        api::Container {
+            id: c.status.id.clone(),
+            pod_sandbox_id: c.sandbox.clone(),
+            metadata: c.status.metadata.clone(),
+            image: c.status.image.clone(),
+            image_ref: c.status.image_ref.clone(),
+            state: c.status.state,
+            created_at: c.status.created_at,
+            labels: c.status.labels.clone(),
+            annotations: c.status.annotations.clone(),
+            image_id: c.status.image_id.clone(),
         }
     }
 
@@ -349,9 +402,10 @@ impl ProcessRuntime {
         let spawned = (|| {
             Self::lay_out_root(&root, &config.mounts)?;
             let (env, cwd, prefix) = Self::context(&sb, &config, &root);
-            let mut cmd = Self::command(&env, &cwd, &prefix, &config.command)?;
+            let argv = Self::argv(&config);
+            let mut cmd = Self::command(&env, &cwd, &prefix, &argv)?;
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-            let program = config.command.first().cloned().unwrap_or_default();
+            let program = argv.first().cloned().unwrap_or_default();
             cmd.spawn()
                 .map_err(|e| Error::Start(format!("{program}: {e}")))
         })();
@@ -375,9 +429,9 @@ impl ProcessRuntime {
         };
         let pid = child.id().unwrap_or(0);
         if let Some(cg) = &self.inner.cgroups
-            && let Some(r) = &config.resources
+            && let Some((memory, cpu)) = Self::limits(&config)
         {
-            cg.add(id, pid, r.memory_limit_bytes, r.cpu_millis);
+            cg.add(id, pid, memory, cpu);
         }
         let log_path = PathBuf::from(&sb.config.log_directory).join(&config.log_path);
         let writer = LogWriter::open(
@@ -403,7 +457,7 @@ impl ProcessRuntime {
             if let Some(c) = s.containers.get_mut(id) {
                 c.status.state = api::ContainerState::ContainerRunning as i32;
                 c.status.started_at = now_ns();
-                c.status.pid = pid as i32;
+                c.pid = pid as i32;
                 c.exited = Some(rx);
             }
         }
@@ -434,7 +488,7 @@ impl ProcessRuntime {
                 c.status.finished_at = now_ns();
                 c.status.exit_code = code;
                 c.status.reason = if code == 0 { "Completed" } else { "Error" }.into();
-                c.status.pid = 0;
+                c.pid = 0;
             }
             if let Some(cg) = &this.inner.cgroups {
                 cg.remove(&id);
@@ -480,7 +534,8 @@ type Res<T> = Result<Response<T>, Status>;
 impl RuntimeService for ProcessRuntime {
     async fn version(&self, _: Request<api::VersionRequest>) -> Res<api::VersionResponse> {
         Ok(Response::new(api::VersionResponse {
-            runtime_name: "gitplane-process".into(),
+            version: "0.1.0".into(),
+            runtime_name: "process".into(),
             runtime_version: env!("CARGO_PKG_VERSION").into(),
             runtime_api_version: "v1".into(),
         }))
@@ -509,7 +564,7 @@ impl RuntimeService for ProcessRuntime {
             veth: String::new(),
         };
         if let Some(n) = &self.inner.network
-            && !sb.config.host_network
+            && !Self::host_network(&sb.config)
         {
             let netns = format!("gp-{}", &id[..12]);
             let veth = format!("gv{}", &id[..12]);
@@ -590,6 +645,7 @@ impl RuntimeService for ProcessRuntime {
             .ok_or_else(|| Status::not_found(format!("sandbox {id}")))?;
         Ok(Response::new(api::PodSandboxStatusResponse {
             status: Some(Self::sandbox_status(sb)),
+            ..Default::default()
         }))
     }
 
@@ -604,16 +660,16 @@ impl RuntimeService for ProcessRuntime {
             .values()
             .filter(|sb| filter.id.is_empty() || sb.id == filter.id)
             .filter(|sb| map_matches(&filter.label_selector, &sb.config.labels))
-            .map(|sb| {
-                let st = Self::sandbox_status(sb);
-                api::PodSandbox {
-                    id: st.id,
-                    metadata: st.metadata,
-                    state: st.state,
-                    created_at: st.created_at,
-                    labels: st.labels,
-                    annotations: st.annotations,
-                }
+            .map(Self::sandbox_status)
+            .filter(|st| filter.state.as_ref().is_none_or(|f| f.state == st.state))
+            .map(|st| api::PodSandbox {
+                id: st.id,
+                metadata: st.metadata,
+                state: st.state,
+                created_at: st.created_at,
+                labels: st.labels,
+                annotations: st.annotations,
+                runtime_handler: st.runtime_handler,
             })
             .collect();
         Ok(Response::new(api::ListPodSandboxResponse { items }))
@@ -643,6 +699,16 @@ impl RuntimeService for ProcessRuntime {
             .as_ref()
             .map(|m| m.name.clone())
             .unwrap_or_default();
+        if Self::argv(&config).is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "container {name:?} has no command: the process runtime runs host programs and has no image entrypoint; set command"
+            )));
+        }
+        let image = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
         let id = new_id();
         let root = sb.dir.join("roots").join(&name);
         let log_path = PathBuf::from(&sb.config.log_directory).join(&config.log_path);
@@ -654,7 +720,9 @@ impl RuntimeService for ProcessRuntime {
             labels: config.labels.clone(),
             annotations: config.annotations.clone(),
             log_path: log_path.to_string_lossy().into_owned(),
-            pod_sandbox_id: sb.id.clone(),
+            image: config.image.clone(),
+            image_ref: image.clone(),
+            image_id: image,
             ..Default::default()
         };
         s.containers.insert(
@@ -665,6 +733,7 @@ impl RuntimeService for ProcessRuntime {
                 config,
                 exited: None,
                 root,
+                pid: 0,
             },
         );
         Ok(Response::new(api::CreateContainerResponse {
@@ -715,6 +784,7 @@ impl RuntimeService for ProcessRuntime {
             .ok_or_else(|| Status::not_found(format!("container {id}")))?;
         Ok(Response::new(api::ContainerStatusResponse {
             status: Some(c.status.clone()),
+            ..Default::default()
         }))
     }
 
@@ -730,7 +800,13 @@ impl RuntimeService for ProcessRuntime {
             .filter(|c| filter.id.is_empty() || c.status.id == filter.id)
             .filter(|c| filter.pod_sandbox_id.is_empty() || c.sandbox == filter.pod_sandbox_id)
             .filter(|c| map_matches(&filter.label_selector, &c.status.labels))
-            .map(|c| c.status.clone())
+            .filter(|c| {
+                filter
+                    .state
+                    .as_ref()
+                    .is_none_or(|f| f.state == c.status.state)
+            })
+            .map(Self::list_item)
             .collect();
         Ok(Response::new(api::ListContainersResponse { containers }))
     }
@@ -786,5 +862,171 @@ impl RuntimeService for ProcessRuntime {
                 req.cmd, req.timeout
             ))),
         }
+    }
+
+    async fn update_container_resources(
+        &self,
+        _: Request<api::UpdateContainerResourcesRequest>,
+    ) -> Res<api::UpdateContainerResourcesResponse> {
+        Err(unimplemented("UpdateContainerResources"))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        _: Request<api::ReopenContainerLogRequest>,
+    ) -> Res<api::ReopenContainerLogResponse> {
+        Err(unimplemented("ReopenContainerLog"))
+    }
+
+    async fn exec(&self, _: Request<api::ExecRequest>) -> Res<api::ExecResponse> {
+        Err(unimplemented("Exec"))
+    }
+
+    async fn attach(&self, _: Request<api::AttachRequest>) -> Res<api::AttachResponse> {
+        Err(unimplemented("Attach"))
+    }
+
+    async fn port_forward(
+        &self,
+        _: Request<api::PortForwardRequest>,
+    ) -> Res<api::PortForwardResponse> {
+        Err(unimplemented("PortForward"))
+    }
+
+    async fn container_stats(
+        &self,
+        _: Request<api::ContainerStatsRequest>,
+    ) -> Res<api::ContainerStatsResponse> {
+        Err(unimplemented("ContainerStats"))
+    }
+
+    async fn list_container_stats(
+        &self,
+        _: Request<api::ListContainerStatsRequest>,
+    ) -> Res<api::ListContainerStatsResponse> {
+        Err(unimplemented("ListContainerStats"))
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        _: Request<api::PodSandboxStatsRequest>,
+    ) -> Res<api::PodSandboxStatsResponse> {
+        Err(unimplemented("PodSandboxStats"))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        _: Request<api::ListPodSandboxStatsRequest>,
+    ) -> Res<api::ListPodSandboxStatsResponse> {
+        Err(unimplemented("ListPodSandboxStats"))
+    }
+
+    async fn checkpoint_container(
+        &self,
+        _: Request<api::CheckpointContainerRequest>,
+    ) -> Res<api::CheckpointContainerResponse> {
+        Err(unimplemented("CheckpointContainer"))
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _: Request<api::ListMetricDescriptorsRequest>,
+    ) -> Res<api::ListMetricDescriptorsResponse> {
+        Err(unimplemented("ListMetricDescriptors"))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _: Request<api::ListPodSandboxMetricsRequest>,
+    ) -> Res<api::ListPodSandboxMetricsResponse> {
+        Err(unimplemented("ListPodSandboxMetrics"))
+    }
+
+    async fn runtime_config(
+        &self,
+        _: Request<api::RuntimeConfigRequest>,
+    ) -> Res<api::RuntimeConfigResponse> {
+        Err(unimplemented("RuntimeConfig"))
+    }
+
+    async fn update_runtime_config(
+        &self,
+        _: Request<api::UpdateRuntimeConfigRequest>,
+    ) -> Res<api::UpdateRuntimeConfigResponse> {
+        Ok(Response::new(api::UpdateRuntimeConfigResponse {}))
+    }
+
+    async fn status(&self, _: Request<api::StatusRequest>) -> Res<api::StatusResponse> {
+        let ready = |kind: &str| api::RuntimeCondition {
+            r#type: kind.into(),
+            status: true,
+            ..Default::default()
+        };
+        Ok(Response::new(api::StatusResponse {
+            status: Some(api::RuntimeStatus {
+                conditions: vec![ready("RuntimeReady"), ready("NetworkReady")],
+            }),
+            ..Default::default()
+        }))
+    }
+
+    type GetContainerEventsStream =
+        futures::stream::Empty<Result<api::ContainerEventResponse, Status>>;
+
+    async fn get_container_events(
+        &self,
+        _: Request<api::GetEventsRequest>,
+    ) -> Res<Self::GetContainerEventsStream> {
+        Err(unimplemented("GetContainerEvents"))
+    }
+}
+
+fn unimplemented(rpc: &str) -> Status {
+    Status::unimplemented(format!("the process runtime does not implement {rpc}"))
+}
+
+/// Images of the process runtime: every reference is present, its id the reference itself.
+#[tonic::async_trait]
+impl ImageService for ProcessRuntime {
+    async fn list_images(
+        &self,
+        _: Request<api::ListImagesRequest>,
+    ) -> Res<api::ListImagesResponse> {
+        Ok(Response::new(api::ListImagesResponse::default()))
+    }
+
+    async fn image_status(
+        &self,
+        req: Request<api::ImageStatusRequest>,
+    ) -> Res<api::ImageStatusResponse> {
+        let spec = req.into_inner().image.unwrap_or_default();
+        Ok(Response::new(api::ImageStatusResponse {
+            image: Some(api::Image {
+                id: spec.image.clone(),
+                repo_tags: vec![spec.image.clone()],
+                spec: Some(spec),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn pull_image(&self, req: Request<api::PullImageRequest>) -> Res<api::PullImageResponse> {
+        let image = req.into_inner().image.unwrap_or_default().image;
+        Ok(Response::new(api::PullImageResponse { image_ref: image }))
+    }
+
+    async fn remove_image(
+        &self,
+        _: Request<api::RemoveImageRequest>,
+    ) -> Res<api::RemoveImageResponse> {
+        Ok(Response::new(api::RemoveImageResponse {}))
+    }
+
+    async fn image_fs_info(
+        &self,
+        _: Request<api::ImageFsInfoRequest>,
+    ) -> Res<api::ImageFsInfoResponse> {
+        Ok(Response::new(api::ImageFsInfoResponse::default()))
     }
 }

@@ -25,8 +25,13 @@ pub async fn run(count: usize, clients: usize, pod_network: PodNetwork) -> anyho
         pod_network,
         pod_cidr: None,
     };
-    let node =
-        crate::cmd::node::start_local(client.clone(), "bench-node", dir.path(), &network).await?;
+    let node = crate::cmd::node::start_local(
+        client.clone(),
+        "bench-node",
+        dir.path(),
+        crate::cmd::node::LocalRuntime::Process(&network),
+    )
+    .await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let sched = tokio::spawn(scheduler::run(
         client.clone(),

@@ -1,0 +1,463 @@
+//! Real containers: `gitplane up --runtime containerd` with a containerd it starts, images built
+//! from Debian's busybox-static by scripts/build-test-image.sh and pushed with skopeo to a
+//! docker-registry each test starts on a free loopback port, the real kubectl, and the CRI API
+//! to look at what containerd runs. Needs containerd, runc, containernetworking-plugins,
+//! docker-registry, skopeo, busybox-static and apache2-utils (scripts/test.sh installs them).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::{Server, eventually};
+use node::runtime::{self, api};
+use serde_json::Value;
+
+const INSTALL: &str = "apt-get update && apt-get install -y containerd runc containernetworking-plugins docker-registry skopeo busybox-static apache2-utils";
+
+fn need(program: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(found, "{program} is not installed; install with: {INSTALL}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The OCI layouts of scripts/build-test-image.sh, built once per test run.
+fn images() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        for p in [
+            "skopeo",
+            "docker-registry",
+            "containerd",
+            "runc",
+            "htpasswd",
+        ] {
+            need(p);
+        }
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("containerd-images");
+        let status = Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/build-test-image.sh"
+            ))
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run scripts/build-test-image.sh");
+        assert!(status.success(), "scripts/build-test-image.sh failed");
+        out
+    })
+}
+
+/// A docker-registry on a free loopback port, with the test images pushed; killed on drop.
+struct Registry {
+    child: Child,
+    host: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// `auth`: user and password of an htpasswd-protected registry.
+    fn start(auth: Option<(&str, &str)>) -> Registry {
+        let images = images();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = auth {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("htpasswd");
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, &out.stdout).expect("write htpasswd");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: gitplane\n    path: {}\n",
+                file.display()
+            ));
+        }
+        let file = dir.path().join("config.yml");
+        std::fs::write(&file, config).expect("write registry config");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let registry = Registry {
+            child,
+            host: host.clone(),
+            _dir: dir,
+        };
+        eventually("the registry to listen", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(&host).ok()
+        });
+        for name in ["busybox", "pause"] {
+            let mut cmd = Command::new("skopeo");
+            cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+            if let Some((user, password)) = auth {
+                cmd.arg("--dest-creds").arg(format!("{user}:{password}"));
+            }
+            let status = cmd
+                .arg(format!("oci:{}:1", images.join(name).display()))
+                .arg(format!("docker://{host}/gitplane/{name}:1"))
+                .status()
+                .expect("skopeo");
+            assert!(status.success(), "skopeo copy {name} to {host} failed");
+        }
+        registry
+    }
+
+    fn image(&self, name: &str) -> String {
+        format!("{}/gitplane/{name}:1", self.host)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `gitplane up --runtime containerd`, stopped cleanly on drop (its containerd with it).
+struct Up(Option<Server>);
+
+impl std::ops::Deref for Up {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        self.0.as_ref().expect("server")
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.as_mut() {
+            s.stop();
+        }
+    }
+}
+
+fn containerd_args(sandbox: &Registry, insecure: &[&Registry]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--runtime",
+        "containerd",
+        "--node-name",
+        "local",
+        "--sandbox-image",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(sandbox.image("pause"));
+    for r in insecure {
+        args.push("--insecure-registry".into());
+        args.push(r.host.clone());
+    }
+    args
+}
+
+fn up(args: &[String]) -> Up {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Up(Some(Server::start_with(&args)))
+}
+
+fn pod_json(s: &Server, name: &str) -> Option<Value> {
+    let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+fn wait_pod(s: &Server, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    eventually(
+        &format!("pod {name}: {what}"),
+        Duration::from_secs(90),
+        || pod_json(s, name).filter(|p| f(p)),
+    )
+}
+
+fn ready(p: &Value) -> bool {
+    p["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+fn socket(s: &Server) -> PathBuf {
+    s.data_dir
+        .join("nodes/local/containerd/containerd.sock")
+        .canonicalize()
+        .expect("the containerd socket")
+}
+
+/// Sandboxes and containers containerd has for the pod with `uid`.
+fn cri_objects(socket: &Path, uid: &str) -> (usize, usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    rt.block_on(async {
+        let cri = runtime::connect(socket, Duration::from_secs(10))
+            .await
+            .expect("connect to containerd");
+        let selector: std::collections::HashMap<String, String> =
+            [("io.kubernetes.pod.uid".to_string(), uid.to_string())].into();
+        let sandboxes = cri
+            .runtime
+            .clone()
+            .list_pod_sandbox(api::ListPodSandboxRequest {
+                filter: Some(api::PodSandboxFilter {
+                    label_selector: selector.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("ListPodSandbox")
+            .into_inner()
+            .items
+            .len();
+        let containers = cri
+            .runtime
+            .clone()
+            .list_containers(api::ListContainersRequest {
+                filter: Some(api::ContainerFilter {
+                    label_selector: selector,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("ListContainers")
+            .into_inner()
+            .containers
+            .len();
+        (sandboxes, containers)
+    })
+}
+
+fn http_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.contains("200 OK").then_some(out)
+}
+
+#[test]
+fn a_deployment_of_a_built_image_serves_http_and_its_pods_run_as_the_kubelet_runs_them() {
+    let registry = Registry::start(None);
+    let s = up(&containerd_args(&registry, &[&registry]));
+    let image = registry.image("busybox");
+    let node_port = 30000 + free_port() % 2700;
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 1\n  \
+             selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    \
+             spec:\n      containers:\n      - name: httpd\n        image: {image}\n        \
+             readinessProbe: {{exec: {{command: [cat, /www/index.html]}}, periodSeconds: 1}}\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  type: NodePort\n  \
+             selector: {{app: web}}\n  ports: [{{port: 80, nodePort: {node_port}}}]\n\
+             ---\napiVersion: v1\nkind: Pod\nmetadata: {{name: unready, labels: {{app: web}}}}\nspec:\n  \
+             containers:\n  - name: httpd\n    image: {image}\n    \
+             readinessProbe: {{exec: {{command: [cat, /missing]}}, periodSeconds: 1}}\n"
+        ),
+    );
+    // The image's entrypoint (httpd) runs; the exec probe makes it Ready and an endpoint.
+    let web = eventually("a Ready web pod", Duration::from_secs(120), || {
+        let out = s.ok(&["get", "pods", "-l", "app=web", "-o", "json"]);
+        let list: Value = serde_json::from_str(&out).ok()?;
+        list["items"]
+            .as_array()?
+            .iter()
+            .find(|p| p["metadata"]["name"] != "unready" && ready(p))
+            .cloned()
+    });
+    let status = &web["status"]["containerStatuses"][0];
+    assert!(
+        status["containerID"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("containerd://")),
+        "{status}"
+    );
+    assert!(
+        status["imageID"]
+            .as_str()
+            .is_some_and(|i| i.contains("/gitplane/busybox@sha256:")),
+        "{status}"
+    );
+    let pod_ip = web["status"]["podIP"].as_str().unwrap_or_default();
+    assert!(pod_ip.starts_with("10.89."), "{web}");
+    let body = eventually(
+        "an answer through the NodePort",
+        Duration::from_secs(30),
+        || http_get(&format!("127.0.0.1:{node_port}")),
+    );
+    assert!(
+        body.contains("hello from a gitplane test container"),
+        "{body}"
+    );
+    // The pod whose probe fails is Running but never an endpoint.
+    let unready = wait_pod(&s, "unready", "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    assert!(!ready(&unready), "{unready}");
+    let eps: Value = serde_json::from_str(&s.ok(&["get", "endpoints", "web", "-o", "json"]))
+        .expect("endpoints json");
+    let addresses = eps["subsets"][0]["addresses"].to_string();
+    assert!(addresses.contains(pod_ip), "{eps}");
+    let unready_ip = unready["status"]["podIP"].as_str().unwrap_or("none");
+    assert!(!addresses.contains(unready_ip), "{eps}");
+
+    // command/args override the image's entrypoint and cmd; logs come from the CRI log file.
+    s.ok(&[
+        "run",
+        "talk",
+        &format!("--image={image}"),
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "echo hello from talk; echo to stderr >&2",
+    ]);
+    wait_pod(&s, "talk", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    let logs = s.ok(&["logs", "talk"]);
+    assert!(logs.contains("hello from talk\n"), "{logs}");
+    assert!(logs.contains("to stderr\n"), "{logs}");
+
+    // A memory limit is enforced by runc: the container is OOMKilled.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: hog}}\nspec:\n  restartPolicy: Never\n  \
+             containers:\n  - name: hog\n    image: {image}\n    \
+             command: [sh, -c, 'a=xxxxxxxxxxxxxxxx; while true; do a=$a$a; done']\n    \
+             resources: {{limits: {{memory: 16Mi}}}}\n"
+        ),
+    );
+    let hog = wait_pod(&s, "hog", "Failed", |p| p["status"]["phase"] == "Failed");
+    let terminated = &hog["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(terminated["reason"], "OOMKilled", "{hog}");
+    assert_eq!(terminated["exitCode"], 137, "{hog}");
+
+    // A wrong tag: ErrImagePull, then ImagePullBackOff, with the kubelet's events.
+    s.ok(&[
+        "run",
+        "missing",
+        &format!("--image={}/gitplane/busybox:nope", registry.host),
+    ]);
+    wait_pod(&s, "missing", "ImagePullBackOff", |p| {
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ImagePullBackOff"
+    });
+    let events = eventually("the pull events", Duration::from_secs(30), || {
+        let e = s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=missing",
+        ]);
+        (e.contains("Failed to pull image") && e.contains("Back-off pulling image")).then_some(e)
+    });
+    assert!(events.contains("ErrImagePull"), "{events}");
+    assert!(events.contains("Pulling"), "{events}");
+
+    // Deleting a pod removes its containers and sandbox from containerd.
+    let talk_uid = pod_json(&s, "talk").expect("talk")["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let sock = socket(&s);
+    assert_eq!(cri_objects(&sock, &talk_uid).0, 1);
+    s.ok(&[
+        "delete",
+        "pod",
+        "talk",
+        "hog",
+        "missing",
+        "unready",
+        "--wait=true",
+    ]);
+    assert_eq!(cri_objects(&sock, &talk_uid), (0, 0));
+}
+
+#[test]
+fn killing_and_restarting_the_node_keeps_the_running_containers() {
+    let registry = Registry::start(None);
+    let args = containerd_args(&registry, &[&registry]);
+    let s = up(&args);
+    s.ok(&[
+        "run",
+        "keep",
+        &format!("--image={}", registry.image("busybox")),
+    ]);
+    let before = wait_pod(&s, "keep", "Running", |p| p["status"]["phase"] == "Running");
+    let id = before["status"]["containerStatuses"][0]["containerID"].clone();
+    let mut s = s;
+    let (dir, tmp) = s.0.take().expect("server").into_data();
+    // The containerd the killed server started keeps running; the new one adopts it.
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Up(Some(Server::start_in_with(&dir, &args)));
+    let after = wait_pod(
+        &s,
+        "keep",
+        "Running again, reported by the new agent",
+        |p| p["status"]["phase"] == "Running" && ready(p),
+    );
+    assert_eq!(after["status"]["containerStatuses"][0]["containerID"], id);
+    assert_eq!(after["status"]["containerStatuses"][0]["restartCount"], 0);
+    drop(s);
+    drop(tmp);
+}
+
+#[test]
+fn an_image_in_a_registry_with_htpasswd_is_pulled_with_the_pods_image_pull_secret() {
+    let open = Registry::start(None);
+    let private = Registry::start(Some(("gitplane", "s3cret")));
+    let s = up(&containerd_args(&open, &[&open, &private]));
+    let image = private.image("busybox");
+    s.ok(&["run", "nosecret", &format!("--image={image}")]);
+    wait_pod(&s, "nosecret", "a pull error without credentials", |p| {
+        let reason = &p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"];
+        reason == "ErrImagePull" || reason == "ImagePullBackOff"
+    });
+    s.ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "pull",
+        &format!("--docker-server={}", private.host),
+        "--docker-username=gitplane",
+        "--docker-password=s3cret",
+    ]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: withsecret}}\nspec:\n  \
+             imagePullSecrets: [{{name: pull}}]\n  containers:\n  - name: c\n    image: {image}\n"
+        ),
+    );
+    wait_pod(&s, "withsecret", "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+}
