@@ -72,7 +72,7 @@ pub fn credentials(config: &serde_json::Value, host: &str) -> Option<api::AuthCo
             k => k.to_string(),
         }
     };
-    let (key, entry) = auths.iter().find(|(k, _)| normalize(k) == host)?;
+    let (_, entry) = auths.iter().find(|(k, _)| normalize(k) == host)?;
     let field = |f: &str| entry.get(f).and_then(|v| v.as_str()).unwrap_or_default();
     let (mut username, mut password) =
         (field("username").to_string(), field("password").to_string());
@@ -89,7 +89,9 @@ pub fn credentials(config: &serde_json::Value, host: &str) -> Option<api::AuthCo
         username,
         password,
         auth: auth.to_string(),
-        server_address: key.clone(),
+        // Empty: containerd parses a non-empty one as a URL, and `host:port` is not one; the
+        // credentials are only ever sent for the image's own registry.
+        server_address: String::new(),
         identity_token: field("identitytoken").to_string(),
         registry_token: field("registrytoken").to_string(),
     })
