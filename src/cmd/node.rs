@@ -85,7 +85,7 @@ enum Running {
         stop: CancellationToken,
         server: tokio::task::JoinHandle<()>,
     },
-    Containerd(Containerd, runtime::Cri),
+    Containerd(Box<(Containerd, runtime::Cri)>),
 }
 
 /// A node run in this process: its runtime and its agent.
@@ -108,7 +108,8 @@ impl LocalNode {
                 stop.cancel();
                 let _ = server.await;
             }
-            Running::Containerd(containerd, cri) => {
+            Running::Containerd(running) => {
+                let (containerd, cri) = *running;
                 containerd::remove_all(&cri).await;
                 containerd.stop(Duration::from_secs(10)).await;
             }
@@ -152,7 +153,10 @@ pub async fn start_local(
             let (containerd, cri) = Containerd::start(&c, Duration::from_secs(30))
                 .await
                 .context("starting containerd")?;
-            (Running::Containerd(containerd, cri.clone()), cri)
+            (
+                Running::Containerd(Box::new((containerd, cri.clone()))),
+                cri,
+            )
         }
     };
     let agent = Agent::start(client, cri, config).await?;
