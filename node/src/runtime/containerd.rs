@@ -187,12 +187,22 @@ impl Containerd {
     pub async fn start(config: &Config, wait: Duration) -> Result<(Containerd, Cri), Error> {
         let socket = config.socket();
         config.write()?;
-        if socket.exists()
-            && let Ok(cri) = ready(&socket, Duration::from_secs(2)).await
+        let recorded: Option<u32> = std::fs::read_to_string(config.dir.join("containerd.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+        // The containerd this directory started is still running: wait for it as long as for
+        // a new one (a busy machine), never start a second one on the same root.
+        let config_file = config.dir.join("config.toml");
+        let alive = recorded.is_some_and(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c).contains(&*config_file.to_string_lossy())
+            })
+        });
+        let patience = if alive { wait } else { Duration::from_secs(2) };
+        if (alive || socket.exists())
+            && let Ok(cri) = ready(&socket, patience).await
         {
-            let pid = std::fs::read_to_string(config.dir.join("containerd.pid"))
-                .ok()
-                .and_then(|p| p.trim().parse().ok());
+            let pid = recorded;
             let bridge = config.bridge();
             return Ok((
                 Containerd {
