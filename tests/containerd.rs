@@ -413,11 +413,26 @@ fn killing_and_restarting_the_node_keeps_the_running_containers() {
     ]);
     let before = wait_pod(&s, "keep", "Running", |p| p["status"]["phase"] == "Running");
     let id = before["status"]["containerStatuses"][0]["containerID"].clone();
+    let uid = before["metadata"]["uid"].as_str().expect("uid").to_string();
+    // The log server's port: a new agent registers the Node with its own.
+    let port = |s: &Server| -> Option<u64> {
+        let node: Value =
+            serde_json::from_str(&s.ok(&["get", "node", "local", "-o", "json"])).ok()?;
+        node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64()
+    };
+    let old_port = port(&s);
     let mut s = s;
     let (dir, tmp) = s.0.take().expect("server").into_data();
     // The containerd the killed server started keeps running; the new one adopts it.
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let s = Up(Some(Server::start_in_with(&dir, &args)));
+    // The pod's status is still the killed agent's: wait for the new agent to register
+    // before reading it (and before stopping the server, which then stops its containerd).
+    eventually(
+        "the new agent to register the node",
+        Duration::from_secs(60),
+        || port(&s).filter(|p| Some(*p) != old_port),
+    );
     let after = wait_pod(
         &s,
         "keep",
@@ -426,7 +441,22 @@ fn killing_and_restarting_the_node_keeps_the_running_containers() {
     );
     assert_eq!(after["status"]["containerStatuses"][0]["containerID"], id);
     assert_eq!(after["status"]["containerStatuses"][0]["restartCount"], 0);
+    assert_eq!(cri_objects(&socket(&s), &uid), (1, 1));
+    // The new agent's log server answers.
+    s.ok(&["logs", "keep"]);
+    // A clean stop of the new server stops the containerd it adopted.
     drop(s);
+    let pid = std::fs::read_to_string(dir.join("nodes/local/containerd/containerd.pid"))
+        .expect("containerd.pid");
+    eventually(
+        "the adopted containerd to stop",
+        Duration::from_secs(30),
+        || {
+            let cmdline =
+                std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
+            (!String::from_utf8_lossy(&cmdline).contains("containerd")).then_some(())
+        },
+    );
     drop(tmp);
 }
 
