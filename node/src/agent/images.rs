@@ -182,7 +182,11 @@ pub async fn ensure(
             message,
         });
     }
-    events.push((EventType::Normal, "Pulling", format!("Pulling image {image:?}")));
+    events.push((
+        EventType::Normal,
+        "Pulling",
+        format!("Pulling image {image:?}"),
+    ));
     let auth = auth(client, pod, &registry(&image)).await;
     let started = Instant::now();
     let pulled = rt
