@@ -374,7 +374,10 @@ async fn register(client: Client, config: &Config, node: SimNode) -> Result<(), 
 mod tests {
     use super::*;
 
-    fn check_taints(input: &str, expected: Result<Vec<(&str, Option<&str>, &str)>, ()>) {
+    /// A taint as (key, value, effect).
+    type Parts<'a> = (&'a str, Option<&'a str>, &'a str);
+
+    fn check_taints(input: &str, expected: Result<Vec<Parts<'_>>, ()>) {
         let got = parse_taints(input)
             .map(|v| {
                 v.into_iter()
