@@ -2,7 +2,8 @@
 //!
 //! [`Agent::start`] registers the Node (`node`), renews its Lease every 10 s, serves container
 //! logs over HTTP (`logs`) and runs the pods bound to the node (`pods`: one worker per pod,
-//! an explicit state machine; `spec` turns a pod spec into runtime requests; `probes`).
+//! an explicit state machine; `spec` turns a pod spec into runtime requests; `images`;
+//! `probes`; `oom`: OOM kills from the kernel log).
 //!
 //! Files: `<data>/pods/<pod uid>/volumes/<volume>` (volume directories) and
 //! `<data>/logs/<namespace>_<pod>_<uid>/<container>/<restart count>.log` (logs, as the kubelet
@@ -11,6 +12,7 @@
 mod images;
 mod logs;
 mod node;
+mod oom;
 mod pods;
 mod probes;
 mod spec;

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::images;
+use super::oom;
 use super::probes::{self, Tracker, Verdict};
 use super::spec::{self, Lookup};
 use super::{Config, labels};
@@ -37,6 +38,14 @@ use crate::runtime::{Cri, ImageClient, RuntimeClient, api};
 const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const TICK: Duration = Duration::from_secs(1);
+/// How long a container that SIGKILL ended (exit code 137) under a memory limit is given for
+/// its runtime to record `OOMKilled`: containerd's CRI plugin handles the task's exit event and
+/// its OOM event one after the other, in either order, and a status read between the two says
+/// `Error`. The kubelet takes the reason from the same CRI status.
+const OOM_SETTLE: Duration = Duration::from_secs(3);
+const OOM_POLL: Duration = Duration::from_millis(50);
+const SIGKILL_EXIT: i32 = 128 + 9;
+const OOM_KILLED: &str = "OOMKilled";
 
 /// Runs until `stop`: watches the node's pods and keeps one worker per pod (on `tasks`; a
 /// worker stops with `stop` too). `scheme` prefixes container ids in statuses
@@ -160,6 +169,8 @@ struct Memory {
     error: Option<(String, String)>,
     /// The image pull back-off.
     pull: images::Backoff,
+    /// The runtime id of the latest attempt whose exit reason was read after it settled.
+    settled: String,
 }
 
 /// Where a worker is in the pod's life.
@@ -377,6 +388,64 @@ impl Worker {
             v.sort_by_key(|c| c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
         }
         out
+    }
+
+    /// [`Worker::containers`], with the exit reason of each latest attempt settled (once per
+    /// attempt): one that SIGKILL ended under a memory limit without `OOMKilled` is
+    /// `OOMKilled` when the kernel's log says so (`oom`), else it is read again, up to
+    /// [`OOM_SETTLE`], until the runtime records the OOM kill.
+    async fn settled_containers(&mut self) -> HashMap<String, Vec<api::ContainerStatus>> {
+        let mut runs = self.containers().await;
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let limited: HashSet<String> = spec
+            .init_containers
+            .unwrap_or_default()
+            .iter()
+            .chain(&spec.containers)
+            .filter(|c| spec::limits(c).memory_limit_in_bytes > 0)
+            .map(|c| c.name.clone())
+            .collect();
+        for (name, attempts) in runs.iter_mut() {
+            let Some(latest) = attempts.last_mut() else {
+                continue;
+            };
+            let mem = self.memory.entry(name.clone()).or_default();
+            if latest.state != api::ContainerState::ContainerExited as i32
+                || mem.settled == latest.id
+            {
+                continue;
+            }
+            if limited.contains(name)
+                && latest.exit_code == SIGKILL_EXIT
+                && latest.reason != OOM_KILLED
+            {
+                let id = latest.id.clone();
+                let kernel = tokio::task::spawn_blocking(move || oom::killed(&id))
+                    .await
+                    .unwrap_or(false);
+                let deadline = Instant::now() + OOM_SETTLE;
+                while !kernel && latest.reason != OOM_KILLED && Instant::now() < deadline {
+                    tokio::time::sleep(OOM_POLL).await;
+                    let read = self
+                        .runtime
+                        .clone()
+                        .container_status(api::ContainerStatusRequest {
+                            container_id: latest.id.clone(),
+                            verbose: false,
+                        })
+                        .await;
+                    match read.ok().and_then(|r| r.into_inner().status) {
+                        Some(status) => *latest = status,
+                        None => break,
+                    }
+                }
+                if kernel {
+                    latest.reason = OOM_KILLED.into();
+                }
+            }
+            mem.settled = latest.id.clone();
+        }
+        runs
     }
 
     /// The pod's sandbox as CRI describes it (also sent with every CreateContainer).
@@ -752,7 +821,7 @@ impl Worker {
             .restart_policy
             .clone()
             .unwrap_or_else(|| "Always".into());
-        let mut runs = self.containers().await;
+        let mut runs = self.settled_containers().await;
         if self.stage == Stage::Initializing {
             let mut all_done = true;
             for c in spec.init_containers.clone().unwrap_or_default() {
@@ -783,7 +852,7 @@ impl Worker {
             if all_done {
                 self.stage = Stage::Running;
             }
-            runs = self.containers().await;
+            runs = self.settled_containers().await;
         }
         if self.stage == Stage::Running {
             for c in spec.containers.clone() {
@@ -794,9 +863,9 @@ impl Worker {
                 };
                 self.drive(&c, &r, restart).await;
             }
-            runs = self.containers().await;
+            runs = self.settled_containers().await;
             self.probe(&spec.containers, &runs).await;
-            runs = self.containers().await;
+            runs = self.settled_containers().await;
             // Finished when every container exited for good.
             let mut finished = true;
             let mut failed = false;
