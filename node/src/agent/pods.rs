@@ -169,8 +169,9 @@ struct Memory {
     error: Option<(String, String)>,
     /// The image pull back-off.
     pull: images::Backoff,
-    /// The runtime id of the latest attempt whose exit reason was read after it settled.
-    settled: String,
+    /// The latest attempt whose exit reason settled: its runtime id and that reason (which
+    /// later reads keep, as the runtime may never record the kernel's OOM kill).
+    settled: Option<(String, String)>,
 }
 
 /// Where a worker is in the pod's life.
@@ -409,10 +410,14 @@ impl Worker {
             let Some(latest) = attempts.last_mut() else {
                 continue;
             };
+            if latest.state != api::ContainerState::ContainerExited as i32 {
+                continue;
+            }
             let mem = self.memory.entry(name.clone()).or_default();
-            if latest.state != api::ContainerState::ContainerExited as i32
-                || mem.settled == latest.id
+            if let Some((id, reason)) = &mem.settled
+                && *id == latest.id
             {
+                latest.reason = reason.clone();
                 continue;
             }
             if limited.contains(name)
@@ -443,7 +448,7 @@ impl Worker {
                     latest.reason = OOM_KILLED.into();
                 }
             }
-            mem.settled = latest.id.clone();
+            mem.settled = Some((latest.id.clone(), latest.reason.clone()));
         }
         runs
     }
