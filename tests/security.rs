@@ -683,28 +683,53 @@ fn the_audit_log_follows_the_policy_and_keeps_secrets_at_metadata() {
     assert_eq!(denied["level"], "Metadata");
 }
 
-/// A request body that sends nothing until told to, so the request holds its slot.
-struct Held(mpsc::Receiver<()>, bool);
+/// A request body that sends its first half at once (so the request reaches the server and
+/// holds its slot) and the rest only when told to.
+struct Held(mpsc::Receiver<()>, u8);
 
 impl Read for Held {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.1 {
-            return Ok(0);
-        }
-        let _ = self.0.recv();
-        self.1 = true;
-        let body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"slow"}}"#;
-        buf[..body.len()].copy_from_slice(body);
-        Ok(body.len())
+        let body: &[u8] = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"slow"}}"#;
+        let (first, rest) = body.split_at(20);
+        let part = match self.1 {
+            0 => first,
+            1 => {
+                let _ = self.0.recv();
+                rest
+            }
+            _ => return Ok(0),
+        };
+        self.1 += 1;
+        buf[..part.len()].copy_from_slice(part);
+        Ok(part.len())
     }
 }
 
 #[test]
 fn beyond_the_in_flight_limit_requests_get_429_with_retry_after_and_watches_do_not_count() {
+    // A quiet server: with one slot each, the writes of controllers and the syncer's first
+    // applies would take the slot the slow create below needs.
     let s = Server::start_with(&[
         "--max-mutating-requests-inflight=1",
         "--max-requests-inflight=1",
+        "--disable-controllers",
+        "--disable-scheduler",
+        "--disable-proxy",
     ]);
+    eventually(
+        "the syncer's first pass over every Application",
+        Duration::from_secs(60),
+        || {
+            let (code, apps) = s.http("GET", "/apis/gitplane.io/v1alpha1/applications", "", b"");
+            let items = apps["items"].as_array().cloned().unwrap_or_default();
+            (code == 200
+                && items.len() >= 5
+                && items
+                    .iter()
+                    .all(|a| a["status"]["sync"]["status"].is_string()))
+            .then_some(())
+        },
+    );
     let cms = "/api/v1/namespaces/default/configmaps";
     // A watch is open the whole time: it takes no read-only slot.
     let watch_agent = s.agent(&Auth::Admin, Duration::from_secs(60));
@@ -721,7 +746,7 @@ fn beyond_the_in_flight_limit_requests_get_429_with_retry_after_and_watches_do_n
     let agent = s.agent(&Auth::Admin, Duration::from_secs(60));
     let url = format!("{}{cms}", s.url);
     let slow = std::thread::spawn(move || {
-        let mut body = Held(held, false);
+        let mut body = Held(held, 0);
         agent
             .post(&url)
             .content_type("application/json")
