@@ -23,11 +23,10 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, ListParams, Patch};
+use kube::api::{Api, Patch};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 
 use super::{Context, Error};
 
@@ -78,20 +77,21 @@ pub fn selects(service: &Service, labels: &BTreeMap<String, String>) -> bool {
         .is_some_and(|sel| !sel.is_empty() && map_matches(sel, labels))
 }
 
-/// A controller on Services that also runs for every Service selecting (or having selected) a
-/// changed pod.
-pub fn service_controller(client: &Client, selected: Selected) -> Controller<Service> {
-    let controller = Controller::new(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let services = controller.store();
-    controller.watches(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default(),
+/// A controller on Services (the shared informers) that also runs for every Service selecting
+/// (or having selected) a changed pod, and the shared pod store it reads; returns once both
+/// informers have had their first list.
+pub async fn service_controller(
+    ctx: &Context,
+    selected: Selected,
+) -> Result<(Controller<Service>, Store<Pod>), Error> {
+    let (service_informer, pod_informer) = (ctx.informer::<Service>(), ctx.informer::<Pod>());
+    let services = service_informer.store();
+    let mapper_services = services.clone();
+    let controller = Controller::for_stream(service_informer.subscribe(), services).watches_stream(
+        pod_informer.subscribe(),
         move |pod: Pod| {
             let ns = pod.namespace().unwrap_or_default();
-            let mut names: BTreeSet<String> = services
+            let mut names: BTreeSet<String> = mapper_services
                 .state()
                 .iter()
                 .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
@@ -104,24 +104,22 @@ pub fn service_controller(client: &Client, selected: Selected) -> Controller<Ser
                 .map(move |n| ObjectRef::new(&n).within(&ns))
                 .collect::<Vec<_>>()
         },
-    )
+    );
+    ctx.synced(&service_informer).await?;
+    ctx.synced(&pod_informer).await?;
+    Ok((controller, pod_informer.store()))
 }
 
-/// The pods of the Service's namespace that its selector matches (read from the API).
-pub async fn selected_pods(client: &Client, service: &Service) -> Result<Vec<Pod>, Error> {
-    let Some(selector) = service.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
-        return Ok(Vec::new());
-    };
+/// The pods of the Service's namespace that its selector matches (read from the shared pod
+/// store).
+pub fn selected_pods(pods: &Store<Pod>, service: &Service) -> Vec<Pod> {
     let ns = service.namespace().unwrap_or_else(|| "default".into());
-    let query = selector
+    pods.state()
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns)
-        .list(&ListParams::default().labels(&query))
-        .await?;
-    Ok(pods.items)
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|p| selects(service, p.labels()))
+        .map(|p| p.as_ref().clone())
+        .collect()
 }
 
 /// Whether a pod belongs in endpoints at all: it has an IP, has not finished, and is not being
@@ -286,9 +284,9 @@ pub fn service_owner(service: &Service, controller: bool) -> Option<OwnerReferen
 /// Runs the Endpoints controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let selected = Selected::default();
-    let controller = service_controller(&ctx.client, selected.clone());
+    let (controller, pods) = service_controller(&ctx, selected.clone()).await?;
     ctx.drive(controller, move |svc, ctx| {
-        reconcile(svc, ctx, selected.clone())
+        reconcile(svc, ctx, selected.clone(), pods.clone())
     })
     .await;
     Ok(())
@@ -298,6 +296,7 @@ async fn reconcile(
     svc: Arc<Service>,
     ctx: Arc<Context>,
     selected: Selected,
+    pods: Store<Pod>,
 ) -> Result<Action, Error> {
     let has_selector = svc
         .spec
@@ -309,7 +308,7 @@ async fn reconcile(
     }
     let ns = svc.namespace().unwrap_or_else(|| "default".into());
     let name = svc.name_any();
-    let pods = selected_pods(&ctx.client, &svc).await?;
+    let pods = selected_pods(&pods, &svc);
     selected.record(&ns, &name, pods.iter().map(|p| p.name_any()).collect());
     let subsets = subsets(&svc, &pods);
     let desired = Endpoints {

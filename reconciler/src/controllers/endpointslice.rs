@@ -18,6 +18,7 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
 use super::endpoints::{
@@ -161,9 +162,9 @@ pub fn plan(existing: &[SliceContent], desired: &[SliceContent]) -> Vec<SliceCha
 /// Runs the EndpointSlice controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let selected = Selected::default();
-    let controller = service_controller(&ctx.client, selected.clone());
+    let (controller, pods) = service_controller(&ctx, selected.clone()).await?;
     ctx.drive(controller, move |svc, ctx| {
-        reconcile(svc, ctx, selected.clone())
+        reconcile(svc, ctx, selected.clone(), pods.clone())
     })
     .await;
     Ok(())
@@ -173,6 +174,7 @@ async fn reconcile(
     svc: Arc<Service>,
     ctx: Arc<Context>,
     selected: Selected,
+    pods: Store<Pod>,
 ) -> Result<Action, Error> {
     let has_selector = svc
         .spec
@@ -185,7 +187,7 @@ async fn reconcile(
     let ns = svc.namespace().unwrap_or_else(|| "default".into());
     let name = svc.name_any();
     let uid = svc.uid().unwrap_or_default();
-    let pods = selected_pods(&ctx.client, &svc).await?;
+    let pods = selected_pods(&pods, &svc);
     selected.record(&ns, &name, pods.iter().map(|p| p.name_any()).collect());
     let desired = desired_slices(&svc, &pods, MAX_ENDPOINTS);
 
