@@ -8,15 +8,20 @@
 //! `kubernetes.io/service-name` and `endpointslice.kubernetes.io/managed-by` and a controller
 //! reference to the Service. A Service with no endpoints keeps one empty slice, as Kubernetes
 //! does. Existing slices are reused in place; only changed ones are written.
+//!
+//! Services, pods and slices are read from the shared informers; slices created or deleted and
+//! not yet in the store hold the Service back ([`super::expectations`]), so a lagging store
+//! never makes a second slice.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use apimachinery::pod;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -25,8 +30,9 @@ use super::endpoints::{
     Selected, endpoint_labels, hostname, pod_ip, pod_ref, resolve_port, selected_pods,
     service_controller, service_owner, should_include,
 };
+use super::expectations::Expectations;
 use super::workload;
-use super::{Context, Error};
+use super::{Context, Error, key_of};
 
 /// Label naming the Service of a slice.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -163,18 +169,33 @@ pub fn plan(existing: &[SliceContent], desired: &[SliceContent]) -> Vec<SliceCha
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let selected = Selected::default();
     let (controller, pods) = service_controller(&ctx, selected.clone()).await?;
+    let slice_informer = ctx.informer::<EndpointSlice>();
+    let controller = controller.owns_stream(slice_informer.subscribe());
+    ctx.synced(&slice_informer).await?;
+    let state = Arc::new(State {
+        pods,
+        slices: slice_informer.store(),
+        expectations: Expectations::default(),
+    });
     ctx.drive(controller, move |svc, ctx| {
-        reconcile(svc, ctx, selected.clone(), pods.clone())
+        reconcile(svc, ctx, selected.clone(), state.clone())
     })
     .await;
     Ok(())
+}
+
+/// The shared pod and slice stores, and the expectations of the slices created and deleted.
+struct State {
+    pods: Store<Pod>,
+    slices: Store<EndpointSlice>,
+    expectations: Expectations,
 }
 
 async fn reconcile(
     svc: Arc<Service>,
     ctx: Arc<Context>,
     selected: Selected,
-    pods: Store<Pod>,
+    state: Arc<State>,
 ) -> Result<Action, Error> {
     let has_selector = svc
         .spec
@@ -187,18 +208,30 @@ async fn reconcile(
     let ns = svc.namespace().unwrap_or_else(|| "default".into());
     let name = svc.name_any();
     let uid = svc.uid().unwrap_or_default();
-    let pods = selected_pods(&pods, &svc);
+    if !state
+        .expectations
+        .satisfied(&key_of(svc.as_ref()), &ns, &state.slices)
+    {
+        // The store has not shown this Service's last slice creates and deletes: their
+        // change brings it back.
+        return Ok(Action::await_change());
+    }
+    let pods = selected_pods(&state.pods, &svc);
     selected.record(&ns, &name, pods.iter().map(|p| p.name_any()).collect());
     let desired = desired_slices(&svc, &pods, MAX_ENDPOINTS);
 
     let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ns);
-    let query = format!("{SERVICE_NAME_LABEL}={name},{MANAGED_BY_LABEL}={MANAGED_BY}");
-    let mut existing: Vec<EndpointSlice> = api
-        .list(&ListParams::default().labels(&query))
-        .await?
-        .items
-        .into_iter()
+    let mut existing: Vec<EndpointSlice> = state
+        .slices
+        .state()
+        .iter()
+        .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|s| {
+            s.labels().get(SERVICE_NAME_LABEL) == Some(&name)
+                && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+        })
         .filter(|s| workload::controlled_by(&s.metadata, &uid))
+        .map(|s| s.as_ref().clone())
         .collect();
     existing.sort_by_key(|s| s.name_any());
     let mut labels = endpoint_labels(&svc);
@@ -222,8 +255,17 @@ async fn reconcile(
                 slice.metadata.labels = Some(labels.clone());
                 slice.ports = Some(content.ports);
                 slice.endpoints = content.endpoints;
-                api.replace(&slice.name_any(), &ctx.post_params(), &slice)
-                    .await?;
+                match api
+                    .replace(&slice.name_any(), &ctx.post_params(), &slice)
+                    .await
+                {
+                    Ok(_) => {}
+                    // The store was behind this slice: come back when it caught up.
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        return Ok(Action::requeue(Duration::from_millis(100)));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             SliceChange::Create(content) => {
                 let slice = EndpointSlice {
@@ -238,14 +280,24 @@ async fn reconcile(
                     endpoints: content.endpoints,
                     ports: Some(content.ports),
                 };
-                api.create(&ctx.post_params(), &slice).await?;
+                let created = api.create(&ctx.post_params(), &slice).await?;
+                state.expectations.expect(
+                    &key_of(svc.as_ref()),
+                    vec![created.name_any()],
+                    Vec::new(),
+                );
             }
             SliceChange::Delete(i) => {
-                match api
-                    .delete(&existing[i].name_any(), &DeleteParams::default())
-                    .await
-                {
-                    Ok(_) => {}
+                let (gone, gone_uid) = (
+                    existing[i].name_any(),
+                    existing[i].uid().unwrap_or_default(),
+                );
+                match api.delete(&gone, &DeleteParams::default()).await {
+                    Ok(_) => state.expectations.expect(
+                        &key_of(svc.as_ref()),
+                        Vec::new(),
+                        vec![(gone, gone_uid)],
+                    ),
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => return Err(e.into()),
                 }

@@ -9,7 +9,7 @@
 //!   or a watch of its own ([`Context::reflect`]), with `owns_stream` for children and
 //!   `watches_stream` for anything else that should trigger it (the Job, CronJob, DaemonSet
 //!   and StatefulSet controllers still LIST their children per reconcile, see
-//!   [`workload::owned_pods`], and the EndpointSlice controller its slices);
+//!   [`workload::owned_pods`]);
 //! - a reconcile function `async fn(Arc<K>, Arc<Context>) -> Result<Action, Error>` that reads
 //!   the stores, decides with pure functions (tested with tables in the same file), and writes
 //!   through the API with its own client;
