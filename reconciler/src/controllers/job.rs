@@ -13,6 +13,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+
 use apimachinery::pod;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
@@ -20,11 +22,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::Store;
 use serde_json::json;
 
+use super::expectations::Expectations;
 use super::workload::{self, Events, PodName};
-use super::{Context, Error};
+use super::{Context, Error, key_of};
 
 /// Label with the Job's name on its pods.
 pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
@@ -115,16 +118,26 @@ pub fn backoff(base: Duration, failures: i32) -> Duration {
 
 /// Runs the Job controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let controller = Controller::new(
-        Api::<Job>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    );
-    ctx.drive(controller, reconcile).await;
+    let (job_informer, pod_informer) = (ctx.informer::<Job>(), ctx.informer::<Pod>());
+    let controller = Controller::for_stream(job_informer.subscribe(), job_informer.store())
+        .owns_stream(pod_informer.subscribe());
+    ctx.synced(&job_informer).await?;
+    ctx.synced(&pod_informer).await?;
+    let state = Arc::new(State {
+        pods: pod_informer.store(),
+        expectations: Expectations::default(),
+    });
+    ctx.drive(controller, move |job, ctx| {
+        reconcile(job, ctx, state.clone()).boxed()
+    })
+    .await;
     Ok(())
+}
+
+/// The shared pod store and the expectations of the pods created and deleted.
+struct State {
+    pods: Store<Pod>,
+    expectations: Expectations,
 }
 
 fn condition_true<'a>(status: &'a JobStatus, kind: &str) -> Option<&'a JobCondition> {
@@ -169,7 +182,7 @@ fn seconds_between(from: jiff::Timestamp, to: jiff::Timestamp) -> i64 {
     to.as_second() - from.as_second()
 }
 
-async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(job: Arc<Job>, ctx: Arc<Context>, store: Arc<State>) -> Result<Action, Error> {
     let events = Events(&ctx);
     if job.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -217,7 +230,13 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     if !workload::selector_usable(&ctx, job.as_ref(), spec.selector.as_ref()) {
         return Ok(Action::await_change());
     }
-    let pods = workload::owned_pods(&ctx.client, &ns, spec.selector.as_ref(), &uid).await?;
+    let key = key_of(job.as_ref());
+    if !store.expectations.satisfied(&key, &ns, &store.pods) {
+        // The store has not shown this Job's last creates and deletes: its pod change will
+        // bring it back.
+        return Ok(Action::await_change());
+    }
+    let pods = workload::stored_pods(&store.pods, &ns, spec.selector.as_ref(), &uid);
     let mut active: Vec<&Pod> = pods.iter().filter(|p| pod::active(p)).collect();
     let count = |ph: &str| pods.iter().filter(|p| pod::phase(p) == ph).count() as i32;
     let succeeded = count("Succeeded").max(status.succeeded.unwrap_or(0));
@@ -255,6 +274,11 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             .await
         {
             Ok(_) => {
+                store.expectations.expect(
+                    &key,
+                    Vec::new(),
+                    vec![(p.name_any(), p.uid().unwrap_or_default())],
+                );
                 events
                     .normal(
                         job.as_ref(),
@@ -308,6 +332,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
                     match pods_api.create(&ctx.post_params(), &pod).await {
                         Ok(p) => {
                             active_now += 1;
+                            store
+                                .expectations
+                                .expect(&key, vec![p.name_any()], Vec::new());
                             events
                                 .normal(
                                     job.as_ref(),

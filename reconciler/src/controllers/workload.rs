@@ -1,10 +1,11 @@
 //! What the workload controllers (Job, CronJob, DaemonSet, StatefulSet, node lifecycle) share:
 //! controller references, pods made from templates, template hashes and Events.
 //!
-//! These controllers read their pods with a LIST per reconcile (served by the API server's
-//! watch cache, consistent with their own writes) rather than from a reflector store: a store
-//! lags behind the controller's own creates and deletes, and without Kubernetes'
-//! "expectations" a reconcile would then start a pod twice.
+//! The Job controller reads its pods from the shared pod store ([`stored_pods`]) with
+//! [`super::expectations`] for what it created and deleted. CronJob, DaemonSet and StatefulSet
+//! still read their pods with a LIST per reconcile ([`owned_pods`], served by the API server's
+//! watch cache, consistent with their own writes): a store lags behind the controller's own
+//! creates and deletes, and without expectations a reconcile would then start a pod twice.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ use apimachinery::matching::selector_matches;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, ListParams};
+use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
@@ -127,6 +129,23 @@ pub async fn owned_pods(
         .filter(|p| controlled_by(&p.metadata, owner_uid))
         .filter(|p| selector.is_none_or(|s| selector_matches(s, p.labels())))
         .collect())
+}
+
+/// The pods in `namespace` of the shared pod store that match `selector` and are controlled
+/// by `owner_uid`.
+pub fn stored_pods(
+    pods: &Store<Pod>,
+    namespace: &str,
+    selector: Option<&LabelSelector>,
+    owner_uid: &str,
+) -> Vec<Pod> {
+    pods.state()
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(namespace))
+        .filter(|p| controlled_by(&p.metadata, owner_uid))
+        .filter(|p| selector.is_none_or(|s| selector_matches(s, p.labels())))
+        .map(|p| p.as_ref().clone())
+        .collect()
 }
 
 /// The `matchLabels` part of a selector as a label query (`None` when empty); expressions are
