@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use apimachinery::matching::{map_matches, node_selector_matches, tolerates};
 use apimachinery::pod;
+use futures::FutureExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
@@ -22,14 +23,14 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch};
+use kube::api::{Api, DeleteParams, Patch};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 
+use super::expectations::Expectations;
 use super::workload::{self, Events, PodName, REVISION_LABEL};
-use super::{Context, Error};
+use super::{Context, Error, key_of};
 
 fn toleration(key: &str, effect: &str) -> Toleration {
     Toleration {
@@ -279,31 +280,47 @@ pub fn max_unavailable(value: Option<&IntOrString>, desired: usize) -> usize {
 
 /// Runs the DaemonSet controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let controller = Controller::new(
-        Api::<DaemonSet>::all(ctx.client.clone()),
-        watcher::Config::default(),
+    let (set_informer, pod_informer, node_informer) = (
+        ctx.informer::<DaemonSet>(),
+        ctx.informer::<Pod>(),
+        ctx.informer::<Node>(),
     );
-    let sets = controller.store();
-    let controller = controller
-        .owns(
-            Api::<Pod>::all(ctx.client.clone()),
-            watcher::Config::default(),
-        )
-        .watches(
-            Api::<Node>::all(ctx.client.clone()),
-            watcher::Config::default(),
-            move |_: Node| {
-                sets.state()
-                    .iter()
-                    .map(|d| ObjectRef::from_obj(d.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        );
-    ctx.drive(controller, reconcile).await;
+    let sets = set_informer.store();
+    let controller = Controller::for_stream(set_informer.subscribe(), sets.clone())
+        .owns_stream(pod_informer.subscribe())
+        .watches_stream(node_informer.subscribe(), move |_: Node| {
+            sets.state()
+                .iter()
+                .map(|d| ObjectRef::from_obj(d.as_ref()))
+                .collect::<Vec<_>>()
+        });
+    ctx.synced(&set_informer).await?;
+    ctx.synced(&pod_informer).await?;
+    ctx.synced(&node_informer).await?;
+    let state = Arc::new(State {
+        pods: pod_informer.store(),
+        nodes: node_informer.store(),
+        expectations: Expectations::default(),
+    });
+    ctx.drive(controller, move |ds, ctx| {
+        reconcile(ds, ctx, state.clone()).boxed()
+    })
+    .await;
     Ok(())
 }
 
-async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// The shared pod and node stores, and the expectations of the pods created and deleted.
+struct State {
+    pods: Store<Pod>,
+    nodes: Store<Node>,
+    expectations: Expectations,
+}
+
+async fn reconcile(
+    ds: Arc<DaemonSet>,
+    ctx: Arc<Context>,
+    state: Arc<State>,
+) -> Result<Action, Error> {
     let events = Events(&ctx);
     if ds.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -319,11 +336,20 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     if !workload::selector_usable(&ctx, ds.as_ref(), Some(&spec.selector)) {
         return Ok(Action::await_change());
     }
-    let nodes = Api::<Node>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let mut pods = workload::owned_pods(&ctx.client, &ns, Some(&spec.selector), &uid).await?;
+    let key = key_of(ds.as_ref());
+    if !state.expectations.satisfied(&key, &ns, &state.pods) {
+        // The store has not shown this DaemonSet's last creates and deletes: their pod
+        // change brings it back.
+        return Ok(Action::await_change());
+    }
+    let mut nodes: Vec<Node> = state
+        .nodes
+        .state()
+        .iter()
+        .map(|n| n.as_ref().clone())
+        .collect();
+    nodes.sort_by_key(|n| n.name_any());
+    let mut pods = workload::stored_pods(&state.pods, &ns, Some(&spec.selector), &uid);
     pods.sort_by_key(|p| p.creation_timestamp());
     let mut by_node: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
     for p in &pods {
@@ -384,6 +410,9 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
                 );
                 match pods_api.create(&ctx.post_params(), &pod).await {
                     Ok(p) => {
+                        state
+                            .expectations
+                            .expect(&key, vec![p.name_any()], Vec::new());
                         events
                             .normal(
                                 ds.as_ref(),
@@ -402,6 +431,14 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
             }
             DsAction::Delete(pod) => match pods_api.delete(&pod, &DeleteParams::default()).await {
                 Ok(_) => {
+                    let uid = pods
+                        .iter()
+                        .find(|p| p.name_any() == pod)
+                        .and_then(|p| p.uid())
+                        .unwrap_or_default();
+                    state
+                        .expectations
+                        .expect(&key, Vec::new(), vec![(pod.clone(), uid)]);
                     events
                         .normal(
                             ds.as_ref(),

@@ -1,8 +1,9 @@
 //! What the workload controllers (Job, CronJob, DaemonSet, StatefulSet, node lifecycle) share:
 //! controller references, pods made from templates, template hashes and Events.
 //!
-//! The Job controller reads its pods from the shared pod store ([`stored_pods`]) with
-//! [`super::expectations`] for what it created and deleted. CronJob, DaemonSet and StatefulSet
+//! The Job and DaemonSet controllers read their pods from the shared pod store
+//! ([`stored_pods`]) with [`super::expectations`] for what they created and deleted. CronJob
+//! and StatefulSet
 //! still read their pods with a LIST per reconcile ([`owned_pods`], served by the API server's
 //! watch cache, consistent with their own writes): a store lags behind the controller's own
 //! creates and deletes, and without expectations a reconcile would then start a pod twice.
