@@ -17,18 +17,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use apimachinery::pod;
+use futures::FutureExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, ListParams, Patch};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::expectations::Expectations;
 use super::workload::{self, Events, PodName, REVISION_LABEL};
-use super::{Context, Error};
+use super::{Context, Error, key_of};
 
 /// Label with the pod's own name.
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -138,16 +140,26 @@ pub fn ordinal(set: &str, pod: &str) -> Option<usize> {
 
 /// Runs the StatefulSet controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let controller = Controller::new(
-        Api::<StatefulSet>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    );
-    ctx.drive(controller, reconcile).await;
+    let (set_informer, pod_informer) = (ctx.informer::<StatefulSet>(), ctx.informer::<Pod>());
+    let controller = Controller::for_stream(set_informer.subscribe(), set_informer.store())
+        .owns_stream(pod_informer.subscribe());
+    ctx.synced(&set_informer).await?;
+    ctx.synced(&pod_informer).await?;
+    let state = Arc::new(State {
+        pods: pod_informer.store(),
+        expectations: Expectations::default(),
+    });
+    ctx.drive(controller, move |set, ctx| {
+        reconcile(set, ctx, state.clone()).boxed()
+    })
+    .await;
     Ok(())
+}
+
+/// The shared pod store and the expectations of the pods created and deleted.
+struct State {
+    pods: Store<Pod>,
+    expectations: Expectations,
 }
 
 /// The template a ControllerRevision holds.
@@ -160,7 +172,11 @@ fn revision_template(rev: &ControllerRevision) -> Option<PodTemplateSpec> {
     serde_json::from_value(data).ok()
 }
 
-async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    set: Arc<StatefulSet>,
+    ctx: Arc<Context>,
+    state: Arc<State>,
+) -> Result<Action, Error> {
     let events = Events(&ctx);
     if set.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -174,6 +190,12 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
     let revs_api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
 
     if !workload::selector_usable(&ctx, set.as_ref(), Some(&spec.selector)) {
+        return Ok(Action::await_change());
+    }
+    let key = key_of(set.as_ref());
+    if !state.expectations.satisfied(&key, &ns, &state.pods) {
+        // The store has not shown this StatefulSet's last creates and deletes: their pod
+        // change brings it back.
         return Ok(Action::await_change());
     }
     let update_revision = format!("{name}-{}", workload::template_hash(&spec.template));
@@ -223,7 +245,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
         .and_then(revision_template)
         .unwrap_or_else(|| spec.template.clone());
 
-    let pods = workload::owned_pods(&ctx.client, &ns, Some(&spec.selector), &uid).await?;
+    let pods = workload::stored_pods(&state.pods, &ns, Some(&spec.selector), &uid);
     let by_ordinal: BTreeMap<usize, &Pod> = pods
         .iter()
         .filter_map(|p| ordinal(&name, &p.name_any()).map(|o| (o, p)))
@@ -283,6 +305,9 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
                 }
                 match pods_api.create(&ctx.post_params(), &pod).await {
                     Ok(_) => {
+                        state
+                            .expectations
+                            .expect(&key, vec![pod_name.clone()], Vec::new());
                         events
                             .normal(
                                 set.as_ref(),
@@ -310,6 +335,10 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
                 let pod_name = format!("{name}-{o}");
                 match pods_api.delete(&pod_name, &DeleteParams::default()).await {
                     Ok(_) => {
+                        let uid = by_ordinal.get(&o).and_then(|p| p.uid()).unwrap_or_default();
+                        state
+                            .expectations
+                            .expect(&key, Vec::new(), vec![(pod_name.clone(), uid)]);
                         events
                             .normal(
                                 set.as_ref(),

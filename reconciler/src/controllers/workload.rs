@@ -1,24 +1,21 @@
 //! What the workload controllers (Job, CronJob, DaemonSet, StatefulSet, node lifecycle) share:
 //! controller references, pods made from templates, template hashes and Events.
 //!
-//! The Job and DaemonSet controllers read their pods from the shared pod store
-//! ([`stored_pods`]) with [`super::expectations`] for what they created and deleted. CronJob
-//! and StatefulSet
-//! still read their pods with a LIST per reconcile ([`owned_pods`], served by the API server's
-//! watch cache, consistent with their own writes): a store lags behind the controller's own
-//! creates and deletes, and without expectations a reconcile would then start a pod twice.
+//! The Job, DaemonSet and StatefulSet controllers read their pods from the shared pod store
+//! ([`stored_pods`]) with [`super::expectations`] for what they created and deleted: a store
+//! lags behind the controller's own creates and deletes, and without expectations a reconcile
+//! would then start a pod twice.
 
 use std::collections::BTreeMap;
 
 use apimachinery::matching::selector_matches;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::api::{Api, ListParams};
 use kube::runtime::reflector::Store;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use super::{Context, Error, controller_of, controller_ref, selector_of};
+use super::{Context, controller_of, controller_ref, selector_of};
 use crate::events::EventType;
 
 /// The label every controller-made pod carries with its template's hash (DaemonSet,
@@ -111,27 +108,6 @@ pub fn selector_usable<K: Resource<DynamicType = ()>>(
     }
 }
 
-/// The pods in `namespace` that match `selector` and are controlled by `owner_uid`.
-pub async fn owned_pods(
-    client: &Client,
-    namespace: &str,
-    selector: Option<&LabelSelector>,
-    owner_uid: &str,
-) -> Result<Vec<Pod>, Error> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let mut params = ListParams::default();
-    if let Some(s) = selector.and_then(match_labels_query) {
-        params = params.labels(&s);
-    }
-    let pods = api.list(&params).await?;
-    Ok(pods
-        .items
-        .into_iter()
-        .filter(|p| controlled_by(&p.metadata, owner_uid))
-        .filter(|p| selector.is_none_or(|s| selector_matches(s, p.labels())))
-        .collect())
-}
-
 /// The pods in `namespace` of the shared pod store that match `selector` and are controlled
 /// by `owner_uid`.
 pub fn stored_pods(
@@ -147,19 +123,6 @@ pub fn stored_pods(
         .filter(|p| selector.is_none_or(|s| selector_matches(s, p.labels())))
         .map(|p| p.as_ref().clone())
         .collect()
-}
-
-/// The `matchLabels` part of a selector as a label query (`None` when empty); expressions are
-/// checked on the listed objects.
-pub fn match_labels_query(selector: &LabelSelector) -> Option<String> {
-    let labels = selector.match_labels.as_ref()?;
-    (!labels.is_empty()).then(|| {
-        labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    })
 }
 
 /// Events about the objects of one controller, through its [`Context`]'s recorder.
@@ -224,18 +187,5 @@ mod tests {
         assert_eq!(a, template_hash(&template("a")));
         assert_ne!(a, template_hash(&template("b")));
         assert_eq!(a.len(), 10);
-    }
-
-    #[test]
-    fn match_labels_become_a_query() {
-        let s = LabelSelector {
-            match_labels: Some(BTreeMap::from([
-                ("a".to_string(), "1".to_string()),
-                ("b".to_string(), "2".to_string()),
-            ])),
-            match_expressions: None,
-        };
-        assert_eq!(match_labels_query(&s).as_deref(), Some("a=1,b=2"));
-        assert_eq!(match_labels_query(&LabelSelector::default()), None);
     }
 }
