@@ -82,6 +82,9 @@ impl Informers {
         let (stop, driven) = (self.stop.clone(), informer.clone());
         self.tasks.spawn(async move {
             tokio::pin!(events);
+            // The objects of a (re)list, published once the store holds them (at `InitDone`):
+            // a controller triggered earlier would not find them in the store.
+            let mut listing = Vec::new();
             loop {
                 let event = tokio::select! {
                     _ = stop.cancelled() => break,
@@ -91,13 +94,15 @@ impl Informers {
                     None => break,
                     Some(Ok(watcher::Event::InitDone)) => {
                         driven.listed.send_replace(true);
+                        for obj in listing.drain(..) {
+                            driven.publish(obj);
+                        }
                     }
-                    Some(Ok(watcher::Event::Init)) => {}
-                    Some(Ok(
-                        watcher::Event::InitApply(obj)
-                        | watcher::Event::Apply(obj)
-                        | watcher::Event::Delete(obj),
-                    )) => driven.publish(obj),
+                    Some(Ok(watcher::Event::Init)) => listing.clear(),
+                    Some(Ok(watcher::Event::InitApply(obj))) => listing.push(obj),
+                    Some(Ok(watcher::Event::Apply(obj) | watcher::Event::Delete(obj))) => {
+                        driven.publish(obj)
+                    }
                     Some(Err(e)) => tracing::debug!(error = %e, "shared informer watch (retrying)"),
                 }
             }
