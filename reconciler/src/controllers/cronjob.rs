@@ -14,20 +14,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job, JobStatus};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PropagationPolicy};
+use kube::api::{Api, DeleteParams, Patch, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::expectations::Expectations;
 use super::job::finished_at;
 use super::workload::{self, Events};
-use super::{Context, Error};
+use super::{Context, Error, key_of};
 
 /// The annotation with the schedule time a Job was started for.
 pub const SCHEDULED_TIMESTAMP_ANNOTATION: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
@@ -227,16 +229,26 @@ pub fn job_name(cronjob: &str, scheduled: Timestamp) -> String {
 
 /// Runs the CronJob controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let controller = Controller::new(
-        Api::<CronJob>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<Job>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    );
-    ctx.drive(controller, reconcile).await;
+    let (cronjob_informer, job_informer) = (ctx.informer::<CronJob>(), ctx.informer::<Job>());
+    let controller = Controller::for_stream(cronjob_informer.subscribe(), cronjob_informer.store())
+        .owns_stream(job_informer.subscribe());
+    ctx.synced(&cronjob_informer).await?;
+    ctx.synced(&job_informer).await?;
+    let state = Arc::new(State {
+        jobs: job_informer.store(),
+        expectations: Expectations::default(),
+    });
+    ctx.drive(controller, move |cj, ctx| {
+        reconcile(cj, ctx, state.clone()).boxed()
+    })
+    .await;
     Ok(())
+}
+
+/// The shared Job store and the expectations of the Jobs created and deleted.
+struct State {
+    jobs: Store<Job>,
+    expectations: Expectations,
 }
 
 fn succeeded(status: &JobStatus) -> bool {
@@ -269,7 +281,11 @@ fn until(now: Timestamp, t: Option<Timestamp>) -> Action {
     }
 }
 
-async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    cj: Arc<CronJob>,
+    ctx: Arc<Context>,
+    store: Arc<State>,
+) -> Result<Action, Error> {
     let events = Events(&ctx);
     if cj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -283,13 +299,20 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let cronjobs: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ns);
 
-    let mut jobs: Vec<Job> = jobs_api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
+    let key = key_of(cj.as_ref());
+    if !store.expectations.satisfied(&key, &ns, &store.jobs) {
+        // The store has not shown this CronJob's last creates and deletes: their Job change
+        // brings it back.
+        return Ok(Action::await_change());
+    }
+    let mut jobs: Vec<Job> = store
+        .jobs
+        .state()
+        .iter()
+        .filter(|j| j.namespace().as_deref() == Some(ns.as_str()))
         .filter(|j| workload::controlled_by(&j.metadata, &uid))
         .filter(|j| j.metadata.deletion_timestamp.is_none())
+        .map(|j| j.as_ref().clone())
         .collect();
     jobs.sort_by_key(|j| {
         j.status
@@ -326,6 +349,11 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
         for j in list.iter().take(extra) {
             match jobs_api.delete(&j.name_any(), &background).await {
                 Ok(_) => {
+                    store.expectations.expect(
+                        &key,
+                        Vec::new(),
+                        vec![(j.name_any(), j.uid().unwrap_or_default())],
+                    );
                     events
                         .normal(
                             cj.as_ref(),
@@ -399,6 +427,11 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
                 for j in &active {
                     match jobs_api.delete(&j.name_any(), &background).await {
                         Ok(_) => {
+                            store.expectations.expect(
+                                &key,
+                                Vec::new(),
+                                vec![(j.name_any(), j.uid().unwrap_or_default())],
+                            );
                             events
                                 .normal(
                                     cj.as_ref(),
@@ -434,6 +467,9 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
             };
             match jobs_api.create(&ctx.post_params(), &job).await {
                 Ok(j) => {
+                    store
+                        .expectations
+                        .expect(&key, vec![j.name_any()], Vec::new());
                     events
                         .normal(
                             cj.as_ref(),
