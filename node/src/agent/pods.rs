@@ -1155,7 +1155,7 @@ impl Worker {
     /// Stops the containers (within `grace`), removes the sandbox and the pod's files and, when
     /// `delete`, the pod object.
     async fn terminate(&mut self, grace: Duration, delete: bool) {
-        let mut rt = self.runtime.clone();
+        let rt = self.runtime.clone();
         let runs = self.containers().await;
         let running: Vec<String> = runs
             .values()
@@ -1188,25 +1188,7 @@ impl Worker {
             label_selector: [(labels::POD_UID.to_string(), self.uid())].into(),
             ..Default::default()
         };
-        if let Ok(list) = rt
-            .list_pod_sandbox(api::ListPodSandboxRequest {
-                filter: Some(filter),
-            })
-            .await
-        {
-            for sb in list.into_inner().items {
-                let _ = rt
-                    .stop_pod_sandbox(api::StopPodSandboxRequest {
-                        pod_sandbox_id: sb.id.clone(),
-                    })
-                    .await;
-                let _ = rt
-                    .remove_pod_sandbox(api::RemovePodSandboxRequest {
-                        pod_sandbox_id: sb.id,
-                    })
-                    .await;
-            }
-        }
+        crate::runtime::remove_sandboxes(&rt, Some(filter)).await;
         let _ = std::fs::remove_dir_all(self.pod_dir());
         let _ = std::fs::remove_dir_all(self.log_dir());
         if delete {

@@ -295,25 +295,7 @@ impl Containerd {
 
 /// Removes every pod sandbox of the runtime (stopping its containers).
 pub async fn remove_all(cri: &Cri) {
-    let mut rt = cri.runtime.clone();
-    let Ok(list) = rt
-        .list_pod_sandbox(api::ListPodSandboxRequest::default())
-        .await
-    else {
-        return;
-    };
-    for sb in list.into_inner().items {
-        let _ = rt
-            .stop_pod_sandbox(api::StopPodSandboxRequest {
-                pod_sandbox_id: sb.id.clone(),
-            })
-            .await;
-        let _ = rt
-            .remove_pod_sandbox(api::RemovePodSandboxRequest {
-                pod_sandbox_id: sb.id,
-            })
-            .await;
-    }
+    super::remove_sandboxes(&cri.runtime, None).await;
 }
 
 /// Connects to `socket` and waits until the CRI plugin answers `Version`.

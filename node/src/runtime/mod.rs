@@ -30,6 +30,30 @@ pub struct Cri {
     pub images: ImageClient,
 }
 
+/// Stops and removes the pod sandboxes `filter` selects (every sandbox with `None`), with
+/// their containers; best effort: what the runtime refuses stays.
+pub async fn remove_sandboxes(runtime: &RuntimeClient, filter: Option<api::PodSandboxFilter>) {
+    let mut rt = runtime.clone();
+    let Ok(list) = rt
+        .list_pod_sandbox(api::ListPodSandboxRequest { filter })
+        .await
+    else {
+        return;
+    };
+    for sb in list.into_inner().items {
+        let _ = rt
+            .stop_pod_sandbox(api::StopPodSandboxRequest {
+                pod_sandbox_id: sb.id.clone(),
+            })
+            .await;
+        let _ = rt
+            .remove_pod_sandbox(api::RemovePodSandboxRequest {
+                pod_sandbox_id: sb.id,
+            })
+            .await;
+    }
+}
+
 /// The socket of a CRI endpoint: `unix:///PATH` or a plain path.
 pub fn socket_path(endpoint: &str) -> Result<PathBuf, Error> {
     match endpoint.split_once("://") {
