@@ -11,7 +11,8 @@ pub fn parse_units(s: &str) -> Option<i64> {
     parse(s).map(|v| v.ceil() as i64)
 }
 
-fn parse(s: &str) -> Option<f64> {
+/// Parses a quantity into a number of units (`100m` → 0.1, `64Mi` → 67108864).
+pub fn parse(s: &str) -> Option<f64> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))

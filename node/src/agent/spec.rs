@@ -362,7 +362,10 @@ pub fn limits(container: &Container) -> api::LinuxContainerResources {
     let r = container.resources.as_ref();
     let get =
         |m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
-         k: &str| { m.and_then(|l| l.get(k)).and_then(|q| parse_quantity(&q.0)) };
+         k: &str| {
+            m.and_then(|l| l.get(k))
+                .and_then(|q| apimachinery::quantity::parse(&q.0))
+        };
     let limits = r.and_then(|r| r.limits.as_ref());
     let requests = r.and_then(|r| r.requests.as_ref());
     let cpu_limit = get(limits, "cpu");
@@ -378,30 +381,6 @@ pub fn limits(container: &Container) -> api::LinuxContainerResources {
             .unwrap_or(2),
         ..Default::default()
     }
-}
-
-/// Parses a Kubernetes quantity (`100m`, `1.5`, `64Mi`, `1G`) to a number.
-pub fn parse_quantity(q: &str) -> Option<f64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
-        .unwrap_or(q.len());
-    let (n, unit) = q.split_at(split);
-    let n: f64 = n.parse().ok()?;
-    let mult = match unit {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024f64.powi(4),
-        _ => return None,
-    };
-    Some(n * mult)
 }
 
 fn write_file(dir: &Path, rel: &str, data: &[u8], mode: i32) -> Result<(), SpecError> {
@@ -609,7 +588,7 @@ mod tests {
             ("x", None),
         ];
         for (q, want) in cases {
-            assert_eq!(parse_quantity(q), want, "{q}");
+            assert_eq!(apimachinery::quantity::parse(q), want, "{q}");
         }
     }
 
