@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, eventually};
+use common::{Server, eventually, git_in as git};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -153,27 +153,6 @@ fn screenshot_dir() -> PathBuf {
 async fn save_screenshot(c: &Client, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
     std::fs::write(screenshot_dir().join(name), png).expect("write screenshot");
-}
-
-fn git(repo: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Ada Author",
-            "-c",
-            "user.email=ada@example.com",
-        ])
-        .args(args)
-        .current_dir(repo)
-        .output()
-        .expect("git is required by the console tests; install it (apt-get install git)");
-    assert!(
-        out.status.success(),
-        "git {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn token(s: &Server, namespace: &str, account: &str) -> String {

@@ -573,6 +573,28 @@ pub fn gitplane(s: &Server, args: &[&str]) -> Output {
         .expect("run gitplane")
 }
 
+/// Runs git in the work tree `repo` as the tests' author; fails the test on error.
+pub fn git_in(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Test Author",
+            "-c",
+            "user.email=author@example.com",
+        ])
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .expect("git is required by the tests; install it (apt-get install git)");
+    assert!(
+        out.status.success(),
+        "git {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// A real Git repository in a temp dir, driven with the `git` command.
 pub struct GitRepo {
     /// The work tree.
@@ -593,24 +615,7 @@ impl GitRepo {
 
     /// Runs git in the work tree; fails the test on error.
     pub fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "user.name=Test Author",
-                "-c",
-                "user.email=author@example.com",
-            ])
-            .args(args)
-            .current_dir(&self.path)
-            .output()
-            .expect("git is required by the GitOps tests; install it (apt-get install git)");
-        assert!(
-            out.status.success(),
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        git_in(&self.path, args)
     }
 
     /// Writes a file (creating directories).

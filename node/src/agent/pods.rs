@@ -116,29 +116,15 @@ pub(super) async fn run(
 
 /// Removes the sandboxes of pods that are not bound here any more.
 async fn remove_orphans(runtime: &RuntimeClient, pods: &HashSet<String>) {
-    let mut rt = runtime.clone();
-    let Ok(list) = rt
-        .list_pod_sandbox(api::ListPodSandboxRequest::default())
-        .await
-    else {
-        return;
-    };
-    for sb in list.into_inner().items {
-        let uid = sb.labels.get(labels::POD_UID).cloned().unwrap_or_default();
-        if !pods.contains(&uid) {
+    crate::runtime::remove_sandboxes(runtime, None, |sb| {
+        let uid = sb.labels.get(labels::POD_UID).map_or("", String::as_str);
+        let gone = !pods.contains(uid);
+        if gone {
             tracing::info!(sandbox = %sb.id, pod_uid = %uid, "removing a sandbox whose pod is gone");
-            let _ = rt
-                .stop_pod_sandbox(api::StopPodSandboxRequest {
-                    pod_sandbox_id: sb.id.clone(),
-                })
-                .await;
-            let _ = rt
-                .remove_pod_sandbox(api::RemovePodSandboxRequest {
-                    pod_sandbox_id: sb.id,
-                })
-                .await;
         }
-    }
+        gone
+    })
+    .await;
 }
 
 fn rfc3339(ns: i64) -> String {
@@ -1188,7 +1174,7 @@ impl Worker {
             label_selector: [(labels::POD_UID.to_string(), self.uid())].into(),
             ..Default::default()
         };
-        crate::runtime::remove_sandboxes(&rt, Some(filter)).await;
+        crate::runtime::remove_sandboxes(&rt, Some(filter), |_| true).await;
         let _ = std::fs::remove_dir_all(self.pod_dir());
         let _ = std::fs::remove_dir_all(self.log_dir());
         if delete {

@@ -295,7 +295,7 @@ impl Containerd {
 
 /// Removes every pod sandbox of the runtime (stopping its containers).
 pub async fn remove_all(cri: &Cri) {
-    super::remove_sandboxes(&cri.runtime, None).await;
+    super::remove_sandboxes(&cri.runtime, None, |_| true).await;
 }
 
 /// Connects to `socket` and waits until the CRI plugin answers `Version`.

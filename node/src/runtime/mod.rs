@@ -30,9 +30,13 @@ pub struct Cri {
     pub images: ImageClient,
 }
 
-/// Stops and removes the pod sandboxes `filter` selects (every sandbox with `None`), with
-/// their containers; best effort: what the runtime refuses stays.
-pub async fn remove_sandboxes(runtime: &RuntimeClient, filter: Option<api::PodSandboxFilter>) {
+/// Stops and removes, with their containers, the pod sandboxes `filter` selects (every sandbox
+/// with `None`) for which `remove` says yes; best effort: what the runtime refuses stays.
+pub async fn remove_sandboxes(
+    runtime: &RuntimeClient,
+    filter: Option<api::PodSandboxFilter>,
+    remove: impl Fn(&api::PodSandbox) -> bool,
+) {
     let mut rt = runtime.clone();
     let Ok(list) = rt
         .list_pod_sandbox(api::ListPodSandboxRequest { filter })
@@ -40,7 +44,7 @@ pub async fn remove_sandboxes(runtime: &RuntimeClient, filter: Option<api::PodSa
     else {
         return;
     };
-    for sb in list.into_inner().items {
+    for sb in list.into_inner().items.into_iter().filter(|sb| remove(sb)) {
         let _ = rt
             .stop_pod_sandbox(api::StopPodSandboxRequest {
                 pod_sandbox_id: sb.id.clone(),
