@@ -25,7 +25,8 @@ pub enum Format {
 /// Flags of `gitplane render`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The directory (kustomization, chart, or manifests) or manifest file to render.
+    /// The directory (kustomization, chart, or manifests), packaged Helm chart (`.tgz`) or
+    /// manifest file to render.
     pub path: PathBuf,
     /// A values file for charts; repeatable, later files win.
     #[arg(long = "values", short = 'f', value_name = "FILE")]
@@ -110,7 +111,12 @@ fn helm(args: &Args, source: &DirSource, path: &str, options: &Options) -> anyho
         set_string: args.set_string.clone(),
         set_file,
     };
-    match templates::helm::render(source, path, options, &settings) {
+    let rendered = if path.ends_with(".tgz") {
+        templates::helm::render_archive(source, path, options, &settings)
+    } else {
+        templates::helm::render(source, path, options, &settings)
+    };
+    match rendered {
         Ok(out) => {
             std::io::stdout()
                 .lock()
@@ -145,7 +151,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let (root, path) = source_root(&args.path)?;
     let source = DirSource::new(&root);
-    if templates::helm::is_helm_chart(&source, &path) && args.output == Format::Yaml {
+    let packaged =
+        path.ends_with(".tgz") && templates::detect(&source, &path) == templates::Kind::HelmChart;
+    if (packaged || templates::helm::is_helm_chart(&source, &path)) && args.output == Format::Yaml {
         return helm(&args, &source, &path, &options);
     }
     let rendered = templates::render(&source, &path, &options)?;

@@ -76,7 +76,8 @@ pub struct Rendered {
 pub enum Kind {
     /// A directory with `kustomization.yaml` (or `.yml`, or `Kustomization`).
     Kustomization,
-    /// A directory with a `Chart.yaml` that has `apiVersion`: a Helm chart.
+    /// A directory with a `Chart.yaml` that has `apiVersion`, or a packaged chart (`.tgz`): a
+    /// Helm chart.
     HelmChart,
     /// A directory with a `Chart.yaml` without `apiVersion`: a handlebars chart.
     Chart,
@@ -117,7 +118,9 @@ pub enum Error {
 /// Which renderer `path` needs: kustomization first, then a Helm chart (`Chart.yaml` with
 /// `apiVersion`), then a handlebars chart (`Chart.yaml` without), else plain manifests.
 pub fn detect(source: &dyn Source, path: &str) -> Kind {
-    if source.kind(path) != Some(EntryKind::Dir) {
+    if path.ends_with(".tgz") && source.kind(path) == Some(EntryKind::File) {
+        Kind::HelmChart
+    } else if source.kind(path) != Some(EntryKind::Dir) {
         Kind::Plain
     } else if kustomize::kustomization_file(source, path).is_some() {
         Kind::Kustomization
@@ -135,6 +138,13 @@ pub fn detect(source: &dyn Source, path: &str) -> Kind {
 pub fn render(source: &dyn Source, path: &str, chart: &chart::Options) -> Result<Rendered, Error> {
     match detect(source, path) {
         Kind::Kustomization => Ok(kustomize::render(source, path, chart)?),
+        Kind::HelmChart if source.kind(path) == Some(EntryKind::File) => {
+            let out = helm::render_archive(source, path, chart, &helm::Settings::default())?;
+            Ok(Rendered {
+                objects: helm::objects_of(&out, source::parent(path), false)?,
+                diagnostics: Vec::new(),
+            })
+        }
         Kind::HelmChart => Ok(Rendered {
             objects: helm::render_objects(source, path, chart, &helm::Settings::default())?,
             diagnostics: Vec::new(),

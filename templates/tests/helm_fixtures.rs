@@ -123,4 +123,7 @@ cases! {
     shared_07_err_descheduler_fail => shared("07-err-descheduler-fail"),
     shared_08_err_alertmanager_schema => shared("08-err-alertmanager-schema"),
     own_engine => ours("own-engine"),
+    own_packaged_subcharts => ours("own-packaged-subcharts"),
+    own_import_values => ours("own-import-values"),
+    own_err_missing_dependency => ours("own-err-missing-dependency"),
 }

@@ -11,6 +11,7 @@
 //! A directory is a Helm chart when its `Chart.yaml` has `apiVersion` (`v1` or `v2`, which
 //! Helm requires); gitplane's own handlebars charts have none.
 
+pub mod archive;
 pub mod fmt;
 pub mod funcs;
 pub mod gotmpl;
@@ -263,6 +264,7 @@ pub fn is_helm_chart(source: &dyn Source, dir: &str) -> bool {
 }
 
 /// A loaded chart.
+#[derive(Clone)]
 struct Chart {
     /// The name templates see (the alias when the parent gives one).
     name: String,
@@ -413,17 +415,17 @@ fn load(source: &dyn Source, dir: &str) -> Result<Chart, Error> {
                 .templates
                 .push((rel.clone(), text_of(path, &source.read(path)?)?));
         } else if let Some(sub) = rel.strip_prefix("charts/") {
+            // helm skips names starting with `_` or `.`, and keeps provenance files as files.
             let first = sub.split('/').next().unwrap_or(sub);
-            if sub.contains('/') {
+            if first.starts_with(['_', '.']) {
+                continue;
+            }
+            if sub.ends_with(".prov") && !sub.contains('/') {
+                chart.files.insert(rel.clone(), source.read(path)?);
+            } else if sub.contains('/') || sub.ends_with(".tgz") {
                 if !sub_dirs.contains(&first.to_string()) {
                     sub_dirs.push(first.to_string());
                 }
-            } else if sub.ends_with(".tgz") {
-                return Err(Error::Invalid {
-                    file: path.clone(),
-                    line: 1,
-                    message: "packaged subcharts (.tgz) are not supported yet: unpack it into a directory under charts/".into(),
-                });
             }
         } else if rel == "requirements.yaml" || rel == "requirements.lock" || rel == "Chart.lock" {
             continue;
@@ -431,9 +433,12 @@ fn load(source: &dyn Source, dir: &str) -> Result<Chart, Error> {
             chart.files.insert(rel.clone(), source.read(path)?);
         }
     }
+    sub_dirs.sort();
     for sub in sub_dirs {
         let sdir = source::join(dir, &format!("charts/{sub}"))?;
-        if source.exists(&source::join(&sdir, "Chart.yaml")?) {
+        if sub.ends_with(".tgz") && source.kind(&sdir) == Some(EntryKind::File) {
+            chart.deps.push(load_archive(source, &sdir)?);
+        } else if source.exists(&source::join(&sdir, "Chart.yaml")?) {
             chart.deps.push(load(source, &sdir)?);
         }
     }
@@ -453,9 +458,78 @@ fn load(source: &dyn Source, dir: &str) -> Result<Chart, Error> {
     Ok(chart)
 }
 
+/// Loads the packaged chart at `path` (a `.tgz` in `charts/`, or a chart from a chart
+/// repository): unpacked in memory, its files named `path/…` in messages.
+fn load_archive(source: &dyn Source, path: &str) -> Result<Chart, Error> {
+    let bytes = source.read(path)?;
+    let mem = archive::unpack(path, &bytes).map_err(|message| Error::Invalid {
+        file: path.to_string(),
+        line: 1,
+        message,
+    })?;
+    let mut chart = load(&mem, "").map_err(|e| match e {
+        Error::Source(source::SourceError::NotFound(f)) if f == "Chart.yaml" => Error::Invalid {
+            file: path.to_string(),
+            line: 1,
+            message: "Chart.yaml file is missing".into(),
+        },
+        other => relabel_error(other, path),
+    })?;
+    relabel(&mut chart, path);
+    Ok(chart)
+}
+
+/// Prefixes the archive's path to the directories of a chart loaded from it.
+fn relabel(chart: &mut Chart, prefix: &str) {
+    chart.dir = if chart.dir.is_empty() {
+        prefix.to_string()
+    } else {
+        format!("{prefix}/{}", chart.dir)
+    };
+    for d in &mut chart.deps {
+        relabel(d, prefix);
+    }
+}
+
+fn relabel_error(e: Error, prefix: &str) -> Error {
+    match e {
+        Error::Invalid {
+            file,
+            line,
+            message,
+        } => Error::Invalid {
+            file: format!("{prefix}/{file}"),
+            line,
+            message,
+        },
+        Error::Yaml(y) => Error::Invalid {
+            file: format!("{prefix}/{}", y.file),
+            line: y.line,
+            message: y.message,
+        },
+        other => other,
+    }
+}
+
+/// Renders the packaged chart (`.tgz`) at `path` as `helm template` does.
+pub fn render_archive(
+    source: &dyn Source,
+    path: &str,
+    options: &crate::chart::Options,
+    settings: &Settings,
+) -> Result<Output, Error> {
+    let chart = load_archive(source, path)?;
+    render_chart(chart, options, settings)
+}
+
 /// Helm's `coalesce`: fills `user` with `defaults` where it has no key; a user `null` deletes
 /// the default.
 fn coalesce_tables(user: &Value, defaults: &Value) {
+    coalesce_tables_with(user, defaults, false);
+}
+
+/// [`coalesce_tables`]; with `merge` (helm's `MergeValues`), a user `null` is kept.
+fn coalesce_tables_with(user: &Value, defaults: &Value, merge: bool) {
     let (Value::Map(u), Value::Map(d)) = (user, defaults) else {
         return;
     };
@@ -469,10 +543,12 @@ fn coalesce_tables(user: &Value, defaults: &Value) {
             None => {
                 u.borrow_mut().insert(k, dv.deep_copy());
             }
-            Some(Value::Nil) => {
+            Some(Value::Nil) if !merge => {
                 u.borrow_mut().remove(&k);
             }
-            Some(uv @ Value::Map(_)) if matches!(dv, Value::Map(_)) => coalesce_tables(&uv, &dv),
+            Some(uv @ Value::Map(_)) if matches!(dv, Value::Map(_)) => {
+                coalesce_tables_with(&uv, &dv, merge)
+            }
             Some(_) => {}
         }
     }
@@ -498,11 +574,16 @@ fn ensure_map(v: &Value, key: &str) -> Value {
 
 /// Coalesces the chart's defaults and its subcharts' (with globals copied down) into `vals`.
 fn coalesce(chart: &Chart, vals: &Value) {
-    coalesce_tables(vals, &chart.values);
+    coalesce_with(chart, vals, false);
+}
+
+/// [`coalesce`]; with `merge` (helm's `MergeValues`), `null`s are kept.
+fn coalesce_with(chart: &Chart, vals: &Value, merge: bool) {
+    coalesce_tables_with(vals, &chart.values, merge);
     for dep in &chart.deps {
         let sub = ensure_map(vals, &dep.name);
         // Parent globals win over the subchart's.
-        let pg = ensure_map(vals, "global");
+        let pg = get_map(vals, "global").unwrap_or_else(|| Value::map(BTreeMap::new()));
         let sg = ensure_map(&sub, "global");
         if let (Value::Map(pg), Value::Map(sgm)) = (&pg, &sg) {
             let pg = pg.borrow().clone();
@@ -511,7 +592,7 @@ fn coalesce(chart: &Chart, vals: &Value) {
                 match (existing, &v) {
                     (Some(e @ Value::Map(_)), Value::Map(_)) => {
                         let merged = v.deep_copy();
-                        coalesce_tables(&merged, &e);
+                        coalesce_tables_with(&merged, &e, merge);
                         sgm.borrow_mut().insert(k, merged);
                     }
                     _ => {
@@ -520,7 +601,7 @@ fn coalesce(chart: &Chart, vals: &Value) {
                 }
             }
         }
-        coalesce(dep, &sub);
+        coalesce_with(dep, &sub, merge);
     }
 }
 
@@ -540,16 +621,42 @@ fn process_dependencies(chart: &mut Chart, vals: &Value) {
         .and_then(|d| d.as_array())
         .cloned()
         .unwrap_or_default();
-    for dep in chart.deps.iter_mut() {
-        let entry = listed
+    // helm's processDependencyEnabled: vendored charts no entry names come first, then one
+    // copy per entry (an alias renames its copy, so one chart can serve two entries).
+    let compatible = |req: &serde_json::Value, c: &Chart| {
+        let version = c.meta.get("version").map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        let constraint = req.get("version").and_then(|v| v.as_str());
+        match (constraint.map(semver::Constraint::parse), version) {
+            (Some(Ok(c)), Some(v)) => semver::Version::parse(&v).is_some_and(|v| c.matches(&v)),
+            _ => false,
+        }
+    };
+    let named = |req: &serde_json::Value, c: &Chart| {
+        req.get("name").and_then(|n| n.as_str()) == Some(c.name.as_str())
+    };
+    let vendored = std::mem::take(&mut chart.deps);
+    for c in &vendored {
+        if !listed.iter().any(|r| named(r, c) && compatible(r, c)) {
+            chart.deps.push(c.clone());
+        }
+    }
+    for req in &listed {
+        if let Some(c) = vendored
             .iter()
-            .find(|d| d.get("name").and_then(|n| n.as_str()) == Some(dep.name.as_str()));
-        if let Some(alias) = entry
-            .and_then(|e| e.get("alias"))
-            .and_then(|a| a.as_str())
-            .filter(|a| !a.is_empty())
+            .find(|c| named(req, c) && compatible(req, c))
         {
-            dep.name = alias.to_string();
+            let mut copy = c.clone();
+            if let Some(alias) = req
+                .get("alias")
+                .and_then(|a| a.as_str())
+                .filter(|a| !a.is_empty())
+            {
+                copy.name = alias.to_string();
+            }
+            chart.deps.push(copy);
         }
     }
     let scratch = vals.deep_copy();
@@ -597,6 +704,113 @@ fn process_dependencies(chart: &mut Chart, vals: &Value) {
         }
     }
     chart.deps = kept;
+}
+
+/// helm's `processDependencyImportValues`: each chart, deepest first, takes the `import-values`
+/// its dependencies' entries name from their defaults (never from the user's values), below its
+/// own values: `- name` imports the child's `exports.name` table at the top, `- {child: a.b,
+/// parent: c.d}` the child's `a.b` table at `c.d`; the first import of a key wins.
+fn process_imports(chart: &mut Chart) -> Result<(), Error> {
+    for dep in &mut chart.deps {
+        process_imports(dep)?;
+    }
+    let listed: Vec<serde_json::Value> = chart
+        .meta
+        .get("dependencies")
+        .and_then(|d| d.as_array())
+        .cloned()
+        .unwrap_or_default();
+    if !listed.iter().any(|d| d.get("import-values").is_some()) {
+        return Ok(());
+    }
+    let file = format!("{}/Chart.yaml", chart.dir.trim_start_matches('/'));
+    let cvals = Value::map(BTreeMap::new());
+    coalesce_with(chart, &cvals, true);
+    let imported = Value::map(BTreeMap::new());
+    for req in &listed {
+        let name = req
+            .get("alias")
+            .and_then(|a| a.as_str())
+            .filter(|a| !a.is_empty())
+            .or_else(|| req.get("name").and_then(|n| n.as_str()))
+            .unwrap_or_default();
+        let Some(imports) = req.get("import-values") else {
+            continue;
+        };
+        let Some(imports) = imports.as_array() else {
+            return Err(Error::Invalid {
+                file,
+                line: 1,
+                message: format!("dependencies[{name}].import-values: must be a list"),
+            });
+        };
+        for iv in imports {
+            let (child, parent) = match iv {
+                serde_json::Value::String(s) => (format!("exports.{s}"), ".".to_string()),
+                serde_json::Value::Object(m) => {
+                    let field = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_string);
+                    match (field("child"), field("parent")) {
+                        (Some(c), Some(p)) => (c, p),
+                        _ => {
+                            return Err(Error::Invalid {
+                                file,
+                                line: 1,
+                                message: format!(
+                                    "dependencies[{name}].import-values: an entry needs string fields child and parent"
+                                ),
+                            });
+                        }
+                    }
+                }
+                other => {
+                    return Err(Error::Invalid {
+                        file,
+                        line: 1,
+                        message: format!(
+                            "dependencies[{name}].import-values: {other} is neither a name nor {{child, parent}}"
+                        ),
+                    });
+                }
+            };
+            // helm warns and goes on when the child has no such table.
+            let Some(table @ Value::Map(_)) = path_lookup(&cvals, &format!("{name}.{child}"))
+            else {
+                continue;
+            };
+            let table = table.deep_copy();
+            let placed = if parent == "." {
+                table
+            } else {
+                parent
+                    .split('.')
+                    .rev()
+                    .fold(table, |inner, seg| map_of(vec![(seg, inner)]))
+            };
+            merge_tables(&imported, &placed);
+        }
+    }
+    let values = cvals.deep_copy();
+    merge_tables(&values, &imported);
+    chart.values = values;
+    Ok(())
+}
+
+/// helm's `MergeTables`: `src` fills what `dst` lacks; nested tables merge; `dst` wins.
+fn merge_tables(dst: &Value, src: &Value) {
+    let (Value::Map(d), Value::Map(s)) = (dst, src) else {
+        return;
+    };
+    let s = s.borrow().clone();
+    for (k, v) in s {
+        let existing = d.borrow().get(&k).cloned();
+        match existing {
+            None => {
+                d.borrow_mut().insert(k, v);
+            }
+            Some(e @ Value::Map(_)) if matches!(v, Value::Map(_)) => merge_tables(&e, &v),
+            Some(_) => {}
+        }
+    }
 }
 
 fn kube_parts(v: &str) -> (String, String, String) {
@@ -754,6 +968,33 @@ fn validate_schemas(
     }
 }
 
+/// helm's `CheckDependencies`: every dependency the top chart lists is vendored in `charts/`
+/// (gitplane never downloads what a chart lists: `helm dependency build` puts it there).
+fn check_dependencies(chart: &Chart) -> Result<(), Error> {
+    let listed = chart
+        .meta
+        .get("dependencies")
+        .and_then(|d| d.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let missing: Vec<&str> = listed
+        .iter()
+        .filter_map(|d| d.get("name").and_then(|n| n.as_str()))
+        .filter(|n| !chart.deps.iter().any(|c| c.name == *n))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Invalid {
+        file: format!("{}/Chart.yaml", chart.dir.trim_start_matches('/')),
+        line: 1,
+        message: format!(
+            "An error occurred while checking for chart dependencies. You may need to run `helm dependency build` to fetch missing dependencies: found in Chart.yaml, but missing in charts/ directory: {}",
+            missing.join(", ")
+        ),
+    })
+}
+
 fn check_kube_version(chart: &Chart, kube: &str) -> Result<(), Error> {
     if let Some(c) = chart
         .meta
@@ -896,16 +1137,25 @@ pub fn render(
     options: &crate::chart::Options,
     settings: &Settings,
 ) -> Result<Output, Error> {
-    let mut chart = load(source, dir)?;
+    render_chart(load(source, dir)?, options, settings)
+}
+
+fn render_chart(
+    mut chart: Chart,
+    options: &crate::chart::Options,
+    settings: &Settings,
+) -> Result<Output, Error> {
     let kube = settings
         .kube_version
         .clone()
         .unwrap_or_else(|| "v1.32.0".into());
     let (kube_version, major, minor) = kube_parts(&kube);
+    check_dependencies(&chart)?;
     check_kube_version(&chart, &kube_version)?;
 
     let user = user_values(options, settings)?;
     process_dependencies(&mut chart, &user);
+    process_imports(&mut chart)?;
     let vals = user.deep_copy();
     coalesce(&chart, &vals);
 
@@ -1109,19 +1359,24 @@ pub fn render_objects(
     settings: &Settings,
 ) -> Result<Vec<crate::Object>, crate::Error> {
     let out = render(source, dir, options, settings)?;
+    objects_of(&out, source::parent(dir), false)
+}
+
+/// The objects of a render, each named `prefix/chart/templates/…` (helm's `# Source:` under
+/// `prefix`); hooks only when `hooks` (a sync applies none, kustomize's `helmCharts` keeps them).
+pub fn objects_of(
+    out: &Output,
+    prefix: &str,
+    hooks: bool,
+) -> Result<Vec<crate::Object>, crate::Error> {
     let mut objects = Vec::new();
     for (i, m) in out.manifests.iter().enumerate() {
-        if i >= out.release_len {
-            // Hooks are not part of what a sync applies.
+        if i >= out.release_len && !hooks {
             break;
         }
-        let file = if dir.is_empty() {
-            m.source.clone()
-        } else {
-            format!("{}/{}", source::parent(dir).trim_end_matches('/'), m.source)
-                .trim_start_matches('/')
-                .to_string()
-        };
+        let file = format!("{}/{}", prefix.trim_end_matches('/'), m.source)
+            .trim_start_matches('/')
+            .to_string();
         for doc in yaml::parse_documents(&file, &m.content, Dialect::Kubectl)? {
             for value in crate::expand_list(doc.value) {
                 objects.push(crate::Object {
