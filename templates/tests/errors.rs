@@ -267,3 +267,47 @@ fn deprecated_fields_render_with_a_warning() {
         vec!["a/kustomization.yaml:3: commonLabels is deprecated; use labels"]
     );
 }
+
+#[test]
+fn helm_charts_that_are_not_vendored_or_fail_are_errors_naming_the_entry() {
+    check(
+        &[(
+            "a/kustomization.yaml",
+            "resources: []\nhelmCharts:\n- name: redis\n  repo: https://charts.example.com\n  version: 18.1.0\n  releaseName: r\n",
+        )],
+        "a",
+        "a/kustomization.yaml:3: helmCharts[0] (redis): no Helm chart at a/charts/redis-18.1.0/redis; gitplane never downloads a chart a repository names: vendor it with `helm pull --untar --untardir a/charts/redis-18.1.0 --repo https://charts.example.com redis --version 18.1.0`",
+    );
+    check(
+        &[(
+            "a/kustomization.yaml",
+            "helmCharts:\n- name: web\n  nameTemplate: x\n",
+        )],
+        "a",
+        "a/kustomization.yaml:1: unknown field `nameTemplate`, expected one of `name`, `version`, `repo`, `releaseName`, `namespace`, `valuesFile`, `additionalValuesFiles`, `valuesInline`, `valuesMerge`, `includeCRDs`, `skipTests`, `skipHooks`, `apiVersions`, `kubeVersion`",
+    );
+    let chart = "apiVersion: v2\nname: web\nversion: 1.0.0\n";
+    check(
+        &[
+            (
+                "a/kustomization.yaml",
+                "helmCharts:\n- name: web\n  releaseName: r\n  valuesMerge: mix\n  valuesInline: {a: 1}\n",
+            ),
+            ("a/charts/web/Chart.yaml", chart),
+        ],
+        "a",
+        "a/kustomization.yaml:2: helmCharts[0] (web): valuesMerge: \"mix\" is none of override, merge, replace",
+    );
+    check(
+        &[
+            ("a/kustomization.yaml", "helmCharts:\n- name: web\n"),
+            ("a/charts/web/Chart.yaml", chart),
+            (
+                "a/charts/web/templates/x.yaml",
+                "{{ required \"a value is needed\" .Values.x }}\n",
+            ),
+        ],
+        "a",
+        "a/charts/web/templates/x.yaml:1: execution error at (a/charts/web/templates/x.yaml:1:3): a value is needed",
+    );
+}

@@ -107,6 +107,7 @@ fn every_own_case_renders_like_kubectl_kustomize() {
 
 /// The expectations are what the real `kubectl kustomize` prints: a case whose
 /// `expected.yaml` no longer matches kubectl (a hand edit, or a new kubectl) fails here.
+/// `helmCharts` cases need the real `helm` on PATH (kubectl's kustomize runs it).
 #[test]
 fn own_expectations_are_what_kubectl_kustomize_prints() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kustomize");
@@ -114,6 +115,7 @@ fn own_expectations_are_what_kubectl_kustomize_prints() {
     for case in cases(&root) {
         let output = std::process::Command::new("kubectl")
             .arg("kustomize")
+            .arg("--enable-helm")
             .arg(case.join("input"))
             .output()
             .unwrap_or_else(|e| {

@@ -524,11 +524,7 @@ pub fn render_archive(
 
 /// Helm's `coalesce`: fills `user` with `defaults` where it has no key; a user `null` deletes
 /// the default.
-fn coalesce_tables(user: &Value, defaults: &Value) {
-    coalesce_tables_with(user, defaults, false);
-}
-
-/// [`coalesce_tables`]; with `merge` (helm's `MergeValues`), a user `null` is kept.
+/// With `merge` (helm's `MergeValues`), a user `null` is kept.
 fn coalesce_tables_with(user: &Value, defaults: &Value, merge: bool) {
     let (Value::Map(u), Value::Map(d)) = (user, defaults) else {
         return;

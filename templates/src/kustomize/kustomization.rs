@@ -43,6 +43,8 @@ pub struct Kustomization {
     pub configurations: Vec<String>,
     pub crds: Vec<String>,
     pub openapi: Option<OpenApi>,
+    pub helm_charts: Vec<super::helm::HelmChart>,
+    pub helm_globals: Option<super::helm::HelmGlobals>,
     /// Everything else: reported as unknown or unsupported.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
@@ -53,8 +55,6 @@ pub const IGNORED: &[&str] = &["apiVersion", "metadata"];
 
 /// Fields that kustomize knows and gitplane deliberately does not implement.
 pub const UNSUPPORTED: &[&str] = &[
-    "helmCharts",
-    "helmGlobals",
     "helmChartInflationGenerator",
     "transformers",
     "generators",

@@ -1,7 +1,8 @@
 //! Kustomize overlays, rendered the way `kubectl kustomize` (kustomize v5.5) renders them.
 //!
 //! A kustomization is accumulated depth first: its resources (files, directories holding
-//! another kustomization or a chart), then its generators, then its components, then its
+//! another kustomization or a chart), then its generators (`helmCharts` last), then its
+//! components, then its
 //! transformers in kustomize's fixed order (strategic merge patches, patches, namespace, name
 //! prefix and suffix, labels, annotations, JSON 6902 patches, replicas, images,
 //! replacements), then records the objects its `vars` read. Only the top-level kustomization
@@ -16,6 +17,7 @@ mod config;
 mod fieldpath;
 mod fields;
 mod generate;
+mod helm;
 mod kustomization;
 mod metadata;
 mod nameref;
@@ -81,6 +83,9 @@ pub enum Error {
     /// A chart used as a resource failed to render.
     #[error(transparent)]
     Chart(Box<crate::chart::Error>),
+    /// A Helm chart of `helmCharts` failed to render.
+    #[error(transparent)]
+    Helm(Box<crate::helm::Error>),
     /// Anything else that is wrong with a kustomization or what it produces.
     #[error("{file}:{line}: {message}")]
     Invalid {
@@ -559,6 +564,17 @@ impl Engine<'_> {
                     "ConfigMapGenerator"
                 };
                 r.build_origin = Some(metadata::configured(&configured_in, generator));
+            }
+        }
+        let before = resources.len();
+        let mut ids: Ids = resources.iter().map(Resource::key).collect();
+        helm::run(self.source, &ctx, &mut resources, &mut ids)?;
+        if self.build.origin {
+            for r in &mut resources[before..] {
+                r.build_origin = Some(metadata::configured(
+                    &configured_in,
+                    "HelmChartInflationGenerator",
+                ));
             }
         }
         for entry in &k.components {
