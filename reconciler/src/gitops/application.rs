@@ -26,8 +26,13 @@ pub struct Source {
     pub repo_url: String,
     /// Branch, tag or commit; empty: the remote HEAD.
     pub target_revision: String,
-    /// Directory inside the repository.
+    /// Directory inside the repository (Git).
     pub path: String,
+    /// A chart in the Helm chart repository `repoURL` (HTTP(S)); `targetRevision` is then its
+    /// version or a semver range, as in Argo CD.
+    pub chart: String,
+    /// Argo CD's Helm options (release name, values, parameters) for a chart.
+    pub helm: Option<Helm>,
     /// Values files for a chart, relative to `path`.
     pub values_files: Vec<String>,
     /// Inline values for a chart.
@@ -37,6 +42,34 @@ pub struct Source {
     /// Secret (name in `gitplane-system`... or any namespace as `ns/name`) with credentials:
     /// `username`/`password` for https, `sshPrivateKey` for ssh.
     pub secret_ref: Option<String>,
+}
+
+/// `spec.source.helm`, as Argo CD spells it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Helm {
+    /// The release name (default: the Application's name).
+    pub release_name: String,
+    /// Values files: inside the chart for a chart repository, relative to `path` in Git.
+    pub value_files: Vec<String>,
+    /// Values as a YAML string.
+    pub values: String,
+    /// Values as an object (over `values`).
+    pub values_object: Option<Value>,
+    /// `--set` (or `--set-string` with `forceString`) parameters, over everything.
+    pub parameters: Vec<Parameter>,
+}
+
+/// An entry of `spec.source.helm.parameters`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Parameter {
+    /// The value's path (`image.tag`).
+    pub name: String,
+    /// The value.
+    pub value: String,
+    /// Keep the value a string (`--set-string`).
+    pub force_string: bool,
 }
 
 /// `spec.destination`.

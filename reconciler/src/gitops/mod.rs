@@ -1,5 +1,6 @@
 //! The GitOps syncer.
 pub mod application;
+pub mod chartrepo;
 pub mod cluster;
 pub mod compare;
 pub mod health;

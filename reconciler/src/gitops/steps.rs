@@ -31,6 +31,7 @@ use super::application::{
     ANNOTATION_REFRESH, ANNOTATION_SYNC_REQUEST, ApplicationStatus, Condition, HealthStatus,
     HistoryEntry, OperationState, Phase, Source, Spec, SyncStatus, parse_interval,
 };
+use super::chartrepo::{self, ChartError, Pulled};
 use super::cluster::Cluster;
 use super::repo::{CommitInfo, Credentials, Mirror, RepoError};
 use super::sync::{self, Plan, SyncError};
@@ -59,6 +60,9 @@ pub enum StepError {
     /// The mirror could not be opened or fetched, or the revision not resolved.
     #[error(transparent)]
     Repo(#[from] RepoError),
+    /// The chart could not be had from its chart repository.
+    #[error(transparent)]
+    Chart(#[from] ChartError),
     /// `spec.source.path` names nothing in the tree.
     #[error("path {0:?} does not exist in the repository")]
     MissingPath(String),
@@ -115,7 +119,9 @@ impl StepError {
     fn condition(&self) -> Option<&'static str> {
         match self {
             StepError::InvalidSpec(_) | StepError::MissingRepoUrl => Some("InvalidSpec"),
-            StepError::Secret { .. } | StepError::Repo(_) => Some("RepoError"),
+            StepError::Secret { .. } | StepError::Repo(_) | StepError::Chart(_) => {
+                Some("RepoError")
+            }
             StepError::MissingPath(_)
             | StepError::Source(_)
             | StepError::Template(_)
@@ -170,6 +176,8 @@ pub struct AppState {
     rendered: Option<Rendered>,
     compared_at: Option<Instant>,
     compared_key: Option<(String, u64)>,
+    /// The chart archive last pulled (an Application of a chart repository).
+    pulled: Option<Pulled>,
     /// Automatic syncs of this commit and spec that failed in a row, and when to try again.
     failures: u32,
     retry_at: Option<Instant>,
@@ -266,8 +274,11 @@ async fn pass(
     repo_event: bool,
 ) -> Result<(), StepError> {
     let app = Request::read(app)?;
-    let (mirror, fetched) = fetch(ctx, &app, state, repo_event).await?;
-    let rendered = render(&app, mirror, state).await?;
+    let (origin, fetched) = fetch(ctx, &app, state, repo_event).await?;
+    let rendered = match origin {
+        Fetched::Git(mirror) => render(&app, mirror, state).await?,
+        Fetched::Chart(pulled) => render_pulled(&app, pulled, state).await?,
+    };
     let objects = rendered
         .objects
         .clone()
@@ -283,14 +294,27 @@ async fn pass(
     report(ctx, &app, &plan, &rendered.sha, synced).await
 }
 
-/// Step 1: fetches the mirror when something calls for it; returns the mirror and whether it
-/// was fetched.
+/// Where step 1 left the source: a Git mirror, or a chart archive from a chart repository.
+enum Fetched {
+    Git(Arc<Mutex<Mirror>>),
+    Chart(Pulled),
+}
+
+/// Whether the Application names a chart in a Helm chart repository (`chart` and an HTTP(S)
+/// `repoURL`), rather than a Git repository.
+pub fn is_chart_repository(source: &Source) -> bool {
+    !source.chart.is_empty()
+}
+
+/// Step 1: fetches the mirror (or the chart repository's index, and the chart's archive when
+/// it is not cached) when something calls for it; returns the source and whether it was
+/// fetched.
 async fn fetch(
     ctx: &Context,
     app: &Request,
     state: &mut AppState,
     repo_event: bool,
-) -> Result<(Arc<Mutex<Mirror>>, bool), StepError> {
+) -> Result<(Fetched, bool), StepError> {
     let poll = app
         .spec
         .sync_policy
@@ -302,6 +326,37 @@ async fn fetch(
         || app.refresh != state.seen_refresh
         || repo_event
         || app.pending_request.is_some();
+    if is_chart_repository(&app.spec.source) {
+        let pulled = match state.pulled.clone() {
+            Some(p) if !need => p,
+            _ => {
+                let source = &app.spec.source;
+                if !chartrepo::is_http(&source.repo_url) {
+                    return Err(StepError::Chart(ChartError::Http {
+                        url: source.repo_url.clone(),
+                        message: "spec.source.chart needs an http:// or https:// chart repository in repoURL".into(),
+                    }));
+                }
+                let creds = credentials(ctx.cluster.client(), source.secret_ref.as_deref()).await?;
+                let (charts, source) = (ctx.config.charts.clone(), source.clone());
+                let p = tokio::task::spawn_blocking(move || {
+                    chartrepo::pull(
+                        &charts,
+                        &source.repo_url,
+                        &source.chart,
+                        &source.target_revision,
+                        &creds,
+                    )
+                })
+                .await??;
+                state.fetched_at = Some(Instant::now());
+                state.seen_refresh = app.refresh.clone();
+                state.pulled = Some(p.clone());
+                p
+            }
+        };
+        return Ok((Fetched::Chart(pulled), need));
+    }
     let mirror = ctx.mirror(&app.spec.source.repo_url)?;
     if need {
         let creds =
@@ -314,7 +369,41 @@ async fn fetch(
         state.fetched_at = Some(Instant::now());
         state.seen_refresh = app.refresh.clone();
     }
-    Ok((mirror, need))
+    Ok((Fetched::Git(mirror), need))
+}
+
+/// Step 2 for a chart repository: renders the pulled chart version, unless it is rendered for
+/// this spec. The version stands where a commit would.
+async fn render_pulled(
+    app: &Request,
+    pulled: Pulled,
+    state: &mut AppState,
+) -> Result<Rendered, StepError> {
+    let revision = pulled.version.clone();
+    if let Some(r) = state.rendered.clone()
+        && r.sha == revision
+        && r.spec_hash == app.spec_hash
+    {
+        return Ok(r);
+    }
+    let (source, name) = (app.spec.source.clone(), app.name.clone());
+    let namespace = app.spec.destination.namespace.clone();
+    let objects =
+        tokio::task::spawn_blocking(move || render_chart(&pulled, &source, &name, &namespace))
+            .await?;
+    let rendered = Rendered {
+        info: Some(CommitInfo {
+            sha: revision.clone(),
+            author: String::new(),
+            time: String::new(),
+            message: format!("chart {} {revision}", app.spec.source.chart),
+        }),
+        objects: objects.map(Arc::new).map_err(Arc::new),
+        sha: revision,
+        spec_hash: app.spec_hash,
+    };
+    state.rendered = Some(rendered.clone());
+    Ok(rendered)
 }
 
 /// Step 2: resolves the revision and renders the commit, unless it is rendered for this spec.
@@ -651,8 +740,13 @@ fn now() -> String {
         .to_string()
 }
 
+/// A commit's short form; a chart version stays whole.
 fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
+    if sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        &sha[..7]
+    } else {
+        sha
+    }
 }
 
 /// The credentials an Application's `spec.source.secretRef` names (`namespace/name`, or `name`
@@ -709,16 +803,123 @@ pub fn render_at(
             text: String::from_utf8_lossy(&bytes).into_owned(),
         });
     }
-    let options = templates::chart::Options {
-        release_name: Some(app.to_string()),
-        namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
-        values_files,
-        values: source.values.clone().into_iter().collect(),
-        set: source.set.clone(),
-    };
+    let helm = source.helm.clone().unwrap_or_default();
+    for f in &helm.value_files {
+        let file = templates::source::join(&path, f)?;
+        let bytes = tree.read(&file)?;
+        values_files.push(templates::chart::ValuesFile {
+            name: file,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        });
+    }
+    let (options, _) = chart_options(source, app, namespace, values_files)?;
     let rendered = templates::render(&tree, &path, &options)?;
     Ok(rendered
         .objects
+        .into_iter()
+        .map(|o| (o.value, format!("{}:{}", o.origin.file, o.origin.line)))
+        .collect())
+}
+
+/// The release, values and `--set`s of a chart: gitplane's `values`/`set` and Argo CD's
+/// `helm` fields (`releaseName`, `values`, `valuesObject` over it, `parameters` over all, a
+/// `forceString` one as `--set-string`).
+fn chart_options(
+    source: &Source,
+    app: &str,
+    namespace: &str,
+    values_files: Vec<templates::chart::ValuesFile>,
+) -> Result<(templates::chart::Options, templates::helm::Settings), StepError> {
+    let helm = source.helm.clone().unwrap_or_default();
+    let mut values = Vec::new();
+    if !helm.values.trim().is_empty() {
+        let v = templates::yaml::parse_value(
+            "spec.source.helm.values",
+            &helm.values,
+            templates::yaml::Dialect::Kubectl,
+        )
+        .map_err(templates::Error::from)?;
+        values.push(v);
+    }
+    values.extend(helm.values_object.clone());
+    values.extend(source.values.clone());
+    let mut set = source.set.clone();
+    let mut set_string = Vec::new();
+    for p in &helm.parameters {
+        let expr = format!("{}={}", p.name, p.value);
+        if p.force_string {
+            set_string.push(expr);
+        } else {
+            set.push(expr);
+        }
+    }
+    let release = if helm.release_name.is_empty() {
+        app.to_string()
+    } else {
+        helm.release_name.clone()
+    };
+    Ok((
+        templates::chart::Options {
+            release_name: Some(release),
+            namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
+            values_files,
+            values,
+            set,
+        },
+        templates::helm::Settings {
+            set_string,
+            ..Default::default()
+        },
+    ))
+}
+
+/// Renders a chart pulled from a chart repository as the Application asks (values files are
+/// read inside the chart): objects with their `chart/templates/file:line`.
+pub fn render_chart(
+    pulled: &Pulled,
+    source: &Source,
+    app: &str,
+    namespace: &str,
+) -> Result<Vec<(Value, String)>, StepError> {
+    use templates::source::Source as _;
+    let bytes = std::fs::read(&pulled.archive).map_err(|e| {
+        StepError::Chart(ChartError::Cache {
+            path: pulled.archive.display().to_string(),
+            source: e,
+        })
+    })?;
+    let name = format!("{}-{}.tgz", source.chart, pulled.version);
+    let chart = templates::helm::archive::unpack(&name, &bytes).map_err(|message| {
+        templates::Error::from(templates::helm::Error::Invalid {
+            file: name.clone(),
+            line: 1,
+            message,
+        })
+    })?;
+    let helm = source.helm.clone().unwrap_or_default();
+    let mut values_files = Vec::new();
+    for f in source.values_files.iter().chain(&helm.value_files) {
+        if f.contains("://") {
+            return Err(templates::Error::from(templates::helm::Error::Invalid {
+                file: f.clone(),
+                line: 1,
+                message: "values files from URLs are not read (name a file inside the chart)"
+                    .into(),
+            })
+            .into());
+        }
+        let file = templates::source::join("", f)?;
+        let text = String::from_utf8_lossy(&chart.read(&file)?).into_owned();
+        values_files.push(templates::chart::ValuesFile {
+            name: format!("{name}:{file}"),
+            text,
+        });
+    }
+    let (options, settings) = chart_options(source, app, namespace, values_files)?;
+    let out =
+        templates::helm::render(&chart, "", &options, &settings).map_err(templates::Error::from)?;
+    let objects = templates::helm::objects_of(&out, "", false)?;
+    Ok(objects
         .into_iter()
         .map(|o| (o.value, format!("{}:{}", o.origin.file, o.origin.line)))
         .collect())

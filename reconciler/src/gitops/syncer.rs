@@ -36,7 +36,7 @@ use super::repo;
 use super::steps::{self, AppState, Context, StepError};
 use super::webhook;
 
-pub use super::steps::{credentials, render_at};
+pub use super::steps::{credentials, render_at, render_chart};
 
 /// How long a running pass of a lower sync wave holds back the Applications of higher waves.
 pub const WAVE_WAIT: Duration = Duration::from_secs(10);
@@ -46,6 +46,8 @@ pub const WAVE_WAIT: Duration = Duration::from_secs(10);
 pub struct Config {
     /// Where mirrors live (`DATA_DIR/repos`).
     pub mirrors: PathBuf,
+    /// Where charts from chart repositories are kept (`DATA_DIR/charts`).
+    pub charts: PathBuf,
     /// How often every Application is queued for a pass.
     pub tick: Duration,
     /// How often each Application is compared with the cluster at the least (self-heal delay).
@@ -61,6 +63,7 @@ impl Config {
     pub fn new(data_dir: &Path) -> Self {
         Config {
             mirrors: data_dir.join("repos"),
+            charts: data_dir.join("charts"),
             tick: Duration::from_millis(250),
             heal_every: Duration::from_secs(3),
             poll_default: Duration::from_secs(60),

@@ -1,0 +1,300 @@
+//! Charts from a Helm chart repository served over HTTP on 127.0.0.1 by the test: a real
+//! repository made by `helm package` and `helm repo index`, read by the syncer's chart layer
+//! (index, version ranges, digest, cache, credentials, one download per version), and rendered
+//! as `helm template` renders the same archive with the same flags.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use reconciler::gitops::application::{Helm, Parameter, Source};
+use reconciler::gitops::chartrepo::{self, ChartError};
+use reconciler::gitops::repo::Credentials;
+use reconciler::gitops::syncer::render_chart;
+
+fn helm(args: &[&str], dir: &Path) -> String {
+    let out = Command::new("helm")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("helm: {e}; install helm v3.17.2 (../shared/tools/install-helm.sh)")
+        });
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+/// A chart `web` at `version`, packaged into `repo`.
+fn package(work: &Path, repo: &Path, version: &str) {
+    let chart = work.join(format!("src-{version}/web"));
+    write(
+        &chart.join("Chart.yaml"),
+        &format!("apiVersion: v2\nname: web\nversion: {version}\nappVersion: \"{version}\"\n"),
+    );
+    write(
+        &chart.join("values.yaml"),
+        "replicas: 1\nimage:\n  repository: nginx\n  tag: \"\"\nlabels: {}\n",
+    );
+    write(
+        &chart.join("values-prod.yaml"),
+        "replicas: 3\nlabels:\n  env: prod\n",
+    );
+    write(
+        &chart.join("templates/deployment.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}-web\n  namespace: {{ .Release.Namespace }}\n  labels:\n    version: {{ .Chart.Version | quote }}\n    {{- range $k, $v := .Values.labels }}\n    {{ $k }}: {{ $v | quote }}\n    {{- end }}\nspec:\n  replicas: {{ .Values.replicas }}\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n        - name: web\n          image: \"{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}\"\n",
+    );
+    write(
+        &chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\ndata:\n  code: {{ .Values.code | default \"none\" | quote }}\n",
+    );
+    helm(
+        &[
+            "package",
+            chart.to_str().expect("utf8"),
+            "-d",
+            repo.to_str().expect("utf8"),
+        ],
+        work,
+    );
+}
+
+/// What the server saw: requests per path.
+#[derive(Clone, Default)]
+struct Served {
+    dir: PathBuf,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    /// `Authorization` header required, when set.
+    auth: Option<String>,
+}
+
+async fn serve_file(
+    State(s): State<Served>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Vec<u8>, StatusCode> {
+    *s.hits
+        .lock()
+        .expect("hits")
+        .entry(name.clone())
+        .or_default() += 1;
+    if let Some(want) = &s.auth
+        && headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(want.as_str())
+    {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    std::fs::read(s.dir.join(&name)).map_err(|_| StatusCode::NOT_FOUND)
+}
+
+/// Serves `dir` on a free 127.0.0.1 port until the process ends; returns the base URL.
+fn start(served: Served) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            let app = axum::Router::new()
+                .route("/charts/{name}", axum::routing::get(serve_file))
+                .with_state(served);
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    let addr = rx.recv().expect("address");
+    format!("http://{addr}/charts")
+}
+
+fn hits(s: &Served, name: &str) -> usize {
+    s.hits.lock().expect("hits").get(name).copied().unwrap_or(0)
+}
+
+/// A repository with web 1.0.0, 1.2.0 and 2.0.0, indexed by the real helm.
+fn repository() -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().expect("tmp");
+    let repo = work.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    for v in ["1.0.0", "1.2.0", "2.0.0"] {
+        package(work.path(), &repo, v);
+    }
+    helm(
+        &["repo", "index", repo.to_str().expect("utf8")],
+        work.path(),
+    );
+    (work, repo)
+}
+
+#[test]
+fn a_chart_is_fetched_once_per_version_verified_and_rendered_as_helm_template_renders_it() {
+    let (work, repo) = repository();
+    let served = Served {
+        dir: repo.clone(),
+        ..Default::default()
+    };
+    let url = start(served.clone());
+    let charts = work.path().join("data/charts");
+    let none = Credentials::default();
+
+    // A range picks the highest version in it; the archive lands in the cache, verified.
+    let pulled = chartrepo::pull(&charts, &url, "web", "~1.0", &none).expect("pull ~1.0");
+    assert_eq!(pulled.version, "1.0.0");
+    let pulled = chartrepo::pull(&charts, &url, "web", "^1.0.0", &none).expect("pull ^1");
+    assert_eq!(pulled.version, "1.2.0");
+    assert!(pulled.archive.starts_with(&charts), "{:?}", pulled.archive);
+    assert_eq!(
+        std::fs::read(&pulled.archive).expect("cached"),
+        std::fs::read(repo.join("web-1.2.0.tgz")).expect("served")
+    );
+    // Pulled again: the index is read again, the archive is not downloaded again.
+    let again = chartrepo::pull(&charts, &url, "web", "1.2.0", &none).expect("pull 1.2.0");
+    assert_eq!(again, pulled);
+    assert_eq!(
+        hits(&served, "web-1.2.0.tgz"),
+        1,
+        "one download per version"
+    );
+    assert_eq!(hits(&served, "index.yaml"), 3);
+    assert_eq!(
+        chartrepo::pull(&charts, &url, "web", "", &none)
+            .expect("latest")
+            .version,
+        "2.0.0"
+    );
+
+    // The Application's helm options, rendered as `helm template` renders the archive.
+    let source = Source {
+        repo_url: url.clone(),
+        chart: "web".into(),
+        target_revision: "^1.0.0".into(),
+        helm: Some(Helm {
+            release_name: "shop".into(),
+            value_files: vec!["values-prod.yaml".into()],
+            values: "image:\n  tag: \"1.27\"\nlabels:\n  team: a\n".into(),
+            values_object: Some(serde_json::json!({"labels": {"team": "b"}})),
+            parameters: vec![
+                Parameter {
+                    name: "replicas".into(),
+                    value: "5".into(),
+                    force_string: false,
+                },
+                Parameter {
+                    name: "code".into(),
+                    value: "007".into(),
+                    force_string: true,
+                },
+            ],
+        }),
+        ..Default::default()
+    };
+    let got = render_chart(&pulled, &source, "app", "prod").expect("render");
+    let values = work.path().join("values.yaml");
+    // helm merges -f files in order: the chart's values-prod.yaml (the file packaged), then
+    // the two inline layers as files.
+    write(&values, "image:\n  tag: \"1.27\"\nlabels:\n  team: a\n");
+    let object = work.path().join("object.yaml");
+    write(&object, "labels:\n  team: b\n");
+    let want = helm(
+        &[
+            "template",
+            "shop",
+            pulled.archive.to_str().expect("utf8"),
+            "-n",
+            "prod",
+            "-f",
+            work.path()
+                .join("src-1.2.0/web/values-prod.yaml")
+                .to_str()
+                .expect("utf8"),
+            "-f",
+            values.to_str().expect("utf8"),
+            "-f",
+            object.to_str().expect("utf8"),
+            "--set",
+            "replicas=5",
+            "--set-string",
+            "code=007",
+        ],
+        work.path(),
+    );
+    let want: Vec<serde_json::Value> =
+        templates::yaml::parse_documents("helm", &want, templates::yaml::Dialect::Kubectl)
+            .expect("helm output")
+            .into_iter()
+            .map(|d| d.value)
+            .filter(|v| !v.is_null())
+            .collect();
+    let got_values: Vec<serde_json::Value> = got.iter().map(|(v, _)| v.clone()).collect();
+    assert_eq!(
+        got_values, want,
+        "gitplane's render differs from helm template's"
+    );
+    assert_eq!(
+        got_values[1].pointer("/metadata/labels/team"),
+        Some(&serde_json::json!("b"))
+    );
+    assert_eq!(got[0].1, "web/templates/cm.yaml:1");
+}
+
+#[test]
+fn a_tampered_archive_missing_versions_and_credentials_are_errors() {
+    let (work, repo) = repository();
+    let charts = work.path().join("data/charts");
+    let none = Credentials::default();
+
+    // The archive no longer matches the index's digest: refused, nothing cached.
+    let served = Served {
+        dir: repo.clone(),
+        ..Default::default()
+    };
+    let url = start(served);
+    std::fs::write(repo.join("web-2.0.0.tgz"), b"tampered").expect("tamper");
+    match chartrepo::pull(&charts, &url, "web", "2.0.0", &none) {
+        Err(ChartError::Digest { url: u, .. }) => assert!(u.ends_with("web-2.0.0.tgz"), "{u}"),
+        other => panic!("expected a digest mismatch, got {other:?}"),
+    }
+    assert!(!charts.exists() || std::fs::read_dir(&charts).expect("ls").count() <= 1);
+
+    let err = chartrepo::pull(&charts, &url, "web", "3.x", &none).expect_err("3.x");
+    assert!(
+        err.to_string().contains("no version matches \"3.x\""),
+        "{err}"
+    );
+    let err = chartrepo::pull(&charts, &url, "nope", "", &none).expect_err("nope");
+    assert!(
+        err.to_string()
+            .contains("not in the repository's index.yaml"),
+        "{err}"
+    );
+
+    // A repository behind basic auth: refused without the Secret's credentials, read with them.
+    let guarded = Served {
+        dir: repo.clone(),
+        auth: Some("Basic dXNlcjpzM2NyZXQ=".into()),
+        ..Default::default()
+    };
+    let url = start(guarded);
+    let err = chartrepo::pull(&charts, &url, "web", "1.0.0", &none).expect_err("no creds");
+    assert!(err.to_string().contains("401"), "{err}");
+    let creds = Credentials {
+        username: Some("user".into()),
+        password: Some("s3cret".into()),
+        ssh_private_key: None,
+    };
+    let pulled = chartrepo::pull(&charts, &url, "web", "1.0.0", &creds).expect("with creds");
+    assert_eq!(pulled.version, "1.0.0");
+}
