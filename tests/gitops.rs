@@ -562,3 +562,150 @@ fn an_application_whose_fetch_hangs_does_not_hold_back_the_others() {
         || (value_of(&s, "one").as_deref() == Some("2")).then_some(()),
     );
 }
+
+/// A static file server on a free 127.0.0.1 port (a Helm chart repository is files over HTTP);
+/// returns its base URL.
+fn serve_dir(dir: std::path::PathBuf) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().expect("an address").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(&conn);
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    return;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                loop {
+                    let mut header = String::new();
+                    match reader.read_line(&mut header) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) if header.trim().is_empty() => break,
+                        Ok(_) => {}
+                    }
+                }
+                let name = path.trim_start_matches('/');
+                let mut out = &conn;
+                let _ = match std::fs::read(dir.join(name)).ok().filter(|_| !name.contains("..")) {
+                    Some(body) => out
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .and_then(|_| out.write_all(&body)),
+                    None => out.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    ),
+                };
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+/// `web` at `version` (a ConfigMap showing its version and `.Values.code`), packaged into
+/// `repo` by the real helm, and the repository re-indexed.
+fn publish_chart(work: &std::path::Path, repo: &std::path::Path, version: &str) {
+    let chart = work.join(format!("src-{version}/web"));
+    std::fs::create_dir_all(chart.join("templates")).expect("mkdir");
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        format!("apiVersion: v2\nname: web\nversion: {version}\n"),
+    )
+    .expect("Chart.yaml");
+    std::fs::write(chart.join("values.yaml"), "code: none\n").expect("values.yaml");
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\ndata:\n  version: {{ .Chart.Version | quote }}\n  code: {{ .Values.code | quote }}\n",
+    )
+    .expect("template");
+    for args in [
+        vec![
+            "package",
+            chart.to_str().expect("utf8"),
+            "-d",
+            repo.to_str().expect("utf8"),
+        ],
+        vec!["repo", "index", repo.to_str().expect("utf8")],
+    ] {
+        let out = std::process::Command::new("helm")
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("helm: {e}; install helm (../shared/tools/install-helm.sh)")
+            });
+        assert!(
+            out.status.success(),
+            "helm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn an_application_of_a_chart_repository_syncs_its_values_and_new_versions() {
+    let work = tempfile::tempdir().expect("tmp");
+    let repo = work.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    publish_chart(work.path(), &repo, "1.0.0");
+    publish_chart(work.path(), &repo, "1.2.0");
+    publish_chart(work.path(), &repo, "2.0.0");
+    let url = serve_dir(repo.clone());
+    let s = Server::start();
+    let app = |code: &str| {
+        format!(
+            "apiVersion: gitplane.io/v1alpha1\nkind: Application\nmetadata:\n  name: web\nspec:\n  source:\n    repoURL: {url}\n    chart: web\n    targetRevision: ^1.0.0\n    helm:\n      releaseName: shop\n      parameters:\n        - name: code\n          value: \"{code}\"\n  destination:\n    namespace: default\n  syncPolicy:\n    automated: {{prune: true}}\n    interval: 1s\n"
+        )
+    };
+    s.ok_stdin(&["apply", "-f", "-"], &app("a1"));
+    let data = |s: &Server| {
+        let out = s.kubectl(&[
+            "get",
+            "cm",
+            "shop-settings",
+            "-o",
+            "jsonpath={.data.version}/{.data.code}",
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    eventually("the highest 1.x version synced", WAIT, || {
+        (data(&s) == "1.2.0/a1").then_some(())
+    });
+    let revision = s.ok(&[
+        "get",
+        "application",
+        "web",
+        "-o",
+        "jsonpath={.status.sync.revision}",
+    ]);
+    assert_eq!(revision, "1.2.0");
+
+    // A change of the Application's values is synced.
+    s.ok_stdin(&["apply", "-f", "-"], &app("b2"));
+    eventually("the new value synced", WAIT, || {
+        (data(&s) == "1.2.0/b2").then_some(())
+    });
+
+    // A new version in range, published to the repository, is picked up at the next poll.
+    publish_chart(work.path(), &repo, "1.3.0");
+    eventually("the new version synced", WAIT, || {
+        (data(&s) == "1.3.0/b2").then_some(())
+    });
+    let archives: Vec<String> = std::fs::read_dir(s.data_dir.join("charts"))
+        .expect("DATA_DIR/charts")
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).expect("repo cache").flatten())
+        .map(|f| f.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        archives.contains(&"web-1.2.0.tgz".to_string())
+            && archives.contains(&"web-1.3.0.tgz".to_string()),
+        "{archives:?}"
+    );
+}
