@@ -422,10 +422,10 @@ fn load(source: &dyn Source, dir: &str) -> Result<Chart, Error> {
             }
             if sub.ends_with(".prov") && !sub.contains('/') {
                 chart.files.insert(rel.clone(), source.read(path)?);
-            } else if sub.contains('/') || sub.ends_with(".tgz") {
-                if !sub_dirs.contains(&first.to_string()) {
-                    sub_dirs.push(first.to_string());
-                }
+            } else if (sub.contains('/') || sub.ends_with(".tgz"))
+                && !sub_dirs.contains(&first.to_string())
+            {
+                sub_dirs.push(first.to_string());
             }
         } else if rel == "requirements.yaml" || rel == "requirements.lock" || rel == "Chart.lock" {
             continue;
