@@ -40,6 +40,17 @@ if [ -n "$missing" ]; then
   apt-get update -qq && apt-get install -y -qq $missing
 fi
 scripts/install-deps.sh protoc etcd
+# The Helm tests run the real helm v3.17.2: kustomize `helmCharts` cases are re-checked with
+# `kubectl kustomize --enable-helm`, chart repositories are made with `helm package` and
+# `helm repo index`. No Debian package exists; the shared installer brings it.
+if ! need helm; then
+  if [ -f ../shared/tools/install-helm.sh ]; then
+    bash ../shared/tools/install-helm.sh
+  else
+    echo "error: helm v3.17.2 is required (install it with shared/tools/install-helm.sh)" >&2
+    exit 1
+  fi
+fi
 # slirp4netns opens /dev/net/tun as the user; udev makes it 0666 on a usual machine, a bare
 # devtmpfs (containers, microVMs) leaves it 0600.
 if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
