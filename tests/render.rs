@@ -106,3 +106,55 @@ fn render_layers_chart_values_from_flags() {
         "ghcr.io/gitplane/hello:2.0.0"
     );
 }
+
+/// A packaged chart (`helm package`'s `.tgz`, subchart archives inside) renders as
+/// `helm template` renders the same archive; a missing dependency exits 2 naming Chart.yaml.
+#[test]
+fn render_takes_a_packaged_chart_as_helm_template_does() {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("templates/tests/fixtures/helm/own-packaged-subcharts/chart");
+    let work = tempfile::tempdir().expect("tmp");
+    let helm = |args: &[&str]| {
+        let out = Command::new("helm")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("helm: {e}; install helm v3.17.2 (../shared/tools/install-helm.sh)")
+            });
+        assert!(
+            out.status.success(),
+            "helm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dest = work.path().to_string_lossy().into_owned();
+    helm(&["package", &chart.to_string_lossy(), "-d", &dest]);
+    let archive = work.path().join("shop-1.0.0.tgz");
+    let archive = archive.to_string_lossy();
+    let flags = ["--include-crds", "-n", "shop", "--set", "sub.replicas=4"];
+    let mut args = vec!["template", "rel", archive.as_ref()];
+    args.extend(flags);
+    let want = helm(&args);
+    let mut args = vec!["render", archive.as_ref(), "--release-name", "rel"];
+    args.extend(flags);
+    let out = gitplane(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+
+    let missing = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("templates/tests/fixtures/helm/own-err-missing-dependency/chart");
+    let out = gitplane(&["render", &missing.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("own-err-missing-dependency/chart/Chart.yaml:1: An error occurred while checking for chart dependencies")
+            && err.contains("missing in charts/ directory: redis"),
+        "{err}"
+    );
+}
