@@ -1,10 +1,12 @@
-//! `pods/exec` (and `pods/attach`, `pods/portforward`): the client's connection upgrade
+//! `pods/exec`: the client's connection upgrade
 //! (WebSocket, `v5.channel.k8s.io` / `v4.channel.k8s.io`) is proxied to the pod's node agent
 //! (`/exec/{ns}/{pod}/{container}?…` over HTTPS, [`crate::node_client`]) and, once the agent
 //! answers `101 Switching Protocols`, both connections are joined byte for byte, as
 //! kube-apiserver's `UpgradeAwareHandler` does: the protocol is spoken by the client and the
 //! node. Authorization already asked for `create` on the subresource (and `get` for the
 //! WebSocket `GET`, see `pipeline`). An answer other than 101 becomes a `metav1.Status`.
+//! `pods/attach` and `pods/portforward` are authorized and routed here, and refused with a
+//! clear error: neither is served yet.
 
 use std::sync::Arc;
 
@@ -40,6 +42,11 @@ pub async fn stream(state: &Arc<ApiState>, req: &ApiRequest, sub: &str) -> ApiRe
         .get(&req.info.key(Some(&ns), &name))
         .ok_or_else(|| req.not_found())?;
     let pod = &pod.object;
+    if sub != "exec" {
+        return Err(StatusError::bad_request(format!(
+            "pods/{sub} is not supported by this server yet; pods/exec is (see ARCHITECTURE.md)"
+        )));
+    }
     let query = req.raw_query.as_deref().unwrap_or("");
     let path = match sub {
         "exec" | "attach" => {

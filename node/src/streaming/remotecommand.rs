@@ -17,7 +17,7 @@ use apimachinery::streaming::{
     CLOSE, ERROR, PROTOCOL_V5, RESIZE, STDERR, STDIN, STDOUT, TerminalSize, exit_status,
     failure_status,
 };
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -195,6 +195,12 @@ pub async fn run(socket: WebSocket, spec: ExecSpec, protocol: String) {
                 return;
             }
         }
+        // A normal closure (1000): client-go reads a close without a code as an error.
+        let close = CloseFrame {
+            code: axum::extract::ws::close_code::NORMAL,
+            reason: "".into(),
+        };
+        let _ = sink.send(Message::Close(Some(close))).await;
         let _ = sink.close().await;
     });
     let status = match start(&spec) {
