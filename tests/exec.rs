@@ -27,7 +27,15 @@ fn up(extra: &[&str]) -> Up {
 
 /// Creates a pod that sleeps and waits for it to run.
 fn sleeper(s: &Server, name: &str) {
-    s.ok(&["run", name, "--image=busybox", "--command", "--", "sleep", "100000"]);
+    s.ok(&[
+        "run",
+        name,
+        "--image=busybox",
+        "--command",
+        "--",
+        "sleep",
+        "100000",
+    ]);
     eventually(
         &format!("pod {name} Running"),
         Duration::from_secs(60),
@@ -49,10 +57,7 @@ fn kubectl_on_a_terminal(s: &Server, args: &str, input: &str) -> Output {
         found.is_ok_and(|o| o.status.success()),
         "`script` is required for the TTY test: apt-get install bsdutils (util-linux)"
     );
-    let command = format!(
-        "kubectl --kubeconfig {} {args}",
-        s.kubeconfig().display()
-    );
+    let command = format!("kubectl --kubeconfig {} {args}", s.kubeconfig().display());
     let mut child = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .stdin(Stdio::piped())
@@ -63,7 +68,9 @@ fn kubectl_on_a_terminal(s: &Server, args: &str, input: &str) -> Output {
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(input.as_bytes()).expect("type into the terminal");
+        stdin
+            .write_all(input.as_bytes())
+            .expect("type into the terminal");
     }
     child.wait_with_output().expect("script output")
 }
@@ -74,18 +81,26 @@ fn exec_runs_in_the_pod_with_its_exit_code_stdin_a_terminal_and_cp_both_ways() {
     sleeper(&s.0, "box");
 
     // The command runs in the container's context and its exit code is kubectl's.
-    let out = s
-        .0
-        .kubectl(&["exec", "box", "--", "sh", "-c", "echo $HOSTNAME; exit 3"]);
+    let out =
+        s.0.kubectl(&["exec", "box", "--", "sh", "-c", "echo $HOSTNAME; exit 3"]);
     assert_eq!(text(&out.stdout), "box\n", "{}", text(&out.stderr));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    let out = s.0.kubectl(&["exec", "box", "--", "sh", "-c", "echo oops >&2"]);
+    let out =
+        s.0.kubectl(&["exec", "box", "--", "sh", "-c", "echo oops >&2"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "oops\n");
 
     // Standard input reaches the process, and its end closes the process's stdin (v5).
     let out = s.0.kubectl_stdin(
-        &["exec", "-i", "box", "--", "sh", "-c", "tr a-z A-Z; echo end"],
+        &[
+            "exec",
+            "-i",
+            "box",
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo end",
+        ],
         Some("hello stdin\n"),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -104,7 +119,8 @@ fn exec_runs_in_the_pod_with_its_exit_code_stdin_a_terminal_and_cp_both_ways() {
     let remote = dir.path().join("in-pod.txt");
     let target = format!("box:{}", remote.display());
     s.0.ok(&["cp", local.to_str().expect("utf-8"), &target]);
-    let out = s.0.ok(&["exec", "box", "--", "cat", remote.to_str().expect("utf-8")]);
+    let out =
+        s.0.ok(&["exec", "box", "--", "cat", remote.to_str().expect("utf-8")]);
     assert_eq!(out, "copied in\n");
     s.0.ok(&[
         "exec",
@@ -134,8 +150,20 @@ fn exec_runs_in_the_pod_with_its_exit_code_stdin_a_terminal_and_cp_both_ways() {
 fn exec_needs_create_on_pods_exec_and_the_node_agent_serves_the_api_server_only() {
     let s = up(&["--runtime", "process"]);
     sleeper(&s.0, "box");
-    s.0.ok(&["create", "role", "reader", "--verb=get,list", "--resource=pods"]);
-    s.0.ok(&["create", "rolebinding", "jane", "--role=reader", "--user=jane"]);
+    s.0.ok(&[
+        "create",
+        "role",
+        "reader",
+        "--verb=get,list",
+        "--resource=pods",
+    ]);
+    s.0.ok(&[
+        "create",
+        "rolebinding",
+        "jane",
+        "--role=reader",
+        "--user=jane",
+    ]);
     s.0.ok(&["--as", "jane", "get", "pod", "box"]);
     let out = s.0.kubectl(&["--as", "jane", "exec", "box", "--", "true"]);
     assert!(!out.status.success());
@@ -144,10 +172,23 @@ fn exec_needs_create_on_pods_exec_and_the_node_agent_serves_the_api_server_only(
         err.contains(r#"cannot create resource "pods/exec""#),
         "unexpected error: {err}"
     );
-    s.0.ok(&["create", "role", "exec", "--verb=create,get", "--resource=pods/exec"]);
-    s.0.ok(&["create", "rolebinding", "jane-exec", "--role=exec", "--user=jane"]);
+    s.0.ok(&[
+        "create",
+        "role",
+        "exec",
+        "--verb=create,get",
+        "--resource=pods/exec",
+    ]);
+    s.0.ok(&[
+        "create",
+        "rolebinding",
+        "jane-exec",
+        "--role=exec",
+        "--user=jane",
+    ]);
     let out = eventually("jane may exec", Duration::from_secs(10), || {
-        let out = s.0.kubectl(&["--as", "jane", "exec", "box", "--", "echo", "allowed"]);
+        let out =
+            s.0.kubectl(&["--as", "jane", "exec", "box", "--", "echo", "allowed"]);
         out.status.success().then_some(out)
     });
     assert_eq!(text(&out.stdout), "allowed\n");
@@ -171,7 +212,10 @@ fn exec_needs_create_on_pods_exec_and_the_node_agent_serves_the_api_server_only(
             .expect("curl is required: apt-get install curl")
     };
     let anonymous = curl(&[]);
-    assert!(!anonymous.status.success(), "the agent served a client without a certificate");
+    assert!(
+        !anonymous.status.success(),
+        "the agent served a client without a certificate"
+    );
     let pki = s.0.data_dir.join("pki");
     let admin = curl(&[
         "--cert",

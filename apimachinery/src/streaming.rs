@@ -189,10 +189,13 @@ mod tests {
                 ..Default::default()
             },
         );
-        check("command=a%2", RemoteCommand {
-            command: vec!["a%2".into()],
-            ..Default::default()
-        });
+        check(
+            "command=a%2",
+            RemoteCommand {
+                command: vec!["a%2".into()],
+                ..Default::default()
+            },
+        );
     }
 
     #[test]

@@ -172,7 +172,9 @@ pub fn agent_of(
         .path("status.daemonEndpoints.kubeletEndpoint.Port")
         .and_then(Value::as_u64)
         .filter(|p| *p > 0 && *p < 65536)
-        .ok_or_else(|| StatusError::bad_request(format!("node {node_name} does not serve {what}")))?;
+        .ok_or_else(|| {
+            StatusError::bad_request(format!("node {node_name} does not serve {what}"))
+        })?;
     let addresses = node
         .path("status.addresses")
         .and_then(Value::as_array)

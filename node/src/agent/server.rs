@@ -215,7 +215,10 @@ async fn exec(
 ) -> Response {
     let rc = RemoteCommand::parse(req.uri().query().unwrap_or(""));
     if rc.command.is_empty() {
-        return refusal(StatusCode::BAD_REQUEST, "you must specify at least 1 command");
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "you must specify at least 1 command",
+        );
     }
     let id = match running_container(&ctx.runtime, &ns, &pod, &container).await {
         Ok(id) => id,
@@ -237,7 +240,10 @@ async fn exec(
         Ok(r) => forward_to(req, &r.into_inner().url).await,
         Err(e) if e.code() == tonic::Code::Unimplemented => refusal(
             StatusCode::NOT_IMPLEMENTED,
-            format!("the container runtime does not support exec: {}", e.message()),
+            format!(
+                "the container runtime does not support exec: {}",
+                e.message()
+            ),
         ),
         Err(e) => refusal(StatusCode::BAD_REQUEST, e.message().to_string()),
     }

@@ -37,8 +37,8 @@ use super::api::{
 use super::cgroup::Cgroups;
 use super::logs::{LogWriter, MAX_LINE};
 use super::network::Network;
-use crate::streaming::{ExecSpec, Session, Streams};
 use super::{Config, Error, NetworkMode};
+use crate::streaming::{ExecSpec, Session, Streams};
 
 /// The process runtime; serve it with [`super::serve`].
 #[derive(Clone, Debug)]

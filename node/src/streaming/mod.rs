@@ -56,11 +56,7 @@ impl Streams {
     pub fn register(&self, session: Session) -> Option<String> {
         let base = self.inner.base.get()?;
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let mut pending = self
-            .inner
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.retain(|_, (at, _)| at.elapsed() < TOKEN_TTL);
         let kind = match &session {
             Session::Exec(_) => "exec",
@@ -70,11 +66,7 @@ impl Streams {
     }
 
     fn take(&self, token: &str) -> Option<Session> {
-        let mut pending = self
-            .inner
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending
             .remove(token)
             .filter(|(at, _)| at.elapsed() < TOKEN_TTL)

@@ -54,9 +54,7 @@ where
             upstream = upstream.header(name, v);
         }
     }
-    let upstream = upstream
-        .body(Body::empty())
-        .map_err(|e| e.to_string())?;
+    let upstream = upstream.body(Body::empty()).map_err(|e| e.to_string())?;
     let mut answer = sender
         .send_request(upstream)
         .await

@@ -67,9 +67,9 @@ fn start(spec: &ExecSpec) -> std::io::Result<Running> {
         argv.extend(tty::SESSION_LEADER.iter().map(|s| s.to_string()));
     }
     argv.extend(spec.command.iter().cloned());
-    let (program, args) = argv.split_first().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no command given")
-    })?;
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no command given"))?;
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .env_clear()
@@ -168,10 +168,9 @@ async fn input(
                 }
             }
             RESIZE => {
-                if let (Some(t), Ok(size)) = (
-                    &terminal,
-                    serde_json::from_slice::<TerminalSize>(payload),
-                ) {
+                if let (Some(t), Ok(size)) =
+                    (&terminal, serde_json::from_slice::<TerminalSize>(payload))
+                {
                     let _ = tty::resize(t, size.width, size.height);
                 }
             }
