@@ -43,6 +43,7 @@ pub mod registry;
 pub mod schema;
 pub mod selector;
 pub mod status;
+pub mod streaming;
 pub mod typed;
 pub mod validation;
 

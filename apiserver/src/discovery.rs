@@ -48,6 +48,7 @@ fn subresource_verbs(sub: &str) -> Vec<&'static str> {
         "binding" | "eviction" | "token" => vec!["create"],
         "finalize" => vec!["update"],
         "log" => vec!["get"],
+        "exec" | "attach" | "portforward" => vec!["create", "get"],
         _ => vec!["get", "patch", "update"],
     }
 }
@@ -62,6 +63,9 @@ fn subresource_kind(info: &ResourceInfo, sub: &str) -> (String, String, String) 
             "v1".into(),
             "TokenRequest".into(),
         ),
+        "exec" => (String::new(), "v1".into(), "PodExecOptions".into()),
+        "attach" => (String::new(), "v1".into(), "PodAttachOptions".into()),
+        "portforward" => (String::new(), "v1".into(), "PodPortForwardOptions".into()),
         _ => (info.group.clone(), info.version.clone(), info.kind.clone()),
     }
 }

@@ -35,6 +35,7 @@ pub mod discovery;
 pub mod handlers;
 pub mod inflight;
 pub mod listener;
+pub mod node_client;
 pub mod openapi;
 pub mod rbac;
 pub mod request;

@@ -26,6 +26,9 @@ pub struct Security {
     pub audit: Option<Arc<Auditor>>,
     /// In-flight limits.
     pub inflight: Limits,
+    /// The TLS client configuration for node agents (`pods/log`, `pods/exec`): the cluster
+    /// CA's certificate for `kube-apiserver-kubelet-client` ([`crate::node_client`]).
+    pub node_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Security {
@@ -39,6 +42,7 @@ impl Security {
             },
             audit: None,
             inflight: Limits::default(),
+            node_client: None,
         }
     }
 }

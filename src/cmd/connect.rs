@@ -89,6 +89,11 @@ impl Components {
         })
     }
 
+    /// The cluster CA's certificate (PEM).
+    pub fn ca_pem(&self) -> String {
+        self.ca.cert_pem.clone()
+    }
+
     /// A client for the component `name` (for example `scheduler`), with its own identity,
     /// naming itself `name` in its User-Agent.
     pub fn client(&self, name: &str) -> anyhow::Result<kube::Client> {

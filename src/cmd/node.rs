@@ -59,6 +59,26 @@ pub struct Args {
     /// The Node's pod CIDR to advertise (the runtime's `--pod-cidr`).
     #[arg(long)]
     pod_cidr: Option<String>,
+    /// The CA (PEM file) whose `kube-apiserver-kubelet-client` certificate may read logs and
+    /// exec (default: the kubeconfig's CA, the cluster CA).
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+}
+
+/// The PEM of DER certificates (a kubeconfig's CA as kube reads it).
+fn pem_of(ders: &[Vec<u8>]) -> String {
+    use base64::Engine;
+    let mut pem = String::new();
+    for der in ders {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    pem
 }
 
 /// The host name, as a node name (lower case).
@@ -120,6 +140,7 @@ impl LocalNode {
 /// Starts a runtime and an agent for node `name` with data under `dir`.
 pub async fn start_local(
     client: kube::Client,
+    client_ca: Option<String>,
     name: &str,
     dir: &Path,
     runtime: LocalRuntime<'_>,
@@ -127,6 +148,7 @@ pub async fn start_local(
     std::fs::create_dir_all(dir).with_context(|| format!("node data dir {}", dir.display()))?;
     let dir = std::fs::canonicalize(dir).with_context(|| format!("{}", dir.display()))?;
     let mut config = agent::Config::new(name, dir.clone());
+    config.client_ca = client_ca;
     let (running, cri) = match runtime {
         LocalRuntime::Process(network) => {
             let mode = network.mode(&format!("{}{name}", dir.display()))?;
@@ -170,7 +192,13 @@ pub async fn start_local(
 pub fn run(args: Args) -> anyhow::Result<u8> {
     server::init_logging();
     server::block_on(async move {
-        let client = args.client.client().await?;
+        let kube_config = args.client.config().await?;
+        let client_ca = match &args.client_ca_file {
+            Some(f) => std::fs::read_to_string(f)
+                .with_context(|| format!("--client-ca-file {}", f.display()))?,
+            None => pem_of(kube_config.root_cert.as_deref().unwrap_or_default()),
+        };
+        let client = kube::Client::try_from(kube_config).context("cannot build an API client")?;
         let socket = runtime::socket_path(&args.container_runtime_endpoint)?;
         let rt = runtime::connect(&socket, Duration::from_secs(10))
             .await
@@ -188,6 +216,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         config.labels = node::simulated::parse_labels(&args.labels)?;
         config.taints = node::simulated::parse_taints(&args.taints)?;
         config.pod_cidr = args.pod_cidr.clone();
+        config.client_ca = Some(client_ca).filter(|c| !c.is_empty());
         let agent = Agent::start(client, rt, config).await?;
         eprintln!("node {name} is up (logs on {})", agent.log_addr());
         server::shutdown_signal().await;

@@ -172,6 +172,9 @@ impl SecurityArgs {
                 self.max_requests_inflight,
                 self.max_mutating_requests_inflight,
             ),
+            node_client: Some(apiserver::node_client::client_config(
+                &ca.issue_client(apimachinery::streaming::APISERVER_NODE_CLIENT, &[])?,
+            )?),
         };
         let (admin_crt, admin_key) = (pki.join("admin.crt"), pki.join("admin.key"));
         if !(admin_crt.exists() && admin_key.exists()) {

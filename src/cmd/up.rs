@@ -229,7 +229,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 };
                 let client = components.client(&format!("node-{name}"))?;
                 let dir = args.server.data_dir.join("nodes").join(&name);
-                local_nodes.push(super::node::start_local(client, &name, &dir, local).await?);
+                local_nodes.push(
+                    super::node::start_local(client, Some(components.ca_pem()), &name, &dir, local)
+                        .await?,
+                );
                 local_names.push(name);
             }
         }

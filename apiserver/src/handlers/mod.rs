@@ -21,6 +21,7 @@ pub mod pipeline;
 mod review;
 pub mod route;
 mod scale;
+mod stream;
 mod token;
 mod update;
 mod watch;
@@ -61,6 +62,11 @@ pub struct ApiRequest {
     /// `?fieldValidation=`, parsed once (an unsupported mode is refused by the writes that read
     /// it).
     pub field_validation: Result<FieldValidation, StatusError>,
+    /// The query string as sent (passed on to node agents by `pods/exec`).
+    pub raw_query: Option<String>,
+    /// The client connection's upgrade (WebSocket), taken by `pods/exec`, `attach` and
+    /// `portforward`.
+    pub upgrade: std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>,
 }
 
 impl ApiRequest {
@@ -84,6 +90,8 @@ impl ApiRequest {
             body,
             warnings: Default::default(),
             user,
+            raw_query: None,
+            upgrade: Default::default(),
         }
     }
 

@@ -11,6 +11,11 @@ use crate::request::{Target, parse_path};
 use crate::response::error;
 use crate::state::ApiState;
 
+/// Whether a pod subresource streams over an upgraded connection.
+fn streaming_subresource(sub: &str) -> bool {
+    matches!(sub, "exec" | "attach" | "portforward")
+}
+
 /// The one handler behind every route: the outer pipeline (authentication, impersonation,
 /// in-flight limit, audit, authorization), then the request itself.
 pub async fn dispatch(State(state): State<Arc<ApiState>>, req: axum::extract::Request) -> Response {
@@ -77,12 +82,25 @@ pub async fn dispatch(State(state): State<Arc<ApiState>>, req: axum::extract::Re
         let impersonated = (user != authenticated).then_some(&user);
         a.begin(info, &authenticated, impersonated, &attrs)
     });
-    let allowed = security.authz.allows(&state, &user, &attrs);
+    // A streaming subresource opened by a WebSocket GET needs `create` as well, as
+    // kube-apiserver asks since 1.30 (AuthorizePodWebsocketUpgradeCreatePermission).
+    let create = (attrs.verb == "get" && streaming_subresource(sub)).then(|| {
+        let mut create = attrs.clone();
+        create.verb = "create".into();
+        create
+    });
+    let denied = if !security.authz.allows(&state, &user, &attrs) {
+        Some(&attrs)
+    } else {
+        create
+            .as_ref()
+            .filter(|c| !security.authz.allows(&state, &user, c))
+    };
     if let Some(r) = &mut record {
-        r.decision(allowed);
+        r.decision(denied.is_none());
     }
-    let response = if !allowed {
-        error(&attrs.forbidden(&user))
+    let response = if let Some(denied) = denied {
+        error(&denied.forbidden(&user))
     } else {
         match super::body::read_body(body).await {
             Err(e) => error(&e),

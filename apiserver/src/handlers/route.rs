@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::{
     ApiRequest, binding, component_status, create, delete, delete_collection, eviction, get, list,
-    log, patch, scale, update, watch,
+    log, patch, scale, stream, update, watch,
 };
 use crate::discovery;
 use crate::request::{Params, ResourcePath, Target, parse_path};
@@ -27,7 +27,7 @@ fn not_found_path() -> StatusError {
 /// Serves an authenticated and authorized request.
 pub async fn serve(
     state: &Arc<ApiState>,
-    parts: axum::http::request::Parts,
+    mut parts: axum::http::request::Parts,
     body: Bytes,
     user: &crate::authn::UserInfo,
 ) -> Response {
@@ -57,6 +57,10 @@ pub async fn serve(
         Target::Resource(r) => r,
     };
     let params = Params::parse(parts.uri.query());
+    let connection = Connection {
+        raw_query: parts.uri.query().map(str::to_string),
+        upgrade: parts.extensions.remove::<hyper::upgrade::OnUpgrade>(),
+    };
     finish(
         resource_request(
             state,
@@ -66,11 +70,19 @@ pub async fn serve(
             params,
             body,
             user,
+            connection,
         )
         .await,
     )
 }
 
+/// What a streaming subresource needs of the client's connection.
+struct Connection {
+    raw_query: Option<String>,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn resource_request(
     state: &Arc<ApiState>,
     method: Method,
@@ -79,6 +91,7 @@ async fn resource_request(
     params: Params,
     body: Bytes,
     user: &crate::authn::UserInfo,
+    connection: Connection,
 ) -> ApiResult {
     if let Some(result) =
         super::review::special(state, user, &method, &headers, &path, &params, &body).await
@@ -98,7 +111,9 @@ async fn resource_request(
         return Err(not_found_path());
     }
     let watch = path.legacy_watch || params.flag("watch");
-    let req = ApiRequest::new(method, path, info, params, headers, body, user.clone());
+    let mut req = ApiRequest::new(method, path, info, params, headers, body, user.clone());
+    req.raw_query = connection.raw_query;
+    req.upgrade = std::sync::Mutex::new(connection.upgrade);
     crate::security::check_rbac_write(state, user, &req)?;
     let result = verb(state, &req, watch).await;
     let mut response = finish(result);
@@ -160,6 +175,11 @@ async fn verb(state: &Arc<ApiState>, req: &ApiRequest, watch: bool) -> ApiResult
         (&Method::GET, true, None | Some("status")) => get::get(state, req).await,
         (&Method::GET, true, Some("scale")) => scale::get(state, req).await,
         (&Method::GET, true, Some("log")) => log::logs(state, req).await,
+        (&Method::GET | &Method::POST, true, Some(sub @ ("exec" | "attach" | "portforward")))
+            if is_core(req, "pods") =>
+        {
+            stream::stream(state, req, sub).await
+        }
         (&Method::POST, false, None) => create::create(state, req).await,
         (&Method::POST, true, Some("binding")) => binding::bind(state, req).await,
         (&Method::POST, true, Some("eviction")) => eviction::evict(state, req).await,

@@ -1,6 +1,7 @@
 //! The agent's HTTP endpoint for container logs, as the kubelet's:
 //! `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`, `tailLines`, `previous`,
-//! `timestamps` and `limitBytes`. The API server's `pods/log` proxies to it. Logs are read
+//! `timestamps` and `limitBytes`, served by the agent's `server`. The API server's `pods/log`
+//! proxies to it. Logs are read
 //! from the files the runtime writes (`<logs>/<ns>_<pod>_<uid>/<container>/<attempt>.log`);
 //! `previous` is the attempt before the newest. Following ends once the container is no longer
 //! running and its file is drained.
@@ -42,23 +43,11 @@ fn flag(v: &Option<String>) -> bool {
     v.as_deref().is_some_and(|v| v == "true" || v == "1")
 }
 
-/// Serves the log endpoint on `listener` until `shutdown`.
-pub(super) async fn serve(
-    listener: tokio::net::TcpListener,
-    runtime: RuntimeClient,
-    root: PathBuf,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    let app = Router::new()
+/// The log endpoint's routes, for the agent's server (`server`).
+pub(super) fn routes(runtime: RuntimeClient, root: PathBuf) -> Router {
+    Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(logs))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(Ctx { runtime, root });
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::warn!(error = %e, "log server failed");
-    }
+        .with_state(Ctx { runtime, root })
 }
 
 fn not_found(message: String) -> Response {

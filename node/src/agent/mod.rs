@@ -1,7 +1,7 @@
 //! The node agent (gitplane's kubelet): an API client and a client of the runtime API.
 //!
 //! [`Agent::start`] registers the Node (`node`), renews its Lease every 10 s, serves container
-//! logs over HTTP (`logs`) and runs the pods bound to the node (`pods`: one worker per pod,
+//! logs and exec sessions over HTTPS to the API server only (`server`, `logs`) and runs the pods bound to the node (`pods`: one worker per pod,
 //! an explicit state machine; `spec` turns a pod spec into runtime requests; `images`;
 //! `probes`; `oom`: OOM kills from the kernel log).
 //!
@@ -15,6 +15,7 @@ mod node;
 mod oom;
 mod pods;
 mod probes;
+pub mod server;
 mod spec;
 
 use std::collections::BTreeMap;
@@ -61,8 +62,11 @@ pub struct Config {
     pub pod_cidr: Option<String>,
     /// Where volumes and logs live.
     pub data_dir: PathBuf,
-    /// Port of the log server (0: any free port).
+    /// Port of the agent's HTTPS server (logs, exec; 0: any free port).
     pub port: u16,
+    /// The cluster CA (PEM): the agent's server accepts the API server's client certificate
+    /// from it and nobody else (without one, it refuses every request).
+    pub client_ca: Option<String>,
     /// `leaseDurationSeconds` of the node Lease.
     pub lease_duration: Duration,
     /// How often the Lease is renewed.
@@ -83,6 +87,7 @@ impl Config {
             pod_cidr: None,
             data_dir,
             port: 0,
+            client_ca: None,
             lease_duration: Duration::from_secs(40),
             renew_interval: Duration::from_secs(10),
         }
@@ -113,6 +118,9 @@ pub enum Error {
     /// The node IP is not an IP address.
     #[error("invalid node IP {0:?}")]
     NodeIp(String),
+    /// The agent's TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] server::TlsError),
     /// The container runtime did not answer CRI `Version`.
     #[error("the container runtime does not answer CRI v1: {0}")]
     Runtime(#[source] tonic::Status),
@@ -142,6 +150,7 @@ impl Agent {
             .node_ip
             .parse()
             .map_err(|_| Error::NodeIp(config.node_ip.clone()))?;
+        let tls = server::tls_config(&config.node_ip, config.client_ca.as_deref())?;
         let addr = SocketAddr::new(ip, config.port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -162,11 +171,11 @@ impl Agent {
         .await?;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        tasks.spawn(logs::serve(
+        tasks.spawn(server::serve(
             listener,
-            cri.runtime.clone(),
-            config.data_dir.join("logs"),
-            stop.clone().cancelled_owned(),
+            tls,
+            server::routes(cri.runtime.clone(), config.data_dir.join("logs")),
+            stop.clone(),
         ));
         tasks.spawn(node::heartbeat(
             client.clone(),

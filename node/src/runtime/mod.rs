@@ -163,6 +163,18 @@ pub async fn serve(
     let _ = std::fs::remove_file(path);
     let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    // The streaming server (exec sessions) lives and stops with the CRI server.
+    let streaming = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(|e| err(format!("streaming server: {e}")))?;
+    let stop_streams = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(
+        runtime
+            .streams()
+            .clone()
+            .serve(streaming, stop_streams.clone()),
+    );
+    let _stop_streams = stop_streams.drop_guard();
     tonic::transport::Server::builder()
         .add_service(api::runtime_service_server::RuntimeServiceServer::new(
             runtime.clone(),

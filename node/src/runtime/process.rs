@@ -38,6 +38,7 @@ use super::cgroup::Cgroups;
 use super::logs::{LogWriter, MAX_LINE};
 use super::network::Network;
 use super::{Config, Error, NetworkMode};
+use crate::streaming::{ExecSpec, Session, Streams};
 
 /// The process runtime; serve it with [`super::serve`].
 #[derive(Clone, Debug)]
@@ -51,6 +52,7 @@ struct Inner {
     state: Mutex<State>,
     network: Option<Network>,
     cgroups: Option<Cgroups>,
+    streams: Streams,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +104,26 @@ impl From<Error> for Status {
 }
 
 impl ProcessRuntime {
+    /// The sandbox, config and root of a running container (exec's context).
+    fn running(&self, id: &str) -> Result<(Sandbox, api::ContainerConfig, PathBuf), Status> {
+        let s = self.state()?;
+        let c = s
+            .containers
+            .get(id)
+            .ok_or_else(|| Status::not_found(format!("container {id}")))?;
+        if c.status.state != api::ContainerState::ContainerRunning as i32 {
+            return Err(Status::failed_precondition(format!(
+                "container {id} is not running"
+            )));
+        }
+        let sb = s
+            .sandboxes
+            .get(&c.sandbox)
+            .ok_or_else(|| Status::not_found(format!("sandbox {}", c.sandbox)))?
+            .clone();
+        Ok((sb, c.config.clone(), c.root.clone()))
+    }
+
     /// Sets the runtime up: its directory, the bridge when pod networking is on, cgroups.
     pub fn new(config: Config) -> Result<ProcessRuntime, Error> {
         std::fs::create_dir_all(config.root.join("pods")).map_err(|e| Error::Io {
@@ -119,8 +141,14 @@ impl ProcessRuntime {
                 state: Mutex::new(State::default()),
                 network,
                 cgroups,
+                streams: Streams::default(),
             }),
         })
+    }
+
+    /// The streaming sessions (exec) this runtime hands out; [`super::serve`] serves them.
+    pub fn streams(&self) -> &Streams {
+        &self.inner.streams
     }
 
     /// The pod CIDR when pods get their own network.
@@ -813,25 +841,7 @@ impl RuntimeService for ProcessRuntime {
 
     async fn exec_sync(&self, req: Request<api::ExecSyncRequest>) -> Res<api::ExecSyncResponse> {
         let req = req.into_inner();
-        let (sb, config, root) = {
-            let s = self.state()?;
-            let c = s
-                .containers
-                .get(&req.container_id)
-                .ok_or_else(|| Status::not_found(format!("container {}", req.container_id)))?;
-            if c.status.state != api::ContainerState::ContainerRunning as i32 {
-                return Err(Status::failed_precondition(format!(
-                    "container {} is not running",
-                    req.container_id
-                )));
-            }
-            let sb = s
-                .sandboxes
-                .get(&c.sandbox)
-                .ok_or_else(|| Status::not_found(format!("sandbox {}", c.sandbox)))?
-                .clone();
-            (sb, c.config.clone(), c.root.clone())
-        };
+        let (sb, config, root) = self.running(&req.container_id)?;
         let (env, cwd, prefix) = Self::context(&sb, &config, &root);
         let mut cmd = Self::command(&env, &cwd, &prefix, &req.cmd)?;
         cmd.stdout(Stdio::piped())
@@ -878,8 +888,34 @@ impl RuntimeService for ProcessRuntime {
         Err(unimplemented("ReopenContainerLog"))
     }
 
-    async fn exec(&self, _: Request<api::ExecRequest>) -> Res<api::ExecResponse> {
-        Err(unimplemented("Exec"))
+    async fn exec(&self, req: Request<api::ExecRequest>) -> Res<api::ExecResponse> {
+        let req = req.into_inner();
+        if req.cmd.is_empty() {
+            return Err(Status::invalid_argument("exec needs a command"));
+        }
+        if !(req.stdout || req.stderr || req.stdin) {
+            return Err(Status::invalid_argument(
+                "one of stdin, stdout or stderr must be requested",
+            ));
+        }
+        let (sb, config, root) = self.running(&req.container_id)?;
+        let (env, cwd, prefix) = Self::context(&sb, &config, &root);
+        let spec = ExecSpec {
+            command: req.cmd,
+            prefix,
+            env,
+            cwd,
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr && !req.tty,
+            tty: req.tty,
+        };
+        let url = self
+            .inner
+            .streams
+            .register(Session::Exec(spec))
+            .ok_or_else(|| Status::unavailable("the streaming server is not listening yet"))?;
+        Ok(Response::new(api::ExecResponse { url }))
     }
 
     async fn attach(&self, _: Request<api::AttachRequest>) -> Res<api::AttachResponse> {

@@ -27,6 +27,7 @@ pub async fn run(count: usize, clients: usize, pod_network: PodNetwork) -> anyho
     };
     let node = crate::cmd::node::start_local(
         client.clone(),
+        None,
         "bench-node",
         dir.path(),
         crate::cmd::node::LocalRuntime::Process(&network),

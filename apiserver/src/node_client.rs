@@ -1,0 +1,244 @@
+//! The API server as a client of node agents (`pods/log`, `pods/exec`): where a pod's node
+//! agent listens (the Node's address and `daemonEndpoints.kubeletEndpoint.Port`), and the
+//! HTTPS connection to it, presenting the client certificate of
+//! `apimachinery::streaming::APISERVER_NODE_CLIENT` from the cluster CA. Agents' serving
+//! certificates are self-signed and not verified (kube-apiserver's default without
+//! `--kubelet-certificate-authority`).
+
+use std::sync::Arc;
+
+use apimachinery::object::ObjectExt;
+use apimachinery::status::{Reason, StatusError};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::state::ApiState;
+use crate::tls::{Issued, TlsError, provider};
+
+/// Accepts any serving certificate, checking only that the handshake is signed by it.
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS client configuration for node agents, presenting `issued` (a certificate of the
+/// cluster CA for [`apimachinery::streaming::APISERVER_NODE_CLIENT`]).
+pub fn client_config(issued: &Issued) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let pki = |e: String| TlsError::Pki {
+        what: "node client certificate".into(),
+        message: e,
+    };
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| pki(e.to_string()))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).map_err(|e| pki(e.to_string()))?;
+    let provider = provider();
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// A pod's node agent: its node's name and `host:port`.
+#[derive(Clone, Debug)]
+pub struct NodeAgent {
+    /// The node's name.
+    pub node: String,
+    /// `address:port` (IPv6 in brackets).
+    pub host: String,
+    /// The address alone, for TLS.
+    pub address: String,
+}
+
+/// The names of the containers in a pod spec list (`spec.containers`, …).
+pub fn container_names(list: Option<&Value>) -> Vec<String> {
+    list.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The container a request names (`?container=`), or the pod's only container.
+pub fn container(pod: &Value, name: &str, asked: Option<&str>) -> Result<String, StatusError> {
+    let containers = container_names(pod.path("spec.containers"));
+    let inits = container_names(pod.path("spec.initContainers"));
+    match asked.filter(|c| !c.is_empty()) {
+        Some(c) => {
+            if !containers.iter().chain(inits.iter()).any(|n| n == c) {
+                return Err(StatusError::bad_request(format!(
+                    "container {c} is not valid for pod {name}"
+                )));
+            }
+            Ok(c.to_string())
+        }
+        None if containers.len() == 1 => Ok(containers[0].clone()),
+        None => Err(StatusError::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            containers.join(" ")
+        ))),
+    }
+}
+
+/// The node agent of `pod` (named `name`), for `what` (`container logs`, `exec`); a simulated
+/// node answers that it does not support `what`.
+pub fn agent_of(
+    state: &ApiState,
+    pod: &Value,
+    name: &str,
+    what: &str,
+) -> Result<NodeAgent, StatusError> {
+    let node_name = pod
+        .path("spec.nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            StatusError::bad_request(format!("pod {name} does not have a host assigned"))
+        })?;
+    let nodes = state
+        .registry()
+        .by_resource("", "v1", "nodes")
+        .ok_or_else(|| StatusError::internal("nodes are not served"))?;
+    let node = state
+        .cache()
+        .get(&nodes.key(None, node_name))
+        .ok_or_else(|| StatusError::not_found("", "nodes", node_name))?;
+    let node = &node.object;
+    let runtime = node
+        .path("status.nodeInfo.containerRuntimeVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if runtime.starts_with("simulated://") {
+        return Err(StatusError::bad_request(format!(
+            "{what} is not supported on simulated nodes (pod {name} is on {node_name})"
+        )));
+    }
+    let port = node
+        .path("status.daemonEndpoints.kubeletEndpoint.Port")
+        .and_then(Value::as_u64)
+        .filter(|p| *p > 0 && *p < 65536)
+        .ok_or_else(|| {
+            StatusError::bad_request(format!("node {node_name} does not serve {what}"))
+        })?;
+    let addresses = node
+        .path("status.addresses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let address = ["InternalIP", "ExternalIP", "Hostname"]
+        .iter()
+        .find_map(|kind| {
+            addresses
+                .iter()
+                .find(|a| a.get("type").and_then(Value::as_str) == Some(kind))
+                .and_then(|a| a.get("address").and_then(Value::as_str))
+        })
+        .ok_or_else(|| StatusError::bad_request(format!("node {node_name} has no address")))?
+        .to_string();
+    let host = if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    };
+    Ok(NodeAgent {
+        node: node_name.to_string(),
+        host,
+        address,
+    })
+}
+
+impl NodeAgent {
+    fn unavailable(&self, e: impl std::fmt::Display) -> StatusError {
+        StatusError::new(
+            Reason::ServiceUnavailable,
+            format!(
+                "cannot reach the node agent of {} at {}: {e}",
+                self.node, self.host
+            ),
+        )
+    }
+
+    /// An HTTPS connection to the agent.
+    pub async fn connect(&self, state: &ApiState) -> Result<TlsStream<TcpStream>, StatusError> {
+        let config = state.security().node_client.clone().ok_or_else(|| {
+            StatusError::internal("this API server has no client certificate for node agents")
+        })?;
+        let tcp = TcpStream::connect(&self.host)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(self.address.clone()).map_err(|e| self.unavailable(e))?;
+        tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
+    /// A plain-text answer of the agent as a Status error (404 stays NotFound).
+    pub fn refused(&self, status: axum::http::StatusCode, body: &[u8]) -> StatusError {
+        let message = String::from_utf8_lossy(body).trim().to_string();
+        let reason = match status.as_u16() {
+            404 => Reason::NotFound,
+            403 => Reason::Forbidden,
+            501 => Reason::BadRequest,
+            s if s >= 500 => Reason::InternalError,
+            _ => Reason::BadRequest,
+        };
+        StatusError::new(reason, message)
+    }
+}
