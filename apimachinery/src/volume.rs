@@ -11,6 +11,10 @@ use serde_json::Value;
 use crate::matching::{Labels, node_selector_matches, selector_matches};
 use crate::quantity;
 
+/// The default StorageClass gitplane creates at start.
+pub const LOCAL_PATH_CLASS: &str = "local-path";
+/// The provisioner of [`LOCAL_PATH_CLASS`] (the controller-manager's local-path provisioner).
+pub const LOCAL_PATH_PROVISIONER: &str = "gitplane.io/local-path";
 /// Annotation marking the default StorageClass.
 pub const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
 /// Annotation on a `WaitForFirstConsumer` claim naming the node of its first consumer.
@@ -19,6 +23,9 @@ pub const SELECTED_NODE_ANNOTATION: &str = "volume.kubernetes.io/selected-node";
 pub const STORAGE_PROVISIONER_ANNOTATION: &str = "volume.kubernetes.io/storage-provisioner";
 /// Annotation on a volume naming the provisioner that made it.
 pub const PROVISIONED_BY_ANNOTATION: &str = "pv.kubernetes.io/provisioned-by";
+/// Annotation on a Node naming the directory under which the local-path provisioner puts the
+/// volumes it makes for that node (the node agent sets it to `<its data dir>/storage`).
+pub const LOCAL_PATH_ROOT_ANNOTATION: &str = "local-path.gitplane.io/root";
 /// Annotation on a claim whose binding the controller has finished.
 pub const BIND_COMPLETED_ANNOTATION: &str = "pv.kubernetes.io/bind-completed";
 /// Annotation on a claim or volume the controller bound (rather than the user).

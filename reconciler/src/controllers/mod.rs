@@ -42,8 +42,10 @@ pub mod expectations;
 pub mod garbagecollector;
 pub mod informers;
 pub mod job;
+pub mod localpath;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod persistentvolume;
 pub mod replicaset;
 pub mod rootcacert;
 pub mod serviceaccount;
@@ -157,6 +159,16 @@ pub const CONTROLLERS: &[Registration] = &[
         name: "nodelifecycle",
         identity: "node-controller",
         start: |ctx| Box::pin(node_lifecycle::run(ctx)),
+    },
+    Registration {
+        name: "persistentvolume-binder",
+        identity: "persistent-volume-binder",
+        start: |ctx| Box::pin(persistentvolume::run(ctx)),
+    },
+    Registration {
+        name: "local-path-provisioner",
+        identity: "local-path-provisioner",
+        start: |ctx| Box::pin(localpath::run(ctx)),
     },
     Registration {
         name: "disruption",
