@@ -577,7 +577,10 @@ fn kubectl_create_token_gives_a_service_account_token_bound_to_the_account() {
 fn a_token_review_says_who_a_token_stands_for_and_for_which_audiences() {
     let s = server_with_fixture(&[]);
     s.ok(&["create", "serviceaccount", "bot", "-n", "team-a"]);
-    let bot = s.ok(&["create", "token", "bot", "-n", "team-a"]).trim().to_string();
+    let bot = s
+        .ok(&["create", "token", "bot", "-n", "team-a"])
+        .trim()
+        .to_string();
     let vault = s
         .ok(&["create", "token", "bot", "-n", "team-a", "--audience=vault"])
         .trim()
@@ -597,7 +600,10 @@ fn a_token_review_says_who_a_token_stands_for_and_for_which_audiences() {
     assert_eq!(a.code, 201, "{:?}", a.body);
     let status = &a.body["status"];
     assert_eq!(status["authenticated"], true, "{status}");
-    assert_eq!(status["user"]["username"], "system:serviceaccount:team-a:bot");
+    assert_eq!(
+        status["user"]["username"],
+        "system:serviceaccount:team-a:bot"
+    );
     assert!(
         status["user"]["groups"]
             .as_array()

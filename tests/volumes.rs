@@ -106,7 +106,12 @@ fn a_statefulset_pod_finds_its_data_again_after_being_replaced() {
     assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Delete");
     let dir = PathBuf::from(pv["spec"]["hostPath"]["path"].as_str().unwrap());
     let data_dir = std::fs::canonicalize(&s.data_dir).unwrap();
-    assert!(dir.starts_with(&data_dir), "{} not under {}", dir.display(), data_dir.display());
+    assert!(
+        dir.starts_with(&data_dir),
+        "{} not under {}",
+        dir.display(),
+        data_dir.display()
+    );
     eventually("the first run's line", WAIT, || {
         let log = std::fs::read_to_string(dir.join("log")).ok()?;
         (log.lines().count() == 1).then_some(())

@@ -547,7 +547,10 @@ fn with_claim_volumes(obj: &Value, template: &Value) -> Value {
         .or_insert_with(|| Value::Array(Vec::new()));
     if let Some(list) = volumes.as_array_mut() {
         for name in claims {
-            if !list.iter().any(|v| v.get("name").and_then(Value::as_str) == Some(&name)) {
+            if !list
+                .iter()
+                .any(|v| v.get("name").and_then(Value::as_str) == Some(&name))
+            {
                 list.push(serde_json::json!({"name": name,
                     "persistentVolumeClaim": {"claimName": name}}));
             }
@@ -927,7 +930,12 @@ mod tests {
                     {"name": "c", "image": "i",
                      "volumeMounts": [{"name": "data", "mountPath": "/d"}]}]}}}})
         };
-        check("apps/v1", "StatefulSet", set(json!([{"metadata": {"name": "data"}}])), &[]);
+        check(
+            "apps/v1",
+            "StatefulSet",
+            set(json!([{"metadata": {"name": "data"}}])),
+            &[],
+        );
         check(
             "apps/v1",
             "StatefulSet",

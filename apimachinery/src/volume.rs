@@ -244,12 +244,20 @@ mod tests {
         check(volume("big", "10Gi", json!({})), None, true);
         check(volume("small", "512Mi", json!({})), None, false);
         check(
-            volume("class", "1Gi", json!({"spec": {"storageClassName": "slow"}})),
+            volume(
+                "class",
+                "1Gi",
+                json!({"spec": {"storageClassName": "slow"}}),
+            ),
             None,
             false,
         );
         check(
-            volume("modes", "1Gi", json!({"spec": {"accessModes": ["ReadOnlyMany"]}})),
+            volume(
+                "modes",
+                "1Gi",
+                json!({"spec": {"accessModes": ["ReadOnlyMany"]}}),
+            ),
             None,
             false,
         );

@@ -17,11 +17,13 @@ use crate::strategy;
 
 /// Gives a new claim without `storageClassName` the default StorageClass.
 pub fn default_storage_class(state: &ApiState, info: &ResourceInfo, obj: &mut Value) {
-    if info.custom || (info.group.as_str(), info.kind.as_str()) != ("", "PersistentVolumeClaim")
-    {
+    if info.custom || (info.group.as_str(), info.kind.as_str()) != ("", "PersistentVolumeClaim") {
         return;
     }
-    if obj.pointer("/spec/storageClassName").is_some_and(|c| !c.is_null()) {
+    if obj
+        .pointer("/spec/storageClassName")
+        .is_some_and(|c| !c.is_null())
+    {
         return;
     }
     let Some(classes) = state

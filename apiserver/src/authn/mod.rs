@@ -161,8 +161,7 @@ impl Authenticator {
     }
 
     fn token_user(&self, state: &ApiState, token: &str) -> Result<UserInfo, String> {
-        self.review(state, token, &[])
-            .map(|(user, _)| user)
+        self.review(state, token, &[]).map(|(user, _)| user)
     }
 
     /// TokenReview: who a bearer token stands for and the audiences it is valid for, among

@@ -468,9 +468,15 @@ pub async fn volumes(
             continue;
         }
         if let Some(c) = &v.persistent_volume_claim {
-            let p = super::storage::claim_path(&lookup.client, &lookup.namespace, &c.claim_name)
-                .await
-                .map_err(|m| mount_error(super::storage::not_ready(&v.name, m)))?;
+            let node = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .unwrap_or_default();
+            let p =
+                super::storage::claim_path(&lookup.client, &lookup.namespace, &c.claim_name, node)
+                    .await
+                    .map_err(|m| mount_error(super::storage::not_ready(&v.name, m)))?;
             out.insert(v.name.clone(), p);
             continue;
         }

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use kube::Api;
 use kube::api::ListParams;
 use tokio_util::sync::CancellationToken;
@@ -32,11 +32,14 @@ pub fn not_ready(volume: &str, message: String) -> String {
     format!("MountVolume.SetUp failed for volume {volume:?}: {message}")
 }
 
-/// The host directory of the volume bound to the claim `name`, or why there is none yet.
+/// The host directory of the volume bound to the claim `name` for a pod on `node`, or why
+/// there is none (yet): the claim is not bound, or the volume's node affinity excludes this
+/// node (the scheduler does not yet place pods by their volumes).
 pub async fn claim_path(
     client: &kube::Client,
     namespace: &str,
     name: &str,
+    node: &str,
 ) -> Result<PathBuf, String> {
     let claim = Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace)
         .get_opt(name)
@@ -55,6 +58,17 @@ pub async fn claim_path(
         .await
         .map_err(|e| format!("persistentvolume {volume:?}: {e}"))?
         .ok_or_else(|| format!("persistentvolume {volume:?} not found"))?;
+    let labels = Api::<Node>::all(client.clone())
+        .get_opt(node)
+        .await
+        .map_err(|e| format!("node {node:?}: {e}"))?
+        .and_then(|n| n.metadata.labels)
+        .unwrap_or_default();
+    if !apimachinery::volume::admits_node(&pv, node, &labels) {
+        return Err(format!(
+            "persistentvolume {volume:?} has a node affinity that excludes node {node:?}"
+        ));
+    }
     let spec = pv.spec.unwrap_or_default();
     let path = spec
         .host_path

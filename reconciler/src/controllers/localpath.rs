@@ -64,7 +64,8 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         ctx.clone().drive(claims, move |pvc, ctx| {
             provision(pvc, ctx, a.clone()).boxed()
         }),
-        ctx.clone().drive(volumes, |pv, ctx| delete(pv, ctx).boxed()),
+        ctx.clone()
+            .drive(volumes, |pv, ctx| delete(pv, ctx).boxed()),
     );
     Ok(())
 }
@@ -93,7 +94,10 @@ async fn provision(
     if pvc.metadata.deletion_timestamp.is_some()
         || !pending
         || !unbound
-        || annotations.get(STORAGE_PROVISIONER_ANNOTATION).map(String::as_str) != Some(PROVISIONER)
+        || annotations
+            .get(STORAGE_PROVISIONER_ANNOTATION)
+            .map(String::as_str)
+            != Some(PROVISIONER)
     {
         return Ok(Action::await_change());
     }
@@ -183,7 +187,11 @@ async fn provision(
 
 /// Deletes a volume this provisioner made once it is `Released` under reclaim `Delete`.
 async fn delete(pv: Arc<PersistentVolume>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ours = pv.annotations().get(PROVISIONED_BY_ANNOTATION).map(String::as_str) == Some(PROVISIONER);
+    let ours = pv
+        .annotations()
+        .get(PROVISIONED_BY_ANNOTATION)
+        .map(String::as_str)
+        == Some(PROVISIONER);
     let spec = pv.spec.clone().unwrap_or_default();
     let released = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Released");
     if !ours

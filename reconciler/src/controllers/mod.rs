@@ -7,8 +7,7 @@
 //! - a [`Controller`] on its main kind, fed by the manager's shared informers
 //!   ([`Context::informer`]: one watch and one reflector store per kind for every controller)
 //!   or a watch of its own ([`Context::reflect`]), with `owns_stream` for children and
-//!   `watches_stream` for anything else that should trigger it (the StatefulSet controller
-//!   still LISTs its revisions per reconcile);
+//!   `watches_stream` for anything else that should trigger it;
 //! - a reconcile function `async fn(Arc<K>, Arc<Context>) -> Result<Action, Error>` that reads
 //!   the stores, decides with pure functions (tested with tables in the same file), and writes
 //!   through the API with its own client;

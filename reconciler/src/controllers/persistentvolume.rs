@@ -26,10 +26,10 @@ use apimachinery::volume::{
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
+use kube::ResourceExt;
 use kube::api::{Api, Patch};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::ResourceExt;
 use serde_json::json;
 
 use super::{Context, Error, api_error};
@@ -81,10 +81,7 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         })
         .watches_stream(pod_informer.subscribe(), |pod: Pod| {
             let ns = pod.namespace().unwrap_or_default();
-            let scheduled = pod
-                .spec
-                .as_ref()
-                .is_some_and(|s| s.node_name.is_some());
+            let scheduled = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
             pod.spec
                 .iter()
                 .filter(|_| scheduled)
@@ -208,7 +205,9 @@ async fn reconcile_claim(
             &Patch::Merge(json!({"metadata": {"annotations": {SELECTED_NODE_ANNOTATION: n}}})),
         )
         .await
-        .map_err(api_error(format!("selecting node {n} for claim {ns}/{name}")))?;
+        .map_err(api_error(format!(
+            "selecting node {n} for claim {ns}/{name}"
+        )))?;
         node = Some(n);
     }
     let node_labels = node
@@ -296,7 +295,11 @@ async fn set_claim_status(
 }
 
 /// Binds `pv` to `pvc` in Kubernetes' order: the volume first, then the claim.
-async fn bind(ctx: &Context, pvc: &PersistentVolumeClaim, pv: &PersistentVolume) -> Result<(), Error> {
+async fn bind(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    pv: &PersistentVolume,
+) -> Result<(), Error> {
     let ns = pvc.namespace().unwrap_or_default();
     let name = pvc.name_any();
     let pv_name = pv.name_any();
@@ -310,17 +313,24 @@ async fn bind(ctx: &Context, pvc: &PersistentVolumeClaim, pv: &PersistentVolume)
     if !has_uid {
         // Conditional on the volume's resourceVersion: two claims never take one volume.
         let mut patch = json!({"metadata": {"resourceVersion": pv.resource_version()},
-            "spec": {"claimRef": {
-                "kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": ns,
-                "name": name, "uid": pvc.uid(), "resourceVersion": pvc.resource_version(),
-            }}});
-        if pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()).is_none() {
+        "spec": {"claimRef": {
+            "kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": ns,
+            "name": name, "uid": pvc.uid(), "resourceVersion": pvc.resource_version(),
+        }}});
+        if pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.claim_ref.as_ref())
+            .is_none()
+        {
             patch["metadata"]["annotations"] = json!({BOUND_BY_CONTROLLER_ANNOTATION: "yes"});
         }
         volumes
             .patch(&pv_name, &ctx.patch_params(), &Patch::Merge(patch))
             .await
-            .map_err(api_error(format!("binding volume {pv_name} to claim {ns}/{name}")))?;
+            .map_err(api_error(format!(
+                "binding volume {pv_name} to claim {ns}/{name}"
+            )))?;
     }
     if phase_of_volume(pv) != "Bound" {
         volumes
@@ -349,7 +359,9 @@ async fn bind(ctx: &Context, pvc: &PersistentVolumeClaim, pv: &PersistentVolume)
                                  "spec": {"volumeName": pv_name}})),
         )
         .await
-        .map_err(api_error(format!("binding claim {ns}/{name} to volume {pv_name}")))?;
+        .map_err(api_error(format!(
+            "binding claim {ns}/{name} to volume {pv_name}"
+        )))?;
     set_claim_status(&claims, ctx, &name, bound_status(pv)).await?;
     Ok(())
 }
@@ -410,7 +422,10 @@ async fn reconcile_volume(
 }
 
 /// The phase of a volume whose claim is gone, by its reclaim policy.
-fn released(pv: &PersistentVolume, spec: &k8s_openapi::api::core::v1::PersistentVolumeSpec) -> (&'static str, Option<String>) {
+fn released(
+    pv: &PersistentVolume,
+    spec: &k8s_openapi::api::core::v1::PersistentVolumeSpec,
+) -> (&'static str, Option<String>) {
     let policy = spec
         .persistent_volume_reclaim_policy
         .as_deref()

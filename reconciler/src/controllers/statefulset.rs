@@ -154,7 +154,12 @@ pub fn claim_name(template: &str, set: &str, ordinal: usize) -> String {
 
 /// Points the pod's volumes named after the set's claim templates at the ordinal's claims
 /// (adding those the template lacks), as Kubernetes' `updateStorage` does.
-pub fn claim_volumes(pod: &mut Pod, templates: &[PersistentVolumeClaim], set: &str, ordinal: usize) {
+pub fn claim_volumes(
+    pod: &mut Pod,
+    templates: &[PersistentVolumeClaim],
+    set: &str,
+    ordinal: usize,
+) {
     let Some(spec) = pod.spec.as_mut() else {
         return;
     };
@@ -283,9 +288,11 @@ async fn reconcile(
             revision: revisions.iter().map(|r| r.revision).max().unwrap_or(0) + 1,
         };
         match revs_api.create(&ctx.post_params(), &rev).await {
-            Ok(_) => state
-                .revision_expectations
-                .expect(&key, vec![update_revision.clone()], Vec::new()),
+            Ok(_) => {
+                state
+                    .revision_expectations
+                    .expect(&key, vec![update_revision.clone()], Vec::new())
+            }
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
