@@ -56,6 +56,15 @@ spec:
   storageClassName: fast
   resources: {requests: {storage: 1Gi}}
 ---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: fast-1, labels: {set: kinds}}
+spec:
+  storageClassName: fast
+  capacity: {storage: 2Gi}
+  accessModes: [ReadWriteOnce]
+  hostPath: {path: /tmp/gitplane-fast-1}
+---
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata:
@@ -382,14 +391,14 @@ fn a_repository_of_the_new_kinds_syncs() {
         "--runtime",
         "simulated",
     ]);
-    eventually("synced", WAIT, || {
+    eventually("synced and healthy", WAIT, || {
         (s.ok(&[
             "get",
             "application",
             "root",
             "-o",
-            "jsonpath={.status.sync.status}",
-        ]) == "Synced")
+            "jsonpath={.status.sync.status}/{.status.health.status}",
+        ]) == "Synced/Healthy")
             .then_some(())
     });
     for (kind, name) in [
@@ -415,7 +424,19 @@ fn a_repository_of_the_new_kinds_syncs() {
         "PodDisruptionBudget",
         "HorizontalPodAutoscaler",
         "StorageClass",
+        "PersistentVolume",
+        "PersistentVolumeClaim",
     ] {
         assert!(health.contains(&format!("{kind}=Healthy")), "{health}");
     }
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "pvc",
+            "data",
+            "-o",
+            "jsonpath={.status.phase} {.spec.volumeName}"
+        ]),
+        "Bound fast-1"
+    );
 }

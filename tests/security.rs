@@ -573,6 +573,70 @@ fn kubectl_create_token_gives_a_service_account_token_bound_to_the_account() {
     assert!(!out.status.success());
 }
 
+#[test]
+fn a_token_review_says_who_a_token_stands_for_and_for_which_audiences() {
+    let s = server_with_fixture(&[]);
+    s.ok(&["create", "serviceaccount", "bot", "-n", "team-a"]);
+    let bot = s
+        .ok(&["create", "token", "bot", "-n", "team-a"])
+        .trim()
+        .to_string();
+    let vault = s
+        .ok(&["create", "token", "bot", "-n", "team-a", "--audience=vault"])
+        .trim()
+        .to_string();
+    let review = |auth: &Auth, token: &str, audiences: &[&str]| {
+        let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": token, "audiences": audiences}});
+        s.http_as(
+            auth,
+            "POST",
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            body.to_string().as_bytes(),
+            &[("Content-Type", "application/json")],
+        )
+    };
+    let a = review(&Auth::Admin, &bot, &[]);
+    assert_eq!(a.code, 201, "{:?}", a.body);
+    let status = &a.body["status"];
+    assert_eq!(status["authenticated"], true, "{status}");
+    assert_eq!(
+        status["user"]["username"],
+        "system:serviceaccount:team-a:bot"
+    );
+    assert!(
+        status["user"]["groups"]
+            .as_array()
+            .is_some_and(|g| g.contains(&json!("system:serviceaccounts:team-a"))),
+        "{status}"
+    );
+    assert_eq!(
+        status["audiences"],
+        json!(["https://kubernetes.default.svc.cluster.local"])
+    );
+    // A static token of the token file.
+    let a = review(&Auth::Admin, "jane-token", &[]);
+    assert_eq!(a.body["status"]["user"]["username"], "jane", "{:?}", a.body);
+    assert_eq!(a.body["status"]["user"]["groups"][0], "dev");
+    // Audiences: a token made for vault is valid for vault only.
+    let a = review(&Auth::Admin, &vault, &["vault"]);
+    assert_eq!(a.body["status"]["authenticated"], true, "{:?}", a.body);
+    assert_eq!(a.body["status"]["audiences"], json!(["vault"]));
+    let a = review(&Auth::Admin, &vault, &[]);
+    assert_eq!(a.code, 201);
+    assert_ne!(a.body["status"]["authenticated"], true, "{:?}", a.body);
+    // A bad token is not authenticated (the review itself succeeds).
+    let a = review(&Auth::Admin, "not-a-token", &[]);
+    assert_eq!(a.code, 201);
+    assert_ne!(a.body["status"]["authenticated"], true, "{:?}", a.body);
+    assert!(a.body["status"]["error"].is_string(), "{:?}", a.body);
+    // Only who may create tokenreviews asks; an empty token is invalid.
+    assert_eq!(review(&token("carl"), &bot, &[]).code, 403);
+    assert_eq!(review(&Auth::Admin, "", &[]).code, 422);
+    let resources = s.ok(&["api-resources", "--api-group=authentication.k8s.io"]);
+    assert!(resources.contains("tokenreviews"), "{resources}");
+}
+
 const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
 kind: Policy
 rules:

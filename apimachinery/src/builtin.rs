@@ -251,6 +251,7 @@ kinds! {
     ("apps", "v1", "ReplicaSet", "replicasets", NS, ["rs"], Standard, ["scale", "status"], apps::ReplicaSet, ReplicaSet, ALL, WORKLOAD),
     ("apps", "v1", "StatefulSet", "statefulsets", NS, ["sts"], Standard, ["scale", "status"], apps::StatefulSet, StatefulSet, ALL, WORKLOAD),
     ("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", CLUSTER, [], CreateOnly, [], authentication::SelfSubjectReview, NameAge, PLAIN, PLAIN),
+    ("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", CLUSTER, [], CreateOnly, [], authentication::TokenReview, NameAge, PLAIN, PLAIN),
     ("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", NS, [], CreateOnly, [], authorization::LocalSubjectAccessReview, NameAge, PLAIN, PLAIN),
     ("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", CLUSTER, [], CreateOnly, [], authorization::SelfSubjectAccessReview, NameAge, PLAIN, PLAIN),
     ("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", CLUSTER, [], CreateOnly, [], authorization::SelfSubjectRulesReview, NameAge, PLAIN, PLAIN),

@@ -524,6 +524,41 @@ fn non_negative(obj: &Value, pointer: &str, field: &str, errs: &mut Errs) {
     }
 }
 
+/// A StatefulSet's template with a volume for each `volumeClaimTemplates` entry it does not
+/// name itself, as the controller gives its pods: mounts may name the claim templates.
+fn with_claim_volumes(obj: &Value, template: &Value) -> Value {
+    let mut t = template.clone();
+    let claims: Vec<String> = obj
+        .pointer("/spec/volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.pointer("/metadata/name").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    if claims.is_empty() {
+        return t;
+    }
+    let Some(spec) = t.get_mut("spec").and_then(Value::as_object_mut) else {
+        return t;
+    };
+    let volumes = spec
+        .entry("volumes")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Some(list) = volumes.as_array_mut() {
+        for name in claims {
+            if !list
+                .iter()
+                .any(|v| v.get("name").and_then(Value::as_str) == Some(&name))
+            {
+                list.push(serde_json::json!({"name": name,
+                    "persistentVolumeClaim": {"claimName": name}}));
+            }
+        }
+    }
+    t
+}
+
 fn workload(kind: &str, obj: &Value, errs: &mut Errs) {
     non_negative(obj, "/spec/replicas", "spec.replicas", errs);
     non_negative(obj, "/spec/minReadySeconds", "spec.minReadySeconds", errs);
@@ -536,6 +571,12 @@ fn workload(kind: &str, obj: &Value, errs: &mut Errs) {
     selector_matches_template(obj, kind, errs);
     match obj.pointer("/spec/template").filter(|v| !v.is_null()) {
         None => errs.push(FieldError::required("spec.template")),
+        Some(t) if kind == "StatefulSet" => template(
+            &with_claim_volumes(obj, t),
+            "spec.template",
+            Some(&["Always"]),
+            errs,
+        ),
         Some(t) => template(t, "spec.template", Some(&["Always"]), errs),
     }
     if kind == "Deployment" {
@@ -881,6 +922,25 @@ mod tests {
             "Pod",
             json!({"spec": {"containers": [{"name": "c", "image": "i", "volumeMounts": [{"name": "data", "mountPath": "/d"}]}]}}),
             &["spec.containers[0].volumeMounts[0].name: Not found: \"data\""],
+        );
+        let set = |claims: Value| {
+            json!({"spec": {"selector": {"matchLabels": {"a": "b"}}, "serviceName": "s",
+                "volumeClaimTemplates": claims,
+                "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [
+                    {"name": "c", "image": "i",
+                     "volumeMounts": [{"name": "data", "mountPath": "/d"}]}]}}}})
+        };
+        check(
+            "apps/v1",
+            "StatefulSet",
+            set(json!([{"metadata": {"name": "data"}}])),
+            &[],
+        );
+        check(
+            "apps/v1",
+            "StatefulSet",
+            set(json!([])),
+            &["spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"data\""],
         );
     }
 

@@ -22,6 +22,7 @@
 //! - [`typed`]: checking built-in objects against their k8s-openapi types (wrong types, unknown
 //!   fields for `fieldValidation=Strict`).
 //! - [`validation`]: name and label syntax checks shared by the API server and renderers.
+//! - [`volume`]: PersistentVolume binding (which volume fits a claim) and the default StorageClass.
 //!
 //! **Architecture Invariant**: no IO, no tokio, no clock. Everything here is a pure function of
 //! its inputs, so it is tested with tables.
@@ -46,5 +47,6 @@ pub mod status;
 pub mod streaming;
 pub mod typed;
 pub mod validation;
+pub mod volume;
 
 pub use k8s_openapi;

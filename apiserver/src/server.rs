@@ -103,6 +103,7 @@ impl ApiServer {
             .map_err(|e| ServerError::Cache(e.message))?;
         bootstrap_namespaces(&state).await?;
         bootstrap_application_crd(&state).await?;
+        crate::admission::storage_class::ensure_local_path(&state).await?;
         crate::rbac::bootstrap::create(&state)
             .await
             .map_err(|e| ServerError::Cache(e.message))?;

@@ -282,6 +282,9 @@ fn initial_status(info: &ResourceInfo, obj: &mut Value) {
         ("", "Pod") => {
             obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
         }
+        ("", "PersistentVolume") | ("", "PersistentVolumeClaim") => {
+            obj["status"] = json!({"phase": "Pending"});
+        }
         ("", "Namespace") => {
             obj["status"] = json!({"phase": "Active"});
             obj["spec"]["finalizers"] = json!(["kubernetes"]);

@@ -161,8 +161,29 @@ impl Authenticator {
     }
 
     fn token_user(&self, state: &ApiState, token: &str) -> Result<UserInfo, String> {
+        self.review(state, token, &[]).map(|(user, _)| user)
+    }
+
+    /// TokenReview: who a bearer token stands for and the audiences it is valid for, among
+    /// `audiences` (empty: the API server's own, `https://kubernetes.default.svc.cluster.local`).
+    /// A static token is valid for the API server's audience only, as in Kubernetes.
+    pub fn review(
+        &self,
+        state: &ApiState,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<(UserInfo, Vec<String>), String> {
+        let own = [service_account::ISSUER.to_string()];
+        let audiences = if audiences.is_empty() {
+            &own[..]
+        } else {
+            audiences
+        };
         if let Some(u) = self.tokens.get(token) {
-            return Ok(u.clone());
+            if !audiences.iter().any(|a| a == service_account::ISSUER) {
+                return Err("token audiences do not match the requested audiences".into());
+            }
+            return Ok((u.clone(), own.to_vec()));
         }
         let Some(keys) = &self.service_accounts else {
             return Err("unknown token".into());
@@ -170,7 +191,9 @@ impl Authenticator {
         if !service_account::Keys::is_ours(token) {
             return Err("unknown token".into());
         }
-        let claims = keys.verify(token).map_err(|e| e.to_string())?;
+        let claims = keys
+            .verify_for(token, audiences)
+            .map_err(|e| e.to_string())?;
         let k = &claims.kubernetes;
         let key = format!(
             "/registry/core/serviceaccounts/{}/{}",
@@ -189,7 +212,13 @@ impl Authenticator {
                 k.namespace, k.serviceaccount.name
             ));
         }
-        Ok(claims.user())
+        let valid_for = claims
+            .aud
+            .iter()
+            .filter(|a| audiences.contains(a))
+            .cloned()
+            .collect();
+        Ok((claims.user(), valid_for))
     }
 }
 

@@ -162,9 +162,14 @@ impl Keys {
 
     /// Checks signature, issuer, audience and expiry; the caller checks the ServiceAccount.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_for(token, &[ISSUER.to_string()])
+    }
+
+    /// [`Keys::verify`] for a token that must be valid for one of `audiences`.
+    pub fn verify_for(&self, token: &str, audiences: &[String]) -> Result<Claims, TokenError> {
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[ISSUER]);
+        validation.set_audience(audiences);
         validation.leeway = 0;
         jsonwebtoken::decode::<Claims>(token, &self.verifying, &validation)
             .map(|d| d.claims)

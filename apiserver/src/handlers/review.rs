@@ -40,6 +40,7 @@ pub async fn special(
         ("authorization.k8s.io", "subjectaccessreviews", None) => "SubjectAccessReview",
         ("authorization.k8s.io", "localsubjectaccessreviews", None) => "LocalSubjectAccessReview",
         ("authentication.k8s.io", "selfsubjectreviews", None) => "SelfSubjectReview",
+        ("authentication.k8s.io", "tokenreviews", None) => "TokenReview",
         ("", "serviceaccounts", Some("token")) => "TokenRequest",
         _ => return None,
     };
@@ -96,6 +97,7 @@ pub async fn special(
                 "status": {"userInfo": user.to_json()},
             }),
         )),
+        "TokenReview" => super::token::token_review(state, security, body),
         _ => super::token::token_request(state, security, path, body).await,
     })
 }

@@ -1,4 +1,6 @@
-//! `TokenRequest`: a service account token, signed with the server's key.
+//! `TokenRequest`: a service account token, signed with the server's key; `TokenReview`: who
+//! a token stands for, as the API server's own authenticators (static token file, service
+//! account tokens) judge it.
 
 use std::sync::Arc;
 
@@ -78,5 +80,49 @@ pub async fn token_request(
         json!(audiences)
     };
     body["status"] = json!({"token": token, "expirationTimestamp": expiration});
+    Ok(crate::response::json(StatusCode::CREATED, &body))
+}
+
+/// `POST /apis/authentication.k8s.io/v1/tokenreviews`: authenticates `spec.token` for
+/// `spec.audiences` (default: the API server's) and answers in `status` (`authenticated`,
+/// `user`, `audiences`, or `error`), as kube-apiserver does; nothing is stored.
+pub fn token_review(state: &Arc<ApiState>, security: &Security, mut body: Value) -> ApiResult {
+    let Some(token) = body
+        .pointer("/spec/token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+    else {
+        return Err(StatusError::new(
+            apimachinery::status::Reason::Invalid,
+            "TokenReview.authentication.k8s.io \"\" is invalid: spec.token: Required value: token must not be empty",
+        ));
+    };
+    let audiences: Vec<String> = body
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    body["apiVersion"] = "authentication.k8s.io/v1".into();
+    body["kind"] = "TokenReview".into();
+    if !body.get("metadata").is_some_and(Value::is_object) {
+        body["metadata"] = json!({});
+    }
+    body["metadata"]["creationTimestamp"] = Value::Null;
+    body["status"] = match security.authn.review(state, &token, &audiences) {
+        Ok((user, valid_for)) => json!({
+            "authenticated": true,
+            "user": user.to_json(),
+            "audiences": valid_for,
+        }),
+        Err(e) => {
+            tracing::info!(error = %e, "token review: not authenticated");
+            json!({"user": {}, "error": "invalid bearer token"})
+        }
+    };
     Ok(crate::response::json(StatusCode::CREATED, &body))
 }

@@ -363,6 +363,18 @@ pub fn cluster_roles() -> Vec<Value> {
             &[],
         ),
         cluster_role(
+            "system:auth-delegator",
+            vec![
+                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                    &["create"],
+                ),
+            ],
+            &[],
+        ),
+        cluster_role(
             "system:node-proxier",
             vec![
                 rule(
@@ -504,7 +516,13 @@ pub fn component_identity(component: &str) -> (String, Vec<String>) {
         "controller-manager" => ("system:kube-controller-manager".into(), vec![]),
         // Each controller of the controller-manager in its own name, with the manager's rights.
         n if n.ends_with("-controller")
-            || matches!(n, "generic-garbage-collector" | "root-ca-cert-publisher") =>
+            || matches!(
+                n,
+                "generic-garbage-collector"
+                    | "root-ca-cert-publisher"
+                    | "persistent-volume-binder"
+                    | "local-path-provisioner"
+            ) =>
         {
             (format!("system:controller:{n}"), vec![CONTROLLERS.into()])
         }

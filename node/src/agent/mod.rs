@@ -3,11 +3,12 @@
 //! [`Agent::start`] registers the Node (`node`), renews its Lease every 10 s, serves container
 //! logs and exec sessions over HTTPS to the API server only (`server`, `logs`) and runs the pods bound to the node (`pods`: one worker per pod,
 //! an explicit state machine; `spec` turns a pod spec into runtime requests; `images`;
-//! `probes`; `oom`: OOM kills from the kernel log).
+//! `probes`; `oom`: OOM kills from the kernel log; `storage`: claimed volumes and the
+//! local-path directories of deleted volumes).
 //!
 //! Files: `<data>/pods/<pod uid>/volumes/<volume>` (volume directories) and
 //! `<data>/logs/<namespace>_<pod>_<uid>/<container>/<restart count>.log` (logs, as the kubelet
-//! lays them out).
+//! lays them out); `<data>/storage/<volume>` (local-path volumes: they outlive pods).
 
 mod images;
 mod logs;
@@ -17,6 +18,7 @@ mod pods;
 mod probes;
 pub mod server;
 mod spec;
+mod storage;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -180,6 +182,11 @@ impl Agent {
         tasks.spawn(node::heartbeat(
             client.clone(),
             config.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(storage::sweep(
+            client.clone(),
+            storage::root(&config.data_dir),
             stop.clone(),
         ));
         tasks.spawn(pods::run(

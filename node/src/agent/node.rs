@@ -99,6 +99,11 @@ pub(super) async fn register(
         ),
     ]);
     labels.extend(config.labels.clone());
+    let storage = super::storage::root(&config.data_dir);
+    let annotations = BTreeMap::from([(
+        apimachinery::volume::LOCAL_PATH_ROOT_ANNOTATION.to_string(),
+        storage.to_string_lossy().into_owned(),
+    )]);
     let nodes: Api<Node> = Api::all(client.clone());
     let mut spec = json!({"taints": config.taints});
     if let Some(cidr) = &config.pod_cidr {
@@ -106,7 +111,7 @@ pub(super) async fn register(
         spec["podCIDRs"] = json!([cidr]);
     }
     let object: Node = serde_json::from_value(json!({
-        "metadata": {"name": config.node_name, "labels": labels},
+        "metadata": {"name": config.node_name, "labels": labels, "annotations": annotations},
         "spec": spec,
     }))
     .map_err(|e| err(kube::Error::SerdeError(e)))?;
@@ -116,7 +121,9 @@ pub(super) async fn register(
             .patch(
                 &config.node_name,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"labels": labels}, "spec": spec})),
+                &Patch::Merge(
+                    json!({"metadata": {"labels": labels, "annotations": annotations}, "spec": spec}),
+                ),
             )
             .await
             .map_err(err)?,

@@ -1,6 +1,6 @@
 //! From a pod spec to what the runtime needs: the environment (service links, `envFrom`, `env`
 //! with `valueFrom`), `$(VAR)` expansion in command and args, and the volume directories
-//! (emptyDir, configMap, secret, hostPath, downwardAPI) with their mounts.
+//! (emptyDir, configMap, secret, hostPath, persistentVolumeClaim, downwardAPI) with their mounts.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -467,6 +467,19 @@ pub async fn volumes(
             out.insert(v.name.clone(), p);
             continue;
         }
+        if let Some(c) = &v.persistent_volume_claim {
+            let node = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .unwrap_or_default();
+            let p =
+                super::storage::claim_path(&lookup.client, &lookup.namespace, &c.claim_name, node)
+                    .await
+                    .map_err(|m| mount_error(super::storage::not_ready(&v.name, m)))?;
+            out.insert(v.name.clone(), p);
+            continue;
+        }
         if v.empty_dir.is_some() {
             mk(&path)?;
         } else if let Some(c) = &v.config_map {
@@ -522,7 +535,7 @@ pub async fn volumes(
             }
         } else {
             return Err(mount_error(format!(
-                "volume {}: only emptyDir, configMap, secret, hostPath and downwardAPI volumes are supported by the process runtime",
+                "volume {}: only emptyDir, configMap, secret, hostPath, persistentVolumeClaim and downwardAPI volumes are supported by the process runtime",
                 v.name
             )));
         }

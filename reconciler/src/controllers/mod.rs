@@ -7,8 +7,7 @@
 //! - a [`Controller`] on its main kind, fed by the manager's shared informers
 //!   ([`Context::informer`]: one watch and one reflector store per kind for every controller)
 //!   or a watch of its own ([`Context::reflect`]), with `owns_stream` for children and
-//!   `watches_stream` for anything else that should trigger it (the StatefulSet controller
-//!   still LISTs its revisions per reconcile);
+//!   `watches_stream` for anything else that should trigger it;
 //! - a reconcile function `async fn(Arc<K>, Arc<Context>) -> Result<Action, Error>` that reads
 //!   the stores, decides with pure functions (tested with tables in the same file), and writes
 //!   through the API with its own client;
@@ -42,8 +41,10 @@ pub mod expectations;
 pub mod garbagecollector;
 pub mod informers;
 pub mod job;
+pub mod localpath;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod persistentvolume;
 pub mod replicaset;
 pub mod rootcacert;
 pub mod serviceaccount;
@@ -157,6 +158,16 @@ pub const CONTROLLERS: &[Registration] = &[
         name: "nodelifecycle",
         identity: "node-controller",
         start: |ctx| Box::pin(node_lifecycle::run(ctx)),
+    },
+    Registration {
+        name: "persistentvolume-binder",
+        identity: "persistent-volume-binder",
+        start: |ctx| Box::pin(persistentvolume::run(ctx)),
+    },
+    Registration {
+        name: "local-path-provisioner",
+        identity: "local-path-provisioner",
+        start: |ctx| Box::pin(localpath::run(ctx)),
     },
     Registration {
         name: "disruption",

@@ -10,8 +10,15 @@
 //! `Parallel` creates and removes all at once. A `RollingUpdate` replaces pods from the highest
 //! ordinal down to `partition`, one at a time, each after the one before is ready again; pods
 //! below the partition are (re)made at the current revision. Failed pods are deleted and made
-//! again. `volumeClaimTemplates` are ignored (no PersistentVolumeClaims are created; pods get
-//! no volumes for them), and `revisionHistoryLimit` is not enforced.
+//! again. Each `volumeClaimTemplates` entry gives every ordinal its own claim
+//! `<template>-<set>-<ordinal>`, created before the pod (labelled with the set's selector, never
+//! deleted by the controller: Kubernetes' default retention `Retain`), and the pod's volume of
+//! that name mounts it ([`claim_volumes`]), so a replaced pod finds its data again.
+//! `revisionHistoryLimit` is not enforced.
+//!
+//! Pods, claims and ControllerRevisions are read from the shared informers; the pods and the
+//! revisions it created or deleted that the store has not shown yet hold the set back
+//! (`expectations`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,12 +26,14 @@ use std::sync::Arc;
 use apimachinery::pod;
 use futures::FutureExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
-use kube::api::{Api, DeleteParams, ListParams, Patch};
+use kube::api::{Api, DeleteParams, Patch};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -138,16 +147,56 @@ pub fn ordinal(set: &str, pod: &str) -> Option<usize> {
     pod.strip_prefix(set)?.strip_prefix('-')?.parse().ok()
 }
 
+/// The claim of template `template` for the set's pod `ordinal`.
+pub fn claim_name(template: &str, set: &str, ordinal: usize) -> String {
+    format!("{template}-{set}-{ordinal}")
+}
+
+/// Points the pod's volumes named after the set's claim templates at the ordinal's claims
+/// (adding those the template lacks), as Kubernetes' `updateStorage` does.
+pub fn claim_volumes(
+    pod: &mut Pod,
+    templates: &[PersistentVolumeClaim],
+    set: &str,
+    ordinal: usize,
+) {
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    for t in templates {
+        let name = t.metadata.name.clone().unwrap_or_default();
+        let source = Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim_name(&name, set, ordinal),
+            read_only: None,
+        });
+        volumes.retain(|v| v.name != name);
+        volumes.push(Volume {
+            name,
+            persistent_volume_claim: source,
+            ..Volume::default()
+        });
+    }
+}
+
 /// Runs the StatefulSet controller until the context stops.
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let (set_informer, pod_informer) = (ctx.informer::<StatefulSet>(), ctx.informer::<Pod>());
+    let revision_informer = ctx.informer::<ControllerRevision>();
+    let claim_informer = ctx.informer::<PersistentVolumeClaim>();
     let controller = Controller::for_stream(set_informer.subscribe(), set_informer.store())
-        .owns_stream(pod_informer.subscribe());
+        .owns_stream(pod_informer.subscribe())
+        .owns_stream(revision_informer.subscribe());
     ctx.synced(&set_informer).await?;
     ctx.synced(&pod_informer).await?;
+    ctx.synced(&revision_informer).await?;
+    ctx.synced(&claim_informer).await?;
     let state = Arc::new(State {
         pods: pod_informer.store(),
+        revisions: revision_informer.store(),
+        claims: claim_informer.store(),
         expectations: Expectations::default(),
+        revision_expectations: Expectations::default(),
     });
     ctx.drive(controller, move |set, ctx| {
         reconcile(set, ctx, state.clone()).boxed()
@@ -156,10 +205,13 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The shared pod store and the expectations of the pods created and deleted.
+/// The shared stores and the expectations of the pods and revisions created and deleted.
 struct State {
     pods: Store<Pod>,
+    revisions: Store<ControllerRevision>,
+    claims: Store<PersistentVolumeClaim>,
     expectations: Expectations,
+    revision_expectations: Expectations,
 }
 
 /// The template a ControllerRevision holds.
@@ -188,23 +240,29 @@ async fn reconcile(
     let status = set.status.clone().unwrap_or_default();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let revs_api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
+    let claims_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
 
     if !workload::selector_usable(&ctx, set.as_ref(), Some(&spec.selector)) {
         return Ok(Action::await_change());
     }
     let key = key_of(set.as_ref());
-    if !state.expectations.satisfied(&key, &ns, &state.pods) {
-        // The store has not shown this StatefulSet's last creates and deletes: their pod
-        // change brings it back.
+    if !state.expectations.satisfied(&key, &ns, &state.pods)
+        || !state
+            .revision_expectations
+            .satisfied(&key, &ns, &state.revisions)
+    {
+        // The store has not shown this StatefulSet's last creates and deletes: their pod or
+        // revision change brings it back.
         return Ok(Action::await_change());
     }
     let update_revision = format!("{name}-{}", workload::template_hash(&spec.template));
-    let revisions: Vec<ControllerRevision> = revs_api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
+    let revisions: Vec<ControllerRevision> = state
+        .revisions
+        .state()
+        .iter()
+        .filter(|r| r.namespace().as_deref() == Some(ns.as_str()))
         .filter(|r| workload::controlled_by(&r.metadata, &uid))
+        .map(|r| r.as_ref().clone())
         .collect();
     if !revisions.iter().any(|r| r.name_any() == update_revision) {
         let mut labels = spec
@@ -230,7 +288,11 @@ async fn reconcile(
             revision: revisions.iter().map(|r| r.revision).max().unwrap_or(0) + 1,
         };
         match revs_api.create(&ctx.post_params(), &rev).await {
-            Ok(_) => {}
+            Ok(_) => {
+                state
+                    .revision_expectations
+                    .expect(&key, vec![update_revision.clone()], Vec::new())
+            }
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
@@ -297,6 +359,55 @@ async fn reconcile(
                     labels,
                     PodName::Exact(pod_name.clone()),
                 );
+                let templates = spec.volume_claim_templates.clone().unwrap_or_default();
+                for t in &templates {
+                    let claim = claim_name(t.metadata.name.as_deref().unwrap_or(""), &name, o);
+                    if state
+                        .claims
+                        .get(&ObjectRef::new(&claim).within(&ns))
+                        .is_some()
+                    {
+                        continue;
+                    }
+                    let pvc = PersistentVolumeClaim {
+                        metadata: ObjectMeta {
+                            name: Some(claim.clone()),
+                            namespace: Some(ns.clone()),
+                            labels: spec.selector.match_labels.clone(),
+                            annotations: t.metadata.annotations.clone(),
+                            ..ObjectMeta::default()
+                        },
+                        spec: t.spec.clone(),
+                        status: None,
+                    };
+                    match claims_api.create(&ctx.post_params(), &pvc).await {
+                        Ok(_) => {
+                            events
+                                .normal(
+                                    set.as_ref(),
+                                    "SuccessfulCreate",
+                                    &format!(
+                                        "create Claim {claim} Pod {pod_name} in StatefulSet {name} success"
+                                    ),
+                                )
+                                .await
+                        }
+                        Err(kube::Error::Api(e)) if e.code == 409 => {}
+                        Err(e) => {
+                            events
+                                .warning(
+                                    set.as_ref(),
+                                    "FailedCreate",
+                                    &format!(
+                                        "create Claim {claim} for Pod {pod_name} in StatefulSet {name} failed error: {e}"
+                                    ),
+                                )
+                                .await;
+                            return Err(e.into());
+                        }
+                    }
+                }
+                claim_volumes(&mut pod, &templates, &name, o);
                 if let Some(s) = pod.spec.as_mut() {
                     s.hostname = Some(pod_name.clone());
                     if !spec.service_name.as_deref().unwrap_or("").is_empty() {
