@@ -87,7 +87,8 @@ fn gone(pid: u32) -> bool {
     }
 }
 
-/// Live processes whose command line contains `marker`.
+/// Live processes whose command line contains `marker`, not counting the runtime's shims
+/// (`gitplane shim … -- COMMAND` carries its container's command line too).
 fn processes(marker: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
@@ -96,7 +97,7 @@ fn processes(marker: &str) -> Vec<u32> {
         };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(marker) && !gone(pid) {
+        if cmdline.contains(marker) && !cmdline.contains(" shim --parent ") && !gone(pid) {
             out.push(pid);
         }
     }
