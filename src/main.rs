@@ -59,6 +59,9 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Run the example admission webhook (adds a label; refuses untagged and `latest` images).
     PolicyWebhook(cmd::policy_webhook::Args),
+    /// Start one container for the process runtime and die with the runtime (internal).
+    #[command(hide = true)]
+    Shim(cmd::shim::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,6 +84,7 @@ fn main() -> std::process::ExitCode {
         Command::Blame(args) => cmd::blame::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::PolicyWebhook(args) => cmd::policy_webhook::run(args),
+        Command::Shim(args) => cmd::shim::run(args),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code),

@@ -166,6 +166,105 @@ fn stopping_etcd_fails_readyz_and_requests_promptly_and_service_resumes_when_it_
 }
 
 #[test]
+fn kubectl_is_told_of_a_stopped_etcd_in_one_request_and_works_again_when_etcd_returns() {
+    let mut etcd = common::etcd(1);
+    let server = Server::start_on(Some(&etcd.store_url()));
+    server.ok(&["create", "configmap", "before", "--from-literal=k=v"]);
+
+    etcd.kill_all();
+    let outage = server.http_as(&common::Auth::Admin, "GET", CONFIG_MAPS, b"", &[]);
+    assert!(
+        outage.code == 503 || outage.code == 504,
+        "a list with etcd down answered {}: {}",
+        outage.code,
+        outage.body
+    );
+    assert_eq!(outage.body["kind"], "Status", "{}", outage.body);
+    assert_eq!(
+        outage.headers.get("retry-after"),
+        None,
+        "an outage carries no Retry-After, which client-go would retry ten times"
+    );
+    // kubectl logs each response at -v=6: one answer, no retries, and the Status's reason.
+    let out = server.kubectl(&["get", "cm", "-v=6"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "kubectl get cm with etcd down succeeded"
+    );
+    assert!(
+        stderr.contains("Error from server (ServiceUnavailable)")
+            || stderr.contains("Error from server (Timeout)"),
+        "{stderr}"
+    );
+    let answers = stderr
+        .lines()
+        .filter(|l| l.contains("configmaps?limit=500") && l.contains("round_trippers"))
+        .count();
+    assert_eq!(
+        answers, 1,
+        "kubectl asked once, not again and again: {stderr}"
+    );
+
+    etcd.restart_all().expect("etcd restarts");
+    let listed = eventually(
+        "kubectl get cm to work again",
+        Duration::from_secs(30),
+        || {
+            let out = server.kubectl(&["get", "cm", "-o", "name"]);
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        },
+    );
+    assert!(listed.contains("configmap/before"), "{listed}");
+}
+
+#[test]
+fn up_on_etcd_gone_for_a_while_exits_cleanly_after_sigterm() {
+    let mut etcd = common::etcd(1);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("data");
+    let store = etcd.store_url();
+    let mut server = Server::start_in_with(
+        &dir,
+        &[
+            &format!("--store={store}"),
+            "--runtime",
+            "simulated",
+            "--nodes",
+            "1",
+        ],
+    );
+    // Fully up (the welcome is printed once every component runs), with its node.
+    eventually("up to be up", Duration::from_secs(60), || {
+        let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+        log.contains("gitplane is up on").then_some(())
+    });
+    eventually("the simulated node", Duration::from_secs(30), || {
+        server
+            .ok(&["get", "nodes", "-o", "name"])
+            .contains("node/")
+            .then_some(())
+    });
+    etcd.kill_all();
+    eventually("/readyz to fail", Duration::from_secs(10), || {
+        (server.http("GET", "/readyz", "", b"").0 == 503).then_some(())
+    });
+    // The scenario is an outage of some length, not a wait for a condition: after about 20 s
+    // without etcd (the watch cache has failed over twice, the components are in their retry
+    // loops) the simulated nodes never stopped and `up` was still there minutes after SIGTERM.
+    std::thread::sleep(Duration::from_secs(20));
+    // `terminate` fails the test when the process is still there a minute after SIGTERM.
+    let status = server.terminate();
+    assert!(
+        status.success(),
+        "up exited with {status} (1: a component outlived its deadline); see {}",
+        dir.join("server.log").display()
+    );
+}
+
+#[test]
 fn writes_go_on_when_a_follower_of_three_members_is_killed() {
     kill_a_member_under_write_load(false);
 }

@@ -87,7 +87,8 @@ fn gone(pid: u32) -> bool {
     }
 }
 
-/// Live processes whose command line contains `marker`.
+/// Live processes whose command line contains `marker`, not counting the runtime's shims
+/// (`gitplane shim … -- COMMAND` carries its container's command line too).
 fn processes(marker: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
@@ -96,7 +97,7 @@ fn processes(marker: &str) -> Vec<u32> {
         };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(marker) && !gone(pid) {
+        if cmdline.contains(marker) && !cmdline.contains(" shim --parent ") && !gone(pid) {
             out.push(pid);
         }
     }
@@ -639,4 +640,70 @@ fn a_container_without_a_command_gets_an_error_event() {
         e.contains("has no command").then_some(e)
     });
     assert!(events.contains("Failed"), "{events}");
+}
+
+/// Live processes whose working directory is under `dir` (the pods' processes of a data dir).
+fn processes_in(dir: &std::path::Path) -> Vec<u32> {
+    let dir = dir.canonicalize().expect("data dir");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let in_dir =
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(&dir));
+        if in_dir && !gone(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn pod_processes_die_with_up_killed_twice_in_a_row_and_none_is_left_after_a_clean_stop() {
+    let args = ["--node-name", "local", "--runtime", "process"];
+    let mut s = Server::start_with(&args);
+    let dir = s.data_dir.clone();
+    let mut keep = None;
+    // A shell and its child, so the whole process group is counted, not only the main process.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: survivor}
+spec:
+  containers:
+  - name: c
+    image: x
+    command: [sh, -c, 'sleep 1000 & wait']
+"#,
+    );
+    for round in 1..=2 {
+        wait_pod(&s, "survivor", "Running", running);
+        let pids = eventually(
+            &format!("round {round}: the pod's processes"),
+            Duration::from_secs(30),
+            || {
+                let p = processes_in(&dir);
+                (p.len() >= 2).then_some(p)
+            },
+        );
+        let (_, tmp) = s.into_data(); // SIGKILL
+        keep = keep.or(tmp);
+        eventually(
+            &format!("round {round}: the processes {pids:?} to die with the killed up"),
+            Duration::from_secs(30),
+            || pids.iter().all(|p| gone(*p)).then_some(()),
+        );
+        s = Server::start_in_with(&dir, &args);
+    }
+    wait_pod(&s, "survivor", "Running after the second restart", running);
+    s.stop();
+    let left = processes_in(&dir);
+    assert!(
+        left.is_empty(),
+        "processes left after the clean stop: {left:?}"
+    );
+    drop(keep);
 }

@@ -78,9 +78,10 @@ pub fn storage_error(e: StorageError, group: &str, resource: &str, name: &str) -
         } => StatusError::expired(format!(
             "too old resource version: {requested} ({compacted})"
         )),
-        StorageError::Unavailable(m) => {
-            StatusError::new(Reason::ServiceUnavailable, m).retry_after(1)
-        }
+        // No `Retry-After`: client-go retries such a 503 up to ten times, so a store outage
+        // would hold every kubectl for a minute instead of telling it at once (the 429 of an
+        // overloaded server keeps it; that one passes in a second).
+        StorageError::Unavailable(m) => StatusError::new(Reason::ServiceUnavailable, m),
         StorageError::Internal(m) => StatusError::internal(m),
     }
 }

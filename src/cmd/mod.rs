@@ -20,6 +20,7 @@ pub mod runtime;
 pub mod scheduler;
 pub mod security;
 pub mod server;
+pub mod shim;
 pub mod simulate_nodes;
 pub mod sync;
 pub mod up;

@@ -108,6 +108,9 @@ enum Running {
     Containerd(Box<(Containerd, runtime::Cri)>),
 }
 
+/// How long a local node's agent may take to stop before its containers are stopped anyway.
+pub const AGENT_STOP: Duration = Duration::from_secs(10);
+
 /// A node run in this process: its runtime and its agent.
 pub struct LocalNode {
     runtime: Running,
@@ -115,9 +118,18 @@ pub struct LocalNode {
 }
 
 impl LocalNode {
-    /// Stops the agent, then every container, then the runtime.
+    /// Stops the agent (within [`AGENT_STOP`]: an agent whose API calls hang, say on a store
+    /// that is gone, is left behind), then every container, then the runtime.
     pub async fn shutdown(self) {
-        self.agent.shutdown().await;
+        if tokio::time::timeout(AGENT_STOP, self.agent.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the node agent did not stop within {} s; stopping the containers anyway",
+                AGENT_STOP.as_secs()
+            );
+        }
         match self.runtime {
             Running::Process {
                 runtime,

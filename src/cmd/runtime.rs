@@ -1,6 +1,7 @@
 //! `gitplane runtime`: the process runtime alone, serving the runtime API on a unix socket for
 //! `gitplane node` (containers are host processes; see `node::runtime::process`). On SIGTERM or
-//! Ctrl-C it stops every container and removes every sandbox.
+//! Ctrl-C it stops every container and removes every sandbox; killed, its containers die with it
+//! (each runs under `gitplane shim`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -127,6 +128,8 @@ pub fn start(
 ) -> anyhow::Result<(ProcessRuntime, tokio::task::JoinHandle<()>)> {
     let mut config = runtime::Config::new(root);
     config.network = mode;
+    // Containers start through this binary's `shim`, so they die with this process.
+    config.shim = Some(std::env::current_exe().context("finding the gitplane binary")?);
     let rt = ProcessRuntime::new(config).context("starting the process runtime")?;
     let (serving, socket) = (rt.clone(), socket.to_path_buf());
     let task = tokio::spawn(async move {

@@ -193,5 +193,9 @@ pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    Ok(rt.block_on(f))
+    let out = rt.block_on(f);
+    // Dropping the runtime would wait without end for blocking tasks (a file or DNS call
+    // stuck on a dead peer): a stop is bounded.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    Ok(out)
 }

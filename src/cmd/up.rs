@@ -97,6 +97,10 @@ pub struct Args {
     controller_manager: ControllerManagerArgs,
 }
 
+/// How long the simulated nodes, and the service proxy, may take to stop after a signal (a
+/// local node bounds its agent with `node::AGENT_STOP`, then gives its containers their grace).
+const NODES_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long the components other than the nodes may take to stop after a signal.
 const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -249,11 +253,27 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         super::console::print_welcome(address, &kubeconfig);
 
         server::shutdown_signal().await;
-        if let Some(nodes) = nodes {
-            nodes.shutdown().await;
+        // Nodes and the proxy first, each within a deadline: their last API calls may hang on
+        // a store that is gone. A local node stops its containers whatever its agent does.
+        if let Some(nodes) = nodes
+            && tokio::time::timeout(NODES_DEADLINE, nodes.shutdown())
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "the simulated nodes did not stop within {} s",
+                NODES_DEADLINE.as_secs()
+            );
         }
-        if let Some(proxy) = proxy {
-            proxy.shutdown().await;
+        if let Some(proxy) = proxy
+            && tokio::time::timeout(NODES_DEADLINE, proxy.shutdown())
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "the service proxy did not stop within {} s",
+                NODES_DEADLINE.as_secs()
+            );
         }
         futures::future::join_all(local_nodes.into_iter().map(|n| n.shutdown())).await;
         stop.cancel();

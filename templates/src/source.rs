@@ -14,6 +14,19 @@ pub enum SourceError {
     /// A relative path climbs above the root of the source.
     #[error("{0}: path leaves the source root")]
     OutsideRoot(String),
+    /// The path is a symbolic link; sources never follow links (one could point anywhere).
+    #[error("{0}: is a symbolic link; links are not followed")]
+    Symlink(String),
+    /// The file is larger than a renderer reads.
+    #[error("{path}: {size} bytes, more than the {limit} bytes a file may have")]
+    TooLarge {
+        /// The path being read.
+        path: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The largest size read.
+        limit: u64,
+    },
     /// The underlying storage failed.
     #[error("{path}: {source}")]
     Io {

@@ -848,6 +848,27 @@ mod tests {
     }
 
     #[test]
+    fn hostile_yaml_is_refused_with_the_file_and_line_not_expanded() {
+        // Billion laughs: nine levels of ten aliases would expand to 10^9 strings.
+        let mut bomb = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for level in b'b'..=b'j' {
+            let prev = (level - 1) as char;
+            let refs = vec![format!("*{prev}"); 10].join(", ");
+            bomb.push_str(&format!("{}: &{} [{refs}]\n", level as char, level as char));
+        }
+        let err =
+            parse_documents("bomb.yaml", &bomb, Dialect::Kubectl).expect_err("a billion laughs");
+        assert_eq!(err.file, "bomb.yaml");
+        assert!(err.line >= 1, "{err}");
+        // A document nested ten thousand levels deep.
+        let deep = format!("{}{}\n", "[".repeat(10_000), "]".repeat(10_000));
+        let err = parse_documents("deep.yaml", &deep, Dialect::Kubectl)
+            .expect_err("nesting beyond the limit");
+        assert_eq!(err.file, "deep.yaml");
+        assert!(err.to_string().starts_with("deep.yaml:1: "), "{err}");
+    }
+
+    #[test]
     fn documents_are_split_with_their_lines() {
         check_read(
             "a: 1\n---\n# c\n\nb: 2\n---\n---\nc: [1]\n...\n",

@@ -311,3 +311,49 @@ fn helm_charts_that_are_not_vendored_or_fail_are_errors_naming_the_entry() {
         "a/charts/web/templates/x.yaml:1: execution error at (a/charts/web/templates/x.yaml:1:3): a value is needed",
     );
 }
+
+#[test]
+fn a_kustomization_climbing_out_of_the_repository_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("repo");
+    std::fs::create_dir_all(root.join("app")).expect("mkdir");
+    std::fs::write(
+        root.join("app/kustomization.yaml"),
+        "resources:\n- ../../..\n",
+    )
+    .expect("write");
+    let source = DirSource::new(&root);
+    let err = templates::render(&source, "app", &Default::default())
+        .expect_err("a resource above the root");
+    assert_eq!(
+        err.to_string(),
+        "app/kustomization.yaml:2: app/../../..: path leaves the source root"
+    );
+}
+
+#[test]
+fn a_chart_reading_a_file_outside_itself_gets_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("repo");
+    let files = [
+        (
+            "chart/Chart.yaml",
+            "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+        ),
+        (
+            "chart/templates/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  passwd: {{ .Files.Get \"../../etc/passwd\" | quote }}\n  up: {{ .Files.Get \"../secret.txt\" | quote }}\n",
+        ),
+        ("secret.txt", "outside the chart\n"),
+    ];
+    for (name, text) in files {
+        let full = root.join(name);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, text).expect("write");
+    }
+    let source = DirSource::new(&root);
+    let rendered = templates::render(&source, "chart", &Default::default()).expect("rendered");
+    let data = &rendered.objects[0].value["data"];
+    assert_eq!(data["passwd"], "", "{data}");
+    assert_eq!(data["up"], "", "{data}");
+}

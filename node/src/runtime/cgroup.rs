@@ -35,8 +35,9 @@ impl Cgroups {
         Some(Cgroups { parent })
     }
 
-    /// Creates the cgroup of a container with its limits and moves `pid` into it.
-    pub fn add(&self, id: &str, pid: u32, memory_bytes: i64, cpu_millis: i64) {
+    /// Creates the cgroup of a container with its limits; its directory, `None` (after a
+    /// warning) when that fails.
+    pub fn create(&self, id: &str, memory_bytes: i64, cpu_millis: i64) -> Option<PathBuf> {
         let dir = self.parent.join(id);
         let result = (|| -> std::io::Result<()> {
             std::fs::create_dir_all(&dir)?;
@@ -46,10 +47,21 @@ impl Cgroups {
             if cpu_millis > 0 {
                 std::fs::write(dir.join("cpu.max"), format!("{} 100000", cpu_millis * 100))?;
             }
-            std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+            Ok(())
         })();
-        if let Err(e) = result {
-            tracing::warn!(container = id, error = %e, "cannot apply the container's cgroup limits");
+        match result {
+            Ok(()) => Some(dir),
+            Err(e) => {
+                tracing::warn!(container = id, error = %e, "cannot apply the container's cgroup limits");
+                None
+            }
+        }
+    }
+
+    /// Moves `pid` into the cgroup `dir` made by [`Cgroups::create`].
+    pub fn join(dir: &Path, pid: u32) {
+        if let Err(e) = std::fs::write(dir.join("cgroup.procs"), pid.to_string()) {
+            tracing::warn!(cgroup = %dir.display(), error = %e, "cannot move the container into its cgroup");
         }
     }
 

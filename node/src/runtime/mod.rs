@@ -8,6 +8,7 @@ pub mod containerd;
 pub mod logs;
 pub mod network;
 pub mod process;
+pub mod shim;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -95,16 +96,21 @@ pub struct Config {
     pub log_max_size: u64,
     /// Log files kept per container, the current one included.
     pub log_max_files: usize,
+    /// A `gitplane` binary whose `shim` subcommand starts each container (see [`shim`]), so
+    /// containers die with the runtime; `None`: containers are started directly and outlive
+    /// a runtime that is killed.
+    pub shim: Option<PathBuf>,
 }
 
 impl Config {
-    /// Defaults for a runtime rooted at `root`: host network, 10 MiB × 3 log files.
+    /// Defaults for a runtime rooted at `root`: host network, 10 MiB × 3 log files, no shim.
     pub fn new(root: &Path) -> Config {
         Config {
             root: root.to_path_buf(),
             network: NetworkMode::Host,
             log_max_size: 10 * 1024 * 1024,
             log_max_files: 3,
+            shim: None,
         }
     }
 }

@@ -427,10 +427,25 @@ impl ProcessRuntime {
                 .clone();
             (sb, c.config.clone(), c.root.clone())
         };
+        let cgroup = self.inner.cgroups.as_ref().and_then(|cg| {
+            let (memory, cpu) = Self::limits(&config)?;
+            cg.create(id, memory, cpu)
+        });
+        let shim = self.inner.config.shim.as_deref();
         let spawned = (|| {
             Self::lay_out_root(&root, &config.mounts)?;
-            let (env, cwd, prefix) = Self::context(&sb, &config, &root);
+            let (env, cwd, mut prefix) = Self::context(&sb, &config, &root);
             let argv = Self::argv(&config);
+            if let Some(shim) = shim {
+                // The shim's own start error would be a container exit: say now what is missing.
+                let program = argv.first().map(String::as_str).unwrap_or_default();
+                if prefix.is_empty() && !on_path(program, &env) {
+                    return Err(Error::Start(format!(
+                        "{program}: No such file or directory (os error 2)"
+                    )));
+                }
+                prefix.splice(0..0, shim_prefix(shim, cgroup.as_deref()));
+            }
             let mut cmd = Self::command(&env, &cwd, &prefix, &argv)?;
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
             let program = argv.first().cloned().unwrap_or_default();
@@ -456,10 +471,10 @@ impl ProcessRuntime {
             }
         };
         let pid = child.id().unwrap_or(0);
-        if let Some(cg) = &self.inner.cgroups
-            && let Some((memory, cpu)) = Self::limits(&config)
+        if let Some(dir) = &cgroup
+            && shim.is_none()
         {
-            cg.add(id, pid, memory, cpu);
+            Cgroups::join(dir, pid);
         }
         let log_path = PathBuf::from(&sb.config.log_directory).join(&config.log_path);
         let writer = LogWriter::open(
@@ -525,6 +540,37 @@ impl ProcessRuntime {
         });
         Ok(())
     }
+}
+
+/// The argv prefix that starts a container through `shim` (a `gitplane` binary), joining
+/// `cgroup` first when given.
+fn shim_prefix(shim: &Path, cgroup: Option<&Path>) -> Vec<String> {
+    let mut prefix = vec![
+        shim.to_string_lossy().into_owned(),
+        "shim".into(),
+        "--parent".into(),
+        std::process::id().to_string(),
+    ];
+    if let Some(dir) = cgroup {
+        prefix.extend(["--cgroup".into(), dir.to_string_lossy().into_owned()]);
+    }
+    prefix.push("--".into());
+    prefix
+}
+
+/// Whether `program` can be started: a path that exists, or a name found on the `PATH` of
+/// `env`.
+fn on_path(program: &str, env: &[(String, String)]) -> bool {
+    if program.contains('/') {
+        return Path::new(program).is_file();
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    std::env::split_paths(path).any(|dir| dir.join(program).is_file())
 }
 
 /// Copies a stream into the log, line by line (pieces of at most [`MAX_LINE`]).

@@ -310,11 +310,36 @@ impl TreeSource<'_> {
     }
 }
 
+/// The largest file a [`TreeSource`] hands to a renderer (Kubernetes objects are at most
+/// 1.5 MiB each; a chart's files and a multi-document manifest stay well under this).
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Git's file mode of a symbolic link.
+const SYMLINK_MODE: i32 = 0o120000;
+
 impl Source for TreeSource<'_> {
+    /// Refuses symbolic links (their target is never read) and files over
+    /// [`MAX_FILE_BYTES`] (their size is read from the object header, not the content).
     fn read(&self, path: &str) -> Result<Vec<u8>, SourceError> {
         let entry = self
             .entry(path)
             .ok_or_else(|| SourceError::NotFound(path.to_string()))?;
+        if entry.filemode() == SYMLINK_MODE {
+            return Err(SourceError::Symlink(path.to_string()));
+        }
+        let size = self
+            .repo
+            .odb()
+            .and_then(|odb| odb.read_header(entry.id()))
+            .map(|(size, _)| size as u64)
+            .map_err(|_| SourceError::NotFound(path.to_string()))?;
+        if size > MAX_FILE_BYTES {
+            return Err(SourceError::TooLarge {
+                path: path.to_string(),
+                size,
+                limit: MAX_FILE_BYTES,
+            });
+        }
         let blob = entry
             .to_object(self.repo)
             .and_then(|o| o.peel_to_blob())
@@ -491,6 +516,47 @@ mod tests {
         let parents: Vec<&git2::Commit> = parents.iter().collect();
         repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
             .expect("commit")
+    }
+
+    #[test]
+    fn a_tree_refuses_symbolic_links_and_files_over_the_limit_by_name() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let work = dir.path().join("work");
+        let repo = Repository::init(&work).expect("init");
+        commit_file(&repo, "apps/ok.yaml", "v: 1\n", "first");
+        std::os::unix::fs::symlink("/etc/passwd", work.join("apps/passwd.yaml")).expect("link");
+        let big = std::fs::File::create(work.join("apps/big.yaml")).expect("big");
+        big.set_len(MAX_FILE_BYTES + 1).expect("sparse file");
+        let mut index = repo.index().expect("index");
+        index
+            .add_path(Path::new("apps/passwd.yaml"))
+            .expect("add link");
+        index.add_path(Path::new("apps/big.yaml")).expect("add big");
+        index.write().expect("write index");
+        let tree = repo
+            .find_tree(index.write_tree().expect("tree"))
+            .expect("tree");
+        let sig = Signature::now("Tester", "t@example.com").expect("sig");
+        let head = repo.head().and_then(|h| h.peel_to_commit()).expect("head");
+        let oid = repo
+            .commit(Some("HEAD"), &sig, &sig, "hostile", &tree, &[&head])
+            .expect("commit");
+        let mirror = Mirror::open(&dir.path().join("mirrors"), work.to_str().expect("utf8"))
+            .expect("mirror");
+        mirror.fetch(&Credentials::default()).expect("fetch");
+        let source = mirror.tree(oid).expect("tree");
+        assert_eq!(source.read("apps/ok.yaml").expect("ok"), b"v: 1\n");
+        let link = source.read("apps/passwd.yaml").expect_err("a link");
+        assert_eq!(
+            link.to_string(),
+            "apps/passwd.yaml: is a symbolic link; links are not followed"
+        );
+        let big = source.read("apps/big.yaml").expect_err("too large");
+        assert!(
+            big.to_string()
+                .starts_with("apps/big.yaml: 16777217 bytes, more than the 16777216"),
+            "{big}"
+        );
     }
 
     #[test]

@@ -1,0 +1,92 @@
+//! The per-container shim (`gitplane shim`): the process runtime starts each container's main
+//! process through it, so a container dies with its runtime however the runtime ends.
+//!
+//! The shim is the leader of the container's process group (the runtime's stop signals the
+//! group as before). It arms the parent-death signal (`PR_SET_PDEATHSIG`, SIGTERM) on itself,
+//! then starts the container's command in its own group and waits for it. When its parent dies
+//! — a `kill -9` of `gitplane up` or `gitplane runtime`, a crash — the kernel sends it SIGTERM,
+//! and the shim kills the whole group with SIGKILL, itself included. The kernel also sends the
+//! signal when only the runtime's *thread* that forked the shim ends; then the shim has been
+//! handed to another thread of the same process, its parent pid has not changed, and it goes
+//! on. A SIGTERM from the runtime's own stop (sent to the group) finds the parent alive, so the
+//! shim leaves it to the container and keeps waiting.
+//!
+//! The shim exits with the container's exit code, or 128 + the signal that ended it.
+
+use std::path::Path;
+use std::process::Command;
+
+use nix::sys::prctl;
+use nix::sys::signal::{SigSet, Signal, killpg};
+use nix::unistd::{getpgrp, getppid};
+
+/// Runs `argv` as the container of a runtime whose pid is `parent`, after joining `cgroup`
+/// (the container's cgroup directory) when given; returns the exit code for the shim.
+pub fn run(parent: i32, cgroup: Option<&Path>, argv: &[String]) -> i32 {
+    let Some((program, args)) = argv.split_first() else {
+        eprintln!("gitplane shim: no command");
+        return 127;
+    };
+    let mut signals = SigSet::empty();
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
+        signals.add(s);
+    }
+    // Blocked, so they wait for `signals.wait()`; the child starts with an empty mask (the
+    // standard library resets it).
+    if let Err(e) = signals.thread_block() {
+        eprintln!("gitplane shim: blocking signals: {e}");
+        return 127;
+    }
+    if let Err(e) = prctl::set_pdeathsig(Signal::SIGTERM) {
+        eprintln!("gitplane shim: setting the parent-death signal: {e}");
+        return 127;
+    }
+    // The parent may have died before the signal was armed.
+    if getppid().as_raw() != parent {
+        return orphaned();
+    }
+    if let Some(dir) = cgroup
+        && let Err(e) = std::fs::write(dir.join("cgroup.procs"), "0")
+    {
+        eprintln!(
+            "gitplane shim: joining {}: {e} (limits not enforced)",
+            dir.display()
+        );
+    }
+    let mut child = match Command::new(program).args(args).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            return 127;
+        }
+    };
+    loop {
+        match signals.wait() {
+            Ok(Signal::SIGCHLD) => match child.try_wait() {
+                Ok(Some(status)) => return exit_code(status),
+                Ok(None) => {}
+                Err(_) => return 255,
+            },
+            Ok(_) if getppid().as_raw() != parent => return orphaned(),
+            _ => {}
+        }
+    }
+}
+
+/// The runtime is gone: the whole process group goes, the shim with it.
+fn orphaned() -> i32 {
+    let _ = killpg(getpgrp(), Signal::SIGKILL);
+    137
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s))
+        .unwrap_or(255)
+}
