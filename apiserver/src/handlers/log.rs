@@ -49,9 +49,15 @@ pub async fn logs(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let pod = &pod.object;
     let containers = names(pod.path("spec.containers"));
     let inits = names(pod.path("spec.initContainers"));
+    let ephemeral = names(pod.path("spec.ephemeralContainers"));
     let container = match req.params.get("container").filter(|c| !c.is_empty()) {
         Some(c) => {
-            if !containers.iter().chain(inits.iter()).any(|n| n == c) {
+            if !containers
+                .iter()
+                .chain(inits.iter())
+                .chain(ephemeral.iter())
+                .any(|n| n == c)
+            {
                 return Err(StatusError::bad_request(format!(
                     "container {c} is not valid for pod {name}"
                 )));
