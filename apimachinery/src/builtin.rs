@@ -232,7 +232,7 @@ kinds! {
     ("", "v1", "Node", "nodes", CLUSTER, ["no"], Standard, ["status"], core::Node, Node, PLAIN, NODE),
     ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", NS, ["pvc"], Standard, ["status"], core::PersistentVolumeClaim, PersistentVolumeClaim, PLAIN, CONDITIONED),
     ("", "v1", "PersistentVolume", "persistentvolumes", CLUSTER, ["pv"], Standard, ["status"], core::PersistentVolume, PersistentVolume, PLAIN, PLAIN),
-    ("", "v1", "Pod", "pods", NS, ["po"], Standard, ["attach", "binding", "eviction", "exec", "log", "portforward", "status"], core::Pod, Pod, ALL, POD),
+    ("", "v1", "Pod", "pods", NS, ["po"], Standard, ["attach", "binding", "ephemeralcontainers", "eviction", "exec", "log", "portforward", "status"], core::Pod, Pod, ALL, POD),
     ("", "v1", "PodTemplate", "podtemplates", NS, [], Standard, [], core::PodTemplate, PodTemplate, PLAIN, POD_TEMPLATE_KIND),
     ("", "v1", "ReplicationController", "replicationcontrollers", NS, ["rc"], Standard, ["scale", "status"], core::ReplicationController, ReplicationController, ALL, WORKLOAD),
     ("", "v1", "ResourceQuota", "resourcequotas", NS, ["quota"], Standard, ["status"], core::ResourceQuota, ResourceQuota, PLAIN, PLAIN),

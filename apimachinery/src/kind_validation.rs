@@ -155,7 +155,8 @@ pub fn validate_update(gvk: &GroupVersionKind, old: &Value, new: &Value) -> Vec<
                     if unbound {
                         m.remove("nodeName");
                     }
-                    for l in ["containers", "initContainers", "ephemeralContainers"] {
+                    m.remove("ephemeralContainers");
+                    for l in ["containers", "initContainers"] {
                         if let Some(cs) = m.get_mut(l).and_then(Value::as_array_mut) {
                             for c in cs.iter_mut().filter_map(Value::as_object_mut) {
                                 c.remove("image");
@@ -165,6 +166,28 @@ pub fn validate_update(gvk: &GroupVersionKind, old: &Value, new: &Value) -> Vec<
                 }
                 spec
             };
+            // Ephemeral containers may be added, never changed or removed.
+            let ephemeral = |v: &Value| {
+                v.pointer("/spec/ephemeralContainers")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let now = ephemeral(new);
+            for (i, c) in ephemeral(old).iter().enumerate() {
+                let name = str_of(c, "name").unwrap_or("");
+                match now.iter().find(|n| str_of(n, "name") == Some(name)) {
+                    Some(n) if n == c => {}
+                    Some(_) => errs.push(FieldError::forbidden(
+                        format!("spec.ephemeralContainers[{i}]"),
+                        format!("existing ephemeral containers \"{name}\" may not be changed"),
+                    )),
+                    None => errs.push(FieldError::forbidden(
+                        "spec.ephemeralContainers",
+                        format!("existing ephemeral containers \"{name}\" may not be removed"),
+                    )),
+                }
+            }
             if strip(old) != strip(new) {
                 errs.push(FieldError::forbidden(
                     "spec",
@@ -332,6 +355,62 @@ fn container(c: &Value, field: &str, volumes: &[String], names: &mut Vec<String>
     }
 }
 
+/// What an ephemeral container may not have, beyond a container's checks: Kubernetes' words
+/// for ports, probes, lifecycle hooks, resources and the rest it forbids.
+fn ephemeral_container(c: &Value, field: &str, errs: &mut Errs) {
+    for f in [
+        "ports",
+        "livenessProbe",
+        "readinessProbe",
+        "startupProbe",
+        "lifecycle",
+        "resizePolicy",
+        "restartPolicy",
+    ] {
+        let set = match get(c, f) {
+            None | Some(Value::Null) => false,
+            Some(Value::Array(a)) => !a.is_empty(),
+            Some(_) => true,
+        };
+        if set {
+            errs.push(FieldError::forbidden(
+                format!("{field}.{f}"),
+                "cannot be set for an Ephemeral Container",
+            ));
+        }
+    }
+    let resources = get(c, "resources").and_then(Value::as_object);
+    if resources.is_some_and(|r| {
+        r.values()
+            .any(|v| v.as_object().is_none_or(|m| !m.is_empty()))
+    }) {
+        errs.push(FieldError::forbidden(
+            format!("{field}.resources"),
+            "cannot be set for an Ephemeral Container",
+        ));
+    }
+}
+
+/// Problems that only a create has: a pod may not be created with ephemeral containers (they
+/// are added through the `ephemeralcontainers` subresource).
+pub fn validate_create(gvk: &GroupVersionKind, obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if gvk.group.is_empty()
+        && gvk.kind == "Pod"
+        && !list(
+            obj.get("spec").unwrap_or(&Value::Null),
+            "ephemeralContainers",
+        )
+        .is_empty()
+    {
+        errs.push(FieldError::forbidden(
+            "spec.ephemeralContainers",
+            "cannot be set on create",
+        ));
+    }
+    errs
+}
+
 /// Problems with a pod spec under `field`.
 fn pod_spec(spec: &Value, field: &str, errs: &mut Errs) {
     let mut volumes = Vec::new();
@@ -370,6 +449,11 @@ fn pod_spec(spec: &Value, field: &str, errs: &mut Errs) {
             &mut names,
             errs,
         );
+    }
+    for (i, c) in list(spec, "ephemeralContainers").iter().enumerate() {
+        let cf = format!("{field}.ephemeralContainers[{i}]");
+        container(c, &cf, &volumes, &mut names, errs);
+        ephemeral_container(c, &cf, errs);
     }
     enum_value(
         get(spec, "restartPolicy"),
@@ -429,6 +513,12 @@ fn template(t: &Value, field: &str, restart: Option<&[&str]>, errs: &mut Errs) {
         None => errs.push(FieldError::required(format!("{field}.spec.containers"))),
         Some(spec) => {
             pod_spec(spec, &format!("{field}.spec"), errs);
+            if !list(spec, "ephemeralContainers").is_empty() {
+                errs.push(FieldError::forbidden(
+                    format!("{field}.spec.ephemeralContainers"),
+                    "ephemeral containers not allowed in pod template",
+                ));
+            }
             if let Some(allowed) = restart {
                 let rf = format!("{field}.spec.restartPolicy");
                 match str_of(spec, "restartPolicy") {
@@ -967,6 +1057,53 @@ mod tests {
         assert_eq!(
             validate_update(&gvk, &old, &new)[0].message,
             "Invalid value: {\"matchLabels\":{\"a\":\"c\"}}: field is immutable"
+        );
+    }
+
+    #[test]
+    fn ephemeral_containers_are_added_never_changed_and_stay_plain() {
+        let gvk = GroupVersionKind::from_api_version("v1", "Pod");
+        let pod = |eph: Value| json!({"spec": {"containers": [{"name": "c", "image": "a"}], "ephemeralContainers": eph}});
+        let old = pod(json!([]));
+        let added = pod(json!([{"name": "debug", "image": "busybox"}]));
+        assert!(validate_update(&gvk, &old, &added).is_empty());
+        assert!(validate(&gvk, &added).is_empty());
+        assert_eq!(
+            validate_create(&gvk, &added)[0].field,
+            "spec.ephemeralContainers"
+        );
+        assert!(validate_create(&gvk, &old).is_empty());
+        let changed = pod(json!([{"name": "debug", "image": "alpine"}]));
+        let errs = validate_update(&gvk, &added, &changed);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].message.contains("may not be changed"), "{errs:?}");
+        let removed = pod(json!([]));
+        assert!(
+            validate_update(&gvk, &added, &removed)[0]
+                .message
+                .contains("may not be removed")
+        );
+        let ported = pod(
+            json!([{"name": "debug", "image": "b", "ports": [{"containerPort": 80}],
+                                 "readinessProbe": {"exec": {"command": ["true"]}},
+                                 "resources": {"limits": {"cpu": "1"}}}]),
+        );
+        let fields: Vec<String> = validate(&gvk, &ported)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.ephemeralContainers[0].ports",
+                "spec.ephemeralContainers[0].readinessProbe",
+                "spec.ephemeralContainers[0].resources"
+            ]
+        );
+        let clash = pod(json!([{"name": "c", "image": "b"}]));
+        assert_eq!(
+            validate(&gvk, &clash)[0].field,
+            "spec.ephemeralContainers[0].name"
         );
     }
 }

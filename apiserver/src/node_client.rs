@@ -118,9 +118,15 @@ pub fn container_names(list: Option<&Value>) -> Vec<String> {
 pub fn container(pod: &Value, name: &str, asked: Option<&str>) -> Result<String, StatusError> {
     let containers = container_names(pod.path("spec.containers"));
     let inits = container_names(pod.path("spec.initContainers"));
+    let ephemeral = container_names(pod.path("spec.ephemeralContainers"));
     match asked.filter(|c| !c.is_empty()) {
         Some(c) => {
-            if !containers.iter().chain(inits.iter()).any(|n| n == c) {
+            if !containers
+                .iter()
+                .chain(inits.iter())
+                .chain(ephemeral.iter())
+                .any(|n| n == c)
+            {
                 return Err(StatusError::bad_request(format!(
                     "container {c} is not valid for pod {name}"
                 )));

@@ -379,6 +379,10 @@ pub enum UpdateScope {
     /// A delete that must wait: like `Main`, but it may set `deletionTimestamp`,
     /// `deletionGracePeriodSeconds` and a terminating status.
     Delete,
+    /// A pod's `ephemeralcontainers` subresource: only `spec.ephemeralContainers`.
+    EphemeralContainers,
+    /// A CertificateSigningRequest's `approval` subresource: only `status.conditions`.
+    Approval,
 }
 
 /// Carries server-owned fields from the stored object into the updated one, keeps what the
@@ -404,6 +408,63 @@ pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value, scope: 
         }
         *new = merged;
         return;
+    }
+    if scope == UpdateScope::Approval {
+        let conditions = new.path("status.conditions").cloned();
+        let mut merged = old.clone();
+        if let Some(m) = merged.as_object_mut() {
+            let status = m.entry("status").or_insert_with(|| json!({}));
+            if let Some(st) = status.as_object_mut() {
+                match conditions {
+                    Some(c) => {
+                        st.insert("conditions".into(), c);
+                    }
+                    None => {
+                        st.remove("conditions");
+                    }
+                }
+            }
+        }
+        if let Some(rv) = new.resource_version() {
+            merged.set_meta("resourceVersion", Value::String(rv.to_string()));
+        }
+        *new = merged;
+        return;
+    }
+    if scope == UpdateScope::EphemeralContainers {
+        let ephemeral = new.path("spec.ephemeralContainers").cloned();
+        let mut merged = old.clone();
+        if let Some(spec) = merged.get_mut("spec").and_then(Value::as_object_mut) {
+            match ephemeral {
+                Some(e) => {
+                    spec.insert("ephemeralContainers".into(), e);
+                }
+                None => {
+                    spec.remove("ephemeralContainers");
+                }
+            }
+        }
+        if let Some(rv) = new.resource_version() {
+            merged.set_meta("resourceVersion", Value::String(rv.to_string()));
+        }
+        crate::defaults::apply(info, &mut merged);
+        *new = merged;
+        return;
+    }
+    // A pod's ephemeral containers change only through their subresource (as in Kubernetes, an
+    // update of the pod itself keeps them).
+    if scope != UpdateScope::Delete && info.group.is_empty() && info.kind == "Pod" {
+        let kept = old.path("spec.ephemeralContainers").cloned();
+        if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+            match kept {
+                Some(e) => {
+                    spec.insert("ephemeralContainers".into(), e);
+                }
+                None => {
+                    spec.remove("ephemeralContainers");
+                }
+            }
+        }
     }
     if info.has_subresource("status") && scope == UpdateScope::Main {
         match (old.get("status"), new.as_object_mut()) {

@@ -3097,6 +3097,100 @@ pub(super) static MESSAGES: &[Message] = &[
             omit(6, "uid", Str),
         ],
     },
+    // 331
+    Message {
+        name: "k8s.io.api.authentication.v1.SelfSubjectReview",
+        fields: &[omit(1, "metadata", Msg(37)), omit(2, "status", Msg(332))],
+    },
+    // 332
+    Message {
+        name: "k8s.io.api.authentication.v1.SelfSubjectReviewStatus",
+        fields: &[omit(1, "userInfo", Msg(333))],
+    },
+    // 333
+    Message {
+        name: "k8s.io.api.authentication.v1.UserInfo",
+        fields: &[
+            omit(1, "username", Str),
+            omit(2, "uid", Str),
+            rep(3, "groups", Str),
+        ],
+    },
+    // 334
+    Message {
+        name: "k8s.io.api.authentication.v1.TokenReview",
+        fields: &[
+            omit(1, "metadata", Msg(37)),
+            omit(2, "spec", Msg(335)),
+            omit(3, "status", Msg(336)),
+        ],
+    },
+    // 335
+    Message {
+        name: "k8s.io.api.authentication.v1.TokenReviewSpec",
+        fields: &[omit(1, "token", Str), rep(2, "audiences", Str)],
+    },
+    // 336
+    Message {
+        name: "k8s.io.api.authentication.v1.TokenReviewStatus",
+        fields: &[
+            omit(1, "authenticated", Bool),
+            omit(2, "user", Msg(333)),
+            omit(3, "error", Str),
+            rep(4, "audiences", Str),
+        ],
+    },
+    // 337
+    Message {
+        name: "k8s.io.api.authorization.v1.LocalSubjectAccessReview",
+        fields: &[
+            omit(1, "metadata", Msg(37)),
+            omit(2, "spec", Msg(330)),
+            omit(3, "status", Msg(323)),
+        ],
+    },
+    // 338
+    Message {
+        name: "k8s.io.api.certificates.v1.CertificateSigningRequest",
+        fields: &[
+            omit(1, "metadata", Msg(37)),
+            omit(2, "spec", Msg(339)),
+            omit(3, "status", Msg(340)),
+        ],
+    },
+    // 339
+    Message {
+        name: "k8s.io.api.certificates.v1.CertificateSigningRequestSpec",
+        fields: &[
+            keep(1, "request", Bytes),
+            omit(2, "username", Str),
+            omit(3, "uid", Str),
+            rep(4, "groups", Str),
+            rep(5, "usages", Str),
+            keep(7, "signerName", Str),
+            keep(8, "expirationSeconds", I32),
+        ],
+    },
+    // 340
+    Message {
+        name: "k8s.io.api.certificates.v1.CertificateSigningRequestStatus",
+        fields: &[
+            rep(1, "conditions", Msg(341)),
+            omit(2, "certificate", Bytes),
+        ],
+    },
+    // 341
+    Message {
+        name: "k8s.io.api.certificates.v1.CertificateSigningRequestCondition",
+        fields: &[
+            keep(1, "type", Str),
+            omit(2, "reason", Str),
+            omit(3, "message", Str),
+            omit(4, "lastUpdateTime", Time),
+            omit(5, "lastTransitionTime", Time),
+            keep(6, "status", Str),
+        ],
+    },
 ];
 
 /// The kinds [`super::decode`] accepts: (apiVersion, kind, message); apiVersion `*` means any.
@@ -3143,4 +3237,11 @@ pub(super) static KINDS: &[(&str, &str, u16)] = &[
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview", 319),
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview", 324),
     ("authorization.k8s.io/v1", "SubjectAccessReview", 329),
+    // Added by hand with the kubectl issue (field numbers from k8s-pb 0.9.0's authentication,
+    // authorization and certificates v1 messages; `extra` of UserInfo and of the CSR spec is
+    // not decoded): what `kubectl auth whoami` and `kubectl certificate approve|deny` post.
+    ("authentication.k8s.io/v1", "SelfSubjectReview", 331),
+    ("authentication.k8s.io/v1", "TokenReview", 334),
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview", 337),
+    ("certificates.k8s.io/v1", "CertificateSigningRequest", 338),
 ];

@@ -96,6 +96,7 @@ pub async fn admit(
         storage_class::default_storage_class(state, info, obj);
         if let Some(req) = req {
             quota::limit_ranges(state, info, req.namespace(), obj)?;
+            requestor(info, req, obj);
         }
     }
     if let Some(req) = req {
@@ -103,6 +104,12 @@ pub async fn admit(
     }
     let mut errs = crate::strategy::validate_meta(info, obj);
     errs.extend(crate::validate::object(info, obj));
+    if old.is_none() && !info.custom {
+        errs.extend(apimachinery::kind_validation::validate_create(
+            &info.gvk(),
+            obj,
+        ));
+    }
     if let Some(old) = old {
         errs.extend(crate::validate::update(info, old, obj));
     }
@@ -111,6 +118,24 @@ pub async fn admit(
         validate(state, req, operation, old, Some(obj)).await?;
     }
     Ok(())
+}
+
+/// A CertificateSigningRequest records who asked for it (`spec.username`, `uid`, `groups`), as
+/// Kubernetes' CSR strategy sets them from the requesting user whatever the body says.
+fn requestor(info: &apimachinery::registry::ResourceInfo, req: &ApiRequest, obj: &mut Value) {
+    if info.group != "certificates.k8s.io" || info.kind != "CertificateSigningRequest" {
+        return;
+    }
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        let user = &req.user;
+        spec.insert("username".into(), Value::from(user.name.clone()));
+        if user.uid.is_empty() {
+            spec.remove("uid");
+        } else {
+            spec.insert("uid".into(), Value::from(user.uid.clone()));
+        }
+        spec.insert("groups".into(), Value::from(user.groups.clone()));
+    }
 }
 
 /// Mutating admission webhooks for a create or update. A changed object is decoded again

@@ -109,6 +109,8 @@ impl ApiRequest {
     pub fn update_scope(&self) -> crate::strategy::UpdateScope {
         match self.path.subresource.as_deref() {
             Some("status") => crate::strategy::UpdateScope::Status,
+            Some("ephemeralcontainers") => crate::strategy::UpdateScope::EphemeralContainers,
+            Some("approval") => crate::strategy::UpdateScope::Approval,
             _ => crate::strategy::UpdateScope::Main,
         }
     }

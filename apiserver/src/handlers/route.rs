@@ -173,6 +173,9 @@ async fn verb(state: &Arc<ApiState>, req: &ApiRequest, watch: bool) -> ApiResult
         (&Method::GET, true, None) if watch => watch::watch(state, req).await,
         (&Method::GET, false, None) => list::list(state, req).await,
         (&Method::GET, true, None | Some("status")) => get::get(state, req).await,
+        (&Method::GET, true, Some("ephemeralcontainers")) if is_core(req, "pods") => {
+            get::get(state, req).await
+        }
         (&Method::GET, true, Some("scale")) => scale::get(state, req).await,
         (&Method::GET, true, Some("log")) => log::logs(state, req).await,
         (&Method::GET | &Method::POST, true, Some(sub @ ("exec" | "attach" | "portforward")))
@@ -187,8 +190,29 @@ async fn verb(state: &Arc<ApiState>, req: &ApiRequest, watch: bool) -> ApiResult
             update::update(state, req).await
         }
         (&Method::PUT, true, Some("scale")) => scale::update(state, req).await,
+        (&Method::PUT, true, Some("ephemeralcontainers")) if is_core(req, "pods") => {
+            update::update(state, req).await
+        }
+        (&Method::GET, true, Some("approval"))
+            if req.info.plural == "certificatesigningrequests" =>
+        {
+            get::get(state, req).await
+        }
+        (&Method::PUT, true, Some("approval"))
+            if req.info.plural == "certificatesigningrequests" =>
+        {
+            update::update(state, req).await
+        }
+        (&Method::PATCH, true, Some("approval"))
+            if req.info.plural == "certificatesigningrequests" =>
+        {
+            patch::patch(state, req).await
+        }
         (&Method::PATCH, true, None | Some("status")) => patch::patch(state, req).await,
         (&Method::PATCH, true, Some("scale")) => scale::patch(state, req).await,
+        (&Method::PATCH, true, Some("ephemeralcontainers")) if is_core(req, "pods") => {
+            patch::patch(state, req).await
+        }
         (&Method::DELETE, true, None) => delete::delete(state, req).await,
         (&Method::DELETE, false, None) => delete_collection::delete_collection(state, req).await,
         (m, _, _) => Err(StatusError::method_not_allowed(format!(

@@ -140,6 +140,21 @@ fn now() -> String {
         .to_string()
 }
 
+/// A pod's ephemeral containers as containers (the same fields but `targetContainerName`,
+/// which the process runtime has no use for: every container already sees the node's
+/// processes).
+fn ephemeral_containers(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<Container> {
+    spec.ephemeral_containers
+        .iter()
+        .flatten()
+        .filter_map(|e| {
+            let mut v = serde_json::to_value(e).ok()?;
+            v.as_object_mut()?.remove("targetContainerName");
+            serde_json::from_value(v).ok()
+        })
+        .collect()
+}
+
 /// The agent's memory of one container name (across its restarts).
 #[derive(Default)]
 struct Memory {
@@ -854,6 +869,12 @@ impl Worker {
                 };
                 self.drive(&c, &r, restart).await;
             }
+            // Ephemeral containers (`kubectl debug`) run once each, never restarted, and
+            // count for neither readiness nor the pod's phase.
+            for c in ephemeral_containers(&spec) {
+                let r = runs.get(&c.name).cloned().unwrap_or_default();
+                self.drive(&c, &r, false).await;
+            }
             runs = self.settled_containers().await;
             self.probe(&spec.containers, &runs).await;
             runs = self.settled_containers().await;
@@ -1066,6 +1087,14 @@ impl Worker {
             .iter()
             .map(|c| self.container_status(c, runs.get(&c.name).unwrap_or(&empty), false))
             .collect();
+        let ephemerals: Vec<Value> = ephemeral_containers(&spec)
+            .iter()
+            .map(|c| {
+                let mut s = self.container_status(c, runs.get(&c.name).unwrap_or(&empty), false);
+                s["ready"] = json!(false);
+                s
+            })
+            .collect();
         let initialized = matches!(self.stage, Stage::Running | Stage::Finished);
         let all_ready = initialized && mains.iter().all(|s| s["ready"] == json!(true));
         let old: Vec<Value> = self
@@ -1111,6 +1140,9 @@ impl Worker {
         });
         if !inits.is_empty() {
             status["initContainerStatuses"] = json!(inits);
+        }
+        if !ephemerals.is_empty() {
+            status["ephemeralContainerStatuses"] = json!(ephemerals);
         }
         if !ip.is_empty() {
             status["podIP"] = json!(ip);
