@@ -26,7 +26,8 @@ use super::scheduler::{self, SchedulerArgs};
 use super::server::{self, ServerArgs};
 use super::simulate_nodes::NodeArgs;
 
-mod examples {
+/// The playground's files (`examples-repo/`), embedded.
+pub(super) mod examples {
     include!(concat!(env!("OUT_DIR"), "/examples.rs"));
 }
 
