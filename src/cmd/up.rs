@@ -150,7 +150,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             None => None,
         };
         let webhook = reconciler::gitops::webhook::router(syncer.webhook(secret));
-        let server_task = tokio::spawn(api.serve_with(webhook, stopped()));
+        let callers = components.clone();
+        let review = reconciler::gitops::review_endpoint::router(std::sync::Arc::new(
+            move |token: &str| Ok(callers.client_with_token(token, "console-review")?),
+        ));
+        let server_task = tokio::spawn(api.serve_with(webhook.merge(review), stopped()));
 
         let (repo_url, path, seeded) = match &args.repo {
             Some(r) => (r.clone(), args.path.clone().unwrap_or_default(), false),
