@@ -143,12 +143,10 @@ async fn review(
         Err(refusal) => return refusal,
     };
     let rendered = {
-        let (target, revision) = (target.clone(), revision.clone());
-        with_mirror(&target.clone(), move |m| {
-            preview::render(m, &target, &revision)
-        })
-        .await
-        .and_then(|r| r)
+        let (t, rev) = (target.clone(), revision.clone());
+        with_mirror(&target, move |m| preview::render(m, &t, &rev))
+            .await
+            .and_then(|r| r)
     };
     let review = match rendered {
         Ok(head) => preview::against_live(client, &target, &head).await,

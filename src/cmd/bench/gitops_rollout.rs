@@ -2,7 +2,7 @@
 //!
 //! `gitplane up` runs as a child process (process runtime, one local node, a temporary data
 //! dir) on a repository like the playground's, holding only the hello chart (2 replicas, an
-//! HTTP readiness probe every 2 s, a NodePort chosen free). Each of `commits` commits changes
+//! HTTP readiness probe every 2 s, a NodePort chosen free) and its namespace. Each of `commits` commits changes
 //! hello's `version`; each of `rollbacks` runs `gitplane rollback hello` (a child process, as a
 //! user would). The figure per change is the time from the commit (or from starting the
 //! rollback) until every answer through the NodePort carries the expected version (10 answers in
@@ -56,6 +56,11 @@ fn seed(repo: &Path, node_port: u16) -> anyhow::Result<()> {
         std::fs::create_dir_all(file.parent().context("file in a directory")?)?;
         std::fs::write(file, text)?;
     }
+    // The playground's `platform` app makes hello's namespace; here the root app does.
+    std::fs::write(
+        repo.join("applications/namespace.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: hello\n",
+    )?;
     git(repo, &["init", "-q", "-b", "main"])?;
     git(repo, &["add", "-A"])?;
     git(repo, &["commit", "-q", "-m", "hello 1.0.0"])
