@@ -64,7 +64,11 @@ fn reachable(server: SocketAddr) -> SocketAddr {
 
 /// A kubeconfig for the server at `server` that authenticates with a bearer `token` (built as
 /// data, so no token text can change its shape).
-pub fn with_token(server: SocketAddr, ca_pem: &str, token: &str) -> anyhow::Result<kube::config::Kubeconfig> {
+pub fn with_token(
+    server: SocketAddr,
+    ca_pem: &str,
+    token: &str,
+) -> anyhow::Result<kube::config::Kubeconfig> {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let config = serde_json::json!({
         "apiVersion": "v1",

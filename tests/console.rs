@@ -353,14 +353,24 @@ fn the_review_page_shows_what_a_branch_would_change_with_the_callers_refusals() 
     let branch_dir = s.data_dir.join("branch");
     git(
         &repo,
-        &["worktree", "add", "-q", "-b", "bigger", &branch_dir.to_string_lossy()],
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "bigger",
+            &branch_dir.to_string_lossy(),
+        ],
     );
     let values = branch_dir.join("apps/hello/values.yaml");
     let text_before = std::fs::read_to_string(&values).expect("hello's values");
     std::fs::write(&values, text_before.replace("replicas: 2", "replicas: 4")).expect("values");
     std::fs::write(branch_dir.join("apps/hello/templates/quota.yaml"), QUOTA).expect("quota");
     git(&branch_dir, &["add", "-A"]);
-    git(&branch_dir, &["commit", "-qm", "Scale hello to 4 with a quota"]);
+    git(
+        &branch_dir,
+        &["commit", "-qm", "Scale hello to 4 with a quota"],
+    );
 
     // The endpoint answers only a bearer token's owner.
     let anonymous = s.http_as(
@@ -402,7 +412,11 @@ fn the_review_page_shows_what_a_branch_would_change_with_the_callers_refusals() 
                 .await
                 .expect("click Review");
             let deployment = until("the changed Deployment in the report", || async {
-                text(&c, "#review-report tr[data-object='Deployment/hello/hello']").await
+                text(
+                    &c,
+                    "#review-report tr[data-object='Deployment/hello/hello']",
+                )
+                .await
             })
             .await;
             assert!(

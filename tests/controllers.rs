@@ -227,8 +227,10 @@ fn a_rolling_update_completes_while_old_pods_are_still_terminating() {
     wait_nodes(&s, 2);
     // Simulated nodes keep a deleted pod until its grace period ends: here ten minutes, far
     // beyond rollout_done's deadline.
-    let slow = deployment("slow", 2, "slow:1", &rolling(1, 0))
-        .replace("terminationGracePeriodSeconds: 0", "terminationGracePeriodSeconds: 600");
+    let slow = deployment("slow", 2, "slow:1", &rolling(1, 0)).replace(
+        "terminationGracePeriodSeconds: 0",
+        "terminationGracePeriodSeconds: 600",
+    );
     s.ok_stdin(&["apply", "-f", "-"], &slow);
     rollout_done(&s, "slow");
     s.ok(&["set", "image", "deployment/slow", "main=slow:2"]);

@@ -151,9 +151,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         };
         let webhook = reconciler::gitops::webhook::router(syncer.webhook(secret));
         let callers = components.clone();
-        let review = reconciler::gitops::review_endpoint::router(std::sync::Arc::new(
-            move |token: &str| Ok(callers.client_with_token(token, "console-review")?),
-        ));
+        let review =
+            reconciler::gitops::review_endpoint::router(std::sync::Arc::new(move |token: &str| {
+                Ok(callers.client_with_token(token, "console-review")?)
+            }));
         let server_task = tokio::spawn(api.serve_with(webhook.merge(review), stopped()));
 
         let (repo_url, path, seeded) = match &args.repo {

@@ -56,15 +56,20 @@ pub struct Target {
 /// Reads the Application `name` with `client`.
 pub async fn application(client: &kube::Client, name: &str) -> Result<Target, PreviewError> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &application_resource());
-    let obj = api.get(name).await.map_err(|source| PreviewError::Application {
-        name: name.to_string(),
-        source,
-    })?;
-    let obj = serde_json::to_value(obj).unwrap_or_default();
-    let spec: Spec = serde_json::from_value(obj.get("spec").cloned().unwrap_or_default())
-        .map_err(|source| PreviewError::Spec {
+    let obj = api
+        .get(name)
+        .await
+        .map_err(|source| PreviewError::Application {
             name: name.to_string(),
             source,
+        })?;
+    let obj = serde_json::to_value(obj).unwrap_or_default();
+    let spec: Spec =
+        serde_json::from_value(obj.get("spec").cloned().unwrap_or_default()).map_err(|source| {
+            PreviewError::Spec {
+                name: name.to_string(),
+                source,
+            }
         })?;
     let previous = obj
         .pointer("/status/resources")

@@ -75,7 +75,10 @@ fn commit_version(repo: &Path, version: &str) -> anyhow::Result<()> {
         .find(|l| l.starts_with("version: "))
         .context("no version line in values.yaml")?
         .to_string();
-    std::fs::write(&values, text.replace(&line, &format!("version: \"{version}\"")))?;
+    std::fs::write(
+        &values,
+        text.replace(&line, &format!("version: \"{version}\"")),
+    )?;
     git(repo, &["commit", "-q", "-am", &format!("hello {version}")])
 }
 
