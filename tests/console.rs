@@ -2,7 +2,7 @@
 //! headless Chromium driven through chromedriver (WebDriver, plain HTTP on loopback): sign in
 //! with a token, see the applications, open one and find its Deployment and Pods in the tree, see
 //! a commit arrive without a reload, roll back with the button, and a `view` token refused on
-//! Sync. Screenshots of the list and of an application's tree go to `$GITPLANE_SCREENSHOTS`
+//! Sync; on the Review page, a branch's changes and the dry-run refusals of the caller's own RBAC. Screenshots of the list and of an application's tree go to `$GITPLANE_SCREENSHOTS`
 //! (the README's are made with `GITPLANE_SCREENSHOTS=docs`), else to the target's temp dir.
 
 mod common;
@@ -300,4 +300,168 @@ fn the_console_shows_applications_live_rolls_back_and_refuses_a_viewer_sync() {
             );
             c.close().await.expect("close the browser");
         });
+}
+
+/// A ResourceQuota, which the `edit` role may read but not write: its dry run is refused to a
+/// reviewer with `edit` in the namespace and would pass for an administrator.
+const QUOTA: &str = "apiVersion: v1
+kind: ResourceQuota
+metadata:
+  name: review-quota
+spec:
+  hard:
+    pods: \"10\"
+";
+
+#[test]
+fn the_review_page_shows_what_a_branch_would_change_with_the_callers_refusals() {
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().expect("browser profile");
+    let s = Server::start_with(&["--runtime", "simulated", "--nodes", "2", "--disable-proxy"]);
+    eventually("hello synced and healthy", WAIT, || {
+        let out = s.kubectl(&[
+            "get",
+            "application",
+            "hello",
+            "-o",
+            "jsonpath={.status.sync.status}/{.status.health.status}",
+        ]);
+        (String::from_utf8_lossy(&out.stdout) == "Synced/Healthy").then_some(())
+    });
+    // A reviewer who reads everything and may edit workloads in hello, nothing more.
+    s.ok(&["create", "serviceaccount", "reviewer"]);
+    s.ok(&[
+        "create",
+        "clusterrolebinding",
+        "reviewer-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:reviewer",
+    ]);
+    s.ok(&[
+        "-n",
+        "hello",
+        "create",
+        "rolebinding",
+        "reviewer-edit",
+        "--clusterrole=edit",
+        "--serviceaccount=default:reviewer",
+    ]);
+    let reviewer = token(&s, "default", "reviewer");
+
+    // A branch in its own worktree, so the branch the syncer follows never moves.
+    let repo = s.data_dir.join("repo");
+    let branch_dir = s.data_dir.join("branch");
+    git(
+        &repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "bigger",
+            &branch_dir.to_string_lossy(),
+        ],
+    );
+    let values = branch_dir.join("apps/hello/values.yaml");
+    let text_before = std::fs::read_to_string(&values).expect("hello's values");
+    std::fs::write(&values, text_before.replace("replicas: 2", "replicas: 4")).expect("values");
+    std::fs::write(branch_dir.join("apps/hello/templates/quota.yaml"), QUOTA).expect("quota");
+    git(&branch_dir, &["add", "-A"]);
+    git(
+        &branch_dir,
+        &["commit", "-qm", "Scale hello to 4 with a quota"],
+    );
+
+    // The endpoint answers only a bearer token's owner.
+    let anonymous = s.http_as(
+        &common::Auth::Anonymous,
+        "GET",
+        "/gitplane/v1/applications/hello/review?revision=bigger",
+        b"",
+        &[],
+    );
+    assert_eq!(anonymous.code, 401, "{}", anonymous.body);
+
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let c = browser(&driver, profile.path()).await;
+            sign_in(&c, &s.url, &reviewer).await;
+            c.goto(&format!("{}/ui/#/review", s.url))
+                .await
+                .expect("open Review");
+            let apps = until("hello among the applications", || async {
+                let select = c.find(Locator::Css("#review-app")).await.ok()?;
+                (count(&c, "#review-app option[value='hello']").await == 1).then_some(select)
+            })
+            .await;
+            apps.select_by_value("hello").await.expect("pick hello");
+            let branches = until("the branch among hello's branches", || async {
+                let select = c.find(Locator::Css("#review-branch")).await.ok()?;
+                (count(&c, "#review-branch option[value='bigger']").await == 1).then_some(select)
+            })
+            .await;
+            branches
+                .select_by_value("bigger")
+                .await
+                .expect("pick the branch");
+            c.find(Locator::Css("#review-run"))
+                .await
+                .expect("the Review button")
+                .click()
+                .await
+                .expect("click Review");
+            let deployment = until("the changed Deployment in the report", || async {
+                text(
+                    &c,
+                    "#review-report tr[data-object='Deployment/hello/hello']",
+                )
+                .await
+            })
+            .await;
+            assert!(
+                deployment.contains("changed") && deployment.contains("passed"),
+                "{deployment}"
+            );
+            let quota = text(
+                &c,
+                "#review-report tr.refused[data-object='ResourceQuota/hello/review-quota']",
+            )
+            .await
+            .expect("the quota refused in the report");
+            assert!(
+                quota.contains("added")
+                    && quota.contains("forbidden")
+                    && quota.contains("system:serviceaccount:default:reviewer"),
+                "{quota}"
+            );
+            // The diff is in a collapsed <details>: read its text, not what is shown.
+            let diff = c
+                .find(Locator::Css(
+                    "#review-report details[data-object='Deployment/hello/hello'] pre",
+                ))
+                .await
+                .expect("the Deployment's diff")
+                .prop("textContent")
+                .await
+                .expect("its text")
+                .unwrap_or_default();
+            assert!(
+                diff.lines()
+                    .any(|l| l.starts_with('+') && l.contains("replicas: 4")),
+                "{diff}"
+            );
+            c.close().await.expect("close the browser");
+        });
+
+    // A review applies nothing.
+    let d = s.get_json("/apis/apps/v1/namespaces/hello/deployments/hello");
+    assert_eq!(d["spec"]["replicas"], 2);
+    let (code, _) = s.http(
+        "GET",
+        "/api/v1/namespaces/hello/resourcequotas/review-quota",
+        "",
+        b"",
+    );
+    assert_eq!(code, 404);
 }

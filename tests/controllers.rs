@@ -218,6 +218,52 @@ fn a_rolling_update_never_exceeds_max_surge_and_replaces_every_pod() {
     }
 }
 
+/// Kubernetes does not count a terminating pod in its ReplicaSet's `status.replicas`, so a
+/// rollout completes as soon as the new pods are available, while old pods are still within
+/// their grace period (issue #21: counting them held every rollout for the whole grace period).
+#[test]
+fn a_rolling_update_completes_while_old_pods_are_still_terminating() {
+    let s = Server::start_with(&["--runtime", "simulated", "--nodes", "2"]);
+    wait_nodes(&s, 2);
+    // Simulated nodes keep a deleted pod until its grace period ends: here ten minutes, far
+    // beyond rollout_done's deadline.
+    let slow = deployment("slow", 2, "slow:1", &rolling(1, 0)).replace(
+        "terminationGracePeriodSeconds: 0",
+        "terminationGracePeriodSeconds: 600",
+    );
+    s.ok_stdin(&["apply", "-f", "-"], &slow);
+    rollout_done(&s, "slow");
+    s.ok(&["set", "image", "deployment/slow", "main=slow:2"]);
+    rollout_done(&s, "slow");
+    let all = pods(&s, "app%3Dslow");
+    let terminating: Vec<&Value> = all
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_string())
+        .collect();
+    assert!(
+        !terminating.is_empty() && terminating.iter().all(|p| image_of(p) == "slow:1"),
+        "the rollout finished only after the old pods were gone, or with new pods terminating: {all:?}"
+    );
+    let live: Vec<&Value> = all
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .collect();
+    assert_eq!(live.len(), 2, "{all:?}");
+    assert!(live.iter().all(|p| image_of(p) == "slow:2"), "{live:?}");
+    let d = s.get_json("/apis/apps/v1/namespaces/default/deployments/slow");
+    assert_eq!(d["status"]["replicas"], 2, "{d}");
+    assert_eq!(d["status"]["updatedReplicas"], 2, "{d}");
+    let old_sets: Vec<Value> = items(
+        &s,
+        "/apis/apps/v1/namespaces/default/replicasets?labelSelector=app%3Dslow",
+    )
+    .into_iter()
+    .filter(|rs| rs["spec"]["template"]["spec"]["containers"][0]["image"] == "slow:1")
+    .collect();
+    assert_eq!(old_sets.len(), 1);
+    assert_eq!(old_sets[0]["status"]["replicas"], 0, "{:?}", old_sets[0]);
+}
+
 #[test]
 fn recreate_removes_every_old_pod_before_creating_new_ones() {
     let s = Server::start_with(&["--runtime", "simulated", "--nodes", "2"]);

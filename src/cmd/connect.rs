@@ -123,6 +123,16 @@ impl Components {
     }
 }
 
+impl Components {
+    /// A client that authenticates with someone's bearer `token` (the console's Review
+    /// endpoint acts as its caller), naming itself `component` in its User-Agent.
+    pub fn client_with_token(&self, token: &str, component: &str) -> anyhow::Result<kube::Client> {
+        let kubeconfig = crate::kubeconfig::with_token(self.addr, &self.ca.cert_pem, token)?;
+        let config = named(kube::Config::try_from(kubeconfig)?, component)?;
+        Ok(kube::Client::try_from(config)?)
+    }
+}
+
 /// A name for this process in leases and events: host name and process id.
 pub fn identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -11,13 +11,11 @@ use std::io::IsTerminal;
 
 use anyhow::{Context, bail};
 use apimachinery::object::ObjectExt;
-use kube::api::{Api, DynamicObject};
-use reconciler::gitops::application::{ResourceStatus, Spec};
-use reconciler::gitops::cluster::Cluster;
-use reconciler::gitops::repo::{Credentials, Mirror};
+use reconciler::gitops::application::Spec;
+use reconciler::gitops::compare;
+use reconciler::gitops::preview::{self, Target};
+use reconciler::gitops::repo::Mirror;
 use reconciler::gitops::review::{Change, Entry, Review};
-use reconciler::gitops::syncer::{application_resource, render_at};
-use reconciler::gitops::{compare, sync};
 use serde_json::Value;
 
 use super::connect::ClientArgs;
@@ -56,20 +54,6 @@ pub struct Args {
     kube: ClientArgs,
 }
 
-type Rendered = Vec<(Value, String)>;
-
-fn render(
-    mirror: &Mirror,
-    rev: &str,
-    spec: &Spec,
-    app: &str,
-) -> anyhow::Result<(String, Rendered)> {
-    let oid = mirror.resolve(rev)?;
-    let objects = render_at(mirror, oid, &spec.source, app, &spec.destination.namespace)
-        .map_err(|e| anyhow::anyhow!("revision {rev}: {e}"))?;
-    Ok((oid.to_string(), objects))
-}
-
 fn identity(v: &Value, default_ns: &str) -> String {
     format!(
         "{}/{}/{}",
@@ -95,144 +79,102 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 
 async fn review(app: Option<String>, args: &Args) -> anyhow::Result<Review> {
     let tmp = tempfile::tempdir().context("temp dir")?;
-    let (mut spec, app_name, previous, client) = match &app {
+    let (mut target, client) = match &app {
         Some(name) => {
             let client = args.kube.client().await?;
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &application_resource());
-            let obj = serde_json::to_value(
-                api.get(name)
-                    .await
-                    .with_context(|| format!("application {name:?}"))?,
-            )?;
-            let spec: Spec = serde_json::from_value(obj.get("spec").cloned().unwrap_or_default())?;
-            let previous: Vec<ResourceStatus> = obj
-                .pointer("/status/resources")
-                .cloned()
-                .and_then(|r| serde_json::from_value(r).ok())
-                .unwrap_or_default();
-            (spec, name.clone(), previous, Some(client))
+            (preview::application(&client, name).await?, Some(client))
         }
-        None => (Spec::default(), "review".to_string(), Vec::new(), None),
+        None => (
+            Target {
+                name: "review".into(),
+                spec: Spec::default(),
+                previous: Vec::new(),
+            },
+            None,
+        ),
     };
     if let Some(r) = &args.repo {
-        spec.source.repo_url = r.clone();
+        target.spec.source.repo_url = r.clone();
     }
     if let Some(p) = &args.path {
-        spec.source.path = p.clone();
+        target.spec.source.path = p.clone();
     }
-    if spec.source.repo_url.is_empty() {
+    if target.spec.source.repo_url.is_empty() {
         bail!("nothing to review: give --app APP, or --repo PATH (and --path P)");
     }
-    let mirror = Mirror::open(tmp.path(), &spec.source.repo_url)?;
-    mirror.fetch(&Credentials::default())?;
-    let mut review = Review::default();
-    let (head_sha, head) = match render(&mirror, &args.head, &spec, &app_name) {
+    let mirror = preview::mirror(tmp.path(), &target.spec.source.repo_url)?;
+    let head = match preview::render(&mirror, &target, &args.head) {
         Ok(r) => r,
         Err(e) => {
-            review.title = format!("{} at {}", app_name, args.head);
-            review.errors.push(e.to_string());
-            return Ok(review);
+            return Ok(Review {
+                title: format!("{} at {}", target.name, args.head),
+                errors: vec![e],
+                ..Review::default()
+            });
         }
     };
-    let short = &head_sha[..7.min(head_sha.len())];
     let Some(client) = client else {
-        // No cluster: head against base.
-        let base = match &args.base {
-            Some(b) => render(&mirror, b, &spec, &app_name)?.1,
-            None => Vec::new(),
-        };
-        review.title = format!("{} → {short}", args.base.as_deref().unwrap_or("(nothing)"));
-        let ns = &spec.destination.namespace;
-        let before: BTreeMap<String, Value> = base
-            .into_iter()
-            .map(|(v, _)| (identity(&v, ns), v))
-            .collect();
-        let after: BTreeMap<String, Value> = head
-            .into_iter()
-            .map(|(v, _)| (identity(&v, ns), v))
-            .collect();
-        let relabel = |d: String| d.replacen("--- live\n+++ desired\n", "--- base\n+++ head\n", 1);
-        for (k, v) in &after {
-            let diff = relabel(compare::diff_text(before.get(k), Some(v)));
-            if !diff.is_empty() {
-                let change = if before.contains_key(k) {
-                    Change::Changed
-                } else {
-                    Change::Added
-                };
-                review.entries.push(Entry {
-                    object: k.clone(),
-                    change,
-                    diff,
-                    error: None,
-                });
-            }
-        }
-        for (k, v) in &before {
-            if !after.contains_key(k) {
-                review.entries.push(Entry {
-                    object: k.clone(),
-                    change: Change::Removed,
-                    diff: compare::diff_text(Some(v), None),
-                    error: None,
-                });
-            }
-        }
-        return Ok(review);
+        return between(&mirror, &target, args.base.as_deref(), head);
     };
-    review.title = format!("{app_name}: {short} against the live cluster");
-    review.dry_run = true;
-    let cluster = Cluster::new(client);
-    let plan = match sync::plan(
-        &cluster,
-        &app_name,
-        &spec.destination.namespace,
-        &spec.source.repo_url,
-        &head,
-        &previous,
-    )
-    .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            review.errors.extend(e.0);
-            return Ok(review);
+    Ok(preview::against_live(client, &target, &head).await)
+}
+
+/// No cluster: head against base (or against nothing).
+fn between(
+    mirror: &Mirror,
+    target: &Target,
+    base: Option<&str>,
+    head: preview::Rendered,
+) -> anyhow::Result<Review> {
+    let short = &head.sha[..7.min(head.sha.len())];
+    let before = match base {
+        Some(b) => {
+            preview::render(mirror, target, b)
+                .map_err(anyhow::Error::msg)?
+                .objects
         }
+        None => Vec::new(),
     };
-    let refusals: BTreeMap<usize, String> = sync::dry_run_items(&cluster, &plan, &head_sha)
-        .await
+    let mut review = Review {
+        title: format!("{} → {short}", base.unwrap_or("(nothing)")),
+        ..Review::default()
+    };
+    let ns = &target.spec.destination.namespace;
+    let before: BTreeMap<String, Value> = before
         .into_iter()
+        .map(|(v, _)| (identity(&v, ns), v))
         .collect();
-    let diffs = sync::diffs(&plan);
-    for (i, item) in plan.items.iter().enumerate() {
-        if item.action == sync::Action::InSync {
-            continue;
-        }
-        let object = item.describe();
-        review.entries.push(Entry {
-            change: if item.live.is_some() {
+    let after: BTreeMap<String, Value> = head
+        .objects
+        .into_iter()
+        .map(|(v, _)| (identity(&v, ns), v))
+        .collect();
+    let relabel = |d: String| d.replacen("--- live\n+++ desired\n", "--- base\n+++ head\n", 1);
+    for (k, v) in &after {
+        let diff = relabel(compare::diff_text(before.get(k), Some(v)));
+        if !diff.is_empty() {
+            let change = if before.contains_key(k) {
                 Change::Changed
             } else {
                 Change::Added
-            },
-            diff: diffs.get(&object).cloned().unwrap_or_default(),
-            error: refusals.get(&i).map(|m| format!("{}: {m}", item.source)),
-            object,
-        });
+            };
+            review.entries.push(Entry {
+                object: k.clone(),
+                change,
+                diff,
+                error: None,
+            });
+        }
     }
-    for p in &plan.prune {
-        let e = &p.entry;
-        let object = if e.namespace.is_empty() {
-            format!("{}/{}", e.kind, e.name)
-        } else {
-            format!("{}/{}/{}", e.kind, e.namespace, e.name)
-        };
-        review.entries.push(Entry {
-            object,
-            change: Change::Removed,
-            diff: String::new(),
-            error: None,
-        });
+    for (k, v) in &before {
+        if !after.contains_key(k) {
+            review.entries.push(Entry {
+                object: k.clone(),
+                change: Change::Removed,
+                diff: compare::diff_text(Some(v), None),
+                error: None,
+            });
+        }
     }
     Ok(review)
 }

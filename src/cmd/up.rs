@@ -26,7 +26,8 @@ use super::scheduler::{self, SchedulerArgs};
 use super::server::{self, ServerArgs};
 use super::simulate_nodes::NodeArgs;
 
-mod examples {
+/// The playground's files (`examples-repo/`), embedded.
+pub(super) mod examples {
     include!(concat!(env!("OUT_DIR"), "/examples.rs"));
 }
 
@@ -153,7 +154,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             None => None,
         };
         let webhook = reconciler::gitops::webhook::router(syncer.webhook(secret));
-        let server_task = tokio::spawn(api.serve_with(webhook, stopped()));
+        let callers = components.clone();
+        let review =
+            reconciler::gitops::review_endpoint::router(std::sync::Arc::new(move |token: &str| {
+                Ok(callers.client_with_token(token, "console-review")?)
+            }));
+        let server_task = tokio::spawn(api.serve_with(webhook.merge(review), stopped()));
 
         let (repo_url, path, seeded) = match &args.repo {
             Some(r) => (r.clone(), args.path.clone().unwrap_or_default(), false),

@@ -246,6 +246,20 @@ impl Mirror {
     pub fn commits_between(&self, from: Oid, to: Oid) -> Result<Vec<Oid>, RepoError> {
         commits_between(&self.repo, from, to)
     }
+
+    /// The branches the last fetch brought, by name.
+    pub fn branches(&self) -> Result<Vec<String>, RepoError> {
+        let refs = self
+            .repo
+            .references_glob("refs/heads/*")
+            .map_err(git(format!("branches of {}", self.url)))?;
+        let mut names: Vec<String> = refs
+            .filter_map(Result::ok)
+            .filter_map(|r| r.shorthand().ok().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
 }
 
 fn callbacks(creds: &Credentials) -> git2::RemoteCallbacks<'static> {

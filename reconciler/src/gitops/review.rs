@@ -15,7 +15,8 @@ pub enum Change {
 }
 
 impl Change {
-    fn as_str(self) -> &'static str {
+    /// `added`, `changed` or `removed`, as the report writes it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Change::Added => "added",
             Change::Changed => "changed",

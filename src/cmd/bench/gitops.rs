@@ -17,7 +17,8 @@ use serde_json::json;
 use super::client::BenchServer;
 use super::{percentile_ms, report};
 
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+/// Runs `git` in `dir` as the benchmark's author.
+pub(super) fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     let ok = std::process::Command::new("git")
         .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
         .args(args)

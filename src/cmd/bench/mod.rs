@@ -10,6 +10,7 @@ mod api_write;
 mod api_write_etcd;
 mod client;
 mod gitops;
+mod gitops_rollout;
 mod memory;
 mod pod_startup;
 mod pod_startup_process;
@@ -17,6 +18,7 @@ mod pods;
 mod render;
 mod render_helm;
 mod schedule;
+mod up_child;
 mod watch_fanout;
 
 use std::time::Duration;
@@ -30,7 +32,8 @@ pub struct Args {
     /// Concurrent clients (api-write, api-write-etcd).
     #[arg(long, default_value_t = 64)]
     clients: usize,
-    /// Objects to create (api-write, api-write-etcd: ConfigMaps; api-list: pods).
+    /// Objects to create (api-write, api-write-etcd: ConfigMaps; api-list: pods; gitops-rollout:
+    /// commits).
     #[arg(long)]
     count: Option<usize>,
     /// Watchers (watch-fanout).
@@ -39,6 +42,9 @@ pub struct Args {
     /// Updates (watch-fanout).
     #[arg(long, default_value_t = 1000)]
     updates: usize,
+    /// Rollbacks after the commits (gitops-rollout).
+    #[arg(long, default_value_t = 5)]
+    rollbacks: usize,
     /// Repetitions of the measured request (api-list).
     #[arg(long, default_value_t = 50)]
     rounds: usize,
@@ -68,6 +74,10 @@ enum Scenario {
     RenderHelm,
     /// Commit to a local repository → first object applied, with the syncer running.
     GitopsLatency,
+    /// `gitplane up` (process runtime) on a hello app of 2 replicas: 10 commits of a new version
+    /// and 5 `gitplane rollback`s, each until every answer through the NodePort is that version
+    /// and no other version's pod is Ready.
+    GitopsRollout,
     /// An app of 1,000 objects: first sync and no-op resync.
     GitopsSync,
     /// 10,000 pods scheduled onto 5,000 simulated nodes; pods/s and an over-commit check.
@@ -97,6 +107,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Scenario::Render => render::run(),
             Scenario::RenderHelm => render_helm::run(),
             Scenario::GitopsLatency => gitops::latency(args.count.unwrap_or(20)).await,
+            Scenario::GitopsRollout => {
+                gitops_rollout::run(args.count.unwrap_or(10), args.rollbacks).await
+            }
             Scenario::GitopsSync => gitops::sync(args.count.unwrap_or(1000)).await,
             Scenario::Schedule => {
                 schedule::run(

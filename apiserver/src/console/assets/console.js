@@ -743,23 +743,125 @@ function clusterPage(signal) {
 
 // ---- review ------------------------------------------------------------------------------
 
+// The report of `gitplane diff -o markdown`, drawn as a forge draws it. Only the shapes the
+// report uses are recognised (a heading, error quotes, the summary table, collapsible diffs);
+// every piece of text goes in as a text node.
+function inline(text) {
+  const parts = [];
+  const re = /`([^`]*)`|\*\*([^*]*)\*\*|:x:|:white_check_mark:/g;
+  let at = 0;
+  for (let m; (m = re.exec(text));) {
+    if (m.index > at) parts.push(text.slice(at, m.index));
+    if (m[1] !== undefined) parts.push(h('code', {}, m[1]));
+    else if (m[2] !== undefined) parts.push(h('strong', {}, m[2]));
+    else parts.push(m[0] === ':x:' ? '❌' : '✅');
+    at = re.lastIndex;
+  }
+  if (at < text.length) parts.push(text.slice(at));
+  return parts;
+}
+
+function cells(row) {
+  return row.replace(/^\|/, '').replace(/\|$/, '').split(/(?<!\\)\|/).map((c) => c.trim().replaceAll('\\|', '|'));
+}
+
+function markdownReport(markdown) {
+  const out = [];
+  const lines = markdown.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    let m;
+    if ((m = /^(#{1,6}) (.*)$/.exec(line))) {
+      out.push(h(`h${m[1].length}`, {}, inline(m[2])));
+    } else if (line.startsWith('> ')) {
+      out.push(h('blockquote', { class: 'error' }, inline(line.slice(2))));
+    } else if (line.startsWith('|')) {
+      const rows = [];
+      for (; i < lines.length && lines[i].startsWith('|'); i++) rows.push(lines[i]);
+      i--;
+      const [head, , ...body] = rows;
+      out.push(h('table', { class: 'summary-table' },
+        h('thead', {}, h('tr', {}, cells(head).map((c) => h('th', {}, inline(c))))),
+        h('tbody', {}, body.map((r) => {
+          const cs = cells(r);
+          const object = /^`(.*)`$/.exec(cs[0])?.[1] || cs[0];
+          return h('tr', { 'data-object': object, class: cs.at(-1).startsWith(':x:') ? 'refused' : undefined },
+            cs.map((c) => h('td', {}, inline(c))));
+        }))));
+    } else if ((m = /^<details><summary><code>(.*)<\/code> \((\w+)\)<\/summary>$/.exec(line))) {
+      const diff = [];
+      for (i++; i < lines.length && lines[i] !== '</details>'; i++) {
+        if (lines[i] === '```diff' || lines[i] === '```' || lines[i] === '') continue;
+        diff.push(lines[i]);
+      }
+      const pre = h('pre', { class: 'diff' }, diff.map((l) => h('span', {
+        class: l.startsWith('+') && !l.startsWith('+++') ? 'add' : l.startsWith('-') && !l.startsWith('---') ? 'del' : undefined,
+      }, `${l}\n`)));
+      out.push(h('details', { 'data-object': m[1] }, h('summary', {}, h('code', {}, m[1]), ` (${m[2]})`), pre));
+    } else if (line.trim()) {
+      out.push(h('p', {}, inline(line)));
+    }
+  }
+  return out;
+}
+
+const REVIEW = '/gitplane/v1/applications';
+
 function reviewPage(signal) {
   const appSelect = h('select', { id: 'review-app' });
-  const revision = h('input', { id: 'review-revision', placeholder: 'branch, tag or commit' });
+  const branch = h('select', { id: 'review-branch' }, h('option', { value: '' }, 'branch…'));
+  const revision = h('input', { id: 'review-revision', placeholder: 'or a tag or commit' });
+  const run = h('button', { id: 'review-run' }, 'Review');
+  const report = h('div', { class: 'panel report', id: 'review-report' },
+    h('p', { class: 'muted' }, 'Pick an application and a branch (or type a revision), then Review.'));
   main.replaceChildren(
     h('h1', {}, 'Review'),
-    h('p', {}, 'What a branch or revision would change before it is merged: the report of `gitplane diff`, which renders the revision as the Application would, diffs it against the live cluster and dry-runs every changed object through the API server (webhooks, policies and RBAC speak).'),
-    h('div', { class: 'filters' }, h('label', {}, 'Application ', appSelect), revision),
-    h('pre', { id: 'review-command' }));
+    h('p', {}, 'What a branch or revision would change before it is merged: the report of `gitplane diff`, which renders the revision as the Application would, diffs it against the live cluster and dry-runs every changed object through the API server as you (webhooks, policies and your RBAC speak). Nothing is applied.'),
+    h('div', { class: 'filters' }, h('label', {}, 'Application ', appSelect), branch, revision, run),
+    h('pre', { id: 'review-command' }),
+    h('h2', {}, 'Report'),
+    report);
+  const wanted = () => revision.value.trim() || branch.value;
   const command = () => {
     document.getElementById('review-command').textContent =
-      `gitplane diff --app ${appSelect.value || 'APP'} --head ${revision.value.trim() || 'BRANCH'} --output markdown`;
+      `gitplane diff --app ${appSelect.value || 'APP'} --head ${wanted() || 'BRANCH'} --output markdown`;
   };
-  appSelect.addEventListener('change', command);
+  const loadBranches = async () => {
+    command();
+    if (!appSelect.value) return;
+    try {
+      const { branches } = await api(`${REVIEW}/${encodeURIComponent(appSelect.value)}/branches`, { signal });
+      branch.replaceChildren(h('option', { value: '' }, 'branch…'), ...branches.map((b) => h('option', { value: b }, b)));
+    } catch (e) {
+      if (e.name !== 'AbortError') showNotice(`Cannot list the branches of ${appSelect.value}: ${e.message}`);
+    }
+  };
+  const review = async () => {
+    const app = appSelect.value;
+    const rev = wanted();
+    if (!app || !rev) return showNotice('Pick an application and a branch or revision.');
+    showNotice('');
+    run.disabled = true;
+    report.replaceChildren(h('p', { class: 'muted' }, `Rendering and dry-running ${rev}…`));
+    try {
+      const result = await api(`${REVIEW}/${encodeURIComponent(app)}/review?revision=${encodeURIComponent(rev)}`, { signal });
+      report.replaceChildren(...markdownReport(result.markdown));
+      report.dataset.exitCode = result.exitCode;
+    } catch (e) {
+      if (e.name === 'AbortError') return;
+      report.replaceChildren(h('p', { class: 'muted' }, 'No report.'));
+      showNotice(`${e.code === 403 ? 'Refused (403 Forbidden)' : `Review failed (${e.code || 'network'})`}: ${e.message}`);
+    } finally {
+      run.disabled = false;
+    }
+  };
+  appSelect.addEventListener('change', loadBranches);
+  branch.addEventListener('change', () => { revision.value = ''; command(); });
   revision.addEventListener('input', command);
+  run.addEventListener('click', review);
   api(APPS, { signal }).then((list) => {
     appSelect.replaceChildren(...(list.items || []).map((a) => h('option', { value: a.metadata.name }, a.metadata.name)));
-    command();
+    loadBranches();
   }).catch((e) => showNotice(e.message));
 }
 
