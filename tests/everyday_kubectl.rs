@@ -521,17 +521,19 @@ fn everyday_kubectl_commands_work_as_on_kubernetes() {
     let mut failures = Vec::new();
     for (line, stdin, expect) in ROWS {
         if line.contains("{pod}") && pod.is_empty() {
+            // A pod of the current ReplicaSet: one of an older one may still be terminating.
             let out = s.ok(&[
-                "get",
-                "pods",
-                "-n",
-                "everyday",
-                "-l",
-                "app=web",
-                "-o",
-                "jsonpath={.items[0].metadata.name}",
+                "get", "pods", "-n", "everyday", "-l", "app=web", "-o", "json",
             ]);
-            pod = out.trim().to_string();
+            let list: serde_json::Value = serde_json::from_str(&out).expect("pod list");
+            pod = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .and_then(|p| p["metadata"]["name"].as_str())
+                .expect("a web pod that is not terminating")
+                .to_string();
         }
         let line = line
             .replace("{node}", &node)
