@@ -13,12 +13,15 @@
 //!
 //! The shim exits with the container's exit code, or 128 + the signal that ended it.
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::Command;
 
+use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawnp};
 use nix::sys::prctl;
 use nix::sys::signal::{SigSet, Signal, killpg};
-use nix::unistd::{getpgrp, getppid};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{Pid, getpgrp, getppid};
 
 /// Runs `argv` as the container of a runtime whose pid is `parent`, after joining `cgroup`
 /// (the container's cgroup directory) when given; returns the exit code for the shim.
@@ -36,8 +39,8 @@ pub fn run(parent: i32, cgroup: Option<&Path>, argv: &[String]) -> i32 {
     ] {
         signals.add(s);
     }
-    // Blocked, so they wait for `signals.wait()`; the child starts with an empty mask (the
-    // standard library resets it).
+    // Blocked, so they wait for `signals.wait()`; the child starts with an empty mask (see
+    // `spawn`).
     if let Err(e) = signals.thread_block() {
         eprintln!("gitplane shim: blocking signals: {e}");
         return 127;
@@ -58,8 +61,10 @@ pub fn run(parent: i32, cgroup: Option<&Path>, argv: &[String]) -> i32 {
             dir.display()
         );
     }
-    let mut child = match Command::new(program).args(args).spawn() {
-        Ok(c) => c,
+    // posix_spawn with an empty signal mask: a child started by `Command` would inherit the
+    // mask blocked above (SIGTERM included) and never see the runtime's stop.
+    let child = match spawn(program, args) {
+        Ok(pid) => pid,
         Err(e) => {
             eprintln!("{program}: {e}");
             return 127;
@@ -67,9 +72,10 @@ pub fn run(parent: i32, cgroup: Option<&Path>, argv: &[String]) -> i32 {
     };
     loop {
         match signals.wait() {
-            Ok(Signal::SIGCHLD) => match child.try_wait() {
-                Ok(Some(status)) => return exit_code(status),
-                Ok(None) => {}
+            Ok(Signal::SIGCHLD) => match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => return code,
+                Ok(WaitStatus::Signaled(_, signal, _)) => return 128 + signal as i32,
+                Ok(_) => {}
                 Err(_) => return 255,
             },
             Ok(_) if getppid().as_raw() != parent => return orphaned(),
@@ -78,15 +84,32 @@ pub fn run(parent: i32, cgroup: Option<&Path>, argv: &[String]) -> i32 {
     }
 }
 
-/// The runtime is gone: the whole process group goes, the shim with it.
+/// Starts `program` (looked up in PATH) with `args`, this process's environment and an empty
+/// signal mask.
+fn spawn(program: &str, args: &[String]) -> Result<Pid, String> {
+    let cstr = |s: &[u8]| CString::new(s).map_err(|_| "an argument holds a NUL byte".to_string());
+    let path = cstr(program.as_bytes())?;
+    let mut argv = vec![path.clone()];
+    for a in args {
+        argv.push(cstr(a.as_bytes())?);
+    }
+    let mut env = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let mut kv = k.as_bytes().to_vec();
+        kv.push(b'=');
+        kv.extend_from_slice(v.as_bytes());
+        env.push(cstr(&kv)?);
+    }
+    let mut attr = PosixSpawnAttr::init().map_err(|e| e.to_string())?;
+    attr.set_sigmask(&SigSet::empty())
+        .map_err(|e| e.to_string())?;
+    attr.set_flags(PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK)
+        .map_err(|e| e.to_string())?;
+    let actions = PosixSpawnFileActions::init().map_err(|e| e.to_string())?;
+    posix_spawnp(&path, &actions, &attr, &argv, &env).map_err(|e| e.desc().to_string())
+}
+
 fn orphaned() -> i32 {
     let _ = killpg(getpgrp(), Signal::SIGKILL);
     137
-}
-
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    status
-        .code()
-        .or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s))
-        .unwrap_or(255)
 }
