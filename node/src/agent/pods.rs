@@ -300,11 +300,23 @@ impl Worker {
                 return;
             }
             self.step().await;
+            let wait = self.wait();
             tokio::select! {
                 r = self.rx.changed() => if r.is_err() { return },
-                _ = tokio::time::sleep(TICK) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// How long the worker sleeps before its next step: a tick, or less when a readiness probe's
+    /// early retry is due sooner.
+    fn wait(&self) -> Duration {
+        let now = Instant::now();
+        self.memory
+            .values()
+            .filter_map(|m| m.readiness.as_ref()?.eager_due(now))
+            .min()
+            .map_or(TICK, |due| (due - now).clamp(Duration::from_millis(5), TICK))
     }
 
     async fn event(&mut self, kind: EventType, reason: &str, message: String, once: bool) {
@@ -941,7 +953,7 @@ impl Worker {
                 mem.readiness = c
                     .readiness_probe
                     .as_ref()
-                    .map(|p| Tracker::new(p, started, false));
+                    .map(|p| Tracker::readiness(p, started));
             }
             let target = probes::Target {
                 runtime: &self.runtime,
