@@ -35,6 +35,10 @@ need docker-registry || missing="$missing docker-registry"
 need skopeo || missing="$missing skopeo"
 [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || missing="$missing busybox-static"
 need htpasswd || missing="$missing apache2-utils"
+# tests/networkpolicy.rs: the node agent writes NetworkPolicies as nftables rules inside pods'
+# network namespaces (nsenter is util-linux's); the test probes with curl through kubectl exec.
+need nft || [ -x /usr/sbin/nft ] || missing="$missing nftables"
+need curl || missing="$missing curl"
 if [ -n "$missing" ]; then
   echo "installing Debian packages:$missing" >&2
   apt-get update -qq && apt-get install -y -qq $missing

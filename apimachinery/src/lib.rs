@@ -9,6 +9,7 @@
 //! - [`limit_range`]: LimitRange defaults and bounds for pods, with Kubernetes' messages.
 //! - [`matching`]: label maps, label selectors, node selectors and tolerations matched against
 //!   objects (one matcher each for the scheduler, the controllers and the nodes).
+//! - [`network_policy`]: which NetworkPolicies select a pod and what they allow it (peers, ports).
 //! - [`object`]: dynamic objects (JSON with metadata accessors) and typed ones through k8s-openapi.
 //! - [`quantity`]: resource quantities (`100m`, `1Gi`) parsed and printed.
 //! - [`quota`]: ResourceQuota usage and LimitRange defaults and bounds, with Kubernetes' messages.
@@ -34,6 +35,7 @@ pub mod event;
 pub mod kind_validation;
 pub mod limit_range;
 pub mod matching;
+pub mod network_policy;
 pub mod object;
 pub mod patch;
 pub mod pod;

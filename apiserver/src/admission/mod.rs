@@ -5,7 +5,8 @@
 //! 2. server-set fields and built-in defaulting (`strategy`, `defaults`);
 //! 3. to 6. [`admit`], the one admission chain of creates, updates and patches: built-in
 //!    mutating admission ([`service_account`], DefaultStorageClass in [`storage_class`] and
-//!    LimitRanger in [`quota`], creates only),
+//!    LimitRanger in [`quota`], creates only; the NetworkPolicy warning of
+//!    [`network_policy`]),
 //!    mutating webhooks, validation (`validate`: built-in kinds, CRD schemas;
 //!    `validate::update` for updates), validating webhooks; then ResourceQuota ([`quota`],
 //!    charged by the create handler);
@@ -41,6 +42,7 @@ pub fn service_account(info: &apimachinery::registry::ResourceInfo, obj: &mut se
 }
 
 pub mod client;
+pub mod network_policy;
 pub mod quota;
 pub mod storage_class;
 pub mod webhook;
@@ -97,6 +99,7 @@ pub async fn admit(
         if let Some(req) = req {
             quota::limit_ranges(state, info, req.namespace(), obj)?;
             requestor(info, req, obj);
+            network_policy::warn_unenforced(state, info, req);
         }
     }
     if let Some(req) = req {

@@ -438,6 +438,11 @@ pub fn cluster_roles() -> Vec<Value> {
                     READ,
                 ),
                 rule(&["discovery.k8s.io"], &["endpointslices"], READ),
+                // The node agent enforces NetworkPolicies for its pods: peers are pods of any
+                // namespace, chosen by namespace labels too (what Calico's and kube-router's
+                // node agents are granted by their own roles).
+                rule(&[""], &["namespaces"], READ),
+                rule(&["networking.k8s.io"], &["networkpolicies"], READ),
                 rule(&[""], &["serviceaccounts/token"], &["create"]),
                 rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
                 rule(

@@ -4,7 +4,8 @@
 //! logs and exec sessions over HTTPS to the API server only (`server`, `logs`) and runs the pods bound to the node (`pods`: one worker per pod,
 //! an explicit state machine; `spec` turns a pod spec into runtime requests; `images`;
 //! `probes`; `oom`: OOM kills from the kernel log; `storage`: claimed volumes and the
-//! local-path directories of deleted volumes).
+//! local-path directories of deleted volumes; `network_policy`: NetworkPolicies enforced with
+//! nftables (`nftables`) in the network namespaces of the node's pods, when pods have their own).
 //!
 //! Files: `<data>/pods/<pod uid>/volumes/<volume>` (volume directories) and
 //! `<data>/logs/<namespace>_<pod>_<uid>/<container>/<restart count>.log` (logs, as the kubelet
@@ -12,6 +13,8 @@
 
 mod images;
 mod logs;
+mod network_policy;
+mod nftables;
 mod node;
 mod oom;
 mod pods;
@@ -189,6 +192,15 @@ impl Agent {
             storage::root(&config.data_dir),
             stop.clone(),
         ));
+        if let Some(cidr) = &config.pod_cidr {
+            tasks.spawn(network_policy::run(
+                client.clone(),
+                cri.clone(),
+                config.node_name.clone(),
+                cidr.clone(),
+                stop.clone(),
+            ));
+        }
         tasks.spawn(pods::run(
             client,
             cri,

@@ -82,8 +82,9 @@ impl ServiceProxy {
     }
 }
 
-/// Drives a reflector until the stream ends, poking `changed` after every event.
-fn reflect<K>(api: Api<K>, changed: Arc<Notify>) -> (Store<K>, JoinHandle<()>)
+/// Drives a reflector until the stream ends, poking `changed` after every event (the proxy's
+/// and the agent's NetworkPolicy enforcer's watches).
+pub(crate) fn reflect<K>(api: Api<K>, changed: Arc<Notify>) -> (Store<K>, JoinHandle<()>)
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -101,7 +102,7 @@ where
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             if let Err(e) = event {
-                tracing::debug!(error = %e, "proxy watch error (retrying)");
+                tracing::debug!(error = %e, "watch error (retrying)");
             }
             changed.notify_one();
         }

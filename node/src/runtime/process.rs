@@ -711,14 +711,26 @@ impl RuntimeService for ProcessRuntime {
         &self,
         req: Request<api::PodSandboxStatusRequest>,
     ) -> Res<api::PodSandboxStatusResponse> {
-        let id = req.into_inner().pod_sandbox_id;
+        let req = req.into_inner();
+        let id = req.pod_sandbox_id;
         let s = self.state()?;
         let sb = s
             .sandboxes
             .get(&id)
             .ok_or_else(|| Status::not_found(format!("sandbox {id}")))?;
+        // Verbose: the network namespace's path, where containerd's CRI plugin puts it
+        // (`info` → `runtimeSpec.linux.namespaces`), so the agent finds it the same way.
+        let info = if req.verbose && !sb.netns.is_empty() {
+            let spec = serde_json::json!({"runtimeSpec": {"linux": {"namespaces": [
+                {"type": "network", "path": format!("/var/run/netns/{}", sb.netns)},
+            ]}}});
+            [("info".to_string(), spec.to_string())].into()
+        } else {
+            Default::default()
+        };
         Ok(Response::new(api::PodSandboxStatusResponse {
             status: Some(Self::sandbox_status(sb)),
+            info,
             ..Default::default()
         }))
     }
