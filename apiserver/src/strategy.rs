@@ -398,8 +398,12 @@ pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value, scope: 
             return;
         }
         UpdateScope::EphemeralContainers => {
-            let mut merged =
-                take_from_update(old, new, Some(("spec", Parent::Keep)), "ephemeralContainers");
+            let mut merged = take_from_update(
+                old,
+                new,
+                Some(("spec", Parent::Keep)),
+                "ephemeralContainers",
+            );
             crate::defaults::apply(info, &mut merged);
             *new = merged;
             return;
@@ -409,7 +413,12 @@ pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value, scope: 
     // A pod's ephemeral containers change only through their subresource (as in Kubernetes, an
     // update of the pod itself keeps them).
     if scope != UpdateScope::Delete && info.group.is_empty() && info.kind == "Pod" {
-        carry_field(old, new, Some(("spec", Parent::Keep)), "ephemeralContainers");
+        carry_field(
+            old,
+            new,
+            Some(("spec", Parent::Keep)),
+            "ephemeralContainers",
+        );
     }
     if info.has_subresource("status") && scope == UpdateScope::Main {
         match (old.get("status"), new.as_object_mut()) {
@@ -500,12 +509,7 @@ fn carry_field(from: &Value, into: &mut Value, parent: Option<(&str, Parent)>, k
 /// An update through a subresource: the stored object with one field taken from the update
 /// (see [`carry_field`]) and the update's resourceVersion precondition; everything else stays
 /// as stored.
-fn take_from_update(
-    old: &Value,
-    new: &Value,
-    parent: Option<(&str, Parent)>,
-    key: &str,
-) -> Value {
+fn take_from_update(old: &Value, new: &Value, parent: Option<(&str, Parent)>, key: &str) -> Value {
     let mut merged = old.clone();
     carry_field(new, &mut merged, parent, key);
     if let Some(rv) = new.resource_version() {

@@ -346,7 +346,6 @@ fn replica_set(name: Value, obj: &Value, selector: Value) -> (Vec<Column>, Vec<V
     )
 }
 
-
 /// The columns and cells of a built-in kind, or `None` for kinds shown as NAME and AGE.
 fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)> {
     let name = json!(obj.name().unwrap_or(""));

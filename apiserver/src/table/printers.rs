@@ -399,11 +399,9 @@ pub(super) fn cells(printer: Printer, obj: &Value) -> Option<(Vec<Column>, Vec<V
                 ],
             )
         }
-        Printer::ReplicationController => super::replica_set(
-            name,
-            obj,
-            or_none(super::map_string(obj, "spec.selector")),
-        ),
+        Printer::ReplicationController => {
+            super::replica_set(name, obj, or_none(super::map_string(obj, "spec.selector")))
+        }
         Printer::ComponentStatus => {
             let healthy = arr(obj, "conditions")
                 .iter()

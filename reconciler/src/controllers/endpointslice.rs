@@ -21,14 +21,14 @@ use apimachinery::pod;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
-use kube::ResourceExt;
 
 use super::endpoints::{
-    Selected, endpoint_labels, hostname, maintained, pod_ip, pod_ref, resolve_port,
-    selected_pods, service_controller, service_owner, should_include,
+    Selected, endpoint_labels, hostname, maintained, pod_ip, pod_ref, resolve_port, selected_pods,
+    service_controller, service_owner, should_include,
 };
 use super::expectations::Expectations;
 use super::workload;

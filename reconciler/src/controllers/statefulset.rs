@@ -411,7 +411,9 @@ async fn reconcile(
                         &pods_api,
                         &pod,
                         |_| format!("create Pod {pod_name} in StatefulSet {name} successful"),
-                        |e| format!("create Pod {pod_name} in StatefulSet {name} failed error: {e}"),
+                        |e| {
+                            format!("create Pod {pod_name} in StatefulSet {name} failed error: {e}")
+                        },
                     )
                     .await?;
                 if created.is_some() {

@@ -171,7 +171,8 @@ impl Events<'_> {
     {
         match api.create(&self.0.post_params(), object).await {
             Ok(made) => {
-                self.normal(owner, "SuccessfulCreate", &created(&made)).await;
+                self.normal(owner, "SuccessfulCreate", &created(&made))
+                    .await;
                 Ok(Some(made))
             }
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),

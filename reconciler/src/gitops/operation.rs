@@ -255,12 +255,11 @@ async fn carry_out(
     let head = tokio::task::spawn_blocking(move || -> Result<git2::Oid, RevertError> {
         match repo::local_path(&url) {
             Some(path) => {
-                let repository = git2::Repository::open(&path).map_err(|source| {
-                    RevertError::Open {
+                let repository =
+                    git2::Repository::open(&path).map_err(|source| RevertError::Open {
                         path: path.clone(),
                         source,
-                    }
-                })?;
+                    })?;
                 let oid = repository
                     .revparse_single(&target)
                     .and_then(|o| o.peel_to_commit())

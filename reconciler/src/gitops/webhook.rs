@@ -102,8 +102,7 @@ pub fn verify(
     if !signed {
         return Err(WebhookError::BadSignature);
     }
-    let payload: Value = serde_json::from_slice(body)
-        .map_err(WebhookError::NotJson)?;
+    let payload: Value = serde_json::from_slice(body).map_err(WebhookError::NotJson)?;
     let mut urls = Vec::new();
     for pointer in [
         "/repository/clone_url",
