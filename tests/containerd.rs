@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{Server, eventually};
+use common::{Server, eventually, free_port, pod_json, pod_ready as ready};
 use node::runtime::{self, api};
 use serde_json::Value;
 
@@ -24,13 +24,6 @@ fn need(program: &str) {
         .status()
         .is_ok_and(|s| s.success());
     assert!(found, "{program} is not installed; install with: {INSTALL}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// The OCI layouts of scripts/build-test-image.sh, built once per test run.
@@ -177,27 +170,8 @@ fn up(args: &[String]) -> Up {
     Up(Some(Server::start_with(&args)))
 }
 
-fn pod_json(s: &Server, name: &str) -> Option<Value> {
-    let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
 fn wait_pod(s: &Server, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    eventually(
-        &format!("pod {name}: {what}"),
-        Duration::from_secs(90),
-        || pod_json(s, name).filter(|p| f(p)),
-    )
-}
-
-fn ready(p: &Value) -> bool {
-    p["status"]["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
+    common::wait_pod(s, name, what, Duration::from_secs(90), f)
 }
 
 fn socket(s: &Server) -> PathBuf {

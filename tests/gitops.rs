@@ -638,7 +638,9 @@ fn publish_chart(work: &std::path::Path, repo: &std::path::Path, version: &str) 
             .args(&args)
             .output()
             .unwrap_or_else(|e| {
-                panic!("helm: {e}; install helm (../shared/tools/install-helm.sh)")
+                panic!(
+                    "helm: {e}; install helm (https://github.com/helm/helm/releases/tag/v3.17.2)"
+                )
             });
         assert!(
             out.status.success(),

@@ -8,7 +8,7 @@ mod common;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use common::{Server, eventually};
+use common::{Server, eventually, free_port, pod_json, pod_ready as ready};
 use serde_json::Value;
 
 /// A server stopped cleanly when dropped, so that its node stops the pods' processes even
@@ -43,38 +43,12 @@ fn up(extra: &[&str]) -> Up {
     Up(Server::start_with(&args))
 }
 
-fn pod_json(s: &Server, name: &str) -> Option<Value> {
-    let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
 fn wait_pod(s: &Server, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    eventually(
-        &format!("pod {name}: {what}"),
-        Duration::from_secs(60),
-        || pod_json(s, name).filter(|p| f(p)),
-    )
-}
-
-fn ready(p: &Value) -> bool {
-    p["status"]["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
+    common::wait_pod(s, name, what, Duration::from_secs(60), f)
 }
 
 fn running(p: &Value) -> bool {
     p["status"]["phase"] == "Running"
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Whether the process is gone (or a zombie waiting for its parent).

@@ -119,7 +119,7 @@ fn render_takes_a_packaged_chart_as_helm_template_does() {
             .args(args)
             .output()
             .unwrap_or_else(|e| {
-                panic!("helm: {e}; install helm v3.17.2 (../shared/tools/install-helm.sh)")
+                panic!("helm: {e}; install helm v3.17.2 (https://github.com/helm/helm/releases/tag/v3.17.2)")
             });
         assert!(
             out.status.success(),

@@ -8,14 +8,14 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{eventually, kubectl_command};
+use common::{
+    eventually, free_port, hello_versions, http_get, kubectl_command, only, set_hello_version,
+};
 use serde_json::Value;
 
 /// An ordinary user created for the test, deleted (with its home and processes) on drop.
@@ -182,45 +182,6 @@ fn nix_is_root() -> bool {
     run("id", &["-u"]) == "0"
 }
 
-/// A port free on the host's loopback now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// The body of `GET /` on `addr`.
-fn get(addr: &str) -> Result<String, String> {
-    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(stream, "GET / HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    stream
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
-    text.split("\r\n\r\n")
-        .nth(1)
-        .map(str::to_string)
-        .ok_or_else(|| format!("no HTTP answer: {text:?}"))
-}
-
-/// The versions `n` answers of the hello app on the host's port 30080 report.
-fn versions(n: usize) -> BTreeSet<String> {
-    (0..n)
-        .map(|_| match get("127.0.0.1:30080") {
-            Ok(a) => a.rsplit(' ').next().unwrap_or("").trim().to_string(),
-            Err(e) => format!("error: {e}"),
-        })
-        .collect()
-}
-
-fn only(v: &str) -> BTreeSet<String> {
-    BTreeSet::from([v.to_string()])
-}
-
 /// `gitplane up` of the user, its log in `log`.
 struct Up {
     child: Child,
@@ -341,18 +302,12 @@ fn an_ordinary_user_runs_the_quickstart_in_a_user_namespace_and_leaves_nothing_b
     eventually(
         "hello 1.0.0 on localhost:30080",
         Duration::from_secs(120),
-        || (versions(10) == only("1.0.0")).then_some(()),
+        || (hello_versions(10) == only("1.0.0")).then_some(()),
     );
-    let hello = get("127.0.0.1:30080").expect("an answer");
+    let hello = http_get("127.0.0.1:30080").expect("an answer");
     assert!(hello.starts_with("hello from hello-"), "{hello}");
 
-    let values = user.home.join(".gitplane/repo/apps/hello/values.yaml");
-    let text = std::fs::read_to_string(&values).expect("values.yaml");
-    std::fs::write(
-        &values,
-        text.replace("version: \"1.0.0\"", "version: \"1.1.0\""),
-    )
-    .expect("write values.yaml");
+    set_hello_version(&user.home.join(".gitplane/repo"), "1.0.0", "1.1.0");
     user.ok(
         "/usr/bin/git",
         &[
@@ -368,7 +323,7 @@ fn an_ordinary_user_runs_the_quickstart_in_a_user_namespace_and_leaves_nothing_b
         ],
     );
     eventually("hello 1.1.0 rolled out", Duration::from_secs(180), || {
-        (versions(10) == only("1.1.0")).then_some(())
+        (hello_versions(10) == only("1.1.0")).then_some(())
     });
     user.ok(
         &binary.to_string_lossy(),
@@ -377,14 +332,17 @@ fn an_ordinary_user_runs_the_quickstart_in_a_user_namespace_and_leaves_nothing_b
     eventually(
         "hello 1.0.0 back after the rollback",
         Duration::from_secs(180),
-        || (versions(10) == only("1.0.0")).then_some(()),
+        || (hello_versions(10) == only("1.0.0")).then_some(()),
     );
 
     run("kill", &["-TERM", &up.child.id().to_string()]);
     let status = up.wait();
     assert!(status.success(), "{status}; log:\n{}", up.log());
     no_process_left(&user, "SIGTERM");
-    assert!(get("127.0.0.1:30080").is_err(), "port 30080 still open");
+    assert!(
+        http_get("127.0.0.1:30080").is_err(),
+        "port 30080 still open"
+    );
     assert!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "the API port is still open"
@@ -396,12 +354,15 @@ fn an_ordinary_user_runs_the_quickstart_in_a_user_namespace_and_leaves_nothing_b
     eventually(
         "hello 1.0.0 after the restart",
         Duration::from_secs(120),
-        || (versions(10) == only("1.0.0")).then_some(()),
+        || (hello_versions(10) == only("1.0.0")).then_some(()),
     );
     run("kill", &["-KILL", &up.child.id().to_string()]);
     up.wait();
     no_process_left(&user, "kill -9");
-    assert!(get("127.0.0.1:30080").is_err(), "port 30080 still open");
+    assert!(
+        http_get("127.0.0.1:30080").is_err(),
+        "port 30080 still open"
+    );
     assert!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "the API port is still open"

@@ -6,10 +6,10 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use common::{Server, eventually};
+use common::{Server, eventually, hello_versions, http_get, only, set_hello_version};
 use serde_json::Value;
 
 /// Flags that keep every address on loopback, with a node port range of this test's own.
@@ -168,27 +168,10 @@ fn backend(ip: &str, port: u16, name: &str) -> SocketAddr {
     addr
 }
 
-/// One GET; the body, or the error (connection refused …).
-fn get(addr: &str) -> Result<String, String> {
-    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(stream, "GET / HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    stream
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
-    text.split("\r\n\r\n")
-        .nth(1)
-        .map(str::to_string)
-        .ok_or_else(|| format!("no HTTP answer: {text:?}"))
-}
-
 /// Who answered `n` requests in a row (errors included, as `error: …`).
 fn answers(addr: &str, n: usize) -> std::collections::BTreeSet<String> {
     (0..n)
-        .map(|_| get(addr).unwrap_or_else(|e| format!("error: {e}")))
+        .map(|_| http_get(addr).unwrap_or_else(|e| format!("error: {e}")))
         .collect()
 }
 
@@ -233,8 +216,8 @@ fn node_ports_and_cluster_ips_reach_every_ready_endpoint_and_only_those() {
     let node_port = "127.0.0.1:31180".to_string();
 
     // No endpoints: connections are refused on both frontends.
-    assert!(get(&node_port).is_err());
-    assert!(get(&cluster).is_err());
+    assert!(http_get(&node_port).is_err());
+    assert!(http_get(&cluster).is_err());
 
     s.ok_stdin(
         &["apply", "-f", "-"],
@@ -280,7 +263,7 @@ fn node_ports_and_cluster_ips_reach_every_ready_endpoint_and_only_those() {
         eventually(
             &format!("{frontend} to refuse"),
             Duration::from_secs(20),
-            || get(frontend).is_err().then_some(()),
+            || http_get(frontend).is_err().then_some(()),
         );
     }
 }
@@ -319,31 +302,18 @@ fn playground_git(s: &Server, args: &[&str]) {
 fn the_quickstart_app_answers_on_its_node_port_and_follows_commits_and_rollbacks() {
     let s = LocalNode(Server::start_with(&["--runtime", "process"]));
     let s = &s.0;
-    let versions = |n: usize| -> std::collections::BTreeSet<String> {
-        answers("127.0.0.1:30080", n)
-            .into_iter()
-            .map(|a| a.rsplit(' ').next().unwrap_or("").trim().to_string())
-            .collect()
-    };
-    let only = |v: &str| std::collections::BTreeSet::from([v.to_string()]);
     eventually(
         "hello 1.0.0 on the node port",
         Duration::from_secs(180),
-        || (versions(10) == only("1.0.0")).then_some(()),
+        || (hello_versions(10) == only("1.0.0")).then_some(()),
     );
-    let hello = get("127.0.0.1:30080").expect("an answer");
+    let hello = http_get("127.0.0.1:30080").expect("an answer");
     assert!(hello.starts_with("hello from hello-"), "{hello}");
 
-    let values = s.data_dir.join("repo/apps/hello/values.yaml");
-    let text = std::fs::read_to_string(&values).expect("values.yaml");
-    std::fs::write(
-        &values,
-        text.replace("version: \"1.0.0\"", "version: \"1.1.0\""),
-    )
-    .expect("write values.yaml");
+    set_hello_version(&s.data_dir.join("repo"), "1.0.0", "1.1.0");
     playground_git(s, &["commit", "-qam", "hello 1.1.0"]);
     eventually("hello 1.1.0 rolled out", Duration::from_secs(180), || {
-        (versions(10) == only("1.1.0")).then_some(())
+        (hello_versions(10) == only("1.1.0")).then_some(())
     });
 
     let out = common::gitplane(s, &["rollback", "hello"]);
@@ -355,6 +325,6 @@ fn the_quickstart_app_answers_on_its_node_port_and_follows_commits_and_rollbacks
     eventually(
         "hello 1.0.0 back after the rollback",
         Duration::from_secs(180),
-        || (versions(10) == only("1.0.0")).then_some(()),
+        || (hello_versions(10) == only("1.0.0")).then_some(()),
     );
 }

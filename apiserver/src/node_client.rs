@@ -1,96 +1,18 @@
 //! The API server as a client of node agents (`pods/log`, `pods/exec`): where a pod's node
 //! agent listens (the Node's address and `daemonEndpoints.kubeletEndpoint.Port`), and the
 //! HTTPS connection to it, presenting the client certificate of
-//! `apimachinery::streaming::APISERVER_NODE_CLIENT` from the cluster CA. Agents' serving
-//! certificates are self-signed and not verified (kube-apiserver's default without
-//! `--kubelet-certificate-authority`).
-
-use std::sync::Arc;
+//! `apimachinery::streaming::APISERVER_NODE_CLIENT` from the cluster CA (its configuration is
+//! [`crate::tls::node_client_config`]). Agents' serving certificates are self-signed and not
+//! verified (kube-apiserver's default without `--kubelet-certificate-authority`).
 
 use apimachinery::object::ObjectExt;
 use apimachinery::status::{Reason, StatusError};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::state::ApiState;
-use crate::tls::{Issued, TlsError, provider};
-
-/// Accepts any serving certificate, checking only that the handshake is signed by it.
-#[derive(Debug)]
-struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyServer {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The TLS client configuration for node agents, presenting `issued` (a certificate of the
-/// cluster CA for [`apimachinery::streaming::APISERVER_NODE_CLIENT`]).
-pub fn client_config(issued: &Issued) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let pki = |e: String| TlsError::Pki {
-        what: "node client certificate".into(),
-        message: e,
-    };
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| pki(e.to_string()))?;
-    let key =
-        PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).map_err(|e| pki(e.to_string()))?;
-    let provider = provider();
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Rustls(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
-    Ok(Arc::new(config))
-}
 
 /// A pod's node agent: its node's name and `host:port`.
 #[derive(Clone, Debug)]

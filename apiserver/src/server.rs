@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use apimachinery::object::ObjectExt;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::allocator::ServiceRanges;
@@ -188,20 +188,9 @@ async fn bootstrap_namespaces(state: &ApiState) -> Result<(), ServerError> {
         let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         strategy::prepare_create(&info, &mut ns).map_err(|e| ServerError::Cache(e.message))?;
         ns.metadata_mut();
-        match state
-            .store()
-            .create(&info.key(None, name), encode(&ns))
-            .await
-        {
-            Ok(_) | Err(StorageError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        create_if_missing(state, &info.key(None, name), &ns).await?;
     }
-    state
-        .sync_cache()
-        .await
-        .map_err(|e| ServerError::Cache(e.message))?;
-    Ok(())
+    sync_cache(state).await
 }
 
 /// Installs the `Application` CRD, so gitplane's own kind is served from start-up.
@@ -215,14 +204,21 @@ async fn bootstrap_application_crd(state: &ApiState) -> Result<(), ServerError> 
     let mut crd = apimachinery::application::crd();
     let name = crd.name().unwrap_or_default().to_string();
     strategy::prepare_create(&info, &mut crd).map_err(|e| ServerError::Cache(e.message))?;
-    match state
-        .store()
-        .create(&info.key(None, &name), encode(&crd))
-        .await
-    {
-        Ok(_) | Err(StorageError::AlreadyExists { .. }) => {}
-        Err(e) => return Err(e.into()),
+    create_if_missing(state, &info.key(None, &name), &crd).await?;
+    sync_cache(state).await
+}
+
+/// Stores `object` under `key` unless something is there already (a bootstrap object written by
+/// an earlier start or another server is kept as it is).
+async fn create_if_missing(state: &ApiState, key: &str, object: &Value) -> Result<(), ServerError> {
+    match state.store().create(key, encode(object)).await {
+        Ok(_) | Err(StorageError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
     }
+}
+
+/// Loads what the bootstrap wrote into the watch cache.
+async fn sync_cache(state: &ApiState) -> Result<(), ServerError> {
     state
         .sync_cache()
         .await

@@ -388,83 +388,37 @@ pub enum UpdateScope {
 /// Carries server-owned fields from the stored object into the updated one, keeps what the
 /// scope may not change, and bumps `generation` when the spec changed.
 pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value, scope: UpdateScope) {
-    if scope == UpdateScope::Status {
-        let status = new.get("status").cloned();
-        let mut merged = old.clone();
-        if let Some(m) = merged.as_object_mut() {
-            match status {
-                Some(s) => {
-                    m.insert("status".into(), s);
-                }
-                None => {
-                    m.remove("status");
-                }
-            }
+    match scope {
+        UpdateScope::Status => {
+            *new = take_from_update(old, new, None, "status");
+            return;
         }
-        // Labels, annotations and the resourceVersion precondition ride along, as Kubernetes'
-        // status strategies allow for most kinds.
-        if let Some(rv) = new.resource_version() {
-            merged.set_meta("resourceVersion", Value::String(rv.to_string()));
+        UpdateScope::Approval => {
+            *new = take_from_update(old, new, Some(("status", Parent::Make)), "conditions");
+            return;
         }
-        *new = merged;
-        return;
-    }
-    if scope == UpdateScope::Approval {
-        let conditions = new.path("status.conditions").cloned();
-        let mut merged = old.clone();
-        if let Some(m) = merged.as_object_mut() {
-            let status = m.entry("status").or_insert_with(|| json!({}));
-            if let Some(st) = status.as_object_mut() {
-                match conditions {
-                    Some(c) => {
-                        st.insert("conditions".into(), c);
-                    }
-                    None => {
-                        st.remove("conditions");
-                    }
-                }
-            }
+        UpdateScope::EphemeralContainers => {
+            let mut merged = take_from_update(
+                old,
+                new,
+                Some(("spec", Parent::Keep)),
+                "ephemeralContainers",
+            );
+            crate::defaults::apply(info, &mut merged);
+            *new = merged;
+            return;
         }
-        if let Some(rv) = new.resource_version() {
-            merged.set_meta("resourceVersion", Value::String(rv.to_string()));
-        }
-        *new = merged;
-        return;
-    }
-    if scope == UpdateScope::EphemeralContainers {
-        let ephemeral = new.path("spec.ephemeralContainers").cloned();
-        let mut merged = old.clone();
-        if let Some(spec) = merged.get_mut("spec").and_then(Value::as_object_mut) {
-            match ephemeral {
-                Some(e) => {
-                    spec.insert("ephemeralContainers".into(), e);
-                }
-                None => {
-                    spec.remove("ephemeralContainers");
-                }
-            }
-        }
-        if let Some(rv) = new.resource_version() {
-            merged.set_meta("resourceVersion", Value::String(rv.to_string()));
-        }
-        crate::defaults::apply(info, &mut merged);
-        *new = merged;
-        return;
+        UpdateScope::Main | UpdateScope::Delete => {}
     }
     // A pod's ephemeral containers change only through their subresource (as in Kubernetes, an
     // update of the pod itself keeps them).
     if scope != UpdateScope::Delete && info.group.is_empty() && info.kind == "Pod" {
-        let kept = old.path("spec.ephemeralContainers").cloned();
-        if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
-            match kept {
-                Some(e) => {
-                    spec.insert("ephemeralContainers".into(), e);
-                }
-                None => {
-                    spec.remove("ephemeralContainers");
-                }
-            }
-        }
+        carry_field(
+            old,
+            new,
+            Some(("spec", Parent::Keep)),
+            "ephemeralContainers",
+        );
     }
     if info.has_subresource("status") && scope == UpdateScope::Main {
         match (old.get("status"), new.as_object_mut()) {
@@ -513,6 +467,55 @@ pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value, scope: 
             .unwrap_or(0);
         new.set_meta("generation", json!(g + 1));
     }
+}
+
+/// Whether [`carry_field`] makes a missing parent object or leaves the object as it is.
+#[derive(Clone, Copy)]
+enum Parent {
+    /// A missing parent is made (empty) before the field is set.
+    Make,
+    /// A missing parent leaves the object unchanged.
+    Keep,
+}
+
+/// Sets the field `key` of `into` (under its top-level object `parent`, if given) to `from`'s,
+/// removing it where `from` has none.
+fn carry_field(from: &Value, into: &mut Value, parent: Option<(&str, Parent)>, key: &str) {
+    let value = match parent {
+        None => from.get(key),
+        Some((p, _)) => from.get(p).and_then(|v| v.get(key)),
+    }
+    .cloned();
+    let target = match parent {
+        None => into.as_object_mut(),
+        Some((p, Parent::Make)) => into
+            .as_object_mut()
+            .map(|m| m.entry(p).or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut),
+        Some((p, Parent::Keep)) => into.get_mut(p).and_then(Value::as_object_mut),
+    };
+    if let Some(target) = target {
+        match value {
+            Some(v) => {
+                target.insert(key.into(), v);
+            }
+            None => {
+                target.remove(key);
+            }
+        }
+    }
+}
+
+/// An update through a subresource: the stored object with one field taken from the update
+/// (see [`carry_field`]) and the update's resourceVersion precondition; everything else stays
+/// as stored.
+fn take_from_update(old: &Value, new: &Value, parent: Option<(&str, Parent)>, key: &str) -> Value {
+    let mut merged = old.clone();
+    carry_field(new, &mut merged, parent, key);
+    if let Some(rv) = new.resource_version() {
+        merged.set_meta("resourceVersion", Value::String(rv.to_string()));
+    }
+    merged
 }
 
 /// Whether an object marked for deletion has nothing left to wait for: no finalizers (for

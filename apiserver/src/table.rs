@@ -314,6 +314,37 @@ fn job_status(job: &Value) -> &'static str {
         "Running"
     }
 }
+/// The columns and cells of a ReplicaSet, or of a ReplicationController: the two differ only in
+/// how the `selector` cell reads (a label selector, or a plain map).
+fn replica_set(name: Value, obj: &Value, selector: Value) -> (Vec<Column>, Vec<Value>) {
+    let (c, i) = containers_and_images(obj, "spec.template.spec.containers");
+    (
+        vec![
+            col("Name"),
+            int("Desired"),
+            int("Current"),
+            int("Ready"),
+            col("Age"),
+            wide("Containers"),
+            wide("Images"),
+            wide("Selector"),
+        ],
+        vec![
+            name,
+            json!(
+                obj.path("spec.replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)
+            ),
+            json!(n(obj, "status.replicas")),
+            json!(n(obj, "status.readyReplicas")),
+            age(obj),
+            c,
+            i,
+            selector,
+        ],
+    )
+}
 
 /// The columns and cells of a built-in kind, or `None` for kinds shown as NAME and AGE.
 fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)> {
@@ -383,35 +414,7 @@ fn builtin(info: &ResourceInfo, obj: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 ],
             )
         }
-        Printer::ReplicaSet => {
-            let (c, i) = containers_and_images(obj, "spec.template.spec.containers");
-            (
-                vec![
-                    col("Name"),
-                    int("Desired"),
-                    int("Current"),
-                    int("Ready"),
-                    col("Age"),
-                    wide("Containers"),
-                    wide("Images"),
-                    wide("Selector"),
-                ],
-                vec![
-                    name,
-                    json!(
-                        obj.path("spec.replicas")
-                            .and_then(Value::as_i64)
-                            .unwrap_or(1)
-                    ),
-                    json!(n(obj, "status.replicas")),
-                    json!(n(obj, "status.readyReplicas")),
-                    age(obj),
-                    c,
-                    i,
-                    json!(selector_string(obj, "spec.selector")),
-                ],
-            )
-        }
+        Printer::ReplicaSet => replica_set(name, obj, json!(selector_string(obj, "spec.selector"))),
         Printer::StatefulSet => {
             let (c, i) = containers_and_images(obj, "spec.template.spec.containers");
             (

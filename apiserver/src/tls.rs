@@ -1,5 +1,6 @@
 //! TLS for the API server: the cluster CA (created with rcgen on first start), the serving
-//! certificate, client certificates for users and components, and the rustls server config.
+//! certificate, client certificates for users and components, the rustls server config, and the
+//! client config the API server presents to node agents.
 //!
 //! Client certificates are *requested* in the handshake but verified only by the authenticator
 //! ([`crate::authn`]): a connection with an unknown or expired certificate is accepted, and its
@@ -13,8 +14,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime, pem::PemObject};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls::{
@@ -326,7 +328,10 @@ pub fn server_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     let builder = match client_verifier {
-        Some(inner) => builder.with_client_cert_verifier(Arc::new(Deferred { inner })),
+        Some(inner) => builder.with_client_cert_verifier(Arc::new(Deferred {
+            inner,
+            algorithms: provider().signature_verification_algorithms,
+        })),
         None => builder.with_no_client_auth(),
     };
     let mut config = builder
@@ -336,11 +341,42 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The three handshake-signature methods that rustls' `ServerCertVerifier` and
+/// `ClientCertVerifier` both declare, checked with the verifier's `algorithms` (the provider's):
+/// the verifiers below skip the certificate chain, never the signature.
+macro_rules! handshake_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.algorithms.supported_schemes()
+        }
+    };
+}
+
 /// Asks for a client certificate and checks the handshake signature, but leaves the chain to the
 /// authenticator, so a bad certificate is a 401 and not a failed handshake.
 #[derive(Debug)]
 struct Deferred {
+    /// The authenticator's verifier: its CA names are the hints sent to clients.
     inner: Arc<dyn ClientCertVerifier>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl ClientCertVerifier for Deferred {
@@ -365,25 +401,54 @@ impl ClientCertVerifier for Deferred {
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
+    handshake_signatures!();
+}
+
+/// Accepts any serving certificate, checking only that the handshake is signed by it (node
+/// agents' certificates are self-signed).
+#[derive(Debug)]
+struct AnyServer {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
+    handshake_signatures!();
+}
 
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+/// The TLS client configuration for node agents, presenting `issued` (a certificate of the
+/// cluster CA for [`apimachinery::streaming::APISERVER_NODE_CLIENT`]); the agents' serving
+/// certificates are not verified (kube-apiserver's default without
+/// `--kubelet-certificate-authority`).
+pub fn node_client_config(issued: &Issued) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let pki = |e: String| TlsError::Pki {
+        what: "node client certificate".into(),
+        message: e,
+    };
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| pki(e.to_string()))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).map_err(|e| pki(e.to_string()))?;
+    let provider = provider();
+    let algorithms = provider.signature_verification_algorithms;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer { algorithms }))
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    Ok(Arc::new(config))
 }

@@ -21,7 +21,7 @@ fn helm(args: &[&str], dir: &Path) -> String {
         .current_dir(dir)
         .output()
         .unwrap_or_else(|e| {
-            panic!("helm: {e}; install helm v3.17.2 (../shared/tools/install-helm.sh)")
+            panic!("helm: {e}; install helm v3.17.2 (https://github.com/helm/helm/releases/tag/v3.17.2)")
         });
     assert!(
         out.status.success(),

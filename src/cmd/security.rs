@@ -172,7 +172,7 @@ impl SecurityArgs {
                 self.max_requests_inflight,
                 self.max_mutating_requests_inflight,
             ),
-            node_client: Some(apiserver::node_client::client_config(
+            node_client: Some(apiserver::tls::node_client_config(
                 &ca.issue_client(apimachinery::streaming::APISERVER_NODE_CLIENT, &[])?,
             )?),
         };

@@ -18,6 +18,7 @@
 pub mod chart;
 pub mod helm;
 pub mod kustomize;
+mod scalar;
 pub mod source;
 pub mod yaml;
 

@@ -17,6 +17,8 @@ use serde_saphyr::{DuplicateKeyPolicy, SnippetMode};
 use std::cmp::Ordering;
 use std::sync::OnceLock;
 
+use crate::scalar;
+
 /// A YAML file that could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{file}:{line}: {message}")]
@@ -406,27 +408,7 @@ impl Emitter {
         self.put_char('"');
         let mut spaces = false;
         for (i, &c) in chars.iter().enumerate() {
-            if !is_printable(c) || c == '\u{feff}' || is_break(c) || c == '"' || c == '\\' {
-                let escaped = match c {
-                    '\0' => "\\0".to_string(),
-                    '\u{7}' => "\\a".to_string(),
-                    '\u{8}' => "\\b".to_string(),
-                    '\t' => "\\t".to_string(),
-                    '\n' => "\\n".to_string(),
-                    '\u{b}' => "\\v".to_string(),
-                    '\u{c}' => "\\f".to_string(),
-                    '\r' => "\\r".to_string(),
-                    '\u{1b}' => "\\e".to_string(),
-                    '"' => "\\\"".to_string(),
-                    '\\' => "\\\\".to_string(),
-                    '\u{85}' => "\\N".to_string(),
-                    '\u{a0}' => "\\_".to_string(),
-                    '\u{2028}' => "\\L".to_string(),
-                    '\u{2029}' => "\\P".to_string(),
-                    c if (c as u32) <= 0xff => format!("\\x{:02X}", c as u32),
-                    c if (c as u32) <= 0xffff => format!("\\u{:04X}", c as u32),
-                    c => format!("\\U{:08X}", c as u32),
-                };
+            if let Some(escaped) = scalar::double_quoted_escape(c, is_printable) {
                 self.put(&escaped);
                 spaces = false;
             } else if c == ' ' {
@@ -492,125 +474,24 @@ fn select_style(s: &str, key: bool) -> Style {
     } else {
         Style::Double
     };
-    let a = analyze(s);
+    let a = scalar::analyze(s, is_printable);
     match wanted {
         Style::Plain if key && a.multiline => Style::Double,
-        Style::Plain if !a.block_plain_allowed || (s.is_empty() && key) => {
-            if a.single_quoted_allowed {
+        Style::Plain if !a.block_plain || (s.is_empty() && key) => {
+            if a.single {
                 Style::Single
             } else {
                 Style::Double
             }
         }
-        Style::Literal if !a.block_allowed || key => Style::Double,
+        Style::Literal if !a.block || key => Style::Double,
         other => other,
     }
-}
-
-struct Analysis {
-    multiline: bool,
-    block_plain_allowed: bool,
-    single_quoted_allowed: bool,
-    block_allowed: bool,
 }
 
 fn is_printable(c: char) -> bool {
     matches!(c, '\n' | '\u{20}'..='\u{7e}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}')
         && c != '\u{feff}'
-}
-
-fn is_break(c: char) -> bool {
-    matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
-}
-
-fn is_blankz(c: Option<char>) -> bool {
-    match c {
-        None => true,
-        Some(c) => c == ' ' || c == '\t' || is_break(c) || c == '\0',
-    }
-}
-
-/// libyaml's scalar analysis, for the block context go-yaml writes in.
-fn analyze(s: &str) -> Analysis {
-    if s.is_empty() {
-        return Analysis {
-            multiline: false,
-            block_plain_allowed: true,
-            single_quoted_allowed: true,
-            block_allowed: false,
-        };
-    }
-    let chars: Vec<char> = s.chars().collect();
-    let mut block_indicators = s.starts_with("---") || s.starts_with("...");
-    let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) =
-        (false, false, false, false);
-    let (mut break_space, mut space_break, mut previous_space, mut previous_break) =
-        (false, false, false, false);
-    let (mut line_breaks, mut special_characters) = (false, false);
-    let mut preceded_by_whitespace = true;
-    for (i, &c) in chars.iter().enumerate() {
-        let followed_by_whitespace = is_blankz(chars.get(i + 1).copied());
-        if i == 0 {
-            if "#,[]{}&*!|>'\"%@`".contains(c) {
-                block_indicators = true;
-            }
-            if (c == '?' || c == ':' || c == '-') && followed_by_whitespace {
-                block_indicators = true;
-            }
-        } else if (c == ':' && followed_by_whitespace) || (c == '#' && preceded_by_whitespace) {
-            block_indicators = true;
-        }
-        if !is_printable(c) {
-            special_characters = true;
-        }
-        if is_break(c) {
-            line_breaks = true;
-        }
-        let first = i == 0;
-        let last = i + 1 == chars.len();
-        if c == ' ' {
-            leading_space |= first;
-            trailing_space |= last;
-            break_space |= previous_break;
-            previous_space = true;
-            previous_break = false;
-        } else if is_break(c) {
-            leading_break |= first;
-            trailing_break |= last;
-            space_break |= previous_space;
-            previous_break = true;
-            previous_space = false;
-        } else {
-            previous_space = false;
-            previous_break = false;
-        }
-        preceded_by_whitespace = is_blankz(Some(c));
-    }
-    let mut a = Analysis {
-        multiline: line_breaks,
-        block_plain_allowed: true,
-        single_quoted_allowed: true,
-        block_allowed: true,
-    };
-    if leading_space || leading_break || trailing_space || trailing_break {
-        a.block_plain_allowed = false;
-    }
-    if trailing_space {
-        a.block_allowed = false;
-    }
-    if break_space {
-        a.block_plain_allowed = false;
-        a.single_quoted_allowed = false;
-    }
-    if space_break || special_characters {
-        a.block_plain_allowed = false;
-        a.single_quoted_allowed = false;
-        a.block_allowed = false;
-    }
-    if line_breaks || block_indicators {
-        a.block_plain_allowed = false;
-    }
-    a
 }
 
 fn is_old_bool(s: &str) -> bool {

@@ -644,3 +644,90 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
         std::thread::sleep(Duration::from_millis(25));
     }
 }
+
+/// A port free on the host's loopback now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The body of one plain `GET /` on `addr`, or the error (connection refused …).
+pub fn http_get(addr: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET / HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    text.split("\r\n\r\n")
+        .nth(1)
+        .map(str::to_string)
+        .ok_or_else(|| format!("no HTTP answer: {text:?}"))
+}
+
+/// The versions `n` answers of the playground's hello app on the host's port 30080 report
+/// (errors as `error: …`).
+pub fn hello_versions(n: usize) -> std::collections::BTreeSet<String> {
+    (0..n)
+        .map(|_| match http_get("127.0.0.1:30080") {
+            Ok(a) => a.rsplit(' ').next().unwrap_or("").trim().to_string(),
+            Err(e) => format!("error: {e}"),
+        })
+        .collect()
+}
+
+/// The set holding `v` alone.
+pub fn only(v: &str) -> std::collections::BTreeSet<String> {
+    std::collections::BTreeSet::from([v.to_string()])
+}
+
+/// Changes the hello app's version in the playground repository's `apps/hello/values.yaml`
+/// under `repo` (uncommitted).
+pub fn set_hello_version(repo: &Path, from: &str, to: &str) {
+    let values = repo.join("apps/hello/values.yaml");
+    let text = std::fs::read_to_string(&values).expect("values.yaml");
+    std::fs::write(
+        &values,
+        text.replace(
+            &format!("version: \"{from}\""),
+            &format!("version: \"{to}\""),
+        ),
+    )
+    .expect("write values.yaml");
+}
+
+/// Pod `name` of the default namespace as JSON, if it exists.
+pub fn pod_json(s: &Server, name: &str) -> Option<Value> {
+    let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+/// Waits up to `timeout` for pod `name` to satisfy `f` (`what` says what is awaited).
+pub fn wait_pod(
+    s: &Server,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    f: impl Fn(&Value) -> bool,
+) -> Value {
+    eventually(&format!("pod {name}: {what}"), timeout, || {
+        pod_json(s, name).filter(|p| f(p))
+    })
+}
+
+/// Whether the pod's `Ready` condition is `True`.
+pub fn pod_ready(p: &Value) -> bool {
+    p["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}

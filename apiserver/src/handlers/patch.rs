@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use apimachinery::patch::{PatchError, PatchType, json_patch, merge_patch, strategic};
 use apimachinery::status::{Reason, StatusError};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use serde_json::Value;
 
 use super::ApiRequest;
-use super::write::update_admitted;
-use crate::response::{ApiResult, json};
+use super::update::client_update;
+use crate::response::ApiResult;
 use crate::state::ApiState;
 
 /// The patch type of a request, or 415.
@@ -67,17 +67,8 @@ pub async fn patch(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let kind = patch_type(req)?;
     let doc = req.json_body()?;
     req.check_duplicates()?;
-    let scope = req.update_scope();
-    let written = update_admitted(
-        state,
-        &req.info,
-        req.namespace(),
-        req.name(),
-        scope,
-        dry_run,
-        Some(req),
-        |current| req.check_typed(apply_patch(req, kind, current, &doc)?),
-    )
-    .await?;
-    Ok(json(StatusCode::OK, &written.object))
+    client_update(state, req, dry_run, |current| {
+        req.check_typed(apply_patch(req, kind, current, &doc)?)
+    })
+    .await
 }

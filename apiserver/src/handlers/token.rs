@@ -54,15 +54,7 @@ pub async fn token_request(
             "TokenRequest.authentication.k8s.io \"{name}\" is invalid: spec.expirationSeconds: Invalid value: {seconds}: may not specify a duration less than 10 minutes"
         )));
     }
-    let audiences: Vec<String> = body
-        .pointer("/spec/audiences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let audiences = audiences(&body);
     let (token, exp) = keys
         .issue(ns, name, &uid, audiences.clone(), seconds as u64)
         .map_err(|e| StatusError::internal(e.to_string()))?;
@@ -98,15 +90,7 @@ pub fn token_review(state: &Arc<ApiState>, security: &Security, mut body: Value)
             "TokenReview.authentication.k8s.io \"\" is invalid: spec.token: Required value: token must not be empty",
         ));
     };
-    let audiences: Vec<String> = body
-        .pointer("/spec/audiences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let audiences = audiences(&body);
     body["apiVersion"] = "authentication.k8s.io/v1".into();
     body["kind"] = "TokenReview".into();
     if !body.get("metadata").is_some_and(Value::is_object) {
@@ -125,4 +109,16 @@ pub fn token_review(state: &Arc<ApiState>, security: &Security, mut body: Value)
         }
     };
     Ok(crate::response::json(StatusCode::CREATED, &body))
+}
+
+/// `spec.audiences` of a TokenRequest or TokenReview (what is not a string is passed over).
+fn audiences(body: &Value) -> Vec<String> {
+    body.pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }

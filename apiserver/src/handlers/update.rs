@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use apimachinery::status::StatusError;
 use axum::http::StatusCode;
+use serde_json::Value;
 
 use super::ApiRequest;
 use super::write::update_admitted;
@@ -14,16 +16,26 @@ pub async fn update(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let dry_run = req.params.dry_run()?;
     let body = req.json_body()?;
     req.check_duplicates()?;
-    let scope = req.update_scope();
+    client_update(state, req, dry_run, |_| req.check_typed(body.clone())).await
+}
+
+/// A client's update of the object `req` names (a `PUT` or a `PATCH`): [`update_admitted`] in
+/// the request's scope, with its admission webhooks, answered with the object written.
+pub(super) async fn client_update(
+    state: &Arc<ApiState>,
+    req: &ApiRequest,
+    dry_run: bool,
+    change: impl Fn(&Value) -> Result<Value, StatusError>,
+) -> ApiResult {
     let written = update_admitted(
         state,
         &req.info,
         req.namespace(),
         req.name(),
-        scope,
+        req.update_scope(),
         dry_run,
         Some(req),
-        |_| req.check_typed(body.clone()),
+        change,
     )
     .await?;
     Ok(json(StatusCode::OK, &written.object))

@@ -400,33 +400,7 @@ pub(super) fn cells(printer: Printer, obj: &Value) -> Option<(Vec<Column>, Vec<V
             )
         }
         Printer::ReplicationController => {
-            let (c, i) = containers_and_images(obj, "spec.template.spec.containers");
-            (
-                vec![
-                    col("Name"),
-                    int("Desired"),
-                    int("Current"),
-                    int("Ready"),
-                    col("Age"),
-                    wide("Containers"),
-                    wide("Images"),
-                    wide("Selector"),
-                ],
-                vec![
-                    name,
-                    json!(
-                        obj.path("spec.replicas")
-                            .and_then(Value::as_i64)
-                            .unwrap_or(1)
-                    ),
-                    json!(n(obj, "status.replicas")),
-                    json!(n(obj, "status.readyReplicas")),
-                    age(obj),
-                    c,
-                    i,
-                    or_none(super::map_string(obj, "spec.selector")),
-                ],
-            )
+            super::replica_set(name, obj, or_none(super::map_string(obj, "spec.selector")))
         }
         Printer::ComponentStatus => {
             let healthy = arr(obj, "conditions")

@@ -88,12 +88,7 @@ async fn running(
 ) -> bool {
     let mut rt = runtime.clone();
     let filter = api::ContainerFilter {
-        label_selector: [
-            (labels::POD_NAMESPACE.to_string(), ns.to_string()),
-            (labels::POD_NAME.to_string(), pod.to_string()),
-            (labels::CONTAINER_NAME.to_string(), container.to_string()),
-        ]
-        .into(),
+        label_selector: labels::of_container(ns, pod, container),
         ..Default::default()
     };
     rt.list_containers(api::ListContainersRequest {

@@ -44,6 +44,20 @@ pub mod labels {
     pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
     /// The container's name.
     pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
+
+    /// The labels that pick the runtime's containers named `container` of pod `ns/pod`.
+    pub fn of_container(
+        ns: &str,
+        pod: &str,
+        container: &str,
+    ) -> std::collections::HashMap<String, String> {
+        [
+            (POD_NAMESPACE.to_string(), ns.to_string()),
+            (POD_NAME.to_string(), pod.to_string()),
+            (CONTAINER_NAME.to_string(), container.to_string()),
+        ]
+        .into()
+    }
 }
 
 /// How the agent runs.

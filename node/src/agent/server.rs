@@ -180,12 +180,7 @@ async fn running_container(
         state: Some(api::ContainerStateValue {
             state: api::ContainerState::ContainerRunning as i32,
         }),
-        label_selector: [
-            (labels::POD_NAMESPACE.to_string(), ns.to_string()),
-            (labels::POD_NAME.to_string(), pod.to_string()),
-            (labels::CONTAINER_NAME.to_string(), container.to_string()),
-        ]
-        .into(),
+        label_selector: labels::of_container(ns, pod, container),
         ..Default::default()
     };
     let list = runtime

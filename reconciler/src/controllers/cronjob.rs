@@ -339,6 +339,29 @@ async fn reconcile(
         propagation_policy: Some(PropagationPolicy::Background),
         ..DeleteParams::default()
     };
+    // Deletes a job of this CronJob (in the background, its pods after it), expecting its
+    // removal; one already gone is no failure.
+    let delete_job = async |j: &Job| -> Result<(), Error> {
+        match jobs_api.delete(&j.name_any(), &background).await {
+            Ok(_) => {
+                store.expectations.expect(
+                    &key,
+                    Vec::new(),
+                    vec![(j.name_any(), j.uid().unwrap_or_default())],
+                );
+                events
+                    .normal(
+                        cj.as_ref(),
+                        "SuccessfulDelete",
+                        &format!("Deleted job {}", j.name_any()),
+                    )
+                    .await;
+                Ok(())
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    };
     for (list, limit) in [
         (&ok, spec.successful_jobs_history_limit.unwrap_or(3)),
         (&failed, spec.failed_jobs_history_limit.unwrap_or(1)),
@@ -347,24 +370,7 @@ async fn reconcile(
             .len()
             .saturating_sub(usize::try_from(limit).unwrap_or(0));
         for j in list.iter().take(extra) {
-            match jobs_api.delete(&j.name_any(), &background).await {
-                Ok(_) => {
-                    store.expectations.expect(
-                        &key,
-                        Vec::new(),
-                        vec![(j.name_any(), j.uid().unwrap_or_default())],
-                    );
-                    events
-                        .normal(
-                            cj.as_ref(),
-                            "SuccessfulDelete",
-                            &format!("Deleted job {}", j.name_any()),
-                        )
-                        .await
-                }
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+            delete_job(j).await?;
         }
     }
 
@@ -425,24 +431,7 @@ async fn reconcile(
             }
             if replace {
                 for j in &active {
-                    match jobs_api.delete(&j.name_any(), &background).await {
-                        Ok(_) => {
-                            store.expectations.expect(
-                                &key,
-                                Vec::new(),
-                                vec![(j.name_any(), j.uid().unwrap_or_default())],
-                            );
-                            events
-                                .normal(
-                                    cj.as_ref(),
-                                    "SuccessfulDelete",
-                                    &format!("Deleted job {}", j.name_any()),
-                                )
-                                .await
-                        }
-                        Err(kube::Error::Api(e)) if e.code == 404 => {}
-                        Err(e) => return Err(e.into()),
-                    }
+                    delete_job(j).await?;
                 }
                 active_refs.clear();
             }
@@ -465,32 +454,22 @@ async fn reconcile(
                 spec: template.spec,
                 status: None,
             };
-            match jobs_api.create(&ctx.post_params(), &job).await {
-                Ok(j) => {
-                    store
-                        .expectations
-                        .expect(&key, vec![j.name_any()], Vec::new());
-                    events
-                        .normal(
-                            cj.as_ref(),
-                            "SuccessfulCreate",
-                            &format!("Created job {}", j.name_any()),
-                        )
-                        .await;
-                    active_refs.push(job_ref(&j));
-                }
-                // Already started for this time (an earlier sync whose status write was lost).
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(e) => {
-                    events
-                        .warning(
-                            cj.as_ref(),
-                            "FailedCreate",
-                            &format!("Error creating job: {e}"),
-                        )
-                        .await;
-                    return Err(e.into());
-                }
+            // An existing job is one started for this time (an earlier sync whose status write
+            // was lost).
+            let created = events
+                .create_once(
+                    cj.as_ref(),
+                    &jobs_api,
+                    &job,
+                    |j| format!("Created job {}", j.name_any()),
+                    |e| format!("Error creating job: {e}"),
+                )
+                .await?;
+            if let Some(j) = created {
+                store
+                    .expectations
+                    .expect(&key, vec![j.name_any()], Vec::new());
+                active_refs.push(job_ref(&j));
             }
             last_schedule = Some(Time(scheduled));
             until(now, schedule.next_after(now))

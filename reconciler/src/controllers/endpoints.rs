@@ -187,6 +187,16 @@ pub fn hostname(pod: &Pod, service: &Service) -> Option<String> {
         .flatten()
 }
 
+/// Whether the Service's endpoints are maintained: it has a selector and is not being deleted.
+pub fn maintained(service: &Service) -> bool {
+    let has_selector = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .is_some_and(|s| !s.is_empty());
+    has_selector && service.meta().deletion_timestamp.is_none()
+}
+
 /// Whether the Service is headless (`clusterIP: None`).
 pub fn headless(service: &Service) -> bool {
     service.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some("None")
@@ -298,12 +308,7 @@ async fn reconcile(
     selected: Selected,
     pods: Store<Pod>,
 ) -> Result<Action, Error> {
-    let has_selector = svc
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.as_ref())
-        .is_some_and(|s| !s.is_empty());
-    if !has_selector || svc.meta().deletion_timestamp.is_some() {
+    if !maintained(&svc) {
         return Ok(Action::await_change());
     }
     let ns = svc.namespace().unwrap_or_else(|| "default".into());

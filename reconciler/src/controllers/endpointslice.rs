@@ -21,13 +21,13 @@ use apimachinery::pod;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
-use kube::{Resource, ResourceExt};
 
 use super::endpoints::{
-    Selected, endpoint_labels, hostname, pod_ip, pod_ref, resolve_port, selected_pods,
+    Selected, endpoint_labels, hostname, maintained, pod_ip, pod_ref, resolve_port, selected_pods,
     service_controller, service_owner, should_include,
 };
 use super::expectations::Expectations;
@@ -197,12 +197,7 @@ async fn reconcile(
     selected: Selected,
     state: Arc<State>,
 ) -> Result<Action, Error> {
-    let has_selector = svc
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.as_ref())
-        .is_some_and(|s| !s.is_empty());
-    if !has_selector || svc.meta().deletion_timestamp.is_some() {
+    if !maintained(&svc) {
         return Ok(Action::await_change());
     }
     let ns = svc.namespace().unwrap_or_else(|| "default".into());

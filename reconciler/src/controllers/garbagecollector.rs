@@ -414,22 +414,15 @@ impl Graph {
         if refs.len() == obj.owner_references().len() {
             return Ok(());
         }
-        let patch = json!({"metadata": {
-            "ownerReferences": refs,
-            "resourceVersion": obj.resource_version(),
-        }});
         let api = self.api(resource, obj.namespace().as_deref());
-        match api
-            .patch(&obj.name_any(), &ctx.patch_params(), &Patch::Merge(patch))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(api_error(format!(
-                "removing owners of {}",
-                super::key_of(obj)
-            ))(e)),
-        }
+        patch_metadata(
+            ctx,
+            &api,
+            obj,
+            json!({"ownerReferences": refs}),
+            format!("removing owners of {}", super::key_of(obj)),
+        )
+        .await
     }
 }
 
@@ -445,19 +438,33 @@ async fn remove_finalizer(
         .iter()
         .filter(|f| *f != finalizer)
         .collect();
-    let patch = json!({"metadata": {
-        "finalizers": left,
-        "resourceVersion": obj.resource_version(),
-    }});
+    patch_metadata(
+        ctx,
+        api,
+        obj,
+        json!({"finalizers": left}),
+        format!("removing finalizer {finalizer} of {}", super::key_of(obj)),
+    )
+    .await
+}
+
+/// Merge-patches `fields` into `obj`'s metadata, conditional on its resourceVersion; an object
+/// already gone is no failure (`what` names the change in an error).
+async fn patch_metadata(
+    ctx: &Context,
+    api: &Api<DynamicObject>,
+    obj: &DynamicObject,
+    mut fields: serde_json::Value,
+    what: String,
+) -> Result<(), Error> {
+    fields["resourceVersion"] = json!(obj.resource_version());
+    let patch = json!({ "metadata": fields });
     match api
         .patch(&obj.name_any(), &ctx.patch_params(), &Patch::Merge(patch))
         .await
     {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(api_error(format!(
-            "removing finalizer {finalizer} of {}",
-            super::key_of(obj)
-        ))(e)),
+        Err(e) => Err(api_error(what)(e)),
     }
 }

@@ -380,32 +380,23 @@ async fn reconcile(
                         spec: t.spec.clone(),
                         status: None,
                     };
-                    match claims_api.create(&ctx.post_params(), &pvc).await {
-                        Ok(_) => {
-                            events
-                                .normal(
-                                    set.as_ref(),
-                                    "SuccessfulCreate",
-                                    &format!(
-                                        "create Claim {claim} Pod {pod_name} in StatefulSet {name} success"
-                                    ),
+                    events
+                        .create_once(
+                            set.as_ref(),
+                            &claims_api,
+                            &pvc,
+                            |_| {
+                                format!(
+                                    "create Claim {claim} Pod {pod_name} in StatefulSet {name} success"
                                 )
-                                .await
-                        }
-                        Err(kube::Error::Api(e)) if e.code == 409 => {}
-                        Err(e) => {
-                            events
-                                .warning(
-                                    set.as_ref(),
-                                    "FailedCreate",
-                                    &format!(
-                                        "create Claim {claim} for Pod {pod_name} in StatefulSet {name} failed error: {e}"
-                                    ),
+                            },
+                            |e| {
+                                format!(
+                                    "create Claim {claim} for Pod {pod_name} in StatefulSet {name} failed error: {e}"
                                 )
-                                .await;
-                            return Err(e.into());
-                        }
-                    }
+                            },
+                        )
+                        .await?;
                 }
                 claim_volumes(&mut pod, &templates, &name, o);
                 if let Some(s) = pod.spec.as_mut() {
@@ -414,32 +405,21 @@ async fn reconcile(
                         s.subdomain = spec.service_name.clone();
                     }
                 }
-                match pods_api.create(&ctx.post_params(), &pod).await {
-                    Ok(_) => {
-                        state
-                            .expectations
-                            .expect(&key, vec![pod_name.clone()], Vec::new());
-                        events
-                            .normal(
-                                set.as_ref(),
-                                "SuccessfulCreate",
-                                &format!("create Pod {pod_name} in StatefulSet {name} successful"),
-                            )
-                            .await
-                    }
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
-                    Err(e) => {
-                        events
-                            .warning(
-                                set.as_ref(),
-                                "FailedCreate",
-                                &format!(
-                                    "create Pod {pod_name} in StatefulSet {name} failed error: {e}"
-                                ),
-                            )
-                            .await;
-                        return Err(e.into());
-                    }
+                let created = events
+                    .create_once(
+                        set.as_ref(),
+                        &pods_api,
+                        &pod,
+                        |_| format!("create Pod {pod_name} in StatefulSet {name} successful"),
+                        |e| {
+                            format!("create Pod {pod_name} in StatefulSet {name} failed error: {e}")
+                        },
+                    )
+                    .await?;
+                if created.is_some() {
+                    state
+                        .expectations
+                        .expect(&key, vec![pod_name.clone()], Vec::new());
                 }
             }
             SetAction::Delete(o) => {

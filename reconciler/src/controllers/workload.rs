@@ -11,8 +11,11 @@ use std::collections::BTreeMap;
 use apimachinery::matching::selector_matches;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::api::Api;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::{Context, controller_of, controller_ref, selector_of};
@@ -149,6 +152,35 @@ impl Events<'_> {
             action_of(reason),
             msg.to_string(),
         );
+    }
+
+    /// Creates `object` through `api` for `owner`, recording `SuccessfulCreate` with
+    /// `created(made)` or `FailedCreate` with `failed(error)`. An object of that name that exists
+    /// already (409: an earlier pass made it) is no failure and gives `None`.
+    pub async fn create_once<O, K>(
+        &self,
+        owner: &O,
+        api: &Api<K>,
+        object: &K,
+        created: impl FnOnce(&K) -> String,
+        failed: impl FnOnce(&kube::Error) -> String,
+    ) -> Result<Option<K>, kube::Error>
+    where
+        O: Resource<DynamicType = ()>,
+        K: Resource + Clone + std::fmt::Debug + DeserializeOwned + Serialize,
+    {
+        match api.create(&self.0.post_params(), object).await {
+            Ok(made) => {
+                self.normal(owner, "SuccessfulCreate", &created(&made))
+                    .await;
+                Ok(Some(made))
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
+            Err(e) => {
+                self.warning(owner, "FailedCreate", &failed(&e)).await;
+                Err(e)
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! the outcome. Every request is a write through the API, so RBAC decides who may make it and
 //! the audit log records who did.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use apimachinery::object::ObjectExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -26,12 +26,13 @@ pub enum OperationError {
     #[error("operation: {0}")]
     Invalid(String),
     /// The revert commit of a rollback could not be made.
-    #[error("rollback to {revision}: {message}")]
+    #[error("rollback to {revision}: {source}")]
     Rollback {
         /// The revision asked for.
         revision: String,
         /// What went wrong.
-        message: String,
+        #[source]
+        source: RevertError,
     },
     /// An API call failed.
     #[error("{what}: {source}")]
@@ -42,6 +43,32 @@ pub enum OperationError {
         #[source]
         source: kube::Error,
     },
+}
+
+/// Why the revert commit of a rollback could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RevertError {
+    /// The credentials of a remote repository could not be read.
+    #[error(transparent)]
+    Credentials(Box<super::steps::StepError>),
+    /// The local repository could not be opened.
+    #[error("opening {}: {}", .path.display(), .source.message())]
+    Open {
+        /// The repository.
+        path: PathBuf,
+        /// What libgit2 said.
+        #[source]
+        source: git2::Error,
+    },
+    /// The revision names no commit of the local repository.
+    #[error("revision not found in {}", .0.display())]
+    NotFound(PathBuf),
+    /// Mirroring, fetching, reverting or pushing failed.
+    #[error(transparent)]
+    Repo(#[from] repo::RepoError),
+    /// The blocking task running git panicked or was cancelled.
+    #[error(transparent)]
+    Task(tokio::task::JoinError),
 }
 
 /// What an operation asks for.
@@ -214,40 +241,43 @@ async fn carry_out(
             .to_string()
     };
     let (url, branch) = (s("/spec/source/repoURL"), s("/spec/source/targetRevision"));
-    let failed = |message: String| OperationError::Rollback {
+    let failed = |source: RevertError| OperationError::Rollback {
         revision: revision.clone(),
-        message,
+        source,
     };
     let creds = match repo::local_path(&url) {
         Some(_) => Default::default(),
         None => super::syncer::credentials(client, Some(&s("/spec/source/secretRef")))
             .await
-            .map_err(|e| failed(e.to_string()))?,
+            .map_err(|e| failed(RevertError::Credentials(Box::new(e))))?,
     };
     let (mirrors, target) = (mirrors.to_path_buf(), revision.clone());
-    let head = tokio::task::spawn_blocking(move || match repo::local_path(&url) {
-        Some(path) => {
-            let repository = git2::Repository::open(&path)
-                .map_err(|e| format!("opening {}: {}", path.display(), e.message()))?;
-            let oid = repository
-                .revparse_single(&target)
-                .and_then(|o| o.peel_to_commit())
-                .map_err(|_| format!("revision not found in {}", path.display()))?
-                .id();
-            drop(repository);
-            repo::revert_to(&path, &branch, oid).map_err(|e| e.to_string())
-        }
-        None => {
-            let mirror = Mirror::open(&mirrors, &url).map_err(|e| e.to_string())?;
-            mirror.fetch(&creds).map_err(|e| e.to_string())?;
-            let oid = mirror.resolve(&target).map_err(|e| e.to_string())?;
-            mirror
-                .revert_and_push(&branch, oid, &creds)
-                .map_err(|e| e.to_string())
+    let head = tokio::task::spawn_blocking(move || -> Result<git2::Oid, RevertError> {
+        match repo::local_path(&url) {
+            Some(path) => {
+                let repository =
+                    git2::Repository::open(&path).map_err(|source| RevertError::Open {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let oid = repository
+                    .revparse_single(&target)
+                    .and_then(|o| o.peel_to_commit())
+                    .map_err(|_| RevertError::NotFound(path.clone()))?
+                    .id();
+                drop(repository);
+                Ok(repo::revert_to(&path, &branch, oid)?)
+            }
+            None => {
+                let mirror = Mirror::open(&mirrors, &url)?;
+                mirror.fetch(&creds)?;
+                let oid = mirror.resolve(&target)?;
+                Ok(mirror.revert_and_push(&branch, oid, &creds)?)
+            }
         }
     })
     .await
-    .map_err(|e| failed(e.to_string()))?
+    .map_err(|e| failed(RevertError::Task(e)))?
     .map_err(failed)?;
     Ok(Some(head.to_string()))
 }

@@ -18,6 +18,15 @@ pub enum RepoError {
         #[source]
         source: git2::Error,
     },
+    /// A file or directory could not be written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The revision names nothing in the repository.
     #[error("revision {0:?} not found in the repository")]
     UnknownRevision(String),
@@ -111,9 +120,9 @@ impl Mirror {
         let repo = match Repository::open_bare(&path) {
             Ok(r) => r,
             Err(_) => {
-                std::fs::create_dir_all(&path).map_err(|e| RepoError::Git {
+                std::fs::create_dir_all(&path).map_err(|source| RepoError::Io {
                     what: format!("creating {}", path.display()),
-                    source: git2::Error::from_str(&e.to_string()),
+                    source,
                 })?;
                 Repository::init_bare(&path)
                     .map_err(git(format!("creating mirror {}", path.display())))?
@@ -481,9 +490,9 @@ pub fn seed(path: &Path, files: &[(&str, &[u8])], message: &str) -> Result<bool,
     let repo = Repository::init(path).map_err(git(format!("creating {}", path.display())))?;
     for (rel, bytes) in files {
         let full = path.join(rel);
-        let io = |e: std::io::Error| RepoError::Git {
+        let io = |source: std::io::Error| RepoError::Io {
             what: format!("writing {}", full.display()),
-            source: git2::Error::from_str(&e.to_string()),
+            source,
         };
         if let Some(parent) = full.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;

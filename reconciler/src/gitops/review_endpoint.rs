@@ -20,7 +20,22 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::preview::{self, PreviewError, Target};
+use super::repo::RepoError;
 use super::review::Review;
+
+/// Why the target's repository could not be mirrored for a request.
+#[derive(Debug, thiserror::Error)]
+enum MirrorError {
+    /// The temporary directory of the mirror could not be made.
+    #[error("temp dir: {0}")]
+    TempDir(#[source] std::io::Error),
+    /// The repository could not be opened or fetched.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// The blocking task running git panicked or was cancelled.
+    #[error("repository task: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
 
 /// Makes a client for the API server that authenticates with the given bearer token.
 pub type CallerClients = Arc<
@@ -92,15 +107,15 @@ async fn caller(
 async fn with_mirror<T: Send + 'static>(
     target: &Target,
     f: impl FnOnce(&super::repo::Mirror) -> T + Send + 'static,
-) -> Result<T, String> {
+) -> Result<T, MirrorError> {
     let url = target.spec.source.repo_url.clone();
     tokio::task::spawn_blocking(move || {
-        let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-        let mirror = preview::mirror(dir.path(), &url).map_err(|e| e.to_string())?;
+        let dir = tempfile::tempdir().map_err(MirrorError::TempDir)?;
+        let mirror = preview::mirror(dir.path(), &url)?;
         Ok(f(&mirror))
     })
     .await
-    .map_err(|e| format!("repository task: {e}"))?
+    .map_err(MirrorError::Task)?
 }
 
 async fn branches(
@@ -115,7 +130,7 @@ async fn branches(
     match with_mirror(&target, |m| m.branches()).await {
         Ok(Ok(names)) => axum::Json(json!({ "branches": names })).into_response(),
         Ok(Err(e)) => status(StatusCode::BAD_GATEWAY, e.to_string()),
-        Err(e) => status(StatusCode::BAD_GATEWAY, e),
+        Err(e) => status(StatusCode::BAD_GATEWAY, e.to_string()),
     }
 }
 
@@ -144,9 +159,11 @@ async fn review(
     };
     let rendered = {
         let (t, rev) = (target.clone(), revision.clone());
-        with_mirror(&target, move |m| preview::render(m, &t, &rev))
-            .await
-            .and_then(|r| r)
+        match with_mirror(&target, move |m| preview::render(m, &t, &rev)).await {
+            Ok(Ok(head)) => Ok(head),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     };
     let review = match rendered {
         Ok(head) => preview::against_live(client, &target, &head).await,

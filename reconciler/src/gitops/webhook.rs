@@ -14,7 +14,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 /// Why a webhook request was refused.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
     /// No secret is configured, so no request can be trusted.
     #[error("no webhook secret is configured on this gitplane; refusing")]
@@ -25,10 +25,22 @@ pub enum WebhookError {
     /// The signature does not match the body and secret.
     #[error("signature does not match")]
     BadSignature,
+    /// The body is not JSON.
+    #[error("not a push event: body is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
     /// The body is not a push event gitplane understands.
     #[error("not a push event: {0}")]
     NotAPush(String),
 }
+
+/// Two refusals are equal when they say the same (the JSON error has no equality of its own).
+impl PartialEq for WebhookError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for WebhookError {}
 
 /// The headers that matter, lowercased names.
 #[derive(Debug, Default)]
@@ -90,8 +102,7 @@ pub fn verify(
     if !signed {
         return Err(WebhookError::BadSignature);
     }
-    let payload: Value = serde_json::from_slice(body)
-        .map_err(|e| WebhookError::NotAPush(format!("body is not JSON: {e}")))?;
+    let payload: Value = serde_json::from_slice(body).map_err(WebhookError::NotJson)?;
     let mut urls = Vec::new();
     for pointer in [
         "/repository/clone_url",

@@ -99,7 +99,9 @@ pub fn run() -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let helm = PathBuf::from("helm");
     if Command::new(&helm).arg("version").output().is_err() {
-        bail!("helm is not installed: run ../shared/tools/install-helm.sh");
+        bail!(
+            "helm is not installed: install helm v3.17.2 (https://github.com/helm/helm/releases/tag/v3.17.2)"
+        );
     }
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let mut identical = true;

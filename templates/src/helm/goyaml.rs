@@ -8,6 +8,7 @@
 //! when nothing else can hold it; long lines fold at column 80 as libyaml's emitter folds them.
 
 use super::gotmpl::{Value, go_float};
+use crate::scalar;
 
 const WIDTH: usize = 80;
 const INDENT: usize = 2;
@@ -238,35 +239,8 @@ impl Emitter {
         let mut i = 0;
         while i < chars.len() {
             let c = chars[i];
-            if !printable(c) || c == '\u{feff}' || is_break(c) || c == '"' || c == '\\' {
-                self.put('\\');
-                match c {
-                    '\0' => self.put('0'),
-                    '\x07' => self.put('a'),
-                    '\x08' => self.put('b'),
-                    '\t' => self.put('t'),
-                    '\n' => self.put('n'),
-                    '\x0b' => self.put('v'),
-                    '\x0c' => self.put('f'),
-                    '\r' => self.put('r'),
-                    '\x1b' => self.put('e'),
-                    '"' => self.put('"'),
-                    '\\' => self.put('\\'),
-                    '\u{85}' => self.put('N'),
-                    '\u{a0}' => self.put('_'),
-                    '\u{2028}' => self.put('L'),
-                    '\u{2029}' => self.put('P'),
-                    c => {
-                        let n = c as u32;
-                        if n <= 0xff {
-                            self.write(&format!("x{n:02X}"));
-                        } else if n <= 0xffff {
-                            self.write(&format!("u{n:04X}"));
-                        } else {
-                            self.write(&format!("U{n:08X}"));
-                        }
-                    }
-                }
+            if let Some(escaped) = scalar::double_quoted_escape(c, printable) {
+                self.write(&escaped);
                 spaces = false;
             } else if c == ' ' {
                 if allow_breaks && !spaces && self.column > WIDTH && i != 0 && i != chars.len() - 1
@@ -324,10 +298,6 @@ impl Emitter {
     }
 }
 
-fn is_break(c: char) -> bool {
-    matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
-}
-
 fn printable(c: char) -> bool {
     let n = c as u32;
     n == 0x0a
@@ -346,7 +316,14 @@ fn choose_style(s: &str, simple_key: bool) -> Style {
     } else {
         Style::Double
     };
-    let a = analyze(s);
+    // yaml.v2 writes the empty string quoted, never plain.
+    let a = match scalar::analyze(s, printable) {
+        a if s.is_empty() => scalar::Analysis {
+            block_plain: false,
+            ..a
+        },
+        a => a,
+    };
     match requested {
         Style::Plain => {
             if !a.block_plain || (s.is_empty() && simple_key) {
@@ -368,110 +345,6 @@ fn choose_style(s: &str, simple_key: bool) -> Style {
         }
         other => other,
     }
-}
-
-struct Analysis {
-    block_plain: bool,
-    single: bool,
-    block: bool,
-}
-
-fn analyze(s: &str) -> Analysis {
-    if s.is_empty() {
-        return Analysis {
-            block_plain: false,
-            single: true,
-            block: false,
-        };
-    }
-    let chars: Vec<char> = s.chars().collect();
-    let mut block_ind = false;
-    let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) =
-        (false, false, false, false);
-    let (mut break_space, mut space_break, mut previous_space, mut previous_break) =
-        (false, false, false, false);
-    let mut line_breaks = false;
-    let mut special = false;
-    if s.starts_with("---") || s.starts_with("...") {
-        block_ind = true;
-    }
-    let mut preceded_by_ws = true;
-    for (i, &c) in chars.iter().enumerate() {
-        let next = chars.get(i + 1).copied();
-        let followed_by_ws = next.is_none_or(|n| n == ' ' || n == '\t' || is_break(n));
-        if i == 0 {
-            match c {
-                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
-                | '%' | '@' | '`' => block_ind = true,
-                '?' | ':' if followed_by_ws => block_ind = true,
-                '-' if followed_by_ws => block_ind = true,
-                _ => {}
-            }
-        } else {
-            match c {
-                ':' if followed_by_ws => block_ind = true,
-                '#' if preceded_by_ws => block_ind = true,
-                _ => {}
-            }
-        }
-        if !printable(c) {
-            special = true;
-        }
-        if c == ' ' {
-            if i == 0 {
-                leading_space = true;
-            }
-            if i == chars.len() - 1 {
-                trailing_space = true;
-            }
-            if previous_break {
-                break_space = true;
-            }
-            previous_space = true;
-            previous_break = false;
-        } else if is_break(c) {
-            line_breaks = true;
-            if i == 0 {
-                leading_break = true;
-            }
-            if i == chars.len() - 1 {
-                trailing_break = true;
-            }
-            if previous_space {
-                space_break = true;
-            }
-            previous_space = false;
-            previous_break = true;
-        } else {
-            previous_space = false;
-            previous_break = false;
-        }
-        preceded_by_ws = c == ' ' || c == '\t' || is_break(c);
-    }
-    let mut a = Analysis {
-        block_plain: true,
-        single: true,
-        block: true,
-    };
-    if leading_space || leading_break || trailing_space || trailing_break {
-        a.block_plain = false;
-    }
-    if trailing_space {
-        a.block = false;
-    }
-    if break_space {
-        a.block_plain = false;
-        a.single = false;
-    }
-    if space_break || special {
-        a.block_plain = false;
-        a.single = false;
-        a.block = false;
-    }
-    if line_breaks || block_ind {
-        a.block_plain = false;
-    }
-    a
 }
 
 /// Whether yaml.v2 reads `s`, unquoted, back as a string (not null, bool, number, timestamp).

@@ -2,6 +2,7 @@
 //! targets), as kustomize's ReplacementTransformer does, inline or from `path:` files.
 
 use super::fieldpath::{self, Create, Part};
+use super::kustomization::Selector;
 use super::{Ctx, Error, Resource};
 use crate::source::Source;
 use crate::yaml::{self, Dialect};
@@ -100,19 +101,8 @@ impl SourceSelector {
     }
 }
 
-/// Objects chosen by id and by label and annotation selectors.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-pub struct Selector {
-    pub group: String,
-    pub version: String,
-    pub kind: String,
-    pub name: String,
-    pub namespace: String,
-    pub label_selector: String,
-    pub annotation_selector: String,
-}
-
+/// A replacement's targets are chosen with the patch target selector: by id and by label and
+/// annotation selectors.
 impl Selector {
     fn id(&self) -> ResId {
         ResId {
