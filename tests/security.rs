@@ -722,7 +722,18 @@ fn the_audit_log_follows_the_policy_and_keeps_secrets_at_metadata() {
             .unwrap_or_else(|| panic!("no {stage} event for {verb} {resource}: {events:?}"))
             .clone()
     };
-    let cm = find("create", "configmaps", "ResponseComplete");
+    // The admin's own create: the root-CA publisher creates `kube-root-ca.crt` in the same
+    // namespace, and its event may come first.
+    let cm = events
+        .iter()
+        .find(|e| {
+            e["verb"] == "create"
+                && e["objectRef"]["resource"] == "configmaps"
+                && e["stage"] == "ResponseComplete"
+                && e["user"]["username"] == "admin"
+        })
+        .unwrap_or_else(|| panic!("no ResponseComplete event for admin's create: {events:?}"))
+        .clone();
     assert_eq!(cm["level"], "RequestResponse");
     assert_eq!(cm["requestObject"]["data"]["k"], "v");
     assert_eq!(cm["responseObject"]["metadata"]["name"], "audited");
