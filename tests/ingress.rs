@@ -143,9 +143,14 @@ fn curl(scheme: &str, host: &str, port: u16, path: &str, extra: &[&str]) -> (u16
 
 /// A self-signed certificate and key for `host`, made by openssl in `dir`.
 fn certificate(dir: &Path, host: &str) -> (String, String) {
-    let (crt, key) = (dir.join(format!("{host}.crt")), dir.join(format!("{host}.key")));
+    let (crt, key) = (
+        dir.join(format!("{host}.crt")),
+        dir.join(format!("{host}.key")),
+    );
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
         .args(["-subj", &format!("/CN={host}")])
         .args(["-addext", &format!("subjectAltName=DNS:{host}")])
         .arg("-keyout")
@@ -215,10 +220,16 @@ fn an_ingress_routes_hosts_and_paths_to_two_services_and_serves_tls_by_sni() {
     // Host routing to two pods answering differently, once they are Ready.
     let get = |host: &str, path: &str| curl("http", host, http, path, &[]);
     eventually("alpha behind the ingress", Duration::from_secs(90), || {
-        get("alpha.example.test", "/").1.starts_with("alpha /").then_some(())
+        get("alpha.example.test", "/")
+            .1
+            .starts_with("alpha /")
+            .then_some(())
     });
     eventually("beta behind the ingress", Duration::from_secs(90), || {
-        get("beta.example.test", "/app").1.starts_with("beta /app").then_some(())
+        get("beta.example.test", "/app")
+            .1
+            .starts_with("beta /app")
+            .then_some(())
     });
     let (code, body) = get("beta.example.test", "/app/x?q=1");
     assert_eq!(code, 200, "{body}");
@@ -286,7 +297,16 @@ fn an_ingress_routes_hosts_and_paths_to_two_services_and_serves_tls_by_sni() {
     let tls = |host: &str| curl("https", host, https, "/", &["--cacert", &crt]);
     let (code, err) = tls("alpha.example.test");
     assert_eq!(code, 0, "verified without the secret: {err}");
-    s.ok(&["create", "secret", "tls", "alpha-tls", "--cert", &crt, "--key", &key]);
+    s.ok(&[
+        "create",
+        "secret",
+        "tls",
+        "alpha-tls",
+        "--cert",
+        &crt,
+        "--key",
+        &key,
+    ]);
     let body = eventually(
         "alpha over https with the secret's certificate",
         Duration::from_secs(20),
@@ -303,7 +323,11 @@ fn an_ingress_routes_hosts_and_paths_to_two_services_and_serves_tls_by_sni() {
     let (code, err) = tls("beta.example.test");
     assert_eq!(code, 0, "beta verified with alpha's certificate: {err}");
     let (code, body) = curl("https", "beta.example.test", https, "/app", &["-k"]);
-    assert_eq!((code, body.split(' ').next()), (200, Some("beta")), "{body}");
+    assert_eq!(
+        (code, body.split(' ').next()),
+        (200, Some("beta")),
+        "{body}"
+    );
 
     // A default backend answers what no rule matches.
     s.ok_stdin(

@@ -55,9 +55,7 @@ pub fn has_class(ingress: &Value) -> bool {
 pub fn classes_of(classes: &[IngressClass], controller: &str) -> BTreeSet<String> {
     classes
         .iter()
-        .filter(|c| {
-            c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(controller)
-        })
+        .filter(|c| c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(controller))
         .filter_map(|c| c.metadata.name.clone())
         .collect()
 }
@@ -98,7 +96,10 @@ mod tests {
         };
         check_default(json!([]), None);
         check_default(json!([{"metadata": {"name": "nginx"}}]), None);
-        check_default(json!([default("nginx", "2024-01-01T00:00:00Z", "false")]), None);
+        check_default(
+            json!([default("nginx", "2024-01-01T00:00:00Z", "false")]),
+            None,
+        );
         check_default(
             json!([
                 default("gitplane", "2024-01-01T00:00:00Z", "true"),
@@ -131,8 +132,14 @@ mod tests {
     #[test]
     fn the_controller_serves_its_classes_and_ingresses_without_one() {
         check_serves(json!({"metadata": {}}), true);
-        check_serves(json!({"metadata": {}, "spec": {"ingressClassName": "gitplane"}}), true);
-        check_serves(json!({"metadata": {}, "spec": {"ingressClassName": "nginx"}}), false);
+        check_serves(
+            json!({"metadata": {}, "spec": {"ingressClassName": "gitplane"}}),
+            true,
+        );
+        check_serves(
+            json!({"metadata": {}, "spec": {"ingressClassName": "nginx"}}),
+            false,
+        );
         check_serves(
             json!({"metadata": {"annotations": {LEGACY_CLASS_ANNOTATION: "gitplane"}}}),
             true,

@@ -255,9 +255,7 @@ impl Server {
                     .then_some("--service-cluster-ip-range=127.96.0.0/16"),
             )
             // The ingress controller on free ports, so that servers never compete for 8080/8443.
-            .args(
-                (!extra.contains(&"--ingress-listen")).then_some("--ingress-listen=127.0.0.1:0"),
-            )
+            .args((!extra.contains(&"--ingress-listen")).then_some("--ingress-listen=127.0.0.1:0"))
             .args(
                 (!extra.contains(&"--ingress-tls-listen"))
                     .then_some("--ingress-tls-listen=127.0.0.1:0"),

@@ -48,7 +48,10 @@ impl Up {
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
             // The ingress controller on free ports: benchmarks do not use it.
-            .args(["--ingress-listen=127.0.0.1:0", "--ingress-tls-listen=127.0.0.1:0"])
+            .args([
+                "--ingress-listen=127.0.0.1:0",
+                "--ingress-tls-listen=127.0.0.1:0",
+            ])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

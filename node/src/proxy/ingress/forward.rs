@@ -155,7 +155,10 @@ async fn handle(
         );
     }
     let Some(tcp) = connect_any(endpoints, &ctx.next).await else {
-        return answer(StatusCode::BAD_GATEWAY, "no endpoint accepted the connection");
+        return answer(
+            StatusCode::BAD_GATEWAY,
+            "no endpoint accepted the connection",
+        );
     };
 
     // The upstream request: origin-form target, the client's headers less hop-by-hop ones.
@@ -176,10 +179,7 @@ async fn handle(
     {
         headers.insert(hyper::header::HOST, v);
     }
-    let forwarded_for = match headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prior) => format!("{prior}, {}", peer.ip()),
         None => peer.ip().to_string(),
     };
@@ -193,8 +193,7 @@ async fn handle(
     set(headers, "x-forwarded-host", &authority);
     set(headers, "x-forwarded-port", &port.to_string());
 
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await
-    {
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(error = %e, "ingress backend handshake failed");

@@ -251,7 +251,10 @@ async fn run(
         for ing in &served {
             write_status(&client, ing, status_ip).await;
             for (reason, message) in ingress_problems(ing, &problems) {
-                let key = (ing.metadata.uid.clone().unwrap_or_default(), message.clone());
+                let key = (
+                    ing.metadata.uid.clone().unwrap_or_default(),
+                    message.clone(),
+                );
                 if !reported.contains(&key) {
                     report(&client, ing, reason, message).await;
                 }

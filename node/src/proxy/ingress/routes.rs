@@ -228,7 +228,9 @@ impl Routes {
         let name = server_name.to_ascii_lowercase();
         let by_rank = |rank: u8| {
             self.tls.iter().find(|(hosts, _)| {
-                hosts.iter().any(|h| h != &Host::Any && h.rank(&name) == Some(rank))
+                hosts
+                    .iter()
+                    .any(|h| h != &Host::Any && h.rank(&name) == Some(rank))
             })
         };
         by_rank(0)
