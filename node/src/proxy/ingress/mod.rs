@@ -202,8 +202,9 @@ async fn run(
         }
 
         let mut snapshot_certs = HashMap::new();
+        let all_secrets: Vec<Arc<Secret>> = secrets.state();
         for secret_ref in table.secrets() {
-            let found = secrets.state().into_iter().find(|s| {
+            let found = all_secrets.iter().find(|s| {
                 s.metadata.namespace.as_deref() == Some(&secret_ref.0)
                     && s.metadata.name.as_deref() == Some(&secret_ref.1)
             });
@@ -224,7 +225,7 @@ async fn run(
                 .map(|(_, k)| k.clone());
             let key = match cached {
                 Some(k) => k,
-                None => match tls::certified_key(&secret) {
+                None => match tls::certified_key(secret) {
                     Ok(k) => {
                         let k = Arc::new(k);
                         certs.insert(secret_ref.clone(), (version, k.clone()));
