@@ -341,9 +341,25 @@ fn an_ingress_routes_hosts_and_paths_to_two_services_and_serves_tls_by_sni() {
     assert_eq!(who("beta.example.test", "/apple"), "beta");
     assert_eq!(who("alpha.example.test", "/"), "alpha");
 
-    // The Ingress deleted: its hosts are gone.
-    s.ok(&["delete", "ingress", "web"]);
+    // The Ingress moved to another class: its hosts and its status are gone.
+    s.ok(&[
+        "patch",
+        "ingress",
+        "web",
+        "-p",
+        r#"{"spec":{"ingressClassName":"other"}}"#,
+    ]);
     eventually("alpha's rules to go", Duration::from_secs(20), || {
         (who("alpha.example.test", "/") == "beta").then_some(())
     });
+    eventually(
+        "web's status to be cleared",
+        Duration::from_secs(20),
+        || {
+            ingress_json(s, "web")["status"]["loadBalancer"]
+                .get("ingress")
+                .is_none()
+                .then_some(())
+        },
+    );
 }

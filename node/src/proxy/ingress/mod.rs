@@ -5,7 +5,8 @@
 //! HTTP on one listener, HTTPS on another with the certificate of the `tls[].secretName`
 //! Secret chosen by SNI ([`tls`]), each request routed by host and path ([`routes`]) and
 //! reverse-proxied to a ready endpoint of the backend Service ([`forward`]). Every served
-//! Ingress gets `status.loadBalancer.ingress: [{ip: <listen address>}]`. A backend Service that
+//! Ingress gets `status.loadBalancer.ingress: [{ip: <listen address>}]`, removed again when it
+//! leaves the class. A backend Service that
 //! does not exist (or lacks the port) and a TLS Secret that is missing or unusable are logged
 //! and reported as a `Warning` Event on the Ingress, once per problem; the other rules still
 //! serve.
@@ -173,12 +174,12 @@ async fn run(
     let mut certs: HashMap<SecretRef, (String, Arc<CertifiedKey>)> = HashMap::new();
     while !stop.is_cancelled() {
         let classes: Vec<IngressClass> = classes.state().iter().map(|c| (**c).clone()).collect();
-        let ours = classes_of(&classes, GITPLANE_CONTROLLER);
+        let ours_classes = classes_of(&classes, GITPLANE_CONTROLLER);
         let all: Vec<Arc<Ingress>> = ingresses.state();
         let served: Vec<&Ingress> = all
             .iter()
             .map(|i| &**i)
-            .filter(|i| serves(i, &ours))
+            .filter(|i| serves(i, &ours_classes))
             .collect();
         let table = routes::routes(&served);
         let mut problems = Problems::new();
@@ -249,8 +250,22 @@ async fn run(
         });
 
         let mut now_reported = BTreeSet::new();
+        // An Ingress that left the class loses the address this controller gave it.
+        let ours = status_ip.to_string();
+        for ing in all.iter().filter(|i| !serves(i, &ours_classes)) {
+            let given = ing
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .is_some_and(|l| l.len() == 1 && l[0].ip.as_deref() == Some(ours.as_str()));
+            if given {
+                tracing::info!(ingress = ?ing.metadata.name, "left the class: clearing its status");
+                write_status(&client, ing, None).await;
+            }
+        }
         for ing in &served {
-            write_status(&client, ing, status_ip).await;
+            write_status(&client, ing, Some(status_ip)).await;
             for (reason, message) in ingress_problems(ing, &problems) {
                 let key = (
                     ing.metadata.uid.clone().unwrap_or_default(),
@@ -368,24 +383,29 @@ fn service_endpoints(
     ))
 }
 
-/// Sets `status.loadBalancer.ingress` to the listen address, unless it already says so.
-async fn write_status(client: &kube::Client, ing: &Ingress, ip: IpAddr) {
-    let wanted = ip.to_string();
-    let current: Vec<Option<&str>> = ing
+/// Sets `status.loadBalancer.ingress` to `[{ip}]` (`Some`: served) or removes it (`None`),
+/// unless it already says so.
+async fn write_status(client: &kube::Client, ing: &Ingress, ip: Option<IpAddr>) {
+    let wanted: Vec<String> = ip.iter().map(ToString::to_string).collect();
+    let current: Vec<String> = ing
         .status
         .iter()
         .flat_map(|s| s.load_balancer.iter())
         .flat_map(|lb| lb.ingress.iter().flatten())
-        .map(|i| i.ip.as_deref())
+        .map(|i| i.ip.clone().unwrap_or_default())
         .collect();
-    if current == [Some(wanted.as_str())] {
+    if current == wanted {
         return;
     }
     let (Some(ns), Some(name)) = (&ing.metadata.namespace, &ing.metadata.name) else {
         return;
     };
     let api: Api<Ingress> = Api::namespaced(client.clone(), ns);
-    let patch = json!({"status": {"loadBalancer": {"ingress": [{"ip": wanted}]}}});
+    let value = match ip {
+        Some(ip) => json!([{"ip": ip.to_string()}]),
+        None => serde_json::Value::Null,
+    };
+    let patch = json!({"status": {"loadBalancer": {"ingress": value}}});
     if let Err(e) = api
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
