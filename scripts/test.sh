@@ -18,6 +18,7 @@ fi
 missing=""
 need git || missing="$missing git"          # the GitOps tests drive real repositories
 need openssl || missing="$missing openssl"  # signs webhook payloads independently of gitplane
+need curl || missing="$missing curl"        # tests/ingress.rs: requests with --resolve and --cacert
 need chromium || missing="$missing chromium"                # the web console's browser tests
 need chromedriver || missing="$missing chromium-driver"     # drive it through WebDriver
 # tests/rootless.rs: `up` as an ordinary user, in a user namespace

@@ -707,7 +707,7 @@ fn the_example_policy_webhook_labels_workloads_and_refuses_untagged_images() {
         "/examples-repo/policy-webhook/webhook.yaml"
     ))
     .expect("the example manifests")
-    .replace("8443", &port)
+    .replace("9443", &port)
     .replace("CA_BUNDLE", &b64(&ca));
     s.ok_stdin(&["apply", "-f", "-"], &manifest);
     let err = common::eventually("untagged images refused", WAIT, || {

@@ -5,6 +5,7 @@
 //! - [`application`]: gitplane's own `Application` CRD and the marks the syncer leaves on objects.
 //! - [`event`]: `core/v1` Events as every component writes them.
 //! - [`disruption`]: PodDisruptionBudget status arithmetic (eviction, disruption controller).
+//! - [`ingress`]: IngressClasses: the default one, which Ingresses the built-in controller serves.
 //! - [`kind_validation`]: the built-in kinds validated as Kubernetes validates them.
 //! - [`limit_range`]: LimitRange defaults and bounds for pods, with Kubernetes' messages.
 //! - [`matching`]: label maps, label selectors, node selectors and tolerations matched against
@@ -32,6 +33,7 @@ pub mod application;
 pub mod builtin;
 pub mod disruption;
 pub mod event;
+pub mod ingress;
 pub mod kind_validation;
 pub mod limit_range;
 pub mod matching;

@@ -104,6 +104,7 @@ impl ApiServer {
         bootstrap_namespaces(&state).await?;
         bootstrap_application_crd(&state).await?;
         crate::admission::storage_class::ensure_local_path(&state).await?;
+        crate::admission::ingress_class::ensure_gitplane_class(&state).await?;
         crate::rbac::bootstrap::create(&state)
             .await
             .map_err(|e| ServerError::Cache(e.message))?;

@@ -27,7 +27,7 @@ pub const LABEL: &str = "gitplane.io/policy";
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Address to listen on (`127.0.0.1:0` picks a free port).
-    #[arg(long, default_value = "127.0.0.1:8443")]
+    #[arg(long, default_value = "127.0.0.1:9443")]
     pub listen: String,
     /// PEM certificate chain of the server.
     #[arg(long)]

@@ -1,8 +1,9 @@
-//! `gitplane proxy`: the service proxy alone (kube-proxy's job for one node), an API client.
+//! `gitplane proxy`: the service proxy alone (kube-proxy's job for one node) with the built-in
+//! ingress controller, an API client.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use node::proxy::{ClusterIps, Config, ServiceProxy};
+use node::proxy::{ClusterIps, Config, ServiceProxy, ingress};
 
 use super::connect::ClientArgs;
 use super::server;
@@ -30,6 +31,16 @@ pub struct ProxyArgs {
     /// How cluster IPs are made reachable.
     #[arg(long, value_enum, default_value_t = ClusterIpMode::Auto)]
     pub proxy_cluster_ips: ClusterIpMode,
+    /// Where the built-in ingress controller serves HTTP (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub ingress_listen: SocketAddr,
+    /// Where the built-in ingress controller serves HTTPS, with the certificates of the
+    /// Ingresses' TLS Secrets chosen by SNI.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub ingress_tls_listen: SocketAddr,
+    /// Do not run the built-in ingress controller (IngressClass `gitplane`).
+    #[arg(long)]
+    pub disable_ingress: bool,
 }
 
 /// The name of the dummy interface that holds cluster IPs.
@@ -56,6 +67,10 @@ impl ProxyArgs {
         Config {
             node_addresses: self.proxy_addresses.clone(),
             cluster_ips,
+            ingress: (!self.disable_ingress).then_some(ingress::Config {
+                http: Some(self.ingress_listen),
+                https: Some(self.ingress_tls_listen),
+            }),
         }
     }
 }

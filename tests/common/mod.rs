@@ -254,6 +254,12 @@ impl Server {
                 (!extra.contains(&"--service-cluster-ip-range"))
                     .then_some("--service-cluster-ip-range=127.96.0.0/16"),
             )
+            // The ingress controller on free ports, so that servers never compete for 8080/8443.
+            .args((!extra.contains(&"--ingress-listen")).then_some("--ingress-listen=127.0.0.1:0"))
+            .args(
+                (!extra.contains(&"--ingress-tls-listen"))
+                    .then_some("--ingress-tls-listen=127.0.0.1:0"),
+            )
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

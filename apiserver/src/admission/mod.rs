@@ -4,9 +4,9 @@
 //!    fields, pruning, schema defaults);
 //! 2. server-set fields and built-in defaulting (`strategy`, `defaults`);
 //! 3. to 6. [`admit`], the one admission chain of creates, updates and patches: built-in
-//!    mutating admission ([`service_account`], DefaultStorageClass in [`storage_class`] and
-//!    LimitRanger in [`quota`], creates only; the NetworkPolicy warning of
-//!    [`network_policy`]),
+//!    mutating admission ([`service_account`], DefaultStorageClass in [`storage_class`],
+//!    DefaultIngressClass in [`ingress_class`] and LimitRanger in [`quota`], creates only; the
+//!    NetworkPolicy warning of [`network_policy`]),
 //!    mutating webhooks, validation (`validate`: built-in kinds, CRD schemas;
 //!    `validate::update` for updates), validating webhooks; then ResourceQuota ([`quota`],
 //!    charged by the create handler);
@@ -42,6 +42,7 @@ pub fn service_account(info: &apimachinery::registry::ResourceInfo, obj: &mut se
 }
 
 pub mod client;
+pub mod ingress_class;
 pub mod network_policy;
 pub mod quota;
 pub mod storage_class;
@@ -96,6 +97,7 @@ pub async fn admit(
     if old.is_none() {
         service_account(info, obj);
         storage_class::default_storage_class(state, info, obj);
+        ingress_class::default_ingress_class(state, info, obj);
         if let Some(req) = req {
             quota::limit_ranges(state, info, req.namespace(), obj)?;
             requestor(info, req, obj);

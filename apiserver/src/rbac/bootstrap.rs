@@ -387,6 +387,19 @@ pub fn cluster_roles() -> Vec<Value> {
                     &["endpointslices"],
                     &["list", "watch", "get"],
                 ),
+                // The built-in ingress controller lives in the service proxy: it reads
+                // Ingresses, their classes and TLS Secrets, and fills in Ingress status.
+                rule(
+                    &["networking.k8s.io"],
+                    &["ingresses", "ingressclasses"],
+                    &["list", "watch", "get"],
+                ),
+                rule(
+                    &["networking.k8s.io"],
+                    &["ingresses/status"],
+                    &["update", "patch"],
+                ),
+                rule(&[""], &["secrets"], &["list", "watch", "get"]),
                 rule(
                     &["", "events.k8s.io"],
                     &["events"],

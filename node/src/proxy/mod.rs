@@ -16,9 +16,13 @@
 //! [`ClusterIps::Bind`] it only binds, which works for ranges the host already treats as local
 //! (a range inside 127.0.0.0/8). UDP is not proxied.
 //!
+//! With [`Config::ingress`] it also runs the built-in ingress controller ([`ingress`]), which
+//! routes HTTP and HTTPS requests by the Ingresses to the same ready endpoints.
+//!
 //! States of the loop: *syncing* (the two watches have not listed yet; nothing is served), then
 //! *serving* (every change recomputes the rules and reconciles the listeners).
 
+pub mod ingress;
 pub mod interface;
 pub mod rules;
 
@@ -59,25 +63,38 @@ pub struct Config {
     pub node_addresses: Vec<IpAddr>,
     /// How cluster IPs are handled.
     pub cluster_ips: ClusterIps,
+    /// The built-in ingress controller's listeners; `None`: no ingress controller.
+    pub ingress: Option<ingress::Config>,
 }
 
 /// A running proxy; dropping it does not stop it, [`ServiceProxy::shutdown`] does.
 pub struct ServiceProxy {
     stop: CancellationToken,
     task: JoinHandle<()>,
+    ingress: Option<ingress::IngressController>,
 }
 
 impl ServiceProxy {
     /// Starts watching and proxying.
     pub fn start(client: kube::Client, config: Config) -> Self {
         let stop = CancellationToken::new();
+        let ingress = config.ingress.clone().map(|c| {
+            ingress::IngressController::start(client.clone(), c, config.node_addresses.clone())
+        });
         let task = tokio::spawn(run(client, config, stop.clone()));
-        ServiceProxy { stop, task }
+        ServiceProxy {
+            stop,
+            task,
+            ingress,
+        }
     }
 
     /// Closes every listener (and removes the cluster IPs it added) and stops.
     pub async fn shutdown(self) {
         self.stop.cancel();
+        if let Some(ingress) = self.ingress {
+            ingress.shutdown().await;
+        }
         let _ = self.task.await;
     }
 }

@@ -106,7 +106,7 @@ pub fn rules(
 
 /// Ready endpoints of the slice port named `port_name`. A missing `ready` condition counts as
 /// ready (the API says so); terminating endpoints are never ready.
-fn ready_backends(slices: &[&EndpointSlice], port_name: &str) -> Vec<SocketAddr> {
+pub(crate) fn ready_backends(slices: &[&EndpointSlice], port_name: &str) -> Vec<SocketAddr> {
     let mut set = BTreeSet::new();
     for slice in slices {
         let Some(port) = slice

@@ -47,6 +47,11 @@ impl Up {
         let mut child = Command::new(std::env::current_exe().context("own executable")?)
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
+            // The ingress controller on free ports: benchmarks do not use it.
+            .args([
+                "--ingress-listen=127.0.0.1:0",
+                "--ingress-tls-listen=127.0.0.1:0",
+            ])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
