@@ -1,4 +1,8 @@
-//! The roles and bindings the API server creates at start when missing: Kubernetes' user-facing
+//! The roles and bindings the API server creates at start when missing, and reconciles when they
+//! exist (as Kubernetes' RBAC bootstrap does: unless an object's
+//! `rbac.authorization.kubernetes.io/autoupdate` annotation is `"false"`, missing rules,
+//! subjects, labels and annotations are added and nothing is removed, so a data dir made by an
+//! older gitplane gets the rights its components need now): Kubernetes' user-facing
 //! roles (cluster-admin, admin, edit, view with their aggregation labels), the discovery and
 //! health roles, and one role per gitplane component identity.
 //!
@@ -575,7 +579,23 @@ pub async fn create(
                 .unwrap_or("")
                 .to_string();
             let key = info.key(None, &name);
-            if state.cache().get(&key).is_some() {
+            if let Some(existing) = state.cache().get(&key) {
+                let Some(updated) = reconcile(&existing.object, &obj) else {
+                    continue;
+                };
+                match state
+                    .store()
+                    .update(&key, crate::state::encode(&updated), existing.mod_revision)
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(%name, resource, "bootstrap RBAC: added what was missing")
+                    }
+                    // Changed meanwhile (another API server reconciled it): its next start does.
+                    Err(e) => {
+                        tracing::warn!(%name, resource, error = %e, "bootstrap RBAC: not reconciled")
+                    }
+                }
                 continue;
             }
             crate::strategy::prepare_create(&info, &mut obj)?;
@@ -587,4 +607,115 @@ pub async fn create(
     }
     state.sync_cache().await?;
     Ok(())
+}
+
+/// What an existing bootstrap role or binding becomes with what its current version
+/// (`bootstrap`) has and it lacks: rules (ClusterRoles), subjects (bindings), an
+/// `aggregationRule` it has none of, labels and annotations. `None` when nothing is missing or
+/// the object opted out with `rbac.authorization.kubernetes.io/autoupdate: "false"`.
+fn reconcile(existing: &Value, bootstrap: &Value) -> Option<Value> {
+    const AUTOUPDATE: &str = "/metadata/annotations/rbac.authorization.kubernetes.io~1autoupdate";
+    if existing.pointer(AUTOUPDATE).and_then(Value::as_str) == Some("false") {
+        return None;
+    }
+    let mut out = existing.clone();
+    let mut changed = false;
+    for list in ["rules", "subjects"] {
+        let Some(wanted) = bootstrap.get(list).and_then(Value::as_array) else {
+            continue;
+        };
+        // An aggregated role's rules are the aggregation controller's to fill.
+        if list == "rules" && bootstrap.get("aggregationRule").is_some() {
+            continue;
+        }
+        let have = out[list].as_array().cloned().unwrap_or_default();
+        let missing: Vec<Value> = wanted
+            .iter()
+            .filter(|w| !have.contains(w))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            out[list] = Value::Array(have.into_iter().chain(missing).collect());
+            changed = true;
+        }
+    }
+    if out.get("aggregationRule").is_none_or(Value::is_null)
+        && let Some(rule) = bootstrap.get("aggregationRule")
+    {
+        out["aggregationRule"] = rule.clone();
+        changed = true;
+    }
+    for map in ["labels", "annotations"] {
+        let Some(wanted) = bootstrap["metadata"][map].as_object() else {
+            continue;
+        };
+        for (k, v) in wanted {
+            if out["metadata"][map].get(k).is_none() {
+                out["metadata"][map][k] = v.clone();
+                changed = true;
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
+#[cfg(test)]
+mod reconcile_tests {
+    use super::*;
+
+    #[test]
+    fn adds_missing_rules_and_subjects_and_keeps_the_rest() {
+        let wanted = cluster_role(
+            "system:node-proxier",
+            vec![
+                rule(&[""], &["services"], READ),
+                rule(&["networking.k8s.io"], &["ingresses"], READ),
+            ],
+            &[],
+        );
+        let mut old = cluster_role(
+            "system:node-proxier",
+            vec![
+                rule(&[""], &["services"], READ),
+                rule(&[""], &["configmaps"], &["get"]),
+            ],
+            &[],
+        );
+        old["metadata"]["labels"]["team"] = json!("ops");
+        let new = reconcile(&old, &wanted).expect("a rule is missing");
+        assert_eq!(
+            new["rules"],
+            json!([
+                rule(&[""], &["services"], READ),
+                rule(&[""], &["configmaps"], &["get"]),
+                rule(&["networking.k8s.io"], &["ingresses"], READ),
+            ])
+        );
+        assert_eq!(new["metadata"]["labels"]["team"], "ops");
+        assert_eq!(reconcile(&new, &wanted), None, "nothing left to add");
+
+        let b = binding("b", "view", vec![user("alice")]);
+        let mut extra = b.clone();
+        extra["subjects"] = json!([user("carol")]);
+        let merged = reconcile(&extra, &b).expect("alice is missing");
+        assert_eq!(merged["subjects"], json!([user("carol"), user("alice")]));
+    }
+
+    #[test]
+    fn leaves_opted_out_and_aggregated_roles_alone() {
+        let wanted = cluster_role("r", vec![rule(&[""], &["pods"], READ)], &[]);
+        let mut old = cluster_role("r", vec![], &[]);
+        old["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] =
+            json!("false");
+        assert_eq!(reconcile(&old, &wanted), None);
+
+        let agg = aggregated("view", "view", &[]);
+        let mut filled = agg.clone();
+        filled["rules"] = json!([rule(&[""], &["pods"], READ)]);
+        assert_eq!(
+            reconcile(&filled, &agg),
+            None,
+            "aggregated rules are not touched"
+        );
+    }
 }
