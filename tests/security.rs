@@ -938,3 +938,56 @@ fn a_review_with_a_read_only_kubeconfig_shows_the_rbac_refusal_of_the_server() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A data dir made by an older gitplane has bootstrap roles without the rights its components
+/// need now: at start the API server adds what they lack (and leaves an opted-out role alone).
+#[test]
+fn bootstrap_roles_get_back_what_they_lack_at_restart() {
+    let s = Server::start();
+    let rules = |s: &Server, role: &str| -> Value {
+        let out = s.ok(&["get", "clusterrole", role, "-o", "json"]);
+        serde_json::from_str::<Value>(&out).expect("json")["rules"].clone()
+    };
+    let before = rules(&s, "system:node-proxier");
+    assert!(before.as_array().is_some_and(|r| r.len() > 1), "{before}");
+    let empty = r#"[{"op":"replace","path":"/rules","value":[]}]"#;
+    s.ok(&[
+        "patch",
+        "clusterrole",
+        "system:node-proxier",
+        "--type=json",
+        "-p",
+        empty,
+    ]);
+    s.ok(&[
+        "annotate",
+        "clusterrole",
+        "system:kube-scheduler",
+        "rbac.authorization.kubernetes.io/autoupdate=false",
+        "--overwrite",
+    ]);
+    s.ok(&[
+        "patch",
+        "clusterrole",
+        "system:kube-scheduler",
+        "--type=json",
+        "-p",
+        empty,
+    ]);
+    assert_eq!(rules(&s, "system:node-proxier"), json!([]));
+
+    let (dir, tmp) = s.into_data();
+    let s = Server::start_in(&dir);
+    assert_eq!(
+        rules(&s, "system:node-proxier"),
+        before,
+        "the missing rules are back"
+    );
+    assert_eq!(
+        rules(&s, "system:kube-scheduler"),
+        Value::Null,
+        "autoupdate=false is left as the user made it"
+    );
+    drop(s);
+    drop(tmp);
+}
