@@ -12,6 +12,7 @@
 
 pub mod proxy;
 pub mod remotecommand;
+pub mod spdy;
 mod tty;
 
 use std::collections::HashMap;
