@@ -9,14 +9,15 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Headers passed on to the upstream server.
-const FORWARDED: &[header::HeaderName] = &[
-    header::CONNECTION,
-    header::UPGRADE,
-    header::SEC_WEBSOCKET_KEY,
-    header::SEC_WEBSOCKET_VERSION,
-    header::SEC_WEBSOCKET_PROTOCOL,
-    header::SEC_WEBSOCKET_EXTENSIONS,
-    header::ORIGIN,
+const FORWARDED: &[&str] = &[
+    "connection",
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "origin",
+    super::portforward::PROTOCOL_HEADER,
 ];
 
 /// An error answer in plain text.
@@ -50,8 +51,8 @@ where
         .uri(path_and_query)
         .header(header::HOST, host);
     for name in FORWARDED {
-        for v in req.headers().get_all(name) {
-            upstream = upstream.header(name, v);
+        for v in req.headers().get_all(*name) {
+            upstream = upstream.header(*name, v);
         }
     }
     let upstream = upstream.body(Body::empty()).map_err(|e| e.to_string())?;

@@ -163,7 +163,8 @@ pub fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
 }
 
 /// SPDY/3's header compression dictionary (the spec's §2.6.10.1), 1423 bytes.
-pub const DICTIONARY: &[u8] = b"\0\0\0\x07options\0\0\0\x04head\0\0\0\x04post\0\0\0\x03put\0\0\0\x06delete\0\0\0\x05\
+pub const DICTIONARY: &[u8] =
+    b"\0\0\0\x07options\0\0\0\x04head\0\0\0\x04post\0\0\0\x03put\0\0\0\x06delete\0\0\0\x05\
     trace\0\0\0\x06accept\0\0\0\x0eaccept-charset\0\0\0\x0faccept-encoding\0\0\0\x0facce\
     pt-language\0\0\0\x0daccept-ranges\0\0\0\x03age\0\0\0\x05allow\0\0\0\x0dauthorizatio\
     n\0\0\0\x0dcache-control\0\0\0\x0aconnection\0\0\0\x0ccontent-base\0\0\0\x10content-\
@@ -250,9 +251,9 @@ impl FrameReader {
                 out.reserve(out.capacity());
             }
             let (in_before, out_before) = (self.inflate.total_in(), out.len());
-            let result = self
-                .inflate
-                .decompress_vec(&input[pos..], &mut out, FlushDecompress::Sync);
+            let result =
+                self.inflate
+                    .decompress_vec(&input[pos..], &mut out, FlushDecompress::Sync);
             pos += (self.inflate.total_in() - in_before) as usize;
             match result {
                 Err(e) if e.needs_dictionary().is_some() => {
@@ -661,7 +662,11 @@ mod tests {
                 priority: 0,
                 fin: false,
                 unidirectional: false,
-                headers: headers(&[("streamtype", "error"), ("port", "8080"), ("requestid", "0")]),
+                headers: headers(&[
+                    ("streamtype", "error"),
+                    ("port", "8080"),
+                    ("requestid", "0"),
+                ]),
             },
             Frame::SynStream {
                 stream: 3,
@@ -721,7 +726,10 @@ mod tests {
             .map(|i| Frame::SynReply {
                 stream: 2 * i + 1,
                 fin: false,
-                headers: headers(&[("requestid", &i.to_string()), ("x", &"y".repeat(i as usize))]),
+                headers: headers(&[
+                    ("requestid", &i.to_string()),
+                    ("x", &"y".repeat(i as usize)),
+                ]),
             })
             .collect();
         check(frames);
@@ -795,7 +803,10 @@ mod tests {
             Some(Frame::Ping { id: 7 })
         );
         let errors = [
-            ("800200060000000400000007", "SPDY version 2 is not supported"),
+            (
+                "800200060000000400000007",
+                "SPDY version 2 is not supported",
+            ),
             ("80030003000000040000000b", "malformed RST_STREAM frame"),
             ("8003000400000004000000ff", "malformed SETTINGS frame"),
             ("800300020000000600000001ffff", "bad header block"),
