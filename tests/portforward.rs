@@ -2,7 +2,8 @@
 //! pod and through a Service, over kubectl's WebSocket tunnel (`SPDY/3.1+portforward.k8s.io`,
 //! its default) and over plain SPDY (its fallback, forced with
 //! `KUBECTL_PORT_FORWARD_WEBSOCKETS=false`), a port nobody listens on reported on kubectl's
-//! error stream, RBAC on `pods/portforward`, and the clear error of a simulated node.
+//! error stream, RBAC on `pods/portforward`, and the clear error of a simulated node; the
+//! `proxy` subresources of pods, services and nodes (`kubectl get --raw`) with RBAC on them.
 
 mod common;
 
@@ -239,6 +240,108 @@ fn port_forward_needs_create_on_pods_portforward() {
         "{answer}\nkubectl: {}",
         forward.stderr()
     );
+}
+
+#[test]
+fn proxy_subresources_reach_a_pod_a_service_and_a_node_under_rbac() {
+    let s = up(&["--runtime", "process"]);
+    let port = free_port();
+    web(&s.0, port);
+    let raw = |path: &str| s.0.ok(&["get", "--raw", path]);
+    assert_eq!(
+        raw("/api/v1/namespaces/default/services/web:80/proxy/index.html"),
+        "hello from web\n"
+    );
+    assert_eq!(
+        raw(&format!(
+            "/api/v1/namespaces/default/pods/web:{port}/proxy/index.html"
+        )),
+        "hello from web\n"
+    );
+    // The port defaults to the container's first port.
+    assert_eq!(
+        raw("/api/v1/namespaces/default/pods/web/proxy/index.html"),
+        "hello from web\n"
+    );
+    assert_eq!(raw("/api/v1/nodes/local/proxy/healthz"), "ok");
+    // A missing file is the target's 404, passed on.
+    let out = s.0.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/web:80/proxy/missing.html",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("NotFound"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A port the Service does not have.
+    let out = s.0.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/web:81/proxy/",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no endpoints available for service"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // RBAC: reading services is not proxying to them.
+    s.0.ok(&[
+        "create",
+        "role",
+        "reader",
+        "--verb=get,list",
+        "--resource=pods,services",
+    ]);
+    s.0.ok(&[
+        "create",
+        "rolebinding",
+        "jane",
+        "--role=reader",
+        "--user=jane",
+    ]);
+    let out = s.0.kubectl(&[
+        "--as",
+        "jane",
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/web:80/proxy/index.html",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(r#"cannot get resource "services/proxy""#),
+        "{}",
+        text(&out.stderr)
+    );
+    s.0.ok(&[
+        "create",
+        "role",
+        "proxy",
+        "--verb=get",
+        "--resource=services/proxy",
+    ]);
+    s.0.ok(&[
+        "create",
+        "rolebinding",
+        "jane-proxy",
+        "--role=proxy",
+        "--user=jane",
+    ]);
+    let answer = eventually("jane may proxy", Duration::from_secs(10), || {
+        let out = s.0.kubectl(&[
+            "--as",
+            "jane",
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/services/web:80/proxy/index.html",
+        ]);
+        out.status.success().then(|| text(&out.stdout))
+    });
+    assert_eq!(answer, "hello from web\n");
 }
 
 #[test]

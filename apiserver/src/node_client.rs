@@ -157,6 +157,17 @@ pub fn agent_of(
         .ok_or_else(|| {
             StatusError::bad_request(format!("pod {name} does not have a host assigned"))
         })?;
+    node_agent(state, node_name, &format!("pod {name}"), what)
+}
+
+/// The agent of node `node_name`, for `what`; `whose` names the object asked about in the
+/// simulated node's refusal (`pod web`, `node n1`).
+pub fn node_agent(
+    state: &ApiState,
+    node_name: &str,
+    whose: &str,
+    what: &str,
+) -> Result<NodeAgent, StatusError> {
     let nodes = state
         .registry()
         .by_resource("", "v1", "nodes")
@@ -172,7 +183,7 @@ pub fn agent_of(
         .unwrap_or("");
     if runtime.starts_with("simulated://") {
         return Err(StatusError::bad_request(format!(
-            "{what} is not supported on simulated nodes (pod {name} is on {node_name})"
+            "{what} is not supported on simulated nodes ({whose} is on {node_name})"
         )));
     }
     let port = node

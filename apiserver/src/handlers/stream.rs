@@ -29,17 +29,6 @@ use crate::node_client;
 use crate::response::ApiResult;
 use crate::state::ApiState;
 
-/// Headers passed on to the node agent.
-const FORWARDED: &[&str] = &[
-    "connection",
-    "upgrade",
-    "sec-websocket-key",
-    "sec-websocket-version",
-    "sec-websocket-protocol",
-    "sec-websocket-extensions",
-    "x-stream-protocol-version",
-];
-
 /// The WebSocket subprotocol of kubectl's port-forward tunnel.
 const TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
 
@@ -98,7 +87,7 @@ pub async fn stream(state: &Arc<ApiState>, req: &ApiRequest, sub: &str) -> ApiRe
         )));
     }
     let mut upstream = upstream;
-    for h in FORWARDED {
+    for h in apimachinery::streaming::UPGRADE_HEADERS {
         for v in req.headers.get_all(*h) {
             upstream = upstream.header(*h, v);
         }
@@ -111,11 +100,7 @@ pub async fn stream(state: &Arc<ApiState>, req: &ApiRequest, sub: &str) -> ApiRe
             answer.status()
         )));
     }
-    let node_upgrade = hyper::upgrade::on(&mut answer);
-    tokio::spawn(async move {
-        let (Ok(client), Ok(node)) = tokio::join!(upgrade, node_upgrade) else {
-            return;
-        };
+    joined(upgrade, &mut answer, |client, node| async move {
         let (mut a, mut b) = (TokioIo::new(client), TokioIo::new(node));
         let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
     });
@@ -126,6 +111,24 @@ pub async fn stream(state: &Arc<ApiState>, req: &ApiRequest, sub: &str) -> ApiRe
     response
         .body(Body::empty())
         .map_err(|e| StatusError::internal(e.to_string()))
+}
+
+/// Once both the client's connection and the node's answer (a 101) are upgraded, runs `join`
+/// on the two.
+fn joined<F, Fut>(
+    client: OnUpgrade,
+    answer: &mut axum::http::Response<hyper::body::Incoming>,
+    join: F,
+) where
+    F: FnOnce(Upgraded, Upgraded) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let node = hyper::upgrade::on(answer);
+    tokio::spawn(async move {
+        if let (Ok(client), Ok(node)) = tokio::join!(client, node) {
+            join(client, node).await;
+        }
+    });
 }
 
 /// Whether header `name` lists `value` (comma-separated, case-insensitive).
@@ -166,11 +169,7 @@ async fn tunnel(
             answer.status()
         )));
     }
-    let node_upgrade = hyper::upgrade::on(&mut answer);
-    tokio::spawn(async move {
-        let (Ok(client), Ok(node)) = tokio::join!(upgrade, node_upgrade) else {
-            return;
-        };
+    joined(upgrade, &mut answer, |client, node| async move {
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(client), Role::Server, None).await;
         carry(ws, TokioIo::new(node)).await;
     });

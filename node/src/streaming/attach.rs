@@ -12,11 +12,13 @@
 use std::sync::Arc;
 
 use apimachinery::streaming::{CLOSE, ERROR, PROTOCOL_V5, STDERR, STDIN, STDOUT, exit_status};
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{Mutex, broadcast, mpsc, watch};
+use tokio::sync::{Mutex, broadcast, watch};
+
+use super::remotecommand::frame;
 
 /// A running container's standard streams, as attach sessions share them.
 #[derive(Debug)]
@@ -47,30 +49,10 @@ pub struct AttachSpec {
     pub stdin_once: bool,
 }
 
-fn frame(channel: u8, data: &[u8]) -> Message {
-    let mut v = Vec::with_capacity(data.len() + 1);
-    v.push(channel);
-    v.extend_from_slice(data);
-    Message::Binary(v.into())
-}
-
 /// Joins the container of `spec` for the client on `socket`, which negotiated `protocol`.
 pub async fn run(socket: WebSocket, spec: AttachSpec, protocol: String) {
-    let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            if sink.send(m).await.is_err() {
-                return;
-            }
-        }
-        let close = CloseFrame {
-            code: axum::extract::ws::close_code::NORMAL,
-            reason: "".into(),
-        };
-        let _ = sink.send(Message::Close(Some(close))).await;
-        let _ = sink.close().await;
-    });
+    let (sink, mut stream) = socket.split();
+    let (tx, writer) = super::remotecommand::writer(sink);
     let output = spec
         .console
         .output

@@ -8,18 +8,6 @@ use axum::http::{Request, Response, StatusCode, Uri, header};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Headers passed on to the upstream server.
-const FORWARDED: &[&str] = &[
-    "connection",
-    "upgrade",
-    "sec-websocket-key",
-    "sec-websocket-version",
-    "sec-websocket-protocol",
-    "sec-websocket-extensions",
-    "origin",
-    super::portforward::PROTOCOL_HEADER,
-];
-
 /// An error answer in plain text.
 pub fn refusal(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     let mut r = Response::new(Body::from(message.into()));
@@ -50,7 +38,10 @@ where
         .method(req.method())
         .uri(path_and_query)
         .header(header::HOST, host);
-    for name in FORWARDED {
+    for name in apimachinery::streaming::UPGRADE_HEADERS
+        .iter()
+        .chain(&[header::ORIGIN.as_str()])
+    {
         for v in req.headers().get_all(*name) {
             upstream = upstream.header(*name, v);
         }
