@@ -1,14 +1,15 @@
-//! `pods/exec`, `pods/attach` and `pods/portforward`: the client's connection upgrade is proxied to the pod's
-//! node agent (`/exec/{ns}/{pod}/{container}?…`, `/attach/…`, `/portForward/{ns}/{pod}` over HTTPS,
-//! [`crate::node_client`]) and, once the agent answers `101 Switching Protocols`, both
-//! connections are joined byte for byte, as kube-apiserver's `UpgradeAwareHandler` does: the
-//! protocol is spoken by the client and the node. Exec and attach are a WebSocket (`v5.channel.k8s.io` /
-//! `v4.channel.k8s.io`); port-forward is SPDY/3.1, which kubectl ≥ 1.31 tunnels inside a
-//! WebSocket (`SPDY/3.1+portforward.k8s.io`, binary messages carrying the SPDY bytes): the
-//! API server ends that WebSocket and asks the node for a plain SPDY upgrade, as
-//! kube-apiserver's `TunnelingHandler` does, so nodes (and CRI runtimes) only speak SPDY.
-//! Authorization already asked for `create` on the subresource (and `get` for the WebSocket
-//! `GET`, see `pipeline`). An answer other than 101 becomes a `metav1.Status`.
+//! `pods/exec`, `pods/attach` and `pods/portforward`: the client's connection upgrade is
+//! proxied to the pod's node agent (`/exec/{ns}/{pod}/{container}?…`, `/attach/…`,
+//! `/portForward/{ns}/{pod}` over HTTPS, [`crate::node_client`]) and, once the agent answers
+//! `101 Switching Protocols`, both connections are joined byte for byte, as kube-apiserver's
+//! `UpgradeAwareHandler` does: the protocol is spoken by the client and the node. Exec and
+//! attach are a WebSocket (`v5.channel.k8s.io` / `v4.channel.k8s.io`); port-forward is
+//! SPDY/3.1, which kubectl ≥ 1.31 tunnels inside a WebSocket (`SPDY/3.1+portforward.k8s.io`,
+//! binary messages carrying the SPDY bytes): the API server ends that WebSocket and asks the
+//! node for a plain SPDY upgrade, as kube-apiserver's `TunnelingHandler` does, so nodes (and
+//! CRI runtimes) only speak SPDY. Authorization already asked for `create` on the subresource
+//! (and `get` for the WebSocket `GET`, see `pipeline`). An answer other than 101 becomes a
+//! `metav1.Status`.
 
 use std::sync::Arc;
 
@@ -193,11 +194,7 @@ async fn carry(ws: WebSocketStream<TokioIo<Upgraded>>, node: TokioIo<Upgraded>) 
     let up = async {
         while let Some(Ok(message)) = from_client.next().await {
             match message {
-                Message::Binary(bytes) => {
-                    if to_node.write_all(&bytes).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(bytes) if to_node.write_all(&bytes).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }

@@ -1,7 +1,8 @@
-//! Streaming sessions (`kubectl exec`, `cp`, `port-forward`), as the kubelet and CRI runtimes
-//! serve them: a runtime answers CRI `Exec` (or `PortForward`) with the URL of a one-time session on its
-//! [`Streams`] server (loopback, any port); the node agent proxies the client's upgraded
-//! connection there ([`proxy`]), and the API server proxies it to the agent.
+//! Streaming sessions (`kubectl exec`, `cp`, `attach`, `port-forward`), as the kubelet and
+//! CRI runtimes serve them: a runtime answers CRI `Exec`, `Attach` or `PortForward` with the
+//! URL of a one-time session on its [`Streams`] server (loopback, any port); the node agent
+//! proxies the client's upgraded connection there ([`proxy`]), and the API server proxies it
+//! to the agent.
 //!
 //! - [`remotecommand`]: the WebSocket remote-command protocol (`v5`/`v4.channel.k8s.io`).
 //! - [`attach`]: the same protocol joined to a running container's standard streams.
