@@ -1,5 +1,6 @@
 //! Into the running pod with the real kubectl: `kubectl exec` (exit codes, stdin, a TTY under
-//! `script`), `kubectl cp` both ways, RBAC on `pods/exec`, the node agent refusing anyone but
+//! `script`), `kubectl cp` both ways, `kubectl attach` to a container reading its stdin and
+//! `kubectl debug -it`, RBAC on `pods/exec`, the node agent refusing anyone but
 //! the API server, and the clear error of a simulated node. `gitplane up` runs a local node on
 //! the process runtime.
 
@@ -144,6 +145,51 @@ fn exec_runs_in_the_pod_with_its_exit_code_stdin_a_terminal_and_cp_both_ways() {
     // A command that does not exist fails with kubectl's error, not a hang.
     let out = s.0.kubectl(&["exec", "box", "--", "no-such-command-here"]);
     assert!(!out.status.success());
+}
+
+#[test]
+fn attach_joins_a_container_reading_its_stdin_and_debug_it_runs_a_shell() {
+    let s = up(&["--runtime", "process"]);
+    s.0.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: echo}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: echo
+    image: busybox
+    stdin: true
+    stdinOnce: true
+    command: [sh, -c, 'while read line; do echo "got $line"; done; echo bye >&2']
+"#,
+    );
+    eventually("pod echo Running", Duration::from_secs(60), || {
+        let out =
+            s.0.kubectl(&["get", "pod", "echo", "-o", "jsonpath={.status.phase}"]);
+        (text(&out.stdout) == "Running").then_some(())
+    });
+    // What is typed reaches the container; closing stdin (stdinOnce) ends it, and its exit
+    // ends the attach.
+    let out = s.0.kubectl_stdin(
+        &["attach", "-i", "echo"],
+        Some("hello attach\nsecond line\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "got hello attach\ngot second line\n");
+    assert!(text(&out.stderr).contains("bye"), "{}", text(&out.stderr));
+
+    // `kubectl debug -it` adds an ephemeral container with stdin and a TTY and attaches.
+    sleeper(&s.0, "box");
+    let out = kubectl_on_a_terminal(
+        &s.0,
+        "debug -it box --image=busybox --container=dbg -- sh",
+        "echo debugging in $HOSTNAME\nexit 0\n",
+    );
+    let shown = text(&out.stdout);
+    assert!(shown.contains("debugging in box"), "{shown}");
 }
 
 #[test]

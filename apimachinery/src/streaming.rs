@@ -25,6 +25,19 @@ pub const RESIZE: u8 = 4;
 /// v5's close signal: a message on this channel whose one byte names the channel closed.
 pub const CLOSE: u8 = 255;
 
+/// The request headers an upgrade (WebSocket, SPDY) carries that a proxy passes on to the
+/// server behind it (the API server to a node agent, the agent to a runtime's streaming
+/// server), lowercase.
+pub const UPGRADE_HEADERS: &[&str] = &[
+    "connection",
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "x-stream-protocol-version",
+];
+
 /// The user of the client certificate the API server presents to node agents (kubeadm's
 /// name); node agents serve streaming and logs to this identity only.
 pub const APISERVER_NODE_CLIENT: &str = "kube-apiserver-kubelet-client";

@@ -49,6 +49,7 @@ fn subresource_verbs(sub: &str) -> Vec<&'static str> {
         "finalize" => vec!["update"],
         "log" => vec!["get"],
         "exec" | "attach" | "portforward" => vec!["create", "get"],
+        "proxy" => vec!["create", "delete", "get", "patch", "update"],
         _ => vec!["get", "patch", "update"],
     }
 }
@@ -66,6 +67,11 @@ fn subresource_kind(info: &ResourceInfo, sub: &str) -> (String, String, String) 
         "exec" => (String::new(), "v1".into(), "PodExecOptions".into()),
         "attach" => (String::new(), "v1".into(), "PodAttachOptions".into()),
         "portforward" => (String::new(), "v1".into(), "PodPortForwardOptions".into()),
+        "proxy" => (
+            String::new(),
+            "v1".into(),
+            format!("{}ProxyOptions", info.kind),
+        ),
         _ => (info.group.clone(), info.version.clone(), info.kind.clone()),
     }
 }

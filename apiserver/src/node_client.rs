@@ -1,9 +1,12 @@
-//! The API server as a client of node agents (`pods/log`, `pods/exec`): where a pod's node
-//! agent listens (the Node's address and `daemonEndpoints.kubeletEndpoint.Port`), and the
-//! HTTPS connection to it, presenting the client certificate of
+//! The API server as a client of node agents (`pods/log`, `pods/exec`, `pods/portforward`):
+//! where a pod's node agent listens (the Node's address and
+//! `daemonEndpoints.kubeletEndpoint.Port`), and one request to it ([`NodeAgent::send`]) over
+//! its own HTTPS connection, presenting the client certificate of
 //! `apimachinery::streaming::APISERVER_NODE_CLIENT` from the cluster CA (its configuration is
 //! [`crate::tls::node_client_config`]). Agents' serving certificates are self-signed and not
 //! verified (kube-apiserver's default without `--kubelet-certificate-authority`).
+
+use std::sync::Arc;
 
 use apimachinery::object::ObjectExt;
 use apimachinery::status::{Reason, StatusError};
@@ -78,6 +81,17 @@ pub fn agent_of(
         .ok_or_else(|| {
             StatusError::bad_request(format!("pod {name} does not have a host assigned"))
         })?;
+    node_agent(state, node_name, &format!("pod {name}"), what)
+}
+
+/// The agent of node `node_name`, for `what`; `whose` names the object asked about in the
+/// simulated node's refusal (`pod web`, `node n1`).
+pub fn node_agent(
+    state: &ApiState,
+    node_name: &str,
+    whose: &str,
+    what: &str,
+) -> Result<NodeAgent, StatusError> {
     let nodes = state
         .registry()
         .by_resource("", "v1", "nodes")
@@ -93,7 +107,7 @@ pub fn agent_of(
         .unwrap_or("");
     if runtime.starts_with("simulated://") {
         return Err(StatusError::bad_request(format!(
-            "{what} is not supported on simulated nodes (pod {name} is on {node_name})"
+            "{what} is not supported on simulated nodes ({whose} is on {node_name})"
         )));
     }
     let port = node
@@ -157,8 +171,43 @@ impl NodeAgent {
             .map_err(|e| self.unavailable(e))
     }
 
+    /// Sends `request` (a path, its headers, no body) on a new connection to the agent and
+    /// returns the answer, its upgrade (`hyper::upgrade::on`) usable after a 101. An answer
+    /// that is neither a success nor a 101 becomes a Status error.
+    pub async fn send(
+        &self,
+        state: &ApiState,
+        request: axum::http::request::Builder,
+    ) -> Result<axum::http::Response<hyper::body::Incoming>, StatusError> {
+        let io = self.connect(state).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+                .await
+                .map_err(|e| self.unavailable(e))?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let request = request
+            .header(axum::http::header::HOST, &self.host)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| StatusError::internal(e.to_string()))?;
+        let answer = sender
+            .send_request(request)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        let status = answer.status();
+        if status.is_success() || status == axum::http::StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(answer);
+        }
+        let body = http_body_util::BodyExt::collect(answer.into_body())
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Err(self.refused(status, &body))
+    }
+
     /// A plain-text answer of the agent as a Status error (404 stays NotFound).
-    pub fn refused(&self, status: axum::http::StatusCode, body: &[u8]) -> StatusError {
+    fn refused(&self, status: axum::http::StatusCode, body: &[u8]) -> StatusError {
         let message = String::from_utf8_lossy(body).trim().to_string();
         let reason = match status.as_u16() {
             404 => Reason::NotFound,

@@ -3,7 +3,8 @@
 //! Paths follow Kubernetes' `RequestInfo` rules: `/api/v1/...` for the core group,
 //! `/apis/<group>/<version>/...` for the rest, an optional `namespaces/<ns>/` scope, then
 //! `<resource>[/<name>[/<subresource>]]`. `namespaces/<name>/status` and `.../finalize` are
-//! subresources of the namespace itself.
+//! subresources of the namespace itself. After `…/<name>/proxy` the rest of the path is the
+//! path to proxy to ([`ResourcePath::proxy_path`]).
 
 use std::collections::HashMap;
 
@@ -26,6 +27,8 @@ pub struct ResourcePath {
     pub subresource: Option<String>,
     /// The legacy `/watch/` prefix was used.
     pub legacy_watch: bool,
+    /// For the `proxy` subresource, the path after it (`/` when none).
+    pub proxy_path: Option<String>,
 }
 
 /// What a path addresses.
@@ -80,6 +83,15 @@ pub fn parse_path(path: &str) -> Option<Target> {
             rest = &rest[2..];
         }
     }
+    let mut proxy_path = None;
+    if rest.len() >= 3 && rest[2] == "proxy" {
+        let mut tail = format!("/{}", rest[3..].join("/"));
+        if rest.len() > 3 && path.ends_with('/') {
+            tail.push('/');
+        }
+        proxy_path = Some(tail);
+        rest = &rest[..3];
+    }
     if rest.iter().any(|p| p.is_empty()) || rest.len() > 3 || rest.is_empty() {
         return None;
     }
@@ -98,6 +110,7 @@ pub fn parse_path(path: &str) -> Option<Target> {
             name: Some(ns),
             subresource: rest.get(2).map(|s| s.to_string()),
             legacy_watch,
+            proxy_path: None,
         }));
     }
     Some(Target::Resource(ResourcePath {
@@ -108,6 +121,7 @@ pub fn parse_path(path: &str) -> Option<Target> {
         name,
         subresource,
         legacy_watch,
+        proxy_path,
     }))
 }
 
@@ -232,6 +246,24 @@ mod tests {
             Some(("", Some("ns"), "pods", None, None)),
         );
         check("/api/v1/namespaces/ns/pods/p/log/extra", None);
+        check(
+            "/api/v1/namespaces/ns/services/web:80/proxy/a/b/",
+            Some(("", Some("ns"), "services", Some("web:80"), Some("proxy"))),
+        );
+        check(
+            "/api/v1/nodes/n1/proxy",
+            Some(("", None, "nodes", Some("n1"), Some("proxy"))),
+        );
+        let proxied = |path: &str| match parse_path(path) {
+            Some(Target::Resource(r)) => r.proxy_path,
+            _ => None,
+        };
+        assert_eq!(
+            proxied("/api/v1/namespaces/ns/pods/p:8080/proxy/a/b/").as_deref(),
+            Some("/a/b/")
+        );
+        assert_eq!(proxied("/api/v1/nodes/n1/proxy/").as_deref(), Some("/"));
+        assert_eq!(proxied("/api/v1/namespaces/ns/pods/p").as_deref(), None);
         check("/healthz", None);
         assert_eq!(parse_path("/apis"), Some(Target::Root { core: false }));
         assert_eq!(

@@ -5,11 +5,10 @@
 
 use std::sync::Arc;
 
-use apimachinery::status::{Reason, StatusError};
+use apimachinery::status::StatusError;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use axum::response::Response;
-use http_body_util::BodyExt;
 
 use super::ApiRequest;
 use crate::node_client;
@@ -53,32 +52,7 @@ pub async fn logs(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         if query.is_empty() { "" } else { "?" },
         query.join("&")
     );
-    let stream = agent.connect(state).await?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| StatusError::new(Reason::ServiceUnavailable, e.to_string()))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let request = Request::get(&path)
-        .header(header::HOST, &agent.host)
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| StatusError::internal(e.to_string()))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| StatusError::new(Reason::ServiceUnavailable, e.to_string()))?;
-    let status = response.status();
-    if !status.is_success() {
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        return Err(agent.refused(status, &body));
-    }
+    let response = agent.send(state, Request::get(&path)).await?;
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/plain")

@@ -18,6 +18,7 @@ mod list;
 mod log;
 mod patch;
 pub mod pipeline;
+mod proxy;
 mod review;
 pub mod route;
 mod scale;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::{
     ApiRequest, binding, component_status, create, delete, delete_collection, eviction, get, list,
-    log, patch, scale, stream, update, watch,
+    log, patch, proxy, scale, stream, update, watch,
 };
 use crate::discovery;
 use crate::request::{Params, ResourcePath, Target, parse_path};
@@ -182,6 +182,11 @@ async fn verb(state: &Arc<ApiState>, req: &ApiRequest, watch: bool) -> ApiResult
             if is_core(req, "pods") =>
         {
             stream::stream(state, req, sub).await
+        }
+        (_, true, Some("proxy"))
+            if is_core(req, "pods") || is_core(req, "services") || is_core(req, "nodes") =>
+        {
+            proxy::proxy(state, req).await
         }
         (&Method::POST, false, None) => create::create(state, req).await,
         (&Method::POST, true, Some("binding")) => binding::bind(state, req).await,

@@ -687,6 +687,9 @@ impl Worker {
                 .map(|(key, value)| api::KeyValue { key, value })
                 .collect(),
             working_dir: c.working_dir.clone().unwrap_or_default(),
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
             mounts: spec::mounts(c, &self.volumes),
             log_path: format!("{name}/{attempt}.log"),
             labels: [

@@ -1,6 +1,7 @@
 //! The agent's HTTPS server (the kubelet's port, advertised in `daemonEndpoints`): container
-//! logs (`logs`), and `exec` sessions, which it asks the runtime for with CRI `Exec` and
-//! proxies to the URL the runtime answers (`crate::streaming::proxy`).
+//! logs (`logs`), and `exec`, `attach` and `portForward` sessions, which it asks the runtime
+//! for with CRI `Exec`, `Attach` and `PortForward` and proxies to the URL the runtime answers
+//! (`crate::streaming::proxy`).
 //!
 //! Only the API server is served: a client must present a certificate of the cluster CA
 //! (`Config::client_ca`) whose user is `kube-apiserver-kubelet-client`; a handshake without
@@ -107,10 +108,12 @@ struct Ctx {
     runtime: RuntimeClient,
 }
 
-/// The routes of the server: logs, exec, health.
+/// The routes of the server: logs, exec, attach, port-forward, health.
 pub(super) fn routes(runtime: RuntimeClient, logs_root: std::path::PathBuf) -> Router {
     Router::new()
         .route("/exec/{ns}/{pod}/{container}", any(exec))
+        .route("/attach/{ns}/{pod}/{container}", any(attach))
+        .route("/portForward/{ns}/{pod}", any(port_forward))
         .with_state(Ctx {
             runtime: runtime.clone(),
         })
@@ -231,15 +234,97 @@ async fn exec(
             stderr: rc.stderr,
         })
         .await;
-    match answer {
-        Ok(r) => forward_to(req, &r.into_inner().url).await,
+    answer_url(req, "exec", answer.map(|r| r.into_inner().url)).await
+}
+
+async fn attach(
+    State(ctx): State<Ctx>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    let rc = RemoteCommand::parse(req.uri().query().unwrap_or(""));
+    let id = match running_container(&ctx.runtime, &ns, &pod, &container).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let answer = ctx
+        .runtime
+        .clone()
+        .attach(api::AttachRequest {
+            container_id: id,
+            stdin: rc.stdin,
+            tty: rc.tty,
+            stdout: rc.stdout,
+            stderr: rc.stderr,
+        })
+        .await;
+    answer_url(req, "attach", answer.map(|r| r.into_inner().url)).await
+}
+
+/// Proxies `req` to the session URL a CRI call answered, or answers its error.
+async fn answer_url(req: Request, what: &str, url: Result<String, tonic::Status>) -> Response {
+    match url {
+        Ok(url) => forward_to(req, &url).await,
         Err(e) if e.code() == tonic::Code::Unimplemented => refusal(
             StatusCode::NOT_IMPLEMENTED,
             format!(
-                "the container runtime does not support exec: {}",
+                "the container runtime does not support {what}: {}",
                 e.message()
             ),
         ),
         Err(e) => refusal(StatusCode::BAD_REQUEST, e.message().to_string()),
     }
+}
+
+/// The ready sandbox of pod `ns/pod` (the newest).
+async fn ready_sandbox(runtime: &RuntimeClient, ns: &str, pod: &str) -> Result<String, Response> {
+    let filter = api::PodSandboxFilter {
+        state: Some(api::PodSandboxStateValue {
+            state: api::PodSandboxState::SandboxReady as i32,
+        }),
+        label_selector: [
+            (labels::POD_NAMESPACE.to_string(), ns.to_string()),
+            (labels::POD_NAME.to_string(), pod.to_string()),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let list = runtime
+        .clone()
+        .list_pod_sandbox(api::ListPodSandboxRequest {
+            filter: Some(filter),
+        })
+        .await
+        .map_err(|e| refusal(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()))?;
+    list.into_inner()
+        .items
+        .into_iter()
+        .max_by_key(|s| s.created_at)
+        .map(|s| s.id)
+        .ok_or_else(|| {
+            refusal(
+                StatusCode::NOT_FOUND,
+                format!("pod {ns}/{pod} has no running sandbox on this node"),
+            )
+        })
+}
+
+async fn port_forward(
+    State(ctx): State<Ctx>,
+    Path((ns, pod)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let id = match ready_sandbox(&ctx.runtime, &ns, &pod).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let answer = ctx
+        .runtime
+        .clone()
+        .port_forward(api::PortForwardRequest {
+            pod_sandbox_id: id,
+            port: Vec::new(),
+        })
+        .await;
+    answer_url(req, "port-forward", answer.map(|r| r.into_inner().url)).await
 }

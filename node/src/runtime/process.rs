@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apimachinery::matching::map_matches;
+use apimachinery::streaming::{STDERR, STDOUT};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, BufReader};
@@ -38,7 +39,7 @@ use super::cgroup::Cgroups;
 use super::logs::{LogWriter, MAX_LINE};
 use super::network::Network;
 use super::{Config, Error, NetworkMode};
-use crate::streaming::{ExecSpec, Session, Streams};
+use crate::streaming::{AttachSpec, Console, ExecSpec, PortForwardSpec, Session, Streams};
 
 /// The process runtime; serve it with [`super::serve`].
 #[derive(Clone, Debug)]
@@ -83,6 +84,8 @@ struct Container {
     root: PathBuf,
     /// Process id (and process group id) of the main process; 0 when not running.
     pid: i32,
+    /// Its standard streams for attach, while it runs.
+    console: Option<Arc<Console>>,
 }
 
 fn now_ns() -> i64 {
@@ -448,6 +451,10 @@ impl ProcessRuntime {
             }
             let mut cmd = Self::command(&env, &cwd, &prefix, &argv)?;
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            if config.stdin {
+                // Kept open for attach; closed when an attached client closes it (stdinOnce).
+                cmd.stdin(Stdio::piped());
+            }
             let program = argv.first().cloned().unwrap_or_default();
             cmd.spawn()
                 .map_err(|e| Error::Start(format!("{program}: {e}")))
@@ -487,13 +494,22 @@ impl ProcessRuntime {
             source: e,
         });
         let writer = Arc::new(Mutex::new(writer.ok()));
+        let (tee, _) = tokio::sync::broadcast::channel(256);
         let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            readers.push(tokio::spawn(copy_log(out, "stdout", writer.clone())));
+            let tee = (tee.clone(), STDOUT);
+            readers.push(tokio::spawn(copy_log(out, "stdout", writer.clone(), tee)));
         }
         if let Some(err) = child.stderr.take() {
-            readers.push(tokio::spawn(copy_log(err, "stderr", writer.clone())));
+            let tee = (tee.clone(), STDERR);
+            readers.push(tokio::spawn(copy_log(err, "stderr", writer.clone(), tee)));
         }
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let console = Arc::new(Console {
+            stdin: tokio::sync::Mutex::new(child.stdin.take()),
+            output: Mutex::new(Some(tee)),
+            exit: exit_rx,
+        });
         let (tx, rx) = watch::channel(false);
         {
             let mut s = self.state()?;
@@ -502,6 +518,7 @@ impl ProcessRuntime {
                 c.status.started_at = now_ns();
                 c.pid = pid as i32;
                 c.exited = Some(rx);
+                c.console = Some(console.clone());
             }
         }
         let this = self.clone();
@@ -515,6 +532,11 @@ impl ProcessRuntime {
             for r in readers {
                 let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
             }
+            console
+                .output
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
             let code = match &status {
                 Ok(s) => s
                     .code()
@@ -524,6 +546,7 @@ impl ProcessRuntime {
                     .unwrap_or(255),
                 Err(_) => 255,
             };
+            let _ = exit_tx.send(Some(code));
             if let Ok(mut s) = this.state()
                 && let Some(c) = s.containers.get_mut(&id)
             {
@@ -532,6 +555,7 @@ impl ProcessRuntime {
                 c.status.exit_code = code;
                 c.status.reason = if code == 0 { "Completed" } else { "Error" }.into();
                 c.pid = 0;
+                c.console = None;
             }
             if let Some(cg) = &this.inner.cgroups {
                 cg.remove(&id);
@@ -574,10 +598,13 @@ fn on_path(program: &str, env: &[(String, String)]) -> bool {
 }
 
 /// Copies a stream into the log, line by line (pieces of at most [`MAX_LINE`]).
+/// Copies a container's output into its log, line by line, and to attached clients (`tee`:
+/// the channel and its stream number).
 async fn copy_log(
     stream: impl AsyncRead + Unpin,
     name: &'static str,
     writer: Arc<Mutex<Option<LogWriter>>>,
+    tee: (tokio::sync::broadcast::Sender<(u8, bytes::Bytes)>, u8),
 ) {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
@@ -587,6 +614,9 @@ async fn copy_log(
         match tokio::io::AsyncBufReadExt::read_until(&mut limited, b'\n', &mut line).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
+        }
+        if tee.0.receiver_count() > 0 {
+            let _ = tee.0.send((tee.1, bytes::Bytes::copy_from_slice(&line)));
         }
         let full = line.last() == Some(&b'\n');
         if full {
@@ -820,6 +850,7 @@ impl RuntimeService for ProcessRuntime {
                 exited: None,
                 root,
                 pid: 0,
+                console: None,
             },
         );
         Ok(Response::new(api::CreateContainerResponse {
@@ -976,15 +1007,78 @@ impl RuntimeService for ProcessRuntime {
         Ok(Response::new(api::ExecResponse { url }))
     }
 
-    async fn attach(&self, _: Request<api::AttachRequest>) -> Res<api::AttachResponse> {
-        Err(unimplemented("Attach"))
+    /// A session joining the running container's standard streams.
+    async fn attach(&self, req: Request<api::AttachRequest>) -> Res<api::AttachResponse> {
+        let req = req.into_inner();
+        let (console, stdin_once, has_stdin) = {
+            let s = self.state()?;
+            let c = s
+                .containers
+                .get(&req.container_id)
+                .ok_or_else(|| Status::not_found(format!("container {}", req.container_id)))?;
+            let console = c.console.clone().ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "container {} is not running",
+                    req.container_id
+                ))
+            })?;
+            (console, c.config.stdin_once, c.config.stdin)
+        };
+        if req.stdin && !has_stdin {
+            return Err(Status::invalid_argument(
+                "stdin was requested, but the container's spec does not set stdin: true",
+            ));
+        }
+        let spec = AttachSpec {
+            console,
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr && !req.tty,
+            tty: req.tty,
+            stdin_once,
+        };
+        let url = self
+            .inner
+            .streams
+            .register(Session::Attach(spec))
+            .ok_or_else(|| Status::unavailable("the streaming server is not listening yet"))?;
+        Ok(Response::new(api::AttachResponse { url }))
     }
 
+    /// A session connecting to the pod's address: its network namespace's IP, or loopback
+    /// when the pod shares the host's network.
     async fn port_forward(
         &self,
-        _: Request<api::PortForwardRequest>,
+        req: Request<api::PortForwardRequest>,
     ) -> Res<api::PortForwardResponse> {
-        Err(unimplemented("PortForward"))
+        let id = req.into_inner().pod_sandbox_id;
+        let (ip, meta) = {
+            let s = self.state()?;
+            let sb = s
+                .sandboxes
+                .get(&id)
+                .ok_or_else(|| Status::not_found(format!("sandbox {id}")))?;
+            (
+                sb.ip.clone(),
+                sb.config.metadata.clone().unwrap_or_default(),
+            )
+        };
+        let address = if ip.is_empty() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            ip.parse()
+                .map_err(|e| Status::internal(format!("sandbox {id} address {ip}: {e}")))?
+        };
+        let spec = PortForwardSpec {
+            pod: format!("{}/{}", meta.namespace, meta.name),
+            address,
+        };
+        let url = self
+            .inner
+            .streams
+            .register(Session::PortForward(spec))
+            .ok_or_else(|| Status::unavailable("the streaming server is not listening yet"))?;
+        Ok(Response::new(api::PortForwardResponse { url }))
     }
 
     async fn container_stats(

@@ -1,17 +1,23 @@
-//! Streaming sessions (`kubectl exec`, `cp`, `port-forward`), as the kubelet and CRI runtimes
-//! serve them: a runtime answers CRI `Exec` with the URL of a one-time session on its
-//! [`Streams`] server (loopback, any port); the node agent proxies the client's upgraded
-//! connection there ([`proxy`]), and the API server proxies it to the agent.
+//! Streaming sessions (`kubectl exec`, `cp`, `attach`, `port-forward`), as the kubelet and
+//! CRI runtimes serve them: a runtime answers CRI `Exec`, `Attach` or `PortForward` with the
+//! URL of a one-time session on its [`Streams`] server (loopback, any port); the node agent
+//! proxies the client's upgraded connection there ([`proxy`]), and the API server proxies it
+//! to the agent.
 //!
 //! - [`remotecommand`]: the WebSocket remote-command protocol (`v5`/`v4.channel.k8s.io`).
+//! - [`attach`]: the same protocol joined to a running container's standard streams.
 //! - `tty`: pseudo-terminals for `exec -t`.
-//! - [`proxy`]: forwarding an HTTP upgrade (WebSocket) to another server, byte for byte.
+//! - [`portforward`]: port-forward sessions over SPDY/3.1 ([`spdy`], the framing).
+//! - [`proxy`]: forwarding an HTTP upgrade (WebSocket, SPDY) to another server, byte for byte.
 //!
-//! SPDY is not served: kubectl ≥ 1.31 speaks WebSocket first and falls back to SPDY only when
-//! the upgrade is refused (ARCHITECTURE.md says why).
+//! Exec is served over WebSocket only: kubectl ≥ 1.30 speaks it first and falls back to SPDY
+//! only when the upgrade is refused.
 
+pub mod attach;
+pub mod portforward;
 pub mod proxy;
 pub mod remotecommand;
+pub mod spdy;
 mod tty;
 
 use std::collections::HashMap;
@@ -27,6 +33,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use tokio_util::sync::CancellationToken;
 
+pub use attach::{AttachSpec, Console};
+pub use portforward::PortForwardSpec;
 pub use remotecommand::ExecSpec;
 
 /// How long a session URL stays valid (the CRI streaming server's default).
@@ -37,6 +45,10 @@ const TOKEN_TTL: Duration = Duration::from_secs(60);
 pub enum Session {
     /// Run a command.
     Exec(ExecSpec),
+    /// Join a running container's standard streams.
+    Attach(AttachSpec),
+    /// Forward connections to a pod's ports.
+    PortForward(PortForwardSpec),
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +72,8 @@ impl Streams {
         pending.retain(|_, (at, _)| at.elapsed() < TOKEN_TTL);
         let kind = match &session {
             Session::Exec(_) => "exec",
+            Session::Attach(_) => "attach",
+            Session::PortForward(_) => "portforward",
         };
         pending.insert(token.clone(), (Instant::now(), session));
         Some(format!("{base}/{kind}/{token}"))
@@ -87,6 +101,8 @@ impl Streams {
         }
         let app = Router::new()
             .route("/exec/{token}", any(exec))
+            .route("/attach/{token}", any(exec))
+            .route("/portforward/{token}", any(port_forward))
             .with_state(self);
         async move {
             if let Err(e) = axum::serve(listener, app)
@@ -111,8 +127,8 @@ async fn exec(
     let Ok(ws) = ws else {
         return refuse(
             StatusCode::BAD_REQUEST,
-            "exec is served over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) only; SPDY is \
-             not supported",
+            "exec and attach are served over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) \
+             only; SPDY is not supported",
         );
     };
     let ws = ws.protocols(apimachinery::streaming::PROTOCOLS.iter().copied());
@@ -130,6 +146,20 @@ async fn exec(
         Some(Session::Exec(spec)) => {
             ws.on_upgrade(move |socket| remotecommand::run(socket, spec, protocol))
         }
-        None => refuse(StatusCode::NOT_FOUND, "unknown or expired session"),
+        Some(Session::Attach(spec)) => {
+            ws.on_upgrade(move |socket| attach::run(socket, spec, protocol))
+        }
+        _ => refuse(StatusCode::NOT_FOUND, "unknown or expired session"),
+    }
+}
+
+async fn port_forward(
+    State(streams): State<Streams>,
+    Path(token): Path<String>,
+    req: axum::extract::Request,
+) -> Response {
+    match streams.take(&token) {
+        Some(Session::PortForward(spec)) => portforward::upgrade(req, spec),
+        _ => refuse(StatusCode::NOT_FOUND, "unknown or expired session"),
     }
 }

@@ -8,17 +8,6 @@ use axum::http::{Request, Response, StatusCode, Uri, header};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Headers passed on to the upstream server.
-const FORWARDED: &[header::HeaderName] = &[
-    header::CONNECTION,
-    header::UPGRADE,
-    header::SEC_WEBSOCKET_KEY,
-    header::SEC_WEBSOCKET_VERSION,
-    header::SEC_WEBSOCKET_PROTOCOL,
-    header::SEC_WEBSOCKET_EXTENSIONS,
-    header::ORIGIN,
-];
-
 /// An error answer in plain text.
 pub fn refusal(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     let mut r = Response::new(Body::from(message.into()));
@@ -49,9 +38,12 @@ where
         .method(req.method())
         .uri(path_and_query)
         .header(header::HOST, host);
-    for name in FORWARDED {
-        for v in req.headers().get_all(name) {
-            upstream = upstream.header(name, v);
+    for name in apimachinery::streaming::UPGRADE_HEADERS
+        .iter()
+        .chain(&[header::ORIGIN.as_str()])
+    {
+        for v in req.headers().get_all(*name) {
+            upstream = upstream.header(*name, v);
         }
     }
     let upstream = upstream.body(Body::empty()).map_err(|e| e.to_string())?;

@@ -122,7 +122,30 @@ fn start(spec: &ExecSpec) -> std::io::Result<Running> {
     })
 }
 
-fn frame(channel: u8, data: &[u8]) -> Message {
+/// A task sending what goes into the returned channel, then a normal closure (1000:
+/// client-go reads a close without a code as an error) once every sender is dropped.
+pub(super) fn writer(
+    mut sink: futures::stream::SplitSink<WebSocket, Message>,
+) -> (mpsc::Sender<Message>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Message>(64);
+    let task = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            if sink.send(m).await.is_err() {
+                return;
+            }
+        }
+        let close = CloseFrame {
+            code: axum::extract::ws::close_code::NORMAL,
+            reason: "".into(),
+        };
+        let _ = sink.send(Message::Close(Some(close))).await;
+        let _ = sink.close().await;
+    });
+    (tx, task)
+}
+
+/// A message on `channel`.
+pub(super) fn frame(channel: u8, data: &[u8]) -> Message {
     let mut v = Vec::with_capacity(data.len() + 1);
     v.push(channel);
     v.extend_from_slice(data);
@@ -186,22 +209,8 @@ async fn input(
 
 /// Runs `spec` for the client on `socket`, which negotiated `protocol`.
 pub async fn run(socket: WebSocket, spec: ExecSpec, protocol: String) {
-    let (mut sink, stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            if sink.send(m).await.is_err() {
-                return;
-            }
-        }
-        // A normal closure (1000): client-go reads a close without a code as an error.
-        let close = CloseFrame {
-            code: axum::extract::ws::close_code::NORMAL,
-            reason: "".into(),
-        };
-        let _ = sink.send(Message::Close(Some(close))).await;
-        let _ = sink.close().await;
-    });
+    let (sink, stream) = socket.split();
+    let (tx, writer) = writer(sink);
     let status = match start(&spec) {
         Err(e) => failure_status(&format!(
             "cannot exec {:?} in the container: {e}",
