@@ -107,6 +107,41 @@ fn commits_are_applied_bad_commits_change_nothing_and_deleted_files_are_pruned()
 }
 
 #[test]
+fn a_commit_just_above_the_object_limit_is_refused_whole_with_a_condition() {
+    let repo = GitRepo::new();
+    repo.write("app/one.yaml", &cm("one", "1"));
+    repo.commit("first");
+    let repo_path = repo.path.to_string_lossy().into_owned();
+    let s = Server::start_with(&["--repo", &repo_path, "--path", "app"]);
+    eventually("first commit applied", WAIT, || {
+        (value_of(&s, "one").as_deref() == Some("1")).then_some(())
+    });
+
+    // 10,000 objects is the limit (reconciler's MAX_OBJECTS); this commit renders 10,001.
+    let many: String = (0..10_000)
+        .map(|i| format!("---\n{}", cm(&format!("many-{i}"), "x")))
+        .collect();
+    repo.write("app/many.yaml", &many);
+    repo.write("app/one.yaml", &cm("one", "2"));
+    repo.commit("one object too many");
+    eventually(
+        "a condition naming the limit",
+        Duration::from_secs(120),
+        || {
+            let message = app_field(&s, "{.status.conditions[*].message}");
+            (message.contains("renders 10001 objects") && message.contains("at most 10000"))
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        value_of(&s, "one").as_deref(),
+        Some("1"),
+        "nothing of a refused commit is applied"
+    );
+    assert!(value_of(&s, "many-0").is_none());
+}
+
+#[test]
 fn drift_is_healed_and_rollback_is_a_revert_commit() {
     let repo = GitRepo::new();
     repo.write("app/web.yaml", &cm("web", "v1"));

@@ -182,6 +182,8 @@ pub struct Server {
     pub url: String,
     /// The `--store` the server runs on (`None`: the default, embedded in the data dir).
     pub store: Option<String>,
+    /// The server's stderr (`server.log` in the data dir unless the test chose another file).
+    pub log: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     cache: tempfile::TempDir,
 }
@@ -233,14 +235,24 @@ impl Server {
         Server::launch(dir, None, extra)
     }
 
+    /// Starts `gitplane up` with extra flags on a given data dir, its stderr appended to
+    /// `log` (for a data dir that may run out of space).
+    pub fn start_in_logging(dir: &Path, log: &Path, extra: &[&str]) -> Server {
+        Server::launch_logging(dir, None, extra, log)
+    }
+
     fn launch(dir: &Path, store: Option<&str>, extra: &[&str]) -> Server {
+        Server::launch_logging(dir, store, extra, &dir.join("server.log"))
+    }
+
+    fn launch_logging(dir: &Path, store: Option<&str>, extra: &[&str], log_path: &Path) -> Server {
         let kubeconfig = dir.join("kubeconfig");
         let _ = std::fs::remove_file(&kubeconfig);
         std::fs::create_dir_all(dir).expect("data dir");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("server.log"))
+            .open(log_path)
             .expect("server log");
         let child = Command::new(env!("CARGO_BIN_EXE_gitplane"))
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -289,6 +301,7 @@ impl Server {
             data_dir: dir.to_path_buf(),
             url,
             store: store.map(str::to_owned),
+            log: log_path.to_path_buf(),
             _tmp: None,
             cache: tempfile::tempdir().expect("temp dir"),
         }
@@ -320,11 +333,18 @@ impl Server {
                 let _ = c.wait();
                 panic!(
                     "gitplane did not stop within 60 s of SIGTERM; see {}",
-                    self.data_dir.join("server.log").display()
+                    self.log.display()
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().expect("wait for gitplane").is_none())
     }
 
     /// Stops the process with SIGTERM if it still runs (a clean shutdown: a local node stops

@@ -2,6 +2,7 @@
 //! watch log.
 //!
 //! # Layout
+//! - `file`: the database file, its handle, reopening it after a failed write, free space;
 //! - `tables`: the redb tables, the value encoding and the read paths;
 //! - `writer`: the writer thread and its state machine (Idle → Collecting → Applying →
 //!   Committing → Publishing → Replying → Idle; Stopped when the store is dropped);
@@ -18,9 +19,21 @@
 //! writers share one `fsync`. The store revision lives in the file and keeps growing across
 //! restarts.
 //!
+//! # A full disk
+//! Before each batch the writer looks at the free space of the file system holding the file:
+//! below [`EmbeddedConfig::reserve_bytes`] it refuses creates and updates with
+//! [`StorageError::Internal`] saying `no space left on device` (the API server answers 500, as
+//! Kubernetes answers etcd's `mvcc: database space exceeded`) and lets deletes through. When a
+//! commit fails all the same (another process filled the disk meanwhile), every request of the
+//! batch gets the error, nothing is acknowledged, and the writer reopens the file (redb refuses
+//! every call after an I/O error until then; see `file`); if the file cannot be opened yet, the
+//! writes that follow fail with that reason and trigger another try. Watches and
+//! `current_revision` never touch the file, so the API server's reads, served from its watch
+//! cache, go on. Once space is freed, writes are accepted again without a restart.
+//!
 //! # Reads
-//! `get`, `list` and `current_revision` run in a redb read transaction on tokio's blocking pool
-//! (redb reads may hit the disk). A read transaction is a consistent snapshot, so the revision
+//! `get` and `list` run in a redb read transaction on tokio's blocking pool (redb reads may hit
+//! the disk); `current_revision` is the head the writer announced. A read transaction is a consistent snapshot, so the revision
 //! returned is exactly the one the entries were read at. There is no in-memory copy of the data:
 //! memory stays bounded by redb's cache whatever the data size.
 //!
@@ -37,6 +50,7 @@
 //!
 //! [`WatchEvent::Progress`]: crate::storage::WatchEvent::Progress
 
+mod file;
 mod tables;
 mod watch_log;
 mod writer;
@@ -48,9 +62,10 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::ReadableDatabase;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use self::file::DbFile;
 use self::tables::internal;
 use self::watch_log::WatchLog;
 use self::writer::{Applied, BatchLimits, Command, Counters, WriteOp, WriteRequest, Writer};
@@ -76,6 +91,11 @@ pub struct EmbeddedConfig {
     /// Most write requests waiting for the writer before callers wait to enqueue (at least 1).
     /// Default 4,096.
     pub queue_capacity: usize,
+    /// Free bytes the file system holding the file must keep: below this, creates and updates
+    /// are refused (`no space left on device`) and deletes still go through, so that the disk
+    /// never fills up under the store in the middle of a commit. Default 16 MiB (one full
+    /// batch); 0 turns the check off.
+    pub reserve_bytes: u64,
 }
 
 impl EmbeddedConfig {
@@ -88,6 +108,7 @@ impl EmbeddedConfig {
             max_batch_requests: 1024,
             max_batch_bytes: 16 << 20,
             queue_capacity: 4096,
+            reserve_bytes: 16 << 20,
         }
     }
 }
@@ -106,7 +127,7 @@ pub struct EmbeddedStats {
 /// Dropping it stops the writer once the requests already queued are committed; use
 /// [`EmbeddedStore::close`] to wait for that (for instance before opening the file again).
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    file: Arc<DbFile>,
     commands: mpsc::Sender<Command>,
     log: Arc<Mutex<WatchLog>>,
     head: watch::Receiver<Revision>,
@@ -129,24 +150,8 @@ impl EmbeddedStore {
     /// Fails with [`StorageError::Unavailable`] when the file is already open (by this or
     /// another process) and [`StorageError::Internal`] when it cannot be created or read.
     pub fn open(config: EmbeddedConfig) -> Result<Self, StorageError> {
-        let path = config.path.display().to_string();
-        if let Some(parent) = config.path.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent).map_err(|error| {
-                StorageError::Internal(format!("cannot create {}: {error}", parent.display()))
-            })?;
-        }
-        let db = Database::create(&config.path).map_err(|error| match error {
-            DatabaseError::DatabaseAlreadyOpen => {
-                StorageError::Unavailable(format!("{path} is already open"))
-            }
-            other => StorageError::Internal(format!("cannot open {path}: {other}")),
-        })?;
-        let revision = initialize(&db)
-            .map_err(|error| StorageError::Internal(format!("cannot open {path}: {error}")))?;
-
-        let db = Arc::new(db);
+        let (file, revision) = DbFile::open(config.path.clone())?;
+        let file = Arc::new(file);
         let log = Arc::new(Mutex::new(WatchLog::new(
             revision,
             config.history_limit,
@@ -155,17 +160,18 @@ impl EmbeddedStore {
         let (head_tx, head_rx) = watch::channel(revision);
         let (commands_tx, commands_rx) = mpsc::channel(config.queue_capacity.max(1));
         let counters = Arc::new(Counters::default());
-        let writer = Writer {
-            db: db.clone(),
-            commands: commands_rx,
-            log: log.clone(),
-            head: head_tx,
-            counters: counters.clone(),
-            limits: BatchLimits {
+        let writer = Writer::new(
+            file.clone(),
+            commands_rx,
+            log.clone(),
+            head_tx,
+            counters.clone(),
+            BatchLimits {
                 requests: config.max_batch_requests.max(1),
                 bytes: config.max_batch_bytes,
+                reserve: config.reserve_bytes,
             },
-        };
+        );
         let writer = std::thread::Builder::new()
             .name("gitplane-storage-writer".to_owned())
             .spawn(move || writer.run())
@@ -173,7 +179,7 @@ impl EmbeddedStore {
                 StorageError::Internal(format!("cannot start the storage writer: {error}"))
             })?;
         Ok(EmbeddedStore {
-            db,
+            file,
             commands: commands_tx,
             log,
             head: head_rx,
@@ -221,62 +227,15 @@ impl EmbeddedStore {
         &self,
         read: impl FnOnce(&redb::ReadTransaction) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        let db = self.db.clone();
+        let file = self.file.clone();
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_read().map_err(internal)?;
-            read(&txn)
+            file.with(|db| {
+                let txn = db.begin_read().map_err(internal)?;
+                read(&txn)
+            })
         })
         .await
         .map_err(|error| StorageError::Internal(format!("storage read failed: {error}")))?
-    }
-}
-
-/// Creates the tables of a new file, or checks the layout version of an existing one, and
-/// returns the store revision.
-fn initialize(db: &Database) -> Result<Revision, StorageError> {
-    let txn = db.begin_write().map_err(internal)?;
-    let revision = {
-        let kv = txn.open_table(tables::KV).map_err(internal)?;
-        let mut meta = txn.open_table(tables::META).map_err(internal)?;
-        let format = meta
-            .get(tables::FORMAT)
-            .map_err(internal)?
-            .map(|guard| guard.value());
-        match format {
-            Some(tables::FORMAT_VERSION) => None,
-            Some(other) => {
-                return Err(StorageError::Internal(format!(
-                    "unsupported layout version {other} (this build reads {})",
-                    tables::FORMAT_VERSION
-                )));
-            }
-            None if kv.is_empty().map_err(internal)? => {
-                meta.insert(tables::FORMAT, tables::FORMAT_VERSION)
-                    .map_err(internal)?;
-                meta.insert(tables::REVISION, tables::INITIAL_REVISION)
-                    .map_err(internal)?;
-                Some(tables::INITIAL_REVISION)
-            }
-            None => {
-                return Err(StorageError::Internal(
-                    "the file has entries but no layout version".to_owned(),
-                ));
-            }
-        }
-    };
-    match revision {
-        Some(revision) => {
-            txn.commit().map_err(internal)?;
-            Ok(revision)
-        }
-        None => {
-            let revision = {
-                let meta = txn.open_table(tables::META).map_err(internal)?;
-                tables::read_revision(&meta)?
-            };
-            txn.abort().map_err(internal)?;
-            Ok(revision)
-        }
     }
 }
 
@@ -362,8 +321,9 @@ impl Store for EmbeddedStore {
     }
 
     async fn current_revision(&self) -> Result<Revision, StorageError> {
-        self.read(|txn| tables::read_revision(&txn.open_table(tables::META).map_err(internal)?))
-            .await
+        // The head the writer announces after each commit: every acknowledged write is at or
+        // before it, and answering from memory keeps reads served while the file is closed.
+        Ok(*self.head.borrow())
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StorageError> {
@@ -898,5 +858,176 @@ mod tests {
         };
         assert_eq!(len, 4, "four events of 208 bytes fit in 1000");
         assert_eq!(compacted, start + 7);
+    }
+
+    /// A small tmpfs mounted on a new temporary directory, unmounted when dropped (also when
+    /// the test fails).
+    struct Tmpfs {
+        dir: tempfile::TempDir,
+    }
+
+    impl Tmpfs {
+        fn mount(size: &str) -> Tmpfs {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let status = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir.path())
+                .status()
+                .expect("run mount");
+            assert!(
+                status.success(),
+                "mounting a tmpfs on {} failed: the full-disk tests must run as root",
+                dir.path().display()
+            );
+            Tmpfs { dir }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+
+    /// Writes zeros to `path` until the file system is full; returns the bytes written.
+    fn fill(path: &std::path::Path) -> u64 {
+        use std::io::Write;
+        let mut file = std::fs::File::create(path).expect("create the filler");
+        let chunk = vec![0u8; 64 << 10];
+        let mut written = 0;
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(error) if error.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(error) => panic!("filling {}: {error}", path.display()),
+            }
+        }
+        written
+    }
+
+    #[tokio::test]
+    async fn below_the_reserve_creates_and_updates_are_refused_and_deletes_accepted() {
+        let tmpfs = Tmpfs::mount("16m");
+        let config = EmbeddedConfig {
+            reserve_bytes: 4 << 20,
+            ..EmbeddedConfig::new(tmpfs.path("store.redb"))
+        };
+        let store = EmbeddedStore::open(config).expect("open");
+        let kept = store.create("/kept", text("v")).await.expect("create");
+        let gone = store.create("/gone", text("v")).await.expect("create");
+
+        // Leave about 2 MiB free: below the reserve, above what a commit needs.
+        let free = file::free_bytes(&tmpfs.path("store.redb")).expect("statvfs");
+        std::fs::write(tmpfs.path("filler"), vec![0u8; (free - (2 << 20)) as usize])
+            .expect("write the filler");
+
+        let refused = store.create("/new", text("v")).await;
+        let Err(StorageError::Internal(message)) = &refused else {
+            panic!("a create below the reserve: {refused:?}");
+        };
+        assert!(
+            message.starts_with("no space left on device: ") && message.contains("store.redb"),
+            "{message}"
+        );
+        let refused = store.update("/kept", text("w"), kept.mod_revision).await;
+        assert!(
+            matches!(refused, Err(StorageError::Internal(_))),
+            "{refused:?}"
+        );
+        let (_, deleted) = store
+            .delete("/gone", Some(gone.mod_revision))
+            .await
+            .expect("a delete goes through below the reserve");
+        assert_eq!(deleted.key, "/gone");
+        let (_, read) = store.get("/kept").await.expect("reads are served");
+        assert_eq!(read.map(|kv| kv.value), Some(text("v")));
+
+        std::fs::remove_file(tmpfs.path("filler")).expect("free the space");
+        store
+            .create("/new", text("v"))
+            .await
+            .expect("a create once space is freed");
+    }
+
+    #[tokio::test]
+    async fn a_disk_filled_under_the_store_fails_writes_and_the_store_recovers_once_space_is_freed()
+    {
+        let tmpfs = Tmpfs::mount("8m");
+        let path = tmpfs.path("store.redb");
+        // No reserve: the disk fills under redb's own writes.
+        let config = EmbeddedConfig {
+            reserve_bytes: 0,
+            ..EmbeddedConfig::new(&path)
+        };
+        let store = EmbeddedStore::open(config.clone()).expect("open");
+        // Room to free later.
+        std::fs::write(tmpfs.path("spare"), vec![0u8; 1 << 20]).expect("write the spare file");
+
+        let value = |i: usize| Bytes::from(vec![(i % 251) as u8; 64 << 10]);
+        let mut acknowledged = Vec::new();
+        let failure = loop {
+            let i = acknowledged.len();
+            assert!(i < 1000, "8 MiB took more than 1000 writes of 64 KiB");
+            match store.create(&format!("/fill/{i:04}"), value(i)).await {
+                Ok(kv) => acknowledged.push(kv),
+                Err(error) => break error,
+            }
+        };
+        let StorageError::Internal(message) = &failure else {
+            panic!("the write that found the disk full: {failure:?}");
+        };
+        assert!(
+            message.starts_with("no space left on device: "),
+            "{message}"
+        );
+        // Whatever slack is left goes too.
+        fill(&tmpfs.path("filler"));
+        let again = store.create("/fill/again", text("v")).await;
+        assert!(
+            matches!(&again, Err(StorageError::Internal(m)) if m.contains("no space left on device")),
+            "{again:?}"
+        );
+        let head = store
+            .current_revision()
+            .await
+            .expect("revision from memory");
+        assert_eq!(head, acknowledged.last().expect("some writes").mod_revision);
+
+        std::fs::remove_file(tmpfs.path("spare")).expect("free the space");
+        std::fs::remove_file(tmpfs.path("filler")).expect("free the space");
+        let deadline = Instant::now() + DEADLINE;
+        let created = loop {
+            match store.create("/after", text("v")).await {
+                Ok(kv) => break kv,
+                Err(error) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "no write accepted after freeing: {error}"
+                    );
+                    tokio::time::sleep(writer::REOPEN_INTERVAL / 4).await;
+                }
+            }
+        };
+        assert!(created.mod_revision > head);
+        for kv in &acknowledged {
+            let (_, read) = store.get(&kv.key).await.expect("get");
+            assert_eq!(read.as_ref(), Some(kv), "{} after recovery", kv.key);
+        }
+        store.close().await.expect("close");
+
+        let store = EmbeddedStore::open(config).expect("the file opens again");
+        for kv in acknowledged.iter().chain([&created]) {
+            let (_, read) = store.get(&kv.key).await.expect("get");
+            assert_eq!(read.as_ref(), Some(kv), "{} after reopening", kv.key);
+        }
+        store.close().await.expect("close");
     }
 }

@@ -1,6 +1,7 @@
 //! The node agent (gitplane's kubelet): an API client and a client of the runtime API.
 //!
-//! [`Agent::start`] registers the Node (`node`), renews its Lease every 10 s, serves container
+//! [`Agent::start`] registers the Node (`node`), renews its Lease every 10 s (and reports
+//! `DiskPressure` when its data dir's file system runs short, `disk`), serves container
 //! logs and exec sessions over HTTPS to the API server only (`server`, `logs`) and runs the pods bound to the node (`pods`: one worker per pod,
 //! an explicit state machine; `spec` turns a pod spec into runtime requests; `images`;
 //! `probes`; `oom`: OOM kills from the kernel log; `storage`: claimed volumes and the
@@ -11,6 +12,7 @@
 //! `<data>/logs/<namespace>_<pod>_<uid>/<container>/<restart count>.log` (logs, as the kubelet
 //! lays them out); `<data>/storage/<volume>` (local-path volumes: they outlive pods).
 
+mod disk;
 mod images;
 mod logs;
 mod network_policy;

@@ -56,7 +56,7 @@ fn status(config: &Config, port: u16, runtime: &str) -> Value {
         "phase": "Running",
         "conditions": [
             condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            super::disk::condition(super::disk::Space::of(&config.data_dir), &config.data_dir, &now),
             condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
             condition("Ready", "True", "KubeletReady", "gitplane node agent is posting ready status"),
         ],
@@ -179,12 +179,17 @@ async fn renew(leases: &Api<Lease>, name: &str) -> Result<(), kube::Error> {
         .map(|_| ())
 }
 
-/// Renews the Lease every `renew_interval` and the Ready heartbeat once a minute until `stop`.
+/// Renews the Lease every `renew_interval` and the Ready heartbeat once a minute until `stop`;
+/// at each renewal, reports a change of `DiskPressure` (retried at the next one when the write
+/// fails: the API server's store may be on the very disk that is full).
 pub(super) async fn heartbeat(client: Client, config: Config, stop: CancellationToken) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let nodes: Api<Node> = Api::all(client);
     let mut tick = tokio::time::interval(config.renew_interval);
     let mut last_status = tokio::time::Instant::now();
+    // What registration reported.
+    let mut disk_pressure =
+        super::disk::Space::of(&config.data_dir).is_some_and(|space| space.pressure());
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -192,6 +197,26 @@ pub(super) async fn heartbeat(client: Client, config: Config, stop: Cancellation
         }
         if let Err(e) = renew(&leases, &config.node_name).await {
             tracing::warn!(node = %config.node_name, error = %e, "lease renewal failed");
+        }
+        let space = super::disk::Space::of(&config.data_dir);
+        let pressure = space.is_some_and(|space| space.pressure());
+        if pressure != disk_pressure {
+            let condition = super::disk::condition(space, &config.data_dir, &now());
+            tracing::warn!(node = %config.node_name, message = %condition["message"], "DiskPressure changed");
+            let patch = json!({"status": {"conditions": [condition]}});
+            match nodes
+                .patch_status(
+                    &config.node_name,
+                    &PatchParams::default(),
+                    &Patch::Strategic(patch),
+                )
+                .await
+            {
+                Ok(_) => disk_pressure = pressure,
+                Err(e) => tracing::warn!(
+                    node = %config.node_name, error = %e, "cannot report DiskPressure"
+                ),
+            }
         }
         if last_status.elapsed() >= Duration::from_secs(60) {
             last_status = tokio::time::Instant::now();

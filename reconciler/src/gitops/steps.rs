@@ -111,6 +111,33 @@ pub enum StepError {
     /// A blocking Git task panicked or was cancelled.
     #[error("git task: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The source renders more objects than one Application may hold.
+    #[error(
+        "the source renders {count} objects; an Application holds at most {limit} (split it \
+         into several Applications)"
+    )]
+    TooManyObjects {
+        /// Objects rendered.
+        count: usize,
+        /// [`MAX_OBJECTS`].
+        limit: usize,
+    },
+}
+
+/// The most objects one Application may render. Every one is diffed, dry-run and tracked in
+/// `status.resources`, so the syncer's memory and a sync's length grow with it; a commit above
+/// it is refused as a whole (nothing applied) with a `ComparisonError` condition.
+pub const MAX_OBJECTS: usize = 10_000;
+
+/// `objects`, unless there are more than [`MAX_OBJECTS`].
+fn bounded(objects: Vec<(Value, String)>) -> Result<Vec<(Value, String)>, StepError> {
+    match objects.len() {
+        count if count > MAX_OBJECTS => Err(StepError::TooManyObjects {
+            count,
+            limit: MAX_OBJECTS,
+        }),
+        _ => Ok(objects),
+    }
 }
 
 impl StepError {
@@ -126,6 +153,7 @@ impl StepError {
             | StepError::Source(_)
             | StepError::Template(_)
             | StepError::Render { .. }
+            | StepError::TooManyObjects { .. }
             | StepError::Plan { .. } => Some("ComparisonError"),
             StepError::ReadApplication { .. }
             | StepError::WriteStatus { .. }
@@ -814,11 +842,13 @@ pub fn render_at(
     }
     let (options, _) = chart_options(source, app, namespace, values_files)?;
     let rendered = templates::render(&tree, &path, &options)?;
-    Ok(rendered
-        .objects
-        .into_iter()
-        .map(|o| (o.value, format!("{}:{}", o.origin.file, o.origin.line)))
-        .collect())
+    bounded(
+        rendered
+            .objects
+            .into_iter()
+            .map(|o| (o.value, format!("{}:{}", o.origin.file, o.origin.line)))
+            .collect(),
+    )
 }
 
 /// The release, values and `--set`s of a chart: gitplane's `values`/`set` and Argo CD's
@@ -919,15 +949,30 @@ pub fn render_chart(
     let out =
         templates::helm::render(&chart, "", &options, &settings).map_err(templates::Error::from)?;
     let objects = templates::helm::objects_of(&out, "", false)?;
-    Ok(objects
-        .into_iter()
-        .map(|o| (o.value, format!("{}:{}", o.origin.file, o.origin.line)))
-        .collect())
+    bounded(
+        objects
+            .into_iter()
+            .map(|o| (o.value, format!("{}:{}", o.origin.file, o.origin.line)))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_application_may_render_up_to_the_object_limit_and_not_one_more() {
+        let objects = |n: usize| vec![(Value::Null, String::new()); n];
+        assert!(bounded(objects(MAX_OBJECTS)).is_ok());
+        let refused = bounded(objects(MAX_OBJECTS + 1)).expect_err("one too many");
+        assert_eq!(
+            refused.to_string(),
+            "the source renders 10001 objects; an Application holds at most 10000 (split it \
+             into several Applications)"
+        );
+        assert_eq!(refused.condition(), Some("ComparisonError"));
+    }
 
     fn check(failures: u32, expected: u64) {
         assert_eq!(

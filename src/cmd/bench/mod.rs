@@ -9,6 +9,7 @@ mod api_list;
 mod api_write;
 mod api_write_etcd;
 mod client;
+mod faults;
 mod gitops;
 mod gitops_rollout;
 mod memory;
@@ -89,6 +90,10 @@ enum Scenario {
     /// 50 pods (`sleep`) created at once on one local node with the process runtime;
     /// creation → Running p99.
     PodStartupProcess,
+    /// The fault scenarios under a write load (kill -9 of `up`, etcd outage, disk full as
+    /// root, controller-manager killed mid-rollout): writes acknowledged and lost, processes
+    /// leaked, time to recover, as one table.
+    Faults,
 }
 
 /// Runs one scenario.
@@ -130,6 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 )
                 .await
             }
+            Scenario::Faults => faults::run().await,
             Scenario::PodStartupProcess => {
                 pod_startup_process::run(args.count.unwrap_or(50), args.clients, args.pod_network)
                     .await

@@ -89,6 +89,15 @@ impl WatchLog {
         }
     }
 
+    /// Forgets every event and starts again at `revision`, which becomes the head and the
+    /// compaction point: a stream behind it ends with [`StorageError::Compacted`].
+    pub(super) fn restart(&mut self, revision: Revision) {
+        self.events.clear();
+        self.bytes = 0;
+        self.compacted = revision;
+        self.head = revision;
+    }
+
     /// Fails with [`StorageError::Compacted`] when events after `after` are no longer all kept.
     pub(super) fn check_available(&self, after: Revision) -> Result<(), StorageError> {
         if after < self.compacted {

@@ -11,11 +11,18 @@
 //!   arrival order against the transaction's view (so a later request sees an earlier one), each
 //!   successful one taking the next revision; a rejected one (missing key, existing key, stale
 //!   revision) changes nothing and takes no revision.
+//!   When the file system has less than the reserve free, creates and updates are refused
+//!   here (`no space left on device`) and deletes go on.
 //! - **Committing**: if anything succeeded, the new revision goes to the `meta` table and the
 //!   transaction commits with [`Durability::Immediate`], one `fsync` for the whole batch; if
 //!   nothing succeeded the transaction is aborted and nothing touches the disk. A failure here
 //!   fails every request of the batch with [`StorageError::Internal`] and leaves the revision
 //!   where it was.
+//! - **Reopening** (after a batch failed as a whole, or before a batch while the file is
+//!   closed, at most once per [`REOPEN_INTERVAL`]): the file is opened again (see `file`). Should
+//!   it hold another revision than the announced head (a commit reported failed that reached
+//!   the disk all the same), the watch log restarts at the file's revision, so watchers end
+//!   with [`StorageError::Compacted`] and list again rather than miss those writes.
 //! - **Publishing**: the batch's events go to the watch log and the new head is announced.
 //! - **Replying**: every caller gets its result, then back to **Idle**. Publishing before
 //!   replying means a caller that watches after its own acknowledged write always finds it.
@@ -27,14 +34,17 @@
 //!
 //! [`EmbeddedStore`]: super::EmbeddedStore
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use redb::{Database, Durability, Table};
+use redb::{Database, Durability, ReadableTable, Table};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::tables::{self, internal};
+use super::file::{self, DbFile};
+use super::tables;
 use super::watch_log::{self, WatchLog};
 use crate::storage::{KeyValue, Revision, StorageError, WatchEvent};
 
@@ -125,19 +135,46 @@ pub(super) struct BatchLimits {
     pub(super) requests: usize,
     /// Most key and value bytes per batch.
     pub(super) bytes: usize,
+    /// Free bytes below which creates and updates are refused (0: no check).
+    pub(super) reserve: u64,
 }
+
+/// The least time between two tries to reopen a file that could not be opened.
+pub(super) const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The writer thread's state.
 pub(super) struct Writer {
-    pub(super) db: Arc<Database>,
-    pub(super) commands: mpsc::Receiver<Command>,
-    pub(super) log: Arc<Mutex<WatchLog>>,
-    pub(super) head: watch::Sender<Revision>,
-    pub(super) counters: Arc<Counters>,
-    pub(super) limits: BatchLimits,
+    file: Arc<DbFile>,
+    commands: mpsc::Receiver<Command>,
+    log: Arc<Mutex<WatchLog>>,
+    head: watch::Sender<Revision>,
+    counters: Arc<Counters>,
+    limits: BatchLimits,
+    /// When the file was last reopened.
+    reopened: Option<Instant>,
 }
 
 impl Writer {
+    /// A writer of `file`, reading `commands`, appending to `log` and announcing `head`.
+    pub(super) fn new(
+        file: Arc<DbFile>,
+        commands: mpsc::Receiver<Command>,
+        log: Arc<Mutex<WatchLog>>,
+        head: watch::Sender<Revision>,
+        counters: Arc<Counters>,
+        limits: BatchLimits,
+    ) -> Self {
+        Writer {
+            file,
+            commands,
+            log,
+            head,
+            counters,
+            limits,
+            reopened: None,
+        }
+    }
+
     /// Runs until every command sender is dropped.
     pub(super) fn run(mut self) {
         let mut held: Option<Command> = None;
@@ -194,7 +231,7 @@ impl Writer {
             .into_iter()
             .map(|request| (request.op, request.reply))
             .unzip();
-        let results = match apply_batch(&self.db, &ops) {
+        let results = match self.apply(&ops) {
             Ok(Batch { results, events }) => {
                 if !events.is_empty() {
                     self.counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -216,6 +253,95 @@ impl Writer {
             let _ = reply.send(result);
         }
     }
+
+    /// Applying and Committing, with Reopening before (the file is closed) or after (the batch
+    /// failed as a whole).
+    fn apply(&mut self, ops: &[WriteOp]) -> Result<Batch, StorageError> {
+        if self.file.is_closed()
+            && self
+                .reopened
+                .is_none_or(|at| at.elapsed() >= REOPEN_INTERVAL)
+        {
+            self.reopen(None);
+        }
+        let low_space = self.low_space(ops);
+        let path = self.file.path().to_owned();
+        let result = self
+            .file
+            .with(|db| apply_batch(db, &path, ops, low_space.as_deref()));
+        match result {
+            Ok(batch) => Ok(batch),
+            Err(failed) if self.file.is_closed() => Err(failed.error),
+            Err(failed) => {
+                // redb refuses every call after an I/O error until the file is opened again.
+                let BatchFailure { error, uncommitted } = failed;
+                let committed = self.reopen(uncommitted.as_ref());
+                match uncommitted {
+                    Some(batch) if committed => Ok(batch),
+                    _ => Err(error),
+                }
+            }
+        }
+    }
+
+    /// Why creates and updates are refused now, if the file system is short of space (looked
+    /// up only for batches that would add data).
+    fn low_space(&self, ops: &[WriteOp]) -> Option<String> {
+        let reserve = self.limits.reserve;
+        if reserve == 0 || ops.iter().all(|op| matches!(op, WriteOp::Delete { .. })) {
+            return None;
+        }
+        let free = file::free_bytes(self.file.path())?;
+        (free < reserve).then(|| {
+            format!(
+                "no space left on device: {} free on the file system of {}, below the {} the \
+                 store keeps in reserve; creates and updates are refused until space is freed \
+                 (deletes are accepted)",
+                file::mebibytes(free),
+                self.file.path().display(),
+                file::mebibytes(reserve)
+            )
+        })
+    }
+
+    /// Reopening: opens the file again. Returns whether the file holds `committing`, the
+    /// batch whose commit reported a failure (redb's repair keeps a commit whose pages all
+    /// reached the file): then the batch was committed after all and is acknowledged. Any other
+    /// revision than the head restarts the watch log there.
+    fn reopen(&mut self, committing: Option<&Batch>) -> bool {
+        self.reopened = Some(Instant::now());
+        let path = self.file.path().display().to_string();
+        let revision = match self.file.reopen() {
+            Ok(revision) => revision,
+            Err(error) => {
+                tracing::error!(path, %error, "cannot reopen the store file; writes fail until it opens");
+                return false;
+            }
+        };
+        let head = watch_log::lock(&self.log).head();
+        let committed = committing
+            .and_then(|batch| batch.events.last())
+            .is_some_and(|last| last.revision() == revision);
+        if committed {
+            tracing::warn!(
+                path,
+                revision,
+                "a commit reported failed reached the store file; acknowledged"
+            );
+        } else if revision != head {
+            watch_log::lock(&self.log).restart(revision);
+            self.head.send_replace(revision);
+            tracing::warn!(
+                path,
+                head,
+                revision,
+                "the store file holds another revision than announced; watches restart"
+            );
+        } else {
+            tracing::warn!(path, "reopened the store file after a failed write");
+        }
+        committed
+    }
 }
 
 /// The outcome of a committed (or aborted, when nothing succeeded) batch.
@@ -226,55 +352,91 @@ struct Batch {
     events: Vec<WatchEvent>,
 }
 
+/// Why a batch failed as a whole.
+struct BatchFailure {
+    /// What every request of the batch is told.
+    error: StorageError,
+    /// The batch, when the failure came from its commit: it may have reached the file.
+    uncommitted: Option<Batch>,
+}
+
+impl From<StorageError> for BatchFailure {
+    fn from(error: StorageError) -> Self {
+        BatchFailure {
+            error,
+            uncommitted: None,
+        }
+    }
+}
+
 /// How one request failed.
 enum Failure {
     /// The request was refused; the transaction is untouched and the batch goes on.
     Rejected(StorageError),
     /// The transaction cannot be trusted any more; the whole batch fails.
-    Fatal(StorageError),
+    Fatal(redb::Error),
 }
 
 impl From<redb::StorageError> for Failure {
     fn from(error: redb::StorageError) -> Self {
-        Failure::Fatal(internal(error))
+        Failure::Fatal(error.into())
     }
 }
 
-/// Applies `ops` in one write transaction and commits it durably if anything succeeded.
-fn apply_batch(db: &Database, ops: &[WriteOp]) -> Result<Batch, StorageError> {
-    let mut txn = db.begin_write().map_err(internal)?;
+/// Applies `ops` to the file at `path` in one write transaction and commits it durably if
+/// anything succeeded. With `low_space`, creates and updates are rejected with that message.
+fn apply_batch(
+    db: &Database,
+    path: &Path,
+    ops: &[WriteOp],
+    low_space: Option<&str>,
+) -> Result<Batch, BatchFailure> {
+    let what = format!("writing {}", path.display());
+    let fail = |error: redb::Error| file::failure(&what, error);
+    let mut txn = db.begin_write().map_err(|e| fail(e.into()))?;
     txn.set_durability(Durability::Immediate)
-        .map_err(internal)?;
+        .map_err(|e| fail(e.into()))?;
     let mut results = Vec::with_capacity(ops.len());
     let mut events = Vec::new();
     {
-        let mut kv = txn.open_table(tables::KV).map_err(internal)?;
-        let mut meta = txn.open_table(tables::META).map_err(internal)?;
+        let mut kv = txn.open_table(tables::KV).map_err(|e| fail(e.into()))?;
+        let mut meta = txn.open_table(tables::META).map_err(|e| fail(e.into()))?;
         let mut revision = tables::read_revision(&meta)?;
         for op in ops {
             let next = revision
                 .checked_add(1)
                 .ok_or_else(|| StorageError::Internal("the store revision overflowed".into()))?;
-            match apply_one(&mut kv, next, op) {
+            let result = match (op, low_space) {
+                (WriteOp::Create { .. } | WriteOp::Update { .. }, Some(message)) => Err(
+                    Failure::Rejected(StorageError::Internal(message.to_owned())),
+                ),
+                _ => apply_one(&mut kv, next, op),
+            };
+            match result {
                 Ok((applied, event)) => {
                     revision = next;
                     results.push(Ok(applied));
                     events.push(event);
                 }
                 Err(Failure::Rejected(error)) => results.push(Err(error)),
-                Err(Failure::Fatal(error)) => return Err(error),
+                Err(Failure::Fatal(error)) => return Err(fail(error).into()),
             }
         }
         if !events.is_empty() {
-            meta.insert(tables::REVISION, revision).map_err(internal)?;
+            meta.insert(tables::REVISION, revision)
+                .map_err(|e| fail(e.into()))?;
         }
     }
-    if events.is_empty() {
-        txn.abort().map_err(internal)?;
-    } else {
-        txn.commit().map_err(internal)?;
+    let batch = Batch { results, events };
+    if batch.events.is_empty() {
+        txn.abort().map_err(|e| fail(e.into()))?;
+    } else if let Err(e) = txn.commit() {
+        return Err(BatchFailure {
+            error: fail(e.into()),
+            uncommitted: Some(batch),
+        });
     }
-    Ok(Batch { results, events })
+    Ok(batch)
 }
 
 /// Applies one operation at `revision` inside the batch's transaction.
@@ -339,7 +501,12 @@ fn current(
     kv: &Table<&'static [u8], &'static [u8]>,
     key: &str,
 ) -> Result<Option<KeyValue>, Failure> {
-    tables::read_key(kv, key).map_err(Failure::Fatal)
+    match kv.get(key.as_bytes())? {
+        Some(guard) => tables::decode(key.as_bytes(), guard.value())
+            .map(Some)
+            .map_err(|error| Failure::Fatal(redb::Error::Corrupted(error.to_string()))),
+        None => Ok(None),
+    }
 }
 
 /// The entry of `key`, which must exist and, when `expected` is given, have that
