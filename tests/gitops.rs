@@ -746,3 +746,93 @@ fn an_application_of_a_chart_repository_syncs_its_values_and_new_versions() {
         "{archives:?}"
     );
 }
+
+#[test]
+fn a_hostile_application_gets_a_condition_naming_the_file_while_others_keep_syncing() {
+    let repo = GitRepo::new();
+    repo.write("app/one.yaml", &cm("one", "1"));
+    repo.write("evil/ok.yaml", &cm("evil-ok", "1"));
+    std::fs::create_dir_all(repo.path.join("evil")).expect("mkdir");
+    std::os::unix::fs::symlink("/etc/passwd", repo.path.join("evil/passwd.yaml")).expect("link");
+    repo.commit("first, with a link out of the repository");
+    let repo_path = repo.path.to_string_lossy().into_owned();
+    let s = Server::start_with(&["--repo", &repo_path, "--path", "app"]);
+    eventually("first commit applied", WAIT, || {
+        (value_of(&s, "one").as_deref() == Some("1")).then_some(())
+    });
+    let url = app_field(&s, "{.spec.source.repoURL}");
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: gitplane.io/v1alpha1\nkind: Application\nmetadata:\n  name: hostile\nspec:\n  source:\n    repoURL: {url}\n    path: evil\n  destination:\n    namespace: default\n  syncPolicy:\n    automated: {{}}\n"
+        ),
+    );
+    eventually("the hostile app's condition names the link", WAIT, || {
+        let msg = s.ok(&[
+            "get",
+            "application",
+            "hostile",
+            "-o",
+            "jsonpath={.status.conditions[*].message}",
+        ]);
+        msg.contains("evil/passwd.yaml: is a symbolic link")
+            .then_some(())
+    });
+    assert_eq!(
+        value_of(&s, "evil-ok"),
+        None,
+        "nothing of the hostile commit is applied"
+    );
+    repo.write("app/one.yaml", &cm("one", "2"));
+    repo.commit("second");
+    eventually("the other app keeps syncing", WAIT, || {
+        (value_of(&s, "one").as_deref() == Some("2")).then_some(())
+    });
+}
+
+#[test]
+fn a_force_push_is_followed_and_rollback_reverts_only_the_branch() {
+    let repo = GitRepo::new();
+    repo.write("app/web.yaml", &cm("web", "v1"));
+    let v1 = repo.commit("v1");
+    let repo_path = repo.path.to_string_lossy().into_owned();
+    let s = Server::start_with(&["--repo", &repo_path, "--path", "app"]);
+    eventually("v1 applied", WAIT, || {
+        (value_of(&s, "web").as_deref() == Some("v1")).then_some(())
+    });
+    repo.write("app/web.yaml", &cm("web", "v2"));
+    repo.commit("v2");
+    eventually("v2 applied", WAIT, || {
+        (value_of(&s, "web").as_deref() == Some("v2")).then_some(())
+    });
+    // History rewritten: v2 is gone from the branch, v3 replaces it.
+    repo.git(&["reset", "-q", "--hard", &v1]);
+    repo.write("app/web.yaml", &cm("web", "v3"));
+    repo.commit("v3");
+    eventually("the rewritten head is synced", WAIT, || {
+        (value_of(&s, "web").as_deref() == Some("v3")).then_some(())
+    });
+    eventually("v3 in history", WAIT, || {
+        app_field(&s, "{.status.history[*].message}")
+            .contains("v3")
+            .then_some(())
+    });
+    let out = gitplane(&s, &["rollback", "root"]);
+    assert!(
+        out.status.success(),
+        "rollback: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        repo.git(&["log", "--format=%s", "-n", "1"]),
+        "Revert \"v3\""
+    );
+    assert_eq!(
+        repo.git(&["log", "--format=%s"]),
+        "Revert \"v3\"\nv3\nv1",
+        "v2, no longer on the branch, is neither reverted nor back"
+    );
+    eventually("rolled back to v1", WAIT, || {
+        (value_of(&s, "web").as_deref() == Some("v1")).then_some(())
+    });
+}
