@@ -6,8 +6,6 @@
 //! [`crate::tls::node_client_config`]). Agents' serving certificates are self-signed and not
 //! verified (kube-apiserver's default without `--kubelet-certificate-authority`).
 
-use std::sync::Arc;
-
 use apimachinery::object::ObjectExt;
 use apimachinery::status::{Reason, StatusError};
 use rustls::pki_types::ServerName;
