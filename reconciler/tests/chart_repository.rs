@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use reconciler::gitops::application::{Helm, Parameter, Source};
-use reconciler::gitops::chartrepo::{self, ChartError};
+use reconciler::gitops::chartrepo::{self, Access, ChartError};
 use reconciler::gitops::repo::Credentials;
 use reconciler::gitops::syncer::render_chart;
 
@@ -148,7 +148,7 @@ fn a_chart_is_fetched_once_per_version_verified_and_rendered_as_helm_template_re
     };
     let url = start(served.clone());
     let charts = work.path().join("data/charts");
-    let none = Credentials::default();
+    let none = Access::default();
 
     // A range picks the highest version in it; the archive lands in the cache, verified.
     let pulled = chartrepo::pull(&charts, &url, "web", "~1.0", &none).expect("pull ~1.0");
@@ -198,6 +198,7 @@ fn a_chart_is_fetched_once_per_version_verified_and_rendered_as_helm_template_re
                     force_string: true,
                 },
             ],
+            ..Default::default()
         }),
         ..Default::default()
     };
@@ -254,7 +255,7 @@ fn a_chart_is_fetched_once_per_version_verified_and_rendered_as_helm_template_re
 fn a_tampered_archive_missing_versions_and_credentials_are_errors() {
     let (work, repo) = repository();
     let charts = work.path().join("data/charts");
-    let none = Credentials::default();
+    let none = Access::default();
 
     // The archive no longer matches the index's digest: refused, nothing cached.
     let served = Served {
@@ -295,6 +296,7 @@ fn a_tampered_archive_missing_versions_and_credentials_are_errors() {
         password: Some("s3cret".into()),
         ssh_private_key: None,
     };
-    let pulled = chartrepo::pull(&charts, &url, "web", "1.0.0", &creds).expect("with creds");
+    let pulled =
+        chartrepo::pull(&charts, &url, "web", "1.0.0", &creds.into()).expect("with creds");
     assert_eq!(pulled.version, "1.0.0");
 }
