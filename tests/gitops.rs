@@ -703,7 +703,7 @@ fn an_application_of_a_chart_repository_syncs_its_values_and_new_versions() {
         "{text}"
     );
     let out = gitplane(&s, &["rollback", "web"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a rollback with no commit to revert is an error");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("web: spec.source is a Helm chart repository, which has no commit to revert"),
