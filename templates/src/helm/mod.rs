@@ -511,6 +511,29 @@ fn relabel_error(e: Error, prefix: &str) -> Error {
     }
 }
 
+/// helm's `--name-template` (`TemplateName`): the release name is `text` executed as a Go
+/// template with no data (sprig's functions, here with Helm's own beside them), then checked
+/// as helm checks release names (`ValidateReleaseName`). The error is helm's message.
+pub fn name_template(text: &str) -> Result<String, String> {
+    let mut set = Set::default();
+    set.add("name-template", "name-template", text)
+        .map_err(|e| e.message)?;
+    let lib = funcs::Helm;
+    let name = Exec::new(Rc::new(set), &lib)
+        .execute("name-template", Value::Nil)
+        .map_err(|e| e.message)?;
+    let valid = regex::Regex::new(
+        r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    )
+    .is_ok_and(|r| r.is_match(&name));
+    if name.is_empty() || name.len() > 53 || !valid {
+        return Err(format!(
+            "release name {name:?}: invalid release name, must match regex ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ and the length must not be longer than 53"
+        ));
+    }
+    Ok(name)
+}
+
 /// Renders the packaged chart (`.tgz`) at `path` as `helm template` does.
 pub fn render_archive(
     source: &dyn Source,
