@@ -703,7 +703,11 @@ fn an_application_of_a_chart_repository_syncs_its_values_and_new_versions() {
         "{text}"
     );
     let out = gitplane(&s, &["rollback", "web"]);
-    assert_eq!(out.status.code(), Some(2), "a rollback with no commit to revert is an error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a rollback with no commit to revert is an error"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("web: spec.source is a Helm chart repository, which has no commit to revert"),
@@ -798,13 +802,17 @@ fn helm_applications_from_a_chart_repository_and_from_git_have_their_value_chang
     let md = String::from_utf8_lossy(
         &gitplane(
             &s,
-            &["diff", "--app", "root", "--head", "values", "-o", "markdown"],
+            &[
+                "diff", "--app", "root", "--head", "values", "-o", "markdown",
+            ],
         )
         .stdout,
     )
     .into_owned();
     assert!(
-        md.contains("| `[web] ConfigMap/default/shop-settings` | changed | :white_check_mark: passed |"),
+        md.contains(
+            "| `[web] ConfigMap/default/shop-settings` | changed | :white_check_mark: passed |"
+        ),
         "{md}"
     );
     for (app, name, before, after) in [
@@ -828,7 +836,11 @@ fn helm_applications_from_a_chart_repository_and_from_git_have_their_value_chang
             String::from_utf8_lossy(&out.stdout)
         );
     }
-    assert_eq!(code_of(&s, "shop-settings"), "a1", "a review changes nothing");
+    assert_eq!(
+        code_of(&s, "shop-settings"),
+        "a1",
+        "a review changes nothing"
+    );
 
     repo.git(&["merge", "-q", "values"]);
     eventually("the new values synced", WAIT, || {

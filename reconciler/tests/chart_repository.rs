@@ -306,8 +306,7 @@ fn a_tampered_archive_missing_versions_and_credentials_are_errors() {
         password: Some("s3cret".into()),
         ssh_private_key: None,
     };
-    let pulled =
-        chartrepo::pull(&charts, &url, "web", "1.0.0", &creds.into()).expect("with creds");
+    let pulled = chartrepo::pull(&charts, &url, "web", "1.0.0", &creds.into()).expect("with creds");
     assert_eq!(pulled.version, "1.0.0");
 }
 
@@ -374,8 +373,10 @@ fn start_tls(dir: PathBuf) -> (String, String) {
                         r.extend(body);
                         r
                     }
-                    _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        .to_vec(),
+                    _ => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
                 };
                 let _ = stream.write_all(&response);
                 stream.conn.send_close_notify();

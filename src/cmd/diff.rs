@@ -137,9 +137,7 @@ fn between(
 ) -> anyhow::Result<Review> {
     let short = &head.sha[..7.min(head.sha.len())];
     let before = match base {
-        Some(b) => {
-            preview::render_revision(mirror, target, b)?.objects
-        }
+        Some(b) => preview::render_revision(mirror, target, b)?.objects,
         None => Vec::new(),
     };
     let mut review = Review {

@@ -207,8 +207,11 @@ impl Access {
     /// The access the Secret's `data` (and `helm.passCredentials`) describe.
     pub fn from_secret(secret: &str, data: &BTreeMap<String, Vec<u8>>, pass: bool) -> Access {
         let text = |k: &str| {
-            data.get(k)
-                .map(|b| String::from_utf8_lossy(b).trim_end_matches('\n').to_string())
+            data.get(k).map(|b| {
+                String::from_utf8_lossy(b)
+                    .trim_end_matches('\n')
+                    .to_string()
+            })
         };
         Access {
             creds: Credentials {
@@ -247,7 +250,13 @@ pub async fn access(client: &kube::Client, source: &Source) -> Result<Access, Ch
         .into_iter()
         .map(|(k, v)| (k, v.into_bytes()))
         .collect();
-    data.extend(secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+    data.extend(
+        secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0)),
+    );
     Ok(Access::from_secret(&format!("{ns}/{name}"), &data, pass))
 }
 
@@ -293,11 +302,7 @@ fn agent(access: &Access) -> Result<ureq::Agent, ChartError> {
         .into())
 }
 
-fn get(
-    agent: &ureq::Agent,
-    url: &str,
-    creds: Option<&Credentials>,
-) -> Result<Vec<u8>, ChartError> {
+fn get(agent: &ureq::Agent, url: &str, creds: Option<&Credentials>) -> Result<Vec<u8>, ChartError> {
     let failed = |source: ureq::Error| ChartError::Request {
         url: url.to_string(),
         source: Box::new(source),
@@ -386,11 +391,10 @@ pub fn pick<'a>(entries: &'a [IndexEntry], target: &str) -> Result<&'a IndexEntr
         return Ok(e);
     }
     let range = if target.is_empty() { "*" } else { target };
-    let constraint =
-        semver::Constraint::parse(range).map_err(|reason| PickError::NotARange {
-            target: target.to_string(),
-            reason,
-        })?;
+    let constraint = semver::Constraint::parse(range).map_err(|reason| PickError::NotARange {
+        target: target.to_string(),
+        reason,
+    })?;
     entries
         .iter()
         .filter_map(|e| semver::Version::parse(&e.version).map(|v| (v, e)))
@@ -501,11 +505,8 @@ pub fn pull(
             problem: "no sha256 digest",
         });
     }
-    let archive = cache_dir(charts, repo_url).join(format!(
-        "{}-{}.tgz",
-        safe(chart),
-        safe(&entry.version)
-    ));
+    let archive =
+        cache_dir(charts, repo_url).join(format!("{}-{}.tgz", safe(chart), safe(&entry.version)));
     let pulled = Pulled {
         version: entry.version.clone(),
         archive: archive.clone(),

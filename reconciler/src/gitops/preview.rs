@@ -382,12 +382,11 @@ async fn review_app(
             let (w, h, t) = (work.clone(), head.to_string(), target.clone());
             tokio::task::spawn_blocking(move || -> Result<(Target, Option<At>), PreviewError> {
                 let at = fetch_at(&w, &parent.spec.source.repo_url, &h)?;
-                let mirror = Mirror::open(&w.repos, &at.repo_url).map_err(|source| {
-                    PreviewError::Repo {
+                let mirror =
+                    Mirror::open(&w.repos, &at.repo_url).map_err(|source| PreviewError::Repo {
                         revision: h.clone(),
                         source,
-                    }
-                })?;
+                    })?;
                 let rendered = render_commit(&mirror, &parent, at.oid, &h)?;
                 let mut child = applications_in(&rendered.objects, &at.repo_url)
                     .into_iter()

@@ -522,10 +522,9 @@ pub fn name_template(text: &str) -> Result<String, String> {
     let name = Exec::new(Rc::new(set), &lib)
         .execute("name-template", Value::Nil)
         .map_err(|e| e.message)?;
-    let valid = regex::Regex::new(
-        r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
-    )
-    .is_ok_and(|r| r.is_match(&name));
+    let valid =
+        regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+            .is_ok_and(|r| r.is_match(&name));
     if name.is_empty() || name.len() > 53 || !valid {
         return Err(format!(
             "release name {name:?}: invalid release name, must match regex ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ and the length must not be longer than 53"

@@ -104,7 +104,10 @@ pub(crate) fn run(
             };
             return Err(at(format!("no Helm chart at {dir}{how}")));
         }
-        let release = match (entry.release_name.is_empty(), entry.name_template.is_empty()) {
+        let release = match (
+            entry.release_name.is_empty(),
+            entry.name_template.is_empty(),
+        ) {
             (true, true) => entry.name.clone(),
             (false, true) => entry.release_name.clone(),
             (true, false) => helm::name_template(&entry.name_template)
