@@ -3,7 +3,9 @@
 //! (index, version ranges, digest, cache, credentials, one download per version), and rendered
 //! as `helm template` renders the same archive with the same flags. Over HTTPS (a CA made by the
 //! test) the repository is read with the Secret's `ca.crt` or `insecure`, and refused otherwise;
-//! archives on another host get the credentials only with `passCredentials`.
+//! archives on another host get the credentials only with `passCredentials`. From an OCI
+//! registry (the real `docker-registry`, charts pushed by the real `helm push`) a chart is pulled
+//! by version or range, verified, and rendered.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -466,5 +468,116 @@ fn archives_on_another_host_get_the_credentials_only_with_pass_credentials() {
         *archives.authorizations.lock().expect("authorizations"),
         vec![None, Some("Basic dXNlcjpzM2NyZXQ=".to_string())],
         "the archive host got the credentials only with passCredentials"
+    );
+}
+
+/// The real `docker-registry` (Debian's package of the distribution registry) on a free
+/// 127.0.0.1 port with storage in a temporary directory; killed when dropped.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("address")
+            .port();
+        let config = dir.path().join("config.yml");
+        write(
+            &config,
+            &format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        );
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("docker-registry: {e}; install it with `apt-get install docker-registry`")
+            });
+        let registry = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docker-registry did not listen on {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        registry
+    }
+}
+
+#[test]
+fn a_chart_in_an_oci_registry_is_pulled_by_version_or_range_verified_and_rendered() {
+    let (work, repo) = repository();
+    let registry = Registry::start();
+    let url = format!("oci://127.0.0.1:{}/charts", registry.port);
+    for v in ["1.0.0", "1.2.0", "2.0.0"] {
+        helm(
+            &[
+                "push",
+                repo.join(format!("web-{v}.tgz")).to_str().expect("utf8"),
+                &url,
+                "--plain-http",
+            ],
+            work.path(),
+        );
+    }
+    let charts = work.path().join("data/charts");
+    let none = Access::default();
+    let pulled = chartrepo::pull(&charts, &url, "web", "^1.0.0", &none).expect("pull ^1");
+    assert_eq!(pulled.version, "1.2.0");
+    assert_eq!(
+        std::fs::read(&pulled.archive).expect("cached"),
+        std::fs::read(repo.join("web-1.2.0.tgz")).expect("pushed"),
+        "the chart layer is the archive helm pushed"
+    );
+    assert_eq!(
+        chartrepo::pull(&charts, &url, "web", "", &none)
+            .expect("newest")
+            .version,
+        "2.0.0"
+    );
+    let source = Source {
+        repo_url: url.clone(),
+        chart: "web".into(),
+        helm: Some(Helm {
+            release_name: "shop".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let got = render_chart(&pulled, &source, "app", "prod").expect("render");
+    assert_eq!(
+        got[1].0.pointer("/metadata/labels/version"),
+        Some(&serde_json::json!("1.2.0"))
+    );
+    let err = chartrepo::pull(&charts, &url, "nope", "", &none).expect_err("no such chart");
+    assert!(err.to_string().contains("/v2/charts/nope/tags/list"), "{err}");
+    let err = chartrepo::pull(&charts, &url, "web", "3.x", &none).expect_err("3.x");
+    assert!(
+        err.to_string().contains("no version matches \"3.x\""),
+        "{err}"
     );
 }

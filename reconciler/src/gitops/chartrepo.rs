@@ -12,7 +12,12 @@
 //! ([`Access`]) comes from the Secret that `secretRef` names: `username` and `password` (or
 //! `token`), `ca.crt` (PEM certificates trusted instead of the system's roots: Flux's
 //! `certSecretRef` key) and `insecure: "true"` (no certificate verification: Argo CD's repository
-//! Secret key). Rendering stays in `templates` (pure): this module only brings the bytes.
+//! Secret key).
+//!
+//! `oci://host/path` is a registry holding charts as OCI artifacts (`helm push`): the tags are
+//! the versions, the manifest's config and chart layer carry Helm's media types, and the layer's
+//! digest is checked ([`pull_oci`]). Rendering stays in `templates` (pure): this module only
+//! brings the bytes.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -35,7 +40,7 @@ const MAX_BODY: u64 = 100 * 1024 * 1024;
 pub enum ChartError {
     /// `repoURL` is not a chart repository's URL.
     #[error(
-        "spec.source.repoURL {url:?}: spec.source.chart needs an http:// or https:// chart repository"
+        "spec.source.repoURL {url:?}: spec.source.chart needs an http://, https:// or oci:// chart repository"
     )]
     NotChartRepository {
         /// The URL given.
@@ -105,6 +110,31 @@ pub enum ChartError {
         entry: String,
         /// What is wrong.
         problem: &'static str,
+    },
+    /// A registry's answer is not the JSON it should be.
+    #[error("{url}: {source}")]
+    RegistryJson {
+        /// What was asked for.
+        url: String,
+        /// What did not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The OCI artifact is not a Helm chart (its config or layer media type).
+    #[error("{url}: not a Helm chart: {problem}")]
+    NotAChart {
+        /// The manifest's URL.
+        url: String,
+        /// What is missing.
+        problem: String,
+    },
+    /// The registry has no tag of the chart.
+    #[error("chart {chart:?} in {repo}: the registry lists no tags")]
+    NoTags {
+        /// The chart.
+        chart: String,
+        /// The registry.
+        repo: String,
     },
     /// The chart is not in the repository's index.
     #[error("chart {chart:?} in {repo}: not in the repository's index.yaml")]
@@ -302,12 +332,20 @@ fn agent(access: &Access) -> Result<ureq::Agent, ChartError> {
         .into())
 }
 
-fn get(agent: &ureq::Agent, url: &str, creds: Option<&Credentials>) -> Result<Vec<u8>, ChartError> {
+fn get(
+    agent: &ureq::Agent,
+    url: &str,
+    creds: Option<&Credentials>,
+    accept: Option<&str>,
+) -> Result<Vec<u8>, ChartError> {
     let failed = |source: ureq::Error| ChartError::Request {
         url: url.to_string(),
         source: Box::new(source),
     };
     let mut request = agent.get(url);
+    if let Some(accept) = accept {
+        request = request.header("Accept", accept);
+    }
     if let Some(creds) = creds
         && let Some(password) = &creds.password
     {
@@ -467,6 +505,9 @@ pub fn pull(
     target: &str,
     access: &Access,
 ) -> Result<Pulled, ChartError> {
+    if repo_url.starts_with("oci://") {
+        return pull_oci(charts, repo_url, chart, target, access);
+    }
     if !is_http(repo_url) {
         return Err(ChartError::NotChartRepository {
             url: repo_url.to_string(),
@@ -475,7 +516,7 @@ pub fn pull(
     let agent = agent(access)?;
     let base = repo_url.trim_end_matches('/');
     let index_url = format!("{base}/index.yaml");
-    let index = get(&agent, &index_url, Some(&access.creds))?;
+    let index = get(&agent, &index_url, Some(&access.creds), None)?;
     let text = String::from_utf8(index).map_err(|source| ChartError::IndexNotText {
         url: index_url.clone(),
         source,
@@ -517,12 +558,153 @@ pub fn pull(
     }
     // helm sends the repository's credentials to another host only with --pass-credentials.
     let creds = (origin(&url) == origin(base) || access.pass_credentials).then_some(&access.creds);
-    let bytes = get(&agent, &url, creds)?;
+    let bytes = get(&agent, &url, creds, None)?;
     let got = sha256_hex(&bytes);
     if got != entry.digest {
         return Err(ChartError::Digest {
             url,
             want: entry.digest.clone(),
+            got,
+        });
+    }
+    store(&archive, &bytes)?;
+    Ok(pulled)
+}
+
+/// The media type of a Helm chart artifact's config (helm's `ConfigMediaType`).
+pub const HELM_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
+/// The media type of its chart layer (helm's `ChartLayerMediaType`).
+pub const HELM_CHART_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+
+/// `oci://host[:port]/path` as the registry's base URL and the chart's repository name
+/// (`path/chart`). Loopback registries are spoken to over plain HTTP, as Docker treats them
+/// (`127.0.0.0/8` and `localhost` are insecure registries by default); others over HTTPS.
+fn oci_parts(repo_url: &str, chart: &str) -> (String, String) {
+    let rest = repo_url.trim_start_matches("oci://").trim_end_matches('/');
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let hostname = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => host.split(':').next().unwrap_or(host),
+    };
+    let loopback = hostname == "localhost"
+        || hostname
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let scheme = if loopback { "http" } else { "https" };
+    let name = if path.is_empty() {
+        chart.to_string()
+    } else {
+        format!("{path}/{chart}")
+    };
+    (format!("{scheme}://{host}"), name)
+}
+
+/// [`pull`] from an OCI registry (Helm's OCI charts): the tags are the versions (`_` standing
+/// for `+`, as helm pushes them), the manifest's config must be a Helm chart's, and its chart
+/// layer is the archive, checked against the layer's SHA-256 digest. The registry's own
+/// credentials (basic authentication) are sent; token-authenticated registries are not yet
+/// spoken to.
+fn pull_oci(
+    charts: &Path,
+    repo_url: &str,
+    chart: &str,
+    target: &str,
+    access: &Access,
+) -> Result<Pulled, ChartError> {
+    let agent = agent(access)?;
+    let (base, name) = oci_parts(repo_url, chart);
+    let json = |url: &str, bytes: Vec<u8>| {
+        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|source| {
+            ChartError::RegistryJson {
+                url: url.to_string(),
+                source,
+            }
+        })
+    };
+    let tags_url = format!("{base}/v2/{name}/tags/list");
+    let tags = json(
+        &tags_url,
+        get(&agent, &tags_url, Some(&access.creds), None)?,
+    )?;
+    let entries: Vec<IndexEntry> = tags
+        .get("tags")
+        .and_then(|t| t.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str())
+        .map(|t| IndexEntry {
+            version: t.replace('_', "+"),
+            url: t.to_string(),
+            digest: String::new(),
+        })
+        .collect();
+    if entries.is_empty() {
+        return Err(ChartError::NoTags {
+            chart: chart.to_string(),
+            repo: repo_url.to_string(),
+        });
+    }
+    let entry = pick(&entries, target).map_err(|source| ChartError::NoVersion {
+        chart: chart.to_string(),
+        repo: repo_url.to_string(),
+        source,
+    })?;
+    let manifest_url = format!("{base}/v2/{name}/manifests/{}", entry.url);
+    let manifest = json(
+        &manifest_url,
+        get(
+            &agent,
+            &manifest_url,
+            Some(&access.creds),
+            Some("application/vnd.oci.image.manifest.v1+json"),
+        )?,
+    )?;
+    let not_a_chart = |problem: String| ChartError::NotAChart {
+        url: manifest_url.clone(),
+        problem,
+    };
+    let config = manifest
+        .pointer("/config/mediaType")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default();
+    if config != HELM_CONFIG_MEDIA_TYPE {
+        return Err(not_a_chart(format!(
+            "config mediaType {config:?}, not {HELM_CONFIG_MEDIA_TYPE}"
+        )));
+    }
+    let layer = manifest
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .into_iter()
+        .flatten()
+        .find(|l| l.get("mediaType").and_then(|m| m.as_str()) == Some(HELM_CHART_MEDIA_TYPE))
+        .and_then(|l| l.get("digest").and_then(|d| d.as_str()))
+        .ok_or_else(|| not_a_chart(format!("no layer of mediaType {HELM_CHART_MEDIA_TYPE}")))?;
+    let digest = layer
+        .strip_prefix("sha256:")
+        .filter(|d| d.len() == 64)
+        .ok_or_else(|| not_a_chart(format!("layer digest {layer:?} is not sha256")))?
+        .to_lowercase();
+    let archive = cache_dir(charts, repo_url).join(format!(
+        "{}-{}.tgz",
+        safe(chart),
+        safe(&entry.version)
+    ));
+    let pulled = Pulled {
+        version: entry.version.clone(),
+        archive: archive.clone(),
+        digest: digest.clone(),
+    };
+    if std::fs::read(&archive).is_ok_and(|b| sha256_hex(&b) == digest) {
+        return Ok(pulled);
+    }
+    let url = format!("{base}/v2/{name}/blobs/{layer}");
+    let bytes = get(&agent, &url, Some(&access.creds), None)?;
+    let got = sha256_hex(&bytes);
+    if got != digest {
+        return Err(ChartError::Digest {
+            url,
+            want: digest,
             got,
         });
     }
@@ -587,5 +769,28 @@ mod tests {
             "http://127.0.0.1:8080"
         );
         assert_eq!(origin("https://h"), "https://h");
+    }
+
+    #[test]
+    fn oci_references_name_the_registry_and_the_repository() {
+        let check = |url: &str, base: &str, name: &str| {
+            assert_eq!(
+                oci_parts(url, "web"),
+                (base.to_string(), name.to_string()),
+                "{url}"
+            );
+        };
+        check(
+            "oci://127.0.0.1:5000/charts",
+            "http://127.0.0.1:5000",
+            "charts/web",
+        );
+        check("oci://localhost:5000/", "http://localhost:5000", "web");
+        check("oci://[::1]:5000/a/b", "http://[::1]:5000", "a/b/web");
+        check(
+            "oci://ghcr.io/org/charts",
+            "https://ghcr.io",
+            "org/charts/web",
+        );
     }
 }

@@ -69,7 +69,7 @@ pub enum PreviewError {
         revision: String,
         /// Why.
         #[source]
-        source: StepError,
+        source: Box<StepError>,
     },
     /// The chart could not be had from its chart repository.
     #[error("application {app:?}: {source}")]
@@ -78,7 +78,7 @@ pub enum PreviewError {
         app: String,
         /// Why.
         #[source]
-        source: ChartError,
+        source: Box<ChartError>,
     },
     /// The parent Application does not render this one at the revision.
     #[error(
@@ -202,7 +202,7 @@ fn render_commit(
     )
     .map_err(|source| PreviewError::Render {
         revision: revision.to_string(),
-        source,
+        source: Box::new(source),
     })?;
     Ok(Rendered {
         sha: oid.to_string(),
@@ -222,7 +222,7 @@ fn render_chart_repository(
     let pulled = chartrepo::pull(charts, &source.repo_url, &source.chart, version, access)
         .map_err(|source| PreviewError::Chart {
             app: target.name.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let objects = render_chart(
         &pulled,
@@ -232,7 +232,7 @@ fn render_chart_repository(
     )
     .map_err(|source| PreviewError::Render {
         revision: pulled.version.clone(),
-        source,
+        source: Box::new(source),
     })?;
     Ok(Rendered {
         sha: pulled.version,
@@ -337,7 +337,7 @@ async fn chart_access(client: &kube::Client, target: &Target) -> Result<Access, 
         .await
         .map_err(|source| PreviewError::Chart {
             app: target.name.clone(),
-            source,
+            source: Box::new(source),
         })
 }
 
