@@ -574,7 +574,10 @@ fn a_chart_in_an_oci_registry_is_pulled_by_version_or_range_verified_and_rendere
         Some(&serde_json::json!("1.2.0"))
     );
     let err = chartrepo::pull(&charts, &url, "nope", "", &none).expect_err("no such chart");
-    assert!(err.to_string().contains("/v2/charts/nope/tags/list"), "{err}");
+    assert!(
+        err.to_string().contains("/v2/charts/nope/tags/list"),
+        "{err}"
+    );
     let err = chartrepo::pull(&charts, &url, "web", "3.x", &none).expect_err("3.x");
     assert!(
         err.to_string().contains("no version matches \"3.x\""),

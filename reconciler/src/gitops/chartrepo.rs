@@ -685,11 +685,8 @@ fn pull_oci(
         .filter(|d| d.len() == 64)
         .ok_or_else(|| not_a_chart(format!("layer digest {layer:?} is not sha256")))?
         .to_lowercase();
-    let archive = cache_dir(charts, repo_url).join(format!(
-        "{}-{}.tgz",
-        safe(chart),
-        safe(&entry.version)
-    ));
+    let archive =
+        cache_dir(charts, repo_url).join(format!("{}-{}.tgz", safe(chart), safe(&entry.version)));
     let pulled = Pulled {
         version: entry.version.clone(),
         archive: archive.clone(),
