@@ -528,11 +528,7 @@ pub fn pull(
             repo: repo_url.to_string(),
         });
     }
-    let entry = pick(&entries, target).map_err(|source| ChartError::NoVersion {
-        chart: chart.to_string(),
-        repo: repo_url.to_string(),
-        source,
-    })?;
+    let entry = pick_in(&entries, chart, repo_url, target)?;
     let url = if entry.url.contains("://") {
         entry.url.clone()
     } else {
@@ -546,29 +542,57 @@ pub fn pull(
             problem: "no sha256 digest",
         });
     }
-    let archive =
-        cache_dir(charts, repo_url).join(format!("{}-{}.tgz", safe(chart), safe(&entry.version)));
-    let pulled = Pulled {
-        version: entry.version.clone(),
-        archive: archive.clone(),
-        digest: entry.digest.clone(),
-    };
-    if std::fs::read(&archive).is_ok_and(|b| sha256_hex(&b) == entry.digest) {
-        return Ok(pulled);
-    }
     // helm sends the repository's credentials to another host only with --pass-credentials.
     let creds = (origin(&url) == origin(base) || access.pass_credentials).then_some(&access.creds);
-    let bytes = get(&agent, &url, creds, None)?;
+    let wanted = in_cache(charts, repo_url, chart, &entry.version, &entry.digest);
+    fetch_archive(&agent, wanted, url, creds)
+}
+
+/// The entry `target` picks among the versions `repo_url` lists for `chart`.
+fn pick_in<'a>(
+    entries: &'a [IndexEntry],
+    chart: &str,
+    repo_url: &str,
+    target: &str,
+) -> Result<&'a IndexEntry, ChartError> {
+    pick(entries, target).map_err(|source| ChartError::NoVersion {
+        chart: chart.to_string(),
+        repo: repo_url.to_string(),
+        source,
+    })
+}
+
+/// Where `chart` at `version` of `repo_url` is kept under `charts`, with the digest it must have.
+fn in_cache(charts: &Path, repo_url: &str, chart: &str, version: &str, digest: &str) -> Pulled {
+    Pulled {
+        version: version.to_string(),
+        archive: cache_dir(charts, repo_url).join(format!("{}-{}.tgz", safe(chart), safe(version))),
+        digest: digest.to_string(),
+    }
+}
+
+/// The archive `wanted` names: kept when the cache holds it with its digest, else downloaded
+/// from `url` (with `creds`), checked against the digest and stored.
+fn fetch_archive(
+    agent: &ureq::Agent,
+    wanted: Pulled,
+    url: String,
+    creds: Option<&Credentials>,
+) -> Result<Pulled, ChartError> {
+    if std::fs::read(&wanted.archive).is_ok_and(|b| sha256_hex(&b) == wanted.digest) {
+        return Ok(wanted);
+    }
+    let bytes = get(agent, &url, creds, None)?;
     let got = sha256_hex(&bytes);
-    if got != entry.digest {
+    if got != wanted.digest {
         return Err(ChartError::Digest {
             url,
-            want: entry.digest.clone(),
+            want: wanted.digest,
             got,
         });
     }
-    store(&archive, &bytes)?;
-    Ok(pulled)
+    store(&wanted.archive, &bytes)?;
+    Ok(wanted)
 }
 
 /// The media type of a Helm chart artifact's config (helm's `ConfigMediaType`).
@@ -644,11 +668,7 @@ fn pull_oci(
             repo: repo_url.to_string(),
         });
     }
-    let entry = pick(&entries, target).map_err(|source| ChartError::NoVersion {
-        chart: chart.to_string(),
-        repo: repo_url.to_string(),
-        source,
-    })?;
+    let entry = pick_in(&entries, chart, repo_url, target)?;
     let manifest_url = format!("{base}/v2/{name}/manifests/{}", entry.url);
     let manifest = json(
         &manifest_url,
@@ -685,28 +705,9 @@ fn pull_oci(
         .filter(|d| d.len() == 64)
         .ok_or_else(|| not_a_chart(format!("layer digest {layer:?} is not sha256")))?
         .to_lowercase();
-    let archive =
-        cache_dir(charts, repo_url).join(format!("{}-{}.tgz", safe(chart), safe(&entry.version)));
-    let pulled = Pulled {
-        version: entry.version.clone(),
-        archive: archive.clone(),
-        digest: digest.clone(),
-    };
-    if std::fs::read(&archive).is_ok_and(|b| sha256_hex(&b) == digest) {
-        return Ok(pulled);
-    }
+    let wanted = in_cache(charts, repo_url, chart, &entry.version, &digest);
     let url = format!("{base}/v2/{name}/blobs/{layer}");
-    let bytes = get(&agent, &url, Some(&access.creds), None)?;
-    let got = sha256_hex(&bytes);
-    if got != digest {
-        return Err(ChartError::Digest {
-            url,
-            want: digest,
-            got,
-        });
-    }
-    store(&archive, &bytes)?;
-    Ok(pulled)
+    fetch_archive(&agent, wanted, url, Some(&access.creds))
 }
 
 #[cfg(test)]
