@@ -771,7 +771,7 @@ fn helm_applications_from_a_chart_repository_and_from_git_have_their_value_chang
         "charts/local/templates/cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\ndata:\n  code: {{ .Values.code | quote }}\n",
     );
-    repo.commit("web and local");
+    let first = repo.commit("web and local");
     let repo_path = repo.path.to_string_lossy().into_owned();
     let s = Server::start_with(&["--repo", &repo_path, "--path", "apps"]);
     eventually("both charts synced", WAIT, || {
@@ -847,6 +847,7 @@ fn helm_applications_from_a_chart_repository_and_from_git_have_their_value_chang
         (code_of(&s, "shop-settings") == "a2" && code_of(&s, "local-settings") == "l2")
             .then_some(())
     });
+    let merged = repo.git(&["rev-parse", "HEAD"]);
     eventually("root records the merge", WAIT, || {
         let out = s.kubectl(&[
             "get",
@@ -855,9 +856,12 @@ fn helm_applications_from_a_chart_repository_and_from_git_have_their_value_chang
             "-o",
             "jsonpath={.status.history[*].revision}",
         ]);
-        (String::from_utf8_lossy(&out.stdout).split(' ').count() == 2).then_some(())
+        (String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .ends_with(&merged))
+        .then_some(())
     });
-    let out = gitplane(&s, &["rollback", "web"]);
+    let out = gitplane(&s, &["rollback", "web", "--to", &first]);
     assert_eq!(
         out.status.code(),
         Some(0),
