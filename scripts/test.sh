@@ -28,7 +28,8 @@ need newuidmap || missing="$missing uidmap"
 need pgrep || missing="$missing procps"
 # tests/containerd.rs: real containers through containerd's CRI plugin, images built from
 # busybox-static (scripts/build-test-image.sh), pushed with skopeo to a docker-registry started
-# by the test (htpasswd for its authenticated registry).
+# by the test (htpasswd for its authenticated registry); reconciler/tests/chart_repository.rs
+# pushes Helm charts to one with `helm push` (an `oci://` chart repository).
 need containerd || missing="$missing containerd"
 need runc || missing="$missing runc"
 [ -x /usr/lib/cni/bridge ] || missing="$missing containernetworking-plugins"

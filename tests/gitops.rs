@@ -729,6 +729,28 @@ fn an_application_of_a_chart_repository_syncs_its_values_and_new_versions() {
         (data(&s) == "1.2.0/b2").then_some(())
     });
 
+    // Without a parent in Git, a review's head is a chart version: 2.0.0 against what is live.
+    let out = gitplane(&s, &["diff", "--app", "web", "--head", "2.0.0"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("=== ConfigMap/default/shop-settings (changed)")
+            && text.contains("-  version: 1.2.0")
+            && text.contains("+  version: 2.0.0"),
+        "{text}"
+    );
+    let out = gitplane(&s, &["rollback", "web"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a rollback with no commit to revert is an error"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("web: spec.source is a Helm chart repository, which has no commit to revert"),
+        "{err}"
+    );
+
     // A new version in range, published to the repository, is picked up at the next poll.
     publish_chart(work.path(), &repo, "1.3.0");
     eventually("the new version synced", WAIT, || {
@@ -835,4 +857,153 @@ fn a_force_push_is_followed_and_rollback_reverts_only_the_branch() {
     eventually("rolled back to v1", WAIT, || {
         (value_of(&s, "web").as_deref() == Some("v1")).then_some(())
     });
+}
+
+/// The ConfigMap `name`'s `data.code`, or "" while it is missing.
+fn code_of(s: &Server, name: &str) -> String {
+    let out = s.kubectl(&["get", "cm", name, "-o", "jsonpath={.data.code}"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An app of apps in Git holds two Helm Applications: `web`, a chart of a chart repository
+/// served over HTTP with its values in the Application's `helm.values`, and `local`, a chart in
+/// the repository with a values file beside it. Both sync; a branch changing both values is
+/// reviewed by `gitplane diff` (from the parent, and from each child) without changing the
+/// cluster; merged, it syncs; `gitplane rollback web` reverts the parent's commit.
+#[test]
+fn helm_applications_from_a_chart_repository_and_from_git_have_their_value_changes_reviewed() {
+    let work = tempfile::tempdir().expect("tmp");
+    let charts = work.path().join("charts");
+    std::fs::create_dir_all(&charts).expect("mkdir");
+    publish_chart(work.path(), &charts, "1.0.0");
+    let url = serve_dir(charts);
+    let repo = GitRepo::new();
+    let web = |code: &str| {
+        format!(
+            "apiVersion: gitplane.io/v1alpha1\nkind: Application\nmetadata:\n  name: web\nspec:\n  source:\n    repoURL: {url}\n    chart: web\n    targetRevision: 1.0.0\n    helm:\n      releaseName: shop\n      values: |\n        code: {code}\n  destination:\n    namespace: default\n  syncPolicy:\n    automated: {{prune: true}}\n"
+        )
+    };
+    repo.write("apps/web.yaml", &web("a1"));
+    repo.write(
+        "apps/local.yaml",
+        "apiVersion: gitplane.io/v1alpha1\nkind: Application\nmetadata:\n  name: local\nspec:\n  source:\n    path: charts/local\n    helm:\n      valueFiles: [values-prod.yaml]\n  destination:\n    namespace: default\n  syncPolicy:\n    automated: {prune: true}\n",
+    );
+    repo.write(
+        "charts/local/Chart.yaml",
+        "apiVersion: v2\nname: local\nversion: 0.1.0\n",
+    );
+    repo.write("charts/local/values.yaml", "code: none\n");
+    repo.write("charts/local/values-prod.yaml", "code: l1\n");
+    repo.write(
+        "charts/local/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\ndata:\n  code: {{ .Values.code | quote }}\n",
+    );
+    let first = repo.commit("web and local");
+    let repo_path = repo.path.to_string_lossy().into_owned();
+    let s = Server::start_with(&["--repo", &repo_path, "--path", "apps"]);
+    eventually("both charts synced", WAIT, || {
+        (code_of(&s, "shop-settings") == "a1" && code_of(&s, "local-settings") == "l1")
+            .then_some(())
+    });
+
+    repo.git(&["checkout", "-q", "-b", "values"]);
+    repo.write("apps/web.yaml", &web("a2"));
+    repo.write("charts/local/values-prod.yaml", "code: l2\n");
+    repo.commit("new values");
+    repo.git(&["checkout", "-q", "main"]);
+
+    let out = gitplane(&s, &["diff", "--app", "root", "--head", "values"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for want in [
+        "=== Application/web (changed)",
+        "=== [web] ConfigMap/default/shop-settings (changed)",
+        "-  code: a1",
+        "+  code: a2",
+        "=== [local] ConfigMap/default/local-settings (changed)",
+        "-  code: l1",
+        "+  code: l2",
+    ] {
+        assert!(text.contains(want), "{want:?} in:\n{text}");
+    }
+    let md = String::from_utf8_lossy(
+        &gitplane(
+            &s,
+            &[
+                "diff", "--app", "root", "--head", "values", "-o", "markdown",
+            ],
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(
+        md.contains(
+            "| `[web] ConfigMap/default/shop-settings` | changed | :white_check_mark: passed |"
+        ),
+        "{md}"
+    );
+    for (app, name, before, after) in [
+        ("web", "shop-settings", "a1", "a2"),
+        ("local", "local-settings", "l1", "l2"),
+    ] {
+        let out = gitplane(&s, &["diff", "--app", app, "--head", "values"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{app}: {text}");
+        assert!(
+            text.contains(&format!("=== ConfigMap/default/{name} (changed)"))
+                && text.contains(&format!("-  code: {before}"))
+                && text.contains(&format!("+  code: {after}")),
+            "{app}: {text}"
+        );
+        let out = gitplane(&s, &["diff", "--app", app, "--head", "main"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{app} at main changes nothing: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    assert_eq!(
+        code_of(&s, "shop-settings"),
+        "a1",
+        "a review changes nothing"
+    );
+
+    repo.git(&["merge", "-q", "values"]);
+    eventually("the new values synced", WAIT, || {
+        (code_of(&s, "shop-settings") == "a2" && code_of(&s, "local-settings") == "l2")
+            .then_some(())
+    });
+    let merged = repo.git(&["rev-parse", "HEAD"]);
+    eventually("root records the merge", WAIT, || {
+        let out = s.kubectl(&[
+            "get",
+            "application",
+            "root",
+            "-o",
+            "jsonpath={.status.history[*].revision}",
+        ]);
+        (String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .ends_with(&merged))
+        .then_some(())
+    });
+    let out = gitplane(&s, &["rollback", "web", "--to", &first]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rolling back root"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("the values of the first commit synced again", WAIT, || {
+        (code_of(&s, "shop-settings") == "a1" && code_of(&s, "local-settings") == "l1")
+            .then_some(())
+    });
+    let subject = repo.git(&["log", "-1", "--format=%s", "main"]);
+    assert_eq!(subject, "Revert \"new values\"");
 }

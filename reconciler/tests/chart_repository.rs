@@ -1,7 +1,11 @@
 //! Charts from a Helm chart repository served over HTTP on 127.0.0.1 by the test: a real
 //! repository made by `helm package` and `helm repo index`, read by the syncer's chart layer
 //! (index, version ranges, digest, cache, credentials, one download per version), and rendered
-//! as `helm template` renders the same archive with the same flags.
+//! as `helm template` renders the same archive with the same flags. Over HTTPS (a CA made by the
+//! test) the repository is read with the Secret's `ca.crt` or `insecure`, and refused otherwise;
+//! archives on another host get the credentials only with `passCredentials`. From an OCI
+//! registry (the real `docker-registry`, charts pushed by the real `helm push`) a chart is pulled
+//! by version or range, verified, and rendered.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use reconciler::gitops::application::{Helm, Parameter, Source};
-use reconciler::gitops::chartrepo::{self, ChartError};
+use reconciler::gitops::chartrepo::{self, Access, ChartError};
 use reconciler::gitops::repo::Credentials;
 use reconciler::gitops::syncer::render_chart;
 
@@ -77,6 +81,8 @@ struct Served {
     hits: Arc<Mutex<HashMap<String, usize>>>,
     /// `Authorization` header required, when set.
     auth: Option<String>,
+    /// The `Authorization` header of every request, in order.
+    authorizations: Arc<Mutex<Vec<Option<String>>>>,
 }
 
 async fn serve_file(
@@ -89,6 +95,12 @@ async fn serve_file(
         .expect("hits")
         .entry(name.clone())
         .or_default() += 1;
+    s.authorizations.lock().expect("authorizations").push(
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    );
     if let Some(want) = &s.auth
         && headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(want.as_str())
     {
@@ -148,7 +160,7 @@ fn a_chart_is_fetched_once_per_version_verified_and_rendered_as_helm_template_re
     };
     let url = start(served.clone());
     let charts = work.path().join("data/charts");
-    let none = Credentials::default();
+    let none = Access::default();
 
     // A range picks the highest version in it; the archive lands in the cache, verified.
     let pulled = chartrepo::pull(&charts, &url, "web", "~1.0", &none).expect("pull ~1.0");
@@ -198,6 +210,7 @@ fn a_chart_is_fetched_once_per_version_verified_and_rendered_as_helm_template_re
                     force_string: true,
                 },
             ],
+            ..Default::default()
         }),
         ..Default::default()
     };
@@ -254,7 +267,7 @@ fn a_chart_is_fetched_once_per_version_verified_and_rendered_as_helm_template_re
 fn a_tampered_archive_missing_versions_and_credentials_are_errors() {
     let (work, repo) = repository();
     let charts = work.path().join("data/charts");
-    let none = Credentials::default();
+    let none = Access::default();
 
     // The archive no longer matches the index's digest: refused, nothing cached.
     let served = Served {
@@ -295,6 +308,279 @@ fn a_tampered_archive_missing_versions_and_credentials_are_errors() {
         password: Some("s3cret".into()),
         ssh_private_key: None,
     };
-    let pulled = chartrepo::pull(&charts, &url, "web", "1.0.0", &creds).expect("with creds");
+    let pulled = chartrepo::pull(&charts, &url, "web", "1.0.0", &creds.into()).expect("with creds");
     assert_eq!(pulled.version, "1.0.0");
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed: (CA PEM, certificate PEM, key PEM).
+fn certificates() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    let cert = params.signed_by(&key, &ca).expect("certificate");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// Serves `dir` under `/charts/` over HTTPS on a free 127.0.0.1 port, with a certificate of a
+/// CA made here; returns the base URL and the CA's PEM.
+fn start_tls(dir: PathBuf) -> (String, String) {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    let (ca, cert, key) = certificates();
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificate");
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config"),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let (config, dir) = (config.clone(), dir.clone());
+            std::thread::spawn(move || {
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                let mut stream = rustls::StreamOwned::new(conn, tcp);
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte) {
+                        Ok(1) => request.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let request = String::from_utf8_lossy(&request).into_owned();
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let name = path.trim_start_matches("/charts/");
+                let response = match std::fs::read(dir.join(name)) {
+                    Ok(body) if !name.contains("..") => {
+                        let mut r = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        r.extend(body);
+                        r
+                    }
+                    _ => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = stream.write_all(&response);
+                stream.conn.send_close_notify();
+                let _ = stream.flush();
+            });
+        }
+    });
+    (format!("https://127.0.0.1:{port}/charts"), ca)
+}
+
+fn secret(pairs: &[(&str, &[u8])]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_vec()))
+        .collect()
+}
+
+#[test]
+fn an_https_repository_is_read_with_the_secrets_ca_or_insecure_and_refused_otherwise() {
+    let (work, repo) = repository();
+    let (url, ca) = start_tls(repo);
+    let charts = work.path().join("data/charts");
+
+    // The system's roots do not know the test's CA.
+    match chartrepo::pull(&charts, &url, "web", "1.0.0", &Access::default()) {
+        Err(ChartError::Request { url: u, .. }) => assert!(u.ends_with("/index.yaml"), "{u}"),
+        other => panic!("expected a refused certificate, got {other:?}"),
+    }
+    // The Secret's ca.crt.
+    let with_ca = Access::from_secret("default/repo", &secret(&[("ca.crt", ca.as_bytes())]), false);
+    let pulled = chartrepo::pull(&charts, &url, "web", "1.0.0", &with_ca).expect("with ca.crt");
+    assert_eq!(pulled.version, "1.0.0");
+    // insecure: "true" skips verification (the archive is downloaded: another version).
+    let insecure = Access::from_secret("default/repo", &secret(&[("insecure", b"true")]), false);
+    assert!(insecure.insecure_skip_verify);
+    let pulled = chartrepo::pull(&charts, &url, "web", "1.2.0", &insecure).expect("insecure");
+    assert!(pulled.archive.is_file());
+    // A ca.crt without a certificate is named.
+    let bad = Access::from_secret("default/repo", &secret(&[("ca.crt", b"nope")]), false);
+    let err = chartrepo::pull(&charts, &url, "web", "1.0.0", &bad).expect_err("bad ca.crt");
+    assert_eq!(
+        err.to_string(),
+        "secret default/repo: ca.crt holds no PEM certificate"
+    );
+}
+
+#[test]
+fn archives_on_another_host_get_the_credentials_only_with_pass_credentials() {
+    let (work, repo) = repository();
+    // The archives on one server, the index (naming them by absolute URL) behind basic auth on
+    // another.
+    let archives = Served {
+        dir: repo.clone(),
+        ..Default::default()
+    };
+    let archives_url = start(archives.clone());
+    helm(
+        &[
+            "repo",
+            "index",
+            repo.to_str().expect("utf8"),
+            "--url",
+            &archives_url,
+        ],
+        work.path(),
+    );
+    let index_dir = work.path().join("index");
+    std::fs::create_dir_all(&index_dir).expect("mkdir");
+    std::fs::copy(repo.join("index.yaml"), index_dir.join("index.yaml")).expect("copy");
+    let index_url = start(Served {
+        dir: index_dir,
+        auth: Some("Basic dXNlcjpzM2NyZXQ=".into()),
+        ..Default::default()
+    });
+    let charts = work.path().join("data/charts");
+    let mut access: Access = Credentials {
+        username: Some("user".into()),
+        password: Some("s3cret".into()),
+        ssh_private_key: None,
+    }
+    .into();
+    let pulled = chartrepo::pull(&charts, &index_url, "web", "1.0.0", &access).expect("pull");
+    assert_eq!(pulled.version, "1.0.0");
+    access.pass_credentials = true;
+    chartrepo::pull(&charts, &index_url, "web", "1.2.0", &access).expect("pull");
+    assert_eq!(
+        *archives.authorizations.lock().expect("authorizations"),
+        vec![None, Some("Basic dXNlcjpzM2NyZXQ=".to_string())],
+        "the archive host got the credentials only with passCredentials"
+    );
+}
+
+/// The real `docker-registry` (Debian's package of the distribution registry) on a free
+/// 127.0.0.1 port with storage in a temporary directory; killed when dropped.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("address")
+            .port();
+        let config = dir.path().join("config.yml");
+        write(
+            &config,
+            &format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        );
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("docker-registry: {e}; install it with `apt-get install docker-registry`")
+            });
+        let registry = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docker-registry did not listen on {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        registry
+    }
+}
+
+#[test]
+fn a_chart_in_an_oci_registry_is_pulled_by_version_or_range_verified_and_rendered() {
+    let (work, repo) = repository();
+    let registry = Registry::start();
+    let url = format!("oci://127.0.0.1:{}/charts", registry.port);
+    for v in ["1.0.0", "1.2.0", "2.0.0"] {
+        helm(
+            &[
+                "push",
+                repo.join(format!("web-{v}.tgz")).to_str().expect("utf8"),
+                &url,
+                "--plain-http",
+            ],
+            work.path(),
+        );
+    }
+    let charts = work.path().join("data/charts");
+    let none = Access::default();
+    let pulled = chartrepo::pull(&charts, &url, "web", "^1.0.0", &none).expect("pull ^1");
+    assert_eq!(pulled.version, "1.2.0");
+    assert_eq!(
+        std::fs::read(&pulled.archive).expect("cached"),
+        std::fs::read(repo.join("web-1.2.0.tgz")).expect("pushed"),
+        "the chart layer is the archive helm pushed"
+    );
+    assert_eq!(
+        chartrepo::pull(&charts, &url, "web", "", &none)
+            .expect("newest")
+            .version,
+        "2.0.0"
+    );
+    let source = Source {
+        repo_url: url.clone(),
+        chart: "web".into(),
+        helm: Some(Helm {
+            release_name: "shop".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let got = render_chart(&pulled, &source, "app", "prod").expect("render");
+    assert_eq!(
+        got[1].0.pointer("/metadata/labels/version"),
+        Some(&serde_json::json!("1.2.0"))
+    );
+    let err = chartrepo::pull(&charts, &url, "nope", "", &none).expect_err("no such chart");
+    assert!(
+        err.to_string().contains("/v2/charts/nope/tags/list"),
+        "{err}"
+    );
+    let err = chartrepo::pull(&charts, &url, "web", "3.x", &none).expect_err("3.x");
+    assert!(
+        err.to_string().contains("no version matches \"3.x\""),
+        "{err}"
+    );
 }

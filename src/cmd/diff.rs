@@ -3,8 +3,11 @@
 //! With `--app`, the head revision is rendered as the Application would render it and compared
 //! with the live cluster; every changed object goes through the API server with `dryRun=All`, so
 //! validation, admission webhooks and RBAC speak in the review, and what would be pruned is
-//! listed. Without `--app` (no cluster), head is compared with base. Exit code: 0 no change,
-//! 1 changes, 2 errors.
+//! listed. An Application of a chart repository, or one rendered by a parent Application, is
+//! reviewed as the parent renders it at head (so a change of its values in the parent's
+//! manifest shows); Applications that head renders are reviewed after their parent's objects
+//! (see `reconciler::gitops::preview`). Without `--app` (no cluster), head is compared with
+//! base. Exit code: 0 no change, 1 changes, 2 errors.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -44,7 +47,8 @@ pub struct Args {
     /// The revision the change starts from (compared with head when no --app is given).
     #[arg(long)]
     base: Option<String>,
-    /// The revision under review.
+    /// The revision under review (a branch, tag or commit; for an Application of a chart
+    /// repository that no Application renders: the chart version or range).
     #[arg(long)]
     head: String,
     /// Output format.
@@ -89,34 +93,39 @@ async fn review(app: Option<String>, args: &Args) -> anyhow::Result<Review> {
                 name: "review".into(),
                 spec: Spec::default(),
                 previous: Vec::new(),
+                parent: None,
             },
             None,
         ),
     };
+    // A repository or path given by hand is reviewed as given, not as a parent renders it.
     if let Some(r) = &args.repo {
         target.spec.source.repo_url = r.clone();
+        target.spec.source.chart.clear();
+        target.parent = None;
     }
     if let Some(p) = &args.path {
         target.spec.source.path = p.clone();
+        target.parent = None;
     }
     if target.spec.source.repo_url.is_empty() {
         bail!("nothing to review: give --app APP, or --repo PATH (and --path P)");
     }
+    if let Some(client) = client {
+        return Ok(preview::review(client, &target, &args.head, tmp.path()).await);
+    }
     let mirror = preview::mirror(tmp.path(), &target.spec.source.repo_url)?;
-    let head = match preview::render(&mirror, &target, &args.head) {
+    let head = match preview::render_revision(&mirror, &target, &args.head) {
         Ok(r) => r,
         Err(e) => {
             return Ok(Review {
                 title: format!("{} at {}", target.name, args.head),
-                errors: vec![e],
+                errors: vec![e.to_string()],
                 ..Review::default()
             });
         }
     };
-    let Some(client) = client else {
-        return between(&mirror, &target, args.base.as_deref(), head);
-    };
-    Ok(preview::against_live(client, &target, &head).await)
+    between(&mirror, &target, args.base.as_deref(), head)
 }
 
 /// No cluster: head against base (or against nothing).
@@ -128,11 +137,7 @@ fn between(
 ) -> anyhow::Result<Review> {
     let short = &head.sha[..7.min(head.sha.len())];
     let before = match base {
-        Some(b) => {
-            preview::render(mirror, target, b)
-                .map_err(anyhow::Error::msg)?
-                .objects
-        }
+        Some(b) => preview::render_revision(mirror, target, b)?.objects,
         None => Vec::new(),
     };
     let mut review = Review {

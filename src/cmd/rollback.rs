@@ -3,8 +3,14 @@
 //! makes (committed directly in a local repository; pushed with the Application's credentials to
 //! a remote one) and then converges to. The history stays the single source of truth, and automated sync
 //! never undoes a rollback, because the rollback is a commit.
+//!
+//! An Application of a Helm chart repository has no commit of its own: when a parent
+//! Application renders it from Git (app of apps), the parent is rolled back (its values and
+//! chart version are in the parent's commits); without one, the rollback is refused with what
+//! to change instead.
 
 use anyhow::Context;
+use apimachinery::application::ANNOTATION_APP;
 use kube::api::{Api, DynamicObject};
 use reconciler::gitops::operation::{self, Kind};
 use reconciler::gitops::syncer::application_resource;
@@ -32,7 +38,30 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     super::server::block_on(async move {
         let client = args.kube.client().await?;
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &application_resource());
-        let app = serde_json::to_value(api.get(&args.app).await?)?;
+        let mut name = args.app.clone();
+        let mut app = serde_json::to_value(api.get(&name).await?)?;
+        if app
+            .pointer("/spec/source/chart")
+            .and_then(Value::as_str)
+            .is_some_and(|c| !c.is_empty())
+        {
+            let parent = app
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(ANNOTATION_APP))
+                .and_then(Value::as_str)
+                .filter(|p| !p.is_empty() && *p != name)
+                .map(str::to_string)
+                .with_context(|| {
+                    format!(
+                        "{name}: spec.source is a Helm chart repository, which has no commit to revert, and no Application renders {name} from Git; set spec.source.targetRevision (or its values) to what it was"
+                    )
+                })?;
+            eprintln!(
+                "{name}: spec.source is a Helm chart repository; its chart version and values are in the commits of Application {parent}: rolling back {parent}"
+            );
+            name = parent;
+            app = serde_json::to_value(api.get(&name).await?)?;
+        }
         let target = match &args.to {
             Some(t) => t.clone(),
             None => {
@@ -51,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     .with_context(|| {
                         format!(
                             "{} has no earlier synced revision to roll back to; pass --to REV",
-                            args.app
+                            name
                         )
                     })?
             }
@@ -59,14 +88,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let kind = Kind::Rollback {
             revision: target.clone(),
         };
-        let id = operation::request(&client, &args.app, kind).await?;
-        let (code, app) = super::sync::follow(&api, &args.app, &id, false, args.timeout).await?;
+        let id = operation::request(&client, &name, kind).await?;
+        let (code, app) = super::sync::follow(&api, &name, &id, false, args.timeout).await?;
         if code == 0 {
             let head = app
                 .pointer("/status/operationState/revertCommit")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            println!("{}: reverted to {target} with commit {head}", args.app);
+            println!("{}: reverted to {target} with commit {head}", name);
         }
         Ok(code)
     })?

@@ -281,12 +281,35 @@ fn helm_charts_that_are_not_vendored_or_fail_are_errors_naming_the_entry() {
     check(
         &[(
             "a/kustomization.yaml",
-            "helmCharts:\n- name: web\n  nameTemplate: x\n",
+            "helmCharts:\n- name: web\n  nameTemplates: x\n",
         )],
         "a",
-        "a/kustomization.yaml:1: unknown field `nameTemplate`, expected one of `name`, `version`, `repo`, `releaseName`, `namespace`, `valuesFile`, `additionalValuesFiles`, `valuesInline`, `valuesMerge`, `includeCRDs`, `skipTests`, `skipHooks`, `apiVersions`, `kubeVersion`",
+        "a/kustomization.yaml:1: unknown field `nameTemplates`, expected one of `name`, `version`, `repo`, `releaseName`, `nameTemplate`, `namespace`, `valuesFile`, `additionalValuesFiles`, `valuesInline`, `valuesMerge`, `includeCRDs`, `skipTests`, `skipHooks`, `apiVersions`, `kubeVersion`",
     );
     let chart = "apiVersion: v2\nname: web\nversion: 1.0.0\n";
+    // nameTemplate fails where helm's --name-template fails.
+    check(
+        &[
+            (
+                "a/kustomization.yaml",
+                "helmCharts:\n- name: web\n  releaseName: r\n  nameTemplate: x\n",
+            ),
+            ("a/charts/web/Chart.yaml", chart),
+        ],
+        "a",
+        "a/kustomization.yaml:2: helmCharts[0] (web): nameTemplate: cannot set --name-template and also specify a name (releaseName)",
+    );
+    check(
+        &[
+            (
+                "a/kustomization.yaml",
+                "helmCharts:\n- name: web\n  nameTemplate: Bad_Name\n",
+            ),
+            ("a/charts/web/Chart.yaml", chart),
+        ],
+        "a",
+        "a/kustomization.yaml:2: helmCharts[0] (web): nameTemplate: release name \"Bad_Name\": invalid release name, must match regex ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ and the length must not be longer than 53",
+    );
     check(
         &[
             (

@@ -58,6 +58,9 @@ pub struct Helm {
     pub values_object: Option<Value>,
     /// `--set` (or `--set-string` with `forceString`) parameters, over everything.
     pub parameters: Vec<Parameter>,
+    /// Send the chart repository's credentials to an archive on another host too (helm's
+    /// `--pass-credentials`).
+    pub pass_credentials: bool,
 }
 
 /// An entry of `spec.source.helm.parameters`.

@@ -359,13 +359,7 @@ async fn fetch(
             Some(p) if !need => p,
             _ => {
                 let source = &app.spec.source;
-                if !chartrepo::is_http(&source.repo_url) {
-                    return Err(StepError::Chart(ChartError::Http {
-                        url: source.repo_url.clone(),
-                        message: "spec.source.chart needs an http:// or https:// chart repository in repoURL".into(),
-                    }));
-                }
-                let creds = credentials(ctx.cluster.client(), source.secret_ref.as_deref()).await?;
+                let access = chartrepo::access(ctx.cluster.client(), source).await?;
                 let (charts, source) = (ctx.config.charts.clone(), source.clone());
                 let p = tokio::task::spawn_blocking(move || {
                     chartrepo::pull(
@@ -373,7 +367,7 @@ async fn fetch(
                         &source.repo_url,
                         &source.chart,
                         &source.target_revision,
-                        &creds,
+                        &access,
                     )
                 })
                 .await??;

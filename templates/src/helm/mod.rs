@@ -511,6 +511,28 @@ fn relabel_error(e: Error, prefix: &str) -> Error {
     }
 }
 
+/// helm's `--name-template` (`TemplateName`): the release name is `text` executed as a Go
+/// template with no data (sprig's functions, here with Helm's own beside them), then checked
+/// as helm checks release names (`ValidateReleaseName`). The error is helm's message.
+pub fn name_template(text: &str) -> Result<String, String> {
+    let mut set = Set::default();
+    set.add("name-template", "name-template", text)
+        .map_err(|e| e.message)?;
+    let lib = funcs::Helm;
+    let name = Exec::new(Rc::new(set), &lib)
+        .execute("name-template", Value::Nil)
+        .map_err(|e| e.message)?;
+    let valid =
+        regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+            .is_ok_and(|r| r.is_match(&name));
+    if name.is_empty() || name.len() > 53 || !valid {
+        return Err(format!(
+            "release name {name:?}: invalid release name, must match regex ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ and the length must not be longer than 53"
+        ));
+    }
+    Ok(name)
+}
+
 /// Renders the packaged chart (`.tgz`) at `path` as `helm template` does.
 pub fn render_archive(
     source: &dyn Source,
@@ -524,7 +546,8 @@ pub fn render_archive(
 
 /// Helm's `coalesce`: fills `user` with `defaults` where it has no key; a user `null` deletes
 /// the default.
-/// With `merge` (helm's `MergeValues`), a user `null` is kept.
+/// With `merge` (helm's `MergeValues`, and `MergeTables` of `import-values`: `src` fills what
+/// `dst` lacks, nested tables merge, `dst` wins), a user `null` is kept.
 fn coalesce_tables_with(user: &Value, defaults: &Value, merge: bool) {
     let (Value::Map(u), Value::Map(d)) = (user, defaults) else {
         return;
@@ -609,14 +632,19 @@ fn path_lookup(v: &Value, path: &str) -> Option<Value> {
     Some(cur)
 }
 
-/// Drops disabled dependencies (conditions, tags) and applies aliases, recursively.
-fn process_dependencies(chart: &mut Chart, vals: &Value) {
-    let listed: Vec<serde_json::Value> = chart
+/// The `dependencies` entries of the chart's `Chart.yaml`.
+fn listed_dependencies(chart: &Chart) -> Vec<serde_json::Value> {
+    chart
         .meta
         .get("dependencies")
         .and_then(|d| d.as_array())
         .cloned()
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Drops disabled dependencies (conditions, tags) and applies aliases, recursively.
+fn process_dependencies(chart: &mut Chart, vals: &Value) {
+    let listed = listed_dependencies(chart);
     // helm's processDependencyEnabled: vendored charts no entry names come first, then one
     // copy per entry (an alias renames its copy, so one chart can serve two entries).
     let compatible = |req: &serde_json::Value, c: &Chart| {
@@ -710,12 +738,7 @@ fn process_imports(chart: &mut Chart) -> Result<(), Error> {
     for dep in &mut chart.deps {
         process_imports(dep)?;
     }
-    let listed: Vec<serde_json::Value> = chart
-        .meta
-        .get("dependencies")
-        .and_then(|d| d.as_array())
-        .cloned()
-        .unwrap_or_default();
+    let listed = listed_dependencies(chart);
     if !listed.iter().any(|d| d.get("import-values").is_some()) {
         return Ok(());
     }
@@ -782,31 +805,13 @@ fn process_imports(chart: &mut Chart) -> Result<(), Error> {
                     .rev()
                     .fold(table, |inner, seg| map_of(vec![(seg, inner)]))
             };
-            merge_tables(&imported, &placed);
+            coalesce_tables_with(&imported, &placed, true);
         }
     }
     let values = cvals.deep_copy();
-    merge_tables(&values, &imported);
+    coalesce_tables_with(&values, &imported, true);
     chart.values = values;
     Ok(())
-}
-
-/// helm's `MergeTables`: `src` fills what `dst` lacks; nested tables merge; `dst` wins.
-fn merge_tables(dst: &Value, src: &Value) {
-    let (Value::Map(d), Value::Map(s)) = (dst, src) else {
-        return;
-    };
-    let s = s.borrow().clone();
-    for (k, v) in s {
-        let existing = d.borrow().get(&k).cloned();
-        match existing {
-            None => {
-                d.borrow_mut().insert(k, v);
-            }
-            Some(e @ Value::Map(_)) if matches!(v, Value::Map(_)) => merge_tables(&e, &v),
-            Some(_) => {}
-        }
-    }
 }
 
 fn kube_parts(v: &str) -> (String, String, String) {
@@ -967,12 +972,7 @@ fn validate_schemas(
 /// helm's `CheckDependencies`: every dependency the top chart lists is vendored in `charts/`
 /// (gitplane never downloads what a chart lists: `helm dependency build` puts it there).
 fn check_dependencies(chart: &Chart) -> Result<(), Error> {
-    let listed = chart
-        .meta
-        .get("dependencies")
-        .and_then(|d| d.as_array())
-        .cloned()
-        .unwrap_or_default();
+    let listed = listed_dependencies(chart);
     let missing: Vec<&str> = listed
         .iter()
         .filter_map(|d| d.get("name").and_then(|n| n.as_str()))

@@ -12,8 +12,10 @@
 //! Values, as kustomize passes them: `valuesFile` (else the chart's own `values.yaml`), with
 //! `valuesInline` merged as `valuesMerge` says (`override`, the default: inline wins, a `null`
 //! changes nothing; `merge`: the file wins; `replace`: inline only), then
-//! `additionalValuesFiles`. kustomize passes `--generate-name` (a random name) when
-//! `releaseName` is empty; gitplane uses the chart's name so renders do not churn.
+//! `additionalValuesFiles`. The release is `releaseName`, or the name `nameTemplate` makes (a Go
+//! template run with no data, as helm's `--name-template`; both set is helm's error). With
+//! neither, kustomize passes `--generate-name` (a random name); gitplane uses the chart's name
+//! so renders do not churn.
 
 use super::{Ctx, Error, Resource};
 use crate::chart::{Options, ValuesFile};
@@ -30,6 +32,7 @@ pub struct HelmChart {
     pub version: String,
     pub repo: String,
     pub release_name: String,
+    pub name_template: String,
     pub namespace: String,
     pub values_file: String,
     pub additional_values_files: Vec<String>,
@@ -101,12 +104,23 @@ pub(crate) fn run(
             };
             return Err(at(format!("no Helm chart at {dir}{how}")));
         }
+        let release = match (
+            entry.release_name.is_empty(),
+            entry.name_template.is_empty(),
+        ) {
+            (true, true) => entry.name.clone(),
+            (false, true) => entry.release_name.clone(),
+            (true, false) => helm::name_template(&entry.name_template)
+                .map_err(|m| at(format!("nameTemplate: {m}")))?,
+            (false, false) => {
+                return Err(at(
+                    "nameTemplate: cannot set --name-template and also specify a name (releaseName)"
+                        .into(),
+                ));
+            }
+        };
         let options = Options {
-            release_name: Some(if entry.release_name.is_empty() {
-                entry.name.clone()
-            } else {
-                entry.release_name.clone()
-            }),
+            release_name: Some(release),
             namespace: (!entry.namespace.is_empty()).then(|| entry.namespace.clone()),
             values_files: values_files(source, ctx, entry, &dir, &at)?,
             values: Vec::new(),
