@@ -316,7 +316,9 @@ impl Worker {
             .values()
             .filter_map(|m| m.readiness.as_ref()?.eager_due(now))
             .min()
-            .map_or(TICK, |due| (due - now).clamp(Duration::from_millis(5), TICK))
+            .map_or(TICK, |due| {
+                (due - now).clamp(Duration::from_millis(5), TICK)
+            })
     }
 
     async fn event(&mut self, kind: EventType, reason: &str, message: String, once: bool) {

@@ -271,7 +271,11 @@ mod tests {
         assert_eq!(gap, Duration::from_secs(2), "capped at the period");
         assert_eq!(t.record(&p, at, Ok(())), Verdict::Succeeded);
         assert!(t.ok);
-        assert_eq!(t.next, at + Duration::from_secs(2), "after a success: the period");
+        assert_eq!(
+            t.next,
+            at + Duration::from_secs(2),
+            "after a success: the period"
+        );
         assert_eq!(t.eager_due(at), None);
         // Failing again after being ready: no early retries, three failures make it unready.
         let mut at = t.next;
