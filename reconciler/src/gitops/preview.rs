@@ -182,11 +182,6 @@ pub fn render_revision(
     render_commit(mirror, target, oid, head)
 }
 
-/// [`render_revision`] with its error as text, for the console's Review endpoint.
-pub fn render(mirror: &Mirror, target: &Target, head: &str) -> Result<Rendered, String> {
-    render_revision(mirror, target, head).map_err(|e| e.to_string())
-}
-
 fn render_commit(
     mirror: &Mirror,
     target: &Target,

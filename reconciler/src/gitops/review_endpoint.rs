@@ -159,7 +159,7 @@ async fn review(
     };
     let rendered = {
         let (t, rev) = (target.clone(), revision.clone());
-        match with_mirror(&target, move |m| preview::render(m, &t, &rev)).await {
+        match with_mirror(&target, move |m| preview::render_revision(m, &t, &rev)).await {
             Ok(Ok(head)) => Ok(head),
             Ok(Err(e)) => Err(e.to_string()),
             Err(e) => Err(e.to_string()),
