@@ -20,24 +20,7 @@ pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 /// [`DEFAULT_CLASS_ANNOTATION`]` = "true"`, as Kubernetes' DefaultIngressClass admission picks
 /// it (ties broken by name).
 pub fn default_class(classes: &[Value]) -> Option<String> {
-    classes
-        .iter()
-        .filter(|c| {
-            c.pointer("/metadata/annotations")
-                .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
-                .and_then(Value::as_str)
-                == Some("true")
-        })
-        .filter_map(|c| {
-            let name = c.pointer("/metadata/name")?.as_str()?;
-            let created = c
-                .pointer("/metadata/creationTimestamp")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            Some((created, name))
-        })
-        .max_by(|a, b| a.0.cmp(b.0).then_with(|| b.1.cmp(a.1)))
-        .map(|(_, name)| name.to_string())
+    crate::object::newest_annotated(classes, DEFAULT_CLASS_ANNOTATION)
 }
 
 /// Whether an Ingress (JSON) names a class, in `spec.ingressClassName` or the legacy annotation.

@@ -134,6 +134,29 @@ pub fn to_typed<K: DeserializeOwned>(object: &Value) -> Result<K, serde_json::Er
     K::deserialize(object)
 }
 
+/// The name of the newest of `objects` annotated `annotation: "true"` (ties broken by name):
+/// how Kubernetes' admission picks the default StorageClass and IngressClass.
+pub fn newest_annotated(objects: &[Value], annotation: &str) -> Option<String> {
+    objects
+        .iter()
+        .filter(|c| {
+            c.pointer("/metadata/annotations")
+                .and_then(|a| a.get(annotation))
+                .and_then(Value::as_str)
+                == Some("true")
+        })
+        .filter_map(|c| {
+            let name = c.pointer("/metadata/name")?.as_str()?;
+            let created = c
+                .pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            Some((created, name))
+        })
+        .max_by(|a, b| a.0.cmp(b.0).then_with(|| b.1.cmp(a.1)))
+        .map(|(_, name)| name.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

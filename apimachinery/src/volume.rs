@@ -174,24 +174,7 @@ pub fn best<'a>(
 /// The default StorageClass among `classes` (JSON objects): of those annotated
 /// `is-default-class: "true"`, the newest, ties by name (Kubernetes ≥ 1.26).
 pub fn default_class(classes: &[Value]) -> Option<String> {
-    classes
-        .iter()
-        .filter(|c| {
-            c.pointer("/metadata/annotations")
-                .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
-                .and_then(Value::as_str)
-                == Some("true")
-        })
-        .filter_map(|c| {
-            let name = c.pointer("/metadata/name")?.as_str()?;
-            let created = c
-                .pointer("/metadata/creationTimestamp")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            Some((created, name))
-        })
-        .max_by(|a, b| a.0.cmp(b.0).then_with(|| b.1.cmp(a.1)))
-        .map(|(_, name)| name.to_string())
+    crate::object::newest_annotated(classes, DEFAULT_CLASS_ANNOTATION)
 }
 
 #[cfg(test)]
