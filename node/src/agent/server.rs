@@ -186,24 +186,35 @@ async fn running_container(
         label_selector: labels::of_container(ns, pod, container),
         ..Default::default()
     };
-    let list = runtime
+    let listed = runtime
         .clone()
         .list_containers(api::ListContainersRequest {
             filter: Some(filter),
         })
         .await
-        .map_err(|e| refusal(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()))?;
-    list.into_inner()
-        .containers
+        .map(|l| {
+            let items = l.into_inner().containers;
+            items.into_iter().map(|c| (c.created_at, c.id)).collect()
+        });
+    newest(
+        listed,
+        format!("container {container} in pod {ns}/{pod} is not running"),
+    )
+    .map_err(|(code, message)| refusal(code, message))
+}
+
+/// The id of the newest of what the runtime listed (creation time, id), or the refusal: a 404
+/// saying what is `missing`.
+fn newest(
+    listed: Result<Vec<(i64, String)>, tonic::Status>,
+    missing: String,
+) -> Result<String, (StatusCode, String)> {
+    listed
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()))?
         .into_iter()
-        .max_by_key(|c| c.created_at)
-        .map(|c| c.id)
-        .ok_or_else(|| {
-            refusal(
-                StatusCode::NOT_FOUND,
-                format!("container {container} in pod {ns}/{pod} is not running"),
-            )
-        })
+        .max_by_key(|(created, _)| *created)
+        .map(|(_, id)| id)
+        .ok_or((StatusCode::NOT_FOUND, missing))
 }
 
 async fn exec(
@@ -289,24 +300,21 @@ async fn ready_sandbox(runtime: &RuntimeClient, ns: &str, pod: &str) -> Result<S
         .into(),
         ..Default::default()
     };
-    let list = runtime
+    let listed = runtime
         .clone()
         .list_pod_sandbox(api::ListPodSandboxRequest {
             filter: Some(filter),
         })
         .await
-        .map_err(|e| refusal(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()))?;
-    list.into_inner()
-        .items
-        .into_iter()
-        .max_by_key(|s| s.created_at)
-        .map(|s| s.id)
-        .ok_or_else(|| {
-            refusal(
-                StatusCode::NOT_FOUND,
-                format!("pod {ns}/{pod} has no running sandbox on this node"),
-            )
-        })
+        .map(|l| {
+            let items = l.into_inner().items;
+            items.into_iter().map(|s| (s.created_at, s.id)).collect()
+        });
+    newest(
+        listed,
+        format!("pod {ns}/{pod} has no running sandbox on this node"),
+    )
+    .map_err(|(code, message)| refusal(code, message))
 }
 
 async fn port_forward(
