@@ -34,5 +34,9 @@ fn main() {
     code.push_str("];\n");
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
         .join("examples.rs");
-    std::fs::write(out, code).expect("write examples.rs");
+    // A new file renamed into place, never a rewrite of the old one: target dirs copied with
+    // hard links (`cp -al`) share the old file's inode with other checkouts.
+    let tmp = out.with_extension("rs.tmp");
+    std::fs::write(&tmp, code).expect("write examples.rs");
+    std::fs::rename(&tmp, &out).expect("rename examples.rs");
 }

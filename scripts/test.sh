@@ -41,6 +41,9 @@ need htpasswd || missing="$missing apache2-utils"
 # network namespaces (nsenter is util-linux's); the test probes with curl through kubectl exec.
 need nft || [ -x /usr/sbin/nft ] || missing="$missing nftables"
 need curl || missing="$missing curl"
+# tests/python_client.rs: the official Kubernetes Python client, in a venv made below.
+need python3 || missing="$missing python3"
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
   echo "installing Debian packages:$missing" >&2
   apt-get update -qq && apt-get install -y -qq $missing
@@ -65,6 +68,14 @@ fi
 if [ ! -d ../shared/fixtures/kustomize ]; then
   echo "warning: ../shared/fixtures/kustomize is missing; the kustomize conformance test will fail" >&2
 fi
+
+# The Python client (kubernetes 32.x follows Kubernetes 1.32) for tests/python_client.rs.
+venv="${HOME}/.cache/gitplane/test-venv"
+if ! "$venv/bin/python" -c 'import kubernetes' >/dev/null 2>&1; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'kubernetes==32.0.1'
+fi
+export GITPLANE_TEST_PYTHON="$venv/bin/python"
 
 cargo fmt --all -- --check
 cargo test --workspace --locked --no-fail-fast

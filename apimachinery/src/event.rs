@@ -164,3 +164,66 @@ mod tests {
         );
     }
 }
+
+/// `core/v1` Event fields and their `events.k8s.io/v1` names (Kubernetes' conversion of the
+/// two versions, which share storage).
+const EVENTS_V1_NAMES: [(&str, &str); 7] = [
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("reportingComponent", "reportingController"),
+    ("source", "deprecatedSource"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+];
+
+fn rename(obj: &serde_json::Value, api_version: &str, to_v1: bool) -> serde_json::Value {
+    let mut out = obj.clone();
+    let Some(map) = out.as_object_mut() else {
+        return out;
+    };
+    for (core, v1) in EVENTS_V1_NAMES {
+        let (from, to) = if to_v1 { (core, v1) } else { (v1, core) };
+        match map.remove(from) {
+            Some(v) if !v.is_null() => {
+                map.insert(to.to_string(), v);
+            }
+            _ => {}
+        }
+    }
+    map.insert("apiVersion".into(), api_version.into());
+    map.insert("kind".into(), "Event".into());
+    out
+}
+
+/// A stored (`core/v1`) Event as `events.k8s.io/v1` serves it.
+pub fn to_events_v1(core: &serde_json::Value) -> serde_json::Value {
+    rename(core, "events.k8s.io/v1", true)
+}
+
+/// An `events.k8s.io/v1` Event in the `core/v1` form it is stored in.
+pub fn from_events_v1(event: &serde_json::Value) -> serde_json::Value {
+    rename(event, "v1", false)
+}
+
+#[cfg(test)]
+mod conversion_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_convert_both_ways() {
+        let v1 = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"},
+            "note": "hi", "regarding": {"kind": "Pod", "name": "p"}, "reason": "R",
+            "reportingController": "c", "reportingInstance": "i", "deprecatedCount": 2,
+            "eventTime": "2026-01-01T00:00:00.000000Z"});
+        let core = from_events_v1(&v1);
+        assert_eq!(core["apiVersion"], "v1");
+        assert_eq!(core["message"], "hi");
+        assert_eq!(core["involvedObject"]["name"], "p");
+        assert_eq!(core["reportingComponent"], "c");
+        assert_eq!(core["count"], 2);
+        assert!(core.get("note").is_none());
+        assert_eq!(to_events_v1(&core), v1);
+    }
+}

@@ -17,6 +17,7 @@
 //! - [`registry`]: kinds ↔ resources for the built-in kinds and for CRDs added at run time.
 //! - [`schema`]: structural schemas of CRDs: pruning, defaulting and validating custom resources.
 //! - [`selector`]: label and field selectors.
+//! - [`secret`]: a Secret's write-only `stringData` merged into `data`.
 //! - [`status`]: `metav1.Status` errors with reasons and causes.
 //! - [`pod`]: what a pod's status says (phase, active, Ready since, available).
 //! - [`patch`]: JSON patch (RFC 6902), merge patch (RFC 7386) and strategic merge patch.
@@ -46,6 +47,7 @@ pub mod quantity;
 pub mod quota;
 pub mod registry;
 pub mod schema;
+pub mod secret;
 pub mod selector;
 pub mod status;
 pub mod streaming;

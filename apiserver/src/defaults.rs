@@ -86,6 +86,78 @@ fn template(obj: &mut Value, path: &[&str], restart: Option<&str>) {
     }
 }
 
+/// The status fields Kubernetes' Go encoder always writes (struct fields and those without
+/// `omitempty`), so that a created object is answered with `status: {}` (a Deployment) or
+/// `{"loadBalancer": {}}` (a Service), and a pod's container statuses always carry `imageID`,
+/// which typed clients (the official Python client) require. Only absent fields are set; run
+/// after every write's own preparation, status writes included.
+pub fn wire_status(info: &ResourceInfo, obj: &mut Value) {
+    if info.custom {
+        return;
+    }
+    let zero = match (info.group.as_str(), info.kind.as_str()) {
+        ("apps", "Deployment")
+        | ("batch", "Job" | "CronJob")
+        | ("", "ResourceQuota")
+        | ("certificates.k8s.io", "CertificateSigningRequest") => json!({}),
+        ("apps", "ReplicaSet") | ("", "ReplicationController") => json!({"replicas": 0}),
+        ("apps", "StatefulSet") => json!({"replicas": 0, "availableReplicas": 0}),
+        ("apps", "DaemonSet") => json!({
+            "currentNumberScheduled": 0,
+            "numberMisscheduled": 0,
+            "desiredNumberScheduled": 0,
+            "numberReady": 0,
+        }),
+        ("", "Service") | ("networking.k8s.io", "Ingress") => json!({"loadBalancer": {}}),
+        ("policy", "PodDisruptionBudget") => json!({
+            "disruptionsAllowed": 0,
+            "currentHealthy": 0,
+            "desiredHealthy": 0,
+            "expectedPods": 0,
+        }),
+        ("", "Pod") => {
+            pod_container_statuses(obj);
+            return;
+        }
+        _ => return,
+    };
+    let Some(root) = obj.as_object_mut() else {
+        return;
+    };
+    let status = root.entry("status").or_insert_with(|| json!({}));
+    if status.is_null() {
+        *status = json!({});
+    }
+    if let (Some(status), Value::Object(zero)) = (status.as_object_mut(), zero) {
+        for (k, v) in zero {
+            set(status, &k, v);
+        }
+    }
+}
+
+fn pod_container_statuses(pod: &mut Value) {
+    for list in [
+        "containerStatuses",
+        "initContainerStatuses",
+        "ephemeralContainerStatuses",
+    ] {
+        let Some(statuses) = pod
+            .pointer_mut(&format!("/status/{list}"))
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for s in statuses.iter_mut().filter_map(Value::as_object_mut) {
+            set(s, "image", json!(""));
+            set(s, "imageID", json!(""));
+            set(s, "ready", json!(false));
+            set(s, "restartCount", json!(0));
+            set(s, "state", json!({}));
+            set(s, "lastState", json!({}));
+        }
+    }
+}
+
 /// Fills in the defaults of a built-in kind.
 pub fn apply(info: &ResourceInfo, obj: &mut Value) {
     if info.custom {
@@ -126,6 +198,7 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
             if let Some(o) = obj.as_object_mut() {
                 set(o, "type", json!("Opaque"));
             }
+            apimachinery::secret::merge_string_data(obj);
         }
         ("apps", "Deployment") => {
             if let Some(spec) = object_at(obj, &["spec"]) {

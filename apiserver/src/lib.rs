@@ -28,6 +28,7 @@ pub mod allocator;
 pub mod audit;
 pub mod authn;
 pub mod console;
+pub mod convert;
 pub mod crd;
 pub mod default_service;
 pub mod defaults;

@@ -146,6 +146,31 @@ pub struct Snapshot {
     pub objects: Vec<Arc<CachedObject>>,
 }
 
+/// What [`WatchCache::list_at`] reads.
+#[derive(Clone, Copy)]
+pub struct PageQuery<'a> {
+    /// Keys under this prefix.
+    pub prefix: &'a str,
+    /// Only keys after this one (the last key of the previous page).
+    pub start_after: Option<&'a str>,
+    /// At most this many objects (0 = all).
+    pub limit: usize,
+    /// The revision to read at (`None`: now).
+    pub at: Option<Revision>,
+    /// Whether to count the objects after the page.
+    pub count_rest: bool,
+}
+
+/// One page of a list.
+pub struct Page {
+    /// The objects and the revision they were read at.
+    pub snapshot: Snapshot,
+    /// Whether more objects follow.
+    pub more: bool,
+    /// How many objects follow, when counted.
+    pub remaining: Option<usize>,
+}
+
 impl WatchCache {
     /// An empty cache; [`run_feeder`] fills it.
     pub fn new(config: Config) -> Arc<Self> {
@@ -221,6 +246,85 @@ impl WatchCache {
             },
             more,
         )
+    }
+
+    /// A page of a list as it was at revision `at` (a continued list: Kubernetes serves every
+    /// page at the first page's revision). The current objects with the changes after `at`
+    /// undone from the event history; [`CacheError::TooOld`] once that history is gone. Also
+    /// counts, when `count_rest`, the objects after the page (`remainingItemCount`).
+    pub fn list_at(
+        &self,
+        query: &PageQuery<'_>,
+        filter: impl Fn(&CachedObject) -> bool,
+    ) -> Result<Page, CacheError> {
+        let PageQuery {
+            prefix,
+            start_after,
+            limit,
+            at,
+            count_rest,
+        } = *query;
+        let state = self.read();
+        let at = at.unwrap_or(state.revision).min(state.revision);
+        if at < state.oldest {
+            return Err(CacheError::TooOld {
+                requested: at,
+                oldest: state.oldest,
+            });
+        }
+        let after = |k: &str| k.starts_with(prefix) && start_after.is_none_or(|s| k > s);
+        // The state at `at` of every key changed since: the `prev` of its oldest later event.
+        let mut undone: BTreeMap<&str, Option<&Arc<CachedObject>>> = BTreeMap::new();
+        for e in state.events.iter().rev() {
+            if e.revision <= at {
+                break;
+            }
+            if after(&e.object.key) {
+                undone.insert(&e.object.key, e.prev.as_ref());
+            }
+        }
+        let start = match start_after {
+            Some(k) if k >= prefix => std::ops::Bound::Excluded(k.to_string()),
+            _ => std::ops::Bound::Included(prefix.to_string()),
+        };
+        let current = state
+            .objects
+            .range((start, std::ops::Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, o)| (k.as_str(), Some(o)));
+        // Merge the two key-ordered sequences; `undone` wins on equal keys.
+        let mut merged: Box<dyn Iterator<Item = &Arc<CachedObject>>> = if undone.is_empty() {
+            Box::new(current.filter_map(|(_, o)| o))
+        } else {
+            let mut view: BTreeMap<&str, Option<&Arc<CachedObject>>> = current.collect();
+            view.extend(undone);
+            Box::new(view.into_values().flatten().collect::<Vec<_>>().into_iter())
+        };
+        let mut objects = Vec::new();
+        let mut more = false;
+        let mut remaining = 0;
+        for obj in merged.by_ref() {
+            if !filter(obj) {
+                continue;
+            }
+            if limit > 0 && objects.len() == limit {
+                more = true;
+                remaining = 1;
+                break;
+            }
+            objects.push(obj.clone());
+        }
+        if more && count_rest {
+            remaining += merged.filter(|o| filter(o)).count();
+        }
+        Ok(Page {
+            snapshot: Snapshot {
+                revision: at,
+                objects,
+            },
+            more,
+            remaining: (more && count_rest).then_some(remaining),
+        })
     }
 
     /// Starts a watch cursor at `after`: it yields every event with a revision above it.
@@ -380,4 +484,88 @@ async fn feed_once(cache: &WatchCache, store: &dyn Store) -> Result<(), StorageE
         cache.apply(event?)?;
     }
     Err(StorageError::Unavailable("storage watch ended".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str, revision: Revision) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Bytes::from(format!(r#"{{"metadata":{{"name":"{value}"}}}}"#)),
+            create_revision: revision,
+            mod_revision: revision,
+        }
+    }
+
+    fn put(cache: &WatchCache, key: &str, value: &str, revision: Revision) {
+        let prev = cache.get(key).map(|o| KeyValue {
+            key: key.into(),
+            value: o.bytes.clone(),
+            create_revision: o.mod_revision,
+            mod_revision: o.mod_revision,
+        });
+        let kv = kv(key, value, revision);
+        cache.apply(WatchEvent::Put { kv, prev }).unwrap();
+    }
+
+    fn names(page: &Page) -> Vec<String> {
+        page.snapshot
+            .objects
+            .iter()
+            .map(|o| o.object["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn continued_pages_are_read_at_the_first_pages_revision() {
+        let cache = WatchCache::new(Config { history: 100 });
+        for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
+            put(&cache, &format!("/p/{k}"), k, i as Revision + 1);
+        }
+        let q = |start: Option<&'static str>, at| PageQuery {
+            prefix: "/p/",
+            start_after: start,
+            limit: 2,
+            at,
+            count_rest: true,
+        };
+        let first = cache.list_at(&q(None, None), |_| true).unwrap();
+        assert_eq!(names(&first), ["a", "b"]);
+        assert_eq!((first.more, first.remaining), (true, Some(2)));
+        let at = first.snapshot.revision;
+        // Between the pages: one created, one changed, one deleted.
+        put(&cache, "/p/bb", "bb", 5);
+        put(&cache, "/p/c", "c2", 6);
+        let prev = kv("/p/d", "d", 4);
+        cache
+            .apply(WatchEvent::Delete { revision: 7, prev })
+            .unwrap();
+        let second = cache.list_at(&q(Some("/p/b"), Some(at)), |_| true).unwrap();
+        assert_eq!(names(&second), ["c", "d"]);
+        assert_eq!(second.snapshot.revision, at);
+        assert!(!second.more);
+        let now = cache.list_at(&q(Some("/p/b"), None), |_| true).unwrap();
+        assert_eq!(names(&now), ["bb", "c2"]);
+    }
+
+    #[test]
+    fn a_revision_older_than_the_history_is_too_old() {
+        let cache = WatchCache::new(Config { history: 2 });
+        for r in 1..=5 {
+            put(&cache, &format!("/p/{r}"), "x", r);
+        }
+        let q = PageQuery {
+            prefix: "/p/",
+            start_after: None,
+            limit: 1,
+            at: Some(1),
+            count_rest: false,
+        };
+        assert!(matches!(
+            cache.list_at(&q, |_| true),
+            Err(CacheError::TooOld { .. })
+        ));
+    }
 }

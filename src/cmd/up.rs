@@ -193,11 +193,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let each = components.clone();
             let clients: reconciler::controllers::Clients =
                 std::sync::Arc::new(move |identity: &str| Ok(each.client(identity)?));
-            let (cm, election, stop) = (
-                args.controller_manager.clone(),
-                args.election.clone(),
-                stop.clone(),
-            );
+            let mut cm = args.controller_manager.clone();
+            // The cluster CA `up` made signs the API server's certificate: pods trust it
+            // through `kube-root-ca.crt`, as on Kubernetes.
+            if cm.root_ca_file.is_none() {
+                cm.root_ca_file =
+                    Some(super::security::pki_dir(&args.server.data_dir).join("ca.crt"));
+            }
+            let (election, stop) = (args.election.clone(), stop.clone());
             Some(tokio::spawn(async move {
                 controller_manager::run_with(client, clients, &cm, &election, stop).await
             }))

@@ -20,13 +20,14 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let mut obj = req.json_body()?;
     req.check_duplicates()?;
     strategy::check_identity(info, req.namespace(), &mut obj)?;
-    let mut obj = req.check_typed(obj)?;
+    let mut obj = crate::convert::stored(info, req.check_typed(obj)?);
     if info.namespaced && req.namespace().is_none() {
         return Err(apimachinery::status::StatusError::bad_request(
             "a namespaced resource must be created in a namespace",
         ));
     }
     strategy::prepare_create(info, &mut obj)?;
+    crate::defaults::wire_status(info, &mut obj);
     admission::admit(state, Some(req), info, None, &mut obj).await?;
     admission::quota::charge(state, info, req.namespace(), &obj, dry_run).await?;
     if let Some(ns) = req.namespace() {
@@ -49,7 +50,10 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
                 &name,
             ));
         }
-        return Ok(json(StatusCode::CREATED, &obj));
+        return Ok(json(
+            StatusCode::CREATED,
+            &crate::convert::served(info, &obj),
+        ));
     }
     let kv = match state
         .store()
@@ -66,5 +70,6 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     if info.plural == "resourcequotas" {
         admission::quota::after_write(state, info, req.namespace(), kv.mod_revision).await;
     }
+    let obj = crate::convert::served(info, &obj).into_owned();
     Ok(json(StatusCode::CREATED, &stamp(obj, kv.mod_revision)))
 }

@@ -96,7 +96,36 @@ pub async fn delete(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
         crate::admission::delete(state, req, &stored.object).await?;
     }
     let object = delete_object(state, &req.info, req.namespace(), req.name(), &opts).await?;
-    Ok(json(StatusCode::OK, &object))
+    Ok(json(StatusCode::OK, &answer(&req.info, object)))
+}
+
+/// What a DELETE answers, as Kubernetes' generic store does: an object whose deletion is pending
+/// (finalizers, a graceful pod) is answered as it now is; one removed at once with a `Status`
+/// naming it (`details.kind` is the resource, as Kubernetes sets it), except for the kinds whose
+/// storage returns the deleted object (`ReturnDeletedObject`).
+fn answer(info: &ResourceInfo, object: Value) -> Value {
+    let returns_object = matches!(
+        (info.group.as_str(), info.plural.as_str()),
+        ("", "pods" | "services" | "serviceaccounts" | "namespaces")
+            | ("storage.k8s.io", "storageclasses")
+            | ("apiextensions.k8s.io", "customresourcedefinitions")
+    );
+    let pending = object.pointer("/metadata/deletionTimestamp").is_some();
+    if returns_object || pending {
+        return object;
+    }
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {
+            "name": object.name().unwrap_or(""),
+            "group": info.group,
+            "kind": info.plural,
+            "uid": object.uid().unwrap_or(""),
+        },
+    })
 }
 
 /// Deletes one object under the given options; returns its last state.

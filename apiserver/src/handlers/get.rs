@@ -26,6 +26,9 @@ pub async fn get(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
             ))
         }
         Representation::Metadata => Ok(json(StatusCode::OK, &table::partial_metadata(&obj.object))),
-        Representation::Object => Ok(raw_json(StatusCode::OK, obj.bytes.clone())),
+        Representation::Object => Ok(raw_json(
+            StatusCode::OK,
+            crate::convert::served_bytes(&req.info, &obj),
+        )),
     }
 }

@@ -2,9 +2,10 @@
 //! and `limit`/`continue` pagination.
 //!
 //! A continue token names the revision of the first page and the last key served. Later pages
-//! read the cache as it is then, after that key: they never repeat or skip a key that existed
-//! throughout, but an object changed between pages shows its newer state (documented in
-//! ARCHITECTURE.md).
+//! are served at that revision, as Kubernetes serves them: the watch cache undoes the changes
+//! made since from its event history (an object created between pages is not listed, one
+//! changed shows its state at the first page), and a token older than that history is 410
+//! `Expired`. `remainingItemCount` counts the objects after a page of a list without selectors.
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use super::ApiRequest;
 use crate::response::{ApiResult, Representation, json, raw_json, representation};
 use crate::state::ApiState;
 use crate::table;
+use crate::watch_cache::PageQuery;
 
 /// Label and field selectors of a list or watch.
 pub struct Filter {
@@ -109,6 +111,11 @@ impl Filter {
         Ok(Filter { labels, fields })
     }
 
+    /// Whether the list has neither selector.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_none() && self.fields.is_none()
+    }
+
     /// Whether an object passes both selectors.
     pub fn matches(&self, obj: &Value) -> bool {
         if let Some(l) = &self.labels
@@ -129,6 +136,9 @@ impl Filter {
 pub fn objects(entries: &[Arc<crate::watch_cache::CachedObject>]) -> Vec<&Value> {
     entries.iter().map(|o| &o.object).collect()
 }
+
+/// Kubernetes' words for a continue token older than the history kept (410 Expired).
+const TOO_OLD_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.";
 
 /// Encodes a continue token.
 fn continue_token(revision: i64, last_key: &str) -> String {
@@ -173,13 +183,21 @@ pub async fn list(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     if req.params.get("resourceVersion") != Some("0") {
         state.sync_cache().await?;
     }
-    let (snapshot, more) = state
+    let query = PageQuery {
+        prefix: &prefix,
+        start_after: start_after.as_deref(),
+        limit,
+        at: list_rv,
+        // Kubernetes counts the rest only for lists without selectors.
+        count_rest: filter.is_empty(),
+    };
+    let page = state
         .cache()
-        .list(&prefix, start_after.as_deref(), limit, |o| {
-            filter.matches(&o.object)
-        });
-    let revision = list_rv.unwrap_or(snapshot.revision);
-    let cont = if more {
+        .list_at(&query, |o| filter.matches(&o.object))
+        .map_err(|_| StatusError::expired(TOO_OLD_CONTINUE))?;
+    let snapshot = page.snapshot;
+    let revision = snapshot.revision;
+    let cont = if page.more {
         snapshot
             .objects
             .last()
@@ -190,6 +208,9 @@ pub async fn list(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let mut metadata = json!({"resourceVersion": revision.to_string()});
     if let Some(c) = &cont {
         metadata["continue"] = json!(c);
+    }
+    if let Some(n) = page.remaining {
+        metadata["remainingItemCount"] = json!(n);
     }
     match representation(&req.headers) {
         Representation::Table => Ok(json(
@@ -219,15 +240,20 @@ pub async fn list(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
             let head = json!({"kind": info.list_kind, "apiVersion": info.api_version(),
                               "metadata": metadata});
             let head = serde_json::to_vec(&head).unwrap_or_default();
-            let size: usize = snapshot.objects.iter().map(|o| o.bytes.len() + 1).sum();
+            let items: Vec<bytes::Bytes> = snapshot
+                .objects
+                .iter()
+                .map(|o| crate::convert::served_bytes(info, o))
+                .collect();
+            let size: usize = items.iter().map(|o| o.len() + 1).sum();
             let mut buf = BytesMut::with_capacity(head.len() + size + 16);
             buf.put_slice(&head[..head.len() - 1]);
             buf.put_slice(b",\"items\":[");
-            for (i, o) in snapshot.objects.iter().enumerate() {
+            for (i, o) in items.iter().enumerate() {
                 if i > 0 {
                     buf.put_u8(b',');
                 }
-                buf.put_slice(&o.bytes);
+                buf.put_slice(o);
             }
             buf.put_slice(b"]}");
             Ok(raw_json(StatusCode::OK, buf.freeze()))

@@ -46,7 +46,7 @@ impl Encoder {
         buf.put_slice(kind.as_bytes());
         buf.put_slice(b"\",\"object\":");
         match self.repr {
-            Representation::Object => buf.put_slice(&obj.bytes),
+            Representation::Object => buf.put_slice(&crate::convert::served_bytes(&self.info, obj)),
             Representation::Metadata => buf.put_slice(
                 &serde_json::to_vec(&table::partial_metadata(&obj.object)).unwrap_or_default(),
             ),

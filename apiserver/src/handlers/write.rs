@@ -101,7 +101,8 @@ pub async fn update_admitted(
             .await?
             .ok_or_else(|| StatusError::not_found(&info.group, &info.plural, name))?;
         let old = stored.object;
-        let mut new = change(&old)?;
+        let served = crate::convert::served(info, &old);
+        let mut new = crate::convert::stored(info, change(&served)?);
         strategy::check_identity(info, namespace, &mut new)?;
         match new.name() {
             Some(n) if n == name => {}
@@ -122,6 +123,7 @@ pub async fn update_admitted(
             return Err(conflict(info, name));
         }
         strategy::prepare_update(info, &old, &mut new, scope);
+        crate::defaults::wire_status(info, &mut new);
         admission::admit(state, admit, info, Some(&old), &mut new).await?;
         let finalized = strategy::ready_to_remove(&new);
         let stale = !finalized
@@ -141,12 +143,15 @@ pub async fn update_admitted(
         if !strategy::changed(&old, &new) && !finalized && !stale {
             state.release(allocated).await;
             return Ok(Written {
-                object: stamp(old, stored.mod_revision),
+                object: stamp(served.into_owned(), stored.mod_revision),
             });
         }
         if dry_run {
             return Ok(Written {
-                object: stamp(new, stored.mod_revision),
+                object: stamp(
+                    crate::convert::served(info, &new).into_owned(),
+                    stored.mod_revision,
+                ),
             });
         }
         let result = if finalized {
@@ -176,7 +181,7 @@ pub async fn update_admitted(
                     .await;
                 }
                 return Ok(Written {
-                    object: stamp(new, revision),
+                    object: stamp(crate::convert::served(info, &new).into_owned(), revision),
                 });
             }
             // Re-read and re-run `change`: a resourceVersion precondition then fails above.

@@ -352,7 +352,8 @@ impl Lifecycle {
             .containers
             .iter()
             .map(|(name, image)| {
-                json!({"name": name, "image": image, "ready": false, "started": false, "restartCount": 0,
+                json!({"name": name, "image": image, "imageID": format!("simulated://{image}"),
+                    "ready": false, "started": false, "restartCount": 0,
                     "state": {"terminated": {"exitCode": if success { 0 } else { 1 },
                         "reason": if success { "Completed" } else { "Error" }, "startedAt": now, "finishedAt": now,
                         "containerID": format!("simulated://{}/{name}", sim.uid)}}})

@@ -100,7 +100,12 @@ pub fn predicted(
     gvk: &GroupVersionKind,
 ) -> Result<Value, PatchError> {
     let patch = patch_for(managed, live, gvk)?;
-    strategic::apply(live, &patch, gvk)
+    let mut predicted = strategic::apply(live, &patch, gvk)?;
+    if gvk.group.is_empty() && gvk.kind == "Secret" {
+        // The server stores `stringData` in `data`; so does the prediction.
+        apimachinery::secret::merge_string_data(&mut predicted);
+    }
+    Ok(predicted)
 }
 
 /// Whether applying `managed` to `live` would change nothing.
