@@ -14,9 +14,11 @@
 //! Scenarios: `up` killed with SIGKILL twice while a process node runs two pods (then stopped
 //! cleanly: pod processes left behind are "leaked"); etcd stopped for 5 s under an API server
 //! on it; the data dir's file system filled (a tmpfs, only as root); the controller-manager
-//! killed with SIGKILL in the middle of a rollout on simulated nodes. Not here: etcd member and
-//! leader loss (tests/etcd.rs), node loss (tests/workloads.rs), hostile repositories
-//! (tests/gitops.rs and the templates' unit tests): they have no write load to count.
+//! killed with SIGKILL in the middle of a rollout on simulated nodes; a follower and then the
+//! leader of a three-member etcd killed and restarted; a simulated node's process killed while
+//! it runs pods (they are replaced on the node left); hostile Applications (a symlink out of
+//! the repository, a kustomization climbing out of it, a YAML bomb) beside a good one, which
+//! must keep syncing. Not here yet: `gitplane runtime` killed on its own, under its agent.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -59,6 +61,9 @@ pub async fn run() -> anyhow::Result<()> {
     for (name, scenario) in [
         ("kill -9 of up (twice)", Scenario::KillUp),
         ("etcd outage (5 s)", Scenario::EtcdOutage),
+        ("etcd follower and leader loss", Scenario::EtcdMembers),
+        ("node loss", Scenario::NodeLoss),
+        ("hostile repository", Scenario::Hostile),
         ("disk full (embedded store)", Scenario::DiskFull),
         (
             "controller-manager killed mid-rollout",
@@ -67,6 +72,15 @@ pub async fn run() -> anyhow::Result<()> {
     ] {
         eprintln!("faults: {name}");
         let row = match scenario {
+            Scenario::EtcdMembers => {
+                let two = etcd_members()
+                    .await
+                    .with_context(|| format!("scenario {name}"))?;
+                rows.extend(two);
+                continue;
+            }
+            Scenario::NodeLoss => node_loss().await,
+            Scenario::Hostile => hostile_repository().await,
             Scenario::KillUp => kill_up().await,
             Scenario::EtcdOutage => etcd_outage().await,
             Scenario::DiskFull if !nix::unistd::geteuid().is_root() => {
@@ -134,6 +148,9 @@ pub async fn run() -> anyhow::Result<()> {
 enum Scenario {
     KillUp,
     EtcdOutage,
+    EtcdMembers,
+    NodeLoss,
+    Hostile,
     DiskFull,
     ControllerManager,
 }
@@ -703,6 +720,265 @@ async fn controller_manager() -> anyhow::Result<Row> {
         id: "controller-manager",
         scenario: "controller-manager killed mid-rollout (6 replicas, simulated nodes)",
         load: format!("{WRITERS} writers + the rollout"),
+        acknowledged: acknowledged.len(),
+        lost,
+        leaked: None,
+        recover: Some(recover),
+    })
+}
+
+/// `up` on a three-member etcd: a follower killed under load (the load goes on), restarted;
+/// then the leader killed (a new one is elected) and restarted. Two rows.
+async fn etcd_members() -> anyhow::Result<Vec<Row>> {
+    let dir = tempfile::tempdir()?;
+    let repo = repository(dir.path())?;
+    let mut etcd = etcd_process::EtcdCluster::start(3)?;
+    let store = format!("--store={}", etcd.store_url());
+    let args = [
+        "--repo",
+        &repo,
+        "--path",
+        "app",
+        "--runtime",
+        "none",
+        &store,
+    ];
+    let up = UpProcess::start(&dir.path().join("data"), &dir.path().join("up.log"), &args)?;
+    let client = up.client().await?;
+    let load = Load::start(&client, 64);
+    load.wait_for(200).await?;
+    let leader = etcd.leader().context("the etcd cluster has no leader")?;
+    let follower = (leader + 1) % etcd.size();
+    let start = load.count();
+    etcd.kill(follower);
+    let killed = Instant::now();
+    let follower_recover = load.first_after(killed).await?;
+    load.wait_for(load.count() + 100).await?;
+    let during_follower = load.count() - start;
+    etcd.restart(follower)?;
+    etcd.wait_healthy()?;
+    load.wait_for(load.count() + 100).await?;
+    let leader = etcd.leader().context("no leader after the follower came back")?;
+    etcd.kill(leader);
+    let killed = Instant::now();
+    let leader_recover = load.first_after(killed).await?;
+    load.wait_for(load.count() + 100).await?;
+    etcd.restart(leader)?;
+    etcd.wait_healthy()?;
+    load.wait_for(load.count() + 100).await?;
+    let acknowledged = load.finish().await;
+    let lost = lost(&client, &acknowledged).await?;
+    drop(up);
+    eprintln!("faults: {during_follower} writes acknowledged while a follower was down");
+    Ok(vec![
+        Row {
+            id: "etcd-follower",
+            scenario: "etcd follower killed and restarted (3 members), `up --store etcd://`",
+            load: format!("{WRITERS} writers"),
+            acknowledged: acknowledged.len(),
+            lost,
+            leaked: None,
+            recover: Some(follower_recover),
+        },
+        Row {
+            id: "etcd-leader",
+            scenario: "etcd leader killed and restarted (3 members; the same run)",
+            load: format!("{WRITERS} writers"),
+            acknowledged: acknowledged.len(),
+            lost,
+            leaked: None,
+            recover: Some(leader_recover),
+        },
+    ])
+}
+
+/// `up` with one simulated node and a second node in a `gitplane simulate-nodes` process
+/// that is killed with SIGKILL under load while a 4-replica Deployment runs on both; the
+/// node lifecycle controller marks it unreachable (4 s grace here), its pods are evicted
+/// (`tolerationSeconds: 0`) and replaced on the node that is left.
+async fn node_loss() -> anyhow::Result<Row> {
+    let dir = tempfile::tempdir()?;
+    let repo = repository(dir.path())?;
+    let args = [
+        "--repo",
+        &repo,
+        "--path",
+        "app",
+        "--runtime",
+        "simulated",
+        "--nodes",
+        "1",
+        "--node-monitor-grace-period",
+        "4s",
+        "--node-monitor-period",
+        "1s",
+    ];
+    let up = UpProcess::start(&dir.path().join("data"), &dir.path().join("up.log"), &args)?;
+    let client = up.client().await?;
+    let log = std::fs::File::create(dir.path().join("extra-node.log"))?;
+    let mut extra = Command::new(std::env::current_exe()?)
+        .args(["simulate-nodes", "--count", "1", "--name-prefix", "extra-"])
+        .args(["--lease-renew-interval", "1s", "--kubeconfig"])
+        .arg(up.kubeconfig())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    wait_until("the extra node registered", || {
+        let nodes = nodes.clone();
+        async move { nodes.get("extra-0").await.is_ok() }
+    })
+    .await?;
+    let mut spread = deployment(4, "web:1", &["web"])?;
+    let tolerations = json!([
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 0},
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 0}
+    ]);
+    if let Some(spec) = spread.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        spec.tolerations = Some(serde_json::from_value(tolerations)?);
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    deployments.create(&PostParams::default(), &spread).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let running_on = |node: &'static str| {
+        let pods = pods.clone();
+        async move {
+            pods.list(&ListParams::default().labels("app=faults"))
+                .await
+                .map(|l| {
+                    l.items
+                        .iter()
+                        .filter(|p| p.metadata.deletion_timestamp.is_none())
+                        .filter(|p| {
+                            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                        })
+                        .filter(|p| {
+                            p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
+                        })
+                        .count()
+                })
+                .unwrap_or(0)
+        }
+    };
+    wait_until("pods on both nodes", || async {
+        running_on("extra-0").await >= 1 && running_on("sim-node-0").await >= 1
+    })
+    .await?;
+    let load = Load::start(&client, 64);
+    load.wait_for(100).await?;
+    let _ = extra.kill();
+    let _ = extra.wait();
+    let killed = Instant::now();
+    wait_until("four replicas running on the node left", || async {
+        running_on("sim-node-0").await == 4
+    })
+    .await?;
+    let recover = killed.elapsed();
+    load.wait_for(load.count() + 100).await?;
+    let acknowledged = load.finish().await;
+    let lost = lost(&client, &acknowledged).await?;
+    drop(up);
+    Ok(Row {
+        id: "node-loss",
+        scenario: "simulated node process killed (4 replicas, 2 nodes, 4 s grace)",
+        load: format!("{WRITERS} writers"),
+        acknowledged: acknowledged.len(),
+        lost,
+        leaked: None,
+        recover: Some(recover),
+    })
+}
+
+/// `up` syncing a good app beside three hostile ones in the same repository (a symlink to
+/// `/etc/passwd`, a kustomization whose resources climb out of the repository, a YAML bomb of
+/// aliases): each hostile app gets a condition and applies nothing, and a commit to the good
+/// app is applied while they fail. "Recover" is that commit → applied.
+async fn hostile_repository() -> anyhow::Result<Row> {
+    let dir = tempfile::tempdir()?;
+    let repo_path = repository(dir.path())?;
+    let repo = Path::new(&repo_path);
+    std::fs::create_dir_all(repo.join("link"))?;
+    std::os::unix::fs::symlink("/etc/passwd", repo.join("link/passwd.yaml"))?;
+    std::fs::create_dir_all(repo.join("climb"))?;
+    std::fs::write(
+        repo.join("climb/kustomization.yaml"),
+        "resources:\n- ../../../../../../../etc\n",
+    )?;
+    std::fs::create_dir_all(repo.join("bomb"))?;
+    let mut bomb = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\ndata:\n  a0: &a0 \"lol\"\n");
+    for i in 1..=9 {
+        let prev = format!("*a{}", i - 1);
+        let row = vec![prev.as_str(); 10].join(", ");
+        bomb.push_str(&format!("  a{i}: &a{i} [{row}]\n"));
+    }
+    std::fs::write(repo.join("bomb/bomb.yaml"), bomb)?;
+    git(repo, &["add", "-A"])?;
+    git(repo, &["commit", "-q", "-m", "hostile"])?;
+    let args = ["--repo", &repo_path, "--path", "app", "--runtime", "none"];
+    let up = UpProcess::start(&dir.path().join("data"), &dir.path().join("up.log"), &args)?;
+    let client = up.client().await?;
+    let apps: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &reconciler::gitops::syncer::application_resource(),
+    );
+    for path in ["link", "climb", "bomb"] {
+        let app: kube::api::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "gitplane.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": format!("hostile-{path}")},
+            "spec": {"source": {"repoURL": repo_path, "path": path},
+                     "destination": {"namespace": "default"},
+                     "syncPolicy": {"automated": {}}}
+        }))?;
+        apps.create(&PostParams::default(), &app).await?;
+    }
+    let load = Load::start(&client, 64);
+    load.wait_for(100).await?;
+    for path in ["link", "climb", "bomb"] {
+        let name = format!("hostile-{path}");
+        let apps = apps.clone();
+        wait_until(&format!("a condition on {name}"), move || {
+            let (apps, name) = (apps.clone(), name.clone());
+            async move {
+                apps.get(&name).await.ok().is_some_and(|a| {
+                    a.data["status"]["conditions"]
+                        .as_array()
+                        .is_some_and(|c| !c.is_empty())
+                })
+            }
+        })
+        .await?;
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    anyhow::ensure!(
+        cms.get("bomb").await.is_err(),
+        "the YAML bomb's ConfigMap was applied"
+    );
+    std::fs::write(
+        repo.join("app/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-git\ndata:\n  v: \"2\"\n",
+    )?;
+    git(repo, &["commit", "-q", "-am", "good app, second commit"])?;
+    let committed = Instant::now();
+    wait_until("the good app's commit applied", || {
+        let cms = cms.clone();
+        async move {
+            cms.get("from-git").await.ok().is_some_and(|cm| {
+                cm.data
+                    .and_then(|d| d.get("v").cloned())
+                    .is_some_and(|v| v == "2")
+            })
+        }
+    })
+    .await?;
+    let recover = committed.elapsed();
+    let acknowledged = load.finish().await;
+    let lost = lost(&client, &acknowledged).await?;
+    drop(up);
+    Ok(Row {
+        id: "hostile-repository",
+        scenario: "hostile apps (symlink to /etc/passwd, kustomize climbing out, YAML bomb) beside a good app",
+        load: format!("{WRITERS} writers + the syncer"),
         acknowledged: acknowledged.len(),
         lost,
         leaked: None,
