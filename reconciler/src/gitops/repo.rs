@@ -131,6 +131,19 @@ impl Mirror {
         Ok(Mirror { repo, url })
     }
 
+    /// A second handle on the same mirror, for reading (rendering) without holding the first:
+    /// Applications of one repository render in parallel, and one slow render (a huge chart,
+    /// a YAML bomb stopped by its budget) does not hold up the others' fetches and renders.
+    pub fn reader(&self) -> Result<Self, RepoError> {
+        let path = self.repo.path();
+        let repo = Repository::open_bare(path)
+            .map_err(git(format!("opening mirror {}", path.display())))?;
+        Ok(Mirror {
+            repo,
+            url: self.url.clone(),
+        })
+    }
+
     /// Fetches every branch, tag and the remote HEAD.
     pub fn fetch(&self, creds: &Credentials) -> Result<(), RepoError> {
         let mut remote = self

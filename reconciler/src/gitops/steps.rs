@@ -438,15 +438,19 @@ async fn render(
     let (source, name) = (app.spec.source.clone(), app.name.clone());
     let (namespace, spec_hash) = (app.spec.destination.namespace.clone(), app.spec_hash);
     let rendered = tokio::task::spawn_blocking(move || {
-        let mirror = mirror.lock().unwrap_or_else(|p| p.into_inner());
-        let oid = mirror.resolve(&source.target_revision)?;
+        let (oid, mirror) = {
+            let mirror = mirror.lock().unwrap_or_else(|p| p.into_inner());
+            let oid = mirror.resolve(&source.target_revision)?;
+            if let Some(r) = cached
+                && r.sha == oid.to_string()
+                && r.spec_hash == spec_hash
+            {
+                return Ok::<_, StepError>(r);
+            }
+            // Render on a handle of its own: the shared one stays free for the others.
+            (oid, mirror.reader()?)
+        };
         let sha = oid.to_string();
-        if let Some(r) = cached
-            && r.sha == sha
-            && r.spec_hash == spec_hash
-        {
-            return Ok::<_, StepError>(r);
-        }
         Ok(Rendered {
             info: mirror.commit_info(oid).ok(),
             objects: render_at(&mirror, oid, &source, &name, &namespace)

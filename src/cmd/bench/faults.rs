@@ -758,7 +758,9 @@ async fn etcd_members() -> anyhow::Result<Vec<Row>> {
     etcd.restart(follower)?;
     etcd.wait_healthy()?;
     load.wait_for(load.count() + 100).await?;
-    let leader = etcd.leader().context("no leader after the follower came back")?;
+    let leader = etcd
+        .leader()
+        .context("no leader after the follower came back")?;
     etcd.kill(leader);
     let killed = Instant::now();
     let leader_recover = load.first_after(killed).await?;
@@ -906,7 +908,9 @@ async fn hostile_repository() -> anyhow::Result<Row> {
         "resources:\n- ../../../../../../../etc\n",
     )?;
     std::fs::create_dir_all(repo.join("bomb"))?;
-    let mut bomb = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\ndata:\n  a0: &a0 \"lol\"\n");
+    let mut bomb = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\ndata:\n  a0: &a0 \"lol\"\n",
+    );
     for i in 1..=9 {
         let prev = format!("*a{}", i - 1);
         let row = vec![prev.as_str(); 10].join(", ");
