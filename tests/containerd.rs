@@ -465,3 +465,68 @@ fn an_image_in_a_registry_with_htpasswd_is_pulled_with_the_pods_image_pull_secre
         p["status"]["phase"] == "Running"
     });
 }
+
+#[test]
+fn a_pod_reads_its_service_account_token_ca_and_namespace_from_the_projected_volume() {
+    let registry = Registry::start(None);
+    let s = up(&containerd_args(&registry, &[&registry]));
+    let image = registry.image("busybox");
+    s.ok(&["create", "serviceaccount", "robot"]);
+    // ServiceAccount admission: the kube-api-access volume, unless the pod opts out.
+    let opted_out: Value = serde_json::from_str(&s.ok_stdin(
+        &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: quiet}}\nspec:\n  \
+             automountServiceAccountToken: false\n  containers: [{{name: c, image: {image}}}]\n"
+        ),
+    ))
+    .expect("pod json");
+    assert!(opted_out["spec"]["volumes"].is_null(), "{opted_out}");
+    const DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: reader}}\nspec:\n  \
+             serviceAccountName: robot\n  restartPolicy: Never\n  containers:\n  - name: c\n    \
+             image: {image}\n    command: [sh, -c, 'cat {DIR}/token; echo; echo ---; \
+             cat {DIR}/namespace; echo; echo ---; cat {DIR}/ca.crt']\n"
+        ),
+    );
+    let pod = wait_pod(&s, "reader", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    let volume = &pod["spec"]["volumes"][0];
+    assert!(
+        volume["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("kube-api-access-")),
+        "{pod}"
+    );
+    assert_eq!(
+        volume["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"],
+        3607
+    );
+    let logs = s.ok(&["logs", "reader"]);
+    let parts: Vec<&str> = logs.split("\n---\n").collect();
+    assert_eq!(parts.len(), 3, "{logs}");
+    assert_eq!(parts[1], "default", "{logs}");
+    let ca = std::fs::read_to_string(s.data_dir.join("pki/ca.crt")).expect("cluster CA");
+    assert_eq!(parts[2].trim(), ca.trim(), "ca.crt is the cluster CA");
+    // The token authenticates as the pod's ServiceAccount.
+    let review: Value = serde_json::from_str(&s.ok_stdin(
+        &["create", "-o", "json", "-f", "-"],
+        &serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": parts[0].trim()},
+        })
+        .to_string(),
+    ))
+    .expect("TokenReview json");
+    assert_eq!(review["status"]["authenticated"], true, "{review}");
+    assert_eq!(
+        review["status"]["user"]["username"],
+        "system:serviceaccount:default:robot",
+        "{review}"
+    );
+}

@@ -193,8 +193,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let each = components.clone();
             let clients: reconciler::controllers::Clients =
                 std::sync::Arc::new(move |identity: &str| Ok(each.client(identity)?));
+            let mut cm = args.controller_manager.clone();
+            // The cluster CA `up` generated is the root CA pods trust (`kube-root-ca.crt`).
+            let generated_ca = crate::cmd::security::pki_dir(&args.server.data_dir).join("ca.crt");
+            if cm.root_ca_file.is_none() && generated_ca.is_file() {
+                cm.root_ca_file = Some(generated_ca);
+            }
             let (cm, election, stop) = (
-                args.controller_manager.clone(),
+                cm,
                 args.election.clone(),
                 stop.clone(),
             );
