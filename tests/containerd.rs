@@ -513,20 +513,21 @@ fn a_pod_reads_its_service_account_token_ca_and_namespace_from_the_projected_vol
     let ca = std::fs::read_to_string(s.data_dir.join("pki/ca.crt")).expect("cluster CA");
     assert_eq!(parts[2].trim(), ca.trim(), "ca.crt is the cluster CA");
     // The token authenticates as the pod's ServiceAccount.
-    let review: Value = serde_json::from_str(&s.ok_stdin(
-        &["create", "-o", "json", "-f", "-"],
-        &serde_json::json!({
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenReview",
-            "spec": {"token": parts[0].trim()},
-        })
-        .to_string(),
-    ))
+    let review: Value = serde_json::from_str(
+        &s.ok_stdin(
+            &["create", "-o", "json", "-f", "-"],
+            &serde_json::json!({
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenReview",
+                "spec": {"token": parts[0].trim()},
+            })
+            .to_string(),
+        ),
+    )
     .expect("TokenReview json");
     assert_eq!(review["status"]["authenticated"], true, "{review}");
     assert_eq!(
-        review["status"]["user"]["username"],
-        "system:serviceaccount:default:robot",
+        review["status"]["user"]["username"], "system:serviceaccount:default:robot",
         "{review}"
     );
 }
@@ -606,7 +607,9 @@ fn image_gc_removes_an_unused_image_keeps_used_ones_and_says_when_it_cannot_free
     let hello = registry.image("hello");
     cri_pull(&sock, &hello);
     let has = |images: &[(String, Vec<String>)], name: &str| {
-        images.iter().any(|(_, tags)| tags.iter().any(|t| t == name))
+        images
+            .iter()
+            .any(|(_, tags)| tags.iter().any(|t| t == name))
     };
     let images = eventually(
         "the unused image to be collected",
@@ -621,15 +624,19 @@ fn image_gc_removes_an_unused_image_keeps_used_ones_and_says_when_it_cannot_free
         has(&images, &registry.image("pause")),
         "the sandbox image stays: {images:?}"
     );
-    let events = eventually("the image GC failure events", Duration::from_secs(60), || {
-        let e = s.ok(&[
-            "get",
-            "events",
-            "--field-selector",
-            "involvedObject.kind=Node,involvedObject.name=local",
-        ]);
-        (e.contains("ImageGCFailed") && e.contains("FreeDiskSpaceFailed")).then_some(e)
-    });
+    let events = eventually(
+        "the image GC failure events",
+        Duration::from_secs(60),
+        || {
+            let e = s.ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.kind=Node,involvedObject.name=local",
+            ]);
+            (e.contains("ImageGCFailed") && e.contains("FreeDiskSpaceFailed")).then_some(e)
+        },
+    );
     assert!(
         events.contains("Failed to garbage collect required amount of images"),
         "{events}"
@@ -672,7 +679,14 @@ fn exec_attach_cp_and_port_forward_reach_containerd_containers() {
     wait_pod(&s, "web", "Running", |p| p["status"]["phase"] == "Running");
 
     // exec: the command runs in the container, its exit code is kubectl's; stdin reaches it.
-    let out = s.kubectl(&["exec", "web", "--", "sh", "-c", "cat /www/index.html; exit 3"]);
+    let out = s.kubectl(&[
+        "exec",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "cat /www/index.html; exit 3",
+    ]);
     assert_eq!(
         text(&out.stdout),
         "hello from a gitplane test container\n",
@@ -681,7 +695,15 @@ fn exec_attach_cp_and_port_forward_reach_containerd_containers() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let out = s.kubectl_stdin(
-        &["exec", "-i", "web", "--", "sh", "-c", "tr a-z A-Z; echo end"],
+        &[
+            "exec",
+            "-i",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo end",
+        ],
         Some("hello stdin\n"),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -697,11 +719,7 @@ fn exec_attach_cp_and_port_forward_reach_containerd_containers() {
         "copied in\n"
     );
     let back = dir.path().join("back.txt");
-    s.ok(&[
-        "cp",
-        "web:/www/index.html",
-        back.to_str().expect("utf-8"),
-    ]);
+    s.ok(&["cp", "web:/www/index.html", back.to_str().expect("utf-8")]);
     assert_eq!(
         std::fs::read_to_string(&back).expect("copied out"),
         "hello from a gitplane test container\n"

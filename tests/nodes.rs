@@ -260,9 +260,7 @@ fn pod_network_namespaces_go_with_their_pod_a_killed_runtime_and_a_stopped_one()
     }
     let s = Server::start_with(&["--node-name", "local", "--runtime", "process"]);
     for name in ["one", "two"] {
-        s.ok(&[
-            "run", name, "--image=x", "--command", "--", "sleep", "1000",
-        ]);
+        s.ok(&["run", name, "--image=x", "--command", "--", "sleep", "1000"]);
     }
     wait_pod(&s, "one", "Running", running);
     wait_pod(&s, "two", "Running", running);

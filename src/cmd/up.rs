@@ -199,11 +199,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             if cm.root_ca_file.is_none() && generated_ca.is_file() {
                 cm.root_ca_file = Some(generated_ca);
             }
-            let (cm, election, stop) = (
-                cm,
-                args.election.clone(),
-                stop.clone(),
-            );
+            let (cm, election, stop) = (cm, args.election.clone(), stop.clone());
             Some(tokio::spawn(async move {
                 controller_manager::run_with(client, clients, &cm, &election, stop).await
             }))

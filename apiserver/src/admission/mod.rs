@@ -64,7 +64,10 @@ pub fn service_account(
         .service_accounts
         .as_ref()
         .is_some_and(|k| k.can_issue());
-    let automount = match spec.get("automountServiceAccountToken").and_then(Value::as_bool) {
+    let automount = match spec
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+    {
         Some(set) => set,
         None => state
             .registry()

@@ -555,10 +555,7 @@ async fn projected(
                 Some(cm) => write_items(path, &config_map_data(&cm), c.items.as_ref(), mode)?,
                 None if c.optional == Some(true) => {}
                 None => {
-                    return Err(mount_error(format!(
-                        "configmap {:?} not found",
-                        c.name
-                    )));
+                    return Err(mount_error(format!("configmap {:?} not found", c.name)));
                 }
             }
         } else if let Some(s) = &p.secret {
