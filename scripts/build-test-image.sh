@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds two small OCI images from Debian's busybox-static, without network or Docker, and
+# Builds three small OCI images from Debian's busybox-static, without network or Docker, and
 # optionally pushes them to a registry:
 #   gitplane/busybox:1  busybox with all its applets on /bin (sh, httpd, sleep, …), a page in
 #                       /www; default command `httpd -f -p 80 -h /www` (serves HTTP on port 80)
 #   gitplane/pause:1    the pod sandbox ("pause") image for containerd: `sleep` forever
+#   gitplane/hello:1    the same files, `echo hello` (another image id, for image GC tests)
 #
 # usage: scripts/build-test-image.sh OUT_DIR [REGISTRY]
 #   OUT_DIR   gets busybox/ and pause/ (OCI image layouts)
@@ -68,13 +69,14 @@ image() {
 
 image busybox '"Entrypoint":["/bin/httpd"],"Cmd":["-f","-p","80","-h","/www"]'
 image pause '"Entrypoint":["/bin/sleep"],"Cmd":["2147483647"]'
-echo "built $out/busybox and $out/pause (OCI layouts, tag 1)"
+image hello '"Entrypoint":["/bin/echo"],"Cmd":["hello"]'
+echo "built $out/busybox, $out/pause and $out/hello (OCI layouts, tag 1)"
 
 if [[ -n $registry ]]; then
   command -v skopeo >/dev/null || { echo "error: skopeo is needed to push: apt-get install -y skopeo" >&2; exit 1; }
   creds=()
   [[ -n ${REGISTRY_CREDS:-} ]] && creds=(--dest-creds "$REGISTRY_CREDS")
-  for name in busybox pause; do
+  for name in busybox pause hello; do
     skopeo copy --quiet --dest-tls-verify=false "${creds[@]}" \
       "oci:$out/$name:1" "docker://$registry/gitplane/$name:1"
     echo "pushed $registry/gitplane/$name:1"

@@ -101,7 +101,7 @@ impl Registry {
         eventually("the registry to listen", Duration::from_secs(20), || {
             std::net::TcpStream::connect(&host).ok()
         });
-        for name in ["busybox", "pause"] {
+        for name in ["busybox", "pause", "hello"] {
             let mut cmd = Command::new("skopeo");
             cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
             if let Some((user, password)) = auth {
@@ -464,4 +464,300 @@ fn an_image_in_a_registry_with_htpasswd_is_pulled_with_the_pods_image_pull_secre
     wait_pod(&s, "withsecret", "Running", |p| {
         p["status"]["phase"] == "Running"
     });
+}
+
+#[test]
+fn a_pod_reads_its_service_account_token_ca_and_namespace_from_the_projected_volume() {
+    let registry = Registry::start(None);
+    let s = up(&containerd_args(&registry, &[&registry]));
+    let image = registry.image("busybox");
+    s.ok(&["create", "serviceaccount", "robot"]);
+    // ServiceAccount admission: the kube-api-access volume, unless the pod opts out.
+    let opted_out: Value = serde_json::from_str(&s.ok_stdin(
+        &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: quiet}}\nspec:\n  \
+             automountServiceAccountToken: false\n  containers: [{{name: c, image: {image}}}]\n"
+        ),
+    ))
+    .expect("pod json");
+    assert!(opted_out["spec"]["volumes"].is_null(), "{opted_out}");
+    const DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: reader}}\nspec:\n  \
+             serviceAccountName: robot\n  restartPolicy: Never\n  containers:\n  - name: c\n    \
+             image: {image}\n    command: [sh, -c, 'cat {DIR}/token; echo; echo ---; \
+             cat {DIR}/namespace; echo; echo ---; cat {DIR}/ca.crt']\n"
+        ),
+    );
+    let pod = wait_pod(&s, "reader", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    let volume = &pod["spec"]["volumes"][0];
+    assert!(
+        volume["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("kube-api-access-")),
+        "{pod}"
+    );
+    assert_eq!(
+        volume["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"],
+        3607
+    );
+    let logs = s.ok(&["logs", "reader"]);
+    let parts: Vec<&str> = logs.split("\n---\n").collect();
+    assert_eq!(parts.len(), 3, "{logs}");
+    assert_eq!(parts[1], "default", "{logs}");
+    let ca = std::fs::read_to_string(s.data_dir.join("pki/ca.crt")).expect("cluster CA");
+    assert_eq!(parts[2].trim(), ca.trim(), "ca.crt is the cluster CA");
+    // The token authenticates as the pod's ServiceAccount.
+    let review: Value = serde_json::from_str(
+        &s.ok_stdin(
+            &["create", "-o", "json", "-f", "-"],
+            &serde_json::json!({
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenReview",
+                "spec": {"token": parts[0].trim()},
+            })
+            .to_string(),
+        ),
+    )
+    .expect("TokenReview json");
+    assert_eq!(review["status"]["authenticated"], true, "{review}");
+    assert_eq!(
+        review["status"]["user"]["username"], "system:serviceaccount:default:robot",
+        "{review}"
+    );
+}
+
+/// The images containerd has: (id, repo tags).
+fn cri_images(socket: &Path) -> Vec<(String, Vec<String>)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    rt.block_on(async {
+        let cri = runtime::connect(socket, Duration::from_secs(10))
+            .await
+            .expect("connect to containerd");
+        cri.images
+            .clone()
+            .list_images(api::ListImagesRequest { filter: None })
+            .await
+            .expect("ListImages")
+            .into_inner()
+            .images
+            .into_iter()
+            .map(|i| (i.id, i.repo_tags))
+            .collect()
+    })
+}
+
+/// Pulls `image` through CRI, as `crictl pull` does.
+fn cri_pull(socket: &Path, image: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    rt.block_on(async {
+        let cri = runtime::connect(socket, Duration::from_secs(10))
+            .await
+            .expect("connect to containerd");
+        cri.images
+            .clone()
+            .pull_image(api::PullImageRequest {
+                image: Some(api::ImageSpec {
+                    image: image.to_string(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("PullImage");
+    })
+}
+
+#[test]
+fn image_gc_removes_an_unused_image_keeps_used_ones_and_says_when_it_cannot_free_enough() {
+    let registry = Registry::start(None);
+    let mut args = containerd_args(&registry, &[&registry]);
+    // Collect at 1% usage, down to 0%: always, and never enough. An image is 10 s old before
+    // it may go (the kubelet's 2 minutes, shorter): never between a pod's pull and its
+    // container's creation.
+    args.extend(
+        [
+            "--image-gc-high-threshold",
+            "1",
+            "--image-gc-low-threshold",
+            "0",
+            "--minimum-image-ttl-duration",
+            "10s",
+            "--image-gc-period",
+            "1s",
+        ]
+        .map(String::from),
+    );
+    let s = up(&args);
+    let busybox = registry.image("busybox");
+    s.ok(&["run", "keep", &format!("--image={busybox}")]);
+    wait_pod(&s, "keep", "Running", |p| p["status"]["phase"] == "Running");
+    let sock = socket(&s);
+    let hello = registry.image("hello");
+    cri_pull(&sock, &hello);
+    let has = |images: &[(String, Vec<String>)], name: &str| {
+        images
+            .iter()
+            .any(|(_, tags)| tags.iter().any(|t| t == name))
+    };
+    let images = eventually(
+        "the unused image to be collected",
+        Duration::from_secs(60),
+        || {
+            let images = cri_images(&sock);
+            (!has(&images, &hello)).then_some(images)
+        },
+    );
+    assert!(has(&images, &busybox), "the image in use stays: {images:?}");
+    assert!(
+        has(&images, &registry.image("pause")),
+        "the sandbox image stays: {images:?}"
+    );
+    let events = eventually(
+        "the image GC failure events",
+        Duration::from_secs(60),
+        || {
+            let e = s.ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.kind=Node,involvedObject.name=local",
+            ]);
+            (e.contains("ImageGCFailed") && e.contains("FreeDiskSpaceFailed")).then_some(e)
+        },
+    );
+    assert!(
+        events.contains("Failed to garbage collect required amount of images"),
+        "{events}"
+    );
+    let pod = wait_pod(&s, "keep", "still Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `kubectl port-forward ARGS` in the background; killed when dropped.
+struct Forward(Child);
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn exec_attach_cp_and_port_forward_reach_containerd_containers() {
+    let registry = Registry::start(None);
+    let s = up(&containerd_args(&registry, &[&registry]));
+    let image = registry.image("busybox");
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec:\n  \
+             containers: [{{name: httpd, image: {image}}}]\n---\n\
+             apiVersion: v1\nkind: Pod\nmetadata: {{name: echo}}\nspec:\n  restartPolicy: Never\n  \
+             containers:\n  - name: echo\n    image: {image}\n    stdin: true\n    stdinOnce: true\n    \
+             command: [sh, -c, 'while read line; do echo \"got $line\"; done; echo bye >&2']\n"
+        ),
+    );
+    wait_pod(&s, "web", "Running", |p| p["status"]["phase"] == "Running");
+
+    // exec: the command runs in the container, its exit code is kubectl's; stdin reaches it.
+    let out = s.kubectl(&[
+        "exec",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "cat /www/index.html; exit 3",
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        "hello from a gitplane test container\n",
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let out = s.kubectl_stdin(
+        &[
+            "exec",
+            "-i",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo end",
+        ],
+        Some("hello stdin\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "HELLO STDIN\nend\n");
+
+    // cp (tar through exec) into the container's file system and back out.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let local = dir.path().join("in.txt");
+    std::fs::write(&local, "copied in\n").expect("write file");
+    s.ok(&["cp", local.to_str().expect("utf-8"), "web:/tmp/in.txt"]);
+    assert_eq!(
+        s.ok(&["exec", "web", "--", "cat", "/tmp/in.txt"]),
+        "copied in\n"
+    );
+    let back = dir.path().join("back.txt");
+    s.ok(&["cp", "web:/www/index.html", back.to_str().expect("utf-8")]);
+    assert_eq!(
+        std::fs::read_to_string(&back).expect("copied out"),
+        "hello from a gitplane test container\n"
+    );
+
+    // port-forward: the pod's httpd on port 80 answers on a local port.
+    let local_port = free_port();
+    let _forward = Forward(
+        common::kubectl_command()
+            .arg("--kubeconfig")
+            .arg(s.kubeconfig())
+            .args(["port-forward", "pod/web", &format!("{local_port}:80")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl port-forward"),
+    );
+    let body = eventually(
+        "an answer through port-forward",
+        Duration::from_secs(30),
+        || http_get(&format!("127.0.0.1:{local_port}")),
+    );
+    assert!(
+        body.contains("hello from a gitplane test container"),
+        "{body}"
+    );
+
+    // attach: what is typed reaches the container; closing stdin (stdinOnce) ends it.
+    wait_pod(&s, "echo", "Running", |p| p["status"]["phase"] == "Running");
+    let out = s.kubectl_stdin(
+        &["attach", "-i", "echo"],
+        Some("hello attach\nsecond line\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("got hello attach\ngot second line\n"),
+        "{}",
+        text(&out.stdout)
+    );
 }

@@ -138,11 +138,12 @@ spec:
             .as_str()
             .expect("a pod CIDR")
             .to_string();
-        let bridge = format!("gpbr{}", cidr.split('.').nth(2).unwrap_or(""));
+        let n = cidr.split('.').nth(2).unwrap_or("");
+        let bridge = format!("gpbr{n}");
         assert!(link_exists(&bridge), "{bridge} exists");
         let pods_ns = netns_list();
         assert!(
-            pods_ns.contains("gp-"),
+            pods_ns.contains(&format!("gp{n}-")),
             "a pod network namespace: {pods_ns}"
         );
     }
@@ -185,7 +186,7 @@ fn a_pod_network_namespace_and_its_veth_go_away_with_the_pod() {
     let ns: Vec<String> = netns_list()
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-        .filter(|n| n.starts_with("gp-"))
+        .filter(|n| n.starts_with("gp") && n.contains('-'))
         .filter(|n| {
             std::process::Command::new("ip")
                 .args(["netns", "pids", n])
@@ -203,7 +204,7 @@ fn a_pod_network_namespace_and_its_veth_go_away_with_the_pod() {
         })
         .collect();
     assert_eq!(ns.len(), 1, "one namespace holds the pod's process: {ns:?}");
-    let veth = format!("gv{}", &ns[0][3..]);
+    let veth = format!("gv{}", ns[0].split_once('-').map_or("", |(_, id)| id));
     assert!(link_exists(&veth), "{veth} exists");
     s.ok(&["delete", "pod", "net"]);
     eventually(
@@ -211,6 +212,108 @@ fn a_pod_network_namespace_and_its_veth_go_away_with_the_pod() {
         Duration::from_secs(30),
         || (!netns_list().contains(&ns[0]) && !link_exists(&veth)).then_some(()),
     );
+}
+
+/// The prefix of the pod network namespaces of the node `local` of `s` (`gp<N>-` for its pod
+/// CIDR 10.88.N.0/24): other tests' runtimes, running at the same time, have their own N.
+fn netns_prefix(s: &Server) -> String {
+    let node: Value =
+        serde_json::from_str(&s.ok(&["get", "node", "local", "-o", "json"])).expect("json");
+    let cidr = node["spec"]["podCIDR"].as_str().expect("a pod CIDR");
+    format!("gp{}-", cidr.split('.').nth(2).unwrap_or(""))
+}
+
+/// The network namespaces named with `prefix`.
+fn netns_with(prefix: &str) -> Vec<String> {
+    netns_list()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The namespace (named with `prefix`) holding a process of pod `pod` (its `HOSTNAME`).
+fn netns_of(prefix: &str, pod: &str) -> Option<String> {
+    let marker = format!("HOSTNAME={pod}\0");
+    netns_with(prefix).into_iter().find(|n| {
+        std::process::Command::new("ip")
+            .args(["netns", "pids", n])
+            .output()
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter_map(|p| p.trim().parse::<u32>().ok())
+                    .any(|pid| {
+                        std::fs::read(format!("/proc/{pid}/environ"))
+                            .is_ok_and(|e| String::from_utf8_lossy(&e).contains(&marker))
+                    })
+            })
+    })
+}
+
+#[test]
+fn pod_network_namespaces_go_with_their_pod_a_killed_runtime_and_a_stopped_one() {
+    if !netns_available() {
+        eprintln!("skipped: pod networks need root and ip");
+        return;
+    }
+    let s = Server::start_with(&["--node-name", "local", "--runtime", "process"]);
+    for name in ["one", "two"] {
+        s.ok(&["run", name, "--image=x", "--command", "--", "sleep", "1000"]);
+    }
+    wait_pod(&s, "one", "Running", running);
+    wait_pod(&s, "two", "Running", running);
+    let prefix = netns_prefix(&s);
+    let find = |pod: &str| {
+        eventually(
+            &format!("the network namespace of {pod}"),
+            Duration::from_secs(30),
+            || netns_of(&prefix, pod),
+        )
+    };
+    let (one, two) = (find("one"), find("two"));
+    assert_ne!(one, two);
+    // Pod deletion removes its namespace.
+    s.ok(&["delete", "pod", "one", "--wait=true"]);
+    eventually("one's namespace to go", Duration::from_secs(30), || {
+        (!netns_list().contains(&one)).then_some(())
+    });
+    // A runtime killed with SIGKILL cleans up nothing; the next runtime to start does (the
+    // namespaces of all the node's pods before the kill, the playground's too).
+    let before_kill = netns_with(&prefix);
+    assert!(before_kill.contains(&two), "{before_kill:?}");
+    let (dir, tmp) = s.into_data();
+    assert!(
+        netns_list().contains(&two),
+        "the killed runtime left the namespace of its pod"
+    );
+    let mut s = Up(Server::start_in_with(
+        &dir,
+        &["--node-name", "local", "--runtime", "process"],
+    ));
+    eventually(
+        "the killed runtime's namespaces to be swept",
+        Duration::from_secs(60),
+        || {
+            let list = netns_list();
+            before_kill
+                .iter()
+                .all(|n| !list.contains(n.as_str()))
+                .then_some(())
+        },
+    );
+    // The new runtime runs the pod again, in a namespace of its own.
+    let prefix = netns_prefix(&s);
+    let again = eventually("two's new namespace", Duration::from_secs(60), || {
+        netns_of(&prefix, "two")
+    });
+    assert_ne!(again, two);
+    // A clean stop removes the namespaces of the pods it stops.
+    s.stop();
+    let left = netns_with(&prefix);
+    assert!(left.is_empty(), "a stopped runtime left {left:?}");
+    drop(tmp);
 }
 
 #[test]

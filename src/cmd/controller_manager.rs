@@ -23,7 +23,8 @@ pub struct ControllerManagerArgs {
     #[arg(long, value_delimiter = ',', default_value = "*")]
     pub controllers: Vec<String>,
     /// PEM file of the cluster's root CA, published as the ConfigMap `kube-root-ca.crt` in
-    /// every namespace (nothing is published without it).
+    /// every namespace (nothing is published without it; `up`: its cluster CA,
+    /// DATA_DIR/pki/ca.crt).
     #[arg(long)]
     pub root_ca_file: Option<PathBuf>,
     /// Objects each controller reconciles at once.

@@ -63,6 +63,41 @@ pub struct Args {
     /// exec (default: the kubeconfig's CA, the cluster CA).
     #[arg(long)]
     client_ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    image_gc: ImageGcArgs,
+}
+
+/// The kubelet's image garbage collection flags (shared by `node` and `up --runtime
+/// containerd`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ImageGcArgs {
+    /// Percent of the image file system in use at or above which unused images are removed
+    /// (100: never).
+    #[arg(long, default_value_t = 85)]
+    pub image_gc_high_threshold: u8,
+    /// Percent of the image file system in use that image garbage collection aims for.
+    #[arg(long, default_value_t = 80)]
+    pub image_gc_low_threshold: u8,
+    /// An unused image is kept at least this long after the agent first saw it.
+    #[arg(long, default_value = "2m", value_parser = super::scheduler::parse_duration)]
+    pub minimum_image_ttl_duration: Duration,
+    /// How often image garbage collection looks (the kubelet's fixed period: 5m).
+    #[arg(long, default_value = "5m", value_parser = super::scheduler::parse_duration)]
+    pub image_gc_period: Duration,
+}
+
+impl ImageGcArgs {
+    /// The policy, checked as the kubelet checks its thresholds.
+    pub fn policy(&self) -> anyhow::Result<agent::image_gc::Policy> {
+        let policy = agent::image_gc::Policy {
+            high: self.image_gc_high_threshold,
+            low: self.image_gc_low_threshold,
+            min_age: self.minimum_image_ttl_duration,
+            period: self.image_gc_period,
+        };
+        policy.check().map_err(anyhow::Error::msg)?;
+        Ok(policy)
+    }
 }
 
 /// The PEM of DER certificates (a kubeconfig's CA as kube reads it).
@@ -184,6 +219,7 @@ pub async fn start_local(
         LocalRuntime::Containerd(network, args) => {
             let c = args.config(&dir.join("containerd"), network.pod_cidr.as_deref())?;
             config.pod_cidr = Some(c.pod_cidr.clone());
+            config.image_gc = args.image_gc.policy()?;
             let (containerd, cri) = Containerd::start(&c, Duration::from_secs(30))
                 .await
                 .context("starting containerd")?;
@@ -229,6 +265,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         config.taints = node::simulated::parse_taints(&args.taints)?;
         config.pod_cidr = args.pod_cidr.clone();
         config.client_ca = Some(client_ca).filter(|c| !c.is_empty());
+        config.image_gc = args.image_gc.policy()?;
         let agent = Agent::start(client, rt, config).await?;
         eprintln!("node {name} is up (logs on {})", agent.log_addr());
         server::shutdown_signal().await;

@@ -69,6 +69,8 @@ pub struct ContainerdArgs {
     /// A registry (`host:port`) containerd pulls from over plain HTTP (repeatable).
     #[arg(long)]
     pub insecure_registry: Vec<String>,
+    #[command(flatten)]
+    pub image_gc: super::node::ImageGcArgs,
 }
 
 impl ContainerdArgs {

@@ -194,13 +194,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let clients: reconciler::controllers::Clients =
                 std::sync::Arc::new(move |identity: &str| Ok(each.client(identity)?));
             let mut cm = args.controller_manager.clone();
-            // The cluster CA `up` made signs the API server's certificate: pods trust it
-            // through `kube-root-ca.crt`, as on Kubernetes.
-            if cm.root_ca_file.is_none() {
-                cm.root_ca_file =
-                    Some(super::security::pki_dir(&args.server.data_dir).join("ca.crt"));
+            // The cluster CA `up` generated is the root CA pods trust (`kube-root-ca.crt`).
+            let generated_ca = crate::cmd::security::pki_dir(&args.server.data_dir).join("ca.crt");
+            if cm.root_ca_file.is_none() && generated_ca.is_file() {
+                cm.root_ca_file = Some(generated_ca);
             }
-            let (election, stop) = (args.election.clone(), stop.clone());
+            let (cm, election, stop) = (cm, args.election.clone(), stop.clone());
             Some(tokio::spawn(async move {
                 controller_manager::run_with(client, clients, &cm, &election, stop).await
             }))

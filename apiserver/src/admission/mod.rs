@@ -12,14 +12,33 @@
 //!    charged by the create handler);
 //! 7. NamespaceLifecycle (`handlers::write::check_namespace`) and storage.
 
-/// ServiceAccount admission: a pod created without a service account runs as `default`.
-///
-/// Kubernetes also refuses pods naming a ServiceAccount that does not exist and mounts its
-/// token; gitplane has no ServiceAccount controller or tokens yet, so it only fills in the name.
-pub fn service_account(info: &apimachinery::registry::ResourceInfo, obj: &mut serde_json::Value) {
+/// Where Kubernetes mounts a pod's service account token, CA and namespace.
+pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The lifetime the kubelet asks for the token of the default `kube-api-access-*` volume.
+const TOKEN_EXPIRATION_SECONDS: i64 = 3607;
+
+/// ServiceAccount admission, as Kubernetes' plugin: a pod created without a service account
+/// runs as `default`; unless the pod or its ServiceAccount sets
+/// `automountServiceAccountToken: false` (and when this server issues tokens), it gets the
+/// projected volume `kube-api-access-<random>` (a bound token from the TokenRequest API,
+/// `ca.crt` from the ConfigMap `kube-root-ca.crt`, `namespace` from the downward API), mounted
+/// read-only at [`SERVICE_ACCOUNT_MOUNT`] in every container and init container that mounts
+/// nothing there. Unlike Kubernetes, a pod naming a ServiceAccount that does not exist (yet) is
+/// not refused: its node retries the token until the account is there.
+pub fn service_account(
+    state: &ApiState,
+    info: &apimachinery::registry::ResourceInfo,
+    obj: &mut serde_json::Value,
+) {
     if info.custom || (info.group.as_str(), info.kind.as_str()) != ("", "Pod") {
         return;
     }
+    let namespace = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
     let Some(spec) = obj
         .get_mut("spec")
         .and_then(serde_json::Value::as_object_mut)
@@ -38,7 +57,89 @@ pub fn service_account(info: &apimachinery::registry::ResourceInfo, obj: &mut se
         .unwrap_or("default")
         .to_string();
     spec.insert("serviceAccountName".into(), name.clone().into());
-    spec.insert("serviceAccount".into(), name.into());
+    spec.insert("serviceAccount".into(), name.clone().into());
+    let issues = state
+        .security()
+        .authn
+        .service_accounts
+        .as_ref()
+        .is_some_and(|k| k.can_issue());
+    let automount = match spec
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+    {
+        Some(set) => set,
+        None => state
+            .registry()
+            .by_resource("", "v1", "serviceaccounts")
+            .and_then(|sa| state.cache().get(&sa.key(Some(&namespace), &name)))
+            .and_then(|sa| {
+                sa.object
+                    .get("automountServiceAccountToken")
+                    .and_then(Value::as_bool)
+            })
+            .unwrap_or(true),
+    };
+    if issues && automount {
+        mount_token(spec);
+    }
+}
+
+/// Adds the `kube-api-access-*` volume and its mounts to a pod spec (see [`service_account`]).
+fn mount_token(spec: &mut serde_json::Map<String, Value>) {
+    let mounts_there = |c: &Value| {
+        c.get("volumeMounts")
+            .and_then(Value::as_array)
+            .is_some_and(|m| {
+                m.iter().any(|m| {
+                    m.get("mountPath").and_then(Value::as_str) == Some(SERVICE_ACCOUNT_MOUNT)
+                })
+            })
+    };
+    let containers = ["initContainers", "containers"];
+    let all_mount = containers.iter().all(|k| {
+        spec.get(*k)
+            .and_then(Value::as_array)
+            .is_none_or(|cs| cs.iter().all(mounts_there))
+    });
+    if all_mount {
+        return;
+    }
+    let volume = crate::strategy::generate_name("kube-api-access-");
+    for k in containers {
+        let Some(cs) = spec.get_mut(k).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in cs.iter_mut().filter(|c| !mounts_there(c)) {
+            let Some(c) = c.as_object_mut() else { continue };
+            let mounts = c
+                .entry("volumeMounts")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Some(m) = mounts.as_array_mut() {
+                m.push(serde_json::json!({
+                    "name": volume,
+                    "readOnly": true,
+                    "mountPath": SERVICE_ACCOUNT_MOUNT,
+                }));
+            }
+        }
+    }
+    let volumes = spec
+        .entry("volumes")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Some(v) = volumes.as_array_mut() {
+        v.push(serde_json::json!({
+            "name": volume,
+            "projected": {
+                "defaultMode": 420,
+                "sources": [
+                    {"serviceAccountToken": {"expirationSeconds": TOKEN_EXPIRATION_SECONDS, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+                ],
+            },
+        }));
+    }
 }
 
 pub mod client;
@@ -95,7 +196,7 @@ pub async fn admit(
         Some(_) => Operation::Update,
     };
     if old.is_none() {
-        service_account(info, obj);
+        service_account(state, info, obj);
         storage_class::default_storage_class(state, info, obj);
         ingress_class::default_ingress_class(state, info, obj);
         if let Some(req) = req {

@@ -125,6 +125,11 @@ impl Keys {
         Ok(Keys { signing, verifying })
     }
 
+    /// Whether these keys can sign tokens (a signing key was given).
+    pub fn can_issue(&self) -> bool {
+        self.signing.is_some()
+    }
+
     /// Issues a token for the ServiceAccount `namespace/name` with `uid`, valid `seconds`.
     pub fn issue(
         &self,

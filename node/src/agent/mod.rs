@@ -4,6 +4,7 @@
 //! `DiskPressure` when its data dir's file system runs short, `disk`), serves container
 //! logs and exec sessions over HTTPS to the API server only (`server`, `logs`) and runs the pods bound to the node (`pods`: one worker per pod,
 //! an explicit state machine; `spec` turns a pod spec into runtime requests; `images`;
+//! `image_gc`: unused images removed by disk threshold;
 //! `probes`; `oom`: OOM kills from the kernel log; `storage`: claimed volumes and the
 //! local-path directories of deleted volumes; `network_policy`: NetworkPolicies enforced with
 //! nftables (`nftables`) in the network namespaces of the node's pods, when pods have their own).
@@ -13,6 +14,7 @@
 //! lays them out); `<data>/storage/<volume>` (local-path volumes: they outlive pods).
 
 mod disk;
+pub mod image_gc;
 mod images;
 mod logs;
 mod network_policy;
@@ -92,6 +94,8 @@ pub struct Config {
     pub lease_duration: Duration,
     /// How often the Lease is renewed.
     pub renew_interval: Duration,
+    /// Image garbage collection.
+    pub image_gc: image_gc::Policy,
 }
 
 impl Config {
@@ -111,6 +115,7 @@ impl Config {
             client_ca: None,
             lease_duration: Duration::from_secs(40),
             renew_interval: Duration::from_secs(10),
+            image_gc: image_gc::Policy::default(),
         }
     }
 }
@@ -206,6 +211,13 @@ impl Agent {
         tasks.spawn(storage::sweep(
             client.clone(),
             storage::root(&config.data_dir),
+            stop.clone(),
+        ));
+        tasks.spawn(image_gc::run(
+            cri.clone(),
+            client.clone(),
+            config.node_name.clone(),
+            config.image_gc.clone(),
             stop.clone(),
         ));
         if let Some(cidr) = &config.pod_cidr {

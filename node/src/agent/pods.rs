@@ -45,6 +45,8 @@ const TICK: Duration = Duration::from_secs(1);
 const OOM_SETTLE: Duration = Duration::from_secs(3);
 const OOM_POLL: Duration = Duration::from_millis(50);
 const SIGKILL_EXIT: i32 = 128 + 9;
+/// How soon a failed service account token refresh is tried again.
+const TOKEN_RETRY: Duration = Duration::from_secs(10);
 const OOM_KILLED: &str = "OOMKilled";
 
 /// Runs until `stop`: watches the node's pods and keeps one worker per pod (on `tasks`; a
@@ -195,6 +197,8 @@ struct Worker {
     stage: Stage,
     sandbox: Option<(String, String)>,
     volumes: BTreeMap<String, PathBuf>,
+    /// When the service account tokens of projected volumes are due for a refresh.
+    token_refresh: Option<Instant>,
     memory: HashMap<String, Memory>,
     last_status: Option<Value>,
     start_time: Option<String>,
@@ -242,6 +246,7 @@ impl Worker {
             },
             sandbox: None,
             volumes: BTreeMap::new(),
+            token_refresh: None,
             memory: HashMap::new(),
             last_status: None,
             events: HashSet::new(),
@@ -756,6 +761,26 @@ impl Worker {
         }
     }
 
+    /// Replaces the projected volumes' service account tokens once they are due (80% of their
+    /// lifetime); a failed request is retried after [`TOKEN_RETRY`].
+    async fn refresh_tokens(&mut self) {
+        if self.token_refresh.is_none_or(|t| Instant::now() < t) {
+            return;
+        }
+        let lookup = Lookup {
+            client: self.client.clone(),
+            namespace: self.namespace(),
+        };
+        let dir = self.pod_dir().join("volumes");
+        match spec::refresh_tokens(&self.pod, &dir, &lookup).await {
+            Ok(due) => self.token_refresh = due.map(|d| Instant::now() + d),
+            Err(e) => {
+                tracing::warn!(pod = %self.name(), error = %e, "service account token refresh failed");
+                self.token_refresh = Some(Instant::now() + TOKEN_RETRY);
+            }
+        }
+    }
+
     /// Decides about one container: start, restart (after back-off) or leave it.
     async fn drive(&mut self, c: &Container, runs: &[api::ContainerStatus], restart: bool) {
         let latest = runs.last();
@@ -828,7 +853,8 @@ impl Worker {
             };
             match spec::volumes(&self.pod, &self.pod_dir().join("volumes"), &lookup).await {
                 Ok(v) => {
-                    self.volumes = v;
+                    self.volumes = v.paths;
+                    self.token_refresh = v.refresh.map(|d| Instant::now() + d);
                     self.stage = Stage::Initializing;
                 }
                 Err(e) => {
@@ -839,6 +865,7 @@ impl Worker {
                 }
             }
         }
+        self.refresh_tokens().await;
         let spec = self.pod.spec.clone().unwrap_or_default();
         let policy = spec
             .restart_policy

@@ -1,14 +1,20 @@
 //! From a pod spec to what the runtime needs: the environment (service links, `envFrom`, `env`
 //! with `valueFrom`), `$(VAR)` expansion in command and args, and the volume directories
-//! (emptyDir, configMap, secret, hostPath, persistentVolumeClaim, downwardAPI) with their mounts.
+//! (emptyDir, configMap, secret, hostPath, persistentVolumeClaim, downwardAPI, projected — with
+//! service account tokens from the TokenRequest API, refreshed as the kubelet's token manager
+//! does) with their mounts.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Pod, ProjectedVolumeSource, Secret, Service, ServiceAccount,
+};
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{ListParams, PostParams};
 
 use crate::runtime::api;
 
@@ -430,14 +436,169 @@ fn write_items(
     Ok(())
 }
 
-/// Creates (or refreshes) every volume of the pod under `dir` (`<dir>/<volume name>`) and
-/// returns each volume's host path.
-pub async fn volumes(
+/// A token older than this is refreshed whatever its lifetime, as the kubelet does.
+const TOKEN_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// When the kubelet's token manager replaces a token that lives `ttl`: at 80% of its
+/// lifetime, or after 24 hours.
+pub fn token_refresh_after(ttl: Duration) -> Duration {
+    (ttl * 4 / 5).min(TOKEN_MAX_AGE)
+}
+
+/// The pod's volumes: each one's host path, and when the earliest service account token among
+/// them is due for a refresh ([`refresh_tokens`]).
+#[derive(Debug, Default)]
+pub struct Volumes {
+    /// Host path by volume name.
+    pub paths: BTreeMap<String, PathBuf>,
+    /// When a token is due for a refresh (from now), if any volume holds one.
+    pub refresh: Option<Duration>,
+}
+
+fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Asks the TokenRequest API for a token of the pod's ServiceAccount, bound to the pod, for
+/// `audience` (the API server's when empty), living `seconds`; returns it and its lifetime.
+async fn request_token(
+    pod: &Pod,
+    lookup: &Lookup,
+    audience: &str,
+    seconds: i64,
+) -> Result<(String, Duration), String> {
+    let account = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: if audience.is_empty() {
+                Vec::new()
+            } else {
+                vec![audience.to_string()]
+            },
+            expiration_seconds: Some(seconds),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                uid: pod.metadata.uid.clone(),
+            }),
+        },
+        ..TokenRequest::default()
+    };
+    let answer: TokenRequest =
+        Api::<ServiceAccount>::namespaced(lookup.client.clone(), &lookup.namespace)
+            .create_subresource("token", &account, &PostParams::default(), &request)
+            .await
+            .map_err(|e| format!("failed to fetch token for serviceaccount {account:?}: {e}"))?;
+    let status = answer
+        .status
+        .ok_or_else(|| format!("serviceaccount {account:?}: the TokenRequest has no status"))?;
+    let lifetime = answer.spec.expiration_seconds.unwrap_or(seconds).max(0) as u64;
+    Ok((status.token, Duration::from_secs(lifetime)))
+}
+
+/// Replaces `dir/rel` at once (a new file renamed over it), so a container reading the file
+/// through its bind mount never sees it half written.
+fn replace_file(dir: &Path, rel: &str, data: &[u8], mode: i32) -> Result<(), SpecError> {
+    let tmp = format!("{}.tmp", rel.trim_start_matches('/'));
+    write_file(dir, &tmp, data, mode)?;
+    let (from, to) = (dir.join(&tmp), dir.join(rel.trim_start_matches('/')));
+    std::fs::rename(&from, &to).map_err(|e| SpecError {
+        reason: "CreateContainerConfigError",
+        message: format!("{}: {e}", to.display()),
+    })
+}
+
+/// Writes the files of projected volume `name` into `path` (only its service account tokens
+/// when `tokens_only`: a refresh); returns when its earliest token is due for a refresh.
+async fn projected(
+    pod: &Pod,
+    name: &str,
+    source: &ProjectedVolumeSource,
+    path: &Path,
+    lookup: &Lookup,
+    tokens_only: bool,
+) -> Result<Option<Duration>, SpecError> {
+    let mode = source.default_mode.unwrap_or(0o644);
+    let mount_error = |message: String| SpecError {
+        reason: "ContainerCreating",
+        message: format!("MountVolume.SetUp failed for volume {name:?}: {message}"),
+    };
+    let mut refresh = None;
+    for p in source.sources.iter().flatten() {
+        if let Some(t) = &p.service_account_token {
+            let (token, ttl) = request_token(
+                pod,
+                lookup,
+                t.audience.as_deref().unwrap_or(""),
+                t.expiration_seconds.unwrap_or(3600),
+            )
+            .await
+            .map_err(mount_error)?;
+            replace_file(path, &t.path, token.as_bytes(), mode)?;
+            refresh = earliest(refresh, Some(token_refresh_after(ttl)));
+            continue;
+        }
+        if tokens_only {
+            continue;
+        }
+        if let Some(c) = &p.config_map {
+            match lookup.config_map(&c.name).await? {
+                Some(cm) => write_items(path, &config_map_data(&cm), c.items.as_ref(), mode)?,
+                None if c.optional == Some(true) => {}
+                None => {
+                    return Err(mount_error(format!("configmap {:?} not found", c.name)));
+                }
+            }
+        } else if let Some(s) = &p.secret {
+            match lookup.secret(&s.name).await? {
+                Some(sec) => write_items(path, &secret_data(&sec), s.items.as_ref(), mode)?,
+                None if s.optional == Some(true) => {}
+                None => return Err(mount_error(format!("secret {:?} not found", s.name))),
+            }
+        } else if let Some(d) = &p.downward_api {
+            for it in d.items.iter().flatten() {
+                let value = match &it.field_ref {
+                    Some(f) => field_value(pod, &f.field_path).unwrap_or_default(),
+                    None => String::new(),
+                };
+                write_file(path, &it.path, value.as_bytes(), it.mode.unwrap_or(mode))?;
+            }
+        }
+    }
+    Ok(refresh)
+}
+
+/// Requests new tokens for the service account token sources of the pod's projected volumes
+/// under `dir` and replaces their files; returns when the earliest is due again.
+pub async fn refresh_tokens(
     pod: &Pod,
     dir: &Path,
     lookup: &Lookup,
-) -> Result<BTreeMap<String, PathBuf>, SpecError> {
+) -> Result<Option<Duration>, SpecError> {
+    let mut refresh = None;
+    for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        if let Some(p) = &v.projected {
+            let due = projected(pod, &v.name, p, &dir.join(&v.name), lookup, true).await?;
+            refresh = earliest(refresh, due);
+        }
+    }
+    Ok(refresh)
+}
+
+/// Creates (or refreshes) every volume of the pod under `dir` (`<dir>/<volume name>`) and
+/// returns each volume's host path.
+pub async fn volumes(pod: &Pod, dir: &Path, lookup: &Lookup) -> Result<Volumes, SpecError> {
     let mut out = BTreeMap::new();
+    let mut refresh = None;
     let mount_error = |message: String| SpecError {
         reason: "ContainerCreating",
         message,
@@ -519,6 +680,11 @@ pub async fn volumes(
                     )));
                 }
             }
+        } else if let Some(p) = &v.projected {
+            let _ = std::fs::remove_dir_all(&path);
+            mk(&path)?;
+            let due = projected(pod, &v.name, p, &path, lookup, false).await?;
+            refresh = earliest(refresh, due);
         } else if let Some(d) = &v.downward_api {
             mk(&path)?;
             for it in d.items.clone().unwrap_or_default() {
@@ -535,13 +701,16 @@ pub async fn volumes(
             }
         } else {
             return Err(mount_error(format!(
-                "volume {}: only emptyDir, configMap, secret, hostPath, persistentVolumeClaim and downwardAPI volumes are supported by the process runtime",
+                "volume {}: only emptyDir, configMap, secret, hostPath, persistentVolumeClaim, downwardAPI and projected volumes are supported",
                 v.name
             )));
         }
         out.insert(v.name.clone(), path);
     }
-    Ok(out)
+    Ok(Volumes {
+        paths: out,
+        refresh,
+    })
 }
 
 /// The runtime mounts of a container.
@@ -588,6 +757,24 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(expand(input, &env), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_refreshed_at_four_fifths_of_their_lifetime_or_after_a_day() {
+        // (lifetime in seconds, refresh after in milliseconds)
+        let cases = [
+            (3607, 2_885_600),
+            (600, 480_000),
+            (3600 * 24 * 365, 86_400_000),
+            (0, 0),
+        ];
+        for (ttl, want) in cases {
+            assert_eq!(
+                token_refresh_after(Duration::from_secs(ttl)),
+                Duration::from_millis(want),
+                "{ttl}"
+            );
         }
     }
 

@@ -7,8 +7,13 @@
 //! host could reach the new pod: its readiness probes timed out and rollouts waited). The
 //! neighbour entry of an address is also flushed when a pod takes it. Nothing is forwarded or masqueraded: pod traffic stays on
 //! this machine. All of it is done with `ip` (iproute2), so it needs root. The bridge is
-//! `gpbr<N>` for the pod CIDR 10.88.N.0/24, one per runtime; a starting runtime deletes the
-//! bridges of runtimes that were killed.
+//! `gpbr<N>` for the pod CIDR 10.88.N.0/24 (N: the CIDR's third octet), one per runtime, and
+//! its pods' namespaces are `gp<N>-<sandbox id prefix>` ([`Network::netns_name`]), so the
+//! runtime holding bridge N's lock owns them. A starting runtime ([`sweep`]) deletes the bridges
+//! and namespaces of runtimes that were killed (whose lock nobody holds), and the namespaces
+//! of its own bridge left from an earlier run (the process runtime keeps its sandboxes in
+//! memory and adopts none: their containers died with it), so a killed runtime leaks nothing
+//! past the next start.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -92,19 +97,84 @@ fn claim(n: u8) -> Option<std::fs::File> {
     Some(file)
 }
 
-/// Deletes the bridges of runtimes that were killed (a `gpbr<N>` whose lock nobody holds).
-fn sweep() {
-    let Ok(links) = std::fs::read_dir("/sys/class/net") else {
-        return;
-    };
-    for link in links.flatten() {
-        let name = link.file_name().to_string_lossy().into_owned();
-        let Some(n) = name.strip_prefix("gpbr").and_then(|n| n.parse::<u8>().ok()) else {
-            continue;
-        };
-        if let Some(_lock) = claim(n) {
-            let _ = ip(&["link", "del", &name]);
+/// Where `ip netns` keeps named network namespaces.
+const NETNS_DIR: &str = "/run/netns";
+
+/// A legacy namespace (`gp-<id>`, named before namespaces carried their bridge's number) this
+/// young is never swept: its runtime may still be wiring it up.
+const LEGACY_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The bridge number of a pod namespace `gp<N>-<id>`.
+pub fn netns_bridge(name: &str) -> Option<u8> {
+    let (n, id) = name.strip_prefix("gp")?.split_once('-')?;
+    if id.is_empty() {
+        return None;
+    }
+    n.parse().ok()
+}
+
+/// Named network namespaces (`ip netns list`, read from its directory).
+fn namespaces() -> Vec<String> {
+    std::fs::read_dir(NETNS_DIR)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Deletes the pod namespaces of bridge `n` (the caller holds its lock).
+fn delete_namespaces_of(n: u8) {
+    for ns in namespaces() {
+        if netns_bridge(&ns) == Some(n) {
+            tracing::info!(netns = %ns, "deleting the network namespace of a pod of a runtime that is gone");
+            let _ = ip(&["netns", "del", &ns]);
         }
+    }
+}
+
+/// Whether a legacy pod namespace `gp-<id>` is left over: older than [`LEGACY_GRACE`] and its
+/// host veth `gv<id>` is gone or on no bridge (its runtime's bridge was deleted).
+fn legacy_stale(name: &str) -> bool {
+    let Some(id) = name.strip_prefix("gp-") else {
+        return false;
+    };
+    let old = std::fs::symlink_metadata(format!("{NETNS_DIR}/{name}"))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > LEGACY_GRACE);
+    let on_bridge = std::path::Path::new(&format!("/sys/class/net/gv{id}/master")).exists();
+    old && !on_bridge
+}
+
+/// Deletes what runtimes that were killed left: a `gpbr<N>` bridge and `gp<N>-*` namespaces
+/// whose lock nobody holds, and legacy `gp-<id>` namespaces whose veth is on no bridge.
+fn sweep() {
+    let mut numbers: BTreeSet<u8> = BTreeSet::new();
+    if let Ok(links) = std::fs::read_dir("/sys/class/net") {
+        for link in links.flatten() {
+            let name = link.file_name().to_string_lossy().into_owned();
+            if let Some(n) = name.strip_prefix("gpbr").and_then(|n| n.parse::<u8>().ok()) {
+                numbers.insert(n);
+            }
+        }
+    }
+    let spaces = namespaces();
+    numbers.extend(spaces.iter().filter_map(|ns| netns_bridge(ns)));
+    for n in numbers {
+        if let Some(_lock) = claim(n) {
+            delete_namespaces_of(n);
+            let _ = Command::new("ip")
+                .args(["link", "del", &format!("gpbr{n}")])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+    for ns in spaces.iter().filter(|ns| legacy_stale(ns)) {
+        tracing::info!(netns = %ns, "deleting a pod network namespace left over");
+        let _ = ip(&["netns", "del", ns]);
     }
 }
 
@@ -137,7 +207,9 @@ impl Network {
             }
         };
         let bridge = format!("gpbr{}", prefix[2]);
-        // A bridge whose lock was free is left over from a killed runtime: start afresh.
+        // A bridge whose lock was free is left over from a killed runtime: start afresh, and
+        // without the namespaces of that runtime's pods.
+        delete_namespaces_of(prefix[2]);
         let _ = ip(&["link", "del", &bridge]);
         ip(&["link", "add", &bridge, "type", "bridge"])?;
         let gateway = format!("{}.{}.{}.1/24", prefix[0], prefix[1], prefix[2]);
@@ -162,6 +234,11 @@ impl Network {
     /// The bridge's name.
     pub fn bridge(&self) -> &str {
         &self.bridge
+    }
+
+    /// The network namespace of the pod sandbox `id`: `gp<N>-<first 12 characters of id>`.
+    pub fn netns_name(&self, id: &str) -> String {
+        format!("gp{}-{}", self.prefix[2], &id[..id.len().min(12)])
     }
 
     /// Creates the namespace `netns` with its veth and an address; returns the address.
@@ -253,6 +330,22 @@ mod tests {
         let all: Vec<u8> = (2..=254).collect();
         check(&all, 100, None);
         check(&all[1..], 100, Some(2));
+    }
+
+    #[test]
+    fn a_pod_namespace_names_its_bridge() {
+        let cases = [
+            ("gp7-0a3102817cf8", Some(7)),
+            ("gp254-abc", Some(254)),
+            ("gp-0a3102817cf8", None),
+            ("gp7-", None),
+            ("gp300-abc", None),
+            ("cni-1234", None),
+            ("gpx-abc", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(netns_bridge(name), want, "{name}");
+        }
     }
 
     #[test]

@@ -670,7 +670,7 @@ impl RuntimeService for ProcessRuntime {
         if let Some(n) = &self.inner.network
             && !Self::host_network(&sb.config)
         {
-            let netns = format!("gp-{}", &id[..12]);
+            let netns = n.netns_name(&id);
             let veth = format!("gv{}", &id[..12]);
             let ip = tokio::task::block_in_place(|| n.add_pod(&netns, &veth));
             match ip {
