@@ -41,6 +41,8 @@ need htpasswd || missing="$missing apache2-utils"
 # network namespaces (nsenter is util-linux's); the test probes with curl through kubectl exec.
 need nft || [ -x /usr/sbin/nft ] || missing="$missing nftables"
 need curl || missing="$missing curl"
+# tests/metrics.rs: the real Prometheus scrapes `gitplane up` and is queried with PromQL.
+need prometheus || missing="$missing prometheus"
 if [ -n "$missing" ]; then
   echo "installing Debian packages:$missing" >&2
   apt-get update -qq && apt-get install -y -qq $missing

@@ -13,6 +13,7 @@ use node::runtime::containerd::{self, Containerd};
 use node::runtime::{self, process::ProcessRuntime};
 
 use super::connect::ClientArgs;
+use super::metrics::MetricsArgs;
 use super::runtime::{ContainerdArgs, NetworkArgs};
 use super::server;
 
@@ -63,6 +64,8 @@ pub struct Args {
     /// exec (default: the kubeconfig's CA, the cluster CA).
     #[arg(long)]
     client_ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 /// The PEM of DER certificates (a kubeconfig's CA as kube reads it).
@@ -231,6 +234,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         config.client_ca = Some(client_ca).filter(|c| !c.is_empty());
         let agent = Agent::start(client, rt, config).await?;
         eprintln!("node {name} is up (logs on {})", agent.log_addr());
+        telemetry::kubelet::metrics();
+        args.metrics.serve(server::shutdown_signal()).await?;
         server::shutdown_signal().await;
         agent.shutdown().await;
         Ok(0)
