@@ -171,7 +171,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     // The 429 counters exist from the start, so that `rate()` over them is 0, not absent.
     for read_only in [true, false] {
-        m.dropped.get_or_create(&kind(read_only));
+        let _ = m.dropped.get_or_create(&kind(read_only));
     }
     m
 });

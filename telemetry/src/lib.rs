@@ -109,15 +109,27 @@ mod tests {
     #[test]
     fn the_exposition_holds_each_registered_family_once_and_ends_in_eof() {
         apiserver::metrics();
-        argocd::metrics();
         apiserver::metrics();
+        argocd::metrics().git_fetch("/srv/repo", std::time::Duration::from_millis(20), true);
         let text = encode();
         assert_eq!(
-            text.matches("# TYPE apiserver_request counter").count(),
+            text.matches("# TYPE apiserver_dropped_requests counter")
+                .count(),
             1,
             "{text}"
         );
-        assert!(text.contains("# TYPE argocd_app_sync counter"), "{text}");
+        assert!(
+            text.contains(
+                "argocd_git_fetch_fail_total{repo=\"/srv/repo\",request_type=\"fetch\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "# HELP argocd_git_request_duration_seconds Git requests duration seconds.\n"
+            ),
+            "one final period: {text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

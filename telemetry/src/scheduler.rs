@@ -93,7 +93,7 @@ impl Metrics {
     /// Creates the attempt series of `profile` at 0, so that they exist before the first pod.
     pub fn init_profile(&self, profile: &str) {
         for result in ["scheduled", "unschedulable", "error"] {
-            self.attempts.get_or_create(&AttemptLabels {
+            let _ = self.attempts.get_or_create(&AttemptLabels {
                 result,
                 profile: profile.to_string(),
             });
