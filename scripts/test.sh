@@ -44,6 +44,8 @@ need curl || missing="$missing curl"
 # tests/python_client.rs: the official Kubernetes Python client, in a venv made below.
 need python3 || missing="$missing python3"
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$missing python3-venv"
+# tests/metrics.rs: the real Prometheus scrapes `gitplane up` and is queried with PromQL.
+need prometheus || missing="$missing prometheus"
 if [ -n "$missing" ]; then
   echo "installing Debian packages:$missing" >&2
   apt-get update -qq && apt-get install -y -qq $missing

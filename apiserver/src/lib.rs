@@ -19,6 +19,7 @@
 //!   `default/kubernetes` Service.
 //! - [`discovery`], [`table`], [`crd`]: discovery documents, server-side tables, CRD serving.
 //! - [`console`]: the web console's static assets under `/ui/` (data comes from the API).
+//! - [`metrics`]: request labels and `GET /metrics` (the families are `telemetry`'s).
 //!
 //! **Architecture Invariant**: only this crate touches storage; every other component is an
 //! HTTP client of the API.
@@ -36,6 +37,7 @@ pub mod discovery;
 pub mod handlers;
 pub mod inflight;
 pub mod listener;
+pub mod metrics;
 pub mod node_client;
 pub mod openapi;
 pub mod rbac;

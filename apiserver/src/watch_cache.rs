@@ -112,6 +112,13 @@ struct State {
     oldest: Revision,
 }
 
+/// `/registry/GROUP/PLURAL/` of a key (the whole key when it is shorter).
+fn resource_prefix(key: &str) -> &str {
+    key.match_indices('/')
+        .nth(3)
+        .map_or(key, |(i, _)| &key[..=i])
+}
+
 /// The cache. Cheap to share (`Arc`).
 pub struct WatchCache {
     config: Config,
@@ -203,6 +210,31 @@ impl WatchCache {
             Ok(Ok(_)) => Ok(()),
             _ => Err(CacheError::NotReady(revision)),
         }
+    }
+
+    /// How many objects each resource has (`pods`, `deployments.apps`), as
+    /// `apiserver_storage_objects` counts them.
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        let state = self.read();
+        let mut counts = BTreeMap::new();
+        // Keys are sorted: the objects of one resource are consecutive.
+        let mut current: Option<(&str, usize)> = None;
+        for key in state.objects.keys() {
+            let prefix = resource_prefix(key);
+            match &mut current {
+                Some((p, n)) if *p == prefix => *n += 1,
+                _ => {
+                    if let Some((p, n)) = current.take() {
+                        counts.insert(telemetry::apiserver::resource_of_key(p), n);
+                    }
+                    current = Some((prefix, 1));
+                }
+            }
+        }
+        if let Some((p, n)) = current {
+            counts.insert(telemetry::apiserver::resource_of_key(p), n);
+        }
+        counts
     }
 
     /// One object.

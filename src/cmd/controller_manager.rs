@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connect::{self, ClientArgs};
 use super::election::LeaderElectArgs;
+use super::metrics::MetricsArgs;
 use super::scheduler::parse_duration;
 use super::server;
 
@@ -55,6 +56,8 @@ pub struct Args {
     controllers: ControllerManagerArgs,
     #[command(flatten)]
     election: LeaderElectArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 impl ControllerManagerArgs {
@@ -118,8 +121,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let config = connect::named(base.clone(), identity)?;
             Ok(kube::Client::try_from(config)?)
         });
-        server::until_signal(|stop| {
-            run_with(client, clients, &args.controllers, &args.election, stop)
+        telemetry::workqueue::metrics();
+        server::until_signal(|stop| async move {
+            args.metrics.serve(stop.clone().cancelled_owned()).await?;
+            run_with(client, clients, &args.controllers, &args.election, stop).await
         })
         .await?;
         Ok(0)

@@ -11,6 +11,7 @@ pub mod controller_manager;
 pub mod diff;
 pub mod election;
 pub mod history;
+pub mod metrics;
 pub mod node;
 pub mod policy_webhook;
 pub mod proxy;

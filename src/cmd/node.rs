@@ -13,6 +13,7 @@ use node::runtime::containerd::{self, Containerd};
 use node::runtime::{self, process::ProcessRuntime};
 
 use super::connect::ClientArgs;
+use super::metrics::MetricsArgs;
 use super::runtime::{ContainerdArgs, NetworkArgs};
 use super::server;
 
@@ -65,6 +66,8 @@ pub struct Args {
     client_ca_file: Option<PathBuf>,
     #[command(flatten)]
     image_gc: ImageGcArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 /// The kubelet's image garbage collection flags (shared by `node` and `up --runtime
@@ -268,6 +271,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         config.image_gc = args.image_gc.policy()?;
         let agent = Agent::start(client, rt, config).await?;
         eprintln!("node {name} is up (logs on {})", agent.log_addr());
+        telemetry::kubelet::metrics();
+        args.metrics.serve(server::shutdown_signal()).await?;
         server::shutdown_signal().await;
         agent.shutdown().await;
         Ok(0)

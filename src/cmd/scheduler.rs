@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connect::{self, ClientArgs};
 use super::election::LeaderElectArgs;
+use super::metrics::MetricsArgs;
 use super::server;
 
 /// Scheduler flags, shared with `gitplane up`.
@@ -31,6 +32,8 @@ pub struct Args {
     scheduler: SchedulerArgs,
     #[command(flatten)]
     election: LeaderElectArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 /// Parses `15s`, `500ms`, `2m` or a number of seconds.
@@ -86,8 +89,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     server::init_logging();
     server::block_on(async move {
         let client = args.client.client().await?;
-        server::until_signal(|stop| run_with(client, &args.scheduler, &args.election, stop))
-            .await?;
+        telemetry::scheduler::metrics();
+        server::until_signal(|stop| async move {
+            args.metrics.serve(stop.clone().cancelled_owned()).await?;
+            run_with(client, &args.scheduler, &args.election, stop).await
+        })
+        .await?;
         Ok(0)
     })?
 }

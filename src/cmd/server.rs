@@ -10,6 +10,7 @@ use apiserver::storage::Store;
 use apiserver::storage::embedded::{EmbeddedConfig, EmbeddedStore};
 use apiserver::storage::encrypted::{self, EncryptedStore, EncryptionConfig};
 use apiserver::storage::etcd::{EtcdConfig, EtcdStore};
+use apiserver::storage::instrumented::Instrumented;
 use apiserver::{ApiServer, Config};
 
 /// Flags of every command that runs the API server.
@@ -89,7 +90,7 @@ async fn open_backend(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
             let path = args.data_dir.join("store.redb");
             let store = EmbeddedStore::open(EmbeddedConfig::new(&path))
                 .with_context(|| format!("cannot open the store {}", path.display()))?;
-            Ok(Arc::new(store))
+            Ok(Arc::new(Instrumented::new(Arc::new(store), "embedded")))
         }
         StoreKind::Etcd(config) => {
             let config = EtcdConfig {
@@ -101,7 +102,7 @@ async fn open_backend(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
             let store = EtcdStore::connect(config)
                 .await
                 .with_context(|| format!("cannot use etcd at {endpoints}"))?;
-            Ok(Arc::new(store))
+            Ok(Arc::new(Instrumented::new(Arc::new(store), "etcd")))
         }
     }
 }

@@ -179,6 +179,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         ensure_root(&client, &repo_url, &path).await?;
         super::console::ensure_account(&client).await?;
         let sync_task = tokio::spawn(syncer.run(stopped()));
+        let notify_task = tokio::spawn(reconciler::gitops::notifications::Notifier::run(
+            client.clone(),
+            stopped(),
+        ));
 
         let scheduler_task = (!args.disable_scheduler).then(|| {
             let client = components.client("scheduler");
@@ -297,6 +301,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
             *pending.lock().unwrap_or_else(|p| p.into_inner()) = "the syncer";
             let _ = sync_task.await;
+            let _ = notify_task.await;
             if let Some(t) = rootless_task {
                 t.await??;
             }

@@ -98,6 +98,27 @@ pub fn agent(base: &str, auth: &Auth, timeout: Duration) -> ureq::Agent {
         .into()
 }
 
+/// The PEM files a scraper needs for the server at `base` (started by this process): the
+/// cluster CA, the admin's client certificate and its key, written into `dir`.
+pub fn write_admin_pems(base: &str, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let trust = trusts()
+        .lock()
+        .expect("trust lock")
+        .get(base)
+        .cloned()
+        .unwrap_or_else(|| panic!("no server started at {base}"));
+    let write = |name: &str, pem: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).expect("write pem");
+        path
+    };
+    (
+        write("ca.pem", &trust.ca_pem),
+        write("admin.pem", &trust.cert_pem),
+        write("admin-key.pem", &trust.key_pem),
+    )
+}
+
 /// A full answer: code, body as JSON (Null if none) and headers (names lowercase).
 #[derive(Debug)]
 pub struct Answer {
@@ -755,5 +776,94 @@ pub fn pod_ready(p: &Value) -> bool {
     p["status"]["conditions"].as_array().is_some_and(|c| {
         c.iter()
             .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// One HTTP request a [`Receiver`] got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// The method.
+    pub method: String,
+    /// The path (with the query).
+    pub path: String,
+    /// The headers, names lowercase.
+    pub headers: HashMap<String, String>,
+    /// The body.
+    pub body: String,
+}
+
+/// An HTTP/1.1 receiver on a free loopback port that answers every request with 200 and keeps
+/// it (a webhook receiver, a Git host's commit status API).
+pub struct Receiver {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    /// Starts the receiver on its own thread (it lives as long as the test process).
+    pub fn start() -> Receiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let sink = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if let Some(r) = read_request(stream) {
+                    sink.lock().expect("receiver lock").push(r);
+                }
+            }
+        });
+        Receiver { url, received }
+    }
+
+    /// The requests so far whose path starts with `prefix`.
+    pub fn requests(&self, prefix: &str) -> Vec<Received> {
+        self.received
+            .lock()
+            .expect("receiver lock")
+            .iter()
+            .filter(|r| r.path.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+}
+
+fn read_request(mut stream: std::net::TcpStream) -> Option<Received> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next()?.to_string(), parts.next()?.to_string());
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    stream
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    Some(Received {
+        method,
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
     })
 }

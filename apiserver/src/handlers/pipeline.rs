@@ -2,6 +2,7 @@
 //! in-flight limit, audit, authorization; then the body is read and the request routed.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::header;
@@ -17,8 +18,31 @@ fn streaming_subresource(sub: &str) -> bool {
 }
 
 /// The one handler behind every route: the outer pipeline (authentication, impersonation,
-/// in-flight limit, audit, authorization), then the request itself.
+/// in-flight limit, audit, authorization), then the request itself; counted in the request
+/// metrics whatever its outcome.
 pub async fn dispatch(State(state): State<Arc<ApiState>>, req: axum::extract::Request) -> Response {
+    let started = Instant::now();
+    let attrs = crate::rbac::Attributes::from_request(
+        req.method().as_str(),
+        req.uri().path(),
+        req.uri().query(),
+    );
+    let labels = crate::metrics::request_labels(req.method().as_str(), req.uri().path(), &attrs);
+    let sub = attrs
+        .resource
+        .as_ref()
+        .map_or("", |r| r.subresource.as_str());
+    let long_running = crate::inflight::long_running(&attrs.verb, sub);
+    let response = pipeline(state, req, attrs, long_running).await;
+    crate::metrics::finish(labels, response, started, long_running)
+}
+
+async fn pipeline(
+    state: Arc<ApiState>,
+    req: axum::extract::Request,
+    attrs: crate::rbac::Attributes,
+    long_running: bool,
+) -> Response {
     let (parts, body) = req.into_parts();
     let security = state.security();
     let peer = parts
@@ -43,21 +67,19 @@ pub async fn dispatch(State(state): State<Arc<ApiState>>, req: axum::extract::Re
         Ok(u) => u,
         Err(e) => return error(&e),
     };
-    let attrs = crate::rbac::Attributes::from_request(
-        parts.method.as_str(),
-        parts.uri.path(),
-        parts.uri.query(),
-    );
     let sub = attrs
         .resource
         .as_ref()
         .map_or("", |r| r.subresource.as_str());
-    let long_running = crate::inflight::long_running(&attrs.verb, sub);
+    let metrics = telemetry::apiserver::metrics();
     let _slot = match long_running {
         true => None,
         false => match security.inflight.acquire(attrs.is_read_only()) {
-            Ok(slot) => Some(slot),
-            Err(e) => return error(&e),
+            Ok(slot) => Some((slot, metrics.inflight(attrs.is_read_only()))),
+            Err(e) => {
+                metrics.drop_request(attrs.is_read_only());
+                return error(&e);
+            }
         },
     };
     let mut record = security.audit.as_ref().and_then(|a| {

@@ -34,6 +34,7 @@ pub async fn serve(
     let path = parts.uri.path().to_string();
     match path.as_str() {
         "/healthz" | "/livez" | "/readyz" => return health(state).await,
+        "/metrics" => return crate::metrics::exposition(state),
         "/version" | "/version/" => {
             return crate::response::json(StatusCode::OK, &discovery::version());
         }

@@ -176,6 +176,18 @@ const DISCOVERY: &[&str] = &[
 ];
 /// The health paths (`system:public-info-viewer`).
 const PUBLIC_INFO: &[&str] = &["/healthz", "/livez", "/readyz", "/version", "/version/"];
+/// The monitoring paths (`system:monitoring`, bound to the group of that name as in
+/// Kubernetes): the metrics and the health checks.
+const MONITORING: &[&str] = &[
+    "/metrics",
+    "/metrics/slis",
+    "/healthz",
+    "/healthz/*",
+    "/livez",
+    "/livez/*",
+    "/readyz",
+    "/readyz/*",
+];
 
 /// The ClusterRoles created at start.
 pub fn cluster_roles() -> Vec<Value> {
@@ -260,6 +272,7 @@ pub fn cluster_roles() -> Vec<Value> {
             vec![urls(PUBLIC_INFO, &["get"])],
             &[],
         ),
+        cluster_role("system:monitoring", vec![urls(MONITORING, &["get"])], &[]),
         cluster_role(
             "system:basic-user",
             vec![
@@ -496,6 +509,11 @@ pub fn cluster_role_bindings() -> Vec<Value> {
                 group(crate::authn::AUTHENTICATED),
                 group(crate::authn::UNAUTHENTICATED),
             ],
+        ),
+        binding(
+            "system:monitoring",
+            "system:monitoring",
+            vec![group("system:monitoring")],
         ),
         binding(
             "system:basic-user",

@@ -17,6 +17,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod encrypted;
 pub mod etcd;
+pub mod instrumented;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -71,9 +71,11 @@ pub(super) async fn run(
     let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut listed: HashSet<String> = HashSet::new();
+    let mut count_every = tokio::time::interval(COUNT_RUNNING_EVERY);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
+            _ = count_every.tick() => count_running(&runtime).await,
             Some(uid) = done_rx.recv() => {
                 if workers.get(&uid).is_some_and(|w| w.is_closed()) {
                     workers.remove(&uid);
@@ -112,6 +114,54 @@ pub(super) async fn run(
                     }
                 }
             }
+        }
+    }
+}
+
+/// How often the running pods and containers are counted.
+const COUNT_RUNNING_EVERY: Duration = Duration::from_secs(5);
+
+/// Sets `kubelet_running_pods` (ready sandboxes) and `kubelet_running_containers` (by state)
+/// from the runtime's lists.
+async fn count_running(runtime: &RuntimeClient) {
+    let mut rt = runtime.clone();
+    let metrics = telemetry::kubelet::metrics();
+    if let Ok(list) = rt
+        .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+        .await
+    {
+        let ready = list
+            .into_inner()
+            .items
+            .iter()
+            .filter(|sb| sb.state == api::PodSandboxState::SandboxReady as i32)
+            .count();
+        metrics.running_pods.set(ready as i64);
+    }
+    if let Ok(list) = rt
+        .list_containers(api::ListContainersRequest { filter: None })
+        .await
+    {
+        let mut counts = [
+            ("created", 0i64),
+            ("running", 0),
+            ("exited", 0),
+            ("unknown", 0),
+        ];
+        for c in list.into_inner().containers {
+            let i = match api::ContainerState::try_from(c.state) {
+                Ok(api::ContainerState::ContainerCreated) => 0,
+                Ok(api::ContainerState::ContainerRunning) => 1,
+                Ok(api::ContainerState::ContainerExited) => 2,
+                _ => 3,
+            };
+            counts[i].1 += 1;
+        }
+        for (container_state, n) in counts {
+            metrics
+                .running_containers
+                .get_or_create(&telemetry::kubelet::StateLabels { container_state })
+                .set(n);
         }
     }
 }
@@ -204,6 +254,9 @@ struct Worker {
     start_time: Option<String>,
     events: HashSet<String>,
     phase: &'static str,
+    /// When this agent first saw the pod, until it runs (`kubelet_pod_start_duration_seconds`);
+    /// `None` for a pod that was running or finished before (an agent restarted).
+    seen: Option<Instant>,
     /// The agent's tasks (Events written in the background) and its stop signal.
     tasks: TaskTracker,
     stop: CancellationToken,
@@ -220,6 +273,12 @@ impl Worker {
         stop: CancellationToken,
     ) -> Worker {
         let pod = rx.borrow().clone().unwrap_or_default();
+        let seen = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_none_or(|p| p == "Pending")
+            .then(Instant::now);
         // A pod that already finished is never run again (after an agent or runtime restart).
         let phase = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
             Some("Succeeded") => Some("Succeeded"),
@@ -250,6 +309,7 @@ impl Worker {
             memory: HashMap::new(),
             last_status: None,
             events: HashSet::new(),
+            seen,
             phase: phase.unwrap_or("Pending"),
             tasks,
             stop,
@@ -944,6 +1004,11 @@ impl Worker {
                 self.phase = if failed { "Failed" } else { "Succeeded" };
             } else if all_created {
                 self.phase = "Running";
+                if let Some(seen) = self.seen.take() {
+                    telemetry::kubelet::metrics()
+                        .pod_start
+                        .observe(seen.elapsed().as_secs_f64());
+                }
             } else {
                 self.phase = "Pending";
             }
@@ -957,6 +1022,7 @@ impl Worker {
         runs: &HashMap<String, Vec<api::ContainerStatus>>,
     ) {
         let pod_ip = self.pod_ip();
+        let (pod_name, pod_namespace) = (self.name(), self.namespace());
         let grace = self
             .pod
             .spec
@@ -992,23 +1058,24 @@ impl Worker {
                 container_id: &l.id,
                 pod_ip: &pod_ip,
                 container: c,
+                pod: (&pod_name, &pod_namespace),
             };
             let mut kill: Option<String> = None;
             if let (Some(p), Some(t)) = (&c.startup_probe, mem.startup.as_mut())
                 && !t.ok
-                && let Verdict::Failed(m) = t.step(p, &target).await
+                && let Verdict::Failed(m) = t.step(p, &target, "Startup").await
             {
                 kill = Some(format!("Startup probe failed: {m}"));
             }
             let started = mem.startup.as_ref().is_none_or(|t| t.ok);
             if started && kill.is_none() {
                 if let (Some(p), Some(t)) = (&c.liveness_probe, mem.liveness.as_mut())
-                    && let Verdict::Failed(m) = t.step(p, &target).await
+                    && let Verdict::Failed(m) = t.step(p, &target, "Liveness").await
                 {
                     kill = Some(format!("Liveness probe failed: {m}"));
                 }
                 if let (Some(p), Some(t)) = (&c.readiness_probe, mem.readiness.as_mut()) {
-                    t.step(p, &target).await;
+                    t.step(p, &target, "Readiness").await;
                 }
             }
             if let Some(message) = kill {

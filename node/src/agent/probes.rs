@@ -31,6 +31,8 @@ pub struct Target<'a> {
     pub pod_ip: &'a str,
     /// The container (for named ports).
     pub container: &'a Container,
+    /// The pod's name and namespace (the labels of `prober_probe_total`).
+    pub pod: (&'a str, &'a str),
 }
 
 fn port(p: &IntOrString, container: &Container) -> Option<u16> {
@@ -185,13 +187,33 @@ impl Tracker {
         (self.eager.is_some() && self.next > now).then_some(self.next)
     }
 
-    /// Runs the probe when due and updates the verdict.
-    pub async fn step(&mut self, probe: &Probe, target: &Target<'_>) -> Verdict {
+    /// Runs the probe (`probe_type`: `Liveness`, `Readiness`, `Startup`) when due, counts its
+    /// result in `prober_probe_total` and updates the verdict.
+    pub async fn step(
+        &mut self,
+        probe: &Probe,
+        target: &Target<'_>,
+        probe_type: &'static str,
+    ) -> Verdict {
         let now = Instant::now();
         if now < self.next {
             return Verdict::Same;
         }
         let result = run(probe, target).await;
+        telemetry::kubelet::metrics()
+            .probes
+            .get_or_create(&telemetry::kubelet::ProbeLabels {
+                probe_type,
+                result: if result.is_ok() {
+                    "successful"
+                } else {
+                    "failed"
+                },
+                container: target.container.name.clone(),
+                pod: target.pod.0.to_string(),
+                namespace: target.pod.1.to_string(),
+            })
+            .inc();
         self.record(probe, now, result)
     }
 

@@ -9,18 +9,21 @@ pub mod logs;
 pub mod network;
 pub mod process;
 pub mod shim;
+pub mod timed;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Endpoint, Uri};
+
+pub use timed::Timed;
 
 pub use k8s_cri::v1 as api;
 
 /// A client of the CRI RuntimeService.
-pub type RuntimeClient = api::runtime_service_client::RuntimeServiceClient<Channel>;
+pub type RuntimeClient = api::runtime_service_client::RuntimeServiceClient<Timed>;
 /// A client of the CRI ImageService.
-pub type ImageClient = api::image_service_client::ImageServiceClient<Channel>;
+pub type ImageClient = api::image_service_client::ImageServiceClient<Timed>;
 
 /// Both halves of a CRI runtime, on one connection.
 #[derive(Clone, Debug)]
@@ -216,8 +219,8 @@ pub async fn connect(path: &Path, wait: Duration) -> Result<Cri, Error> {
         match result {
             Ok(channel) => {
                 return Ok(Cri {
-                    runtime: RuntimeClient::new(channel.clone()),
-                    images: ImageClient::new(channel),
+                    runtime: RuntimeClient::new(Timed(channel.clone())),
+                    images: ImageClient::new(Timed(channel)),
                 });
             }
             Err(e) if tokio::time::Instant::now() >= deadline => {

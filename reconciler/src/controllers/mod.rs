@@ -13,7 +13,10 @@
 //!   through the API with its own client;
 //! - [`Context::drive`], which runs the controller until shutdown with per-object exponential
 //!   back-off after errors (client-go's default rate limiter: 5 ms doubling, capped) and resets
-//!   the back-off after a success.
+//!   the back-off after a success, and records the controller's work queue metrics
+//!   (`telemetry::workqueue`: a reconcile handed out is an add, its run the work duration, a
+//!   failure a retry; the depth is the keys waiting for a retry, and the queue duration a
+//!   retried key's wait past its due time; kube-rs' own queue of triggers is not observable).
 //!
 //! A controller waits for its stores' first lists ([`Context::synced`], [`Context::ready`])
 //! before it starts
@@ -56,7 +59,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apimachinery::matching::selector_matches;
 use futures::future::BoxFuture;
@@ -325,7 +328,10 @@ pub struct Context {
     tasks: TaskTracker,
     /// The manager's shared informers.
     informers: Arc<Informers>,
-    retries: Mutex<HashMap<String, u32>>,
+    /// Keys that failed: failures in a row, and when the retry is due.
+    retries: Mutex<HashMap<String, (u32, Instant)>>,
+    /// This controller's work queue metrics.
+    queue: telemetry::workqueue::Queue,
 }
 
 impl Context {
@@ -354,6 +360,7 @@ impl Context {
             tasks,
             informers,
             retries: Mutex::new(HashMap::new()),
+            queue: telemetry::workqueue::Queue::new(registration.name),
         }
     }
 
@@ -468,18 +475,33 @@ impl Context {
 
     /// How long to wait before retrying `key` after its `n`th failure in a row.
     fn retry_delay(&self, key: &str) -> Duration {
-        let n = self.retries.lock().map_or(0, |mut r| {
-            let n = r.entry(key.to_string()).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
-        });
-        retry_delay(n, self.config.max_retry_delay)
+        let mut retries = self.retries.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = retries
+            .entry(key.to_string())
+            .or_insert((0, Instant::now()));
+        entry.0 = entry.0.saturating_add(1);
+        let delay = retry_delay(entry.0, self.config.max_retry_delay);
+        entry.1 = Instant::now() + delay;
+        self.queue.retry();
+        self.queue.depth.set(retries.len() as i64);
+        delay
+    }
+
+    /// A reconcile of `key` starts: counted as an add handed to a worker; a retried key's wait
+    /// past its due time is its time in the queue.
+    fn started(&self, key: &str) {
+        self.queue.add();
+        let retries = self.retries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, due)) = retries.get(key) {
+            self.queue
+                .started(Instant::now().saturating_duration_since(*due));
+        }
     }
 
     fn forget(&self, key: &str) {
-        if let Ok(mut r) = self.retries.lock() {
-            r.remove(key);
-        }
+        let mut retries = self.retries.lock().unwrap_or_else(|p| p.into_inner());
+        retries.remove(key);
+        self.queue.depth.set(retries.len() as i64);
     }
 
     /// Runs `controller` with `reconcile` until the stop signal, retrying failed objects with
@@ -501,7 +523,10 @@ impl Context {
                     let reconcile = reconcile.clone();
                     async move {
                         let key = key_of(obj.as_ref());
+                        ctx.started(&key);
+                        let began = Instant::now();
                         let result = reconcile(obj, ctx.clone()).await;
+                        ctx.queue.done(began.elapsed());
                         if result.is_ok() {
                             ctx.forget(&key);
                         }

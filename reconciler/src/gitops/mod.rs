@@ -4,6 +4,8 @@ pub mod chartrepo;
 pub mod cluster;
 pub mod compare;
 pub mod health;
+pub mod metrics;
+pub mod notifications;
 pub mod operation;
 pub mod preview;
 pub mod repo;

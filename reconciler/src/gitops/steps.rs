@@ -384,10 +384,17 @@ async fn fetch(
         let creds =
             credentials(ctx.cluster.client(), app.spec.source.secret_ref.as_deref()).await?;
         let m = mirror.clone();
-        tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let fetched = tokio::task::spawn_blocking(move || {
             m.lock().unwrap_or_else(|p| p.into_inner()).fetch(&creds)
         })
-        .await??;
+        .await?;
+        telemetry::argocd::metrics().git_fetch(
+            &app.spec.source.repo_url,
+            started.elapsed(),
+            fetched.is_err(),
+        );
+        fetched?;
         state.fetched_at = Some(Instant::now());
         state.seen_refresh = app.refresh.clone();
     }
@@ -614,6 +621,16 @@ async fn sync(
     }
     operation.finished_at = Some(now());
     tracing::info!(app = %app.name, revision = short(sha), phase = operation.phase.as_str(), "sync");
+    telemetry::argocd::metrics()
+        .syncs
+        .get_or_create(&telemetry::argocd::SyncLabels {
+            name: app.name.clone(),
+            namespace: String::new(),
+            project: "default",
+            phase: operation.phase.as_str().to_string(),
+            dest_server: super::metrics::IN_CLUSTER.into(),
+        })
+        .inc();
     synced.operation = Some(operation);
     synced
 }

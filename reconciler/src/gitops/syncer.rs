@@ -154,6 +154,7 @@ impl Syncer {
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         let writer = reflector::store::Writer::new(application_resource());
         let store = writer.as_reader();
+        super::metrics::collect(store.clone());
         let events = reflector(
             writer,
             watcher(self.ctx.api.clone(), watcher::Config::default()),
@@ -279,9 +280,18 @@ impl Syncer {
             let mut state = std::mem::take(&mut slot.state);
             let repo_event = std::mem::take(&mut slot.repo_event);
             let (ctx, permits, task_name) = (self.ctx.clone(), permits.clone(), name.clone());
+            let labels = telemetry::argocd::ReconcileLabels {
+                namespace: app.namespace().unwrap_or("").to_string(),
+                dest_server: super::metrics::IN_CLUSTER.into(),
+            };
             let task = tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
+                let started = Instant::now();
                 let result = steps::reconcile(&ctx, &task_name, &mut state, repo_event).await;
+                telemetry::argocd::metrics()
+                    .reconcile
+                    .get_or_create(&labels)
+                    .observe(started.elapsed().as_secs_f64());
                 (task_name, state, result)
             });
             running.insert(task.id(), name);

@@ -168,6 +168,9 @@ pub async fn run(
     };
     let mut state = State::Syncing;
     let mut parked_check = tokio::time::interval(Duration::from_secs(30));
+    let metrics = telemetry::scheduler::metrics();
+    metrics.init_profile(&s.config.scheduler_name);
+    let mut pending_gauges = tokio::time::interval(Duration::from_secs(1));
     loop {
         let next_backoff = s.queue.flush(Instant::now());
         state = next_state(state, &s.sync, &leadership, &s);
@@ -183,6 +186,10 @@ pub async fn run(
             Some(r) = bind_rx.recv() => s.on_bound(r),
             _ = sleep_until(next_backoff) => {}
             _ = parked_check.tick() => s.queue.flush_unschedulable(Instant::now()),
+            _ = pending_gauges.tick() => {
+                let (active, backoff, unschedulable) = s.queue.sizes();
+                metrics.set_pending(active, backoff, unschedulable);
+            }
             _ = std::future::ready(()), if can_schedule => s.schedule_one(),
         }
     }
@@ -411,10 +418,20 @@ impl Scheduler {
             self.queue.remove(&key);
             return;
         }
-        match self
+        let started = Instant::now();
+        let outcome = self
             .algorithm
-            .schedule(&pod, &self.snapshot, &self.nominations)
-        {
+            .schedule(&pod, &self.snapshot, &self.nominations);
+        let result = match outcome {
+            Outcome::Fit { .. } => "scheduled",
+            Outcome::Unfit(_) => "unschedulable",
+        };
+        telemetry::scheduler::metrics().attempt(
+            &self.config.scheduler_name,
+            result,
+            Some(started.elapsed()),
+        );
+        match outcome {
             Outcome::Fit { node, .. } => {
                 self.unnominate(&key);
                 self.snapshot.assume(pod.clone(), &node);
@@ -548,6 +565,11 @@ impl Scheduler {
                     self.queue.remove(&key);
                 } else {
                     tracing::warn!(pod = %key, node = %r.node, error = %e, "binding failed");
+                    telemetry::scheduler::metrics().attempt(
+                        &self.config.scheduler_name,
+                        "error",
+                        None,
+                    );
                     self.queue.retry(&key, Instant::now());
                 }
             }

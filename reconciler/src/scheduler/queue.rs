@@ -368,6 +368,18 @@ impl SchedulingQueue {
         }
     }
 
+    /// Pods waiting in each place: active, backing off, parked as unschedulable.
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        self.entries
+            .values()
+            .fold((0, 0, 0), |(a, b, u), e| match e.place {
+                Place::Active => (a + 1, b, u),
+                Place::Backoff => (a, b + 1, u),
+                Place::Unschedulable => (a, b, u + 1),
+                Place::InFlight => (a, b, u),
+            })
+    }
+
     /// Number of pods parked as unschedulable.
     pub fn unschedulable_len(&self) -> usize {
         self.entries
