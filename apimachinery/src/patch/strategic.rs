@@ -49,13 +49,21 @@ const MAX_DEPTH: usize = 256;
 pub enum Field {
     /// A struct with listed fields below it; `retain_keys` is `patchStrategy:"retainKeys"`, which
     /// makes [`three_way`] send `$retainKeys` so that fields left out are cleared.
-    Object { fields: Fields, retain_keys: bool },
+    Object {
+        /// The fields with patch metadata.
+        fields: Fields,
+        /// Whether the struct is patched with `retainKeys`.
+        retain_keys: bool,
+    },
     /// A list of objects merged by a key (`patchStrategy:"merge" patchMergeKey:"<key>"`), whose
     /// elements have the `item` fields; `retain_keys` is the `merge,retainKeys` strategy, which
     /// applies `retainKeys` to each element.
     Keyed {
+        /// The merge key.
         key: &'static str,
+        /// The fields of the elements with patch metadata.
         item: Fields,
+        /// Whether each element is patched with `retainKeys`.
         retain_keys: bool,
     },
     /// A list of primitives merged as an ordered set (`patchStrategy:"merge"`, no key).
