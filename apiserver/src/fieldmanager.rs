@@ -137,7 +137,10 @@ pub fn record_update(
         None => Vec::new(),
     };
     let before = managers.clone();
-    let empty = Value::Object(Default::default());
+    // A create compares with an empty object whose metadata and spec exist, as Kubernetes'
+    // comparison with a zero Go struct does: a create owns `.` of the maps it adds below them
+    // (`f:data: {.: {}, …}`), not of `metadata` or `spec`.
+    let empty = serde_json::json!({"metadata": {}, "spec": {}});
     let live = old.unwrap_or(&empty);
     let api_version = info.api_version();
     let time = strategy::now();

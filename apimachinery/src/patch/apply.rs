@@ -50,6 +50,25 @@ pub struct Conflict {
     pub manager: String,
     /// The field as Kubernetes prints it (`.spec.replicas`).
     pub path: String,
+    /// The field's path.
+    pub field: Vec<PathElement>,
+}
+
+/// Whether every conflict is on a field of `last_applied`, client-side apply's last applied
+/// configuration: kubectl's server-side apply (manager `kubectl`) then takes those fields over
+/// without `--force-conflicts`, as Kubernetes' `lastAppliedManager` lets it, so that
+/// `kubectl apply --server-side` after `kubectl apply` works.
+pub fn within_last_applied(
+    conflicts: &[Conflict],
+    last_applied: &Value,
+    schema: Schema,
+    tracked: Tracked,
+) -> bool {
+    let Ok(set) = field_set(last_applied, schema, false) else {
+        return false;
+    };
+    let set = track(set, tracked);
+    conflicts.iter().all(|c| set.contains(&c.field))
 }
 
 /// Kubernetes' message for a set of conflicts (`Apply failed with 1 conflict: conflict with
@@ -500,6 +519,23 @@ fn changed(live: &Value, new: &Value, new_set: &FieldSet) -> FieldSet {
     out
 }
 
+/// The maps leading to the paths of `new_set` that `live` lacks: an update that adds them owns
+/// them too (`.` in fieldsV1), as Kubernetes' comparison reports them added.
+fn added_parents(live: &Value, new_set: &FieldSet) -> FieldSet {
+    let mut out = FieldSet::new();
+    for path in new_set.paths() {
+        for len in 1..path.len() {
+            let prefix = &path[..len];
+            if matches!(prefix.last(), Some(PathElement::Field(_)))
+                && value_at(live, prefix).is_none()
+            {
+                out.insert(prefix);
+            }
+        }
+    }
+    out
+}
+
 /// The paths of `live_set` that `new` no longer has.
 fn removed(live_set: &FieldSet, new: &Value) -> FieldSet {
     let mut out = FieldSet::new();
@@ -673,8 +709,8 @@ fn file(managers: &mut Vec<ManagedEntry>, writer: &Writer, operation: Operation,
 }
 
 /// Records an update (create, `PUT`, a JSON/merge/strategic patch) from `live` to `new` by
-/// `writer`: it owns what it changed, the others lose it, and everyone loses what it removed.
-/// A create passes an empty object as `live`.
+/// `writer`: it owns what it changed (and the maps it added), the others lose it, and everyone
+/// loses what it removed. A create passes an empty object as `live`.
 pub fn update(
     live: &Value,
     new: &Value,
@@ -685,7 +721,7 @@ pub fn update(
 ) {
     let live_set = track(field_set(live, schema, false).unwrap_or_default(), tracked);
     let new_set = track(field_set(new, schema, false).unwrap_or_default(), tracked);
-    let changed = changed(live, new, &new_set);
+    let changed = changed(live, new, &new_set).union(&added_parents(live, &new_set));
     let removed = removed(&live_set, new);
     for entry in managers.iter_mut() {
         entry.fields = entry.fields.difference(&changed).difference(&removed);
@@ -758,6 +794,7 @@ pub fn apply(
             conflicts.push(Conflict {
                 manager: entry.display(),
                 path: path_string(&path),
+                field: path,
             });
         }
     }
@@ -1138,15 +1175,40 @@ mod tests {
     }
 
     #[test]
+    fn a_create_owns_the_maps_it_adds() {
+        let cm = Schema::builtin(&GroupVersionKind {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
+        });
+        let mut managers = Vec::new();
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
+        update(
+            &json!({"metadata": {}, "spec": {}}),
+            &obj,
+            cm,
+            Tracked::All,
+            &mut managers,
+            &writer("kubectl-create"),
+        );
+        assert_eq!(
+            managers[0].fields.to_fields_v1(),
+            json!({"f:data": {".": {}, "f:a": {}}})
+        );
+    }
+
+    #[test]
     fn several_conflicts_are_listed_per_manager() {
         let conflicts = vec![
             Conflict {
                 manager: "\"b\"".into(),
                 path: ".spec.replicas".into(),
+                field: vec![],
             },
             Conflict {
                 manager: "\"a\" using v1".into(),
                 path: ".data.x".into(),
+                field: vec![],
             },
         ];
         assert_eq!(

@@ -22,6 +22,18 @@ use crate::response::{ApiResult, json};
 use crate::state::ApiState;
 use crate::strategy::{self, UpdateScope};
 
+/// The manager of `kubectl apply --server-side`, which may take over client-side apply's fields.
+const KUBECTL: &str = "kubectl";
+
+/// kubectl's client-side apply annotation, parsed.
+fn last_applied(live: &Value) -> Option<Value> {
+    let text = live
+        .annotations()
+        .get("kubectl.kubernetes.io/last-applied-configuration")?
+        .clone();
+    serde_json::from_str(&text).ok()
+}
+
 /// Whether a request is a server-side apply.
 pub fn is_apply(req: &ApiRequest) -> bool {
     req.method == axum::http::Method::PATCH
@@ -134,8 +146,9 @@ pub async fn apply(state: &Arc<ApiState>, req: &ApiRequest, dry_run: bool) -> Ap
     let time = strategy::now();
     let writer = fieldmanager::writer(req, &manager, &api_version, &time);
     let run = |live: &Value| -> Result<(Value, Vec<ManagedEntry>), StatusError> {
-        let mut managers = fieldmanager::entries(live).unwrap_or_default();
-        let merged = ssa::apply(
+        let stored = fieldmanager::entries(live).unwrap_or_default();
+        let mut managers = stored.clone();
+        let mut merged = ssa::apply(
             live,
             &config,
             schema,
@@ -143,8 +156,16 @@ pub async fn apply(state: &Arc<ApiState>, req: &ApiRequest, dry_run: bool) -> Ap
             &mut managers,
             &writer,
             force,
-        )
-        .map_err(|e| apply_error(req, e))?;
+        );
+        if let Err(ApplyError::Conflicts(conflicts)) = &merged
+            && manager == KUBECTL
+            && last_applied(live)
+                .is_some_and(|last| ssa::within_last_applied(conflicts, &last, schema, tracked))
+        {
+            managers = stored;
+            merged = ssa::apply(live, &config, schema, tracked, &mut managers, &writer, true);
+        }
+        let merged = merged.map_err(|e| apply_error(req, e))?;
         Ok((req.check_typed(merged)?, managers))
     };
     // A create that loses a race with another create retries as an update, once.
