@@ -6,7 +6,7 @@
 //!   verb; the access reviews and TokenRequest in their own files.
 //! - [`request`] / [`response`]: URL and query parsing; Status errors and content negotiation.
 //! - [`strategy`] / [`defaults`] / [`validate`]: what the server sets, fills in and checks on
-//!   every write.
+//!   every write; [`fieldmanager`]: `metadata.managedFields` of every client write.
 //! - [`admission`]: the order of admission, one `admit` for creates, updates and patches,
 //!   built-in admission plugins and webhooks.
 //! - [`watch_cache`]: all objects in memory, fed by one storage watch; serves reads and watches.
@@ -34,6 +34,7 @@ pub mod crd;
 pub mod default_service;
 pub mod defaults;
 pub mod discovery;
+pub mod fieldmanager;
 pub mod handlers;
 pub mod inflight;
 pub mod listener;

@@ -67,6 +67,15 @@ pub fn check_rbac_write(
             Ok(o) => o,
             Err(_) => return Ok(()),
         },
+        Method::PATCH if crate::handlers::apply::is_apply(req) => {
+            let current = state
+                .cache()
+                .get(&req.info.key(req.namespace(), req.name()));
+            match crate::handlers::apply::preview(req, current.as_ref().map(|c| &c.object)) {
+                Some(o) => o,
+                None => return Ok(()),
+            }
+        }
         Method::PATCH => {
             let Some(current) = state
                 .cache()

@@ -454,7 +454,23 @@ pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value, scope: 
             }
         }
     }
-    meta.remove("managedFields");
+    // managedFields left out (or empty) keep the stored ones; the field manager records the
+    // write in them afterwards.
+    let unset = match meta.get("managedFields") {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(items)) => items.is_empty(),
+        Some(_) => false,
+    };
+    if unset {
+        match old_meta.get("managedFields") {
+            Some(v) => {
+                meta.insert("managedFields".into(), v.clone());
+            }
+            None => {
+                meta.remove("managedFields");
+            }
+        }
+    }
     crate::defaults::apply(info, new);
     // Compare with the old object defaulted too: one stored before a default existed has not
     // changed its spec just because the default now shows.

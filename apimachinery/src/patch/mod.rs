@@ -1,8 +1,11 @@
 //! Patches: JSON patch (RFC 6902), JSON merge patch (RFC 7386) and strategic merge patch.
 //!
 //! JSON and merge patches are json-patch's; strategic merge patch is ours, because it needs the
-//! patch merge keys of the Kubernetes kinds ([`strategic`]).
+//! patch merge keys of the Kubernetes kinds ([`strategic`]). Server-side apply ([`apply`]) merges
+//! by the list types derived from the same tables and tracks field ownership in [`fieldset`]s.
 
+pub mod apply;
+pub mod fieldset;
 pub mod strategic;
 
 use serde_json::Value;

@@ -46,16 +46,24 @@ const MAX_DEPTH: usize = 256;
 ///
 /// Fields not listed in a table are plain: maps merge recursively, lists are replaced.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Field {
+pub enum Field {
     /// A struct with listed fields below it; `retain_keys` is `patchStrategy:"retainKeys"`, which
     /// makes [`three_way`] send `$retainKeys` so that fields left out are cleared.
-    Object { fields: Fields, retain_keys: bool },
+    Object {
+        /// The fields with patch metadata.
+        fields: Fields,
+        /// Whether the struct is patched with `retainKeys`.
+        retain_keys: bool,
+    },
     /// A list of objects merged by a key (`patchStrategy:"merge" patchMergeKey:"<key>"`), whose
     /// elements have the `item` fields; `retain_keys` is the `merge,retainKeys` strategy, which
     /// applies `retainKeys` to each element.
     Keyed {
+        /// The merge key.
         key: &'static str,
+        /// The fields of the elements with patch metadata.
         item: Fields,
+        /// Whether each element is patched with `retainKeys`.
         retain_keys: bool,
     },
     /// A list of primitives merged as an ordered set (`patchStrategy:"merge"`, no key).
@@ -63,7 +71,7 @@ pub(crate) enum Field {
 }
 
 /// The fields of a struct that have patch metadata, or lead to fields that have.
-pub(crate) type Fields = &'static [(&'static str, Field)];
+pub type Fields = &'static [(&'static str, Field)];
 
 const fn object(fields: Fields) -> Field {
     Field::Object {
@@ -216,7 +224,7 @@ pub(crate) const CSI_NODE: Fields = &[
     ("spec", object(&[("drivers", keyed("name", &[]))])),
 ];
 
-fn kind_fields(gvk: &GroupVersionKind) -> Option<Fields> {
+pub(crate) fn kind_fields(gvk: &GroupVersionKind) -> Option<Fields> {
     crate::builtin::find(&gvk.group, &gvk.version, &gvk.kind).map(|k| k.patch)
 }
 
@@ -281,7 +289,7 @@ fn check_depth(patch: &Map<String, Value>) -> Result<(), PatchError> {
     Ok(())
 }
 
-fn lookup(fields: Fields, name: &str) -> Option<Field> {
+pub(crate) fn lookup(fields: Fields, name: &str) -> Option<Field> {
     fields.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 

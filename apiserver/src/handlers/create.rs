@@ -1,14 +1,16 @@
-//! `POST` on a collection: create an object.
+//! `POST` on a collection: create an object (also the create of a server-side apply).
 
 use std::sync::Arc;
 
 use apimachinery::object::ObjectExt;
+use apimachinery::patch::apply::ManagedEntry;
 use axum::http::StatusCode;
 
 use super::ApiRequest;
 use super::write::{check_namespace, stamp};
 use crate::admission;
 use crate::crd;
+use crate::fieldmanager;
 use crate::response::{ApiResult, json, storage_error};
 use crate::state::{ApiState, encode};
 use crate::strategy;
@@ -20,7 +22,22 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let mut obj = req.json_body()?;
     req.check_duplicates()?;
     strategy::check_identity(info, req.namespace(), &mut obj)?;
-    let mut obj = crate::convert::stored(info, req.check_typed(obj)?);
+    let obj = req.check_typed(obj)?;
+    create_object(state, req, obj, dry_run, None).await
+}
+
+/// Creates `obj` (identity and type checked): a create, or a server-side apply of a missing
+/// object, which passes the managedFields entries the apply made as `applied`; a create gets an
+/// `Update` entry for its manager.
+pub(super) async fn create_object(
+    state: &Arc<ApiState>,
+    req: &ApiRequest,
+    obj: serde_json::Value,
+    dry_run: bool,
+    applied: Option<Vec<ManagedEntry>>,
+) -> ApiResult {
+    let info = &req.info;
+    let mut obj = crate::convert::stored(info, obj);
     if info.namespaced && req.namespace().is_none() {
         return Err(apimachinery::status::StatusError::bad_request(
             "a namespaced resource must be created in a namespace",
@@ -28,6 +45,10 @@ pub async fn create(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     }
     strategy::prepare_create(info, &mut obj)?;
     crate::defaults::wire_status(info, &mut obj);
+    match applied {
+        Some(entries) => fieldmanager::set_entries(&mut obj, &entries),
+        None => fieldmanager::record_update(req, info, None, None, &mut obj, "CreateOptions")?,
+    }
     admission::admit(state, Some(req), info, None, &mut obj).await?;
     admission::quota::charge(state, info, req.namespace(), &obj, dry_run).await?;
     if let Some(ns) = req.namespace() {

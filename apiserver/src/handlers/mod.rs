@@ -6,6 +6,7 @@
 //! ([`review`], [`token`]), or to its resource's verb. Handlers return
 //! [`ApiResult`](crate::response::ApiResult); errors become `metav1.Status` responses.
 
+pub(crate) mod apply;
 mod binding;
 pub mod body;
 mod component_status;

@@ -1,5 +1,5 @@
 //! `PATCH` on an object (or its `status` subresource): JSON patch, merge patch or strategic
-//! merge patch, by the request's content type.
+//! merge patch, by the request's content type; server-side apply is [`super::apply`]'s.
 
 use std::sync::Arc;
 
@@ -21,10 +21,6 @@ pub fn patch_type(req: &ApiRequest) -> Result<PatchType, StatusError> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     match PatchType::from_content_type(ct) {
-        Some(PatchType::Apply) => Err(StatusError::new(
-            Reason::UnsupportedMediaType,
-            "server-side apply is not supported yet; use client-side `kubectl apply`",
-        )),
         Some(PatchType::StrategicMerge) if req.info.custom => Err(StatusError::new(
             Reason::UnsupportedMediaType,
             format!(
@@ -53,7 +49,9 @@ pub fn apply_patch(
         PatchType::Json => json_patch(current, patch),
         PatchType::Merge => merge_patch(current, patch),
         PatchType::StrategicMerge => strategic::apply(current, patch, &req.info.gvk()),
-        PatchType::Apply => Err(PatchError::Invalid("server-side apply".into())),
+        PatchType::Apply => Err(PatchError::Invalid(
+            "a server-side apply is not a patch document".into(),
+        )),
     };
     result.map_err(|e| match e {
         PatchError::Invalid(m) => StatusError::bad_request(m),
@@ -65,6 +63,20 @@ pub fn apply_patch(
 pub async fn patch(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     let dry_run = req.params.dry_run()?;
     let kind = patch_type(req)?;
+    if kind == PatchType::Apply {
+        return super::apply::apply(state, req, dry_run).await;
+    }
+    if req.params.get("force").is_some() {
+        return Err(StatusError::invalid(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            vec![apimachinery::status::FieldError::forbidden(
+                "force",
+                "may not be specified for non-apply patch",
+            )],
+        ));
+    }
     let doc = req.json_body()?;
     req.check_duplicates()?;
     client_update(state, req, dry_run, |current| {

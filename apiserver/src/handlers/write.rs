@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::ApiRequest;
 use crate::admission;
 use crate::crd;
+use crate::fieldmanager;
 use crate::response::storage_error;
 use crate::state::{ApiState, encode};
 use crate::storage::{Revision, StorageError};
@@ -103,6 +104,7 @@ pub async fn update_admitted(
         let old = stored.object;
         let served = crate::convert::served(info, &old);
         let mut new = crate::convert::stored(info, change(&served)?);
+        let requested = new.path("metadata.managedFields").cloned();
         strategy::check_identity(info, namespace, &mut new)?;
         match new.name() {
             Some(n) if n == name => {}
@@ -124,6 +126,29 @@ pub async fn update_admitted(
         }
         strategy::prepare_update(info, &old, &mut new, scope);
         crate::defaults::wire_status(info, &mut new);
+        match admit {
+            // Server-side apply computed the managedFields itself.
+            Some(req) if super::apply::is_apply(req) => {
+                if let Some(m) = requested {
+                    new.set_meta("managedFields", m);
+                }
+            }
+            Some(req) => {
+                let options = match req.method {
+                    axum::http::Method::PATCH => "PatchOptions",
+                    _ => "UpdateOptions",
+                };
+                fieldmanager::record_update(
+                    req,
+                    info,
+                    Some(&old),
+                    requested.as_ref(),
+                    &mut new,
+                    options,
+                )?;
+            }
+            None => {}
+        }
         admission::admit(state, admit, info, Some(&old), &mut new).await?;
         let finalized = strategy::ready_to_remove(&new);
         let stale = !finalized

@@ -91,6 +91,19 @@ pub struct SyncPolicy {
     pub automated: Option<Automated>,
     /// Polling interval for remote repositories (`60s`, `5m`); default 60 s.
     pub interval: Option<String>,
+    /// Argo CD's sync options (`ServerSideApply=true`); unknown ones are ignored, as Argo CD
+    /// ignores them.
+    pub sync_options: Vec<String>,
+}
+
+impl SyncPolicy {
+    /// Whether objects are applied server-side (`ServerSideApply=true`): with field manager
+    /// `gitplane`, forced, and drift judged on the fields that manager owns.
+    pub fn server_side_apply(&self) -> bool {
+        self.sync_options
+            .iter()
+            .any(|o| o.trim().eq_ignore_ascii_case("ServerSideApply=true"))
+    }
 }
 
 /// `spec.syncPolicy.automated`.

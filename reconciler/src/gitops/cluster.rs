@@ -77,6 +77,8 @@ pub struct Cluster {
 }
 
 const FIELD_MANAGER: &str = "gitplane-syncer";
+/// The field manager of server-side applies (`ServerSideApply=true`).
+pub const SERVER_SIDE_MANAGER: &str = "gitplane";
 
 impl Cluster {
     /// A cluster reached through `client`.
@@ -209,6 +211,34 @@ impl Cluster {
         };
         let patched = self.api(r, namespace).patch(name, &pp, &p).await?;
         Ok(serde_json::to_value(patched).unwrap_or_default())
+    }
+
+    /// Applies an object server-side with field manager [`SERVER_SIDE_MANAGER`], taking over
+    /// conflicting fields as Argo CD's `ServerSideApply=true` does (or checks that the apply
+    /// would pass, with `dry_run`).
+    pub async fn apply(
+        &self,
+        r: &Resource,
+        obj: &Value,
+        dry_run: bool,
+    ) -> Result<Value, ClusterError> {
+        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let pp = PatchParams {
+            dry_run,
+            force: true,
+            field_manager: Some(SERVER_SIDE_MANAGER.into()),
+            ..Default::default()
+        }
+        .validation_strict();
+        let applied = self
+            .api(r, ns)
+            .patch(name, &pp, &Patch::Apply(obj.clone()))
+            .await?;
+        Ok(serde_json::to_value(applied).unwrap_or_default())
     }
 
     /// Deletes an object in the background (its dependents go with it).

@@ -11,6 +11,7 @@ use apimachinery::application::{
     ANNOTATION_SYNC_WAVE, LABEL_APP,
 };
 use apimachinery::object::ObjectExt;
+use apimachinery::patch::apply::{self as ssa, ApplyError, Schema, Tracked, Writer};
 use apimachinery::patch::{PatchError, strategic};
 use apimachinery::registry::GroupVersionKind;
 use serde_json::{Value, json};
@@ -111,6 +112,62 @@ pub fn predicted(
 /// Whether applying `managed` to `live` would change nothing.
 pub fn in_sync(managed: &Value, live: &Value, gvk: &GroupVersionKind) -> Result<bool, PatchError> {
     Ok(normalize(&predicted(managed, live, gvk)?) == normalize(live))
+}
+
+/// The live object as a forced server-side apply of `managed` by `manager` would leave it: the
+/// structured merge the API server runs (list types of built-in kinds from their patch
+/// metadata; custom resources' lists taken as atomic, since their schemas are the server's),
+/// with the removal of what `manager` applied before and no longer does.
+pub fn predicted_server_side(
+    managed: &Value,
+    live: &Value,
+    gvk: &GroupVersionKind,
+    manager: &str,
+) -> Result<Value, ApplyError> {
+    let mut managers = ssa::read_managed_fields(live.path("metadata.managedFields"))?;
+    let schema = if strategic::is_known_kind(gvk) {
+        Schema::builtin(gvk)
+    } else {
+        Schema::custom(None)
+    };
+    let api_version = live.api_version().unwrap_or("").to_string();
+    let writer = Writer {
+        manager,
+        api_version: &api_version,
+        subresource: "",
+        time: "",
+    };
+    ssa::apply(
+        live,
+        managed,
+        schema,
+        Tracked::AllButStatus,
+        &mut managers,
+        &writer,
+        true,
+    )
+}
+
+/// Whether a server-side apply of `managed` by `manager` would change nothing: only the fields
+/// the repository sets (and those `manager` applied before) count, so another manager's
+/// changes to other fields are no drift.
+pub fn in_sync_server_side(
+    managed: &Value,
+    live: &Value,
+    gvk: &GroupVersionKind,
+    manager: &str,
+) -> Result<bool, ApplyError> {
+    Ok(normalize(&predicted_server_side(managed, live, gvk, manager)?) == normalize(live))
+}
+
+/// What a server-side apply writes: the managed object plus the commit and the file and line
+/// (no last applied configuration: the server keeps the field sets).
+pub fn to_apply_server_side(managed: &Value, revision: &str, source: &str) -> Value {
+    let mut obj = managed.clone();
+    let annotations = &mut obj.metadata_mut()["annotations"];
+    annotations[ANNOTATION_REVISION] = json!(revision);
+    annotations[ANNOTATION_SOURCE] = json!(source);
+    obj
 }
 
 /// An object without what the server and the syncer fill in, for showing diffs.

@@ -509,6 +509,7 @@ pub async fn against_live(client: kube::Client, target: &Target, rendered: &Rend
         &target.spec.source.repo_url,
         &rendered.objects,
         &target.previous,
+        target.spec.sync_policy.server_side_apply(),
     )
     .await
     {

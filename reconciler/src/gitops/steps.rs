@@ -509,6 +509,7 @@ async fn compare(
         &app.spec.source.repo_url,
         objects,
         &app.status.resources,
+        app.spec.sync_policy.server_side_apply(),
     )
     .await
     .map_err(|source| StepError::Plan {

@@ -20,7 +20,7 @@ use apimachinery::registry::GroupVersionKind;
 use serde_json::{Value, json};
 
 use super::application::ResourceStatus;
-use super::cluster::{Cluster, ClusterError, PatchKind, Resource};
+use super::cluster::{Cluster, ClusterError, PatchKind, Resource, SERVER_SIDE_MANAGER};
 use super::compare;
 use super::health::{self, Health};
 
@@ -50,6 +50,9 @@ pub struct Item {
     pub live: Option<Value>,
     /// What to do.
     pub action: Action,
+    /// Applied server-side (`ServerSideApply=true`) rather than patched the way `kubectl apply`
+    /// patches.
+    pub server_side: bool,
 }
 
 impl Item {
@@ -118,6 +121,7 @@ pub async fn plan(
     repo_url: &str,
     rendered: &[(Value, String)],
     previous: &[ResourceStatus],
+    server_side: bool,
 ) -> Result<Plan, SyncError> {
     let mut errors = Vec::new();
     // Kinds that CRDs in this render will serve.
@@ -218,6 +222,7 @@ pub async fn plan(
             source: source.clone(),
             live: None,
             action: Action::Create,
+            server_side,
         });
     }
     if !errors.is_empty() {
@@ -282,7 +287,14 @@ pub async fn plan(
                 ));
                 continue;
             }
-            item.action = match compare::in_sync(&item.managed, l, &item.gvk) {
+            let in_sync = match server_side {
+                true => {
+                    compare::in_sync_server_side(&item.managed, l, &item.gvk, SERVER_SIDE_MANAGER)
+                        .map_err(|e| e.to_string())
+                }
+                false => compare::in_sync(&item.managed, l, &item.gvk).map_err(|e| e.to_string()),
+            };
+            item.action = match in_sync {
                 Ok(true) => Action::InSync,
                 Ok(false) => Action::Patch(Value::Null),
                 Err(e) => {
@@ -343,6 +355,13 @@ async fn write(
     let Some(r) = &item.resource else {
         return Ok(None);
     };
+    if item.server_side {
+        if item.action == Action::InSync {
+            return Ok(item.live.clone());
+        }
+        let applied = compare::to_apply_server_side(&item.managed, revision, &item.source);
+        return cluster.apply(r, &applied, dry_run).await.map(Some);
+    }
     let applied = compare::to_apply(&item.managed, revision, &item.source);
     match (&item.action, &item.live) {
         (Action::InSync, _) => Ok(item.live.clone()),
@@ -498,11 +517,17 @@ pub fn app_health(plan: &Plan) -> Health {
     )
 }
 
-/// Per-object diffs of a plan (for `gitplane diff` and status): `describe → unified diff`.
+/// Per-object diffs of a plan (for `gitplane diff` and status): `describe → unified diff`; for
+/// server-side items, the diff to what the server-side apply (the same structured merge the
+/// API server's dry run performs) would leave.
 pub fn diffs(plan: &Plan) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for i in &plan.items {
         let after = match &i.live {
+            Some(l) if i.server_side => {
+                compare::predicted_server_side(&i.managed, l, &i.gvk, SERVER_SIDE_MANAGER)
+                    .unwrap_or_else(|_| i.managed.clone())
+            }
             Some(l) => {
                 compare::predicted(&i.managed, l, &i.gvk).unwrap_or_else(|_| i.managed.clone())
             }

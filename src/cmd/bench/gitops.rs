@@ -147,6 +147,7 @@ pub async fn sync(objects: usize) -> anyhow::Result<()> {
             &source.repo_url,
             &rendered,
             &[],
+            false,
         )
         .await?;
         let changed = plan.out_of_sync();
