@@ -56,20 +56,48 @@ struct Row {
 }
 
 /// Runs every scenario and prints the table; fails when a write was lost or a process leaked.
-pub async fn run() -> anyhow::Result<()> {
+/// `only` names scenarios by id (all when empty).
+pub async fn run(only: &[String]) -> anyhow::Result<()> {
     let mut rows = Vec::new();
-    for (name, scenario) in [
-        ("kill -9 of up (twice)", Scenario::KillUp),
-        ("etcd outage (5 s)", Scenario::EtcdOutage),
-        ("etcd follower and leader loss", Scenario::EtcdMembers),
-        ("node loss", Scenario::NodeLoss),
-        ("hostile repository", Scenario::Hostile),
-        ("disk full (embedded store)", Scenario::DiskFull),
+    let scenarios = [
+        ("kill-up", "kill -9 of up (twice)", Scenario::KillUp),
+        ("etcd-outage", "etcd outage (5 s)", Scenario::EtcdOutage),
         (
+            "etcd-members",
+            "etcd follower and leader loss",
+            Scenario::EtcdMembers,
+        ),
+        ("node-loss", "node loss", Scenario::NodeLoss),
+        (
+            "hostile-repository",
+            "hostile repository",
+            Scenario::Hostile,
+        ),
+        (
+            "disk-full",
+            "disk full (embedded store)",
+            Scenario::DiskFull,
+        ),
+        (
+            "controller-manager",
             "controller-manager killed mid-rollout",
             Scenario::ControllerManager,
         ),
-    ] {
+    ];
+    if let Some(unknown) = only
+        .iter()
+        .find(|o| !scenarios.iter().any(|(id, ..)| id == o))
+    {
+        let ids: Vec<&str> = scenarios.iter().map(|(id, ..)| *id).collect();
+        anyhow::bail!(
+            "--only {unknown}: no such scenario (one of {})",
+            ids.join(", ")
+        );
+    }
+    for (id, name, scenario) in scenarios {
+        if !only.is_empty() && !only.iter().any(|o| o == id) {
+            continue;
+        }
         eprintln!("faults: {name}");
         let row = match scenario {
             Scenario::EtcdMembers => {

@@ -52,6 +52,10 @@ pub struct Args {
     /// Simulated nodes (schedule: 5,000; pod-startup: 100).
     #[arg(long)]
     nodes: Option<usize>,
+    /// Only these fault scenarios, by the ids of their `scenario=faults metric=ID/…` lines
+    /// (`kill-up,hostile-repository`; etcd-members runs both etcd member rows).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Pod networking (pod-startup-process).
     #[arg(long, value_enum, default_value_t = super::runtime::PodNetwork::Auto)]
     pod_network: super::runtime::PodNetwork,
@@ -90,9 +94,10 @@ enum Scenario {
     /// 50 pods (`sleep`) created at once on one local node with the process runtime;
     /// creation → Running p99.
     PodStartupProcess,
-    /// The fault scenarios under a write load (kill -9 of `up`, etcd outage, disk full as
-    /// root, controller-manager killed mid-rollout): writes acknowledged and lost, processes
-    /// leaked, time to recover, as one table.
+    /// The fault scenarios under a write load (kill -9 of `up`, etcd outage, etcd follower
+    /// and leader loss, node loss, hostile repositories, disk full as root, controller-manager
+    /// killed mid-rollout): writes acknowledged and lost, processes leaked, time to recover,
+    /// as one table.
     Faults,
 }
 
@@ -135,7 +140,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 )
                 .await
             }
-            Scenario::Faults => faults::run().await,
+            Scenario::Faults => faults::run(&args.only).await,
             Scenario::PodStartupProcess => {
                 pod_startup_process::run(args.count.unwrap_or(50), args.clients, args.pod_network)
                     .await
