@@ -8,7 +8,8 @@
 //!    DefaultIngressClass in [`ingress_class`] and LimitRanger in [`quota`], creates only; the
 //!    NetworkPolicy warning of [`network_policy`]),
 //!    mutating webhooks, validation (`validate`: built-in kinds, CRD schemas;
-//!    `validate::update` for updates), validating webhooks; then ResourceQuota ([`quota`],
+//!    `validate::update` for updates), ValidatingAdmissionPolicies ([`policy`]), validating
+//!    webhooks; then ResourceQuota ([`quota`],
 //!    charged by the create handler);
 //! 7. NamespaceLifecycle (`handlers::write::check_namespace`) and storage.
 
@@ -44,6 +45,7 @@ pub fn service_account(info: &apimachinery::registry::ResourceInfo, obj: &mut se
 pub mod client;
 pub mod ingress_class;
 pub mod network_policy;
+pub mod policy;
 pub mod quota;
 pub mod storage_class;
 pub mod webhook;
@@ -175,7 +177,8 @@ async fn mutate(
     Ok(())
 }
 
-/// Validating admission webhooks for a create, update or delete (`obj` is `None` for deletes).
+/// ValidatingAdmissionPolicies ([`policy`]) then validating admission webhooks for a create,
+/// update or delete (`obj` is `None` for deletes).
 async fn validate(
     state: &ApiState,
     req: &ApiRequest,
@@ -191,15 +194,20 @@ async fn validate(
     let attrs = attributes(req, operation, &name);
     let mut copy = obj.cloned();
     let mut warnings = Vec::new();
-    let result = webhook::run(
-        state,
-        Phase::Validating,
-        &attrs,
-        old,
-        copy.as_mut(),
-        &mut warnings,
-    )
-    .await;
+    let result = match policy::run(state, &attrs, old, obj, &mut warnings) {
+        Ok(()) => {
+            webhook::run(
+                state,
+                Phase::Validating,
+                &attrs,
+                old,
+                copy.as_mut(),
+                &mut warnings,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
     warnings.into_iter().for_each(|w| req.warn(w));
     result
 }
@@ -219,6 +227,7 @@ pub async fn delete(state: &ApiState, req: &ApiRequest, old: &Value) -> Result<(
             &mut warnings,
         )
         .await?;
+        policy::run(state, &attrs, Some(old), None, &mut warnings)?;
         webhook::run(
             state,
             Phase::Validating,
