@@ -81,7 +81,9 @@ fn a_policy_refuses_too_many_replicas_only_in_labelled_namespaces() {
         stderr(&out)
     );
     assert!(
-        !s.kubectl(&["get", "deploy", "web", "-n", "prod"]).status.success(),
+        !s.kubectl(&["get", "deploy", "web", "-n", "prod"])
+            .status
+            .success(),
         "nothing was stored"
     );
 
@@ -97,7 +99,15 @@ fn a_policy_refuses_too_many_replicas_only_in_labelled_namespaces() {
 
     s.ok_stdin(&["apply", "-f", "-"], &deployment("dev", "web", 7));
     assert_eq!(
-        s.ok(&["get", "deploy", "web", "-n", "dev", "-o", "jsonpath={.spec.replicas}"]),
+        s.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "dev",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
         "7",
         "an unlabelled namespace is not bound"
     );
@@ -128,7 +138,12 @@ fn a_policy_reads_its_limit_from_a_configmap_named_by_the_binding() {
     let s = Server::start();
     namespaces(&s);
     s.ok(&[
-        "create", "configmap", "limits", "-n", "prod", "--from-literal=max=2",
+        "create",
+        "configmap",
+        "limits",
+        "-n",
+        "prod",
+        "--from-literal=max=2",
     ]);
     s.ok_stdin(
         &["apply", "-f", "-"],
@@ -169,9 +184,8 @@ spec:
     s.ok_stdin(&["apply", "-f", "-"], &deployment("prod", "web", 2));
     let out = s.kubectl_stdin(&["apply", "-f", "-"], Some(&deployment("dev", "web", 1)));
     assert!(
-        stderr(&out).contains(
-            "no params found for policy binding with `Deny` parameterNotFoundAction"
-        ),
+        stderr(&out)
+            .contains("no params found for policy binding with `Deny` parameterNotFoundAction"),
         "dev has no limits ConfigMap: {}",
         stderr(&out)
     );
@@ -180,7 +194,10 @@ spec:
 #[test]
 fn gitplane_diff_shows_a_policy_denial_of_a_branch() {
     let repo = GitRepo::new();
-    repo.write("app/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\n  labels: {env: prod}\n");
+    repo.write(
+        "app/ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\n  labels: {env: prod}\n",
+    );
     repo.write("app/web.yaml", &deployment("prod", "web", 2));
     repo.commit("base");
     let repo_path = repo.path.to_string_lossy().into_owned();
@@ -199,7 +216,11 @@ fn gitplane_diff_shows_a_policy_denial_of_a_branch() {
 
     let out = gitplane(&s, &["diff", "--app", "root", "--head", "feature"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "a denial fails the review: {text}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a denial fails the review: {text}"
+    );
     assert!(
         text.contains(
             "ValidatingAdmissionPolicy 'max-replicas' with binding 'max-replicas-prod' denied \
@@ -208,7 +229,15 @@ fn gitplane_diff_shows_a_policy_denial_of_a_branch() {
         "{text}"
     );
     assert_eq!(
-        s.ok(&["get", "deploy", "web", "-n", "prod", "-o", "jsonpath={.spec.replicas}"]),
+        s.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "prod",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
         "2",
         "a review changes nothing"
     );
@@ -256,7 +285,10 @@ fn crd_rules_and_transition_rules_are_enforced() {
     let s = Server::start();
     s.ok_stdin(&["apply", "-f", "-"], CRD);
     eventually("widgets served", WAIT, || {
-        s.kubectl(&["get", "widgets"]).status.success().then_some(())
+        s.kubectl(&["get", "widgets"])
+            .status
+            .success()
+            .then_some(())
     });
 
     let out = s.kubectl_stdin(&["apply", "-f", "-"], Some(&widget(6, 5)));
@@ -271,9 +303,8 @@ fn crd_rules_and_transition_rules_are_enforced() {
     s.ok_stdin(&["apply", "-f", "-"], &widget(4, 5));
     let out = s.kubectl_stdin(&["apply", "-f", "-"], Some(&widget(2, 5)));
     assert!(
-        stderr(&out).contains(
-            "spec.replicas: Invalid value: \"integer\": replicas may not decrease"
-        ),
+        stderr(&out)
+            .contains("spec.replicas: Invalid value: \"integer\": replicas may not decrease"),
         "{}",
         stderr(&out)
     );
@@ -300,7 +331,11 @@ fn a_crd_with_a_rule_that_does_not_compile_is_refused() {
             && err.contains("compilation failed"),
         "{err}"
     );
-    assert!(!s.kubectl(&["get", "crd", "widgets.example.com"]).status.success());
+    assert!(
+        !s.kubectl(&["get", "crd", "widgets.example.com"])
+            .status
+            .success()
+    );
 }
 
 #[test]
@@ -308,16 +343,25 @@ fn kubectl_replace_of_a_list_validates_against_openapi_v2() {
     let s = Server::start();
     s.ok(&["create", "configmap", "a", "--from-literal=k=1"]);
     s.ok(&["create", "configmap", "b", "--from-literal=k=1"]);
-    let list = s.ok(&["get", "configmap", "a", "b", "-o", "json"]).replace("\"1\"", "\"2\"");
+    let list = s
+        .ok(&["get", "configmap", "a", "b", "-o", "json"])
+        .replace("\"1\"", "\"2\"");
     let out = s.ok_stdin(&["replace", "-f", "-"], &list);
-    assert!(out.contains("configmap/a replaced") && out.contains("configmap/b replaced"), "{out}");
+    assert!(
+        out.contains("configmap/a replaced") && out.contains("configmap/b replaced"),
+        "{out}"
+    );
     assert_eq!(s.ok(&["get", "cm", "b", "-o", "jsonpath={.data.k}"]), "2");
 
     let bogus = list.replace("\"data\": {", "\"bogus\": 1, \"data\": {");
     let out = s.kubectl_stdin(&["replace", "-f", "-"], Some(&bogus));
-    assert!(!out.status.success(), "an unknown field is refused on the client side");
     assert!(
-        stderr(&out).contains("error validating data: ValidationError(ConfigMap): unknown field \"bogus\""),
+        !out.status.success(),
+        "an unknown field is refused on the client side"
+    );
+    assert!(
+        stderr(&out)
+            .contains("error validating data: ValidationError(ConfigMap): unknown field \"bogus\""),
         "{}",
         stderr(&out)
     );
@@ -325,7 +369,9 @@ fn kubectl_replace_of_a_list_validates_against_openapi_v2() {
     let (code, doc) = s.http("GET", "/openapi/v2", "application/json", b"");
     assert_eq!(code, 200);
     assert_eq!(
-        doc.pointer("/definitions/io.k8s.api.core.v1.ConfigMap/x-kubernetes-group-version-kind/0/kind"),
+        doc.pointer(
+            "/definitions/io.k8s.api.core.v1.ConfigMap/x-kubernetes-group-version-kind/0/kind"
+        ),
         Some(&serde_json::json!("ConfigMap"))
     );
 }

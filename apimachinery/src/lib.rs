@@ -33,8 +33,8 @@
 //! its inputs, so it is tested with tables.
 
 pub mod application;
-pub mod cel;
 pub mod builtin;
+pub mod cel;
 pub mod disruption;
 pub mod event;
 pub mod ingress;

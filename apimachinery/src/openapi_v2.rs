@@ -219,7 +219,11 @@ pub fn schema(s: &Value) -> Schema {
         required: s
             .get("required")
             .and_then(Value::as_array)
-            .map(|r| r.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|r| {
+                r.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default(),
         r#enum: s
             .get("enum")
@@ -311,16 +315,35 @@ mod tests {
         // swagger (field 1, length-delimited) comes first.
         assert_eq!(&bytes[..5], &[0x0a, 3, b'2', b'.', b'0']);
         let decoded = Document::decode(bytes.as_slice()).expect("decodes");
-        let a = &decoded.definitions.expect("definitions").additional_properties[0];
+        let a = &decoded
+            .definitions
+            .expect("definitions")
+            .additional_properties[0];
         assert_eq!(a.name, "A");
         let s = a.value.as_ref().expect("schema");
-        assert_eq!(s.r#type.as_ref().map(|t| t.value.clone()), Some(vec!["object".to_string()]));
-        assert_eq!(s.required, ["b"]);
-        let b = &s.properties.as_ref().expect("properties").additional_properties[0];
-        assert_eq!(b.value.as_ref().map(|s| s.r#ref.as_str()), Some("#/definitions/B"));
-        assert_eq!(s.vendor_extension[0].name, "x-kubernetes-group-version-kind");
         assert_eq!(
-            s.vendor_extension[0].value.as_ref().map(|v| v.yaml.as_str()),
+            s.r#type.as_ref().map(|t| t.value.clone()),
+            Some(vec!["object".to_string()])
+        );
+        assert_eq!(s.required, ["b"]);
+        let b = &s
+            .properties
+            .as_ref()
+            .expect("properties")
+            .additional_properties[0];
+        assert_eq!(
+            b.value.as_ref().map(|s| s.r#ref.as_str()),
+            Some("#/definitions/B")
+        );
+        assert_eq!(
+            s.vendor_extension[0].name,
+            "x-kubernetes-group-version-kind"
+        );
+        assert_eq!(
+            s.vendor_extension[0]
+                .value
+                .as_ref()
+                .map(|v| v.yaml.as_str()),
             Some(r#"[{"group":"","kind":"A","version":"v1"}]"#)
         );
     }

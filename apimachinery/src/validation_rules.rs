@@ -149,7 +149,8 @@ fn walk(
             let Some(s) = schema.get("items").filter(|v| v.is_object()) else {
                 return;
             };
-            let keys: Vec<&str> = match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
+            let keys: Vec<&str> = match schema.get("x-kubernetes-list-type").and_then(Value::as_str)
+            {
                 Some("map") => schema
                     .get("x-kubernetes-list-map-keys")
                     .and_then(Value::as_array)
@@ -306,7 +307,12 @@ mod tests {
 
     #[test]
     fn plain_rules_see_self_at_their_node() {
-        check(json!({"spec": {"replicas": 3, "max": 5, "name": "abc"}}), None, Rules::Plain, &[]);
+        check(
+            json!({"spec": {"replicas": 3, "max": 5, "name": "abc"}}),
+            None,
+            Rules::Plain,
+            &[],
+        );
         check(
             json!({"spec": {"replicas": 7, "max": 5, "name": "bcdefghijkl"}}),
             None,
@@ -329,7 +335,12 @@ mod tests {
             Rules::Transition,
             &["spec.replicas: Invalid value: \"integer\": replicas may not decrease"],
         );
-        check(new.clone(), Some(json!({"spec": {"replicas": 1}})), Rules::Transition, &[]);
+        check(
+            new.clone(),
+            Some(json!({"spec": {"replicas": 1}})),
+            Rules::Transition,
+            &[],
+        );
         check(new, Some(json!({"spec": {}})), Rules::Transition, &[]);
     }
 
@@ -345,7 +356,8 @@ mod tests {
         }}});
         let errs = check_schema(&schema, "spec.versions[0].schema.openAPIV3Schema");
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
-        let at = "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations";
+        let at =
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations";
         assert_eq!(
             fields,
             [
@@ -355,6 +367,10 @@ mod tests {
                 format!("{at}[2].fieldPath"),
             ]
         );
-        assert!(errs[1].message.contains("undeclared reference to 'other'"), "{}", errs[1].message);
+        assert!(
+            errs[1].message.contains("undeclared reference to 'other'"),
+            "{}",
+            errs[1].message
+        );
     }
 }

@@ -37,7 +37,10 @@ pub fn register(context: &mut Context<'_, '_>) {
         ("sum", context.add_function("sum", sum)),
         ("min", context.add_function("min", min)),
         ("max", context.add_function("max", max)),
-        ("sets.contains", context.add_function("sets.contains", contains)),
+        (
+            "sets.contains",
+            context.add_function("sets.contains", contains),
+        ),
         (
             "sets.equivalent",
             context.add_function("sets.equivalent", equivalent),

@@ -164,8 +164,17 @@ fn free_variables(expr: &IdedExpr, bound: &mut Vec<String>, out: &mut BTreeSet<S
 fn is_type_name(name: &str) -> bool {
     matches!(
         name,
-        "bool" | "int" | "uint" | "double" | "string" | "bytes" | "list" | "map" | "null_type"
-            | "type" | "optional"
+        "bool"
+            | "int"
+            | "uint"
+            | "double"
+            | "string"
+            | "bytes"
+            | "list"
+            | "map"
+            | "null_type"
+            | "type"
+            | "optional"
     )
 }
 
@@ -246,12 +255,12 @@ pub fn from_json(value: &serde_json::Value) -> Value {
             },
         },
         serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
-        serde_json::Value::Array(items) => Value::List(Arc::new(items.iter().map(from_json).collect())),
-        serde_json::Value::Object(fields) => map(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), from_json(v))),
-        ),
+        serde_json::Value::Array(items) => {
+            Value::List(Arc::new(items.iter().map(from_json).collect()))
+        }
+        serde_json::Value::Object(fields) => {
+            map(fields.iter().map(|(k, v)| (k.clone(), from_json(v))))
+        }
     }
 }
 
@@ -286,7 +295,10 @@ mod tests {
     fn json_variables_are_maps_lists_and_scalars() {
         check("self.spec.replicas == 3", Ok(true));
         check("self.spec.replicas > 5", Ok(false));
-        check("self.spec.tags.size() == 2 && 'a' in self.spec.tags", Ok(true));
+        check(
+            "self.spec.tags.size() == 2 && 'a' in self.spec.tags",
+            Ok(true),
+        );
         check("self.spec.name.startsWith('w')", Ok(true));
     }
 
@@ -302,7 +314,10 @@ mod tests {
     fn macros_iterate_over_lists() {
         check("self.spec.tags.all(t, t.size() == 1)", Ok(true));
         check("self.spec.tags.exists(t, t == 'b')", Ok(true));
-        check("self.spec.tags.map(t, t.upperAscii()) == ['A', 'B']", Ok(true));
+        check(
+            "self.spec.tags.map(t, t.upperAscii()) == ['A', 'B']",
+            Ok(true),
+        );
     }
 
     #[test]
@@ -310,7 +325,10 @@ mod tests {
         check("self.spec.replicas >", Err("compilation failed"));
         check("other.spec > 1", Err("undeclared reference to 'other'"));
         check("type(self) == map", Ok(true));
-        check("self.spec.tags.all(t, t == other)", Err("undeclared reference to 'other'"));
+        check(
+            "self.spec.tags.all(t, t == other)",
+            Err("undeclared reference to 'other'"),
+        );
     }
 
     #[test]

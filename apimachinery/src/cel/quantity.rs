@@ -39,7 +39,10 @@ impl Quantity {
         };
         let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
         if (whole.is_empty() && fraction.is_empty())
-            || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+            || !whole
+                .bytes()
+                .chain(fraction.bytes())
+                .all(|b| b.is_ascii_digit())
             || whole.len() + fraction.len() > 30
         {
             return None;
@@ -72,7 +75,9 @@ impl Quantity {
         if exponent >= 0 {
             value = value.checked_mul(10i128.checked_pow(exponent as u32)?)?;
         } else {
-            let divisor = 10i128.checked_pow(exponent.unsigned_abs()).unwrap_or(i128::MAX);
+            let divisor = 10i128
+                .checked_pow(exponent.unsigned_abs())
+                .unwrap_or(i128::MAX);
             value = value / divisor + i128::from(value % divisor != 0);
         }
         Some(Quantity(if negative { -value } else { value }))
@@ -108,20 +113,29 @@ pub fn register(context: &mut Context<'_, '_>) {
         context.add_function("sub", |This(q): This<Arc<dyn Opaque>>, other: Value| {
             arithmetic(&q, &other, "sub", i128::checked_sub)
         }),
-        context.add_function("compareTo", |This(q): This<Arc<dyn Opaque>>, other: Value| {
-            let ordering = compare(&q, &other, "compareTo")?;
-            Ok::<_, ExecutionError>(Value::Int(ordering as i64))
-        }),
-        context.add_function("isGreaterThan", |This(q): This<Arc<dyn Opaque>>, other: Value| {
-            Ok::<_, ExecutionError>(Value::Bool(
-                compare(&q, &other, "isGreaterThan")? == Ordering::Greater,
-            ))
-        }),
-        context.add_function("isLessThan", |This(q): This<Arc<dyn Opaque>>, other: Value| {
-            Ok::<_, ExecutionError>(Value::Bool(
-                compare(&q, &other, "isLessThan")? == Ordering::Less,
-            ))
-        }),
+        context.add_function(
+            "compareTo",
+            |This(q): This<Arc<dyn Opaque>>, other: Value| {
+                let ordering = compare(&q, &other, "compareTo")?;
+                Ok::<_, ExecutionError>(Value::Int(ordering as i64))
+            },
+        ),
+        context.add_function(
+            "isGreaterThan",
+            |This(q): This<Arc<dyn Opaque>>, other: Value| {
+                Ok::<_, ExecutionError>(Value::Bool(
+                    compare(&q, &other, "isGreaterThan")? == Ordering::Greater,
+                ))
+            },
+        ),
+        context.add_function(
+            "isLessThan",
+            |This(q): This<Arc<dyn Opaque>>, other: Value| {
+                Ok::<_, ExecutionError>(Value::Bool(
+                    compare(&q, &other, "isLessThan")? == Ordering::Less,
+                ))
+            },
+        ),
     ];
     debug_assert!(results.iter().all(Result::is_ok));
 }

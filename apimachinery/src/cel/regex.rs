@@ -27,7 +27,10 @@ fn find(This(s): This<Arc<String>>, pattern: Arc<String>) -> Result<Value, Execu
 
 /// `'1 2 3'.findAll('[0-9]')` and `findAll(pattern, n)`: every match, or at most `n` of them
 /// (all of them when `n` is negative).
-fn find_all(This(s): This<Arc<String>>, Arguments(args): Arguments) -> Result<Value, ExecutionError> {
+fn find_all(
+    This(s): This<Arc<String>>,
+    Arguments(args): Arguments,
+) -> Result<Value, ExecutionError> {
     let (pattern, limit) = match args.as_slice() {
         [Value::String(p)] => (p, -1),
         [Value::String(p), Value::Int(n)] => (p, *n),
@@ -72,7 +75,10 @@ mod tests {
 
     #[test]
     fn find_all_returns_every_match_up_to_a_count() {
-        check("'1 22 333'.findAll('[0-9]+') == ['1', '22', '333']", Ok(true));
+        check(
+            "'1 22 333'.findAll('[0-9]+') == ['1', '22', '333']",
+            Ok(true),
+        );
         check("'1 22 333'.findAll('[0-9]+', 2) == ['1', '22']", Ok(true));
         check("'abc'.findAll('x') == []", Ok(true));
     }

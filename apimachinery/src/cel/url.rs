@@ -91,10 +91,7 @@ impl Url {
         for (k, v) in form_pairs(&self.query) {
             map.entry(k).or_default().push(Value::from(v));
         }
-        crate::cel::map(
-            map.into_iter()
-                .map(|(k, v)| (k, Value::List(Arc::new(v)))),
-        )
+        crate::cel::map(map.into_iter().map(|(k, v)| (k, Value::List(Arc::new(v)))))
     }
 }
 

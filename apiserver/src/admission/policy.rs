@@ -62,12 +62,16 @@ pub fn request(attrs: &Attributes<'_>) -> Value {
 
 /// Evaluates `matchConditions`: `Ok(false)` when one is false, `Err` naming the one that
 /// failed to evaluate.
-pub fn match_conditions(conditions: Option<&Value>, activation: &Activation, variables: &[&str]) -> Result<bool, String> {
+pub fn match_conditions(
+    conditions: Option<&Value>,
+    activation: &Activation,
+    variables: &[&str],
+) -> Result<bool, String> {
     for c in conditions.and_then(Value::as_array).into_iter().flatten() {
         let name = c.get("name").and_then(Value::as_str).unwrap_or("");
         let expression = c.get("expression").and_then(Value::as_str).unwrap_or("");
-        let result = cel::compile(expression, variables)
-            .and_then(|p| cel::evaluate_bool(&p, activation));
+        let result =
+            cel::compile(expression, variables).and_then(|p| cel::evaluate_bool(&p, activation));
         match result {
             Ok(true) => {}
             Ok(false) => return Ok(false),
@@ -111,21 +115,32 @@ pub fn run(
             continue;
         };
         let policy = &policy.object;
-        if !matches(state, policy.pointer("/spec/matchConstraints"), attrs, old, obj)
-            || binding
-                .pointer("/spec/matchResources")
-                .is_some_and(|m| !matches(state, Some(m), attrs, old, obj))
+        if !matches(
+            state,
+            policy.pointer("/spec/matchConstraints"),
+            attrs,
+            old,
+            obj,
+        ) || binding
+            .pointer("/spec/matchResources")
+            .is_some_and(|m| !matches(state, Some(m), attrs, old, obj))
         {
             continue;
         }
-        let fail_closed = policy.pointer("/spec/failurePolicy").and_then(Value::as_str) != Some("Ignore");
+        let fail_closed = policy
+            .pointer("/spec/failurePolicy")
+            .and_then(Value::as_str)
+            != Some("Ignore");
         let actions: Vec<&str> = binding
             .pointer("/spec/validationActions")
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         let failures = match params(state, attrs, policy, binding) {
-            Err(message) => vec![Failure { message, reason: None }],
+            Err(message) => vec![Failure {
+                message,
+                reason: None,
+            }],
             Ok(None) => Vec::new(),
             Ok(Some(params)) => params
                 .iter()
@@ -176,7 +191,11 @@ fn denied(attrs: &Attributes<'_>, reason: Option<&str>, message: String) -> Stat
             };
             let mut e = StatusError::new(
                 reason,
-                format!("{} \"{}\" is forbidden: {message}", info.qualified(), attrs.name),
+                format!(
+                    "{} \"{}\" is forbidden: {message}",
+                    info.qualified(),
+                    attrs.name
+                ),
             );
             let d = e.details_mut();
             d.group = Some(info.group.clone());
@@ -205,7 +224,9 @@ fn matches(
             .flatten()
             .filter(|r| {
                 let names = r.get("resourceNames").and_then(Value::as_array);
-                names.is_none_or(|n| n.is_empty() || n.iter().any(|n| n.as_str() == Some(attrs.name)))
+                names.is_none_or(|n| {
+                    n.is_empty() || n.iter().any(|n| n.as_str() == Some(attrs.name))
+                })
             })
             .cloned()
             .collect()
@@ -240,17 +261,26 @@ fn params(
         return Ok(Some(vec![None]));
     };
     let Some(reference) = binding.pointer("/spec/paramRef") else {
-        return Err("failed to configure binding: paramRef is required when paramKind is set".into());
+        return Err(
+            "failed to configure binding: paramRef is required when paramKind is set".into(),
+        );
     };
     let api_version = kind.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let gvk = GroupVersionKind {
         group: group.to_string(),
         version: version.to_string(),
-        kind: kind.get("kind").and_then(Value::as_str).unwrap_or("").to_string(),
+        kind: kind
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
     };
     let Some(info) = state.registry().by_kind(&gvk) else {
-        return Err(format!("failed to configure policy: paramKind {api_version}, Kind={} is not served", gvk.kind));
+        return Err(format!(
+            "failed to configure policy: paramKind {api_version}, Kind={} is not served",
+            gvk.kind
+        ));
     };
     let namespace = match reference.get("namespace").and_then(Value::as_str) {
         Some(ns) if !ns.is_empty() => Some(ns),
@@ -285,7 +315,10 @@ fn params(
     if !found.is_empty() {
         return Ok(Some(found));
     }
-    match reference.get("parameterNotFoundAction").and_then(Value::as_str) {
+    match reference
+        .get("parameterNotFoundAction")
+        .and_then(Value::as_str)
+    {
         Some("Allow") => Ok(None),
         _ => Err("no params found for policy binding with `Deny` parameterNotFoundAction".into()),
     }
@@ -303,13 +336,20 @@ fn evaluate(
 ) -> Vec<Failure> {
     let error = |message: String| {
         if fail_closed {
-            vec![Failure { message, reason: None }]
+            vec![Failure {
+                message,
+                reason: None,
+            }]
         } else {
             tracing::warn!(error = %message, "ValidatingAdmissionPolicy error ignored (failurePolicy Ignore)");
             Vec::new()
         }
     };
-    let namespace = attrs.namespace.and_then(|ns| state.cache().get(&format!("/registry/core/namespaces/{ns}")));
+    let namespace = attrs.namespace.and_then(|ns| {
+        state
+            .cache()
+            .get(&format!("/registry/core/namespaces/{ns}"))
+    });
     let request = request(attrs);
     let mut activation = Activation::new()
         .bind("object", obj)
@@ -317,40 +357,80 @@ fn evaluate(
         .bind("request", Some(&request))
         .bind("params", params)
         .bind("namespaceObject", namespace.as_ref().map(|n| &n.object));
-    match match_conditions(policy.pointer("/spec/matchConditions"), &activation, VARIABLES) {
+    match match_conditions(
+        policy.pointer("/spec/matchConditions"),
+        &activation,
+        VARIABLES,
+    ) {
         Ok(true) => {}
         Ok(false) => return Vec::new(),
         Err(e) => return error(e),
     }
     let mut variables: Vec<(String, CelValue)> = Vec::new();
-    for v in policy.pointer("/spec/variables").and_then(Value::as_array).into_iter().flatten() {
-        let name = v.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    for v in policy
+        .pointer("/spec/variables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let expression = v.get("expression").and_then(Value::as_str).unwrap_or("");
         let scoped = activation_with(&activation, &variables);
         match cel::compile(expression, VARIABLES).and_then(|p| cel::evaluate(&p, &scoped)) {
             Ok(value) => variables.push((name, value)),
-            Err(e) => return error(format!("variable '{name}' expression '{expression}' resulted in error: {e}")),
+            Err(e) => {
+                return error(format!(
+                    "variable '{name}' expression '{expression}' resulted in error: {e}"
+                ));
+            }
         }
     }
     activation = activation_with(&activation, &variables);
     let mut failures = Vec::new();
-    for v in policy.pointer("/spec/validations").and_then(Value::as_array).into_iter().flatten() {
+    for v in policy
+        .pointer("/spec/validations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let expression = v.get("expression").and_then(Value::as_str).unwrap_or("");
         let reason = v.get("reason").and_then(Value::as_str).map(str::to_string);
-        match cel::compile(expression, VARIABLES).and_then(|p| cel::evaluate_bool(&p, &activation)) {
+        match cel::compile(expression, VARIABLES).and_then(|p| cel::evaluate_bool(&p, &activation))
+        {
             Ok(true) => {}
             Ok(false) => failures.push(Failure {
                 message: message(v, expression, &activation),
                 reason,
             }),
-            Err(e) => failures.extend(error(format!("expression '{expression}' resulted in error: {e}"))),
+            Err(e) => failures.extend(error(format!(
+                "expression '{expression}' resulted in error: {e}"
+            ))),
         }
     }
-    for a in policy.pointer("/spec/auditAnnotations").and_then(Value::as_array).into_iter().flatten() {
+    for a in policy
+        .pointer("/spec/auditAnnotations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let key = a.get("key").and_then(Value::as_str).unwrap_or("");
-        let expression = a.get("valueExpression").and_then(Value::as_str).unwrap_or("");
-        if let Ok(value) = cel::compile(expression, VARIABLES).and_then(|p| cel::evaluate_string(&p, &activation)) {
-            tracing::info!(policy = policy.name().unwrap_or(""), key, value, "audit annotation");
+        let expression = a
+            .get("valueExpression")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if let Ok(value) =
+            cel::compile(expression, VARIABLES).and_then(|p| cel::evaluate_string(&p, &activation))
+        {
+            tracing::info!(
+                policy = policy.name().unwrap_or(""),
+                key,
+                value,
+                "audit annotation"
+            );
         }
     }
     failures
@@ -358,7 +438,8 @@ fn evaluate(
 
 /// `base` with `variables` bound as the `variables` map.
 fn activation_with(base: &Activation, variables: &[(String, CelValue)]) -> Activation {
-    base.clone().bind_value("variables", cel::map(variables.iter().cloned()))
+    base.clone()
+        .bind_value("variables", cel::map(variables.iter().cloned()))
 }
 
 /// A failed validation's message: `messageExpression`'s non-empty result, else `message`,
