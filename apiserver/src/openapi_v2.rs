@@ -9,6 +9,9 @@
 //! `allOf: [{$ref}]` (how OpenAPI v3 adds a description to a reference) folded into the
 //! reference, as Kubernetes writes v2. `paths` is empty: kubectl reads paths from v3.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
 use apimachinery::status::{Reason, StatusError};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -54,8 +57,36 @@ fn to_v2(v: &Value) -> Value {
     }
 }
 
-/// The Swagger 2.0 document as JSON.
-pub fn document(state: &ApiState) -> Value {
+/// The Swagger 2.0 document as JSON, rebuilt only when the served kinds or a CRD schema
+/// changed (building it converts every schema).
+pub fn document(state: &ApiState) -> Arc<Value> {
+    static CACHE: Mutex<Option<(u64, Arc<Value>)>> = Mutex::new(None);
+    let registry = state.registry();
+    let mut h = DefaultHasher::new();
+    for r in registry.iter() {
+        (
+            &r.group,
+            &r.version,
+            &r.kind,
+            r.schema.as_deref().map(Value::to_string),
+        )
+            .hash(&mut h);
+    }
+    let key = h.finish();
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((k, doc)) = cache.as_ref()
+        && *k == key
+    {
+        return Arc::clone(doc);
+    }
+    let doc = Arc::new(build(state));
+    *cache = Some((key, Arc::clone(&doc)));
+    doc
+}
+
+fn build(state: &ApiState) -> Value {
     let mut definitions = Map::new();
     for (name, s) in &openapi::builtin().schemas {
         definitions.insert(name.clone(), to_v2(s));

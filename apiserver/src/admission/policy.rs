@@ -456,3 +456,52 @@ fn message(validation: &Value, expression: &str, activation: &Activation) -> Str
         _ => format!("failed expression: {expression}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(conditions: Value, expected: Result<bool, &str>) {
+        let object = json!({"metadata": {"name": "web", "labels": {"tier": "front"}}});
+        let request = json!({"operation": "CREATE", "userInfo": {"username": "jane"}});
+        let activation = Activation::new()
+            .bind("object", Some(&object))
+            .bind("oldObject", None)
+            .bind("request", Some(&request));
+        let got = match_conditions(Some(&conditions), &activation, WEBHOOK_VARIABLES);
+        match expected {
+            Ok(b) => assert_eq!(got, Ok(b), "{conditions}"),
+            Err(text) => {
+                let err = got.expect_err("an error");
+                assert!(err.contains(text), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn match_conditions_all_hold_or_one_is_false_or_one_errs() {
+        check(json!([]), Ok(true));
+        check(
+            json!([
+                {"name": "front", "expression": "object.metadata.labels.tier == 'front'"},
+                {"name": "jane", "expression": "request.userInfo.username == 'jane'"},
+            ]),
+            Ok(true),
+        );
+        check(
+            json!([
+                {"name": "create", "expression": "request.operation == 'CREATE'"},
+                {"name": "update", "expression": "oldObject != null"},
+            ]),
+            Ok(false),
+        );
+        check(
+            json!([{"name": "bad", "expression": "object.spec.replicas > 1"}]),
+            Err("failed to evaluate match condition \"bad\""),
+        );
+        check(
+            json!([{"name": "params", "expression": "params.x == 1"}]),
+            Err("undeclared reference to 'params'"),
+        );
+    }
+}
