@@ -1,6 +1,7 @@
 //! The object model and the pure algorithms of the Kubernetes API, shared by every gitplane crate.
 //!
 //! # Layout
+//! - [`cel`]: CEL expressions with the Kubernetes libraries (CRD rules, admission policies).
 //! - [`builtin`]: the built-in kinds, listed once (names, verbs, types, printers).
 //! - [`application`]: gitplane's own `Application` CRD and the marks the syncer leaves on objects.
 //! - [`event`]: `core/v1` Events as every component writes them.
@@ -20,11 +21,13 @@
 //! - [`secret`]: a Secret's write-only `stringData` merged into `data`.
 //! - [`status`]: `metav1.Status` errors with reasons and causes.
 //! - [`pod`]: what a pod's status says (phase, active, Ready since, available).
+//! - [`openapi_v2`]: the protobuf form of the OpenAPI v2 document kubectl validates with.
 //! - [`patch`]: JSON patch (RFC 6902), merge patch (RFC 7386) and strategic merge patch.
 //! - [`protobuf`]: Kubernetes protobuf request bodies decoded into the JSON Kubernetes would write.
 //! - [`typed`]: checking built-in objects against their k8s-openapi types (wrong types, unknown
 //!   fields for `fieldValidation=Strict`).
 //! - [`validation`]: name and label syntax checks shared by the API server and renderers.
+//! - [`validation_rules`]: CRD `x-kubernetes-validations` CEL rules, checked and evaluated.
 //! - [`volume`]: PersistentVolume binding (which volume fits a claim) and the default StorageClass.
 //!
 //! **Architecture Invariant**: no IO, no tokio, no clock. Everything here is a pure function of
@@ -32,6 +35,7 @@
 
 pub mod application;
 pub mod builtin;
+pub mod cel;
 pub mod disruption;
 pub mod event;
 pub mod ingress;
@@ -40,6 +44,7 @@ pub mod limit_range;
 pub mod matching;
 pub mod network_policy;
 pub mod object;
+pub mod openapi_v2;
 pub mod patch;
 pub mod pod;
 pub mod protobuf;
@@ -53,6 +58,7 @@ pub mod status;
 pub mod streaming;
 pub mod typed;
 pub mod validation;
+pub mod validation_rules;
 pub mod volume;
 
 pub use k8s_openapi;

@@ -119,7 +119,7 @@ pub fn resources_of(crd: &Value) -> Vec<ResourceInfo> {
         .collect()
 }
 
-/// Problems with a CRD that would keep it from being served.
+/// Problems with a CRD that would keep it from being served, its validation rules' included.
 pub fn validate(crd: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let s = |p: &str| {
@@ -197,6 +197,12 @@ pub fn validate(crd: &Value) -> Vec<FieldError> {
             .is_none_or(str::is_empty)
         {
             errs.push(FieldError::required(format!("spec.versions[{i}].name")));
+        }
+        if let Some(schema) = v.pointer("/schema/openAPIV3Schema") {
+            errs.extend(apimachinery::validation_rules::check_schema(
+                schema,
+                &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+            ));
         }
     }
     errs

@@ -8,7 +8,7 @@
 //! - [`strategy`] / [`defaults`] / [`validate`]: what the server sets, fills in and checks on
 //!   every write; [`fieldmanager`]: `metadata.managedFields` of every client write.
 //! - [`admission`]: the order of admission, one `admit` for creates, updates and patches,
-//!   built-in admission plugins and webhooks.
+//!   built-in admission plugins, ValidatingAdmissionPolicies (CEL) and webhooks.
 //! - [`watch_cache`]: all objects in memory, fed by one storage watch; serves reads and watches.
 //! - [`storage`]: the revisioned key-value interface and its backends.
 //! - [`security`]: the outer pipeline's settings: [`authn`] (client certificates, tokens, service account
@@ -17,7 +17,8 @@
 //!   [`tls`] and [`listener`] serve HTTPS with the cluster CA.
 //! - [`allocator`]: cluster IPs and node ports of Services; [`default_service`]: the
 //!   `default/kubernetes` Service.
-//! - [`discovery`], [`table`], [`crd`]: discovery documents, server-side tables, CRD serving.
+//! - [`discovery`], [`table`], [`crd`]: discovery documents, server-side tables, CRD serving;
+//!   [`openapi`] (v3) and [`openapi_v2`] (JSON and protobuf): the schemas clients validate with.
 //! - [`console`]: the web console's static assets under `/ui/` (data comes from the API).
 //! - [`metrics`]: request labels and `GET /metrics` (the families are `telemetry`'s).
 //!
@@ -41,6 +42,7 @@ pub mod listener;
 pub mod metrics;
 pub mod node_client;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod rbac;
 pub mod request;
 pub mod response;

@@ -131,12 +131,13 @@ fn paths_of(info: &ResourceInfo) -> Vec<(String, Value)> {
 
 /// The component schemas of the built-in kinds and everything they reach, and the schema name
 /// of each kind.
-struct Builtin {
-    schemas: serde_json::Map<String, Value>,
+pub(crate) struct Builtin {
+    /// Component schemas by name.
+    pub(crate) schemas: serde_json::Map<String, Value>,
     kinds: BTreeMap<(String, String, String), String>,
 }
 
-fn builtin() -> &'static Builtin {
+pub(crate) fn builtin() -> &'static Builtin {
     static BUILTIN: OnceLock<Builtin> = OnceLock::new();
     BUILTIN.get_or_init(|| {
         let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
@@ -166,13 +167,13 @@ fn builtin() -> &'static Builtin {
 }
 
 /// The component name Kubernetes gives a custom resource's schema: the group reversed.
-fn custom_schema_name(info: &ResourceInfo) -> String {
+pub(crate) fn custom_schema_name(info: &ResourceInfo) -> String {
     let group: Vec<&str> = info.group.split('.').rev().collect();
     format!("{}.{}.{}", group.join("."), info.version, info.kind)
 }
 
 /// A CRD's schema as a component: apiVersion, kind and metadata added, tagged with its kind.
-fn custom_schema(info: &ResourceInfo, schema: &Value) -> Value {
+pub(crate) fn custom_schema(info: &ResourceInfo, schema: &Value) -> Value {
     let mut s = schema.clone();
     if let Some(m) = s.as_object_mut() {
         let props = m.entry("properties").or_insert_with(|| json!({}));

@@ -1,11 +1,13 @@
 //! Validation of objects on create and update: the built-in kinds as Kubernetes validates them
 //! (`apimachinery::kind_validation`), custom resources against their CRD's structural schema
-//! (`apimachinery::schema`), and the CRDs themselves.
+//! (`apimachinery::schema`) and its CEL rules (`apimachinery::validation_rules`; transition
+//! rules on updates), and the CRDs themselves.
 
 use apimachinery::kind_validation;
 use apimachinery::registry::ResourceInfo;
 use apimachinery::schema;
 use apimachinery::status::FieldError;
+use apimachinery::validation_rules::{self, Rules};
 use serde_json::Value;
 
 use crate::crd;
@@ -18,6 +20,9 @@ pub fn object(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
             let mut errs = Vec::new();
             if let Some(s) = &info.schema {
                 errs.extend(schema::validate(s, obj));
+                if errs.is_empty() {
+                    errs.extend(validation_rules::validate(s, obj, None, Rules::Plain));
+                }
             }
             if info.has_subresource("scale")
                 && let Some(r) = obj.pointer("/spec/replicas")
@@ -35,7 +40,8 @@ pub fn object(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
     }
 }
 
-/// Problems with an update: fields Kubernetes makes immutable.
+/// Problems with an update: fields Kubernetes makes immutable, and the transition rules
+/// (`oldSelf`) of custom resources.
 pub fn update(info: &ResourceInfo, old: &Value, new: &Value) -> Vec<FieldError> {
     match (info.group.as_str(), info.kind.as_str()) {
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
@@ -56,7 +62,10 @@ pub fn update(info: &ResourceInfo, old: &Value, new: &Value) -> Vec<FieldError> 
             }
             errs
         }
-        _ if info.custom => Vec::new(),
+        _ if info.custom => match &info.schema {
+            Some(s) => validation_rules::validate(s, new, Some(old), Rules::Transition),
+            None => Vec::new(),
+        },
         _ => kind_validation::validate_update(&info.gvk(), old, new),
     }
 }

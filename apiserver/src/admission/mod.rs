@@ -8,7 +8,8 @@
 //!    DefaultIngressClass in [`ingress_class`] and LimitRanger in [`quota`], creates only; the
 //!    NetworkPolicy warning of [`network_policy`]),
 //!    mutating webhooks, validation (`validate`: built-in kinds, CRD schemas;
-//!    `validate::update` for updates), validating webhooks; then ResourceQuota ([`quota`],
+//!    `validate::update` for updates), ValidatingAdmissionPolicies ([`policy`]), validating
+//!    webhooks; then ResourceQuota ([`quota`],
 //!    charged by the create handler);
 //! 7. NamespaceLifecycle (`handlers::write::check_namespace`) and storage.
 
@@ -145,6 +146,7 @@ fn mount_token(spec: &mut serde_json::Map<String, Value>) {
 pub mod client;
 pub mod ingress_class;
 pub mod network_policy;
+pub mod policy;
 pub mod quota;
 pub mod storage_class;
 pub mod webhook;
@@ -276,7 +278,8 @@ async fn mutate(
     Ok(())
 }
 
-/// Validating admission webhooks for a create, update or delete (`obj` is `None` for deletes).
+/// ValidatingAdmissionPolicies ([`policy`]) then validating admission webhooks for a create,
+/// update or delete (`obj` is `None` for deletes).
 async fn validate(
     state: &ApiState,
     req: &ApiRequest,
@@ -292,15 +295,20 @@ async fn validate(
     let attrs = attributes(req, operation, &name);
     let mut copy = obj.cloned();
     let mut warnings = Vec::new();
-    let result = webhook::run(
-        state,
-        Phase::Validating,
-        &attrs,
-        old,
-        copy.as_mut(),
-        &mut warnings,
-    )
-    .await;
+    let result = match policy::run(state, &attrs, old, obj, &mut warnings) {
+        Ok(()) => {
+            webhook::run(
+                state,
+                Phase::Validating,
+                &attrs,
+                old,
+                copy.as_mut(),
+                &mut warnings,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
     warnings.into_iter().for_each(|w| req.warn(w));
     result
 }
@@ -320,6 +328,7 @@ pub async fn delete(state: &ApiState, req: &ApiRequest, old: &Value) -> Result<(
             &mut warnings,
         )
         .await?;
+        policy::run(state, &attrs, Some(old), None, &mut warnings)?;
         webhook::run(
             state,
             Phase::Validating,

@@ -5,7 +5,8 @@
 //! Matching follows Kubernetes: `rules` (operations, apiGroups, apiVersions, resources with
 //! subresources and `*`, scope), `namespaceSelector` (the namespace's labels; a Namespace's own
 //! labels; cluster-scoped objects always match), `objectSelector` (the new or old object's
-//! labels). Requests for admissionregistration objects themselves never go to webhooks.
+//! labels), then `matchConditions` (CEL, see [`super::policy`]). Requests for
+//! admissionregistration objects themselves never go to webhooks.
 //! Mutating webhooks run one after another in name order, re-run once with
 //! `reinvocationPolicy: IfNeeded` when a later webhook changed the object; validating webhooks
 //! run concurrently.
@@ -38,7 +39,8 @@ pub enum Operation {
 }
 
 impl Operation {
-    fn as_str(self) -> &'static str {
+    /// `CREATE`, `UPDATE` or `DELETE`, as admission reviews spell it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Operation::Create => "CREATE",
             Operation::Update => "UPDATE",
@@ -162,7 +164,7 @@ pub fn rule_matches(rule: &Value, attrs: &Attributes<'_>) -> bool {
     resource_ok && scope_ok
 }
 
-fn labels_of(obj: Option<&Value>) -> BTreeMap<String, String> {
+pub(super) fn labels_of(obj: Option<&Value>) -> BTreeMap<String, String> {
     obj.and_then(|o| o.pointer("/metadata/labels"))
         .and_then(Value::as_object)
         .map(|m| {
@@ -173,7 +175,7 @@ fn labels_of(obj: Option<&Value>) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn selector(v: Option<&Value>) -> Option<LabelSelector> {
+pub(super) fn selector(v: Option<&Value>) -> Option<LabelSelector> {
     match v {
         None | Some(Value::Null) => Some(LabelSelector::everything()),
         Some(v) => {
@@ -185,7 +187,7 @@ fn selector(v: Option<&Value>) -> Option<LabelSelector> {
 }
 
 /// Whether a webhook applies to the request (rules and selectors).
-fn applies(
+pub(super) fn applies(
     state: &ApiState,
     hook: &Value,
     attrs: &Attributes<'_>,
@@ -226,6 +228,37 @@ fn applies(
     }
 }
 
+/// Whether a webhook's `matchConditions` (CEL over `object`, `oldObject` and `request`) all
+/// hold. One that fails to evaluate refuses the request under `failurePolicy: Fail` (the
+/// default) and skips the webhook under `Ignore`.
+fn match_conditions(
+    hook: &Value,
+    attrs: &Attributes<'_>,
+    old: Option<&Value>,
+    obj: Option<&Value>,
+) -> Result<bool, StatusError> {
+    let Some(conditions) = hook.get("matchConditions") else {
+        return Ok(true);
+    };
+    let request = super::policy::request(attrs);
+    let activation = apimachinery::cel::Activation::new()
+        .bind("object", obj)
+        .bind("oldObject", old)
+        .bind("request", Some(&request));
+    match super::policy::match_conditions(
+        Some(conditions),
+        &activation,
+        super::policy::WEBHOOK_VARIABLES,
+    ) {
+        Ok(matched) => Ok(matched),
+        Err(_) if hook.get("failurePolicy").and_then(Value::as_str) == Some("Ignore") => Ok(false),
+        Err(e) => Err(StatusError::internal(format!(
+            "failed calling webhook \"{}\": {e}",
+            hook_name(hook)
+        ))),
+    }
+}
+
 /// Runs the webhooks of `phase` that match the request. For mutating webhooks on create and
 /// update, `obj` is patched in place. Warnings from webhooks are appended to `warnings`.
 pub async fn run(
@@ -239,10 +272,14 @@ pub async fn run(
     if attrs.info.group == "admissionregistration.k8s.io" {
         return Ok(());
     }
-    let hooks: Vec<(String, Value)> = webhooks(state, phase)
-        .into_iter()
-        .filter(|(_, h)| applies(state, h, attrs, old, obj.as_deref()))
-        .collect();
+    let mut hooks: Vec<(String, Value)> = Vec::new();
+    for (cfg, h) in webhooks(state, phase) {
+        if applies(state, &h, attrs, old, obj.as_deref())
+            && match_conditions(&h, attrs, old, obj.as_deref())?
+        {
+            hooks.push((cfg, h));
+        }
+    }
     if hooks.is_empty() {
         return Ok(());
     }

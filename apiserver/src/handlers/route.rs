@@ -40,6 +40,9 @@ pub async fn serve(
         }
         _ => {}
     }
+    if path == "/openapi/v2" || path == "/openapi/v2/" {
+        return crate::openapi_v2::serve(state, &parts.headers);
+    }
     if path == "/openapi/v3" || path == "/openapi/v3/" {
         return finish(crate::openapi::root(state));
     }
