@@ -16,6 +16,7 @@ pub(crate) mod eviction;
 mod get;
 mod list;
 mod log;
+mod metrics;
 mod patch;
 pub mod pipeline;
 mod proxy;

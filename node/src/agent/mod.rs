@@ -2,7 +2,8 @@
 //!
 //! [`Agent::start`] registers the Node (`node`), renews its Lease every 10 s (and reports
 //! `DiskPressure` when its data dir's file system runs short, `disk`), serves container
-//! logs and exec sessions over HTTPS to the API server only (`server`, `logs`) and runs the pods bound to the node (`pods`: one worker per pod,
+//! logs, exec sessions and usage (`stats`: the kubelet's `/stats/summary`) over HTTPS to the
+//! API server only (`server`, `logs`) and runs the pods bound to the node (`pods`: one worker per pod,
 //! an explicit state machine; `spec` turns a pod spec into runtime requests; `images`;
 //! `probes`; `oom`: OOM kills from the kernel log; `storage`: claimed volumes and the
 //! local-path directories of deleted volumes; `network_policy`: NetworkPolicies enforced with
@@ -23,6 +24,7 @@ mod pods;
 mod probes;
 pub mod server;
 mod spec;
+mod stats;
 mod storage;
 
 use std::collections::BTreeMap;
@@ -92,6 +94,8 @@ pub struct Config {
     pub lease_duration: Duration,
     /// How often the Lease is renewed.
     pub renew_interval: Duration,
+    /// How often CPU and memory are sampled (the window of CPU rates on `/stats/summary`).
+    pub stats_interval: Duration,
 }
 
 impl Config {
@@ -111,6 +115,7 @@ impl Config {
             client_ca: None,
             lease_duration: Duration::from_secs(40),
             renew_interval: Duration::from_secs(10),
+            stats_interval: Duration::from_secs(2),
         }
     }
 }
@@ -192,10 +197,19 @@ impl Agent {
         .await?;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let latest = stats::Latest::default();
+        tasks.spawn(stats::run(
+            cri.runtime.clone(),
+            config.node_name.clone(),
+            config.stats_interval,
+            latest.clone(),
+            stop.clone(),
+        ));
         tasks.spawn(server::serve(
             listener,
             tls,
-            server::routes(cri.runtime.clone(), config.data_dir.join("logs")),
+            server::routes(cri.runtime.clone(), config.data_dir.join("logs"))
+                .merge(stats::routes(latest)),
             stop.clone(),
         ));
         tasks.spawn(node::heartbeat(
