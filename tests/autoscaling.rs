@@ -57,12 +57,19 @@ fn kubectl_top_shows_the_usage_of_a_cpu_burning_process() {
     ]);
     // Non-zero CPU and memory for the burning pod: the machine may be busy, but a busy loop
     // always gets some CPU.
-    let cells = eventually("burn in kubectl top pods -A", Duration::from_secs(90), || {
-        let out = s.kubectl(&["top", "pods", "-A"]);
-        let out = String::from_utf8_lossy(&out.stdout).into_owned();
-        row(&out, &["default", "burn"]).filter(|c| number(&c[2]) > 0 && number(&c[3]) > 0)
-    });
-    assert!(cells[2].ends_with('m') && cells[3].ends_with("Mi"), "{cells:?}");
+    let cells = eventually(
+        "burn in kubectl top pods -A",
+        Duration::from_secs(90),
+        || {
+            let out = s.kubectl(&["top", "pods", "-A"]);
+            let out = String::from_utf8_lossy(&out.stdout).into_owned();
+            row(&out, &["default", "burn"]).filter(|c| number(&c[2]) > 0 && number(&c[3]) > 0)
+        },
+    );
+    assert!(
+        cells[2].ends_with('m') && cells[3].ends_with("Mi"),
+        "{cells:?}"
+    );
     let containers = s.ok(&["top", "pods", "--containers"]);
     let c = row(&containers, &["burn", "burn"]).unwrap_or_else(|| panic!("{containers}"));
     assert!(number(&c[3]) > 0, "{containers}");
@@ -260,7 +267,13 @@ spec:
     ]);
     // 200 % of requests against 50 %: four times as many, at most 4.
     eventually("scaled to 4", Duration::from_secs(90), || {
-        let r = s.ok(&["get", "deployment", "sim", "-o", "jsonpath={.spec.replicas}"]);
+        let r = s.ok(&[
+            "get",
+            "deployment",
+            "sim",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ]);
         (r == "4").then_some(())
     });
     let hpa = eventually("TARGETS shows the usage", Duration::from_secs(30), || {
