@@ -30,7 +30,7 @@ use crate::typed::{TypedError, Unknown};
 pub enum Verbs {
     /// create, delete, deletecollection, get, list, patch, update, watch.
     Standard,
-    /// get and list (ComponentStatus: computed, never stored).
+    /// get and list (ComponentStatus, NodeMetrics, PodMetrics: computed, never stored).
     ReadOnly,
     /// create only (Binding: a write to another object; the access reviews, answered and
     /// never stored).
@@ -266,6 +266,8 @@ kinds! {
     ("events.k8s.io", "v1", "Event", "events", NS, ["ev"], Standard, [], events::Event, Event, CORE_EVENTS, PLAIN),
     ("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", "flowschemas", CLUSTER, [], Standard, ["status"], flowcontrol::FlowSchema, FlowSchema, PLAIN, CONDITIONED),
     ("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration", "prioritylevelconfigurations", CLUSTER, [], Standard, ["status"], flowcontrol::PriorityLevelConfiguration, PriorityLevelConfiguration, PLAIN, CONDITIONED),
+    ("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", CLUSTER, [], ReadOnly, [], crate::metrics::NodeMetrics, NameAge, PLAIN, PLAIN),
+    ("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", NS, [], ReadOnly, [], crate::metrics::PodMetrics, NameAge, PLAIN, PLAIN),
     ("networking.k8s.io", "v1", "IngressClass", "ingressclasses", CLUSTER, [], Standard, [], networking::IngressClass, IngressClass, PLAIN, PLAIN),
     ("networking.k8s.io", "v1", "Ingress", "ingresses", NS, ["ing"], Standard, ["status"], networking::Ingress, Ingress, PLAIN, PLAIN),
     ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", NS, ["netpol"], Standard, [], networking::NetworkPolicy, NetworkPolicy, PLAIN, PLAIN),

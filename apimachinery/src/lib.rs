@@ -4,6 +4,7 @@
 //! - [`cel`]: CEL expressions with the Kubernetes libraries (CRD rules, admission policies).
 //! - [`builtin`]: the built-in kinds, listed once (names, verbs, types, printers).
 //! - [`application`]: gitplane's own `Application` CRD and the marks the syncer leaves on objects.
+//! - [`autoscaling`]: HorizontalPodAutoscaler `autoscaling/v1` objects read as `v2`, and back.
 //! - [`event`]: `core/v1` Events as every component writes them.
 //! - [`disruption`]: PodDisruptionBudget status arithmetic (eviction, disruption controller).
 //! - [`ingress`]: IngressClasses: the default one, which Ingresses the built-in controller serves.
@@ -11,6 +12,8 @@
 //! - [`limit_range`]: LimitRange defaults and bounds for pods, with Kubernetes' messages.
 //! - [`matching`]: label maps, label selectors, node selectors and tolerations matched against
 //!   objects (one matcher each for the scheduler, the controllers and the nodes).
+//! - [`metrics`]: resource metrics: the node agents' usage summary, `metrics.k8s.io` objects,
+//!   the usage simulated nodes report.
 //! - [`network_policy`]: which NetworkPolicies select a pod and what they allow it (peers, ports).
 //! - [`object`]: dynamic objects (JSON with metadata accessors) and typed ones through k8s-openapi.
 //! - [`quantity`]: resource quantities (`100m`, `1Gi`) parsed and printed.
@@ -34,6 +37,7 @@
 //! its inputs, so it is tested with tables.
 
 pub mod application;
+pub mod autoscaling;
 pub mod builtin;
 pub mod cel;
 pub mod disruption;
@@ -42,6 +46,7 @@ pub mod ingress;
 pub mod kind_validation;
 pub mod limit_range;
 pub mod matching;
+pub mod metrics;
 pub mod network_policy;
 pub mod object;
 pub mod openapi_v2;

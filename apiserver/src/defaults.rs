@@ -293,6 +293,23 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
                 }
             }
         }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            let v2 = info.version == "v2";
+            if let Some(spec) = object_at(obj, &["spec"]) {
+                set(spec, "minReplicas", json!(1));
+                let no_metrics = spec
+                    .get("metrics")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty);
+                if v2 && no_metrics {
+                    spec.insert(
+                        "metrics".into(),
+                        json!([{"type": "Resource", "resource": {"name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+                    );
+                }
+            }
+        }
         ("batch", "CronJob") => {
             if let Some(spec) = object_at(obj, &["spec"]) {
                 set(spec, "concurrencyPolicy", json!("Allow"));

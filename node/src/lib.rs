@@ -11,6 +11,7 @@
 //! - `streaming/`: exec sessions over the WebSocket remote-command protocol, served by the
 //!   process runtime's streaming server (CRI `Exec` answers with a URL on it), and the
 //!   upgrade proxy the agent uses to reach it.
+//! - `usage`: CPU and memory read from `/proc` and cgroup v2 (the node, process groups).
 //! - `proxy/`: the service proxy (kube-proxy's job) in userspace: cluster IPs and node ports
 //!   forwarded to ready endpoints.
 
@@ -20,3 +21,4 @@ pub mod agent;
 pub mod runtime;
 pub mod simulated;
 pub mod streaming;
+pub mod usage;

@@ -45,6 +45,9 @@ pub struct ControllerManagerArgs {
     /// First delay before a Job replaces a failed pod; doubles per failure, at most 6 min.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub job_pod_failure_backoff: Duration,
+    /// How often each HorizontalPodAutoscaler is evaluated.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_sync_period: Duration,
 }
 
 /// Flags of `gitplane controller-manager`.
@@ -79,6 +82,7 @@ impl ControllerManagerArgs {
             node_monitor_period: self.node_monitor_period,
             default_toleration_seconds: self.default_toleration_seconds,
             job_backoff_base: self.job_pod_failure_backoff,
+            hpa_sync_period: self.horizontal_pod_autoscaler_sync_period,
             ..controllers::Config::default()
         };
         config.check()?;

@@ -17,6 +17,7 @@ pub(crate) mod eviction;
 mod get;
 mod list;
 mod log;
+mod metrics;
 mod patch;
 pub mod pipeline;
 mod proxy;

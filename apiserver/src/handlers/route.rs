@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::{
     ApiRequest, binding, component_status, create, delete, delete_collection, eviction, get, list,
-    log, patch, proxy, scale, stream, update, watch,
+    log, metrics, patch, proxy, scale, stream, update, watch,
 };
 use crate::discovery;
 use crate::request::{Params, ResourcePath, Target, parse_path};
@@ -172,6 +172,9 @@ async fn verb(state: &Arc<ApiState>, req: &ApiRequest, watch: bool) -> ApiResult
         }
         (&Method::GET, true, None) if is_core(req, "componentstatuses") => {
             component_status::get(state, req).await
+        }
+        (&Method::GET, _, None) if req.info.group == apimachinery::metrics::GROUP => {
+            metrics::serve(state, req).await
         }
         (&Method::GET, false, None) if watch => watch::watch(state, req).await,
         (&Method::GET, true, None) if watch => watch::watch(state, req).await,

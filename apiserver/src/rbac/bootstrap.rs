@@ -266,6 +266,16 @@ pub fn cluster_roles() -> Vec<Value> {
             view_rules,
             &[(&format!("{AGGREGATE_TO}view"), "true")],
         ),
+        // metrics-server's role: `kubectl top` for whoever may view.
+        cluster_role(
+            "system:aggregated-metrics-reader",
+            vec![rule(&["metrics.k8s.io"], &["pods", "nodes"], READ)],
+            &[
+                (&format!("{AGGREGATE_TO}view"), "true"),
+                (&format!("{AGGREGATE_TO}edit"), "true"),
+                (&format!("{AGGREGATE_TO}admin"), "true"),
+            ],
+        ),
         cluster_role("system:discovery", vec![urls(DISCOVERY, &["get"])], &[]),
         cluster_role(
             "system:public-info-viewer",
@@ -562,6 +572,7 @@ pub fn component_identity(component: &str) -> (String, Vec<String>) {
                     | "root-ca-cert-publisher"
                     | "persistent-volume-binder"
                     | "local-path-provisioner"
+                    | "horizontal-pod-autoscaler"
             ) =>
         {
             (format!("system:controller:{n}"), vec![CONTROLLERS.into()])

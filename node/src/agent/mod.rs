@@ -2,7 +2,8 @@
 //!
 //! [`Agent::start`] registers the Node (`node`), renews its Lease every 10 s (and reports
 //! `DiskPressure` when its data dir's file system runs short, `disk`), serves container
-//! logs and exec sessions over HTTPS to the API server only (`server`, `logs`) and runs the pods bound to the node (`pods`: one worker per pod,
+//! logs, exec sessions and usage (`stats`: the kubelet's `/stats/summary`) over HTTPS to the
+//! API server only (`server`, `logs`) and runs the pods bound to the node (`pods`: one worker per pod,
 //! an explicit state machine; `spec` turns a pod spec into runtime requests; `images`;
 //! `image_gc`: unused images removed by disk threshold;
 //! `probes`; `oom`: OOM kills from the kernel log; `storage`: claimed volumes and the
@@ -25,6 +26,7 @@ mod pods;
 mod probes;
 pub mod server;
 mod spec;
+mod stats;
 mod storage;
 
 use std::collections::BTreeMap;
@@ -96,6 +98,8 @@ pub struct Config {
     pub renew_interval: Duration,
     /// Image garbage collection.
     pub image_gc: image_gc::Policy,
+    /// How often CPU and memory are sampled (the window of CPU rates on `/stats/summary`).
+    pub stats_interval: Duration,
 }
 
 impl Config {
@@ -116,6 +120,7 @@ impl Config {
             lease_duration: Duration::from_secs(40),
             renew_interval: Duration::from_secs(10),
             image_gc: image_gc::Policy::default(),
+            stats_interval: Duration::from_secs(2),
         }
     }
 }
@@ -197,10 +202,19 @@ impl Agent {
         .await?;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let latest = stats::Latest::default();
+        tasks.spawn(stats::run(
+            cri.runtime.clone(),
+            config.node_name.clone(),
+            config.stats_interval,
+            latest.clone(),
+            stop.clone(),
+        ));
         tasks.spawn(server::serve(
             listener,
             tls,
-            server::routes(cri.runtime.clone(), config.data_dir.join("logs")),
+            server::routes(cri.runtime.clone(), config.data_dir.join("logs"))
+                .merge(stats::routes(latest)),
             stop.clone(),
         ));
         tasks.spawn(node::heartbeat(

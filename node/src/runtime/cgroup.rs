@@ -65,6 +65,11 @@ impl Cgroups {
         }
     }
 
+    /// The directory of a container's cgroup (present while it runs with limits).
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.parent.join(id)
+    }
+
     /// Removes a container's cgroup (once its processes are gone).
     pub fn remove(&self, id: &str) {
         let _ = std::fs::remove_dir(self.parent.join(id));

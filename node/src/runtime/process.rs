@@ -294,6 +294,61 @@ impl ProcessRuntime {
         Some((r.memory_limit_in_bytes, cpu))
     }
 
+    /// CRI stats of the running containers `filter` selects: cumulative CPU and the working
+    /// set, from the container's cgroup v2 when it has one, else from its process group in
+    /// `/proc` (see [`crate::usage`]).
+    fn stats(
+        &self,
+        filter: &api::ContainerStatsFilter,
+    ) -> Result<Vec<api::ContainerStats>, Status> {
+        let running: Vec<(api::ContainerStatus, i32)> = {
+            let s = self.state()?;
+            s.containers
+                .values()
+                .filter(|c| c.pid > 0)
+                .filter(|c| filter.id.is_empty() || c.status.id == filter.id)
+                .filter(|c| filter.pod_sandbox_id.is_empty() || c.sandbox == filter.pod_sandbox_id)
+                .filter(|c| map_matches(&filter.label_selector, &c.status.labels))
+                .map(|c| (c.status.clone(), c.pid))
+                .collect()
+        };
+        let groups = crate::usage::ProcessGroups::read();
+        let skip_leader = self.inner.config.shim.is_some();
+        let now = now_ns();
+        let value = |value| Some(api::UInt64Value { value });
+        Ok(running
+            .into_iter()
+            .map(|(status, pid)| {
+                let reading = self
+                    .inner
+                    .cgroups
+                    .as_ref()
+                    .and_then(|cg| crate::usage::cgroup_v2(&cg.dir(&status.id)))
+                    .unwrap_or_else(|| groups.group(pid, skip_leader));
+                api::ContainerStats {
+                    attributes: Some(api::ContainerAttributes {
+                        id: status.id,
+                        metadata: status.metadata,
+                        labels: status.labels,
+                        annotations: status.annotations,
+                    }),
+                    cpu: Some(api::CpuUsage {
+                        timestamp: now,
+                        usage_core_nano_seconds: value(reading.cpu_nanos),
+                        usage_nano_cores: None,
+                    }),
+                    memory: Some(api::MemoryUsage {
+                        timestamp: now,
+                        working_set_bytes: value(reading.working_set),
+                        ..Default::default()
+                    }),
+                    writable_layer: None,
+                    swap: None,
+                }
+            })
+            .collect())
+    }
+
     fn list_item(c: &Container) -> api::Container {
         api::Container {
             id: c.status.id.clone(),
@@ -1083,16 +1138,30 @@ impl RuntimeService for ProcessRuntime {
 
     async fn container_stats(
         &self,
-        _: Request<api::ContainerStatsRequest>,
+        req: Request<api::ContainerStatsRequest>,
     ) -> Res<api::ContainerStatsResponse> {
-        Err(unimplemented("ContainerStats"))
+        let id = req.into_inner().container_id;
+        let filter = api::ContainerStatsFilter {
+            id: id.clone(),
+            ..Default::default()
+        };
+        let stats = self
+            .stats(&filter)?
+            .pop()
+            .ok_or_else(|| Status::not_found(format!("container {id} is not running")))?;
+        Ok(Response::new(api::ContainerStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_container_stats(
         &self,
-        _: Request<api::ListContainerStatsRequest>,
+        req: Request<api::ListContainerStatsRequest>,
     ) -> Res<api::ListContainerStatsResponse> {
-        Err(unimplemented("ListContainerStats"))
+        let filter = req.into_inner().filter.unwrap_or_default();
+        Ok(Response::new(api::ListContainerStatsResponse {
+            stats: self.stats(&filter)?,
+        }))
     }
 
     async fn pod_sandbox_stats(

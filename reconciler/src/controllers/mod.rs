@@ -42,6 +42,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod hpa;
 pub mod informers;
 pub mod job;
 pub mod localpath;
@@ -177,6 +178,11 @@ pub const CONTROLLERS: &[Registration] = &[
         identity: "disruption-controller",
         start: |ctx| Box::pin(disruption::run(ctx)),
     },
+    Registration {
+        name: "horizontalpodautoscaling",
+        identity: "horizontal-pod-autoscaler",
+        start: |ctx| Box::pin(hpa::run(ctx)),
+    },
 ];
 
 /// The identity the shared informers watch with (the manager's own: it may read every kind).
@@ -211,6 +217,9 @@ pub struct Config {
     pub default_toleration_seconds: i64,
     /// First delay before a Job replaces a failed pod, doubling per failure (Kubernetes: 10 s).
     pub job_backoff_base: Duration,
+    /// How often each HorizontalPodAutoscaler is evaluated
+    /// (`--horizontal-pod-autoscaler-sync-period`, 15 s).
+    pub hpa_sync_period: Duration,
 }
 
 impl Default for Config {
@@ -225,6 +234,7 @@ impl Default for Config {
             node_monitor_period: Duration::from_secs(5),
             default_toleration_seconds: 300,
             job_backoff_base: Duration::from_secs(10),
+            hpa_sync_period: Duration::from_secs(15),
         }
     }
 }
