@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`builtin`]: the built-in kinds, listed once (names, verbs, types, printers).
 //! - [`application`]: gitplane's own `Application` CRD and the marks the syncer leaves on objects.
+//! - [`fleet`]: cluster Secrets (the destinations Applications sync into) and the
+//!   `ApplicationSet` CRD.
 //! - [`event`]: `core/v1` Events as every component writes them.
 //! - [`disruption`]: PodDisruptionBudget status arithmetic (eviction, disruption controller).
 //! - [`ingress`]: IngressClasses: the default one, which Ingresses the built-in controller serves.
@@ -33,6 +35,7 @@ pub mod application;
 pub mod builtin;
 pub mod disruption;
 pub mod event;
+pub mod fleet;
 pub mod ingress;
 pub mod kind_validation;
 pub mod limit_range;
