@@ -14,7 +14,7 @@ use anyhow::Context;
 use apimachinery::fleet::{self, LABEL_SECRET_TYPE, SECRET_TYPE_CLUSTER};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use reconciler::gitops::destinations;
 use serde_json::{Value, json};
 
@@ -150,11 +150,18 @@ async fn add(args: AddArgs) -> anyhow::Result<u8> {
     .await?;
     ensure_namespace(&hub, fleet::NAMESPACE).await?;
     let secrets: Api<Secret> = Api::namespaced(hub, fleet::NAMESPACE);
-    let pp = PatchParams::apply("gitplane-cluster").force();
-    secrets
-        .patch(&secret_name(&args.name), &pp, &Patch::Apply(&secret))
-        .await
-        .with_context(|| format!("storing secret {}/{}", fleet::NAMESPACE, secret_name(&args.name)))?;
+    let name = secret_name(&args.name);
+    let typed: Secret = serde_json::from_value(secret)?;
+    let stored = match secrets.create(&PostParams::default(), &typed).await {
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            // Registered before: replaced whole (new credentials, labels).
+            let mut typed = typed;
+            typed.metadata.resource_version = secrets.get(&name).await?.metadata.resource_version;
+            secrets.replace(&name, &PostParams::default(), &typed).await
+        }
+        other => other,
+    };
+    stored.with_context(|| format!("storing secret {}/{name}", fleet::NAMESPACE))?;
     println!("cluster {:?} ({server}) registered", args.name);
     Ok(0)
 }
