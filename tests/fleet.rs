@@ -26,13 +26,7 @@ fn value_of(s: &Server, name: &str) -> Option<String> {
 }
 
 fn app_field(hub: &Server, app: &str, path: &str) -> String {
-    let out = hub.kubectl(&[
-        "get",
-        "application",
-        app,
-        "-o",
-        &format!("jsonpath={path}"),
-    ]);
+    let out = hub.kubectl(&["get", "application", app, "-o", &format!("jsonpath={path}")]);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -87,7 +81,12 @@ fn a_hub_syncs_into_two_registered_clusters_and_never_into_itself_for_an_unknown
     // By name and by server; and one naming a cluster nobody registered.
     let manifests = [
         application("web-east", &url, "web", "name: east"),
-        application("web-west", &url, "web", &format!("server: \"{}\"", west.url)),
+        application(
+            "web-west",
+            &url,
+            "web",
+            &format!("server: \"{}\"", west.url),
+        ),
         application("web-nowhere", &url, "web", "name: nowhere"),
     ]
     .join("---\n");
@@ -98,21 +97,35 @@ fn a_hub_syncs_into_two_registered_clusters_and_never_into_itself_for_an_unknown
         .then_some(())
     });
     eventually("web-east Synced and Healthy", WAIT, || {
-        (app_field(&hub, "web-east", "{.status.sync.status}/{.status.health.status}")
-            == "Synced/Healthy")
+        (app_field(
+            &hub,
+            "web-east",
+            "{.status.sync.status}/{.status.health.status}",
+        ) == "Synced/Healthy")
             .then_some(())
     });
     // `cluster add` made a ServiceAccount in east (the identity the hub applies with).
-    assert!(east.kubectl(&["get", "sa", "gitplane-manager", "-n", "kube-system"]).status.success());
+    assert!(
+        east.kubectl(&["get", "sa", "gitplane-manager", "-n", "kube-system"])
+            .status
+            .success()
+    );
     let condition = eventually("web-nowhere has a condition", WAIT, || {
-        let c = app_field(&hub, "web-nowhere", "{.status.conditions[0].type}: {.status.conditions[0].message}");
+        let c = app_field(
+            &hub,
+            "web-nowhere",
+            "{.status.conditions[0].type}: {.status.conditions[0].message}",
+        );
         (!c.trim().is_empty() && c != ": ").then_some(c)
     });
     assert!(
         condition.starts_with("InvalidSpec: ") && condition.contains("\"nowhere\""),
         "{condition}"
     );
-    assert_eq!(app_field(&hub, "web-nowhere", "{.status.sync.status}"), "Unknown");
+    assert_eq!(
+        app_field(&hub, "web-nowhere", "{.status.sync.status}"),
+        "Unknown"
+    );
     assert_eq!(
         value_of(&hub, "web"),
         None,
@@ -120,7 +133,14 @@ fn a_hub_syncs_into_two_registered_clusters_and_never_into_itself_for_an_unknown
     );
 
     // Drift in a destination is healed there.
-    east.ok(&["patch", "cm", "web", "--type=merge", "-p", r#"{"data":{"value":"drift"}}"#]);
+    east.ok(&[
+        "patch",
+        "cm",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"value":"drift"}}"#,
+    ]);
     eventually("drift healed in east", WAIT, || {
         (value_of(&east, "web").as_deref() == Some("1")).then_some(())
     });
@@ -128,7 +148,11 @@ fn a_hub_syncs_into_two_registered_clusters_and_never_into_itself_for_an_unknown
     // One destination stops: its app becomes Unknown naming it; the other keeps syncing.
     east.terminate();
     let condition = eventually("web-east Unknown", WAIT, || {
-        let c = app_field(&hub, "web-east", "{.status.sync.status} {.status.conditions[0].message}");
+        let c = app_field(
+            &hub,
+            "web-east",
+            "{.status.sync.status} {.status.conditions[0].message}",
+        );
         c.starts_with("Unknown ").then_some(c)
     });
     assert!(
@@ -144,7 +168,11 @@ fn a_hub_syncs_into_two_registered_clusters_and_never_into_itself_for_an_unknown
 
     // Removing a cluster makes its Applications an InvalidSpec error again.
     let out = gitplane(&hub, &["cluster", "remove", "west"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eventually("web-west has lost its destination", WAIT, || {
         app_field(&hub, "web-west", "{.status.conditions[0].type}")
             .eq("InvalidSpec")
@@ -212,19 +240,32 @@ spec:
             && value_of(&west, "web").as_deref() == Some("w"))
         .then_some(())
     });
-    let apps = hub.ok(&["get", "applications", "-o", "jsonpath={.items[*].metadata.name}"]);
+    let apps = hub.ok(&[
+        "get",
+        "applications",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
     let mut apps: Vec<&str> = apps.split_whitespace().filter(|a| *a != "root").collect();
     apps.sort();
     assert_eq!(apps, ["dir-one", "dir-two", "web-east", "web-west"]);
     assert_eq!(
-        app_field(&hub, "web-east", "{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}"),
+        app_field(
+            &hub,
+            "web-east",
+            "{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}"
+        ),
         "ApplicationSet/web"
     );
-    eventually("one app per directory, the excluded one left out", WAIT, || {
-        (value_of(&east, "one").as_deref() == Some("1")
-            && value_of(&east, "two").as_deref() == Some("2"))
-        .then_some(())
-    });
+    eventually(
+        "one app per directory, the excluded one left out",
+        WAIT,
+        || {
+            (value_of(&east, "one").as_deref() == Some("1")
+                && value_of(&east, "two").as_deref() == Some("2"))
+            .then_some(())
+        },
+    );
     assert_eq!(value_of(&east, "skip"), None);
     let status = hub.ok(&[
         "get",
@@ -244,7 +285,11 @@ spec:
             .then_some(())
     });
     eventually("dir-one deleted", WAIT, || {
-        (!hub.kubectl(&["get", "application", "dir-one"]).status.success()).then_some(())
+        (!hub
+            .kubectl(&["get", "application", "dir-one"])
+            .status
+            .success())
+        .then_some(())
     });
 
     // preserveResourcesOnDeletion: a removed directory's objects stay.
@@ -264,7 +309,11 @@ spec:
     repo.git(&["rm", "-q", "-r", "apps/two"]);
     repo.commit("two out");
     eventually("dir-two deleted", WAIT, || {
-        (!hub.kubectl(&["get", "application", "dir-two"]).status.success()).then_some(())
+        (!hub
+            .kubectl(&["get", "application", "dir-two"])
+            .status
+            .success())
+        .then_some(())
     });
     assert_eq!(value_of(&east, "two").as_deref(), Some("2"));
 }
@@ -312,7 +361,14 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: deployer
 subjects: [{kind: ServiceAccount, name: deployer, namespace: default}]
 ",
     );
-    let token = east.ok(&["create", "token", "deployer", "-n", "default", "--duration=1h"]);
+    let token = east.ok(&[
+        "create",
+        "token",
+        "deployer",
+        "-n",
+        "default",
+        "--duration=1h",
+    ]);
     let kubeconfig = east.data_dir.join("deployer.kubeconfig");
     let mut text = std::fs::read_to_string(east.kubeconfig()).expect("kubeconfig");
     let user_start = text.find("users:").expect("users");
@@ -324,13 +380,23 @@ subjects: [{kind: ServiceAccount, name: deployer, namespace: default}]
     let text = regex_user(&text);
     std::fs::write(&kubeconfig, text).expect("write kubeconfig");
     let out = Command::new(env!("CARGO_BIN_EXE_gitplane"))
-        .args(["cluster", "add", "east", "--no-service-account", "--kubeconfig"])
+        .args([
+            "cluster",
+            "add",
+            "east",
+            "--no-service-account",
+            "--kubeconfig",
+        ])
         .arg(&kubeconfig)
         .arg("--hub-kubeconfig")
         .arg(hub.kubeconfig())
         .output()
         .expect("run gitplane");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     hub.ok_stdin(
         &["apply", "-f", "-"],
         &application("web", &url, "web", "name: east"),
@@ -341,7 +407,9 @@ subjects: [{kind: ServiceAccount, name: deployer, namespace: default}]
     let out = gitplane(&hub, &["diff", "--app", "web", "--head", "feature"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        text.contains("Secret/default/web") && text.contains("cluster \"east\"") && text.contains("forbidden"),
+        text.contains("Secret/default/web")
+            && text.contains("cluster \"east\"")
+            && text.contains("forbidden"),
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -148,7 +148,11 @@ impl ClusterSecret {
                 }
             }
         }
-        let field = |k: &str| data.get(k).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let field = |k: &str| {
+            data.get(k)
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
         let access = match (field("config"), data.get("kubeconfig")) {
             (_, Some(text)) if !text.trim().is_empty() => Access::Kubeconfig {
                 text: text.clone(),

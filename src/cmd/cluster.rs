@@ -134,11 +134,18 @@ async fn add(args: AddArgs) -> anyhow::Result<u8> {
                            "context": args.context.clone().unwrap_or_default()},
         })
     } else {
-        let target = kube::Client::try_from(config).context("cannot build a client for the target")?;
+        let target =
+            kube::Client::try_from(config).context("cannot build a client for the target")?;
         let token = manager_token(&target)
             .await
             .with_context(|| format!("creating {MANAGER_NAMESPACE}/{MANAGER} in {server}"))?;
-        fleet::cluster_secret(&secret_name(&args.name), &args.name, &server, &token, &ca_pem)
+        fleet::cluster_secret(
+            &secret_name(&args.name),
+            &args.name,
+            &server,
+            &token,
+            &ca_pem,
+        )
     };
     for (k, v) in labels {
         secret["metadata"]["labels"][k] = json!(v);
@@ -174,7 +181,10 @@ fn pem(label: &str, der: &[u8]) -> String {
         .chunks(64)
         .map(|c| std::str::from_utf8(c).unwrap_or(""))
         .collect();
-    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
 }
 
 async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
@@ -221,12 +231,7 @@ async fn manager_token(target: &kube::Client) -> anyhow::Result<String> {
         "spec": {"expirationSeconds": 365 * 24 * 3600},
     });
     let answer: Value = sas
-        .create_subresource(
-            "token",
-            MANAGER,
-            &PostParams::default(),
-            &request,
-        )
+        .create_subresource("token", MANAGER, &PostParams::default(), &request)
         .await
         .context("asking a token for it")?;
     answer

@@ -34,7 +34,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apimachinery::application::{API_VERSION, KIND};
-use apimachinery::fleet::{APPLICATIONSET_KIND, APPLICATIONSET_PLURAL, IN_CLUSTER_NAME, IN_CLUSTER_SERVER};
+use apimachinery::fleet::{
+    APPLICATIONSET_KIND, APPLICATIONSET_PLURAL, IN_CLUSTER_NAME, IN_CLUSTER_SERVER,
+};
 use apimachinery::object::ObjectExt;
 use apimachinery::selector::LabelSelector;
 use futures::StreamExt;
@@ -253,9 +255,10 @@ async fn generate_and_apply(ctx: &Context, set: &Value) -> Outcome {
             continue;
         }
         if !may_delete {
-            outcome
-                .apps
-                .push((app_name.clone(), live.get("status").cloned().unwrap_or(json!({}))));
+            outcome.apps.push((
+                app_name.clone(),
+                live.get("status").cloned().unwrap_or(json!({})),
+            ));
             continue;
         }
         if live.pointer("/metadata/deletionTimestamp").is_some() {
@@ -274,7 +277,10 @@ async fn generate_and_apply(ctx: &Context, set: &Value) -> Outcome {
 fn owned_by(app: &Value, uid: &str) -> bool {
     app.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
-        .is_some_and(|refs| refs.iter().any(|r| r.get("uid").and_then(Value::as_str) == Some(uid)))
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+        })
 }
 
 /// Whether the generated `want` differs from `live` in what the controller owns.
@@ -293,7 +299,9 @@ fn differs(want: &Value, live: &Value) -> bool {
 /// The ApplicationSet's status from a pass's outcome (conditions keep their time while they do
 /// not change).
 fn status_of(old: &Value, outcome: &Outcome) -> Value {
-    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let mut conditions = Vec::new();
     let mut condition = |type_: &str, status: bool, reason: &str, message: String| {
         let status = if status { "True" } else { "False" };
@@ -315,7 +323,12 @@ fn status_of(old: &Value, outcome: &Outcome) -> Value {
     };
     match &outcome.generated {
         Err(e) => {
-            condition("ErrorOccurred", true, "ApplicationGenerationFromParamsError", e.clone());
+            condition(
+                "ErrorOccurred",
+                true,
+                "ApplicationGenerationFromParamsError",
+                e.clone(),
+            );
             condition("ParametersGenerated", false, "ErrorOccurred", e.clone());
             condition("ResourcesUpToDate", false, "ErrorOccurred", e.clone());
         }
@@ -324,7 +337,11 @@ fn status_of(old: &Value, outcome: &Outcome) -> Value {
             condition(
                 "ErrorOccurred",
                 !outcome.errors.is_empty(),
-                if outcome.errors.is_empty() { "ApplicationSetUpToDate" } else { "UpdateApplicationError" },
+                if outcome.errors.is_empty() {
+                    "ApplicationSetUpToDate"
+                } else {
+                    "UpdateApplicationError"
+                },
                 errors.clone(),
             );
             condition(
@@ -336,7 +353,11 @@ fn status_of(old: &Value, outcome: &Outcome) -> Value {
             condition(
                 "ResourcesUpToDate",
                 outcome.errors.is_empty(),
-                if outcome.errors.is_empty() { "ApplicationSetUpToDate" } else { "UpdateApplicationError" },
+                if outcome.errors.is_empty() {
+                    "ApplicationSetUpToDate"
+                } else {
+                    "UpdateApplicationError"
+                },
                 if outcome.errors.is_empty() {
                     "All applications have been generated successfully".to_string()
                 } else {
@@ -425,7 +446,11 @@ async fn desired_apps(ctx: &Context, set: &Value) -> Result<Vec<Value>, Error> {
         if name.is_empty() || !invalid.is_empty() {
             return Err(Error::Spec(format!(
                 "spec.template.metadata.name: Invalid value: {name:?}: {}",
-                if name.is_empty() { "Required value".to_string() } else { invalid.join("; ") }
+                if name.is_empty() {
+                    "Required value".to_string()
+                } else {
+                    invalid.join("; ")
+                }
             )));
         }
         if out.iter().any(|a| a.name() == Some(name.as_str())) {
@@ -437,7 +462,10 @@ async fn desired_apps(ctx: &Context, set: &Value) -> Result<Vec<Value>, Error> {
         let meta = rendered.get("metadata").cloned().unwrap_or(json!({}));
         let mut metadata = json!({"name": name, "ownerReferences": [owner.clone()]});
         for field in ["labels", "annotations"] {
-            if let Some(m) = meta.get(field).filter(|m| m.as_object().is_some_and(|o| !o.is_empty())) {
+            if let Some(m) = meta
+                .get(field)
+                .filter(|m| m.as_object().is_some_and(|o| !o.is_empty()))
+            {
                 metadata[field] = m.clone();
             }
         }
@@ -467,7 +495,7 @@ fn generate<'a>(
                 .get("elements")
                 .and_then(Value::as_array)
                 .ok_or_else(|| Error::Spec(format!("{field}.list.elements: Required value")))?;
-            return Ok(elements.iter().map(|e| flatten(e)).collect());
+            return Ok(elements.iter().map(flatten).collect());
         }
         if let Some(clusters) = generator.get("clusters") {
             return clusters_params(ctx, clusters, &field).await;
@@ -481,7 +509,9 @@ fn generate<'a>(
                 .and_then(Value::as_array)
                 .filter(|g| g.len() == 2)
                 .ok_or_else(|| {
-                    Error::Spec(format!("{field}.matrix.generators: must hold exactly two generators"))
+                    Error::Spec(format!(
+                        "{field}.matrix.generators: must hold exactly two generators"
+                    ))
                 })?;
             let left = generate(ctx, &gens[0], index).await?;
             let right = generate(ctx, &gens[1], index).await?;
@@ -501,7 +531,11 @@ fn generate<'a>(
     })
 }
 
-async fn clusters_params(ctx: &Context, clusters: &Value, field: &str) -> Result<Vec<Params>, Error> {
+async fn clusters_params(
+    ctx: &Context,
+    clusters: &Value,
+    field: &str,
+) -> Result<Vec<Params>, Error> {
     let selector = match clusters.get("selector") {
         None | Some(Value::Null) => LabelSelector::everything(),
         Some(s) => {
@@ -637,7 +671,10 @@ async fn git_params(ctx: &Context, git: &Value, index: usize) -> Result<Vec<Para
                 for (k, v) in path_params(&dir) {
                     p.insert(k, v);
                 }
-                p.insert("path.filename".into(), templates::source::file_name(f).to_string());
+                p.insert(
+                    "path.filename".into(),
+                    templates::source::file_name(f).to_string(),
+                );
                 p.insert(
                     "path.filenameNormalized".into(),
                     normalize(templates::source::file_name(f)),
@@ -651,7 +688,12 @@ async fn git_params(ctx: &Context, git: &Value, index: usize) -> Result<Vec<Para
 }
 
 /// Every directory and file of a tree (paths relative to its root).
-fn walk(tree: &dyn templates::source::Source, dir: &str, dirs: &mut Vec<String>, files: &mut Vec<String>) {
+fn walk(
+    tree: &dyn templates::source::Source,
+    dir: &str,
+    dirs: &mut Vec<String>,
+    files: &mut Vec<String>,
+) {
     let Ok(entries) = tree.list_dir(dir) else {
         return;
     };
@@ -690,7 +732,13 @@ fn path_params(dir: &str) -> Params {
 fn normalize(name: &str) -> String {
     name.to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -705,7 +753,9 @@ fn glob_match(pattern: &str, path: &str) -> bool {
             (Some(&"**"), _) => {
                 segments(&pat[1..], segs) || (!segs.is_empty() && segments(pat, &segs[1..]))
             }
-            (Some(p), Some(s)) => segment(p.as_bytes(), s.as_bytes()) && segments(&pat[1..], &segs[1..]),
+            (Some(p), Some(s)) => {
+                segment(p.as_bytes(), s.as_bytes()) && segments(&pat[1..], &segs[1..])
+            }
             _ => false,
         }
     }
@@ -809,7 +859,11 @@ mod tests {
     #[test]
     fn fasttemplate_placeholders_are_replaced_and_unknown_ones_stay() {
         check("{{name}}-web", &[("name", "east")], "east-web");
-        check("{{ name }}/{{path.basename}}", &[("name", "e"), ("path.basename", "x")], "e/x");
+        check(
+            "{{ name }}/{{path.basename}}",
+            &[("name", "e"), ("path.basename", "x")],
+            "e/x",
+        );
         check("{{missing}}", &[], "{{missing}}");
         check("open {{ never closed", &[], "open {{ never closed");
         check("no placeholders", &[("a", "b")], "no placeholders");

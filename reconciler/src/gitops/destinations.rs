@@ -125,7 +125,8 @@ pub struct Destinations {
 pub fn is_local(destination: &Destination) -> bool {
     let server = destination.server.trim_end_matches('/');
     let name = destination.name.as_str();
-    (server.is_empty() || server == IN_CLUSTER_SERVER) && (name.is_empty() || name == IN_CLUSTER_NAME)
+    (server.is_empty() || server == IN_CLUSTER_SERVER)
+        && (name.is_empty() || name == IN_CLUSTER_NAME)
 }
 
 /// How a destination is named in messages.
@@ -154,7 +155,10 @@ fn server_of(secret: &ClusterSecret) -> Result<String, DestinationError> {
         message,
     };
     let kc = Kubeconfig::from_yaml(text).map_err(|e| client_err(format!("kubeconfig: {e}")))?;
-    let context_name = context.clone().or(kc.current_context.clone()).unwrap_or_default();
+    let context_name = context
+        .clone()
+        .or(kc.current_context.clone())
+        .unwrap_or_default();
     let cluster_name = kc
         .contexts
         .iter()
@@ -168,7 +172,11 @@ fn server_of(secret: &ClusterSecret) -> Result<String, DestinationError> {
         .and_then(|c| c.cluster.as_ref())
         .and_then(|c| c.server.clone())
         .map(|s| s.trim_end_matches('/').to_string())
-        .ok_or_else(|| client_err(format!("kubeconfig: cluster {cluster_name:?} has no server")))
+        .ok_or_else(|| {
+            client_err(format!(
+                "kubeconfig: cluster {cluster_name:?} has no server"
+            ))
+        })
 }
 
 /// A client for a registered cluster, with the remote timeouts.

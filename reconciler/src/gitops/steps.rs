@@ -377,7 +377,9 @@ async fn finalize(ctx: &Context, name: &str, app: &Value) -> Result<(), StepErro
         let ns = (!entry.namespace.is_empty()).then_some(entry.namespace.as_str());
         match target.cluster.get(&resource, ns, &entry.name).await {
             Ok(Some(live))
-                if live.annotations().get(apimachinery::application::ANNOTATION_APP)
+                if live
+                    .annotations()
+                    .get(apimachinery::application::ANNOTATION_APP)
                     == Some(&name.to_string()) =>
             {
                 if let Err(e) = target.cluster.delete(&resource, ns, &entry.name).await {
