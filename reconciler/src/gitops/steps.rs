@@ -178,6 +178,9 @@ pub struct Context {
     /// Syncer settings.
     pub config: Config,
     mirrors: Mutex<HashMap<String, Arc<Mutex<Mirror>>>>,
+    /// When the last fetch of each mirror started: a pass that asked for a fetch before then
+    /// takes that one (the Applications of one repository woken by one commit fetch once).
+    fetch_started: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl Context {
@@ -190,6 +193,7 @@ impl Context {
             cluster,
             config,
             mirrors: Mutex::default(),
+            fetch_started: Arc::default(),
         }
     }
 
@@ -471,11 +475,24 @@ async fn fetch(
     }
     let mirror = ctx.mirror(&app.spec.source.repo_url)?;
     if need {
+        let asked = Instant::now();
         let creds =
             credentials(ctx.cluster.client(), app.spec.source.secret_ref.as_deref()).await?;
-        let m = mirror.clone();
+        let (m, started) = (mirror.clone(), ctx.fetch_started.clone());
+        let url = app.spec.source.repo_url.clone();
         tokio::task::spawn_blocking(move || {
-            m.lock().unwrap_or_else(|p| p.into_inner()).fetch(&creds)
+            let m = m.lock().unwrap_or_else(|p| p.into_inner());
+            let fetched_since = |t: Option<&Instant>| t.is_some_and(|t| *t >= asked);
+            if fetched_since(started.lock().unwrap_or_else(|p| p.into_inner()).get(&url)) {
+                return Ok(());
+            }
+            let now = Instant::now();
+            m.fetch(&creds)?;
+            started
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(url, now);
+            Ok::<_, RepoError>(())
         })
         .await??;
         state.fetched_at = Some(Instant::now());
