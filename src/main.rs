@@ -51,6 +51,8 @@ enum Command {
     Diff(cmd::diff::Args),
     /// The revisions an Application was synced to.
     History(cmd::history::Args),
+    /// Register, list and remove the clusters Applications may be synced into.
+    Cluster(cmd::cluster::Args),
     /// Roll an Application back with a `git revert` commit.
     Rollback(cmd::rollback::Args),
     /// Which commit and file:line produced a live object.
@@ -80,6 +82,7 @@ fn main() -> std::process::ExitCode {
         Command::Sync(args) => cmd::sync::run(args),
         Command::Diff(args) => cmd::diff::run(args),
         Command::History(args) => cmd::history::run(args),
+        Command::Cluster(args) => cmd::cluster::run(args),
         Command::Rollback(args) => cmd::rollback::run(args),
         Command::Blame(args) => cmd::blame::run(args),
         Command::Bench(args) => cmd::bench::run(args),

@@ -5,6 +5,8 @@
 //! - [`builtin`]: the built-in kinds, listed once (names, verbs, types, printers).
 //! - [`application`]: gitplane's own `Application` CRD and the marks the syncer leaves on objects.
 //! - [`autoscaling`]: HorizontalPodAutoscaler `autoscaling/v1` objects read as `v2`, and back.
+//! - [`fleet`]: cluster Secrets (the destinations Applications sync into) and the
+//!   `ApplicationSet` CRD.
 //! - [`event`]: `core/v1` Events as every component writes them.
 //! - [`disruption`]: PodDisruptionBudget status arithmetic (eviction, disruption controller).
 //! - [`ingress`]: IngressClasses: the default one, which Ingresses the built-in controller serves.
@@ -42,6 +44,7 @@ pub mod builtin;
 pub mod cel;
 pub mod disruption;
 pub mod event;
+pub mod fleet;
 pub mod ingress;
 pub mod kind_validation;
 pub mod limit_range;

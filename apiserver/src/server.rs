@@ -194,7 +194,8 @@ async fn bootstrap_namespaces(state: &ApiState) -> Result<(), ServerError> {
     sync_cache(state).await
 }
 
-/// Installs the `Application` CRD, so gitplane's own kind is served from start-up.
+/// Installs the `Application` and `ApplicationSet` CRDs, so gitplane's own kinds are served from
+/// start-up.
 async fn bootstrap_application_crd(state: &ApiState) -> Result<(), ServerError> {
     let registry = state.registry();
     let Some(info) =
@@ -202,10 +203,14 @@ async fn bootstrap_application_crd(state: &ApiState) -> Result<(), ServerError> 
     else {
         return Ok(());
     };
-    let mut crd = apimachinery::application::crd();
-    let name = crd.name().unwrap_or_default().to_string();
-    strategy::prepare_create(&info, &mut crd).map_err(|e| ServerError::Cache(e.message))?;
-    create_if_missing(state, &info.key(None, &name), &crd).await?;
+    for mut crd in [
+        apimachinery::application::crd(),
+        apimachinery::fleet::applicationset_crd(),
+    ] {
+        let name = crd.name().unwrap_or_default().to_string();
+        strategy::prepare_create(&info, &mut crd).map_err(|e| ServerError::Cache(e.message))?;
+        create_if_missing(state, &info.key(None, &name), &crd).await?;
+    }
     sync_cache(state).await
 }
 

@@ -5,6 +5,7 @@ pub mod apiserver;
 pub mod apps;
 pub mod bench;
 pub mod blame;
+pub mod cluster;
 pub mod connect;
 pub mod console;
 pub mod controller_manager;

@@ -1,7 +1,8 @@
 //! `gitplane up`: the whole platform in one process.
 //!
 //! Start order: the API server (on the embedded store, or `--store etcd://…`), then, once it is
-//! ready, the GitOps syncer (with its push webhook on the API address), the scheduler, the
+//! ready, the GitOps syncer (with its push webhook on the API address) and the ApplicationSet
+//! controller, the scheduler, the
 //! controllers (each with its own client), the service proxy and the nodes: by default one
 //! local node (`--nodes N` for more) whose pods run as host processes (a process runtime and a
 //! node agent each, data under `<data dir>/nodes/<name>/`), or with `--runtime simulated`
@@ -183,6 +184,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             client.clone(),
             stopped(),
         ));
+        let appset_task = tokio::spawn(reconciler::gitops::applicationset::run(
+            client.clone(),
+            args.server.data_dir.join("applicationsets"),
+            stopped(),
+        ));
 
         let scheduler_task = (!args.disable_scheduler).then(|| {
             let client = components.client("scheduler");
@@ -302,6 +308,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             *pending.lock().unwrap_or_else(|p| p.into_inner()) = "the syncer";
             let _ = sync_task.await;
             let _ = notify_task.await;
+            let _ = appset_task.await;
             if let Some(t) = rootless_task {
                 t.await??;
             }

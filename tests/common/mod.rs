@@ -262,6 +262,39 @@ impl Server {
         Server::launch_logging(dir, None, extra, log)
     }
 
+    /// Starts `gitplane apiserver` (the API server alone, as a destination cluster) on a fresh
+    /// data dir and a free loopback port.
+    pub fn start_apiserver() -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("data");
+        let mut s = Server::launch_apiserver(&dir, "127.0.0.1:0");
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts `gitplane apiserver` on a data dir, listening on `listen`.
+    pub fn launch_apiserver(dir: &Path, listen: &str) -> Server {
+        let kubeconfig = dir.join("kubeconfig");
+        let _ = std::fs::remove_file(&kubeconfig);
+        std::fs::create_dir_all(dir).expect("data dir");
+        let log_path = dir.join("server.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_gitplane"))
+            .args(["apiserver", "--listen", listen, "--data-dir"])
+            .arg(dir)
+            .arg("--service-cluster-ip-range=127.96.0.0/16")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start gitplane apiserver");
+        Server::wait_ready(child, dir, None, &log_path)
+    }
+
     fn launch(dir: &Path, store: Option<&str>, extra: &[&str]) -> Server {
         Server::launch_logging(dir, store, extra, &dir.join("server.log"))
     }
@@ -299,6 +332,12 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("start gitplane");
+        Server::wait_ready(child, dir, store, log_path)
+    }
+
+    /// Waits until the server `child` wrote its kubeconfig in `dir`.
+    fn wait_ready(child: Child, dir: &Path, store: Option<&str>, log_path: &Path) -> Server {
+        let kubeconfig = dir.join("kubeconfig");
         let deadline = Instant::now() + Duration::from_secs(30);
         let url = loop {
             if let (Some(url), Some(trust)) =

@@ -81,6 +81,11 @@ pub struct Parameter {
 pub struct Destination {
     /// Namespace for namespaced objects that name none.
     pub namespace: String,
+    /// The cluster's API server URL: a registered cluster's `server`, or
+    /// `https://kubernetes.default.svc` (the local cluster). Empty with an empty `name`: local.
+    pub server: String,
+    /// The cluster's name: a registered cluster's `name`, or `in-cluster` (the local cluster).
+    pub name: String,
 }
 
 /// `spec.syncPolicy`.

@@ -1,8 +1,9 @@
-//! The syncer's view of the cluster: dynamic objects of any kind through kube-rs, with the
-//! resources found by discovery (refreshed when a kind is not yet known, e.g. a CRD that the
-//! same sync just created).
+//! The syncer's view of one cluster (the local one, or a registered destination): dynamic
+//! objects of any kind through kube-rs, with the resources found by discovery (refreshed when a
+//! kind is not yet known, e.g. a CRD that the same sync just created), and whether the cluster
+//! answered its last call ([`Cluster::unreachable`]).
 
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use apimachinery::registry::GroupVersionKind;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -47,9 +48,24 @@ impl From<kube::Error> for ClusterError {
                 code: s.code,
                 message: s.message,
             },
-            other => ClusterError::Transport(other.to_string()),
+            other => ClusterError::Transport(chain(&other)),
         }
     }
+}
+
+/// An error with its sources (`client error (Connect): tcp connect error: Connection refused`).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
 }
 
 /// How a patch is encoded.
@@ -74,6 +90,8 @@ pub struct Resource {
 pub struct Cluster {
     client: kube::Client,
     discovery: RwLock<Vec<(ApiResource, ApiCapabilities)>>,
+    /// Why the last call got no answer from the server; `None` once one is answered.
+    unreachable: Mutex<Option<String>>,
 }
 
 const FIELD_MANAGER: &str = "gitplane-syncer";
@@ -86,7 +104,27 @@ impl Cluster {
         Cluster {
             client,
             discovery: RwLock::new(Vec::new()),
+            unreachable: Mutex::new(None),
         }
+    }
+
+    /// Why the last call got no answer (a refused connection, a timeout); `None` when the
+    /// server answered it (an error Status is an answer).
+    pub fn unreachable(&self) -> Option<String> {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records whether `result` is an answer from the server, and converts its error.
+    fn seen<T>(&self, result: Result<T, kube::Error>) -> Result<T, ClusterError> {
+        let mut unreachable = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        match &result {
+            Ok(_) | Err(kube::Error::Api(_)) => *unreachable = None,
+            Err(e) => *unreachable = Some(chain(e)),
+        }
+        result.map_err(ClusterError::from)
     }
 
     /// The client.
@@ -96,7 +134,7 @@ impl Cluster {
 
     /// Reads discovery again.
     pub async fn refresh(&self) -> Result<(), ClusterError> {
-        let d = Discovery::new(self.client.clone()).run().await?;
+        let d = self.seen(Discovery::new(self.client.clone()).run().await)?;
         let mut all = Vec::new();
         for group in d.groups() {
             for (ar, caps) in group.recommended_resources() {
@@ -154,16 +192,18 @@ impl Cluster {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<Value>, ClusterError> {
-        let obj = self.api(r, namespace).get_opt(name).await?;
+        let obj = self.seen(self.api(r, namespace).get_opt(name).await)?;
         Ok(obj.map(|o| serde_json::to_value(o).unwrap_or_default()))
     }
 
     /// Lists the objects of a resource carrying a label selector, in every namespace.
     pub async fn list(&self, r: &Resource, selector: &str) -> Result<Vec<Value>, ClusterError> {
         let lp = kube::api::ListParams::default().labels(selector);
-        let list = Api::<DynamicObject>::all_with(self.client.clone(), &r.api)
-            .list(&lp)
-            .await?;
+        let list = self.seen(
+            Api::<DynamicObject>::all_with(self.client.clone(), &r.api)
+                .list(&lp)
+                .await,
+        )?;
         Ok(list
             .items
             .into_iter()
@@ -185,7 +225,7 @@ impl Cluster {
             dry_run,
             field_manager: Some(FIELD_MANAGER.into()),
         };
-        let created = self.api(r, ns).create(&pp, &dynamic).await?;
+        let created = self.seen(self.api(r, ns).create(&pp, &dynamic).await)?;
         Ok(serde_json::to_value(created).unwrap_or_default())
     }
 
@@ -209,7 +249,7 @@ impl Cluster {
             PatchKind::Strategic => Patch::Strategic(patch.clone()),
             PatchKind::Merge => Patch::Merge(patch.clone()),
         };
-        let patched = self.api(r, namespace).patch(name, &pp, &p).await?;
+        let patched = self.seen(self.api(r, namespace).patch(name, &pp, &p).await)?;
         Ok(serde_json::to_value(patched).unwrap_or_default())
     }
 
@@ -248,14 +288,14 @@ impl Cluster {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<(), ClusterError> {
-        match self
-            .api(r, namespace)
-            .delete(name, &DeleteParams::background())
-            .await
-        {
+        match self.seen(
+            self.api(r, namespace)
+                .delete(name, &DeleteParams::background())
+                .await,
+        ) {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }

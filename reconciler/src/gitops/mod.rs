@@ -1,8 +1,10 @@
 //! The GitOps syncer.
 pub mod application;
+pub mod applicationset;
 pub mod chartrepo;
 pub mod cluster;
 pub mod compare;
+pub mod destinations;
 pub mod health;
 pub mod metrics;
 pub mod notifications;

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use apimachinery::application::ANNOTATION_APP;
 use apimachinery::object::ObjectExt;
@@ -26,6 +27,7 @@ use serde_json::Value;
 use super::application::{ResourceStatus, Spec};
 use super::chartrepo::{self, Access, ChartError};
 use super::cluster::Cluster;
+use super::destinations::Destinations;
 use super::repo::{Credentials, Mirror, RepoError};
 use super::review::{Change, Entry, Review};
 use super::steps::{StepError, is_chart_repository};
@@ -493,7 +495,10 @@ async fn review_child(
     }));
 }
 
-/// The review of `rendered` against the live cluster, read and dry-run with `client`.
+/// The review of `rendered` against the live objects of the Application's destination, read and
+/// dry-run with `client` (the local cluster), or with the credentials of the registered cluster
+/// the destination names (read with `client`): that cluster's RBAC and admission decide, and
+/// its refusals name it.
 pub async fn against_live(client: kube::Client, target: &Target, rendered: &Rendered) -> Review {
     let short = &rendered.sha[..7.min(rendered.sha.len())];
     let mut review = Review {
@@ -501,9 +506,30 @@ pub async fn against_live(client: kube::Client, target: &Target, rendered: &Rend
         dry_run: true,
         ..Review::default()
     };
-    let cluster = Cluster::new(client);
+    let local = Arc::new(Cluster::new(client.clone()));
+    let destination = match Destinations::new(client, local)
+        .resolve(&target.spec.destination)
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            review.errors.push(e.to_string());
+            return review;
+        }
+    };
+    let from = |m: String| match destination.local {
+        true => m,
+        false => format!("cluster {:?}: {m}", destination.name),
+    };
+    if !destination.local {
+        review.title = format!(
+            "{}: {short} against cluster {:?} ({})",
+            target.name, destination.name, destination.server
+        );
+    }
+    let cluster = &destination.cluster;
     let plan = match sync::plan(
-        &cluster,
+        cluster,
         &target.name,
         &target.spec.destination.namespace,
         &target.spec.source.repo_url,
@@ -515,13 +541,14 @@ pub async fn against_live(client: kube::Client, target: &Target, rendered: &Rend
     {
         Ok(p) => p,
         Err(e) => {
-            review.errors.extend(e.0);
+            review.errors.extend(e.0.into_iter().map(from));
             return review;
         }
     };
-    let refusals: BTreeMap<usize, String> = sync::dry_run_items(&cluster, &plan, &rendered.sha)
+    let refusals: BTreeMap<usize, String> = sync::dry_run_items(cluster, &plan, &rendered.sha)
         .await
         .into_iter()
+        .map(|(i, m)| (i, from(m)))
         .collect();
     let diffs = sync::diffs(&plan);
     for (i, item) in plan.items.iter().enumerate() {

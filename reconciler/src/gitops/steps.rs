@@ -33,6 +33,7 @@ use super::application::{
 };
 use super::chartrepo::{self, ChartError, Pulled};
 use super::cluster::Cluster;
+use super::destinations::{DestinationError, Destinations, Target};
 use super::repo::{CommitInfo, Credentials, Mirror, RepoError};
 use super::sync::{self, Plan, SyncError};
 use super::syncer::Config;
@@ -108,6 +109,9 @@ pub enum StepError {
         #[source]
         source: kube::Error,
     },
+    /// The destination is not the local cluster nor a registered one, or it did not answer.
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
     /// A blocking Git task panicked or was cancelled.
     #[error("git task: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -155,6 +159,7 @@ impl StepError {
             | StepError::Render { .. }
             | StepError::TooManyObjects { .. }
             | StepError::Plan { .. } => Some("ComparisonError"),
+            StepError::Destination(e) => Some(e.condition()),
             StepError::ReadApplication { .. }
             | StepError::WriteStatus { .. }
             | StepError::Task(_) => None,
@@ -162,25 +167,33 @@ impl StepError {
     }
 }
 
-/// What every pass shares: the cluster, the settings and the mirrors (one per repository URL).
+/// What every pass shares: the clusters, the settings and the mirrors (one per repository URL).
 pub struct Context {
-    /// The cluster the Applications are synced to.
-    pub cluster: Cluster,
+    /// The cluster the syncer runs on (Applications, Secrets; the default destination).
+    pub cluster: Arc<Cluster>,
+    /// The clusters Applications are synced to.
+    pub destinations: Destinations,
     /// Applications.
     pub api: Api<DynamicObject>,
     /// Syncer settings.
     pub config: Config,
     mirrors: Mutex<HashMap<String, Arc<Mutex<Mirror>>>>,
+    /// When the last fetch of each mirror started: a pass that asked for a fetch before then
+    /// takes that one (the Applications of one repository woken by one commit fetch once).
+    fetch_started: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl Context {
     /// A context over `client`.
     pub fn new(client: kube::Client, config: Config) -> Self {
+        let cluster = Arc::new(Cluster::new(client.clone()));
         Context {
             api: Api::all_with(client.clone(), &super::syncer::application_resource()),
-            cluster: Cluster::new(client),
+            destinations: Destinations::new(client, cluster.clone()),
+            cluster,
             config,
             mirrors: Mutex::default(),
+            fetch_started: Arc::default(),
         }
     }
 
@@ -283,6 +296,15 @@ pub async fn reconcile(
     let Some(app) = read.and_then(|a| serde_json::to_value(a).ok()) else {
         return Ok(());
     };
+    if app.pointer("/metadata/deletionTimestamp").is_some() {
+        return match finalize(ctx, name, &app).await {
+            Err(e) => match e.condition() {
+                Some(kind) => report_error(ctx, name, kind, &e.to_string()).await,
+                None => Err(e),
+            },
+            Ok(()) => Ok(()),
+        };
+    }
     // An operation written through the API (sync, rollback) becomes this pass's sync request.
     let app =
         super::operation::take(ctx.cluster.client(), &ctx.config.mirrors, &ctx.api, app).await;
@@ -317,9 +339,81 @@ async fn pass(
     if !compare_due(ctx, &app, state, &rendered.sha, fetched) {
         return Ok(());
     }
-    let mut plan = compare(ctx, &app, &objects, &rendered.sha).await?;
-    let synced = sync(ctx, &app, &mut plan, &rendered, state).await;
+    // Nothing is applied anywhere unless the destination is this cluster or a registered one.
+    let target = ctx.destinations.resolve(&app.spec.destination).await?;
+    let plan = compare(&app, &target, &objects, &rendered.sha).await;
+    if let Some(e) = ctx.destinations.observe(&target) {
+        return Err(e.into());
+    }
+    let mut plan = plan?;
+    let synced = sync(ctx, &app, &target, &mut plan, &rendered, state).await;
+    ctx.destinations.observe(&target);
     report(ctx, &app, &plan, &rendered.sha, synced).await
+}
+
+/// A deleted Application with the resources finalizer (an ApplicationSet's, unless it preserves
+/// resources): deletes every object its status records that still names it, in its
+/// destination, then removes the finalizer. Without the finalizer its objects stay.
+async fn finalize(ctx: &Context, name: &str, app: &Value) -> Result<(), StepError> {
+    use super::applicationset::FINALIZER;
+    let finalizers = app.finalizers();
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let spec: Spec = serde_json::from_value(app.get("spec").cloned().unwrap_or(json!({})))
+        .map_err(StepError::InvalidSpec)?;
+    let status: ApplicationStatus = app
+        .get("status")
+        .cloned()
+        .and_then(|s| serde_json::from_value(s).ok())
+        .unwrap_or_default();
+    let target = ctx.destinations.resolve(&spec.destination).await?;
+    let mut errors = Vec::new();
+    for entry in status.resources.iter().rev() {
+        let gvk = apimachinery::registry::GroupVersionKind {
+            group: entry.group.clone(),
+            version: entry.version.clone(),
+            kind: entry.kind.clone(),
+        };
+        let Ok(resource) = target.cluster.resource(&gvk).await else {
+            continue;
+        };
+        let ns = (!entry.namespace.is_empty()).then_some(entry.namespace.as_str());
+        match target.cluster.get(&resource, ns, &entry.name).await {
+            Ok(Some(live))
+                if live
+                    .annotations()
+                    .get(apimachinery::application::ANNOTATION_APP)
+                    == Some(&name.to_string()) =>
+            {
+                if let Err(e) = target.cluster.delete(&resource, ns, &entry.name).await {
+                    errors.push(format!("deleting {}/{}: {e}", entry.kind, entry.name));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => errors.push(format!("reading {}/{}: {e}", entry.kind, entry.name)),
+        }
+    }
+    if let Some(e) = ctx.destinations.observe(&target) {
+        return Err(e.into());
+    }
+    if !errors.is_empty() {
+        return Err(StepError::Plan {
+            revision: "deletion".into(),
+            source: SyncError(errors),
+        });
+    }
+    let rest: Vec<String> = finalizers.into_iter().filter(|f| f != FINALIZER).collect();
+    let patch = json!({"metadata": {"finalizers": rest,
+        "resourceVersion": app.resource_version().unwrap_or("")}});
+    ctx.api
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(drop)
+        .map_err(|source| StepError::WriteStatus {
+            name: name.to_string(),
+            source,
+        })
 }
 
 /// Where step 1 left the source: a Git mirror, or a chart archive from a chart repository.
@@ -381,12 +475,26 @@ async fn fetch(
     }
     let mirror = ctx.mirror(&app.spec.source.repo_url)?;
     if need {
+        let asked = Instant::now();
         let creds =
             credentials(ctx.cluster.client(), app.spec.source.secret_ref.as_deref()).await?;
-        let m = mirror.clone();
+        let (m, fetch_started) = (mirror.clone(), ctx.fetch_started.clone());
+        let url = app.spec.source.repo_url.clone();
         let started = Instant::now();
         let fetched = tokio::task::spawn_blocking(move || {
-            m.lock().unwrap_or_else(|p| p.into_inner()).fetch(&creds)
+            let m = m.lock().unwrap_or_else(|p| p.into_inner());
+            // Another Application of the repository fetched since this one asked: done.
+            let fetched_since = |t: Option<&Instant>| t.is_some_and(|t| *t >= asked);
+            if fetched_since(fetch_started.lock().unwrap_or_else(|p| p.into_inner()).get(&url)) {
+                return Ok(());
+            }
+            let now = Instant::now();
+            m.fetch(&creds)?;
+            fetch_started
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(url, now);
+            Ok::<_, RepoError>(())
         })
         .await?;
         telemetry::argocd::metrics().git_fetch(
@@ -495,15 +603,16 @@ fn compare_due(
     due
 }
 
-/// Step 3: compares the rendered objects with the live cluster.
+/// Step 3: compares the rendered objects with the live objects of the destination; errors from
+/// a registered cluster name it.
 async fn compare(
-    ctx: &Context,
     app: &Request,
+    target: &Target,
     objects: &[(Value, String)],
     sha: &str,
 ) -> Result<Plan, StepError> {
     sync::plan(
-        &ctx.cluster,
+        &target.cluster,
         &app.name,
         &app.spec.destination.namespace,
         &app.spec.source.repo_url,
@@ -512,9 +621,16 @@ async fn compare(
         app.spec.sync_policy.server_side_apply(),
     )
     .await
-    .map_err(|source| StepError::Plan {
-        revision: short(sha).to_string(),
-        source,
+    .map_err(|mut source| {
+        if !target.local {
+            for e in &mut source.0 {
+                *e = format!("cluster {:?}: {e}", target.name);
+            }
+        }
+        StepError::Plan {
+            revision: short(sha).to_string(),
+            source,
+        }
     })
 }
 
@@ -530,6 +646,7 @@ struct Synced {
 async fn sync(
     ctx: &Context,
     app: &Request,
+    target: &Target,
     plan: &mut Plan,
     rendered: &Rendered,
     state: &mut AppState,
@@ -583,14 +700,23 @@ async fn sync(
     {
         tracing::warn!(app = %app.name, error = %e, "recording the running operation failed");
     }
-    let errors = sync::dry_run(&ctx.cluster, plan, sha).await;
+    let errors = sync::dry_run(&target.cluster, plan, sha).await;
     let result = if errors.is_empty() {
-        sync::apply(&ctx.cluster, plan, sha, prune)
+        sync::apply(&target.cluster, plan, sha, prune)
             .await
             .map_err(|e| e.0)
     } else {
         Err(errors)
     };
+    let result = result.map_err(|errors| {
+        if target.local {
+            return errors;
+        }
+        errors
+            .into_iter()
+            .map(|e| format!("cluster {:?}: {e}", target.name))
+            .collect()
+    });
     match &result {
         Ok(()) => {
             operation.phase = Phase::Succeeded;

@@ -10,6 +10,7 @@ mod api_write;
 mod api_write_etcd;
 mod client;
 mod faults;
+mod fleet_sync;
 mod gitops;
 mod gitops_rollout;
 mod memory;
@@ -49,6 +50,9 @@ pub struct Args {
     /// Repetitions of the measured request (api-list).
     #[arg(long, default_value_t = 50)]
     rounds: usize,
+    /// Destination API servers (fleet-sync).
+    #[arg(long, default_value_t = 10)]
+    destinations: usize,
     /// Simulated nodes (schedule: 5,000; pod-startup: 100).
     #[arg(long)]
     nodes: Option<usize>,
@@ -85,6 +89,9 @@ enum Scenario {
     GitopsRollout,
     /// An app of 1,000 objects: first sync and no-op resync.
     GitopsSync,
+    /// One ApplicationSet → one Application in each of 10 destination API servers: commit →
+    /// applied in all of them.
+    FleetSync,
     /// 10,000 pods scheduled onto 5,000 simulated nodes; pods/s and an over-commit check.
     Schedule,
     /// 1,000 pods created at once on 100 simulated nodes; creation → Running p99.
@@ -121,6 +128,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 gitops_rollout::run(args.count.unwrap_or(10), args.rollbacks).await
             }
             Scenario::GitopsSync => gitops::sync(args.count.unwrap_or(1000)).await,
+            Scenario::FleetSync => {
+                fleet_sync::run(args.destinations, args.count.unwrap_or(10)).await
+            }
             Scenario::Schedule => {
                 schedule::run(
                     args.nodes.unwrap_or(5000),
