@@ -1,7 +1,8 @@
 //! The official Kubernetes Python client (`kubernetes` on PyPI, 32.x for Kubernetes 1.32)
 //! against `gitplane up`: what it tripped over (finished pods without `imageID`, Secret
 //! `stringData`, discovery of the review groups and `events.k8s.io`, `kube-root-ca.crt`,
-//! consistent list pages, DELETE's `Status`, create's empty `status`) is checked by
+//! consistent list pages, DELETE's `Status`, create's empty `status`) and server-side apply
+//! through the client's `application/apply-patch+yaml` are checked by
 //! `tests/python/client_fidelity.py`, run here with the server's kubeconfig.
 //!
 //! The interpreter is `$GITPLANE_TEST_PYTHON`, or the venv `scripts/test.sh` makes
@@ -59,4 +60,5 @@ fn the_official_python_client_reads_and_writes_as_on_kubernetes() {
         "the Python client's checks failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("ok: paging snapshot"), "{stdout}");
+    assert!(stdout.contains("ok: server-side apply"), "{stdout}");
 }

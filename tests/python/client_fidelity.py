@@ -216,6 +216,37 @@ def check_create_answers_status(core, apps):
     assert s.get("status") == {"loadBalancer": {}}, s.get("status")
 
 
+def check_server_side_apply(core):
+    """Server-side apply through the client's own `application/apply-patch+yaml`: create
+    through apply, a conflict between two managers (409 naming the field and the manager),
+    force taking ownership, managedFields recording each manager."""
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "applied", "namespace": NS}, "data": {"a": "1"}}
+    apply = "application/apply-patch+yaml"
+    created = core.patch_namespaced_config_map(
+        "applied", NS, body, field_manager="alice", _content_type=apply)
+    assert created.data == {"a": "1"}, created.data
+    managers = {m.manager: m.operation for m in created.metadata.managed_fields}
+    assert managers.get("alice") == "Apply", managers
+    other = {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": "applied", "namespace": NS}, "data": {"a": "2"}}
+    try:
+        core.patch_namespaced_config_map(
+            "applied", NS, other, field_manager="bob", _content_type=apply)
+        raise AssertionError("bob's apply of alice's field did not conflict")
+    except ApiException as e:
+        assert e.status == 409, e.status
+        status = json.loads(e.body)
+        assert status["reason"] == "Conflict", status
+        assert 'conflict with "alice"' in status["message"], status["message"]
+        assert ".data.a" in status["message"], status["message"]
+    forced = core.patch_namespaced_config_map(
+        "applied", NS, other, field_manager="bob", force=True, _content_type=apply)
+    assert forced.data == {"a": "2"}, forced.data
+    managers = {m.manager for m in forced.metadata.managed_fields}
+    assert "bob" in managers, managers
+
+
 def main():
     config.load_kube_config()
     core, apps, batch = client.CoreV1Api(), client.AppsV1Api(), client.BatchV1Api()
@@ -228,6 +259,7 @@ def main():
         ("paging snapshot", lambda: check_paging_is_a_snapshot(core)),
         ("delete answers Status", lambda: check_delete_answers_status(core, apps)),
         ("create answers status", lambda: check_create_answers_status(core, apps)),
+        ("server-side apply", lambda: check_server_side_apply(core)),
     ]
     only = set(sys.argv[1:])
     failed = []

@@ -485,7 +485,12 @@ async fn fetch(
             let m = m.lock().unwrap_or_else(|p| p.into_inner());
             // Another Application of the repository fetched since this one asked: done.
             let fetched_since = |t: Option<&Instant>| t.is_some_and(|t| *t >= asked);
-            if fetched_since(fetch_started.lock().unwrap_or_else(|p| p.into_inner()).get(&url)) {
+            if fetched_since(
+                fetch_started
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&url),
+            ) {
                 return Ok(());
             }
             let now = Instant::now();
