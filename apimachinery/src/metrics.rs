@@ -149,7 +149,7 @@ impl Usage {
 fn bytes(n: u64) -> String {
     for (suffix, shift) in [("Gi", 30), ("Mi", 20), ("Ki", 10)] {
         let f = 1u64 << shift;
-        if n >= f && n % f == 0 {
+        if n >= f && n.is_multiple_of(f) {
             return format!("{}{suffix}", n / f);
         }
     }

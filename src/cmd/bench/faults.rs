@@ -941,7 +941,7 @@ async fn hostile_repository() -> anyhow::Result<Row> {
     );
     for i in 1..=9 {
         let prev = format!("*a{}", i - 1);
-        let row = vec![prev.as_str(); 10].join(", ");
+        let row = [prev.as_str(); 10].join(", ");
         bomb.push_str(&format!("  a{i}: &a{i} [{row}]\n"));
     }
     std::fs::write(repo.join("bomb/bomb.yaml"), bomb)?;
