@@ -15,6 +15,7 @@ mod gitops;
 mod gitops_rollout;
 mod memory;
 mod pod_startup;
+mod pod_startup_containerd;
 mod pod_startup_process;
 mod pods;
 mod render;
@@ -24,6 +25,8 @@ mod up_child;
 mod watch_fanout;
 
 use std::time::Duration;
+
+use anyhow::Context;
 
 /// Flags of `gitplane bench`.
 #[derive(clap::Args, Debug)]
@@ -63,6 +66,13 @@ pub struct Args {
     /// Pod networking (pod-startup-process).
     #[arg(long, value_enum, default_value_t = super::runtime::PodNetwork::Auto)]
     pod_network: super::runtime::PodNetwork,
+    /// The pods' image (pod-startup-containerd; built and pushed by
+    /// scripts/build-test-image.sh: `HOST:PORT/gitplane/busybox:1`).
+    #[arg(long)]
+    image: Option<String>,
+    /// The containerd of pod-startup-containerd.
+    #[command(flatten)]
+    containerd: super::runtime::ContainerdArgs,
 }
 
 /// The scenarios.
@@ -101,6 +111,9 @@ enum Scenario {
     /// 50 pods (`sleep`) created at once on one local node with the process runtime;
     /// creation → Running p99.
     PodStartupProcess,
+    /// 50 pods of a pre-pulled image created at once on one local node through containerd;
+    /// creation → Running p99 (needs `--image` and `--sandbox-image`).
+    PodStartupContainerd,
     /// The fault scenarios under a write load (kill -9 of `up`, etcd outage, etcd follower
     /// and leader loss, node loss, hostile repositories, disk full as root, controller-manager
     /// killed mid-rollout): writes acknowledged and lost, processes leaked, time to recover,
@@ -151,6 +164,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .await
             }
             Scenario::Faults => faults::run(&args.only).await,
+            Scenario::PodStartupContainerd => {
+                let image = args.image.as_deref().context(
+                    "pod-startup-containerd needs --image (scripts/build-test-image.sh builds one)",
+                )?;
+                pod_startup_containerd::run(
+                    args.count.unwrap_or(50),
+                    args.clients,
+                    image,
+                    &args.containerd,
+                )
+                .await
+            }
             Scenario::PodStartupProcess => {
                 pod_startup_process::run(args.count.unwrap_or(50), args.clients, args.pod_network)
                     .await

@@ -50,6 +50,7 @@ pub async fn run(count: usize, clients: usize, pod_network: PodNetwork) -> anyho
         clients.min(count.max(1)),
         "10m",
         "16Mi",
+        pods::PAUSE,
         Some(r#"["sleep","3600"]"#),
     )
     .await?;

@@ -26,16 +26,20 @@ pub async fn create(
     cpu: &str,
     memory: &str,
 ) -> anyhow::Result<Vec<Instant>> {
-    create_running(addr, count, clients, cpu, memory, None).await
+    create_running(addr, count, clients, cpu, memory, PAUSE, None).await
 }
 
-/// Like [`create`], with a `command` for the container (a JSON array) when given.
+/// The image of the pods the scenarios create (pulled only by containerd).
+pub const PAUSE: &str = "registry.k8s.io/pause:3.10";
+
+/// Like [`create`], with the container's `image`, and a `command` (a JSON array) when given.
 pub async fn create_running(
     addr: std::net::SocketAddr,
     count: usize,
     clients: usize,
     cpu: &str,
     memory: &str,
+    image: &str,
     command: Option<&str>,
 ) -> anyhow::Result<Vec<Instant>> {
     let command = command
@@ -45,6 +49,7 @@ pub async fn create_running(
     let mut tasks = Vec::new();
     for _ in 0..clients.max(1) {
         let (next, cpu, memory) = (next.clone(), cpu.to_string(), memory.to_string());
+        let image = image.to_string();
         let command = command.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::open(addr).await?;
@@ -55,7 +60,7 @@ pub async fn create_running(
                     break;
                 }
                 let body = format!(
-                    r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"pod-{i}","labels":{{"app":"bench"}}}},"spec":{{"containers":[{{"name":"c","image":"registry.k8s.io/pause:3.10"{command},"resources":{{"requests":{{"cpu":"{cpu}","memory":"{memory}"}}}}}}]}}}}"#
+                    r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"pod-{i}","labels":{{"app":"bench"}}}},"spec":{{"containers":[{{"name":"c","image":"{image}"{command},"resources":{{"requests":{{"cpu":"{cpu}","memory":"{memory}"}}}}}}]}}}}"#
                 );
                 let t = Instant::now();
                 let (status, answer) = conn
