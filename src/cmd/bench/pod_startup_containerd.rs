@@ -5,18 +5,15 @@
 //! come from a registry the caller names (scripts/build-test-image.sh builds both and pushes
 //! them to a local `docker-registry`); the pods are deleted and containerd stopped at the end.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::api::{DeleteParams, ListParams};
 use node::runtime::api;
 use reconciler::leader::Leadership;
 use reconciler::scheduler;
 
 use super::client::BenchServer;
-use super::{percentile_ms, pods, report};
+use super::pods;
 use crate::cmd::runtime::{ContainerdArgs, NetworkArgs, PodNetwork};
 
 /// Runs the scenario with `image` (its entrypoint keeps running) on a containerd set up by
@@ -83,17 +80,13 @@ pub async fn run(
     )
     .await?;
     let latencies = watch.latencies(&sent, Duration::from_secs(300)).await?;
-    let s = "pod-startup-containerd";
-    report(s, "pods_running", latencies.len() as f64, "pods");
-    report(s, "startup_p50", percentile_ms(&latencies, 50.0), "ms");
-    report(s, "startup_p99", percentile_ms(&latencies, 99.0), "ms");
-    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
-    api.delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline && !api.list(&ListParams::default()).await?.items.is_empty() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    pods::report_and_delete(
+        "pod-startup-containerd",
+        &latencies,
+        &client,
+        Duration::from_secs(120),
+    )
+    .await?;
     let _ = stop_tx.send(());
     sched.await??;
     node.shutdown().await;

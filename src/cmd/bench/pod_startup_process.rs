@@ -4,16 +4,13 @@
 //! the scheduler running. Figure: creation (request sent) → Running as seen by a watch, p50 and
 //! p99. The pods are deleted and the node stopped at the end, so no process is left.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::api::{DeleteParams, ListParams};
 use reconciler::leader::Leadership;
 use reconciler::scheduler;
 
 use super::client::BenchServer;
-use super::{percentile_ms, pods, report};
+use super::pods;
 use crate::cmd::runtime::{NetworkArgs, PodNetwork};
 
 /// Runs the scenario.
@@ -55,17 +52,13 @@ pub async fn run(count: usize, clients: usize, pod_network: PodNetwork) -> anyho
     )
     .await?;
     let latencies = watch.latencies(&sent, Duration::from_secs(120)).await?;
-    let s = "pod-startup-process";
-    report(s, "pods_running", latencies.len() as f64, "pods");
-    report(s, "startup_p50", percentile_ms(&latencies, 50.0), "ms");
-    report(s, "startup_p99", percentile_ms(&latencies, 99.0), "ms");
-    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
-    api.delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && !api.list(&ListParams::default()).await?.items.is_empty() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    pods::report_and_delete(
+        "pod-startup-process",
+        &latencies,
+        &client,
+        Duration::from_secs(60),
+    )
+    .await?;
     let _ = stop_tx.send(());
     sched.await??;
     node.shutdown().await;

@@ -11,11 +11,12 @@ use futures::StreamExt;
 use hyper::{Method, StatusCode};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{DeleteParams, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use reconciler::scheduler::resources::{PodRequests, Resources};
 
 use super::client::Conn;
+use super::{percentile_ms, report};
 
 /// Creates `count` pods named `pod-<i>` requesting `cpu` and `memory`, over `clients`
 /// connections; returns when each creation was sent, by index.
@@ -89,6 +90,37 @@ pub async fn create_running(
         }
     }
     Ok(times)
+}
+
+/// Reports a pod start-up scenario's figures (pods running, p50, p99 of `latencies`), then
+/// deletes the pods of `default` and waits up to `wait` for them to go.
+pub async fn report_and_delete(
+    scenario: &str,
+    latencies: &[Duration],
+    client: &kube::Client,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    report(scenario, "pods_running", latencies.len() as f64, "pods");
+    report(
+        scenario,
+        "startup_p50",
+        percentile_ms(latencies, 50.0),
+        "ms",
+    );
+    report(
+        scenario,
+        "startup_p99",
+        percentile_ms(latencies, 99.0),
+        "ms",
+    );
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await?;
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline && !api.list(&ListParams::default()).await?.items.is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 /// Lists nodes and pods and counts the nodes whose bound pods request more CPU, memory or pods
