@@ -498,6 +498,93 @@ fn an_agent_restarted_over_a_live_runtime_leaves_exactly_the_expected_processes(
 }
 
 #[test]
+fn a_runtime_killed_twice_under_its_agent_runs_the_pods_again_and_leaves_nothing() {
+    let s = up(&["--runtime", "none"]);
+    let dir = s.data_dir.join("node");
+    let socket = dir.join("rt.sock");
+    let socket = socket.to_str().expect("utf-8 path");
+    let root = dir.join("runtime");
+    let runtime_args = [
+        "runtime",
+        "--socket",
+        socket,
+        "--root",
+        root.to_str().expect("utf-8"),
+        "--pod-network",
+        "host",
+    ];
+    let mut runtime = s.spawn_plain("runtime", &runtime_args);
+    let node_dir = dir.join("agent");
+    let _agent = s.spawn(
+        "node",
+        &[
+            "node",
+            "--name",
+            "n1",
+            "--runtime-endpoint",
+            socket,
+            "--data-dir",
+            node_dir.to_str().expect("utf-8"),
+        ],
+    );
+    let marker = format!("{}", 6_000_000 + std::process::id() % 1_000_000);
+    let sleeper = format!("sleep {marker}");
+    s.ok(&[
+        "run",
+        "twice",
+        "--image=x",
+        "--command",
+        "--",
+        "sleep",
+        &marker,
+    ]);
+    wait_pod(&s, "twice", "Running", running);
+    let id_of = || {
+        pod_json(&s, "twice").expect("pod")["status"]["containerStatuses"][0]["containerID"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    for round in 1..=2 {
+        let before = id_of();
+        assert_eq!(processes(&sleeper).len(), 1, "round {round}");
+        drop(runtime); // SIGKILL: its containers die with it (each under a shim)
+        eventually(
+            "the container to die with its runtime",
+            Duration::from_secs(30),
+            || processes(&sleeper).is_empty().then_some(()),
+        );
+        runtime = s.spawn_plain(&format!("runtime-{round}"), &runtime_args);
+        // The agent notices the sandbox is gone and runs the pod again on the new runtime
+        // (a pull failing while no runtime answers starts no back-off).
+        eventually(
+            "the pod running again on the new runtime",
+            Duration::from_secs(60),
+            || {
+                let p = pod_json(&s, "twice")?;
+                let id = p["status"]["containerStatuses"][0]["containerID"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                (running(&p)
+                    && p["status"]["containerStatuses"][0]["ready"] == true
+                    && !id.is_empty()
+                    && id != before
+                    && processes(&sleeper).len() == 1)
+                    .then_some(())
+            },
+        );
+    }
+    // A clean stop of the runtime stops what it runs (the playground's pods too).
+    runtime.terminate();
+    eventually(
+        "no process left after the clean stop",
+        Duration::from_secs(30),
+        || processes(&sleeper).is_empty().then_some(()),
+    );
+}
+
+#[test]
 fn kubectl_logs_follows_tails_picks_containers_and_adds_timestamps() {
     let s = up(&[]);
     s.ok_stdin(

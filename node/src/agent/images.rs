@@ -141,15 +141,17 @@ pub async fn ensure(
         user_specified_image: image.clone(),
         ..Default::default()
     };
-    let present = rt
+    let present = match rt
         .image_status(api::ImageStatusRequest {
             image: Some(spec.clone()),
             verbose: false,
         })
         .await
-        .ok()
-        .and_then(|r| r.into_inner().image)
-        .map(|i| i.id);
+    {
+        Ok(r) => r.into_inner().image.map(|i| i.id),
+        Err(e) if runtime_unavailable(&e) => return Err(unavailable(&e)),
+        Err(_) => None,
+    };
     let policy = pull_policy(container);
     match (policy, present) {
         (PullPolicy::Never, None) => {
@@ -210,6 +212,9 @@ pub async fn ensure(
             ));
             Ok(r.into_inner().image_ref)
         }
+        // The runtime itself is gone (killed, restarting): not the image's fault, so no
+        // back-off; the pod is tried again as soon as the runtime answers.
+        Err(e) if runtime_unavailable(&e) => Err(unavailable(&e)),
         Err(e) => {
             backoff.delay = if backoff.delay.is_zero() {
                 INITIAL_BACKOFF
@@ -225,6 +230,20 @@ pub async fn ensure(
                 message,
             })
         }
+    }
+}
+
+/// Whether a CRI call failed because the runtime did not answer at all (its socket gone or
+/// refusing), rather than because of what was asked.
+pub fn runtime_unavailable(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable
+}
+
+/// The waiting reason of a container while its runtime does not answer.
+fn unavailable(status: &tonic::Status) -> ImageError {
+    ImageError {
+        reason: "ContainerCreating",
+        message: format!("the container runtime is unavailable: {}", status.message()),
     }
 }
 

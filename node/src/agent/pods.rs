@@ -583,10 +583,38 @@ impl Worker {
     }
 
     async fn ensure_sandbox(&mut self) -> Result<(), String> {
-        if self.sandbox.is_some() {
-            return Ok(());
-        }
         let mut rt = self.runtime.clone();
+        if let Some((id, _)) = &self.sandbox {
+            // The sandbox may have gone under the agent (a runtime killed and restarted forgets
+            // its sandboxes and their containers die with it): check it on every step, as the
+            // kubelet's relist does, and make a new one when it is gone or no longer ready.
+            match rt
+                .pod_sandbox_status(api::PodSandboxStatusRequest {
+                    pod_sandbox_id: id.clone(),
+                    verbose: false,
+                })
+                .await
+            {
+                Ok(r)
+                    if r.get_ref()
+                        .status
+                        .as_ref()
+                        .is_some_and(|s| s.state == api::PodSandboxState::SandboxReady as i32) =>
+                {
+                    return Ok(());
+                }
+                Err(e) if images::runtime_unavailable(&e) => {
+                    return Err(format!(
+                        "the container runtime is unavailable: {}",
+                        e.message()
+                    ));
+                }
+                Ok(_) | Err(_) => {
+                    tracing::info!(pod = %self.name(), namespace = %self.namespace(), sandbox = %id, "the pod's sandbox is gone; making a new one");
+                    self.sandbox = None;
+                }
+            }
+        }
         let filter = api::PodSandboxFilter {
             label_selector: [(labels::POD_UID.to_string(), self.uid())].into(),
             ..Default::default()

@@ -18,7 +18,10 @@
 //! leader of a three-member etcd killed and restarted; a simulated node's process killed while
 //! it runs pods (they are replaced on the node left); hostile Applications (a symlink out of
 //! the repository, a kustomization climbing out of it, a YAML bomb) beside a good one, which
-//! must keep syncing. Not here yet: `gitplane runtime` killed on its own, under its agent.
+//! //! must keep syncing; the node agent and then the runtime, each a process of its own, killed
+//! twice (the agent adopts the running containers; the runtime's containers die with it and run
+//! again on the next one; nothing is left after the final clean stop); the scheduler killed
+//! while it binds 300 pods (a new one binds the rest).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -83,6 +86,16 @@ pub async fn run(only: &[String]) -> anyhow::Result<()> {
             "controller-manager killed mid-rollout",
             Scenario::ControllerManager,
         ),
+        (
+            "node-components",
+            "kill -9 of the node agent and of the runtime",
+            Scenario::NodeComponents,
+        ),
+        (
+            "scheduler",
+            "scheduler killed mid-scheduling",
+            Scenario::Scheduler,
+        ),
     ];
     if let Some(unknown) = only
         .iter()
@@ -107,7 +120,15 @@ pub async fn run(only: &[String]) -> anyhow::Result<()> {
                 rows.extend(two);
                 continue;
             }
+            Scenario::NodeComponents => {
+                let two = node_components()
+                    .await
+                    .with_context(|| format!("scenario {name}"))?;
+                rows.extend(two);
+                continue;
+            }
             Scenario::NodeLoss => node_loss().await,
+            Scenario::Scheduler => scheduler().await,
             Scenario::Hostile => hostile_repository().await,
             Scenario::KillUp => kill_up().await,
             Scenario::EtcdOutage => etcd_outage().await,
@@ -181,6 +202,8 @@ enum Scenario {
     Hostile,
     DiskFull,
     ControllerManager,
+    NodeComponents,
+    Scheduler,
 }
 
 /// `gitplane up` as a child process on `data`, listening on `port`, restartable.
@@ -387,6 +410,12 @@ impl Load {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The names acknowledged so far (the writers go on).
+    fn names(&self) -> Vec<String> {
+        let acknowledged = self.acknowledged.lock().expect("lock");
+        acknowledged.iter().map(|(name, _)| name.clone()).collect()
     }
 
     /// Stops the writers; returns the names acknowledged.
@@ -1011,6 +1040,302 @@ async fn hostile_repository() -> anyhow::Result<Row> {
         id: "hostile-repository",
         scenario: "hostile apps (symlink to /etc/passwd, kustomize climbing out, YAML bomb) beside a good app",
         load: format!("{WRITERS} writers + the syncer"),
+        acknowledged: acknowledged.len(),
+        lost,
+        leaked: None,
+        recover: Some(recover),
+    })
+}
+
+/// A component as its own child process (`gitplane ARGS…`), logging to `log`.
+struct Component {
+    child: Child,
+}
+
+impl Component {
+    fn spawn(args: &[&str], log: &Path) -> anyhow::Result<Component> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let child = Command::new(std::env::current_exe()?)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting gitplane {}", args.join(" ")))?;
+        Ok(Component { child })
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait (SIGKILL after 60 s).
+    fn stop(mut self) {
+        terminate(&self.child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The container IDs of the running `app=faults` pods, sorted.
+async fn container_ids(client: &kube::Client) -> Vec<String> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut ids: Vec<String> = api
+        .list(&ListParams::default().labels("app=faults"))
+        .await
+        .map(|list| list.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .filter_map(|p| {
+            p.status?
+                .container_statuses?
+                .into_iter()
+                .next()?
+                .container_id
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// `up --runtime none` with the node as two processes of their own, `gitplane runtime` (the
+/// process runtime on a unix socket) and `gitplane node` (the agent), running two pods under
+/// load. First the agent is killed with SIGKILL twice and restarted: the pods' processes run on
+/// and the new agent adopts them (same container IDs, still two `sleep`s). Then the runtime is
+/// killed with SIGKILL twice and restarted on its root: its containers die with it (each runs
+/// under a shim), the agent runs the pods again on the new runtime. Finally everything stops
+/// cleanly and the pods' processes left over are counted. Two rows: "recover" runs from the kill
+/// to a new pod Running (agent) and to both pods Running again (runtime).
+async fn node_components() -> anyhow::Result<Vec<Row>> {
+    let dir = tempfile::tempdir()?;
+    let repo = repository(dir.path())?;
+    let args = ["--repo", &repo, "--path", "app", "--runtime", "none"];
+    let up = UpProcess::start(&dir.path().join("data"), &dir.path().join("up.log"), &args)?;
+    let client = up.client().await?;
+    let node_dir = dir.path().join("node");
+    std::fs::create_dir_all(&node_dir)?;
+    let socket = node_dir.join("rt.sock");
+    let socket = socket.to_str().context("utf-8 temp dir")?.to_owned();
+    let root = node_dir.join("runtime");
+    let root = root.to_str().context("utf-8 temp dir")?.to_owned();
+    let agent_dir = node_dir.join("agent");
+    let agent_dir = agent_dir.to_str().context("utf-8 temp dir")?.to_owned();
+    let kubeconfig = up.kubeconfig();
+    let kubeconfig = kubeconfig.to_str().context("utf-8 temp dir")?.to_owned();
+    let runtime_args = [
+        "runtime",
+        "--socket",
+        &socket,
+        "--root",
+        &root,
+        "--pod-network",
+        "host",
+    ];
+    let agent_args = [
+        "node",
+        "--name",
+        "faults",
+        "--runtime-endpoint",
+        &socket,
+        "--data-dir",
+        &agent_dir,
+        "--kubeconfig",
+        &kubeconfig,
+    ];
+    let (runtime_log, agent_log) = (dir.path().join("runtime.log"), dir.path().join("node.log"));
+    let mut runtime = Component::spawn(&runtime_args, &runtime_log)?;
+    let mut agent = Component::spawn(&agent_args, &agent_log)?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    deployments
+        .create(
+            &PostParams::default(),
+            &deployment(2, "busybox", &["sleep", SLEEP_MARK])?,
+        )
+        .await?;
+    wait_until("two pods running", || async {
+        running_pods(&client).await == 2 && sleepers() == 2
+    })
+    .await?;
+    let load = Load::start(&client, 64);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    // The agent, twice.
+    let before = container_ids(&client).await;
+    let mut agent_recover = Duration::ZERO;
+    for round in 1..=2 {
+        load.wait_for(100 * round).await?;
+        let killed = Instant::now();
+        agent.kill9();
+        agent = Component::spawn(&agent_args, &agent_log)?;
+        let probe = format!("probe-{round}");
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": probe},
+            "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]},
+        }))?;
+        pods.create(&PostParams::default(), &pod).await?;
+        wait_until("a new pod running after the agent's restart", || {
+            let pods = pods.clone();
+            let probe = probe.clone();
+            async move {
+                pods.get(&probe)
+                    .await
+                    .ok()
+                    .and_then(|p| p.status?.phase)
+                    .as_deref()
+                    == Some("Running")
+            }
+        })
+        .await?;
+        agent_recover = agent_recover.max(killed.elapsed());
+        pods.delete(&probe, &Default::default()).await?;
+    }
+    let after = container_ids(&client).await;
+    anyhow::ensure!(
+        before == after && sleepers() == 2,
+        "the restarted agent did not adopt the running containers ({before:?} before, {after:?} \
+         after, {} sleep processes)",
+        sleepers()
+    );
+    let agent_acknowledged = load.names();
+    let agent_lost = lost(&client, &agent_acknowledged).await?;
+
+    // The runtime, twice.
+    let mut runtime_recover = Duration::ZERO;
+    for round in 1..=2 {
+        load.wait_for(agent_acknowledged.len() + 100 * round)
+            .await?;
+        let before = container_ids(&client).await;
+        let killed = Instant::now();
+        runtime.kill9();
+        runtime = Component::spawn(&runtime_args, &runtime_log)?;
+        wait_until("both pods running again on the new runtime", || {
+            let (client, before) = (client.clone(), before.clone());
+            async move {
+                let now = container_ids(&client).await;
+                now.len() == 2 && now.iter().all(|id| !before.contains(id)) && sleepers() == 2
+            }
+        })
+        .await?;
+        runtime_recover = runtime_recover.max(killed.elapsed());
+    }
+    load.wait_for(load.count() + 100).await?;
+    let acknowledged = load.finish().await;
+    let lost = lost(&client, &acknowledged).await?;
+    // A clean stop: the agent, then the runtime (which stops what it runs), then `up`.
+    agent.stop();
+    runtime.stop();
+    drop(up);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sleepers() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let leaked = sleepers();
+    Ok(vec![
+        Row {
+            id: "kill-agent",
+            scenario: "kill -9 of `gitplane node` twice (its runtime a process of its own, 2 pods)",
+            load: format!("{WRITERS} writers"),
+            acknowledged: agent_acknowledged.len(),
+            lost: agent_lost,
+            leaked: None,
+            recover: Some(agent_recover),
+        },
+        Row {
+            id: "kill-runtime",
+            scenario: "kill -9 of `gitplane runtime` twice under its agent (2 pods)",
+            load: format!("{WRITERS} writers"),
+            acknowledged: acknowledged.len(),
+            lost,
+            leaked: Some(leaked),
+            recover: Some(runtime_recover),
+        },
+    ])
+}
+
+/// `up --disable-scheduler` on simulated nodes with a `gitplane scheduler` process, killed with
+/// SIGKILL while 300 pods are being scheduled; a new one (after the killed one's 15 s Lease)
+/// binds the rest. "Recover" runs from the new scheduler's start to the last pod bound.
+async fn scheduler() -> anyhow::Result<Row> {
+    let dir = tempfile::tempdir()?;
+    let repo = repository(dir.path())?;
+    let args = [
+        "--repo",
+        &repo,
+        "--path",
+        "app",
+        "--runtime",
+        "simulated",
+        "--nodes",
+        "4",
+        "--disable-scheduler",
+    ];
+    let up = UpProcess::start(&dir.path().join("data"), &dir.path().join("up.log"), &args)?;
+    let client = up.client().await?;
+    let kubeconfig = up.kubeconfig();
+    let kubeconfig = kubeconfig.to_str().context("utf-8 temp dir")?.to_owned();
+    let scheduler_args = [
+        "scheduler",
+        "--kubeconfig",
+        &kubeconfig,
+        "--leader-elect-lease-duration",
+        "15s",
+    ];
+    let log = dir.path().join("scheduler.log");
+    let load = Load::start(&client, 64);
+    load.wait_for(100).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let bound = || {
+        let pods = pods.clone();
+        async move {
+            pods.list(&ListParams::default().labels("app=faults"))
+                .await
+                .map(|l| {
+                    l.items
+                        .iter()
+                        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
+                        .count()
+                })
+                .unwrap_or(0)
+        }
+    };
+    let first = Component::spawn(&scheduler_args, &log)?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let mut many = deployment(300, "web:1", &["web"])?;
+    if let Some(spec) = many.spec.as_mut() {
+        spec.strategy = None;
+    }
+    deployments.create(&PostParams::default(), &many).await?;
+    wait_until("the first pods bound", || async { bound().await >= 1 }).await?;
+    first.kill9();
+    let at_kill = bound().await;
+    let second = Component::spawn(&scheduler_args, &log)?;
+    let restarted = Instant::now();
+    wait_until("every pod bound by the new scheduler", || async {
+        bound().await == 300
+    })
+    .await?;
+    let recover = restarted.elapsed();
+    eprintln!("faults: {at_kill} of 300 pods were bound when the scheduler was killed");
+    let acknowledged = load.finish().await;
+    let lost = lost(&client, &acknowledged).await?;
+    second.stop();
+    drop(up);
+    Ok(Row {
+        id: "scheduler",
+        scenario: "scheduler killed while 300 pods are scheduled (4 simulated nodes)",
+        load: format!("{WRITERS} writers + the pods"),
         acknowledged: acknowledged.len(),
         lost,
         leaked: None,
