@@ -290,20 +290,24 @@ impl UpProcess {
 
     /// SIGTERM and wait (SIGKILL after 60 s).
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        terminate(&child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
+}
+
+/// SIGTERM to `child`, then wait for it (SIGKILL after 60 s).
+fn stop(child: &mut Child) {
+    terminate(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Sends SIGTERM to `child`.
@@ -770,8 +774,7 @@ async fn controller_manager() -> anyhow::Result<Row> {
     let recover = restarted.elapsed();
     let acknowledged = load.finish().await;
     let lost = lost(&client, &acknowledged).await?;
-    terminate(&second);
-    let _ = second.wait();
+    stop(&mut second);
     drop(up);
     Ok(Row {
         id: "controller-manager",
@@ -1075,16 +1078,7 @@ impl Component {
 
     /// SIGTERM, then wait (SIGKILL after 60 s).
     fn stop(mut self) {
-        terminate(&self.child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
 }
 
