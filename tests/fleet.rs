@@ -1,7 +1,7 @@
 //! Fleets end to end: a hub (`gitplane up`) syncing into other real gitplane API servers
 //! (`gitplane apiserver`) on loopback, registered with `gitplane cluster add`; ApplicationSets
-//! generating Applications per cluster and per directory; unreachable and refusing
-//! destinations.
+//! generating Applications per cluster and per directory (fasttemplate and `goTemplate`);
+//! unreachable and refusing destinations.
 
 mod common;
 
