@@ -362,7 +362,10 @@ spec:
     eventually("one-east generated and synced into east", WAIT, || {
         (value_of(&east, "one").as_deref() == Some("1")).then_some(())
     });
-    assert_eq!(app_field(&hub, "one-east", "{.metadata.labels.env}"), "prod");
+    assert_eq!(
+        app_field(&hub, "one-east", "{.metadata.labels.env}"),
+        "prod"
+    );
 
     // missingkey=error: a parameter no generator gives is an error naming the set and field.
     hub.ok_stdin(&["apply", "-f", "-"], &set("{{ .path.nope }}"));
@@ -381,7 +384,11 @@ spec:
         "applicationset \"go\": spec.template.metadata.name: template: :1:3: executing \"\" \
          at <.path.nope>: map has no entry for key \"nope\""
     );
-    assert!(hub.kubectl(&["get", "application", "one-east"]).status.success());
+    assert!(
+        hub.kubectl(&["get", "application", "one-east"])
+            .status
+            .success()
+    );
 }
 
 #[test]

@@ -22,7 +22,9 @@ use crate::helm::gotmpl::exec::{CallError, Exec, Library, Set};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
     /// An option of `goTemplateOptions` is not one Go's `Option` takes.
-    #[error("spec.goTemplateOptions[{index}]: Unsupported value: {option:?}: supported values: \"missingkey=default\", \"missingkey=invalid\", \"missingkey=zero\", \"missingkey=error\"")]
+    #[error(
+        "spec.goTemplateOptions[{index}]: Unsupported value: {option:?}: supported values: \"missingkey=default\", \"missingkey=invalid\", \"missingkey=zero\", \"missingkey=error\""
+    )]
     Option {
         /// Its index.
         index: usize,
@@ -253,7 +255,12 @@ mod tests {
     #[test]
     fn keys_are_rendered_and_errors_name_the_field() {
         let doc = json!({"labels": {"{{ .name }}": "yes"}, "n": 1, "list": ["{{ .nope"]});
-        let got = render(&doc, &json!({"name": "e"}), Options::default(), "spec.template");
+        let got = render(
+            &doc,
+            &json!({"name": "e"}),
+            Options::default(),
+            "spec.template",
+        );
         assert_eq!(
             got.map_err(|e| match e {
                 Error::Template { field, .. } => field,
@@ -262,7 +269,12 @@ mod tests {
             Err("spec.template.list[0]".to_string())
         );
         let doc = json!({"labels": {"{{ .name }}": "yes"}, "n": 1});
-        let got = render(&doc, &json!({"name": "e"}), Options::default(), "spec.template");
+        let got = render(
+            &doc,
+            &json!({"name": "e"}),
+            Options::default(),
+            "spec.template",
+        );
         assert_eq!(got, Ok(json!({"labels": {"e": "yes"}, "n": 1})));
     }
 }

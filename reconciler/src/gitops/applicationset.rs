@@ -1006,7 +1006,10 @@ mod tests {
     #[test]
     fn matrix_sets_merge_nested_maps_key_by_key() {
         let mut a = json!({"name": "e", "metadata": {"labels": {"env": "prod"}}});
-        merge(&mut a, &json!({"metadata": {"labels": {"tier": "web"}}, "name": "w"}));
+        merge(
+            &mut a,
+            &json!({"metadata": {"labels": {"tier": "web"}}, "name": "w"}),
+        );
         assert_eq!(
             a,
             json!({"name": "w", "metadata": {"labels": {"env": "prod", "tier": "web"}}})

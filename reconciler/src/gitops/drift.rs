@@ -75,8 +75,7 @@ impl Drift {
             if watches.contains_key(&key) {
                 continue;
             }
-            let api: Api<DynamicObject> =
-                Api::all_with(target.cluster.client().clone(), &r.api);
+            let api: Api<DynamicObject> = Api::all_with(target.cluster.client().clone(), &r.api);
             let task = tokio::spawn(watch_one(
                 api,
                 target.name.clone(),

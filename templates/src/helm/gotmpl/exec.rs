@@ -334,9 +334,7 @@ impl<'a> Exec<'a> {
                     match found {
                         Some(v) => v,
                         None if self.missing_key_error => {
-                            return Err(
-                                self.err(pos, format!("map has no entry for key {name:?}"))
-                            );
+                            return Err(self.err(pos, format!("map has no entry for key {name:?}")));
                         }
                         None => Value::Nil,
                     }
