@@ -9,7 +9,8 @@
 //! connection, with back-off). Events of the initial listing are not drift; later ones put the
 //! Application's name in a set and wake the syncer ([`Drift::changed`], then [`Drift::take`]).
 //! Each watch is its own task, so a slow or unreachable cluster delays nothing else; its
-//! watches end when the cluster's client is rebuilt (its Secret changed) or the syncer stops.
+//! watches end at the next [`Drift::watch`] after the cluster's client is dropped (its Secret
+//! changed or was removed), or when the syncer stops.
 //! The syncer still compares every `heal_every` too (events missed while a watch reconnects).
 
 use std::collections::{HashMap, HashSet};
