@@ -1,7 +1,7 @@
 //! Fleets end to end: a hub (`gitplane up`) syncing into other real gitplane API servers
 //! (`gitplane apiserver`) on loopback, registered with `gitplane cluster add`; ApplicationSets
-//! generating Applications per cluster and per directory; unreachable and refusing
-//! destinations.
+//! generating Applications per cluster and per directory (fasttemplate and `goTemplate`);
+//! unreachable and refusing destinations.
 
 mod common;
 
@@ -316,6 +316,79 @@ spec:
         .then_some(())
     });
     assert_eq!(value_of(&east, "two").as_deref(), Some("2"));
+}
+
+#[test]
+fn go_template_applicationsets_read_nested_parameters_and_name_their_errors() {
+    let repo = GitRepo::new();
+    repo.write("apps/one/cm.yaml", &cm("one", "1"));
+    repo.commit("first");
+    let url = repo.path.to_string_lossy().into_owned();
+    let hub = Server::start_with(&["--repo", &url, "--path", "none"]);
+    let east = Server::start_apiserver();
+    cluster_add(&hub, "east", &east, &["--label", "env=prod"]);
+
+    let set = |name_template: &str| {
+        format!(
+            "apiVersion: gitplane.io/v1alpha1
+kind: ApplicationSet
+metadata:
+  name: go
+spec:
+  goTemplate: true
+  goTemplateOptions: [\"missingkey=error\"]
+  generators:
+  - matrix:
+      generators:
+      - git:
+          repoURL: \"{url}\"
+          directories: [{{path: 'apps/*'}}]
+      - clusters: {{selector: {{matchLabels: {{env: prod}}}}}}
+  template:
+    metadata:
+      name: '{name_template}'
+      labels: {{env: '{{{{ index .metadata.labels \"env\" }}}}'}}
+    spec:
+      source: {{repoURL: \"{url}\", path: '{{{{ .path.path }}}}'}}
+      destination: {{name: '{{{{ .name }}}}', namespace: default}}
+      syncPolicy: {{automated: {{prune: true}}}}
+"
+        )
+    };
+    hub.ok_stdin(
+        &["apply", "-f", "-"],
+        &set("{{ .path.basename }}-{{ .name | lower }}"),
+    );
+    eventually("one-east generated and synced into east", WAIT, || {
+        (value_of(&east, "one").as_deref() == Some("1")).then_some(())
+    });
+    assert_eq!(
+        app_field(&hub, "one-east", "{.metadata.labels.env}"),
+        "prod"
+    );
+
+    // missingkey=error: a parameter no generator gives is an error naming the set and field.
+    hub.ok_stdin(&["apply", "-f", "-"], &set("{{ .path.nope }}"));
+    let message = eventually("the missing key reported", WAIT, || {
+        let m = hub.ok(&[
+            "get",
+            "applicationset",
+            "go",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"ErrorOccurred\")].message}",
+        ]);
+        m.contains("nope").then_some(m)
+    });
+    assert_eq!(
+        message,
+        "applicationset \"go\": spec.template.metadata.name: template: :1:3: executing \"\" \
+         at <.path.nope>: map has no entry for key \"nope\""
+    );
+    assert!(
+        hub.kubectl(&["get", "application", "one-east"])
+            .status
+            .success()
+    );
 }
 
 #[test]

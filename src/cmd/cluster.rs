@@ -5,10 +5,13 @@
 //! cluster it creates the ServiceAccount `kube-system/gitplane-manager` bound to `cluster-admin`
 //! and asks a token for it (TokenRequest, one year), then stores the server, the token and the
 //! server's CA in the hub. `--no-service-account` stores the kubeconfig's own credentials
-//! instead (the target's RBAC then decides with that identity).
+//! instead (the target's RBAC then decides with that identity). A target still starting (its
+//! kubeconfig not written yet, its server not answering) is waited for up to [`START_WAIT`], so
+//! `gitplane apiserver … & gitplane cluster add …` works pasted as one.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use apimachinery::fleet::{self, LABEL_SECRET_TYPE, SECRET_TYPE_CLUSTER};
@@ -24,6 +27,9 @@ use super::connect::ClientArgs;
 const MANAGER: &str = "gitplane-manager";
 /// Its namespace.
 const MANAGER_NAMESPACE: &str = "kube-system";
+
+/// How long `add` waits for a target that is still starting.
+const START_WAIT: Duration = Duration::from_secs(30);
 
 /// Flags of `gitplane cluster`.
 #[derive(clap::Args, Debug)]
@@ -83,6 +89,57 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     })?
 }
 
+/// The target's kubeconfig text and client config, once the file exists and its server
+/// answers; a missing file or an unanswered call is retried for [`START_WAIT`] (the target may
+/// have been started a moment ago), anything else fails at once.
+async fn started_target(
+    path: &Path,
+    context: Option<String>,
+) -> anyhow::Result<(String, kube::Config)> {
+    let deadline = Instant::now() + START_WAIT;
+    let mut told = false;
+    loop {
+        let waiting = match std::fs::read_to_string(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                anyhow::anyhow!("cannot read the kubeconfig {}: {e}", path.display())
+            }
+            Err(e) => anyhow::bail!("cannot read the kubeconfig {}: {e}", path.display()),
+            Ok(text) => {
+                let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
+                    .with_context(|| format!("{}: not a kubeconfig", path.display()))?;
+                let options = kube::config::KubeConfigOptions {
+                    context: context.clone(),
+                    ..Default::default()
+                };
+                let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .with_context(|| format!("{}: unusable kubeconfig", path.display()))?;
+                let client = kube::Client::try_from(config.clone())
+                    .context("cannot build a client for the target")?;
+                match client.apiserver_version().await {
+                    Ok(_) => return Ok((text, config)),
+                    Err(e @ kube::Error::Api(_)) => {
+                        return Err(e).with_context(|| format!("{}", config.cluster_url));
+                    }
+                    Err(e) => anyhow::anyhow!(
+                        "{} does not answer: {}",
+                        config.cluster_url,
+                        reconciler::gitops::cluster::chain(&e)
+                    ),
+                }
+            }
+        };
+        if Instant::now() >= deadline {
+            return Err(waiting);
+        }
+        if !told {
+            eprintln!("waiting for the target to start ({waiting})");
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// The Secret name of the cluster `name`.
 fn secret_name(name: &str) -> String {
     format!("cluster-{name}")
@@ -100,17 +157,7 @@ async fn add(args: AddArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("--label {l:?}: expected key=value"))?;
         labels.insert(k.to_string(), v.to_string());
     }
-    let text = std::fs::read_to_string(&args.kubeconfig)
-        .with_context(|| format!("cannot read the kubeconfig {}", args.kubeconfig.display()))?;
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
-        .with_context(|| format!("{}: not a kubeconfig", args.kubeconfig.display()))?;
-    let options = kube::config::KubeConfigOptions {
-        context: args.context.clone(),
-        ..Default::default()
-    };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-        .await
-        .with_context(|| format!("{}: unusable kubeconfig", args.kubeconfig.display()))?;
+    let (text, config) = started_target(&args.kubeconfig, args.context.clone()).await?;
     let server = args
         .server
         .clone()

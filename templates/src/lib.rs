@@ -8,6 +8,7 @@
 //! - [`chart`]: gitplane's handlebars charts (values layering, schema, helpers, strict
 //!   rendering).
 //! - [`helm`]: Helm charts (Go templates), rendered as `helm template` renders them.
+//! - [`gotemplate`]: Go templates over a JSON document (ApplicationSets' `goTemplate: true`).
 //! - [`kustomize`]: kustomize overlays, equal to `kubectl kustomize`.
 //! - this file: [`render`], which detects the kind of a directory and renders it, and plain
 //!   directories of YAML/JSON files.
@@ -16,6 +17,7 @@
 //! values; nothing here touches the network, the cluster, the clock or the process environment.
 
 pub mod chart;
+pub mod gotemplate;
 pub mod helm;
 pub mod kustomize;
 mod scalar;

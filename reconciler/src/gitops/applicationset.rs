@@ -3,7 +3,12 @@
 //!
 //! An ApplicationSet (`gitplane.io/v1alpha1`, cluster-scoped) has `generators`, a `template`
 //! (an Application's `metadata` and `spec` with `{{param}}` placeholders, Argo CD's
-//! fasttemplate syntax: an unknown parameter stays as written) and a `syncPolicy`. Generators:
+//! fasttemplate syntax: an unknown parameter stays as written) and a `syncPolicy`. With
+//! `goTemplate: true` every string of the template is a Go template instead
+//! ([`templates::gotemplate`]) with the parameters as a nested map, in Argo CD's shapes
+//! (`{{ .name }}`, `{{ .path.basename }}`, `{{ index .path.segments 0 }}`,
+//! `{{ index .metadata.labels "env" }}`), and `goTemplateOptions: ["missingkey=error"]` makes a
+//! missing parameter an error. The parameters below are the fasttemplate names. Generators:
 //! - `list`: `elements`, each an object whose fields (nested ones flattened as `a.b`) are one
 //!   parameter set;
 //! - `clusters`: one set per registered cluster whose labels match `selector` (`matchLabels`,
@@ -12,10 +17,11 @@
 //!   (`in-cluster`) is one of them, as in Argo CD;
 //! - `git` with `directories` (`path` globs, `*` and `?` within one segment, `exclude: true` to
 //!   drop matches): one set per directory: `path`, `path.basename`,
-//!   `path.basenameNormalized`, `path[N]`;
+//!   `path.basenameNormalized`, `path[N]` (with `goTemplate`: `.path.path`, `.path.basename`,
+//!   `.path.basenameNormalized`, `.path.segments`);
 //! - `git` with `files` (`path` globs of JSON or YAML files): one set per file (per element when
 //!   the file is a list), its fields flattened, plus the `path` parameters of its directory;
-//! - `matrix` of two generators: every pair of their sets, merged.
+//! - `matrix` of two generators: every pair of their sets, merged (nested maps key by key).
 //!
 //! Each pass (on a change of the ApplicationSet or of an Application it owns, and every
 //! [`REQUEUE`] to follow Git and the registered clusters) renders the Applications, creates the
@@ -25,8 +31,9 @@
 //! Generated Applications carry the finalizer [`FINALIZER`] (the syncer prunes their resources
 //! when they are deleted) unless `syncPolicy.preserveResourcesOnDeletion` is true. Status:
 //! `resources` (the generated Applications), `applicationCount`, and conditions
-//! `ErrorOccurred`, `ParametersGenerated`, `ResourcesUpToDate`. `goTemplate: true` is refused
-//! with an `ErrorOccurred` condition (not supported yet).
+//! `ErrorOccurred`, `ParametersGenerated`, `ResourcesUpToDate`; an error rendering a template
+//! names the ApplicationSet and the field (`applicationset "web": spec.template.metadata.name:
+//! template: :1:3: executing "" at <.nope>: map has no entry for key "nope"`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -56,8 +63,17 @@ pub const REQUEUE: Duration = Duration::from_secs(2);
 /// The finalizer by which the syncer prunes a deleted Application's resources.
 pub const FINALIZER: &str = "gitplane.io/resources-finalizer";
 
-/// Parameters of one generated Application.
+/// Parameters of one generated Application, as fasttemplate reads them (flattened).
 pub type Params = BTreeMap<String, String>;
+
+/// Which template language an ApplicationSet uses, and so the shape of its parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Language {
+    /// Argo CD's fasttemplate `{{param}}`: parameters flattened (`path.basename`, `path[0]`).
+    Fast,
+    /// `goTemplate: true`: parameters as a nested map (`.path.basename`, `.path.segments`).
+    Go,
+}
 
 /// Why an ApplicationSet could not be generated.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +81,15 @@ pub enum Error {
     /// The spec is wrong; the message names the field.
     #[error("{0}")]
     Spec(String),
+    /// A Go template (`goTemplate: true`) or its options failed.
+    #[error("applicationset {set:?}: {source}")]
+    Template {
+        /// The ApplicationSet.
+        set: String,
+        /// The field and Go's message.
+        #[source]
+        source: templates::gotemplate::Error,
+    },
     /// A Git generator's repository could not be read.
     #[error("spec.generators[{index}].git: {source}")]
     Repo {
@@ -402,13 +427,40 @@ fn strip_times(status: &Value) -> Value {
 /// The Applications `set` generates, in order, with owner references and finalizers.
 async fn desired_apps(ctx: &Context, set: &Value) -> Result<Vec<Value>, Error> {
     let spec = set.get("spec").cloned().unwrap_or(json!({}));
-    if spec.get("goTemplate").and_then(Value::as_bool) == Some(true) {
-        return Err(Error::Spec(
-            "spec.goTemplate: Unsupported value: true: only fasttemplate ({{param}}) templates \
-             are supported"
-                .into(),
-        ));
-    }
+    let set_name = set.name().unwrap_or("").to_string();
+    let template_error = |source| Error::Template {
+        set: set_name.clone(),
+        source,
+    };
+    let language = match spec.get("goTemplate") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => Language::Fast,
+        Some(Value::Bool(true)) => Language::Go,
+        Some(other) => {
+            return Err(Error::Spec(format!(
+                "spec.goTemplate: Invalid value: {other}: expected a boolean"
+            )));
+        }
+    };
+    let options = match spec.get("goTemplateOptions") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                o.as_str().map(str::to_string).ok_or_else(|| {
+                    Error::Spec(format!(
+                        "spec.goTemplateOptions[{i}]: Invalid value: {o}: expected a string"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(Error::Spec(format!(
+                "spec.goTemplateOptions: Invalid value: {other}: expected a list of strings"
+            )));
+        }
+    };
+    let options = templates::gotemplate::Options::parse(&options).map_err(template_error)?;
     let generators = spec
         .get("generators")
         .and_then(Value::as_array)
@@ -420,7 +472,7 @@ async fn desired_apps(ctx: &Context, set: &Value) -> Result<Vec<Value>, Error> {
         .ok_or_else(|| Error::Spec("spec.template: Required value".into()))?;
     let mut sets = Vec::new();
     for (i, g) in generators.iter().enumerate() {
-        sets.extend(generate(ctx, g, i).await?);
+        sets.extend(generate(ctx, g, i, language).await?);
     }
     let preserve = spec
         .pointer("/syncPolicy/preserveResourcesOnDeletion")
@@ -436,7 +488,13 @@ async fn desired_apps(ctx: &Context, set: &Value) -> Result<Vec<Value>, Error> {
     });
     let mut out: Vec<Value> = Vec::new();
     for params in &sets {
-        let rendered = substitute(&template, params);
+        let rendered = match language {
+            Language::Fast => substitute(&template, &flatten(params)),
+            Language::Go => {
+                templates::gotemplate::render(&template, params, options, "spec.template")
+                    .map_err(template_error)?
+            }
+        };
         let name = rendered
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -482,12 +540,14 @@ async fn desired_apps(ctx: &Context, set: &Value) -> Result<Vec<Value>, Error> {
     Ok(out)
 }
 
-/// The parameter sets of one generator (`index` in `spec.generators`, for messages).
+/// The parameter sets of one generator (`index` in `spec.generators`, for messages), each an
+/// object in `language`'s shape.
 fn generate<'a>(
     ctx: &'a Context,
     generator: &'a Value,
     index: usize,
-) -> futures::future::BoxFuture<'a, Result<Vec<Params>, Error>> {
+    language: Language,
+) -> futures::future::BoxFuture<'a, Result<Vec<Value>, Error>> {
     Box::pin(async move {
         let field = format!("spec.generators[{index}]");
         if let Some(list) = generator.get("list") {
@@ -495,13 +555,13 @@ fn generate<'a>(
                 .get("elements")
                 .and_then(Value::as_array)
                 .ok_or_else(|| Error::Spec(format!("{field}.list.elements: Required value")))?;
-            return Ok(elements.iter().map(flatten).collect());
+            return Ok(elements.clone());
         }
         if let Some(clusters) = generator.get("clusters") {
             return clusters_params(ctx, clusters, &field).await;
         }
         if let Some(git) = generator.get("git") {
-            return git_params(ctx, git, index).await;
+            return git_params(ctx, git, index, language).await;
         }
         if let Some(matrix) = generator.get("matrix") {
             let gens = matrix
@@ -513,13 +573,13 @@ fn generate<'a>(
                         "{field}.matrix.generators: must hold exactly two generators"
                     ))
                 })?;
-            let left = generate(ctx, &gens[0], index).await?;
-            let right = generate(ctx, &gens[1], index).await?;
+            let left = generate(ctx, &gens[0], index, language).await?;
+            let right = generate(ctx, &gens[1], index, language).await?;
             let mut out = Vec::new();
             for l in &left {
                 for r in &right {
                     let mut merged = l.clone();
-                    merged.extend(r.clone());
+                    merge(&mut merged, r);
                     out.push(merged);
                 }
             }
@@ -535,7 +595,7 @@ async fn clusters_params(
     ctx: &Context,
     clusters: &Value,
     field: &str,
-) -> Result<Vec<Params>, Error> {
+) -> Result<Vec<Value>, Error> {
     let selector = match clusters.get("selector") {
         None | Some(Value::Null) => LabelSelector::everything(),
         Some(s) => {
@@ -546,41 +606,38 @@ async fn clusters_params(
                 .map_err(|e| Error::Spec(format!("{field}.clusters.selector: {e}")))?
         }
     };
-    let values = clusters.get("values").map(flatten).unwrap_or_default();
+    let values = clusters.get("values").cloned().unwrap_or(json!({}));
     let mut out = Vec::new();
-    let with_values = |mut p: Params| {
-        for (k, v) in &values {
-            p.insert(format!("values.{k}"), v.clone());
-        }
-        p
-    };
     if selector.is_everything() {
-        let mut p = Params::new();
-        p.insert("name".into(), IN_CLUSTER_NAME.into());
-        p.insert("nameNormalized".into(), IN_CLUSTER_NAME.into());
-        p.insert("server".into(), IN_CLUSTER_SERVER.into());
-        out.push(with_values(p));
+        out.push(json!({
+            "name": IN_CLUSTER_NAME,
+            "nameNormalized": IN_CLUSTER_NAME,
+            "server": IN_CLUSTER_SERVER,
+            "metadata": {"labels": {}, "annotations": {}},
+            "values": values,
+        }));
     }
     for c in destinations::registered(&ctx.client).await? {
         if !selector.matches(&c.secret.labels) {
             continue;
         }
-        let mut p = Params::new();
-        p.insert("name".into(), c.secret.name.clone());
-        p.insert("nameNormalized".into(), normalize(&c.secret.name));
-        p.insert("server".into(), c.server.clone());
-        for (k, v) in &c.secret.labels {
-            p.insert(format!("metadata.labels.{k}"), v.clone());
-        }
-        for (k, v) in &c.secret.annotations {
-            p.insert(format!("metadata.annotations.{k}"), v.clone());
-        }
-        out.push(with_values(p));
+        out.push(json!({
+            "name": c.secret.name,
+            "nameNormalized": normalize(&c.secret.name),
+            "server": c.server,
+            "metadata": {"labels": c.secret.labels, "annotations": c.secret.annotations},
+            "values": values,
+        }));
     }
     Ok(out)
 }
 
-async fn git_params(ctx: &Context, git: &Value, index: usize) -> Result<Vec<Params>, Error> {
+async fn git_params(
+    ctx: &Context,
+    git: &Value,
+    index: usize,
+    language: Language,
+) -> Result<Vec<Value>, Error> {
     let field = format!("spec.generators[{index}].git");
     let repo_url = git
         .get("repoURL")
@@ -647,7 +704,7 @@ async fn git_params(ctx: &Context, git: &Value, index: usize) -> Result<Vec<Para
                 let included = dirs.iter().any(|(p, ex)| !ex && glob_match(p, d));
                 let excluded = dirs.iter().any(|(p, ex)| *ex && glob_match(p, d));
                 if included && !excluded {
-                    out.push(path_params(d));
+                    out.push(path_params(d, None, language));
                 }
             }
         }
@@ -667,18 +724,15 @@ async fn git_params(ctx: &Context, git: &Value, index: usize) -> Result<Vec<Para
                 other => vec![other],
             };
             for item in items {
-                let mut p = flatten(&item);
-                for (k, v) in path_params(&dir) {
-                    p.insert(k, v);
-                }
-                p.insert(
-                    "path.filename".into(),
-                    templates::source::file_name(f).to_string(),
-                );
-                p.insert(
-                    "path.filenameNormalized".into(),
-                    normalize(templates::source::file_name(f)),
-                );
+                let mut p = match item {
+                    Value::Object(_) => item,
+                    other => {
+                        return Err(Error::File(format!(
+                            "{f}: expected an object (or a list of objects), found {other}"
+                        )));
+                    }
+                };
+                merge(&mut p, &path_params(&dir, Some(f), language));
                 out.push(p);
             }
         }
@@ -715,17 +769,56 @@ fn walk(
     }
 }
 
-/// `path`, `path.basename`, `path.basenameNormalized` and `path[N]` of a directory.
-fn path_params(dir: &str) -> Params {
-    let mut p = Params::new();
+/// The `path` parameters of a directory (and of a file in it, for the Git files generator):
+/// with fasttemplate `path`, `path.basename`, `path.basenameNormalized`, `path[N]`,
+/// `path.filename`, `path.filenameNormalized`; with Go templates the same under `.path` as
+/// `path`, `basename`, …, `segments` (a list), as Argo CD has them.
+fn path_params(dir: &str, file: Option<&str>, language: Language) -> Value {
     let base = templates::source::file_name(dir).to_string();
-    p.insert("path".into(), dir.to_string());
-    p.insert("path.basenameNormalized".into(), normalize(&base));
-    p.insert("path.basename".into(), base);
-    for (i, seg) in dir.split('/').filter(|s| !s.is_empty()).enumerate() {
-        p.insert(format!("path[{i}]"), seg.to_string());
+    let segments: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
+    let mut p = Map::new();
+    p.insert("path".into(), json!(dir));
+    p.insert("basenameNormalized".into(), json!(normalize(&base)));
+    p.insert("basename".into(), json!(base));
+    if let Some(f) = file {
+        let name = templates::source::file_name(f);
+        p.insert("filename".into(), json!(name));
+        p.insert("filenameNormalized".into(), json!(normalize(name)));
     }
-    p
+    match language {
+        Language::Go => {
+            p.insert("segments".into(), json!(segments));
+            json!({ "path": p })
+        }
+        Language::Fast => {
+            let mut flat = Map::new();
+            for (k, v) in p {
+                let key = if k == "path" { k } else { format!("path.{k}") };
+                flat.insert(key, v);
+            }
+            for (i, seg) in segments.iter().enumerate() {
+                flat.insert(format!("path[{i}]"), json!(seg));
+            }
+            Value::Object(flat)
+        }
+    }
+}
+
+/// Merges `from` into `into`: objects key by key (recursively), anything else replaced.
+fn merge(into: &mut Value, from: &Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v.clone(),
+    }
 }
 
 /// A name made a DNS subdomain as Argo CD does: lowercase, anything but `[a-z0-9.-]` a `-`.
@@ -895,11 +988,31 @@ mod tests {
 
     #[test]
     fn directory_parameters_name_the_path_and_its_segments() {
-        let p = path_params("apps/My_App");
+        let p = flatten(&path_params("apps/My_App", None, Language::Fast));
         assert_eq!(p["path"], "apps/My_App");
         assert_eq!(p["path.basename"], "My_App");
         assert_eq!(p["path.basenameNormalized"], "my-app");
         assert_eq!(p["path[0]"], "apps");
         assert_eq!(p["path[1]"], "My_App");
+        let p = path_params("apps/My_App", Some("apps/My_App/c.json"), Language::Go);
+        assert_eq!(
+            p,
+            json!({"path": {"path": "apps/My_App", "basename": "My_App",
+                            "basenameNormalized": "my-app", "segments": ["apps", "My_App"],
+                            "filename": "c.json", "filenameNormalized": "c.json"}})
+        );
+    }
+
+    #[test]
+    fn matrix_sets_merge_nested_maps_key_by_key() {
+        let mut a = json!({"name": "e", "metadata": {"labels": {"env": "prod"}}});
+        merge(
+            &mut a,
+            &json!({"metadata": {"labels": {"tier": "web"}}, "name": "w"}),
+        );
+        assert_eq!(
+            a,
+            json!({"name": "w", "metadata": {"labels": {"env": "prod", "tier": "web"}}})
+        );
     }
 }

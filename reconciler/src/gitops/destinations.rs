@@ -248,6 +248,15 @@ impl Destinations {
             return Ok(self.local());
         }
         let secrets = list(&self.hub).await?;
+        {
+            // A removed cluster's client goes (and with it its drift watches).
+            let mut remotes = self.remotes.lock().unwrap_or_else(|p| p.into_inner());
+            remotes.retain(|name, _| {
+                secrets
+                    .iter()
+                    .any(|(_, s)| s.as_ref().is_ok_and(|s| &s.secret == name))
+            });
+        }
         let want_server = destination.server.trim_end_matches('/');
         let mut found = None;
         for (version, secret) in secrets {

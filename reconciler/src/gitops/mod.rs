@@ -5,6 +5,7 @@ pub mod chartrepo;
 pub mod cluster;
 pub mod compare;
 pub mod destinations;
+pub mod drift;
 pub mod health;
 pub mod metrics;
 pub mod notifications;

@@ -9,7 +9,8 @@
 //!    or the polling interval (60 s by default);
 //! 2. **render** the tree at the resolved commit (cached per commit and spec);
 //! 3. **compare** with the live cluster when the commit or spec changed, after a fetch, on a
-//!    manual sync, and at least every `heal_every` (so drift is seen within seconds);
+//!    manual sync, on drift a remote destination's watch saw ([`super::drift`], at most every
+//!    [`DRIFT_GAP`]), and at least every `heal_every` (so drift is seen within seconds);
 //! 4. **sync** when asked (an operation, through `gitplane.io/sync-request`) or when the policy is
 //!    automated and the commit or spec changed since the last sync (or always, with selfHeal);
 //!    an automatic sync that failed is retried for the same commit and spec with back-off (5 s
@@ -34,6 +35,7 @@ use super::application::{
 use super::chartrepo::{self, ChartError, Pulled};
 use super::cluster::Cluster;
 use super::destinations::{DestinationError, Destinations, Target};
+use super::drift::Drift;
 use super::repo::{CommitInfo, Credentials, Mirror, RepoError};
 use super::sync::{self, Plan, SyncError};
 use super::syncer::Config;
@@ -173,6 +175,8 @@ pub struct Context {
     pub cluster: Arc<Cluster>,
     /// The clusters Applications are synced to.
     pub destinations: Destinations,
+    /// The watches of remote destinations.
+    pub drift: Drift,
     /// Applications.
     pub api: Api<DynamicObject>,
     /// Syncer settings.
@@ -190,6 +194,7 @@ impl Context {
         Context {
             api: Api::all_with(client.clone(), &super::syncer::application_resource()),
             destinations: Destinations::new(client, cluster.clone()),
+            drift: Drift::default(),
             cluster,
             config,
             mirrors: Mutex::default(),
@@ -217,12 +222,25 @@ pub struct AppState {
     rendered: Option<Rendered>,
     compared_at: Option<Instant>,
     compared_key: Option<(String, u64)>,
+    /// A watch saw drift in the destination since the last comparison.
+    drift_pending: bool,
     /// The chart archive last pulled (an Application of a chart repository).
     pulled: Option<Pulled>,
     /// Automatic syncs of this commit and spec that failed in a row, and when to try again.
     failures: u32,
     retry_at: Option<Instant>,
 }
+
+impl AppState {
+    /// Records that a destination watch saw one of the Application's objects change.
+    pub fn drifted(&mut self) {
+        self.drift_pending = true;
+    }
+}
+
+/// The shortest time between two comparisons that drift asks for (a sync's own writes come
+/// back as watch events too, and an object that never settles must not be compared in a loop).
+pub const DRIFT_GAP: Duration = Duration::from_millis(500);
 
 /// A commit rendered for one spec: the objects with their `file:line`, or why rendering failed.
 #[derive(Clone)]
@@ -346,6 +364,10 @@ async fn pass(
         return Err(e.into());
     }
     let mut plan = plan?;
+    ctx.drift.watch(
+        &target,
+        plan.items.iter().filter_map(|item| item.resource.as_ref()),
+    );
     let synced = sync(ctx, &app, &target, &mut plan, &rendered, state).await;
     ctx.destinations.observe(&target);
     report(ctx, &app, &plan, &rendered.sha, synced).await
@@ -586,7 +608,8 @@ async fn render(
 }
 
 /// Whether step 3 is due: the commit or spec changed, the mirror was fetched, a manual sync
-/// waits, or the self-heal period is up. Records the comparison when it is.
+/// waits, a watch saw drift (and [`DRIFT_GAP`] passed), or the self-heal period is up. Records
+/// the comparison when it is.
 fn compare_due(
     ctx: &Context,
     app: &Request,
@@ -595,15 +618,16 @@ fn compare_due(
     fetched: bool,
 ) -> bool {
     let key = (sha.to_string(), app.spec_hash);
+    let since = |gap: Duration| state.compared_at.is_none_or(|t| t.elapsed() >= gap);
     let due = state.compared_key.as_ref() != Some(&key)
-        || state
-            .compared_at
-            .is_none_or(|t| t.elapsed() >= ctx.config.heal_every)
+        || since(ctx.config.heal_every)
+        || (state.drift_pending && since(DRIFT_GAP))
         || app.pending_request.is_some()
         || fetched;
     if due {
         state.compared_key = Some(key);
         state.compared_at = Some(Instant::now());
+        state.drift_pending = false;
     }
     due
 }

@@ -8,6 +8,8 @@
 //! - a **wake** (a change in a local repository's files, a verified push webhook) queues the
 //!   Applications of that repository and marks them for a fetch (reading a repository opens its
 //!   files; those events are not changes, so passes do not wake themselves);
+//! - **drift** a remote destination's watch saw ([`super::drift`]) queues the Application it
+//!   names and marks it for a comparison;
 //! - a **finished pass** hands back the Application's state and lets the next wave start.
 //!
 //! A queued Application gets one pass ([`steps::reconcile`], which reads the Application afresh)
@@ -97,6 +99,8 @@ struct Slot {
     queued: bool,
     /// Its repository changed: the next pass fetches.
     repo_event: bool,
+    /// A destination watch saw its objects change: the next pass compares.
+    drift: bool,
 }
 
 /// What a finished pass hands back.
@@ -165,6 +169,7 @@ impl Syncer {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let permits = Arc::new(tokio::sync::Semaphore::new(self.ctx.config.workers.max(1)));
         let wake = self.wake.clone();
+        let ctx = self.ctx.clone();
         let mut slots: HashMap<String, Slot> = HashMap::new();
         let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut running: HashMap<tokio::task::Id, String> = HashMap::new();
@@ -184,6 +189,14 @@ impl Syncer {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     self.take_repo_events(&store.state(), &mut slots);
                     slots.values_mut().filter(|s| s.repo_event).for_each(|s| s.queued = true);
+                }
+                _ = ctx.drift.changed() => {
+                    for name in ctx.drift.take() {
+                        if let Some(slot) = slots.get_mut(&name) {
+                            slot.queued = true;
+                            slot.drift = true;
+                        }
+                    }
                 }
                 event = events.next() => match event {
                     Some(Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app))) => {
@@ -279,6 +292,9 @@ impl Syncer {
             lowest_running = Some(lowest_running.map_or(wave, |w| w.min(wave)));
             let mut state = std::mem::take(&mut slot.state);
             let repo_event = std::mem::take(&mut slot.repo_event);
+            if std::mem::take(&mut slot.drift) {
+                state.drifted();
+            }
             let (ctx, permits, task_name) = (self.ctx.clone(), permits.clone(), name.clone());
             let labels = telemetry::argocd::ReconcileLabels {
                 namespace: app.namespace().unwrap_or("").to_string(),

@@ -3,7 +3,7 @@
 //! Go's built-in functions (`and`, `or`, `not`, `len`, `index`, `slice`, `print`, `printf`,
 //! `println`, `eq`, `ne`, `lt`, `le`, `gt`, `ge`) are here; every other name goes to the
 //! [`Library`]. Missing map keys are `nil`, which prints as `<no value>` (Helm's
-//! `missingkey=zero`).
+//! `missingkey=zero`), or an error with [`Exec::missing_key_error`] (`missingkey=error`).
 
 use super::parse::{Arg, Cmd, Node, Pipe, Pos, Tree};
 use super::{Error, Value, go_print};
@@ -70,6 +70,7 @@ pub struct Exec<'a> {
     vars: Vec<(String, Value)>,
     depth: usize,
     tree: Rc<Tree>,
+    missing_key_error: bool,
 }
 
 impl<'a> Exec<'a> {
@@ -89,7 +90,15 @@ impl<'a> Exec<'a> {
             vars: Vec::new(),
             depth: 0,
             tree,
+            missing_key_error: false,
         }
+    }
+
+    /// Makes a field of a map that has no such key an error (`map has no entry for key "k"`),
+    /// as Go's `Option("missingkey=error")`; `index` is not affected, as in Go.
+    pub fn missing_key_error(mut self, on: bool) -> Self {
+        self.missing_key_error = on;
+        self
     }
 
     /// The name of the template being executed.
@@ -321,7 +330,14 @@ impl<'a> Exec<'a> {
                             self.err(pos, format!("{name} is not a method but has arguments"))
                         );
                     }
-                    m.borrow().get(name).cloned().unwrap_or(Value::Nil)
+                    let found = m.borrow().get(name).cloned();
+                    match found {
+                        Some(v) => v,
+                        None if self.missing_key_error => {
+                            return Err(self.err(pos, format!("map has no entry for key {name:?}")));
+                        }
+                        None => Value::Nil,
+                    }
                 }
                 Value::Files(_) | Value::ApiVersions(_) => {
                     let call_args = if last {
