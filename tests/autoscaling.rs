@@ -1,5 +1,6 @@
 //! Resource metrics and autoscaling with the real kubectl: `kubectl top` against `gitplane up`
-//! with a local process node running a CPU-burning shell loop (usage from `/proc` through the
+//! with a local process node running a CPU-burning shell loop and a quiet one that wakes once a
+//! second (non-zero CPU and memory for both; usage from `/proc` through the
 //! node agent's `/stats/summary` and `metrics.k8s.io`), RBAC on the metrics; a
 //! HorizontalPodAutoscaler scaling a Deployment of real burning processes up and, once they
 //! stop burning, back down after a short stabilization window; `kubectl autoscale` on
@@ -55,6 +56,17 @@ fn kubectl_top_shows_the_usage_of_a_cpu_burning_process() {
         "-c",
         "while :; do :; done",
     ]);
+    // A pod that does something small: a shell waking once a second.
+    s.ok(&[
+        "run",
+        "quiet",
+        "--image=busybox",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "while :; do sleep 1; done",
+    ]);
     // Non-zero CPU and memory for the burning pod: the machine may be busy, but a busy loop
     // always gets some CPU.
     let cells = eventually(
@@ -70,6 +82,32 @@ fn kubectl_top_shows_the_usage_of_a_cpu_burning_process() {
         cells[2].ends_with('m') && cells[3].ends_with("Mi"),
         "{cells:?}"
     );
+    // The quiet pod uses little, measured finely enough not to read as 0 (kubectl shows at
+    // least 1m for any non-zero figure).
+    let usage = eventually(
+        "quiet's PodMetrics with non-zero CPU",
+        Duration::from_secs(90),
+        || {
+            let out = s.kubectl(&[
+                "get",
+                "--raw",
+                "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/quiet",
+            ]);
+            let m: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let usage = m["containers"][0]["usage"].clone();
+            let cpu = usage["cpu"].as_str()?.trim_end_matches('n').parse::<u64>().ok()?;
+            (cpu > 0).then_some(usage)
+        },
+    );
+    assert!(
+        usage["memory"]
+            .as_str()
+            .is_some_and(|m| number(m) > 0 && m.ends_with("Ki")),
+        "{usage}"
+    );
+    let top = s.ok(&["top", "pods"]);
+    let q = row(&top, &["quiet"]).unwrap_or_else(|| panic!("{top}"));
+    assert!(number(&q[1]) > 0 && number(&q[2]) > 0, "{top}");
     let containers = s.ok(&["top", "pods", "--containers"]);
     let c = row(&containers, &["burn", "burn"]).unwrap_or_else(|| panic!("{containers}"));
     assert!(number(&c[3]) > 0, "{containers}");
