@@ -6,9 +6,9 @@
 //! no other metric is given, as Kubernetes' defaulting makes it); everything v2 has and v1 has
 //! not travels in Kubernetes' annotations, so a v1 client's read-modify-write loses nothing:
 //! `autoscaling.alpha.kubernetes.io/metrics` (the metrics other than the CPU utilization one),
-//! `…/behavior`, `…/current-metrics` and `…/conditions`. Deviation: their values are the v2
-//! JSON of those fields, where Kubernetes writes v1's own `MetricSpec` shape (the v2beta1
-//! field names); only gitplane reads them back.
+//! `…/behavior`, `…/current-metrics` and `…/conditions`, the metrics in v1's own `MetricSpec`
+//! and `MetricStatus` shapes (`targetAverageUtilization`, `metricName`, `currentAverageValue`:
+//! [`metric_to_v1`], [`metric_from_v1`] and their status twins) as Kubernetes writes them.
 //!
 //! Objects stored as v1 by older versions of gitplane read as v2 through [`to_v2`] too.
 
@@ -82,8 +82,10 @@ pub fn to_v2(obj: &Value) -> Value {
     let mut metrics: Vec<Value> = kept
         .get(METRICS_ANNOTATION)
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        .into_iter()
+        .flatten()
+        .map(metric_from_v1)
+        .collect();
     let target = spec
         .get("targetCPUUtilizationPercentage")
         .and_then(Value::as_i64)
@@ -119,8 +121,11 @@ pub fn to_v2(obj: &Value) -> Value {
                 v2_status[field] = v.clone();
             }
         }
-        if let Some(current) = kept.get(CURRENT_METRICS_ANNOTATION) {
-            v2_status["currentMetrics"] = current.clone();
+        if let Some(current) = kept
+            .get(CURRENT_METRICS_ANNOTATION)
+            .and_then(Value::as_array)
+        {
+            v2_status["currentMetrics"] = current.iter().map(status_from_v1).collect();
         } else if let Some(cpu) = status.get("currentCPUUtilizationPercentage") {
             v2_status["currentMetrics"] = json!([{"type": "Resource", "resource": {"name": "cpu",
                 "current": {"averageUtilization": cpu}}}]);
@@ -147,7 +152,7 @@ pub fn to_v1(obj: &Value) -> Value {
         .iter()
         .enumerate()
         .filter(|(i, _)| Some(*i) != cpu)
-        .map(|(_, m)| m.clone())
+        .map(|(_, m)| metric_to_v1(m))
         .collect();
     let mut keep = |key: &str, value: &Value| {
         annotations.insert(key.to_string(), json!(value.to_string()));
@@ -164,6 +169,7 @@ pub fn to_v1(obj: &Value) -> Value {
         .and_then(Value::as_array)
         .filter(|m| !m.is_empty());
     if let Some(current) = current {
+        let current: Vec<Value> = current.iter().map(status_to_v1).collect();
         keep(CURRENT_METRICS_ANNOTATION, &json!(current));
     }
     let conditions = status
@@ -227,6 +233,235 @@ fn v1_status(v2: &Value) -> Value {
         out["currentCPUUtilizationPercentage"] = cpu.clone();
     }
     out
+}
+
+/// An object of the fields of `pairs` that are present and not null.
+fn fields<'a>(pairs: impl IntoIterator<Item = (&'a str, Option<&'a Value>)>) -> Value {
+    Value::Object(
+        pairs
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v.filter(|v| !v.is_null())?.clone())))
+            .collect(),
+    )
+}
+
+/// The key of a metric type's source in v1 and v2 (`Resource` → `resource`).
+fn source_key(type_: &str) -> String {
+    let mut chars = type_.chars();
+    chars
+        .next()
+        .map(|c| c.to_ascii_lowercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+
+/// A v2 `MetricSpec` in v1's shape (the annotation's), as Kubernetes converts it.
+pub fn metric_to_v1(m: &Value) -> Value {
+    let type_ = m["type"].as_str().unwrap_or("");
+    let key = source_key(type_);
+    let src = &m[&key];
+    let target = &src["target"];
+    let metric = &src["metric"];
+    let converted = match type_ {
+        "Resource" | "ContainerResource" => fields([
+            ("name", src.get("name")),
+            ("container", src.get("container")),
+            ("targetAverageUtilization", target.get("averageUtilization")),
+            ("targetAverageValue", target.get("averageValue")),
+        ]),
+        "Pods" => fields([
+            ("metricName", metric.get("name")),
+            ("targetAverageValue", target.get("averageValue")),
+            ("selector", metric.get("selector")),
+        ]),
+        "Object" => fields([
+            ("target", src.get("describedObject")),
+            ("metricName", metric.get("name")),
+            ("targetValue", target.get("value")),
+            ("averageValue", target.get("averageValue")),
+            ("selector", metric.get("selector")),
+        ]),
+        "External" => fields([
+            ("metricName", metric.get("name")),
+            ("metricSelector", metric.get("selector")),
+            ("targetValue", target.get("value")),
+            ("targetAverageValue", target.get("averageValue")),
+        ]),
+        _ => return m.clone(),
+    };
+    json!({"type": type_, key: converted})
+}
+
+/// A v1 `MetricSpec` (the annotation's) as v2's, as Kubernetes converts it: the target's type
+/// follows from the fields given.
+pub fn metric_from_v1(m: &Value) -> Value {
+    let type_ = m["type"].as_str().unwrap_or("");
+    let key = source_key(type_);
+    let src = &m[&key];
+    let target_type = |average: bool, otherwise: &str| -> Value {
+        json!(if average { "AverageValue" } else { otherwise })
+    };
+    let converted = match type_ {
+        "Resource" | "ContainerResource" => {
+            let utilization = src.get("targetAverageUtilization").filter(|v| !v.is_null());
+            let kind = if utilization.is_some() {
+                json!("Utilization")
+            } else {
+                json!("AverageValue")
+            };
+            let target = fields([
+                ("type", Some(&kind)),
+                ("averageUtilization", utilization),
+                ("averageValue", src.get("targetAverageValue")),
+            ]);
+            fields([
+                ("name", src.get("name")),
+                ("container", src.get("container")),
+                ("target", Some(&target)),
+            ])
+        }
+        "Pods" => {
+            let kind = json!("AverageValue");
+            let target = fields([
+                ("type", Some(&kind)),
+                ("averageValue", src.get("targetAverageValue")),
+            ]);
+            let metric = fields([
+                ("name", src.get("metricName")),
+                ("selector", src.get("selector")),
+            ]);
+            fields([("metric", Some(&metric)), ("target", Some(&target))])
+        }
+        "Object" => {
+            let average = src.get("averageValue").is_some_and(|v| !v.is_null());
+            let kind = target_type(average, "Value");
+            let target = fields([
+                ("type", Some(&kind)),
+                ("value", src.get("targetValue")),
+                ("averageValue", src.get("averageValue")),
+            ]);
+            let metric = fields([
+                ("name", src.get("metricName")),
+                ("selector", src.get("selector")),
+            ]);
+            fields([
+                ("describedObject", src.get("target")),
+                ("metric", Some(&metric)),
+                ("target", Some(&target)),
+            ])
+        }
+        "External" => {
+            let average = src.get("targetAverageValue").is_some_and(|v| !v.is_null());
+            let kind = target_type(average, "Value");
+            let target = fields([
+                ("type", Some(&kind)),
+                ("value", src.get("targetValue")),
+                ("averageValue", src.get("targetAverageValue")),
+            ]);
+            let metric = fields([
+                ("name", src.get("metricName")),
+                ("selector", src.get("metricSelector")),
+            ]);
+            fields([("metric", Some(&metric)), ("target", Some(&target))])
+        }
+        _ => return m.clone(),
+    };
+    json!({"type": type_, key: converted})
+}
+
+/// A v2 `MetricStatus` in v1's shape.
+pub fn status_to_v1(m: &Value) -> Value {
+    let type_ = m["type"].as_str().unwrap_or("");
+    let key = source_key(type_);
+    let src = &m[&key];
+    let current = &src["current"];
+    let metric = &src["metric"];
+    let converted = match type_ {
+        "Resource" | "ContainerResource" => fields([
+            ("name", src.get("name")),
+            ("container", src.get("container")),
+            (
+                "currentAverageUtilization",
+                current.get("averageUtilization"),
+            ),
+            ("currentAverageValue", current.get("averageValue")),
+        ]),
+        "Pods" => fields([
+            ("metricName", metric.get("name")),
+            ("currentAverageValue", current.get("averageValue")),
+            ("selector", metric.get("selector")),
+        ]),
+        "Object" => fields([
+            ("target", src.get("describedObject")),
+            ("metricName", metric.get("name")),
+            ("currentValue", current.get("value")),
+            ("averageValue", current.get("averageValue")),
+            ("selector", metric.get("selector")),
+        ]),
+        "External" => fields([
+            ("metricName", metric.get("name")),
+            ("metricSelector", metric.get("selector")),
+            ("currentValue", current.get("value")),
+            ("currentAverageValue", current.get("averageValue")),
+        ]),
+        _ => return m.clone(),
+    };
+    json!({"type": type_, key: converted})
+}
+
+/// A v1 `MetricStatus` as v2's.
+pub fn status_from_v1(m: &Value) -> Value {
+    let type_ = m["type"].as_str().unwrap_or("");
+    let key = source_key(type_);
+    let src = &m[&key];
+    let converted = match type_ {
+        "Resource" | "ContainerResource" => {
+            let current = fields([
+                ("averageUtilization", src.get("currentAverageUtilization")),
+                ("averageValue", src.get("currentAverageValue")),
+            ]);
+            fields([
+                ("name", src.get("name")),
+                ("container", src.get("container")),
+                ("current", Some(&current)),
+            ])
+        }
+        "Pods" => {
+            let current = fields([("averageValue", src.get("currentAverageValue"))]);
+            let metric = fields([
+                ("name", src.get("metricName")),
+                ("selector", src.get("selector")),
+            ]);
+            fields([("metric", Some(&metric)), ("current", Some(&current))])
+        }
+        "Object" => {
+            let current = fields([
+                ("value", src.get("currentValue")),
+                ("averageValue", src.get("averageValue")),
+            ]);
+            let metric = fields([
+                ("name", src.get("metricName")),
+                ("selector", src.get("selector")),
+            ]);
+            fields([
+                ("describedObject", src.get("target")),
+                ("metric", Some(&metric)),
+                ("current", Some(&current)),
+            ])
+        }
+        "External" => {
+            let current = fields([
+                ("value", src.get("currentValue")),
+                ("averageValue", src.get("currentAverageValue")),
+            ]);
+            let metric = fields([
+                ("name", src.get("metricName")),
+                ("selector", src.get("metricSelector")),
+            ]);
+            fields([("metric", Some(&metric)), ("current", Some(&current))])
+        }
+        _ => return m.clone(),
+    };
+    json!({"type": type_, key: converted})
 }
 
 #[cfg(test)]
@@ -297,9 +532,10 @@ mod tests {
         let annotations = &v1["metadata"]["annotations"];
         assert_eq!(annotations["team"], "a");
         assert!(
-            annotations[METRICS_ANNOTATION]
-                .as_str()
-                .is_some_and(|m| m.contains("64Mi") && !m.contains("cpu")),
+            annotations[METRICS_ANNOTATION].as_str()
+                == Some(
+                    r#"[{"type":"Resource","resource":{"name":"memory","targetAverageValue":"64Mi"}}]"#
+                ),
             "{annotations}"
         );
         assert!(annotations[BEHAVIOR_ANNOTATION].is_string());
@@ -320,11 +556,62 @@ mod tests {
     #[test]
     fn a_v1_autoscaler_with_other_metrics_and_no_cpu_target_gets_no_default() {
         let v1 = json!({"apiVersion": "autoscaling/v1", "metadata": {"annotations": {
-            METRICS_ANNOTATION: r#"[{"type":"Pods","pods":{"metric":{"name":"qps"},"target":{"type":"AverageValue","averageValue":"10"}}}]"#}},
+            METRICS_ANNOTATION: r#"[{"type":"Pods","pods":{"metricName":"qps","targetAverageValue":"10"}}]"#}},
             "spec": {"maxReplicas": 2}});
         let v2 = to_v2(&v1);
         assert_eq!(v2["spec"]["metrics"].as_array().map(Vec::len), Some(1));
-        assert_eq!(v2["spec"]["metrics"][0]["type"], "Pods");
+        assert_eq!(
+            v2["spec"]["metrics"][0],
+            json!({"type": "Pods", "pods": {"metric": {"name": "qps"},
+                "target": {"type": "AverageValue", "averageValue": "10"}}})
+        );
         assert_eq!(v2["metadata"], json!({}));
+    }
+
+    #[test]
+    fn every_metric_type_converts_to_v1s_shape_and_back() {
+        let check = |v2: Value, v1: Value| {
+            assert_eq!(metric_to_v1(&v2), v1, "{v2}");
+            assert_eq!(metric_from_v1(&v1), v2, "{v1}");
+        };
+        let selector = json!({"matchLabels": {"queue": "jobs"}});
+        check(
+            json!({"type": "ContainerResource", "containerResource": {"name": "cpu", "container": "app",
+                "target": {"type": "Utilization", "averageUtilization": 60}}}),
+            json!({"type": "ContainerResource", "containerResource": {"name": "cpu", "container": "app",
+                "targetAverageUtilization": 60}}),
+        );
+        check(
+            json!({"type": "Pods", "pods": {"metric": {"name": "qps", "selector": selector},
+                "target": {"type": "AverageValue", "averageValue": "10"}}}),
+            json!({"type": "Pods", "pods": {"metricName": "qps", "selector": selector,
+                "targetAverageValue": "10"}}),
+        );
+        let ingress =
+            json!({"kind": "Ingress", "name": "main", "apiVersion": "networking.k8s.io/v1"});
+        check(
+            json!({"type": "Object", "object": {"describedObject": ingress, "metric": {"name": "hits"},
+                "target": {"type": "Value", "value": "2k"}}}),
+            json!({"type": "Object", "object": {"target": ingress, "metricName": "hits",
+                "targetValue": "2k"}}),
+        );
+        check(
+            json!({"type": "External", "external": {"metric": {"name": "queue", "selector": selector},
+                "target": {"type": "AverageValue", "averageValue": "30"}}}),
+            json!({"type": "External", "external": {"metricName": "queue", "metricSelector": selector,
+                "targetAverageValue": "30"}}),
+        );
+        let status = json!({"type": "Resource", "resource": {"name": "cpu",
+            "current": {"averageUtilization": 70, "averageValue": "350m"}}});
+        let v1 = json!({"type": "Resource", "resource": {"name": "cpu",
+            "currentAverageUtilization": 70, "currentAverageValue": "350m"}});
+        assert_eq!(status_to_v1(&status), v1);
+        assert_eq!(status_from_v1(&v1), status);
+        let external = json!({"type": "External", "external": {"metric": {"name": "queue"},
+            "current": {"value": "12"}}});
+        let v1 =
+            json!({"type": "External", "external": {"metricName": "queue", "currentValue": "12"}});
+        assert_eq!(status_to_v1(&external), v1);
+        assert_eq!(status_from_v1(&v1), external);
     }
 }
