@@ -1,10 +1,12 @@
 //! Resource metrics and autoscaling with the real kubectl: `kubectl top` against `gitplane up`
-//! with a local process node running a CPU-burning shell loop (usage from `/proc` through the
+//! with a local process node running a CPU-burning shell loop and a quiet one that wakes once a
+//! second (non-zero CPU and memory for both; usage from `/proc` through the
 //! node agent's `/stats/summary` and `metrics.k8s.io`), RBAC on the metrics; a
 //! HorizontalPodAutoscaler scaling a Deployment of real burning processes up and, once they
 //! stop burning, back down after a short stabilization window; `kubectl autoscale` on
 //! simulated nodes whose usage a pod annotation sets, with `kubectl get hpa`'s TARGETS and the
-//! `SuccessfulRescale` Event.
+//! `SuccessfulRescale` Event, the v1 object read through v2 and a v2-only field surviving a v1
+//! replace; a `ContainerResource` metric beside a `Pods` one (no custom metrics API: an Event).
 
 mod common;
 
@@ -55,6 +57,17 @@ fn kubectl_top_shows_the_usage_of_a_cpu_burning_process() {
         "-c",
         "while :; do :; done",
     ]);
+    // A pod that does something small: a shell waking once a second.
+    s.ok(&[
+        "run",
+        "quiet",
+        "--image=busybox",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "while :; do sleep 1; done",
+    ]);
     // Non-zero CPU and memory for the burning pod: the machine may be busy, but a busy loop
     // always gets some CPU.
     let cells = eventually(
@@ -70,6 +83,36 @@ fn kubectl_top_shows_the_usage_of_a_cpu_burning_process() {
         cells[2].ends_with('m') && cells[3].ends_with("Mi"),
         "{cells:?}"
     );
+    // The quiet pod uses little, measured finely enough not to read as 0 (kubectl shows at
+    // least 1m for any non-zero figure).
+    let usage = eventually(
+        "quiet's PodMetrics with non-zero CPU",
+        Duration::from_secs(90),
+        || {
+            let out = s.kubectl(&[
+                "get",
+                "--raw",
+                "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/quiet",
+            ]);
+            let m: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let usage = m["containers"][0]["usage"].clone();
+            let cpu = usage["cpu"]
+                .as_str()?
+                .trim_end_matches('n')
+                .parse::<u64>()
+                .ok()?;
+            (cpu > 0).then_some(usage)
+        },
+    );
+    assert!(
+        usage["memory"]
+            .as_str()
+            .is_some_and(|m| number(m) > 0 && m.ends_with("Ki")),
+        "{usage}"
+    );
+    let top = s.ok(&["top", "pods"]);
+    let q = row(&top, &["quiet"]).unwrap_or_else(|| panic!("{top}"));
+    assert!(number(&q[1]) > 0 && number(&q[2]) > 0, "{top}");
     let containers = s.ok(&["top", "pods", "--containers"]);
     let c = row(&containers, &["burn", "burn"]).unwrap_or_else(|| panic!("{containers}"));
     assert!(number(&c[3]) > 0, "{containers}");
@@ -282,6 +325,128 @@ spec:
     });
     let cells = row(&hpa, &["sim"]).unwrap_or_else(|| panic!("{hpa}"));
     assert_eq!(cells[1], "Deployment/sim", "{hpa}");
+    // `kubectl autoscale` wrote autoscaling/v1; v2 reads the same object converted: the CPU
+    // target as a metric, the conditions v1 has no field for.
+    let v2 = s.ok(&["get", "hpa.v2.autoscaling", "sim", "-o", "json"]);
+    let v2: serde_json::Value = serde_json::from_str(&v2).expect("v2 JSON");
+    assert_eq!(v2["apiVersion"], "autoscaling/v2");
+    assert_eq!(
+        v2["spec"]["metrics"][0]["resource"]["target"],
+        serde_json::json!({"type": "Utilization", "averageUtilization": 50}),
+        "{v2}"
+    );
+    assert!(
+        v2["status"]["conditions"]
+            .to_string()
+            .contains("ValidMetricFound"),
+        "{v2}"
+    );
+    // A v2-only field set through v2 survives a v1 client's read and replace (it travels in
+    // Kubernetes' annotation).
+    s.ok(&[
+        "patch",
+        "hpa.v2.autoscaling",
+        "sim",
+        "--type=merge",
+        "-p",
+        r#"{"spec": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 7}}}}"#,
+    ]);
+    let url = "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/sim";
+    let v1: serde_json::Value = serde_json::from_str(&s.ok(&["get", "--raw", url])).expect("v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 50, "{v1}");
+    let annotations = &v1["metadata"]["annotations"];
+    assert!(
+        annotations["autoscaling.alpha.kubernetes.io/behavior"].is_string()
+            && annotations["autoscaling.alpha.kubernetes.io/conditions"].is_string(),
+        "{v1}"
+    );
+    let mut edited = v1.clone();
+    edited["spec"]["maxReplicas"] = serde_json::json!(6);
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), edited.to_string()).expect("write");
+    s.ok(&[
+        "replace",
+        "--raw",
+        url,
+        "-f",
+        &file.path().to_string_lossy(),
+    ]);
+    let after = s.ok(&[
+        "get",
+        "hpa.v2.autoscaling",
+        "sim",
+        "-o",
+        "jsonpath={.spec.maxReplicas} {.spec.behavior.scaleDown.stabilizationWindowSeconds} {.metadata.annotations}",
+    ]);
+    assert_eq!(after, "6 7 ", "{after}");
+
+    // A ContainerResource metric is computed from one container; a Pods metric needs a custom
+    // metrics API gitplane does not serve: a Warning Event says so, and the other metric scales.
+    let other = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: other}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: other}}
+  template:
+    metadata:
+      labels: {app: other}
+      annotations:
+        gitplane.io/simulated-usage: '{"cpu": "400m", "memory": "64Mi"}'
+    spec:
+      containers:
+      - name: app
+        image: example/app
+        resources: {requests: {cpu: 200m}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: other}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: other}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - type: ContainerResource
+    containerResource: {name: cpu, container: app, target: {type: Utilization, averageUtilization: 100}}
+  - type: Pods
+    pods: {metric: {name: qps}, target: {type: AverageValue, averageValue: "10"}}
+"#;
+    s.ok_stdin(&["apply", "-f", "-"], other);
+    eventually("other scaled to 2", Duration::from_secs(90), || {
+        let r = s.ok(&[
+            "get",
+            "deployment",
+            "other",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ]);
+        (r == "2").then_some(())
+    });
+    let events = eventually("the Pods metric's Event", Duration::from_secs(30), || {
+        let out = s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=other",
+        ]);
+        out.contains("FailedGetPodsMetric").then_some(out)
+    });
+    assert!(
+        events.contains("unable to get metric qps")
+            && events.contains(
+                "New size: 2; reason: cpu container resource utilization (percentage of request) above target"
+            ),
+        "{events}"
+    );
+    let status = s.ok(&[
+        "get",
+        "hpa",
+        "other",
+        "-o",
+        "jsonpath={.status.currentMetrics[0].type} {.status.currentMetrics[0].containerResource.current.averageUtilization}",
+    ]);
+    assert_eq!(status, "ContainerResource 200", "{status}");
     let events = s.ok(&["get", "events"]);
     assert!(
         events.contains(

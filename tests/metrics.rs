@@ -1,6 +1,8 @@
 //! Metrics end to end: `gitplane up`'s `/metrics` behind RBAC, scraped by the real Prometheus
 //! (Debian's `prometheus`, on a free loopback port) with the admin's client certificate, and
-//! PromQL over Prometheus' HTTP API finding the API server's and the syncer's families.
+//! PromQL over Prometheus' HTTP API finding the API server's and the syncer's families;
+//! notifications to a receiver the test serves on loopback (once per failing commit, again on
+//! the fix; a trigger's CEL `when` choosing the templates, an invalid one reported).
 
 mod common;
 
@@ -376,6 +378,130 @@ fn a_failing_commit_notifies_once_and_its_fix_notifies_again() {
     });
     assert_eq!(fixed["state"], "success", "{fixed}");
     assert_eq!(generic(&receiver, "on-sync-failed", &bad).len(), 1);
+}
+
+/// A trigger whose conditions choose by the Application's labels (CEL over `app`).
+fn when_config(receiver: &str, payments_when: &str) -> String {
+    format!(
+        r##"apiVersion: v1
+kind: Namespace
+metadata:
+  name: gitplane-system
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: gitplane-notifications-cm
+  namespace: gitplane-system
+data:
+  service.webhook.ops: |
+    url: {receiver}/hooks/ops
+  template.synced: |
+    message: "synced {{{{revision}}}}"
+  template.payments: |
+    message: "payments synced {{{{revision}}}}"
+  trigger.on-sync-succeeded: |
+    - when: app.status.operationState.phase == 'Succeeded'
+      send: [synced]
+    - when: {payments_when}
+      send: [payments]
+"##
+    )
+}
+
+#[test]
+fn a_triggers_when_condition_chooses_what_is_sent_and_a_bad_one_is_reported() {
+    let repo = GitRepo::new();
+    repo.write("app/one.yaml", &cm("one", "1"));
+    let first = repo.commit("first");
+    let repo_path = repo.path.to_string_lossy().into_owned();
+    let s = Server::start_with(&["--repo", &repo_path, "--path", "app"]);
+    let receiver = common::Receiver::start();
+    let payments = "\"has(app.metadata.labels) && 'team' in app.metadata.labels && app.metadata.labels['team'] == 'payments'\"";
+    s.ok_stdin(&["apply", "-f", "-"], &when_config(&receiver.url, payments));
+    s.ok(&[
+        "annotate",
+        "application",
+        "root",
+        "notifications.argoproj.io/subscribe.on-sync-succeeded.ops=",
+    ]);
+    let messages = |revision: &str| -> Vec<String> {
+        receiver
+            .requests("/hooks/ops")
+            .iter()
+            .map(json_body)
+            .filter(|b| b["revision"] == revision)
+            .map(|b| b["message"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    eventually("the first sync notified", WAIT, || {
+        (!messages(&first).is_empty()).then_some(())
+    });
+    // Recorded: the event is handled, and the payments condition did not hold.
+    eventually("the first sync recorded", WAIT, || {
+        s.ok(&[
+            "get",
+            "application",
+            "root",
+            "-o",
+            "jsonpath={.metadata.annotations.notified\\.notifications\\.argoproj\\.io}",
+        ])
+        .contains(&first)
+        .then_some(())
+    });
+    assert_eq!(messages(&first), vec![format!("synced {first}")]);
+
+    // Labelled for the payments team: the next revision sends both templates.
+    s.ok(&["label", "application", "root", "team=payments"]);
+    repo.write("app/two.yaml", &cm("two", "2"));
+    let second = repo.commit("second");
+    let both = eventually("both templates sent", WAIT, || {
+        let mut m = messages(&second);
+        m.sort();
+        (m.len() == 2).then_some(m)
+    });
+    assert_eq!(
+        both,
+        vec![
+            format!("payments synced {second}"),
+            format!("synced {second}")
+        ]
+    );
+
+    // An expression that does not compile: a Warning Event on the ConfigMap names the key, and
+    // nothing is sent until it is fixed.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &when_config(&receiver.url, "\"app.metadata.labels.(\""),
+    );
+    let events = eventually("the configuration's Event", WAIT, || {
+        let out = s.ok(&[
+            "get",
+            "events",
+            "-n",
+            "gitplane-system",
+            "--field-selector",
+            "involvedObject.name=gitplane-notifications-cm",
+        ]);
+        out.contains("InvalidNotificationConfig").then_some(out)
+    });
+    assert!(
+        events.contains("trigger.on-sync-succeeded: [1].when"),
+        "{events}"
+    );
+    repo.write("app/three.yaml", &cm("three", "3"));
+    let third = repo.commit("third");
+    eventually("the third revision synced", WAIT, || {
+        let out = s.ok(&[
+            "get",
+            "application",
+            "root",
+            "-o",
+            "jsonpath={.status.operationState.phase} {.status.operationState.revision}",
+        ]);
+        (out == format!("Succeeded {third}")).then_some(())
+    });
+    assert!(messages(&third).is_empty(), "{:?}", messages(&third));
 }
 
 #[test]

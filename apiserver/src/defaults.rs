@@ -294,7 +294,8 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
             }
         }
         ("autoscaling", "HorizontalPodAutoscaler") => {
-            let v2 = info.version == "v2";
+            // Stored as v2 whichever version it was written through (`convert`).
+            let v2 = !apimachinery::autoscaling::is_v1(obj);
             if let Some(spec) = object_at(obj, &["spec"]) {
                 set(spec, "minReplicas", json!(1));
                 let no_metrics = spec

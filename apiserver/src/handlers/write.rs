@@ -103,9 +103,11 @@ pub async fn update_admitted(
             .ok_or_else(|| StatusError::not_found(&info.group, &info.plural, name))?;
         let old = stored.object;
         let served = crate::convert::served(info, &old);
-        let mut new = crate::convert::stored(info, change(&served)?);
-        let requested = new.path("metadata.managedFields").cloned();
+        // The identity is the served version's; the stored form may be another version's.
+        let mut new = change(&served)?;
         strategy::check_identity(info, namespace, &mut new)?;
+        let mut new = crate::convert::stored(info, new);
+        let requested = new.path("metadata.managedFields").cloned();
         match new.name() {
             Some(n) if n == name => {}
             Some(n) if !n.is_empty() => {

@@ -98,7 +98,8 @@ pub struct Config {
     pub renew_interval: Duration,
     /// Image garbage collection.
     pub image_gc: image_gc::Policy,
-    /// How often CPU and memory are sampled (the window of CPU rates on `/stats/summary`).
+    /// How often CPU and memory are sampled (CPU rates span at least `stats::RATE_WINDOW`
+    /// once a container has been sampled that long).
     pub stats_interval: Duration,
 }
 

@@ -5,11 +5,14 @@
 //! A sampler reads, every `Config::stats_interval`, the node's CPU and memory from `/proc`
 //! ([`crate::usage::node`]) and every running container's from the runtime over CRI
 //! `ListContainerStats` (the process runtime measures its process groups or cgroups;
-//! containerd its cgroups). CPU rates are the cumulative CPU's change between two samples over
-//! the time between them; a container seen once has no rate yet. A pod's usage is the sum of
-//! its containers'. The latest summary is kept whole and served as it is.
+//! containerd its cgroups). CPU rates are the cumulative CPU's change over a window of at least
+//! [`RATE_WINDOW`] (metrics-server's default resolution) between the sample at its start and
+//! the latest, so a process that wakes briefly now and then has a small non-zero rate rather
+//! than 0 or a spike; until a container has been seen for that long, the window is as long as
+//! it has been seen, and a container seen once has no rate yet. A pod's usage is the sum of its
+//! containers'. The latest summary is kept whole and served as it is.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +38,30 @@ struct Sample {
     cpu_nanos: u64,
 }
 
+/// The shortest time a CPU rate is measured over once a counter has been sampled that long.
+pub(super) const RATE_WINDOW: Duration = Duration::from_secs(15);
+
+/// The recent samples of one cumulative counter: enough to measure over [`RATE_WINDOW`].
+#[derive(Default)]
+struct History(VecDeque<Sample>);
+
+impl History {
+    /// Records `now`; gives the rate since the newest sample at least [`RATE_WINDOW`] older
+    /// (or the oldest kept, while none is that old) and the seconds it spans.
+    fn record(&mut self, now: Sample) -> Option<(u64, f64)> {
+        let window = RATE_WINDOW.as_nanos() as i64;
+        while self.0.len() > 1 && self.0.get(1).is_some_and(|s| now.at_ns - s.at_ns >= window) {
+            self.0.pop_front();
+        }
+        let measured = self
+            .0
+            .front()
+            .and_then(|b| Some((rate(*b, now)?, (now.at_ns - b.at_ns) as f64 / 1e9)));
+        self.0.push_back(now);
+        measured
+    }
+}
+
 /// The rate between two samples, in nano-cores (0 when the cumulative value went down: a
 /// process of the group exited and took its time with it).
 fn rate(before: Sample, now: Sample) -> Option<u64> {
@@ -49,11 +76,11 @@ fn rfc3339(ns: i64) -> String {
         .unwrap_or_default()
 }
 
-/// The sampler's memory: the last cumulative CPU of the node and of each container.
+/// The sampler's memory: the recent cumulative CPU of the node and of each container.
 #[derive(Default)]
 struct Sampler {
-    node: Option<Sample>,
-    containers: HashMap<String, Sample>,
+    node: History,
+    containers: HashMap<String, History>,
     warned: bool,
 }
 
@@ -77,20 +104,17 @@ impl Sampler {
                 at_ns: now,
                 cpu_nanos: r.cpu_nanos,
             };
-            summary.window_seconds = self
-                .node
-                .map(|b| (now - b.at_ns) as f64 / 1e9)
-                .filter(|w| *w > 0.0);
+            let measured = self.node.record(sample);
+            summary.window_seconds = measured.map(|(_, w)| w);
             summary.node.cpu = Some(CpuStats {
                 time: time.clone(),
-                usage_nano_cores: self.node.and_then(|b| rate(b, sample)),
+                usage_nano_cores: measured.map(|(r, _)| r),
                 usage_core_nano_seconds: Some(r.cpu_nanos),
             });
             summary.node.memory = Some(MemoryStats {
                 time: time.clone(),
                 working_set_bytes: Some(r.working_set),
             });
-            self.node = Some(sample);
         }
         let listed = runtime
             .clone()
@@ -138,11 +162,9 @@ impl Sampler {
                 at_ns,
                 cpu_nanos: cumulative.value,
             };
-            let nano_cores = self
-                .containers
-                .get(&attributes.id)
-                .and_then(|b| rate(*b, sample));
-            seen.insert(attributes.id.clone(), sample);
+            let mut history = self.containers.remove(&attributes.id).unwrap_or_default();
+            let nano_cores = history.record(sample).map(|(r, _)| r);
+            seen.insert(attributes.id.clone(), history);
             let pod = pods.entry(uid.clone()).or_insert_with(|| PodStats {
                 pod_ref: PodReference {
                     name: name.clone(),
@@ -233,5 +255,25 @@ mod tests {
         assert_eq!(rate(at(10, 0), at(12, 1_000_000_000)), Some(500_000_000));
         assert_eq!(rate(at(10, 5), at(12, 1)), Some(0));
         assert_eq!(rate(at(12, 0), at(12, 1)), None);
+    }
+
+    #[test]
+    fn a_rate_spans_the_window_once_samples_are_that_old() {
+        let at = |s: i64, cpu: u64| Sample {
+            at_ns: s * 1_000_000_000,
+            cpu_nanos: cpu,
+        };
+        let mut h = History::default();
+        assert_eq!(h.record(at(0, 0)), None);
+        // Until 15 s of samples exist, the rate is since the first.
+        assert_eq!(h.record(at(2, 20_000_000)), Some((10_000_000, 2.0)));
+        for s in (4..=14).step_by(2) {
+            h.record(at(s, 20_000_000));
+        }
+        // 20 ms of CPU in the first 2 s, none since: over 16 s, 1.25 ms a second.
+        assert_eq!(h.record(at(16, 20_000_000)), Some((1_250_000, 16.0)));
+        // Later the window starts at the newest sample at least 15 s old.
+        assert_eq!(h.record(at(18, 20_000_000)), Some((0, 16.0)));
+        assert_eq!(h.record(at(19, 21_000_000)), Some((66_666, 15.0)));
     }
 }

@@ -11,15 +11,16 @@
 //! time) with the `AbleToScale`, `ScalingActive` and `ScalingLimited` conditions, worded as
 //! Kubernetes words them.
 //!
-//! `autoscaling/v1` objects (what `kubectl autoscale` writes) are stored as written, so the
-//! controller watches autoscalers as they are stored ([`StoredHpa`]), reads each as v2
-//! (`apimachinery::autoscaling::to_v2`) and writes a v1 object's status in v1's fields
-//! through the v1 endpoint.
+//! The API server stores every autoscaler as v2 and converts `autoscaling/v1` objects (what
+//! `kubectl autoscale` writes), so the controller reads and writes v2 only.
 //!
-//! Only `Resource` metrics are computed: gitplane serves no custom or external metrics API, so
-//! `Pods`, `Object`, `External` and `ContainerResource` metrics make `ScalingActive` false with
-//! a message saying so. Recommendations and scale events are kept in memory per autoscaler, as
-//! in Kubernetes (a new leader starts with none).
+//! `Resource` and `ContainerResource` metrics are computed (the latter from one container's
+//! usage and request); gitplane serves no custom or external metrics API, so a `Pods`,
+//! `Object` or `External` metric fails as Kubernetes' fails without one
+//! (`FailedGetPodsMetric`, `FailedGetObjectMetric`, `FailedGetExternalMetric`: `ScalingActive`
+//! false unless another metric asks for more replicas, and a Warning Event). Recommendations
+//! and scale events are kept in memory per autoscaler, as in Kubernetes (a new leader starts
+//! with none).
 
 pub mod behavior;
 pub mod replicas;
@@ -48,8 +49,8 @@ use crate::events::EventType;
 use behavior::{Behavior, Decision, History, Policy, PolicyKind, Rules, Select};
 use replicas::{Metric, PodSample, Readiness, Target};
 
-/// An autoscaler as the API server stores it, in whichever version it was written; read with
-/// `apimachinery::autoscaling::to_v2`.
+/// An autoscaler as the v2 endpoint serves it, read leniently: an object the typed v2 struct
+/// cannot read is logged and skipped rather than breaking the watch.
 #[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 pub struct StoredHpa {
     /// Metadata.
@@ -224,11 +225,18 @@ fn window(text: &str) -> f64 {
     total
 }
 
-/// What the calculator needs of a pod for `resource`.
-fn sample(pod: &Pod, resource: &str, metric: Option<&Value>) -> PodSample {
+/// What the calculator needs of a pod for `resource`, of all its containers or of the one
+/// named `container` (a `ContainerResource` metric).
+fn sample(pod: &Pod, resource: &str, container: Option<&str>, metric: Option<&Value>) -> PodSample {
     let spec = pod.spec.clone().unwrap_or_default();
     let mut request = Ok(0i64);
-    for c in &spec.containers {
+    if let Some(name) = container
+        && !spec.containers.iter().any(|c| c.name == name)
+    {
+        request = Err(name.to_string());
+    }
+    let counted = |name: &str| container.is_none_or(|c| c == name);
+    for c in spec.containers.iter().filter(|c| counted(&c.name)) {
         let asked = c
             .resources
             .as_ref()
@@ -257,8 +265,15 @@ fn sample(pod: &Pod, resource: &str, metric: Option<&Value>) -> PodSample {
     let metric = metric.and_then(|m| {
         let containers = m["containers"].as_array()?;
         let mut milli = 0;
+        let mut found = false;
         for c in containers {
-            milli += quantity::parse_milli(c["usage"][resource].as_str()?)?;
+            if counted(c["name"].as_str().unwrap_or("")) {
+                milli += quantity::parse_milli(c["usage"][resource].as_str()?)?;
+                found = true;
+            }
+        }
+        if !found && container.is_some() {
+            return None;
         }
         Some(Metric {
             milli,
@@ -292,6 +307,50 @@ struct MetricFailure {
     message: String,
 }
 
+/// The failure of a metric that needs a custom or external metrics API (`Pods`, `Object`,
+/// `External`), worded as Kubernetes words it when no such API is registered.
+fn unserved_metric(spec: &MetricSpec) -> MetricFailure {
+    let custom = "unable to fetch metrics from custom metrics API: no custom metrics API (custom.metrics.k8s.io) registered";
+    let (reason, what) = match spec.type_.as_str() {
+        "Pods" => (
+            "FailedGetPodsMetric",
+            match &spec.pods {
+                Some(p) => format!("unable to get metric {}: {custom}", p.metric.name),
+                None => "spec.metrics: pods: Required value".into(),
+            },
+        ),
+        "Object" => (
+            "FailedGetObjectMetric",
+            match &spec.object {
+                Some(o) => format!(
+                    "unable to get metric {}: {}/{}: {custom}",
+                    o.metric.name, o.described_object.kind, o.described_object.name
+                ),
+                None => "spec.metrics: object: Required value".into(),
+            },
+        ),
+        "External" => (
+            "FailedGetExternalMetric",
+            match &spec.external {
+                Some(e) => format!(
+                    "unable to get external metric {}: unable to fetch metrics from external metrics API: no external metrics API (external.metrics.k8s.io) registered",
+                    e.metric.name
+                ),
+                None => "spec.metrics: external: Required value".into(),
+            },
+        ),
+        other => (
+            "InvalidMetricSourceType",
+            format!("unknown metric source type {other:?}"),
+        ),
+    };
+    MetricFailure {
+        reason,
+        message: format!("the HPA was unable to compute the replica count: {what}"),
+    }
+}
+
+/// A `Resource` or `ContainerResource` metric's proposal.
 fn resource_metric(
     spec: &MetricSpec,
     current: i32,
@@ -299,36 +358,49 @@ fn resource_metric(
     metrics: &Result<HashMap<String, Value>, String>,
     now: f64,
 ) -> Result<MetricResult, MetricFailure> {
-    let unsupported = |what: &str| MetricFailure {
+    let missing = |field: &str| MetricFailure {
         reason: "InvalidMetricSourceType",
         message: format!(
-            "the HPA was unable to compute the replica count: {what} metrics need a custom or external metrics API, which gitplane does not serve"
+            "the HPA was unable to compute the replica count: spec.metrics: {field}: Required value"
         ),
     };
-    let source = match spec.type_.as_str() {
-        "Resource" => spec.resource.as_ref(),
-        other => return Err(unsupported(other)),
+    let (source, container) = match spec.type_.as_str() {
+        "Resource" => {
+            let r = spec.resource.as_ref().ok_or_else(|| missing("resource"))?;
+            ((r.name.as_str(), &r.target), None)
+        }
+        "ContainerResource" => {
+            let r = spec
+                .container_resource
+                .as_ref()
+                .ok_or_else(|| missing("containerResource"))?;
+            ((r.name.as_str(), &r.target), Some(r.container.as_str()))
+        }
+        _ => return Err(unserved_metric(spec)),
     };
-    let Some(source) = source else {
-        return Err(MetricFailure {
-            reason: "InvalidMetricSourceType",
-            message: "the HPA was unable to compute the replica count: spec.metrics: resource: Required value".into(),
-        });
-    };
-    let resource = source.name.as_str();
+    let (resource, target) = source;
     let failed = |message: String| MetricFailure {
-        reason: "FailedGetResourceMetric",
+        reason: if container.is_some() {
+            "FailedGetContainerResourceMetric"
+        } else {
+            "FailedGetResourceMetric"
+        },
         message: format!("the HPA was unable to compute the replica count: {message}"),
     };
-    let (target, name, what) = match target_of(&source.target) {
+    let kind = if container.is_some() {
+        "container resource"
+    } else {
+        "resource"
+    };
+    let (target, name, what) = match target_of(target) {
         Some(t @ Target::Utilization(_)) => (
             t,
-            format!("{resource} resource utilization (percentage of request)"),
+            format!("{resource} {kind} utilization (percentage of request)"),
             format!("failed to get {resource} utilization"),
         ),
         Some(t) => (
             t,
-            format!("{resource} resource"),
+            format!("{resource} {kind}"),
             format!("failed to get {resource} usage"),
         ),
         None => {
@@ -349,7 +421,7 @@ fn resource_metric(
     }
     let samples: Vec<PodSample> = pods
         .iter()
-        .map(|p| sample(p, resource, metrics.get(&p.name_any())))
+        .map(|p| sample(p, resource, container, metrics.get(&p.name_any())))
         .collect();
     let proposal = replicas::resource_replicas(
         current,
@@ -364,10 +436,17 @@ fn resource_metric(
     if let Some(u) = proposal.utilization {
         current_value["averageUtilization"] = json!(u);
     }
+    let current = match container {
+        Some(c) => json!({"type": "ContainerResource", "containerResource":
+            {"name": resource, "container": c, "current": current_value}}),
+        None => {
+            json!({"type": "Resource", "resource": {"name": resource, "current": current_value}})
+        }
+    };
     Ok(MetricResult {
         replicas: proposal.replicas,
         name,
-        current: json!({"type": "Resource", "resource": {"name": resource, "current": current_value}}),
+        current,
     })
 }
 
@@ -423,17 +502,15 @@ async fn reconcile(
         return Ok(Action::await_change());
     }
     let raw = serde_json::to_value(stored.as_ref()).unwrap_or(Value::Null);
-    let v1 = apimachinery::autoscaling::is_v1(&raw);
-    let hpa: HorizontalPodAutoscaler =
-        match serde_json::from_value(apimachinery::autoscaling::to_v2(&raw)) {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(hpa = %key_of(stored.as_ref()), error = %e, "unreadable autoscaler");
-                return Ok(Action::await_change());
-            }
-        };
+    let hpa: HorizontalPodAutoscaler = match serde_json::from_value(raw) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(hpa = %key_of(stored.as_ref()), error = %e, "unreadable autoscaler");
+            return Ok(Action::await_change());
+        }
+    };
     let hpa = Arc::new(hpa);
-    let target = Autoscaler { hpa: &hpa, v1 };
+    let target = hpa.as_ref();
     let key = key_of(hpa.as_ref());
     let ns = hpa.namespace().unwrap_or_default();
     let spec = hpa.spec.clone().unwrap_or_default();
@@ -461,14 +538,14 @@ async fn reconcile(
     let scales = match target_api(&ctx, &ns, api_version, &reference.kind).await {
         Ok(api) => api,
         Err(e) => {
-            return fail_scale(&ctx, &target, conditions, status, e).await;
+            return fail_scale(&ctx, target, conditions, status, e).await;
         }
     };
     let scale = match scales.get_scale(&reference.name).await {
         Ok(s) => s,
         Err(e) => {
             let message = format!("{}: {e}", target_name.to_lowercase());
-            return fail_scale(&ctx, &target, conditions, status, message).await;
+            return fail_scale(&ctx, target, conditions, status, message).await;
         }
     };
     let current = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
@@ -522,7 +599,7 @@ async fn reconcile(
                     "ComputeMetrics",
                     e,
                 );
-                write_status(&ctx, &target, status, conditions).await?;
+                write_status(&ctx, target, status, conditions).await?;
                 return Ok(requeue);
             }
         };
@@ -548,6 +625,14 @@ async fn reconcile(
                     }
                 }
                 Err(f) => {
+                    // Each failing metric is an Event, as in Kubernetes.
+                    ctx.event(
+                        hpa.as_ref(),
+                        EventType::Warning,
+                        f.reason,
+                        "ComputeMetrics",
+                        f.message.clone(),
+                    );
                     invalid += 1;
                     current_metrics.push(json!({"type": ""}));
                     failure.get_or_insert(f);
@@ -566,11 +651,14 @@ async fn reconcile(
             ctx.event(
                 hpa.as_ref(),
                 EventType::Warning,
-                f.reason,
+                "FailedComputeMetricsReplicas",
                 "ComputeMetrics",
-                f.message,
+                format!(
+                    "invalid metrics ({invalid} invalid out of {total}), first error is: {}",
+                    f.message
+                ),
             );
-            write_status(&ctx, &target, status, conditions).await?;
+            write_status(&ctx, target, status, conditions).await?;
             return Ok(requeue);
         }
         let best = best.expect("a valid metric");
@@ -653,7 +741,7 @@ async fn reconcile(
                 "FailedUpdateScale",
                 format!("the HPA controller was unable to update the target scale: {e}"),
             );
-            write_status(&ctx, &target, status, conditions).await?;
+            write_status(&ctx, target, status, conditions).await?;
             return Err(api_error(format!("rescaling {target_name}"))(e));
         }
         conditions.set(
@@ -679,14 +767,14 @@ async fn reconcile(
         status["lastScaleTime"] = json!(now_text);
         tracing::info!(hpa = %key, from = current, to = desired, reason = %rescale_reason, "rescaled");
     }
-    write_status(&ctx, &target, status, conditions).await?;
+    write_status(&ctx, target, status, conditions).await?;
     Ok(requeue)
 }
 
 /// The target's scale could not be read: `AbleToScale` false, a `FailedGetScale` Event.
 async fn fail_scale(
     ctx: &Context,
-    target: &Autoscaler<'_>,
+    target: &HorizontalPodAutoscaler,
     mut conditions: Conditions,
     status: Value,
     error: String,
@@ -698,7 +786,7 @@ async fn fail_scale(
         format!("the HPA controller was unable to get the target's current scale: {error}"),
     );
     ctx.event(
-        target.hpa,
+        target,
         EventType::Warning,
         "FailedGetScale",
         "GetScale",
@@ -708,21 +796,13 @@ async fn fail_scale(
     Ok(Action::requeue(ctx.config.hpa_sync_period))
 }
 
-/// The autoscaler being reconciled, read as v2, and whether it is stored as v1.
-struct Autoscaler<'a> {
-    hpa: &'a HorizontalPodAutoscaler,
-    v1: bool,
-}
-
-/// Writes the status when it differs from the stored one (in v1's fields through the v1
-/// endpoint for a v1 object).
+/// Writes the status when it differs from the stored one.
 async fn write_status(
     ctx: &Context,
-    target: &Autoscaler<'_>,
+    hpa: &HorizontalPodAutoscaler,
     mut status: Value,
     conditions: Conditions,
 ) -> Result<(), Error> {
-    let hpa = target.hpa;
     status["conditions"] = json!(conditions.list);
     if let Some(m) = status.as_object_mut() {
         m.retain(|_, v| !v.is_null());
@@ -736,12 +816,7 @@ async fn write_status(
     }
     let ns = hpa.namespace().unwrap_or_default();
     let what = format!("updating the status of {}", key_of(hpa));
-    if target.v1 {
-        let status = apimachinery::autoscaling::v1_status(&status);
-        Api::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>::namespaced(
-            ctx.client.clone(),
-            &ns,
-        )
+    Api::<HorizontalPodAutoscaler>::namespaced(ctx.client.clone(), &ns)
         .patch_status(
             &hpa.name_any(),
             &ctx.patch_params(),
@@ -749,16 +824,6 @@ async fn write_status(
         )
         .await
         .map_err(api_error(what))?;
-    } else {
-        Api::<HorizontalPodAutoscaler>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(
-                &hpa.name_any(),
-                &ctx.patch_params(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await
-            .map_err(api_error(what))?;
-    }
     Ok(())
 }
 
@@ -781,5 +846,37 @@ mod tests {
         assert_eq!(window("10s"), 10.0);
         assert_eq!(window("1.5s"), 1.5);
         assert_eq!(window("1m0s"), 60.0);
+    }
+
+    #[test]
+    fn metrics_needing_a_custom_or_external_metrics_api_fail_as_kubernetes_words_it() {
+        let check = |spec: Value, reason: &str, message: &str| {
+            let spec: MetricSpec = serde_json::from_value(spec).expect("a metric");
+            let f = unserved_metric(&spec);
+            assert_eq!(f.reason, reason);
+            assert!(f.message.contains(message), "{}", f.message);
+        };
+        let target = json!({"type": "AverageValue", "averageValue": "10"});
+        check(
+            json!({"type": "Pods", "pods": {"metric": {"name": "qps"}, "target": target}}),
+            "FailedGetPodsMetric",
+            "unable to get metric qps: unable to fetch metrics from custom metrics API",
+        );
+        check(
+            json!({"type": "Object", "object": {"metric": {"name": "hits"}, "target": target,
+                "describedObject": {"kind": "Ingress", "name": "main", "apiVersion": "networking.k8s.io/v1"}}}),
+            "FailedGetObjectMetric",
+            "unable to get metric hits: Ingress/main",
+        );
+        check(
+            json!({"type": "External", "external": {"metric": {"name": "queue"}, "target": target}}),
+            "FailedGetExternalMetric",
+            "no external metrics API (external.metrics.k8s.io) registered",
+        );
+        check(
+            json!({"type": "Pods"}),
+            "FailedGetPodsMetric",
+            "spec.metrics: pods: Required value",
+        );
     }
 }

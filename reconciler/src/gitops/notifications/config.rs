@@ -9,8 +9,13 @@
 //! `token`). A subscription names a service by `NAME` for webhooks and by its type otherwise
 //! (`slack`, `github`), or by the `NAME` of `service.TYPE.NAME`.
 //!
-//! Triggers are the five of [`super::triggers::Trigger`]; a trigger's `when` is not evaluated
-//! (each trigger's condition is built in), its `send` lists the templates.
+//! Triggers are the five of [`super::triggers::Trigger`], each a list of conditions: the
+//! trigger's built-in condition says when an event is due, and each condition's `when` (a CEL
+//! expression over the Application as `app`, checked here when the configuration is read and
+//! evaluated by [`Condition::selects`]) whether its `send` templates go out for it. Argo CD
+//! writes `when` in expr-lang; the expressions its catalog uses (`app.status.sync.status ==
+//! 'Synced'`, `phase in ['Error', 'Failed']`) read the same in CEL. `oncePer` is accepted and
+//! not evaluated (each trigger's once-per key is built in).
 
 use std::collections::BTreeMap;
 
@@ -155,16 +160,57 @@ impl Template {
     }
 }
 
-/// One condition of a trigger. `when` and `oncePer` are accepted (Argo CD configurations
-/// have them) and not evaluated: each trigger's condition and once-per key are built in.
+/// One condition of a trigger as written. `oncePer` is accepted (Argo CD configurations have
+/// it) and not evaluated: each trigger's once-per key is built in.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TriggerCondition {
-    #[serde(default, rename = "when")]
-    _when: Option<String>,
+    #[serde(default)]
+    when: Option<String>,
     send: Vec<String>,
     #[serde(default, rename = "oncePer")]
     _once_per: Option<String>,
+}
+
+/// The variable a `when` expression sees the Application as.
+pub const APP_VARIABLE: &str = "app";
+
+/// Why a `when` expression could not say whether to send.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("trigger.{trigger}: when: {expression:?}: {message}")]
+pub struct WhenError {
+    /// The trigger's name.
+    pub trigger: String,
+    /// The expression.
+    pub expression: String,
+    /// The evaluation error (a missing field, not a boolean).
+    pub message: String,
+}
+
+/// One condition of a trigger: the templates it sends, and when (always when `when` is absent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Condition {
+    /// A CEL expression over `app`, compiled when the configuration was read.
+    pub when: Option<String>,
+    /// The templates it sends.
+    pub send: Vec<String>,
+}
+
+impl Condition {
+    /// Whether this condition sends for the Application `app` (JSON), for `trigger`.
+    pub fn selects(&self, trigger: Trigger, app: &serde_json::Value) -> Result<bool, WhenError> {
+        let Some(expression) = &self.when else {
+            return Ok(true);
+        };
+        let activation = apimachinery::cel::Activation::new().bind(APP_VARIABLE, Some(app));
+        apimachinery::cel::compile(expression, &[APP_VARIABLE])
+            .and_then(|p| apimachinery::cel::evaluate_bool(&p, &activation))
+            .map_err(|e| WhenError {
+                trigger: trigger.name().to_string(),
+                expression: expression.clone(),
+                message: e.to_string(),
+            })
+    }
 }
 
 #[derive(Deserialize)]
@@ -191,8 +237,8 @@ pub struct Config {
     pub services: BTreeMap<String, Service>,
     /// Templates by name.
     pub templates: BTreeMap<String, Template>,
-    /// The templates each trigger sends.
-    pub triggers: BTreeMap<Trigger, Vec<String>>,
+    /// Each trigger's conditions.
+    pub triggers: BTreeMap<Trigger, Vec<Condition>>,
 }
 
 fn yaml<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T, ConfigError> {
@@ -277,14 +323,29 @@ impl Config {
                         Trigger::ALL.map(Trigger::name).join(", ")
                     ),
                 })?;
-                let conditions: Vec<TriggerCondition> = yaml(key, text)?;
-                let send = conditions.into_iter().flat_map(|c| c.send).collect();
-                config.triggers.insert(trigger, send);
+                let written: Vec<TriggerCondition> = yaml(key, text)?;
+                let mut conditions = Vec::new();
+                for (i, c) in written.into_iter().enumerate() {
+                    if let Some(when) = &c.when {
+                        apimachinery::cel::compile(when, &[APP_VARIABLE]).map_err(|e| {
+                            ConfigError {
+                                key: key.clone(),
+                                message: format!("[{i}].when: {when:?}: {e}"),
+                            }
+                        })?;
+                    }
+                    conditions.push(Condition {
+                        when: c.when,
+                        send: c.send,
+                    });
+                }
+                config.triggers.insert(trigger, conditions);
             }
         }
-        for (trigger, templates) in &config.triggers {
-            if let Some(missing) = templates
+        for (trigger, conditions) in &config.triggers {
+            if let Some(missing) = conditions
                 .iter()
+                .flat_map(|c| &c.send)
                 .find(|t| !config.templates.contains_key(*t))
             {
                 return Err(ConfigError {
@@ -351,9 +412,33 @@ mod tests {
         assert_eq!(ops.kind, Kind::Webhook);
         assert_eq!(ops.headers, vec![("Authorization".into(), "s3cret".into())]);
         assert_eq!(config.services["gitea"].token.as_deref(), Some("s3cret"));
+        let failed = &config.triggers[&Trigger::SyncFailed];
+        assert_eq!(failed[0].send, vec!["failed".to_string()]);
+        let app = |phase: &str| serde_json::json!({"status": {"operationState": {"phase": phase}}});
         assert_eq!(
-            config.triggers[&Trigger::SyncFailed],
-            vec!["failed".to_string()]
+            failed[0].selects(Trigger::SyncFailed, &app("Failed")),
+            Ok(true)
+        );
+        assert_eq!(
+            failed[0].selects(Trigger::SyncFailed, &app("Succeeded")),
+            Ok(false)
+        );
+        let missing = failed[0].selects(Trigger::SyncFailed, &serde_json::json!({}));
+        assert!(
+            missing.as_ref().is_err_and(|e| e.to_string().starts_with(
+                "trigger.on-sync-failed: when: \"app.status.operationState.phase in ['Failed']\": "
+            )),
+            "{missing:?}"
+        );
+        let not_bool = Condition {
+            when: Some("app.metadata.name".into()),
+            send: vec![],
+        };
+        let named = serde_json::json!({"metadata": {"name": "web"}});
+        assert!(
+            not_bool
+                .selects(Trigger::Deployed, &named)
+                .is_err_and(|e| e.message == "expected bool, got string")
         );
 
         check(
@@ -372,6 +457,34 @@ mod tests {
             &[("trigger.on-created", "- send: []\n")],
             Err(
                 "gitplane-system/gitplane-notifications-cm: trigger.on-created: unknown trigger: expected one of on-sync-succeeded, on-sync-failed, on-health-degraded, on-health-recovered, on-deployed",
+            ),
+        );
+        let unparsable = Config::parse(
+            &map(&[
+                ("template.t", "message: x\n"),
+                (
+                    "trigger.on-deployed",
+                    "- send: [t]\n- when: app.status.(\n  send: [t]\n",
+                ),
+            ]),
+            &BTreeMap::new(),
+        );
+        assert!(
+            unparsable.as_ref().is_err_and(|e| e.to_string().starts_with(
+                "gitplane-system/gitplane-notifications-cm: trigger.on-deployed: [1].when: \"app.status.(\": compilation failed: "
+            )),
+            "{unparsable:?}"
+        );
+        check(
+            &[
+                ("template.t", "message: x\n"),
+                (
+                    "trigger.on-deployed",
+                    "- when: application.status\n  send: [t]\n",
+                ),
+            ],
+            Err(
+                "gitplane-system/gitplane-notifications-cm: trigger.on-deployed: [0].when: \"application.status\": compilation failed: undeclared reference to 'application'",
             ),
         );
         check(

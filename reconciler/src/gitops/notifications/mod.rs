@@ -9,12 +9,16 @@
 //! - a **delivery done** records the event on the Application.
 //!
 //! Looking at an Application that subscribes to something: the due events ([`triggers::due`])
-//! that it subscribes to are delivered, each on its own task with retries and back-off
+//! that it subscribes to, with the templates of the trigger's conditions whose `when` holds
+//! ([`config::Condition::selects`]; one that cannot be evaluated is a Warning Event
+//! `NotificationConditionFailed` on the Application and sends nothing), are delivered, each on its own task with retries and back-off
 //! ([`deliver::send`]), and recorded in the `notified.notifications.argoproj.io` annotation
 //! once sent (or given up on after the last retry); events nobody subscribes to are recorded at
 //! once. An event in flight is not started again, and a recorded one is never sent again, also
 //! after a restart (an event sent but not yet recorded when the process stopped is sent again:
-//! at least once).
+//! at least once). A configuration that cannot be used (an unknown key, an invalid `when`) is
+//! a Warning Event `InvalidNotificationConfig` on the ConfigMap, and nothing is sent until it is
+//! fixed.
 
 pub mod config;
 pub mod deliver;
@@ -32,6 +36,9 @@ use tokio::sync::mpsc;
 
 use apimachinery::object::ObjectExt;
 use config::Config;
+use k8s_openapi::api::core::v1::ObjectReference;
+
+use crate::events::{EventType, Recorder};
 use triggers::{Event, Record};
 
 use super::syncer::application_resource;
@@ -60,7 +67,12 @@ pub struct Notifier {
     /// What was recorded by this process, ahead of the annotation the store shows.
     records: HashMap<String, Record>,
     done_tx: mpsc::UnboundedSender<Done>,
+    /// Events about the configuration and the Applications.
+    recorder: Recorder,
 }
+
+/// The reporting component of the notifier's Events (Argo CD's controller's name).
+pub const COMPONENT: &str = "argocd-notifications-controller";
 
 impl Notifier {
     /// Runs the notifier with `client` until `shutdown` resolves.
@@ -71,6 +83,7 @@ impl Notifier {
         let events =
             reflector(writer, watcher(apps.clone(), watcher::Config::default())).default_backoff();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let client_for_events = client.clone();
         let mut n = Notifier {
             client,
             apps,
@@ -79,6 +92,7 @@ impl Notifier {
             in_flight: HashSet::new(),
             records: HashMap::new(),
             done_tx,
+            recorder: Recorder::start(client_for_events, COMPONENT.into(), "gitplane".into()),
         };
         tokio::pin!(shutdown, events);
         let mut tick = tokio::time::interval(RELOAD);
@@ -108,13 +122,13 @@ impl Notifier {
         }
     }
 
-    /// Reads the ConfigMap and the Secret; a broken configuration is logged (once) and
-    /// notifies nothing until fixed.
+    /// Reads the ConfigMap and the Secret; a broken configuration is logged and reported as a
+    /// Warning Event on the ConfigMap (once per error) and notifies nothing until fixed.
     async fn reload(&mut self) {
         let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), NAMESPACE);
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), NAMESPACE);
-        let data = match cms.get_opt(config::CONFIG_MAP).await {
-            Ok(Some(cm)) => cm.data.unwrap_or_default(),
+        let cm = match cms.get_opt(config::CONFIG_MAP).await {
+            Ok(Some(cm)) => cm,
             Ok(None) => {
                 self.config = None;
                 return;
@@ -139,7 +153,7 @@ impl Notifier {
                 return;
             }
         };
-        match Config::parse(&data, &secret) {
+        match Config::parse(&cm.data.clone().unwrap_or_default(), &secret) {
             Ok(c) => {
                 self.config = Some(c);
                 self.config_error = None;
@@ -148,6 +162,13 @@ impl Notifier {
                 let message = e.to_string();
                 if self.config_error.as_ref() != Some(&message) {
                     tracing::warn!(error = %message, "notifications configuration refused");
+                    self.recorder.publish(
+                        &cm,
+                        EventType::Warning,
+                        "InvalidNotificationConfig",
+                        "Notify",
+                        format!("{message}; nothing is sent until it is fixed"),
+                    );
                 }
                 self.config = None;
                 self.config_error = Some(message);
@@ -184,8 +205,29 @@ impl Notifier {
                 .filter(|(t, _)| *t == event.trigger)
                 .map(|(_, s)| s)
                 .collect();
-            let templates = config.triggers.get(&event.trigger);
-            if !triggers::notifies(&event, &record) || services.is_empty() || templates.is_none() {
+            let conditions = config.triggers.get(&event.trigger);
+            if !triggers::notifies(&event, &record) || services.is_empty() || conditions.is_none() {
+                quiet.push(event);
+                continue;
+            }
+            let mut templates = Vec::new();
+            for condition in conditions.into_iter().flatten() {
+                match condition.selects(event.trigger, &app) {
+                    Ok(true) => templates.extend(condition.send.iter()),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(app = %name, error = %e, "notifications: a trigger's condition failed");
+                        self.recorder.send(apimachinery::event::Record {
+                            regarding: reference(&app),
+                            type_: EventType::Warning,
+                            reason: "NotificationConditionFailed".into(),
+                            action: "Notify".into(),
+                            message: format!("{e}; not sent"),
+                        });
+                    }
+                }
+            }
+            if templates.is_empty() {
                 quiet.push(event);
                 continue;
             }
@@ -195,12 +237,12 @@ impl Notifier {
                     tracing::warn!(app = %name, service = %service_name, "notifications: the subscription names no configured service");
                     continue;
                 };
-                for template_name in templates.into_iter().flatten() {
+                for template_name in templates.iter().copied() {
                     let template = &config.templates[template_name];
                     match deliver::request(
                         service_name,
                         service,
-                        template_name,
+                        template_name.as_str(),
                         template,
                         event.trigger,
                         &app,
@@ -266,5 +308,23 @@ impl Notifier {
         {
             tracing::warn!(app = %name, error = %e, "notifier: recording the notification failed");
         }
+    }
+}
+
+/// A reference to an Application (as JSON) for an Event.
+fn reference(app: &Value) -> ObjectReference {
+    let text = |path: &str| {
+        app.pointer(path)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    ObjectReference {
+        api_version: text("/apiVersion"),
+        kind: text("/kind"),
+        name: text("/metadata/name"),
+        namespace: text("/metadata/namespace"),
+        uid: text("/metadata/uid"),
+        resource_version: text("/metadata/resourceVersion"),
+        ..ObjectReference::default()
     }
 }
