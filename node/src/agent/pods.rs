@@ -870,14 +870,14 @@ impl Worker {
     }
 
     /// Decides about one container: start, restart (after back-off) or leave it.
-    async fn drive(&mut self, c: &Container, runs: &[api::ContainerStatus], restart: bool) {
+    async fn drive(&mut self, c: &Container, runs: &[api::ContainerStatus], restart: bool) -> bool {
         let latest = runs.last();
         let Some(latest) = latest else {
             self.start_container(c, 0, runs).await;
-            return;
+            return true;
         };
         if latest.state != api::ContainerState::ContainerExited as i32 || !restart {
-            return;
+            return false;
         }
         let attempt = latest.metadata.as_ref().map(|m| m.attempt).unwrap_or(0) + 1;
         let mem = self.memory.entry(c.name.clone()).or_default();
@@ -907,9 +907,11 @@ impl Worker {
             Some(t) if now >= t => {
                 mem.not_before = None;
                 self.start_container(c, attempt, runs).await;
+                return true;
             }
             Some(_) => {}
         }
+        false
     }
 
     async fn step(&mut self) {
@@ -981,7 +983,7 @@ impl Worker {
                         break;
                     }
                     _ => {
-                        self.drive(&c, &r, true).await;
+                        let _ = self.drive(&c, &r, true).await;
                         all_done = false;
                         break;
                     }
@@ -993,23 +995,29 @@ impl Worker {
             runs = self.settled_containers().await;
         }
         if self.stage == Stage::Running {
+            // The runtime is read again only after this step changed something there: a
+            // running pod's tick costs one list of its containers, not three.
+            let mut changed = false;
             for c in spec.containers.clone() {
                 let r = runs.get(&c.name).cloned().unwrap_or_default();
                 let restart = match r.last() {
                     Some(l) => policy == "Always" || (policy == "OnFailure" && l.exit_code != 0),
                     None => true,
                 };
-                self.drive(&c, &r, restart).await;
+                changed |= self.drive(&c, &r, restart).await;
             }
             // Ephemeral containers (`kubectl debug`) run once each, never restarted, and
             // count for neither readiness nor the pod's phase.
             for c in ephemeral_containers(&spec) {
                 let r = runs.get(&c.name).cloned().unwrap_or_default();
-                self.drive(&c, &r, false).await;
+                changed |= self.drive(&c, &r, false).await;
             }
-            runs = self.settled_containers().await;
-            self.probe(&spec.containers, &runs).await;
-            runs = self.settled_containers().await;
+            if changed {
+                runs = self.settled_containers().await;
+            }
+            if self.probe(&spec.containers, &runs).await {
+                runs = self.settled_containers().await;
+            }
             // Finished when every container exited for good.
             let mut finished = true;
             let mut failed = false;
@@ -1048,7 +1056,8 @@ impl Worker {
         &mut self,
         containers: &[Container],
         runs: &HashMap<String, Vec<api::ContainerStatus>>,
-    ) {
+    ) -> bool {
+        let mut stopped = false;
         let pod_ip = self.pod_ip();
         let (pod_name, pod_namespace) = (self.name(), self.namespace());
         let grace = self
@@ -1123,8 +1132,10 @@ impl Worker {
                         timeout: grace,
                     })
                     .await;
+                stopped = true;
             }
         }
+        stopped
     }
 
     fn container_status(&self, c: &Container, runs: &[api::ContainerStatus], init: bool) -> Value {

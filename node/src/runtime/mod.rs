@@ -6,6 +6,7 @@
 pub mod cgroup;
 pub mod containerd;
 pub mod logs;
+pub mod netlink;
 pub mod network;
 pub mod process;
 pub mod shim;

@@ -6,7 +6,9 @@
 //! neighbour table still holds (until that entry fails, some 20 to 50 s later, nothing on the
 //! host could reach the new pod: its readiness probes timed out and rollouts waited). The
 //! neighbour entry of an address is also flushed when a pod takes it. Nothing is forwarded or masqueraded: pod traffic stays on
-//! this machine. All of it is done with `ip` (iproute2), so it needs root. The bridge is
+//! this machine. All of it is done over rtnetlink from this process ([`super::netlink`]), with
+//! no `ip` process (seven of them per pod took most of a sandbox's start-up), so it needs
+//! root; containers still start through `ip netns exec`. The bridge is
 //! `gpbr<N>` for the pod CIDR 10.88.N.0/24 (N: the CIDR's third octet), one per runtime, and
 //! its pods' namespaces are `gp<N>-<sandbox id prefix>` ([`Network::netns_name`]), so the
 //! runtime holding bridge N's lock owns them. A starting runtime ([`sweep`]) deletes the bridges
@@ -20,11 +22,14 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 
 use super::Error;
+use super::netlink::{self, NETNS_DIR, Netlink};
 
 /// Pod networking on one bridge.
 #[derive(Debug)]
 pub struct Network {
     bridge: String,
+    /// The bridge's link index.
+    bridge_index: u32,
     /// The first three octets of the /24.
     prefix: [u8; 3],
     /// The last octets in use, and the last one handed out.
@@ -39,7 +44,8 @@ pub fn next_address(used: &BTreeSet<u8>, last: u8) -> Option<u8> {
         .find(|o| !used.contains(o))
 }
 
-/// Whether this process can set pod networks up: root with `ip` on PATH.
+/// Whether this process can set pod networks up: root with `ip` on PATH (containers start
+/// through `ip netns exec`).
 pub fn available() -> bool {
     nix::unistd::geteuid().is_root()
         && Command::new("ip")
@@ -48,20 +54,8 @@ pub fn available() -> bool {
             .is_ok_and(|o| o.status.success())
 }
 
-fn ip(args: &[&str]) -> Result<(), Error> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| Error::Network(format!("ip {}: {e}", args.join(" "))))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Network(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
+fn network_error(e: std::io::Error) -> Error {
+    Error::Network(e.to_string())
 }
 
 /// Parses `a.b.c.0/24` (only /24 CIDRs are supported).
@@ -97,9 +91,6 @@ fn claim(n: u8) -> Option<std::fs::File> {
     Some(file)
 }
 
-/// Where `ip netns` keeps named network namespaces.
-const NETNS_DIR: &str = "/run/netns";
-
 /// A legacy namespace (`gp-<id>`, named before namespaces carried their bridge's number) this
 /// young is never swept: its runtime may still be wiring it up.
 const LEGACY_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
@@ -129,7 +120,7 @@ fn delete_namespaces_of(n: u8) {
     for ns in namespaces() {
         if netns_bridge(&ns) == Some(n) {
             tracing::info!(netns = %ns, "deleting the network namespace of a pod of a runtime that is gone");
-            let _ = ip(&["netns", "del", &ns]);
+            let _ = netlink::delete_namespace(&ns);
         }
     }
 }
@@ -163,18 +154,18 @@ fn sweep() {
     }
     let spaces = namespaces();
     numbers.extend(spaces.iter().filter_map(|ns| netns_bridge(ns)));
+    let host = Netlink::open();
     for n in numbers {
         if let Some(_lock) = claim(n) {
             delete_namespaces_of(n);
-            let _ = Command::new("ip")
-                .args(["link", "del", &format!("gpbr{n}")])
-                .stderr(std::process::Stdio::null())
-                .status();
+            if let Ok(host) = &host {
+                let _ = host.delete_link(&format!("gpbr{n}"));
+            }
         }
     }
     for ns in spaces.iter().filter(|ns| legacy_stale(ns)) {
         tracing::info!(netns = %ns, "deleting a pod network namespace left over");
-        let _ = ip(&["netns", "del", ns]);
+        let _ = netlink::delete_namespace(ns);
     }
 }
 
@@ -207,16 +198,20 @@ impl Network {
             }
         };
         let bridge = format!("gpbr{}", prefix[2]);
+        netlink::prepare_netns_dir().map_err(network_error)?;
         // A bridge whose lock was free is left over from a killed runtime: start afresh, and
         // without the namespaces of that runtime's pods.
         delete_namespaces_of(prefix[2]);
-        let _ = ip(&["link", "del", &bridge]);
-        ip(&["link", "add", &bridge, "type", "bridge"])?;
-        let gateway = format!("{}.{}.{}.1/24", prefix[0], prefix[1], prefix[2]);
-        ip(&["addr", "replace", &gateway, "dev", &bridge])?;
-        ip(&["link", "set", &bridge, "up"])?;
+        let host = Netlink::open().map_err(network_error)?;
+        let _ = host.delete_link(&bridge);
+        host.add_bridge(&bridge).map_err(network_error)?;
+        let bridge_index = host.index(&bridge).map_err(network_error)?;
+        let gateway = Ipv4Addr::new(prefix[0], prefix[1], prefix[2], 1);
+        host.replace_address(bridge_index, gateway, 24)
+            .map_err(network_error)?;
         Ok(Network {
             bridge,
+            bridge_index,
             prefix,
             used: std::sync::Mutex::new((BTreeSet::new(), 1)),
             _lock: lock,
@@ -252,43 +247,34 @@ impl Network {
             *last = free;
             free
         };
-        let addr = format!(
-            "{}.{}.{}.{octet}",
-            self.prefix[0], self.prefix[1], self.prefix[2]
-        );
+        let addr = Ipv4Addr::new(self.prefix[0], self.prefix[1], self.prefix[2], octet);
+        let gateway = Ipv4Addr::new(self.prefix[0], self.prefix[1], self.prefix[2], 1);
         let result = (|| {
-            ip(&["netns", "add", netns])?;
-            ip(&["-n", netns, "link", "set", "lo", "up"])?;
-            ip(&[
-                "link", "add", host_veth, "type", "veth", "peer", "name", "eth0", "netns", netns,
-            ])?;
-            ip(&["link", "set", host_veth, "master", &self.bridge, "up"])?;
+            let host = Netlink::open()?;
+            let pod = netlink::new_namespace(netns)?;
+            pod.loopback_up()?;
+            let path = std::path::Path::new(NETNS_DIR).join(netns);
+            host.add_veth(host_veth, self.bridge_index, "eth0", &path)?;
             // Forget a MAC an earlier pod left for this address (when the octets wrapped).
-            let _ = ip(&["neigh", "flush", "to", &addr, "dev", &self.bridge]);
-            ip(&[
-                "-n",
-                netns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "eth0",
-            ])?;
-            ip(&["-n", netns, "link", "set", "eth0", "up"])?;
-            let gw = format!("{}.{}.{}.1", self.prefix[0], self.prefix[1], self.prefix[2]);
-            ip(&["-n", netns, "route", "add", "default", "via", &gw])
+            let _ = host.forget_neighbour(self.bridge_index, addr);
+            let eth0 = pod.index("eth0")?;
+            pod.replace_address(eth0, addr, 24)?;
+            pod.up(eth0)?;
+            pod.add_default_route(gateway)
         })();
         if let Err(e) = result {
-            self.remove_pod(netns, host_veth, &addr);
-            return Err(e);
+            self.remove_pod(netns, host_veth, &addr.to_string());
+            return Err(network_error(e));
         }
-        Ok(addr)
+        Ok(addr.to_string())
     }
 
     /// Deletes the namespace and the veth and frees the address.
     pub fn remove_pod(&self, netns: &str, host_veth: &str, addr: &str) {
-        let _ = ip(&["netns", "del", netns]);
-        let _ = ip(&["link", "del", host_veth]);
+        let _ = netlink::delete_namespace(netns);
+        if let Ok(host) = Netlink::open() {
+            let _ = host.delete_link(host_veth);
+        }
         if let Some(o) = addr.rsplit('.').next().and_then(|o| o.parse::<u8>().ok())
             && let Ok(mut used) = self.used.lock()
         {
@@ -298,7 +284,9 @@ impl Network {
 
     /// Deletes the bridge.
     pub fn teardown(&self) {
-        let _ = ip(&["link", "del", &self.bridge]);
+        if let Ok(host) = Netlink::open() {
+            let _ = host.delete_link(&self.bridge);
+        }
     }
 }
 

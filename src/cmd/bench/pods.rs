@@ -113,6 +113,10 @@ pub async fn report_and_delete(
         percentile_ms(latencies, 99.0),
         "ms",
     );
+    for (operation, count, mean) in cri_operations(&telemetry::encode()) {
+        report(scenario, &format!("cri_{operation}_count"), count, "calls");
+        report(scenario, &format!("cri_{operation}_mean"), mean, "ms");
+    }
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
     api.delete_collection(&DeleteParams::default(), &ListParams::default())
         .await?;
@@ -121,6 +125,46 @@ pub async fn report_and_delete(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// The node agent's CRI calls so far, from `kubelet_runtime_operations_duration_seconds` in
+/// `metrics` (the OpenMetrics text): (operation, calls, mean in ms), by operation, so a start-up
+/// figure comes with where the runtime's share of it went.
+fn cri_operations(metrics: &str) -> Vec<(String, f64, f64)> {
+    const FAMILY: &str = "kubelet_runtime_operations_duration_seconds";
+    let mut sums: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix(FAMILY) else {
+            continue;
+        };
+        let (is_sum, rest) = match (rest.strip_prefix("_sum{"), rest.strip_prefix("_count{")) {
+            (Some(r), _) => (true, r),
+            (_, Some(r)) => (false, r),
+            _ => continue,
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let Some(op) = labels
+            .strip_prefix("operation_type=\"")
+            .and_then(|l| l.strip_suffix('"'))
+        else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let entry = sums.entry(op.to_string()).or_default();
+        if is_sum {
+            entry.0 = value;
+        } else {
+            entry.1 = value;
+        }
+    }
+    sums.into_iter()
+        .filter(|(_, (_, count))| *count > 0.0)
+        .map(|(op, (sum, count))| (op, count, sum / count * 1000.0))
+        .collect()
 }
 
 /// Lists nodes and pods and counts the nodes whose bound pods request more CPU, memory or pods
@@ -228,5 +272,23 @@ impl RunningWatch {
             .collect();
         latencies.sort();
         Ok(latencies)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cri_calls_are_summed_from_the_runtime_operations_histogram() {
+        let text = "kubelet_runtime_operations_duration_seconds_sum{operation_type=\"run_pod_sandbox\"} 0.5\n\
+                    kubelet_runtime_operations_duration_seconds_count{operation_type=\"run_pod_sandbox\"} 10\n\
+                    kubelet_runtime_operations_duration_seconds_bucket{le=\"0.005\",operation_type=\"run_pod_sandbox\"} 1\n\
+                    kubelet_runtime_operations_duration_seconds_sum{operation_type=\"version\"} 0.0\n\
+                    kubelet_runtime_operations_duration_seconds_count{operation_type=\"version\"} 0\n";
+        assert_eq!(
+            cri_operations(text),
+            vec![("run_pod_sandbox".to_string(), 10.0, 50.0)]
+        );
     }
 }
