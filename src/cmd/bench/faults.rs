@@ -1050,9 +1050,10 @@ async fn hostile_repository() -> anyhow::Result<Row> {
     })
 }
 
-/// A component as its own child process (`gitplane ARGS…`), logging to `log`.
+/// A component as its own child process (`gitplane ARGS…`), logging to `log`; killed with
+/// SIGKILL if dropped still running (a scenario that fails half-way leaves nothing behind).
 struct Component {
-    child: Child,
+    child: Option<Child>,
 }
 
 impl Component {
@@ -1068,17 +1069,28 @@ impl Component {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting gitplane {}", args.join(" ")))?;
-        Ok(Component { child })
+        Ok(Component { child: Some(child) })
     }
 
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// SIGKILL, and wait for it (what dropping it does).
+    fn kill9(self) {
+        drop(self);
     }
 
     /// SIGTERM, then wait (SIGKILL after 60 s).
     fn stop(mut self) {
-        stop(&mut self.child);
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child);
+        }
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
