@@ -80,8 +80,8 @@ pub struct Args {
 enum Scenario {
     /// Concurrent creates of 1 KiB ConfigMaps through the API (embedded store, durable).
     ApiWrite,
-    /// The same through an API server on etcd, against raw etcd puts in the same run (needs
-    /// `etcd` on PATH).
+    /// The same through an API server on etcd, against raw etcd puts and raw compare-and-put
+    /// transactions in the same run (needs `etcd` on PATH).
     ApiWriteEtcd,
     /// LIST of 10,000 pods in one namespace.
     ApiList,
@@ -106,7 +106,8 @@ enum Scenario {
     Schedule,
     /// 1,000 pods created at once on 100 simulated nodes; creation → Running p99.
     PodStartup,
-    /// Peak RSS of `gitplane up`: idle, then with 10,000 objects and 1,000 simulated nodes.
+    /// Peak RSS of `gitplane up`: idle, after a rollout and a rollback of the playground's
+    /// hello, then with 10,000 objects and 1,000 simulated nodes.
     Memory,
     /// 50 pods (`sleep`) created at once on one local node with the process runtime;
     /// creation → Running p99.

@@ -15,6 +15,7 @@ use crate::cmd::connect::ClientArgs;
 pub struct Up {
     child: Child,
     dir: tempfile::TempDir,
+    data: PathBuf,
     kubeconfig: PathBuf,
 }
 
@@ -70,6 +71,7 @@ impl Up {
         Ok(Up {
             child,
             dir,
+            data,
             kubeconfig,
         })
     }
@@ -77,6 +79,11 @@ impl Up {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Its data dir (the playground repository is `repo/` in it).
+    pub fn data_dir(&self) -> &Path {
+        &self.data
     }
 
     /// The kubeconfig it wrote.
