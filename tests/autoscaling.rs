@@ -360,17 +360,27 @@ spec:
             && annotations["autoscaling.alpha.kubernetes.io/conditions"].is_string(),
         "{v1}"
     );
-    let mut edited = v1.clone();
-    edited["spec"]["maxReplicas"] = serde_json::json!(6);
-    let file = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(file.path(), edited.to_string()).expect("write");
-    s.ok(&[
-        "replace",
-        "--raw",
-        url,
-        "-f",
-        &file.path().to_string_lossy(),
-    ]);
+    // Read, edit, replace; again on a Conflict (the controller writes the status meanwhile).
+    eventually("a v1 read-edit-replace", Duration::from_secs(30), || {
+        let mut edited: serde_json::Value =
+            serde_json::from_str(&s.ok(&["get", "--raw", url])).expect("v1");
+        edited["spec"]["maxReplicas"] = serde_json::json!(6);
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), edited.to_string()).expect("write");
+        let out = s.kubectl(&[
+            "replace",
+            "--raw",
+            url,
+            "-f",
+            &file.path().to_string_lossy(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || stderr.contains("Conflict"),
+            "replace --raw: {stderr}"
+        );
+        out.status.success().then_some(())
+    });
     let after = s.ok(&[
         "get",
         "hpa.v2.autoscaling",

@@ -817,31 +817,47 @@ fn beyond_the_in_flight_limit_requests_get_429_with_retry_after_and_watches_do_n
         (s.http("GET", cms, "", b"").0 == 200).then_some(())
     });
 
-    let (release, held) = mpsc::channel();
-    let agent = s.agent(&Auth::Admin, Duration::from_secs(60));
-    let url = format!("{}{cms}", s.url);
-    let slow = std::thread::spawn(move || {
-        let mut body = Held(held, 0);
-        agent
-            .post(&url)
-            .content_type("application/json")
-            .send(ureq::SendBody::from_reader(&mut body))
-            .map(|r| r.status().as_u16())
-    });
-    let refused = eventually(
-        "a 429 while the slow create holds the slot",
-        Duration::from_secs(20),
-        || {
-            let a = s.http_as(
-                &Auth::Admin,
-                "POST",
-                &format!("{cms}?dryRun=All"),
-                br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"other"}}"#,
-                &[],
-            );
-            (a.code == 429).then_some(a)
-        },
-    );
+    // The slow create holds the one mutating slot while its body is held back. A write of
+    // the syncer or the node agent may hold the slot at that moment, and then the slow create
+    // is the one refused (the server answers 429 and closes before reading its body): start it
+    // again until a 429 is seen while it is still in flight.
+    let mut attempt = 0;
+    let (release, slow, refused) = loop {
+        attempt += 1;
+        let (release, held) = mpsc::channel();
+        let agent = s.agent(&Auth::Admin, Duration::from_secs(60));
+        let url = format!("{}{cms}", s.url);
+        let slow = std::thread::spawn(move || {
+            let mut body = Held(held, 0);
+            agent
+                .post(&url)
+                .content_type("application/json")
+                .send(ureq::SendBody::from_reader(&mut body))
+                .map(|r| r.status().as_u16())
+        });
+        let refused = eventually(
+            "a 429 while the slow create holds the slot",
+            Duration::from_secs(20),
+            || {
+                let a = s.http_as(
+                    &Auth::Admin,
+                    "POST",
+                    &format!("{cms}?dryRun=All"),
+                    br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"other"}}"#,
+                    &[],
+                );
+                (a.code == 429 || slow.is_finished()).then_some(a)
+            },
+        );
+        if !slow.is_finished() {
+            break (release, slow, refused);
+        }
+        assert!(
+            attempt < 5,
+            "the slow create never got the slot: {:?}",
+            slow.join()
+        );
+    };
     assert_eq!(
         refused.headers.get("retry-after").map(String::as_str),
         Some("1")

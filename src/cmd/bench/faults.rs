@@ -700,18 +700,16 @@ async fn controller_manager() -> anyhow::Result<Row> {
     ];
     let up = UpProcess::start(&dir.path().join("data"), &dir.path().join("up.log"), &args)?;
     let client = up.client().await?;
-    let spawn_cm = |name: &str| -> anyhow::Result<Child> {
-        let log = std::fs::File::create(dir.path().join(format!("{name}.log")))?;
-        Ok(Command::new(std::env::current_exe()?)
-            .args(["controller-manager", "--kubeconfig"])
-            .arg(up.kubeconfig())
-            .args(["--leader-elect-lease-duration", "15s"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?)
-    };
-    let mut first = spawn_cm("cm-1")?;
+    let kubeconfig = up.kubeconfig();
+    let kubeconfig = kubeconfig.to_str().context("utf-8 temp dir")?.to_owned();
+    let cm_args = [
+        "controller-manager",
+        "--kubeconfig",
+        &kubeconfig,
+        "--leader-elect-lease-duration",
+        "15s",
+    ];
+    let first = Component::spawn(&cm_args, &dir.path().join("cm-1.log"))?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     deployments
         .create(&PostParams::default(), &deployment(6, "web:1", &["web"])?)
@@ -762,9 +760,8 @@ async fn controller_manager() -> anyhow::Result<Row> {
         }
     })
     .await?;
-    let _ = first.kill();
-    let _ = first.wait();
-    let mut second = spawn_cm("cm-2")?;
+    first.kill9();
+    let second = Component::spawn(&cm_args, &dir.path().join("cm-2.log"))?;
     let restarted = Instant::now();
     wait_until(
         "the rollout finished by the new controller-manager",
@@ -774,7 +771,7 @@ async fn controller_manager() -> anyhow::Result<Row> {
     let recover = restarted.elapsed();
     let acknowledged = load.finish().await;
     let lost = lost(&client, &acknowledged).await?;
-    stop(&mut second);
+    second.stop();
     drop(up);
     Ok(Row {
         id: "controller-manager",
