@@ -12,7 +12,7 @@ use crate::allocator::ServiceRanges;
 use crate::response::storage_error;
 use crate::security::Security;
 use crate::storage::{Revision, Store};
-use crate::watch_cache::{CachedObject, WatchCache};
+use crate::watch_cache::WatchCache;
 
 /// Shared server state.
 pub struct ApiState {
@@ -93,7 +93,7 @@ impl ApiState {
         info: &ResourceInfo,
         namespace: Option<&str>,
         name: &str,
-    ) -> Result<Option<CachedObject>, StatusError> {
+    ) -> Result<Option<StoredObject>, StatusError> {
         let key = info.key(namespace, name);
         let (_, kv) = self
             .store
@@ -101,7 +101,11 @@ impl ApiState {
             .await
             .map_err(|e| storage_error(e, &info.group, &info.plural, name))?;
         kv.map(|kv| {
-            CachedObject::from_kv(&kv)
+            crate::watch_cache::decode_object(&kv.key, &kv.value, kv.mod_revision)
+                .map(|object| StoredObject {
+                    mod_revision: kv.mod_revision,
+                    object,
+                })
                 .map_err(|e| storage_error(e, &info.group, &info.plural, name))
         })
         .transpose()
@@ -123,11 +127,73 @@ impl ApiState {
     }
 }
 
+/// An object as storage has it, for a write to compare-and-swap against.
+pub struct StoredObject {
+    /// Revision of the last write.
+    pub mod_revision: Revision,
+    /// The object with `metadata.resourceVersion` set.
+    pub object: Value,
+}
+
 /// Serializes an object for storage: `resourceVersion` is not stored (the revision is).
 pub fn encode(object: &Value) -> Bytes {
-    let mut object = object.clone();
-    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
+    Bytes::from(serde_json::to_vec(&WithoutResourceVersion(object)).unwrap_or_default())
+}
+
+/// Serializes an object as it is but for `metadata.resourceVersion` (without copying it).
+struct WithoutResourceVersion<'a>(&'a Value);
+
+impl serde::Serialize for WithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(map) = self.0 else {
+            return self.0.serialize(s);
+        };
+        let mut out = s.serialize_map(Some(map.len()))?;
+        for (k, v) in map {
+            match v {
+                Value::Object(meta) if k == "metadata" => {
+                    let kept = meta.iter().filter(|(k, _)| *k != "resourceVersion");
+                    out.serialize_entry(k, &Entries(kept))?;
+                }
+                _ => out.serialize_entry(k, v)?,
+            }
+        }
+        out.end()
     }
-    Bytes::from(serde_json::to_vec(&object).unwrap_or_default())
+}
+
+/// A map's entries, serialized as a map.
+struct Entries<I>(I);
+
+impl<'a, I: Iterator<Item = (&'a String, &'a Value)> + Clone> serde::Serialize for Entries<I> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_form_leaves_out_only_the_resource_version() {
+        let object = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "resourceVersion": "12", "labels": {"resourceVersion": "x"}},
+            "data": {"resourceVersion": "kept"}
+        });
+        let stored: Value = serde_json::from_slice(&encode(&object)).unwrap();
+        let mut want = object.clone();
+        want["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
+        assert_eq!(stored, want);
+        assert_eq!(
+            String::from_utf8(encode(&want).to_vec()).unwrap(),
+            serde_json::to_string(&want).unwrap(),
+            "same bytes, same key order"
+        );
+    }
 }

@@ -357,16 +357,23 @@ fn qos_class(pod: &Value) -> &'static str {
     }
 }
 
-/// The parts of an object other than metadata and status, which `generation` counts changes of.
-fn spec_part(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(m) = v.as_object_mut() {
-        m.remove("metadata");
-        m.remove("status");
-        m.remove("apiVersion");
-        m.remove("kind");
+/// Whether the parts of an object other than metadata and status, which `generation` counts
+/// changes of, differ.
+fn spec_changed(old: &Value, new: &Value) -> bool {
+    const NOT_SPEC: &[&str] = &["metadata", "status", "apiVersion", "kind"];
+    match (old.as_object(), new.as_object()) {
+        (Some(o), Some(n)) => !equal_except(o, n, NOT_SPEC),
+        _ => old != new,
     }
-    v
+}
+
+/// Whether two maps are equal but for the keys `skip` (compared without copying either).
+fn equal_except(a: &Map<String, Value>, b: &Map<String, Value>, skip: &[&str]) -> bool {
+    let kept = |m: &Map<String, Value>| m.keys().filter(|k| !skip.contains(&k.as_str())).count();
+    kept(a) == kept(b)
+        && a.iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .all(|(k, v)| b.get(k) == Some(v))
 }
 
 /// What an update may change, by which path it came in.
@@ -474,9 +481,11 @@ pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value, scope: 
     crate::defaults::apply(info, new);
     // Compare with the old object defaulted too: one stored before a default existed has not
     // changed its spec just because the default now shows.
-    let mut old_defaulted = old.clone();
-    crate::defaults::apply(info, &mut old_defaulted);
-    if has_spec_generation(info) && spec_part(&old_defaulted) != spec_part(new) {
+    if has_spec_generation(info) && {
+        let mut old_defaulted = old.clone();
+        crate::defaults::apply(info, &mut old_defaulted);
+        spec_changed(&old_defaulted, new)
+    } {
         let g = old_meta
             .get("generation")
             .and_then(Value::as_i64)
@@ -552,14 +561,18 @@ pub fn ready_to_remove(obj: &Value) -> bool {
 
 /// Whether two versions of an object differ in anything but their resourceVersion.
 pub fn changed(old: &Value, new: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-        }
-        v
+    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
+        return old != new;
     };
-    strip(old) != strip(new)
+    if !equal_except(o, n, &["metadata"]) {
+        return true;
+    }
+    match (o.get("metadata"), n.get("metadata")) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            !equal_except(a, b, &["resourceVersion"])
+        }
+        (a, b) => a != b,
+    }
 }
 
 #[cfg(test)]

@@ -46,15 +46,7 @@ impl CachedObject {
 
     /// Decodes a stored value as of `revision`.
     pub fn decode(key: &str, value: &[u8], revision: Revision) -> Result<Self, StorageError> {
-        let mut object: Value = serde_json::from_slice(value).map_err(|e| {
-            StorageError::Internal(format!("stored value of {key} is not JSON: {e}"))
-        })?;
-        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.insert(
-                "resourceVersion".into(),
-                Value::String(revision.to_string()),
-            );
-        }
+        let object = decode_object(key, value, revision)?;
         let bytes = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
         Ok(CachedObject {
             key: key.to_string(),
@@ -63,6 +55,19 @@ impl CachedObject {
             bytes,
         })
     }
+}
+
+/// Decodes a stored value as of `revision`: the object with its resourceVersion stamped.
+pub fn decode_object(key: &str, value: &[u8], revision: Revision) -> Result<Value, StorageError> {
+    let mut object: Value = serde_json::from_slice(value)
+        .map_err(|e| StorageError::Internal(format!("stored value of {key} is not JSON: {e}")))?;
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+    Ok(object)
 }
 
 /// What happened to a key.

@@ -64,10 +64,9 @@ pub fn within_last_applied(
     schema: Schema,
     tracked: Tracked,
 ) -> bool {
-    let Ok(set) = field_set(last_applied, schema, false) else {
+    let Ok(set) = tracked_field_set(last_applied, schema, false, tracked) else {
         return false;
     };
-    let set = track(set, tracked);
     conflicts.iter().all(|c| set.contains(&c.field))
 }
 
@@ -269,18 +268,53 @@ fn field(name: &str) -> PathElement {
 
 /// The set without what no manager owns: identity and server-set metadata, and what the
 /// scope leaves out.
-fn track(set: FieldSet, tracked: Tracked) -> FieldSet {
-    let mut set = set
-        .without(&[field("apiVersion")])
-        .without(&[field("kind")]);
-    for name in SERVER_SET_META {
-        set = set.without(&[field("metadata"), field(name)]);
+/// The fields of `value` a manager can own ([`field_set`] without `apiVersion`, `kind`, the
+/// metadata the server sets, and what `tracked` leaves out). Those parts are not walked at all:
+/// a pod's `managedFields` or, for a status write, its spec cost nothing.
+fn tracked_field_set(
+    value: &Value,
+    schema: Schema,
+    strict: bool,
+    tracked: Tracked,
+) -> Result<FieldSet, ApplyError> {
+    let Value::Object(map) = value else {
+        return field_set(value, schema, strict);
+    };
+    let mut set = FieldSet::new();
+    let mut path = Vec::new();
+    for (name, child) in map {
+        let keep = match name.as_str() {
+            "apiVersion" | "kind" => false,
+            "status" => tracked != Tracked::AllButStatus,
+            _ => tracked != Tracked::StatusOnly,
+        };
+        if !keep {
+            continue;
+        }
+        path.push(field(name));
+        match child {
+            Value::Object(meta) if name == "metadata" && !schema.field(name).atomic_map() => {
+                let meta_schema = schema.field(name);
+                for (m, c) in meta {
+                    if SERVER_SET_META.contains(&m.as_str()) {
+                        continue;
+                    }
+                    path.push(field(m));
+                    walk(c, meta_schema.field(m), strict, &mut path, &mut set)?;
+                    if c.as_object().is_some_and(Map::is_empty) {
+                        set.insert(&path);
+                    }
+                    path.pop();
+                }
+            }
+            _ => walk(child, schema.field(name), strict, &mut path, &mut set)?,
+        }
+        if child.as_object().is_some_and(Map::is_empty) {
+            set.insert(&path);
+        }
+        path.pop();
     }
-    match tracked {
-        Tracked::All => set,
-        Tracked::AllButStatus => set.without(&[field("status")]),
-        Tracked::StatusOnly => set.only(&[field("status")]),
-    }
+    Ok(set)
 }
 
 /// The path element of an associative list's element, or why it has none.
@@ -719,8 +753,8 @@ pub fn update(
     managers: &mut Vec<ManagedEntry>,
     writer: &Writer,
 ) {
-    let live_set = track(field_set(live, schema, false).unwrap_or_default(), tracked);
-    let new_set = track(field_set(new, schema, false).unwrap_or_default(), tracked);
+    let live_set = tracked_field_set(live, schema, false, tracked).unwrap_or_default();
+    let new_set = tracked_field_set(new, schema, false, tracked).unwrap_or_default();
     let changed = changed(live, new, &new_set).union(&added_parents(live, &new_set));
     let removed = removed(&live_set, new);
     for entry in managers.iter_mut() {
@@ -755,7 +789,7 @@ pub fn apply(
             "the applied configuration must be an object".into(),
         ));
     }
-    let config_set = track(field_set(config, schema, true)?, tracked);
+    let config_set = tracked_field_set(config, schema, true, tracked)?;
     let mut merged = merge(live, config, schema);
     let last = managers
         .iter()
@@ -781,11 +815,8 @@ pub fn apply(
             remove_at(&mut merged, &parent);
         }
     }
-    let live_set = track(field_set(live, schema, false).unwrap_or_default(), tracked);
-    let merged_set = track(
-        field_set(&merged, schema, false).unwrap_or_default(),
-        tracked,
-    );
+    let live_set = tracked_field_set(live, schema, false, tracked).unwrap_or_default();
+    let merged_set = tracked_field_set(&merged, schema, false, tracked).unwrap_or_default();
     let changed = changed(live, &merged, &merged_set);
     let removed = removed(&live_set, &merged);
     let mut conflicts = Vec::new();
@@ -845,12 +876,48 @@ mod tests {
         })
     }
 
+    /// What [`tracked_field_set`] must equal: the whole object's field set, then the
+    /// untracked parts taken away.
+    fn walked_then_dropped(value: &Value, schema: Schema, tracked: Tracked) -> FieldSet {
+        let mut set = field_set(value, schema, false)
+            .unwrap()
+            .without(&[field("apiVersion")])
+            .without(&[field("kind")]);
+        for name in SERVER_SET_META {
+            set = set.without(&[field("metadata"), field(name)]);
+        }
+        match tracked {
+            Tracked::All => set,
+            Tracked::AllButStatus => set.without(&[field("status")]),
+            Tracked::StatusOnly => set.only(&[field("status")]),
+        }
+    }
+
+    #[test]
+    fn tracked_fields_skip_what_no_manager_owns_without_walking_it() {
+        let mut object = web(3, "nginx");
+        object["metadata"] = json!({
+            "name": "web", "namespace": "default", "uid": "u", "resourceVersion": "7",
+            "labels": {"app": "web"}, "annotations": {}, "finalizers": ["a", "b"],
+            "managedFields": [{"manager": "kubectl", "operation": "Apply",
+                "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]
+        });
+        object["status"] = json!({"replicas": 3, "conditions": [
+            {"type": "Available", "status": "True"}, {"type": "Progressing", "status": "True"}]});
+        for tracked in [Tracked::All, Tracked::AllButStatus, Tracked::StatusOnly] {
+            let fast = tracked_field_set(&object, deployment(), false, tracked).unwrap();
+            assert_eq!(
+                fast.to_fields_v1(),
+                walked_then_dropped(&object, deployment(), tracked).to_fields_v1(),
+                "{tracked:?}"
+            );
+            assert!(!fast.is_empty(), "{tracked:?}");
+        }
+    }
+
     /// Checks the fieldsV1 of a configuration.
     fn check(value: Value, schema: Schema, expected: Value) {
-        let set = track(
-            field_set(&value, schema, true).unwrap(),
-            Tracked::AllButStatus,
-        );
+        let set = tracked_field_set(&value, schema, true, Tracked::AllButStatus).unwrap();
         assert_eq!(set.to_fields_v1(), expected);
     }
 

@@ -168,15 +168,20 @@ impl ApiRequest {
             (obj, unknown)
         } else {
             let gvk = self.info.gvk();
-            // The body may leave apiVersion and kind to the URL.
-            let mut full = obj.clone();
-            if let Some(m) = full.as_object_mut() {
-                m.entry("apiVersion")
-                    .or_insert_with(|| self.info.api_version().into());
-                m.entry("kind")
-                    .or_insert_with(|| self.info.kind.clone().into());
-            }
-            match apimachinery::typed::check(&gvk, &full) {
+            // The body may leave apiVersion and kind to the URL (a copy is made only then).
+            let checked = if obj.get("apiVersion").is_some() && obj.get("kind").is_some() {
+                apimachinery::typed::check(&gvk, &obj)
+            } else {
+                let mut full = obj.clone();
+                if let Some(m) = full.as_object_mut() {
+                    m.entry("apiVersion")
+                        .or_insert_with(|| self.info.api_version().into());
+                    m.entry("kind")
+                        .or_insert_with(|| self.info.kind.clone().into());
+                }
+                apimachinery::typed::check(&gvk, &full)
+            };
+            match checked {
                 Err(e) => return Err(StatusError::bad_request(e.to_string())),
                 Ok(Some(unknown)) if !unknown.is_empty() => {
                     let mut obj = obj;

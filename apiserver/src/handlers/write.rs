@@ -18,9 +18,10 @@ use crate::admission;
 use crate::crd;
 use crate::fieldmanager;
 use crate::response::storage_error;
-use crate::state::{ApiState, encode};
+use crate::state::{ApiState, StoredObject, encode};
 use crate::storage::{Revision, StorageError};
 use crate::strategy::{self, UpdateScope};
+use crate::watch_cache::CachedObject;
 
 /// How many times a write without a precondition is retried on conflict.
 const MAX_RETRIES: usize = 16;
@@ -82,8 +83,47 @@ pub async fn update_with(
     update_admitted(state, info, namespace, name, scope, dry_run, None, change).await
 }
 
+/// The object a write starts from: the watch cache's copy on the first attempt (as
+/// Kubernetes' `GuaranteedUpdate` starts from the cached object), storage's afterwards.
+enum Current {
+    Cached(Arc<CachedObject>),
+    Stored(StoredObject),
+}
+
+impl Current {
+    fn object(&self) -> &Value {
+        match self {
+            Current::Cached(c) => &c.object,
+            Current::Stored(s) => &s.object,
+        }
+    }
+
+    fn mod_revision(&self) -> Revision {
+        match self {
+            Current::Cached(c) => c.mod_revision,
+            Current::Stored(s) => s.mod_revision,
+        }
+    }
+}
+
+/// How one attempt of a write ended.
+enum Attempt {
+    /// Written (or, for dry runs, what would be written).
+    Written(Written),
+    /// Nothing to change: the object as it is.
+    Unchanged(Written),
+    /// Someone else wrote first: read again.
+    Conflict,
+}
+
 /// [`update_with`], with admission webhooks for the client request `admit` (updates and patches
 /// by clients; the server's own writes such as finalization and scale pass `None`).
+///
+/// The first attempt starts from the watch cache's copy when it has one, which saves a storage
+/// read and a decode per write; the compare-and-swap on its revision makes a stale copy
+/// harmless. An attempt from the cache that fails, finds nothing to change or meets another
+/// write is repeated from storage, so every answer (an error, a 409 on a resourceVersion
+/// precondition, "unchanged") is the one the stored object gives.
 #[allow(clippy::too_many_arguments)]
 pub async fn update_admitted(
     state: &Arc<ApiState>,
@@ -96,130 +136,29 @@ pub async fn update_admitted(
     change: impl Fn(&Value) -> Result<Value, StatusError>,
 ) -> Result<Written, StatusError> {
     let key = info.key(namespace, name);
+    let mut cached = if dry_run {
+        None
+    } else {
+        state.cache().get(&key)
+    };
     for _ in 0..MAX_RETRIES {
-        let stored = state
-            .read_stored(info, namespace, name)
-            .await?
-            .ok_or_else(|| StatusError::not_found(&info.group, &info.plural, name))?;
-        let old = stored.object;
-        let served = crate::convert::served(info, &old);
-        // The identity is the served version's; the stored form may be another version's.
-        let mut new = change(&served)?;
-        strategy::check_identity(info, namespace, &mut new)?;
-        let mut new = crate::convert::stored(info, new);
-        let requested = new.path("metadata.managedFields").cloned();
-        match new.name() {
-            Some(n) if n == name => {}
-            Some(n) if !n.is_empty() => {
-                return Err(StatusError::bad_request(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({name})"
-                )));
-            }
-            _ => new.set_meta("name", Value::String(name.to_string())),
-        }
-        let precondition = new
-            .resource_version()
-            .map(str::to_string)
-            .filter(|s| !s.is_empty());
-        if let Some(rv) = &precondition
-            && *rv != stored.mod_revision.to_string()
-        {
-            return Err(conflict(info, name));
-        }
-        strategy::prepare_update(info, &old, &mut new, scope);
-        crate::defaults::wire_status(info, &mut new);
-        match admit {
-            // Server-side apply computed the managedFields itself.
-            Some(req) if super::apply::is_apply(req) => {
-                if let Some(m) = requested {
-                    new.set_meta("managedFields", m);
-                }
-            }
-            Some(req) => {
-                let options = match req.method {
-                    axum::http::Method::PATCH => "PatchOptions",
-                    _ => "UpdateOptions",
-                };
-                fieldmanager::record_update(
-                    req,
-                    info,
-                    Some(&old),
-                    requested.as_ref(),
-                    &mut new,
-                    options,
-                )?;
-            }
-            None => {}
-        }
-        admission::admit(state, admit, info, Some(&old), &mut new).await?;
-        let finalized = strategy::ready_to_remove(&new);
-        let stale = !finalized
-            && !strategy::changed(&old, &new)
-            && state
-                .store()
-                .stale(&key)
-                .await
-                .map_err(|e| storage_error(e, &info.group, &info.plural, name))?;
-        let allocated = if finalized {
-            Default::default()
-        } else {
-            state
-                .allocate_service(info, &mut new, Some(&old), dry_run)
-                .await?
-        };
-        if !strategy::changed(&old, &new) && !finalized && !stale {
-            state.release(allocated).await;
-            return Ok(Written {
-                object: stamp(served.into_owned(), stored.mod_revision),
-            });
-        }
-        if dry_run {
-            return Ok(Written {
-                object: stamp(
-                    crate::convert::served(info, &new).into_owned(),
-                    stored.mod_revision,
-                ),
-            });
-        }
-        let result = if finalized {
-            state
-                .store()
-                .delete(&key, Some(stored.mod_revision))
-                .await
-                .map(|(rev, _)| rev)
-        } else {
-            state
-                .store()
-                .update(&key, encode(&new), stored.mod_revision)
-                .await
-                .map(|kv| kv.mod_revision)
-        };
-        match result {
-            Ok(revision) => {
+        let current = match cached.take() {
+            Some(c) => Current::Cached(c),
+            None => Current::Stored(
                 state
-                    .release_service(info, &old, (!finalized).then_some(&new))
-                    .await;
-                crd::after_write(state, info, revision).await;
-                if admit.is_some() && info.plural == "resourcequotas" {
-                    // Boxed: the recount writes quotas through this function (without `admit`).
-                    Box::pin(admission::quota::after_write(
-                        state, info, namespace, revision,
-                    ))
-                    .await;
-                }
-                return Ok(Written {
-                    object: stamp(crate::convert::served(info, &new).into_owned(), revision),
-                });
-            }
-            // Re-read and re-run `change`: a resourceVersion precondition then fails above.
-            Err(StorageError::Conflict { .. }) => {
-                state.release(allocated).await;
-                continue;
-            }
-            Err(e) => {
-                state.release(allocated).await;
-                return Err(storage_error(e, &info.group, &info.plural, name));
-            }
+                    .read_stored(info, namespace, name)
+                    .await?
+                    .ok_or_else(|| StatusError::not_found(&info.group, &info.plural, name))?,
+            ),
+        };
+        let from_cache = matches!(current, Current::Cached(_));
+        let args = (state, info, namespace, name, scope, dry_run, admit);
+        match attempt(args, &key, &current, &change).await {
+            Ok(Attempt::Written(written)) => return Ok(written),
+            Ok(Attempt::Unchanged(written)) if !from_cache => return Ok(written),
+            Ok(Attempt::Unchanged(_) | Attempt::Conflict) => continue,
+            Err(_) if from_cache => continue,
+            Err(e) => return Err(e),
         }
     }
     Err(StatusError::new(
@@ -229,6 +168,147 @@ pub async fn update_admitted(
             info.qualified()
         ),
     ))
+}
+
+/// The arguments of [`update_admitted`] an attempt needs.
+type Args<'a> = (
+    &'a Arc<ApiState>,
+    &'a ResourceInfo,
+    Option<&'a str>,
+    &'a str,
+    UpdateScope,
+    bool,
+    Option<&'a ApiRequest>,
+);
+
+/// One read-modify-write of [`update_admitted`] from `current`.
+async fn attempt(
+    (state, info, namespace, name, scope, dry_run, admit): Args<'_>,
+    key: &str,
+    current: &Current,
+    change: &impl Fn(&Value) -> Result<Value, StatusError>,
+) -> Result<Attempt, StatusError> {
+    let old = current.object();
+    let mod_revision = current.mod_revision();
+    let served = crate::convert::served(info, old);
+    // The identity is the served version's; the stored form may be another version's.
+    let mut new = change(&served)?;
+    strategy::check_identity(info, namespace, &mut new)?;
+    let mut new = crate::convert::stored(info, new);
+    let requested = new.path("metadata.managedFields").cloned();
+    match new.name() {
+        Some(n) if n == name => {}
+        Some(n) if !n.is_empty() => {
+            return Err(StatusError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+        _ => new.set_meta("name", Value::String(name.to_string())),
+    }
+    let precondition = new
+        .resource_version()
+        .map(str::to_string)
+        .filter(|s| !s.is_empty());
+    if let Some(rv) = &precondition
+        && *rv != mod_revision.to_string()
+    {
+        return Err(conflict(info, name));
+    }
+    strategy::prepare_update(info, old, &mut new, scope);
+    crate::defaults::wire_status(info, &mut new);
+    match admit {
+        // Server-side apply computed the managedFields itself.
+        Some(req) if super::apply::is_apply(req) => {
+            if let Some(m) = requested {
+                new.set_meta("managedFields", m);
+            }
+        }
+        Some(req) => {
+            let options = match req.method {
+                axum::http::Method::PATCH => "PatchOptions",
+                _ => "UpdateOptions",
+            };
+            fieldmanager::record_update(
+                req,
+                info,
+                Some(old),
+                requested.as_ref(),
+                &mut new,
+                options,
+            )?;
+        }
+        None => {}
+    }
+    admission::admit(state, admit, info, Some(old), &mut new).await?;
+    let finalized = strategy::ready_to_remove(&new);
+    let stale = !finalized
+        && !strategy::changed(old, &new)
+        && state
+            .store()
+            .stale(key)
+            .await
+            .map_err(|e| storage_error(e, &info.group, &info.plural, name))?;
+    let allocated = if finalized {
+        Default::default()
+    } else {
+        state
+            .allocate_service(info, &mut new, Some(old), dry_run)
+            .await?
+    };
+    if !strategy::changed(old, &new) && !finalized && !stale {
+        state.release(allocated).await;
+        return Ok(Attempt::Unchanged(Written {
+            object: stamp(served.into_owned(), mod_revision),
+        }));
+    }
+    if dry_run {
+        return Ok(Attempt::Written(Written {
+            object: stamp(
+                crate::convert::served(info, &new).into_owned(),
+                mod_revision,
+            ),
+        }));
+    }
+    let result = if finalized {
+        state
+            .store()
+            .delete(key, Some(mod_revision))
+            .await
+            .map(|(rev, _)| rev)
+    } else {
+        state
+            .store()
+            .update(key, encode(&new), mod_revision)
+            .await
+            .map(|kv| kv.mod_revision)
+    };
+    match result {
+        Ok(revision) => {
+            state
+                .release_service(info, old, (!finalized).then_some(&new))
+                .await;
+            crd::after_write(state, info, revision).await;
+            if admit.is_some() && info.plural == "resourcequotas" {
+                // Boxed: the recount writes quotas through this function (without `admit`).
+                Box::pin(admission::quota::after_write(
+                    state, info, namespace, revision,
+                ))
+                .await;
+            }
+            Ok(Attempt::Written(Written {
+                object: stamp(crate::convert::served(info, &new).into_owned(), revision),
+            }))
+        }
+        // Re-read and re-run `change`: a resourceVersion precondition then fails above.
+        Err(StorageError::Conflict { .. }) => {
+            state.release(allocated).await;
+            Ok(Attempt::Conflict)
+        }
+        Err(e) => {
+            state.release(allocated).await;
+            Err(storage_error(e, &info.group, &info.plural, name))
+        }
+    }
 }
 
 /// The 409 for a stale resourceVersion.
