@@ -39,4 +39,26 @@ fn main() {
     let tmp = out.with_extension("rs.tmp");
     std::fs::write(&tmp, code).expect("write examples.rs");
     std::fs::rename(&tmp, &out).expect("rename examples.rs");
+    order_text();
+}
+
+/// Links the functions that an idle `gitplane up` runs next to each other (release builds with
+/// rust-lld, the default linker of x86_64 Linux): the kernel maps a binary's code into a process
+/// 64 KiB around each page it touches, so the ~16 MB of functions that start-up and an idle
+/// control plane run, scattered over 58 MB of code, cost 45 MB of RSS. The list is
+/// `link/gitplane.order`, written by `scripts/text-order.sh` (ARCHITECTURE.md, *Memory of an
+/// idle `up`*); names it lacks or that no longer exist only cost memory, never correctness.
+fn order_text() {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let order = Path::new(&manifest).join("link/gitplane.order");
+    println!("cargo:rerun-if-changed=link/gitplane.order");
+    let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
+    let lld_target = std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");
+    if release && lld_target && order.exists() {
+        println!(
+            "cargo:rustc-link-arg-bin=gitplane=-Wl,--symbol-ordering-file={}",
+            order.display()
+        );
+        println!("cargo:rustc-link-arg-bin=gitplane=-Wl,--no-warn-symbol-ordering");
+    }
 }
