@@ -280,14 +280,13 @@ fn pod_network_namespaces_go_with_their_pod_a_killed_runtime_and_a_stopped_one()
         (!netns_list().contains(&one)).then_some(())
     });
     // A runtime killed with SIGKILL cleans up nothing; the next runtime to start does (the
-    // namespaces of all the node's pods before the kill, the playground's too).
+    // namespaces of all the node's pods before the kill, the playground's too). Whether they
+    // are still there right after the kill is not asserted: any runtime that starts sweeps
+    // what killed ones left, and other tests of this binary start runtimes in parallel (one
+    // did, between the kill and the check, in a full run on 2026-12-04).
     let before_kill = netns_with(&prefix);
     assert!(before_kill.contains(&two), "{before_kill:?}");
     let (dir, tmp) = s.into_data();
-    assert!(
-        netns_list().contains(&two),
-        "the killed runtime left the namespace of its pod"
-    );
     let mut s = Up(Server::start_in_with(
         &dir,
         &["--node-name", "local", "--runtime", "process"],
