@@ -114,6 +114,19 @@ proptest! {
     }
 }
 
+/// The smallest patch proptest found (2026-12-04) on which json-patch's own undo panicked: an
+/// `add` that fails is not applied, yet its undo entry is undone. An error, nothing changed.
+#[test]
+fn a_failing_json_patch_that_json_patch_could_not_undo_is_an_error() {
+    let ops = json!([
+        {"op": "add", "path": "/spec", "from": "/spec", "value": null},
+        {"op": "move", "path": "/metadata/name", "from": "/spec", "value": null}
+    ]);
+    let original = json!({});
+    assert!(json_patch(&original, &ops).is_err());
+    assert_eq!(original, json!({}));
+}
+
 #[test]
 fn deeply_nested_json_is_an_error_not_a_stack_overflow() {
     let deep = "[".repeat(100_000) + &"]".repeat(100_000);
