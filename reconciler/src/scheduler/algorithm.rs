@@ -142,27 +142,38 @@ impl Algorithm {
             .try_for_each(|p| p.filter(pod, node, state))
     }
 
-    fn evaluate(&self, pod: &PodInfo, node: &NodeInfo, state: &CycleState) -> NodeResult {
+    /// Filters `node` for `pod`; when it fits, appends its raw scores (one per scoring plugin)
+    /// to `scores` and returns `None`.
+    fn evaluate(
+        &self,
+        pod: &PodInfo,
+        node: &NodeInfo,
+        state: &CycleState,
+        scores: &mut Vec<i64>,
+    ) -> Option<Unfit> {
         match self.filter(pod, node, state) {
-            Ok(()) => NodeResult::Fit(
-                self.scorers
-                    .iter()
-                    .map(|&i| self.plugins[i].score(pod, node, state))
-                    .collect(),
-            ),
-            Err(u) => NodeResult::Unfit(u),
+            Ok(()) => {
+                scores.extend(
+                    self.scorers
+                        .iter()
+                        .map(|&i| self.plugins[i].score(pod, node, state)),
+                );
+                None
+            }
+            Err(u) => Some(u),
         }
     }
 
-    /// Evaluates a node holding the requests of pods nominated to it with at least `pod`'s
-    /// priority.
+    /// [`Algorithm::evaluate`] on a node holding the requests of pods nominated to it with at
+    /// least `pod`'s priority.
     fn evaluate_with_nominated(
         &self,
         pod: &PodInfo,
         node: &NodeInfo,
         nominated: &[Arc<PodInfo>],
         state: &CycleState,
-    ) -> NodeResult {
+        scores: &mut Vec<i64>,
+    ) -> Option<Unfit> {
         let mut held = node.clone();
         for n in nominated {
             if n.priority >= pod.priority && !(n.namespace == pod.namespace && n.name == pod.name) {
@@ -170,8 +181,8 @@ impl Algorithm {
             }
         }
         match self.filter(pod, &held, state) {
-            Ok(()) => self.evaluate(pod, node, state),
-            Err(u) => NodeResult::Unfit(u),
+            Ok(()) => self.evaluate(pod, node, state, scores),
+            Err(u) => Some(u),
         }
     }
 
@@ -202,37 +213,72 @@ impl Algorithm {
         };
         let to_find = self.config.feasible_nodes_to_find(n);
         let start = self.next_start % n;
-        let mut feasible: Vec<(usize, Vec<i64>)> = Vec::with_capacity(to_find.min(n));
+        // The feasible nodes' positions, and their raw scores in one flat buffer (one row of
+        // `scorers.len()` per feasible node): no allocation per node, as a cycle looks at
+        // hundreds of them.
+        let width = self.scorers.len();
+        let mut feasible: Vec<usize> = Vec::with_capacity(to_find.min(n));
+        let mut scores: Vec<i64> = Vec::with_capacity(to_find.min(n) * width);
         let mut diagnosis = Diagnosis {
             nodes: n,
             ..Diagnosis::default()
         };
         let mut processed = 0;
+        // The class's cached results, looked up once per cycle; results computed in this cycle
+        // are remembered after it.
+        let cached = class.and_then(|c| self.cache.slots(c));
+        let mut fresh: Vec<(usize, u64, NodeResult)> = Vec::new();
+        let mut hits = 0;
         for k in 0..n {
             let i = (start + k) % n;
             let node = &nodes[i];
             processed += 1;
-            let held = nominations.get(&node.name).filter(|v| !v.is_empty());
-            let result = match (class, held) {
-                (_, Some(nominated)) => self.evaluate_with_nominated(pod, node, nominated, &state),
-                (Some(c), None) => match self.cache.get(c, i, node.generation) {
-                    Some(r) => r.clone(),
-                    None => {
-                        let r = self.evaluate(pod, node, &state);
-                        self.cache.put(c, i, node.generation, r.clone());
-                        r
-                    }
-                },
-                (None, None) => self.evaluate(pod, node, &state),
+            let held = if nominations.is_empty() {
+                None
+            } else {
+                nominations.get(&node.name).filter(|v| !v.is_empty())
             };
-            match result {
-                NodeResult::Fit(raw) => {
-                    feasible.push((i, raw));
+            let hit = cached
+                .and_then(|slots| slots.get(i))
+                .and_then(Option::as_ref)
+                .filter(|(generation, _)| *generation == node.generation)
+                .map(|(_, r)| r);
+            let unfit = match (class, held, hit) {
+                (_, Some(nominated), _) => {
+                    self.evaluate_with_nominated(pod, node, nominated, &state, &mut scores)
+                }
+                (Some(_), None, Some(NodeResult::Fit(raw))) => {
+                    hits += 1;
+                    // A few scores: pushed one by one, cheaper than a call to memcpy.
+                    for &v in raw {
+                        scores.push(v);
+                    }
+                    None
+                }
+                (Some(_), None, Some(NodeResult::Unfit(u))) => {
+                    hits += 1;
+                    Some(u.clone())
+                }
+                (Some(_), None, None) => {
+                    let at = scores.len();
+                    let unfit = self.evaluate(pod, node, &state, &mut scores);
+                    let result = match &unfit {
+                        None => NodeResult::Fit(scores[at..].to_vec()),
+                        Some(u) => NodeResult::Unfit(u.clone()),
+                    };
+                    fresh.push((i, node.generation, result));
+                    unfit
+                }
+                (None, None, _) => self.evaluate(pod, node, &state, &mut scores),
+            };
+            match unfit {
+                None => {
+                    feasible.push(i);
                     if feasible.len() >= to_find {
                         break;
                     }
                 }
-                NodeResult::Unfit(u) => {
+                Some(u) => {
                     diagnosis.resolvable |= u.resolvable;
                     for r in u.reasons {
                         *diagnosis.reasons.entry(r.into_owned()).or_default() += 1;
@@ -241,14 +287,21 @@ impl Algorithm {
             }
         }
         self.next_start = (start + processed) % n;
+        if let Some(c) = class {
+            self.cache.hits += hits;
+            self.cache.misses += fresh.len() as u64;
+            for (i, generation, result) in fresh {
+                self.cache.put(c, i, generation, result);
+            }
+        }
         if feasible.is_empty() {
             return Outcome::Unfit(diagnosis);
         }
         let found = feasible.len();
         let best = if found == 1 {
-            feasible[0].0
+            feasible[0]
         } else {
-            self.select(&feasible)
+            feasible[self.select(&scores, width)]
         };
         Outcome::Fit {
             node: nodes[best].name.clone(),
@@ -257,14 +310,16 @@ impl Algorithm {
         }
     }
 
-    /// Normalizes each plugin's scores over the feasible nodes, weighs and sums them, and picks
-    /// the highest total (ties broken at random, so equal nodes share the load).
-    fn select(&mut self, feasible: &[(usize, Vec<i64>)]) -> usize {
-        let mut totals = vec![0i64; feasible.len()];
-        let mut column = vec![0i64; feasible.len()];
+    /// Normalizes each plugin's scores over the feasible nodes (`scores`: one row of `width`
+    /// raw scores per feasible node), weighs and sums them, and picks the row with the highest
+    /// total (ties broken at random, so equal nodes share the load).
+    fn select(&mut self, scores: &[i64], width: usize) -> usize {
+        let rows = scores.len().checked_div(width).unwrap_or(0);
+        let mut totals = vec![0i64; rows];
+        let mut column = vec![0i64; rows];
         for (s, &plugin) in self.scorers.iter().enumerate() {
-            for (j, (_, raw)) in feasible.iter().enumerate() {
-                column[j] = raw[s];
+            for (j, c) in column.iter_mut().enumerate() {
+                *c = scores[j * width + s];
             }
             let p = &self.plugins[plugin];
             p.normalize(&mut column);
@@ -285,7 +340,7 @@ impl Algorithm {
                 }
             }
         }
-        feasible[best].0
+        best
     }
 }
 

@@ -86,6 +86,12 @@ impl EquivalenceCache {
         }
     }
 
+    /// Every cached result of `class`, by node position, each with the node generation it is
+    /// valid for.
+    pub fn slots(&self, class: u64) -> Option<&[Option<(u64, NodeResult)>]> {
+        self.classes.get(&class).map(Vec::as_slice)
+    }
+
     /// Remembers a result.
     pub fn put(&mut self, class: u64, index: usize, generation: u64, result: NodeResult) {
         if self.classes.len() >= MAX_CLASSES && !self.classes.contains_key(&class) {
