@@ -73,7 +73,8 @@ pub fn check_identity(
 /// Problems every object can have: its name, labels, annotations and metadata field types.
 pub fn validate_meta(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let meta = obj.metadata().cloned().unwrap_or_default();
+    let empty = serde_json::Map::new();
+    let meta = obj.metadata().unwrap_or(&empty);
     match meta.get("name") {
         Some(Value::String(name)) if !name.is_empty() => {
             for msg in validation::object_name(info.name_rule, name) {
@@ -359,6 +360,21 @@ fn qos_class(pod: &Value) -> &'static str {
 
 /// Whether the parts of an object other than metadata and status, which `generation` counts
 /// changes of, differ.
+/// A copy of `obj` without what [`spec_changed`] never compares: its metadata (with the
+/// managedFields) and status, the bulk of a pod or a Deployment. Defaulting reads neither for a
+/// kind with a spec generation (only a Namespace's defaults read its name).
+fn spec_only(obj: &Value) -> Value {
+    let Some(m) = obj.as_object() else {
+        return obj.clone();
+    };
+    Value::Object(
+        m.iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}
+
 fn spec_changed(old: &Value, new: &Value) -> bool {
     const NOT_SPEC: &[&str] = &["metadata", "status", "apiVersion", "kind"];
     match (old.as_object(), new.as_object()) {
@@ -429,8 +445,11 @@ pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value, scope: 
     }
     if info.has_subresource("status") && scope == UpdateScope::Main {
         match (old.get("status"), new.as_object_mut()) {
+            // Most updates carry the stored status back unchanged: compare before copying.
             (Some(s), Some(m)) => {
-                m.insert("status".into(), s.clone());
+                if m.get("status") != Some(s) {
+                    m.insert("status".into(), s.clone());
+                }
             }
             (None, Some(m)) => {
                 m.remove("status");
@@ -438,7 +457,8 @@ pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value, scope: 
             _ => {}
         }
     }
-    let old_meta = old.metadata().cloned().unwrap_or_default();
+    let empty = serde_json::Map::new();
+    let old_meta = old.metadata().unwrap_or(&empty);
     let meta = new.metadata_mut();
     let carried: &[&str] = match scope {
         UpdateScope::Delete => &["uid", "creationTimestamp", "generation", "namespace"],
@@ -481,8 +501,8 @@ pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value, scope: 
     crate::defaults::apply(info, new);
     // Compare with the old object defaulted too: one stored before a default existed has not
     // changed its spec just because the default now shows.
-    if has_spec_generation(info) && {
-        let mut old_defaulted = old.clone();
+    if has_spec_generation(info) && spec_changed(old, new) && {
+        let mut old_defaulted = spec_only(old);
         crate::defaults::apply(info, &mut old_defaulted);
         spec_changed(&old_defaulted, new)
     } {

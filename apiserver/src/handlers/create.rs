@@ -91,6 +91,6 @@ pub(super) async fn create_object(
     if info.plural == "resourcequotas" {
         admission::quota::after_write(state, info, req.namespace(), kv.mod_revision).await;
     }
-    let obj = crate::convert::served(info, &obj).into_owned();
+    let obj = super::write::into_served(info, obj);
     Ok(json(StatusCode::CREATED, &stamp(obj, kv.mod_revision)))
 }

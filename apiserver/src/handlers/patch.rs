@@ -38,6 +38,43 @@ pub fn patch_type(req: &ApiRequest) -> Result<PatchType, StatusError> {
     }
 }
 
+/// The top-level fields a patch document can change, or `None`
+/// when that is not plain from the document (a directive of a strategic merge patch at the top,
+/// a JSON patch on the whole object) or it changes apiVersion or kind.
+fn touched(kind: PatchType, doc: &Value) -> Option<Vec<String>> {
+    let mut keys: Vec<String> = match kind {
+        PatchType::Merge | PatchType::StrategicMerge => {
+            let map = doc.as_object()?;
+            if map.keys().any(|k| k.starts_with('$')) {
+                return None;
+            }
+            map.keys().cloned().collect()
+        }
+        PatchType::Json => {
+            let mut keys = Vec::new();
+            for op in doc.as_array()? {
+                for field in ["path", "from"] {
+                    let Some(path) = op.get(field) else { continue };
+                    let first = path.as_str()?.strip_prefix('/')?.split('/').next()?;
+                    if first.is_empty() {
+                        return None;
+                    }
+                    keys.push(first.replace("~1", "/").replace("~0", "~"));
+                }
+            }
+            keys
+        }
+        PatchType::Apply => return None,
+    };
+    // A patch of apiVersion or kind is checked whole (the identity is part of the check).
+    if keys.iter().any(|k| k == "apiVersion" || k == "kind") {
+        return None;
+    }
+    keys.sort();
+    keys.dedup();
+    Some(keys)
+}
+
 /// Applies a patch document to an object.
 pub fn apply_patch(
     req: &ApiRequest,
@@ -79,8 +116,65 @@ pub async fn patch(state: &Arc<ApiState>, req: &ApiRequest) -> ApiResult {
     }
     let doc = req.json_body()?;
     req.check_duplicates()?;
+    let touched = touched(kind, &doc);
     client_update(state, req, dry_run, |current| {
-        req.check_typed(apply_patch(req, kind, current, &doc)?)
+        req.check_typed_touched(apply_patch(req, kind, current, &doc)?, touched.as_deref())
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_patch_touches_the_top_level_fields_its_document_names() {
+        let keys = |v: &[&str]| Some(v.iter().map(ToString::to_string).collect::<Vec<_>>());
+        let cases = [
+            (
+                PatchType::Merge,
+                json!({"status": {"phase": "Running"}}),
+                keys(&["status"]),
+            ),
+            (
+                PatchType::StrategicMerge,
+                json!({"metadata": {"labels": {"a": "b"}}, "spec": {"x": null}}),
+                keys(&["metadata", "spec"]),
+            ),
+            (
+                PatchType::StrategicMerge,
+                json!({"$patch": "replace", "spec": {}}),
+                None,
+            ),
+            (PatchType::Merge, json!({"kind": "Other"}), None),
+            (PatchType::Merge, json!([1]), None),
+            (
+                PatchType::Json,
+                json!([{"op": "replace", "path": "/status/phase", "value": "Running"},
+                    {"op": "move", "from": "/metadata/labels/a", "path": "/spec/x"},
+                    {"op": "add", "path": "/data~1x", "value": 1}]),
+                keys(&["data/x", "metadata", "spec", "status"]),
+            ),
+            (
+                PatchType::Json,
+                json!([{"op": "replace", "path": "", "value": {}}]),
+                None,
+            ),
+            (
+                PatchType::Json,
+                json!([{"op": "replace", "path": "/apiVersion", "value": "v2"}]),
+                None,
+            ),
+            (
+                PatchType::Json,
+                json!([{"op": "replace", "value": 1}]),
+                keys(&[]),
+            ),
+        ];
+        for (kind, doc, expected) in cases {
+            assert_eq!(touched(kind, &doc), expected, "{doc}");
+        }
+    }
 }

@@ -195,7 +195,8 @@ async fn attempt(
     let mut new = change(&served)?;
     strategy::check_identity(info, namespace, &mut new)?;
     let mut new = crate::convert::stored(info, new);
-    let requested = new.path("metadata.managedFields").cloned();
+    // The managedFields the client sent (only client writes record them).
+    let requested = admit.and_then(|_| new.path("metadata.managedFields").cloned());
     match new.name() {
         Some(n) if n == name => {}
         Some(n) if !n.is_empty() => {
@@ -296,7 +297,7 @@ async fn attempt(
                 .await;
             }
             Ok(Attempt::Written(Written {
-                object: stamp(crate::convert::served(info, &new).into_owned(), revision),
+                object: stamp(into_served(info, new), revision),
             }))
         }
         // Re-read and re-run `change`: a resourceVersion precondition then fails above.
@@ -309,6 +310,15 @@ async fn attempt(
             Err(storage_error(e, &info.group, &info.plural, name))
         }
     }
+}
+
+/// A stored object as `info`'s version serves it, without a copy when that is the stored version.
+pub(super) fn into_served(info: &ResourceInfo, stored: Value) -> Value {
+    let converted = match crate::convert::served(info, &stored) {
+        std::borrow::Cow::Owned(v) => Some(v),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
+    converted.unwrap_or(stored)
 }
 
 /// The 409 for a stale resourceVersion.
