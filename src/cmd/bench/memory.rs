@@ -142,6 +142,19 @@ pub async fn run(objects: usize, nodes: usize) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(10)).await;
     report("memory", "idle_peak_rss", peak_mb(&idle)?, "MB");
     report("memory", "idle_rss", rss_mb(&idle)?, "MB");
+    // What the resident memory is: the heap and stacks (anonymous) and the binary's pages.
+    report(
+        "memory",
+        "idle_rss_anon",
+        status_mb(&proc_status(&idle), "RssAnon")?,
+        "MB",
+    );
+    report(
+        "memory",
+        "idle_rss_file",
+        status_mb(&proc_status(&idle), "RssFile")?,
+        "MB",
+    );
     rollout_and_rollback(&idle, &client).await?;
     tokio::time::sleep(Duration::from_secs(10)).await;
     report("memory", "after_rollback_peak_rss", peak_mb(&idle)?, "MB");

@@ -199,3 +199,69 @@ pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
     sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
+
+/// CPU time this process has used so far (user and system, all threads), in seconds, from
+/// `/proc/self/stat`; 0 where that cannot be read. A window's CPU seconds beside its wall time
+/// say whether a slow run was busy or waiting.
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command name (which may hold spaces, inside parentheses).
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: f64 = fields
+        .get(11..13)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum();
+    // USER_HZ is 100 on every Linux architecture gitplane builds for.
+    ticks / 100.0
+}
+
+/// The API requests this process has served so far, from `apiserver_request_total` in the
+/// metrics text: (verb resource/subresource code) → count.
+pub fn request_counts() -> std::collections::BTreeMap<String, f64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in telemetry::encode().lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix("=\"")?.strip_suffix('"'))
+                .unwrap_or("")
+                .to_string()
+        };
+        let sub = label("subresource");
+        let key = format!(
+            "{}_{}{}{}_{}",
+            label("verb"),
+            label("resource"),
+            if sub.is_empty() { "" } else { "_" },
+            sub,
+            label("code")
+        );
+        *counts.entry(key).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    counts
+}
+
+/// Reports the requests served between `before` (from [`request_counts`]) and now, one line
+/// per verb, resource and code, so that a slow run shows what else the server did meanwhile.
+pub fn report_requests(scenario: &str, before: &std::collections::BTreeMap<String, f64>) {
+    for (key, now) in request_counts() {
+        let n = now - before.get(&key).copied().unwrap_or(0.0);
+        if n > 0.0 {
+            report(scenario, &format!("requests_{key}"), n, "requests");
+        }
+    }
+}
