@@ -446,10 +446,8 @@ pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value, scope: 
     if info.has_subresource("status") && scope == UpdateScope::Main {
         match (old.get("status"), new.as_object_mut()) {
             // Most updates carry the stored status back unchanged: compare before copying.
-            (Some(s), Some(m)) => {
-                if m.get("status") != Some(s) {
-                    m.insert("status".into(), s.clone());
-                }
+            (Some(s), Some(m)) if m.get("status") != Some(s) => {
+                m.insert("status".into(), s.clone());
             }
             (None, Some(m)) => {
                 m.remove("status");
