@@ -358,8 +358,6 @@ fn qos_class(pod: &Value) -> &'static str {
     }
 }
 
-/// Whether the parts of an object other than metadata and status, which `generation` counts
-/// changes of, differ.
 /// A copy of `obj` without what [`spec_changed`] never compares: its metadata (with the
 /// managedFields) and status, the bulk of a pod or a Deployment. Defaulting reads neither for a
 /// kind with a spec generation (only a Namespace's defaults read its name).
@@ -375,6 +373,8 @@ fn spec_only(obj: &Value) -> Value {
     )
 }
 
+/// Whether the parts of an object other than metadata and status, which `generation` counts
+/// changes of, differ.
 fn spec_changed(old: &Value, new: &Value) -> bool {
     const NOT_SPEC: &[&str] = &["metadata", "status", "apiVersion", "kind"];
     match (old.as_object(), new.as_object()) {
