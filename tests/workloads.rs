@@ -319,14 +319,32 @@ fn a_finished_job_with_a_ttl_is_deleted() {
     );
     // The TTL counts from `completionTime`, which has whole seconds: the Job may be deleted
     // within moments of completing, before a poll sees it Complete.
-    eventually(
-        "job brief complete (or already deleted)",
-        WAIT,
-        || match job(&s, "brief") {
-            None => Some(()),
-            Some(j) => condition(&j, "Complete").map(|_| ()),
-        },
-    );
+    // This wait timed out twice in loaded runs and never since: on a timeout, say what the
+    // Job, its pods, the Events and the server said.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let done = match job(&s, "brief") {
+            None => true,
+            Some(j) => condition(&j, "Complete").is_some(),
+        };
+        if done {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let events = items(&s, "/api/v1/namespaces/default/events");
+            eprintln!("job: {}", Value::from(job(&s, "brief")));
+            eprintln!("pods: {}", Value::from(job_pods(&s, "brief")));
+            eprintln!("events: {}", Value::from(events));
+            let log = std::fs::read_to_string(&s.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(200).collect();
+            eprintln!(
+                "server log (last 200 lines, newest first):\n{}",
+                tail.join("\n")
+            );
+            panic!("timed out waiting for job brief complete (or already deleted)");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
     eventually("job brief deleted", WAIT, || {
         job(&s, "brief").is_none().then_some(())
     });
