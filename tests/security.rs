@@ -760,12 +760,17 @@ fn the_audit_log_follows_the_policy_and_keeps_secrets_at_metadata() {
 
 /// A request body that sends its first half at once (so the request reaches the server and
 /// holds its slot) and the rest only when told to.
-struct Held(mpsc::Receiver<()>, u8);
+/// A ConfigMap body (the object named `.2`) that yields its first 20 bytes, then waits for
+/// `.0` before the rest.
+struct Held(mpsc::Receiver<()>, u8, String);
 
 impl Read for Held {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let body: &[u8] = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"slow"}}"#;
-        let (first, rest) = body.split_at(20);
+        let body = format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{}"}}}}"#,
+            self.2
+        );
+        let (first, rest) = body.as_bytes().split_at(20);
         let part = match self.1 {
             0 => first,
             1 => {
@@ -819,44 +824,50 @@ fn beyond_the_in_flight_limit_requests_get_429_with_retry_after_and_watches_do_n
 
     // The slow create holds the one mutating slot while its body is held back. A write of
     // the syncer or the node agent may hold the slot at that moment, and then the slow create
-    // is the one refused (the server answers 429 and closes before reading its body): start it
-    // again until a 429 is seen while it is still in flight.
+    // is the one refused (the server answers 429 and closes before reading its body); and now
+    // and then the slow request has not reached the server's in-flight stage at all (the
+    // probes below get 201 for as long as one waits). Either way it is started again, under a
+    // new name, until a 429 is seen while it is still in flight.
     let mut attempt = 0;
     let (release, slow, refused) = loop {
         attempt += 1;
+        assert!(attempt <= 8, "no 429 while a slow create was in flight");
         let (release, held) = mpsc::channel();
         let agent = s.agent(&Auth::Admin, Duration::from_secs(60));
         let url = format!("{}{cms}", s.url);
+        let name = format!("slow-{attempt}");
         let slow = std::thread::spawn(move || {
-            let mut body = Held(held, 0);
+            let mut body = Held(held, 0, name);
             agent
                 .post(&url)
                 .content_type("application/json")
                 .send(ureq::SendBody::from_reader(&mut body))
                 .map(|r| r.status().as_u16())
         });
-        let refused = eventually(
-            "a 429 while the slow create holds the slot",
-            Duration::from_secs(20),
-            || {
-                let a = s.http_as(
-                    &Auth::Admin,
-                    "POST",
-                    &format!("{cms}?dryRun=All"),
-                    br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"other"}}"#,
-                    &[],
-                );
-                (a.code == 429 || slow.is_finished()).then_some(a)
-            },
-        );
-        if !slow.is_finished() {
-            break (release, slow, refused);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let refused = loop {
+            let a = s.http_as(
+                &Auth::Admin,
+                "POST",
+                &format!("{cms}?dryRun=All"),
+                br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"other"}}"#,
+                &[],
+            );
+            if a.code == 429 || slow.is_finished() {
+                break Some(a);
+            }
+            if std::time::Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        };
+        match refused {
+            Some(refused) if !slow.is_finished() => break (release, slow, refused),
+            _ => {
+                let _ = release.send(());
+                let _ = slow.join();
+            }
         }
-        assert!(
-            attempt < 5,
-            "the slow create never got the slot: {:?}",
-            slow.join()
-        );
     };
     assert_eq!(
         refused.headers.get("retry-after").map(String::as_str),
