@@ -180,8 +180,7 @@ impl ApiRequest {
         }
         let part = serde_json::Value::Object(part);
         match apimachinery::typed::check(&self.info.gvk(), &part) {
-            Ok(Some(unknown)) if unknown.is_empty() => Ok(obj),
-            Ok(None) => Ok(obj),
+            Ok(unknown) if unknown.as_ref().is_none_or(Vec::is_empty) => Ok(obj),
             _ => self.check_typed_as(obj, mode),
         }
     }
