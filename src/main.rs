@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand};
 
 /// jemalloc rather than glibc's malloc: the scheduling and pod start-up benchmarks run about
 /// twice as fast with it (ARCHITECTURE.md, *jemalloc as the global allocator*).
+/// `--features system-allocator` keeps glibc's, for heap profilers that intercept malloc.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

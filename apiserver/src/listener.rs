@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use rustls::ServerConfig;
 use rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
@@ -24,21 +23,6 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// The certificate chain the client presented (TLS only), leaf first.
     pub certs: Option<Arc<Vec<CertificateDer<'static>>>>,
-}
-
-impl Connected<IncomingStream<'_, TcpListener>> for PeerInfo {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        PeerInfo {
-            addr: *stream.remote_addr(),
-            certs: None,
-        }
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for PeerInfo {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        stream.remote_addr().clone()
-    }
 }
 
 /// A TLS listener: accepts TCP connections and completes handshakes in their own tasks.
@@ -107,4 +91,60 @@ impl Listener for TlsListener {
             certs: None,
         })
     }
+}
+
+impl From<SocketAddr> for PeerInfo {
+    fn from(addr: SocketAddr) -> Self {
+        PeerInfo { addr, certs: None }
+    }
+}
+
+/// Streams one HTTP/2 connection may have open at once. hyper's default, 200, is less than a
+/// client that sends every request over one connection (client-go, and `gitplane up`'s own
+/// components) may hold in watches alone: the garbage collector watches every kind, CRDs
+/// included, and a request beyond the limit waits until a stream ends. kube-apiserver
+/// allows 1,000 (`--http2-max-streams-per-connection`).
+pub const MAX_CONCURRENT_STREAMS: u32 = 1000;
+
+/// Serves `app` on `listener` (HTTP/1.1, and HTTP/2 where the client chose it) until `shutdown`
+/// completes; then accepts nothing more, asks each open connection to end (HTTP/2: GOAWAY,
+/// HTTP/1.1: after its current request) and waits until they have. What `axum::serve` with a
+/// graceful shutdown does, with [`MAX_CONCURRENT_STREAMS`], which it does not let one set.
+/// Each request carries its connection's [`PeerInfo`] as `ConnectInfo`.
+pub async fn serve<L>(
+    mut listener: L,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) where
+    L: Listener,
+    L::Addr: Into<PeerInfo>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .enable_connect_protocol()
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (io, addr) = tokio::select! {
+            conn = listener.accept() => conn,
+            () = &mut shutdown => break,
+        };
+        let peer = axum::extract::ConnectInfo(addr.into());
+        let service = tower::Layer::layer(&axum::Extension(peer), app.clone());
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

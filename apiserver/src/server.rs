@@ -17,7 +17,7 @@ use crate::allocator::ServiceRanges;
 use crate::crd;
 use crate::default_service;
 use crate::handlers;
-use crate::listener::{PeerInfo, TlsListener};
+use crate::listener::TlsListener;
 use crate::security::Security;
 use crate::state::{ApiState, encode};
 use crate::storage::{StorageError, Store};
@@ -74,9 +74,6 @@ pub enum ServerError {
     /// The watch cache did not load.
     #[error("the watch cache did not load from storage: {0}")]
     Cache(String),
-    /// Serving failed.
-    #[error("serving failed: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 /// A started API server, bound and ready to serve.
@@ -166,17 +163,13 @@ impl ApiServer {
             shutdown.await;
             state.begin_shutdown();
         };
-        let app = app.into_make_service_with_connect_info::<PeerInfo>();
         match self.tls {
-            Some(tls) => axum::serve(TlsListener::new(self.listener, tls), app)
-                .with_graceful_shutdown(stop)
-                .await
-                .map_err(ServerError::Serve),
-            None => axum::serve(self.listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-                .map_err(ServerError::Serve),
+            Some(tls) => {
+                crate::listener::serve(TlsListener::new(self.listener, tls), app, stop).await
+            }
+            None => crate::listener::serve(self.listener, app, stop).await,
         }
+        Ok(())
     }
 }
 

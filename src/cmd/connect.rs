@@ -117,7 +117,7 @@ impl Components {
             let text = crate::kubeconfig::render(self.addr, name, &creds);
             let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)?;
             let config = named(kube::Config::try_from(kubeconfig)?, name)?;
-            Ok(kube::Client::try_from(config)?)
+            multiplexed(config)
         };
         build().with_context(|| format!("client for the {name}"))
     }
@@ -129,8 +129,38 @@ impl Components {
     pub fn client_with_token(&self, token: &str, component: &str) -> anyhow::Result<kube::Client> {
         let kubeconfig = crate::kubeconfig::with_token(self.addr, &self.ca.cert_pem, token)?;
         let config = named(kube::Config::try_from(kubeconfig)?, component)?;
-        Ok(kube::Client::try_from(config)?)
+        multiplexed(config)
     }
+}
+
+/// A client for `config` that sends all its requests, watches included, as streams of one
+/// HTTP/2 connection, as client-go does. kube's own client speaks HTTP/1.1 only, so each
+/// open watch holds a TLS connection of its own: an idle `up` had 146 of them, each with
+/// buffers at both ends in this process (~10 MB of heap; ARCHITECTURE.md, *Memory of an idle
+/// `up`*). The stack is kube's (base URI, credentials, User-Agent) minus its HTTP/1.1 read
+/// timeout, which would end an idle connection that carries watches.
+fn multiplexed(config: kube::Config) -> anyhow::Result<kube::Client> {
+    use kube::client::ConfigExt;
+    // ALPN `h2` is set by `enable_http2`.
+    let tls = config.rustls_client_config()?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http2()
+        .wrap_connector(http);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(client);
+    Ok(kube::Client::new(service, config.default_namespace))
 }
 
 /// A name for this process in leases and events: host name and process id.
