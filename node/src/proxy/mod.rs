@@ -306,25 +306,116 @@ async fn serve(listener: TcpListener, backends: Arc<RwLock<Vec<SocketAddr>>>, se
                 return;
             };
             let _ = inbound.set_nodelay(true);
-            let _ = outbound.set_nodelay(true);
             let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
         });
     }
 }
 
-/// Connects to the backends in round-robin order, skipping any that refuse.
-async fn connect_any(backends: &[SocketAddr], next: &AtomicUsize) -> Option<TcpStream> {
+/// How long a connection attempt to one endpoint runs alone before the next endpoint is tried
+/// beside it (RFC 8305's connection attempt delay, at its lower bound). An endpoint whose pod
+/// has just gone, its network namespace deleted before this proxy heard that the pod is
+/// terminating, neither accepts nor refuses: its SYNs go unanswered. Tried one after the other,
+/// such an endpoint held each connection that came to it for the whole [`CONNECT_TIMEOUT`]
+/// (2 s in every rollout of `bench gitops-rollout`).
+const ATTEMPT_DELAY: Duration = Duration::from_millis(100);
+
+/// How long one attempt may take before it counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connects to one of `backends`, in round-robin order from `next`: an endpoint that refuses
+/// is skipped at once, one that has not answered within [`ATTEMPT_DELAY`] gets the next one
+/// tried beside it, and the first connection made wins (the others are dropped).
+pub(crate) async fn connect_any(backends: &[SocketAddr], next: &AtomicUsize) -> Option<TcpStream> {
+    connect_first(backends, next, CONNECT_TIMEOUT).await
+}
+
+async fn connect_first(
+    backends: &[SocketAddr],
+    next: &AtomicUsize,
+    timeout: Duration,
+) -> Option<TcpStream> {
     if backends.is_empty() {
         return None;
     }
     let start = next.fetch_add(1, Ordering::Relaxed);
-    for i in 0..backends.len() {
-        let addr = backends[(start + i) % backends.len()];
-        match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => return Some(stream),
-            Ok(Err(e)) => tracing::debug!(%addr, error = %e, "endpoint refused"),
-            Err(_) => tracing::debug!(%addr, "endpoint timed out"),
+    let mut queue = (0..backends.len()).map(|i| backends[(start + i) % backends.len()]);
+    let attempt = |addr: SocketAddr| async move {
+        (
+            addr,
+            tokio::time::timeout(timeout, TcpStream::connect(addr)).await,
+        )
+    };
+    let mut attempts = futures::stream::FuturesUnordered::new();
+    attempts.push(attempt(queue.next()?));
+    loop {
+        let waiting = queue.len() > 0;
+        tokio::select! {
+            Some((addr, result)) = attempts.next() => {
+                match result {
+                    Ok(Ok(stream)) => {
+                        let _ = stream.set_nodelay(true);
+                        return Some(stream);
+                    }
+                    Ok(Err(e)) => tracing::debug!(%addr, error = %e, "endpoint refused"),
+                    Err(_) => tracing::debug!(%addr, "endpoint timed out"),
+                }
+                attempts.extend(queue.next().map(attempt));
+                if attempts.is_empty() {
+                    return None;
+                }
+            }
+            () = tokio::time::sleep(ATTEMPT_DELAY), if waiting => {
+                attempts.extend(queue.next().map(attempt));
+            }
         }
     }
-    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loopback endpoint that neither accepts nor refuses: its accept queue (length 0) is
+    /// full, so the kernel drops further SYNs, as for a pod whose network namespace is gone.
+    async fn silent_endpoint() -> (tokio::net::TcpListener, TcpStream) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let filler = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        (listener, filler)
+    }
+
+    #[tokio::test]
+    async fn a_silent_endpoint_does_not_hold_the_connection_while_another_accepts() {
+        let (silent, _filler) = silent_endpoint().await;
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backends = [silent.local_addr().unwrap(), live.local_addr().unwrap()];
+        // The silent endpoint first; its attempt alone would wait for the whole hour.
+        let next = AtomicUsize::new(0);
+        let connect = connect_first(&backends, &next, Duration::from_secs(3600));
+        let stream = tokio::time::timeout(Duration::from_secs(60), connect)
+            .await
+            .expect("the silent endpoint held the connection")
+            .expect("the live endpoint accepts");
+        assert_eq!(stream.peer_addr().unwrap(), backends[1]);
+    }
+
+    #[tokio::test]
+    async fn refusing_endpoints_are_skipped_and_none_left_is_none() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let next = AtomicUsize::new(0);
+        let backends = [closed, live.local_addr().unwrap()];
+        let stream = connect_any(&backends, &next)
+            .await
+            .expect("the live endpoint");
+        assert_eq!(stream.peer_addr().unwrap(), backends[1]);
+        assert!(connect_any(&[closed], &next).await.is_none());
+        assert!(connect_any(&[], &next).await.is_none());
+    }
 }

@@ -9,14 +9,14 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use axum::body::Body;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::Shared;
@@ -154,7 +154,7 @@ async fn handle(
             ),
         );
     }
-    let Some(tcp) = connect_any(endpoints, &ctx.next).await else {
+    let Some(tcp) = crate::proxy::connect_any(endpoints, &ctx.next).await else {
         return answer(
             StatusCode::BAD_GATEWAY,
             "no endpoint accepted the connection",
@@ -216,21 +216,4 @@ async fn handle(
             answer(StatusCode::BAD_GATEWAY, "the backend did not answer")
         }
     }
-}
-
-/// Connects to the endpoints in round-robin order, skipping any that refuse.
-async fn connect_any(endpoints: &[SocketAddr], next: &AtomicUsize) -> Option<TcpStream> {
-    let start = next.fetch_add(1, Ordering::Relaxed);
-    for i in 0..endpoints.len() {
-        let addr = endpoints[(start + i) % endpoints.len()];
-        match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                return Some(stream);
-            }
-            Ok(Err(e)) => tracing::debug!(%addr, error = %e, "ingress endpoint refused"),
-            Err(_) => tracing::debug!(%addr, "ingress endpoint timed out"),
-        }
-    }
-    None
 }
