@@ -55,7 +55,7 @@ pub fn named(mut config: kube::Config, component: &str) -> anyhow::Result<kube::
 /// A client for a plain-HTTP server in this process (the benchmarks' in-process server).
 pub fn local_client(addr: SocketAddr) -> anyhow::Result<kube::Client> {
     let url = format!("http://{addr}").parse().context("server address")?;
-    kube::Client::try_from(kube::Config::new(url)).context("cannot build an API client")
+    multiplexed(kube::Config::new(url))
 }
 
 /// Clients for the components `gitplane up` runs in-process, one identity per component
@@ -141,19 +141,40 @@ impl Components {
 /// timeout, which would end an idle connection that carries watches.
 fn multiplexed(config: kube::Config) -> anyhow::Result<kube::Client> {
     use kube::client::ConfigExt;
-    // ALPN `h2` is set by `enable_http2`.
-    let tls = config.rustls_client_config()?;
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
+    if config.cluster_url.scheme_str() == Some("http") {
+        // HTTP/2 without TLS, by prior knowledge (the server takes either).
+        return over(config, http);
+    }
+    // ALPN `h2` is set by `enable_http2`.
+    let tls = config.rustls_client_config()?;
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()
         .enable_http2()
         .wrap_connector(http);
+    over(config, https)
+}
+
+/// [`multiplexed`]'s client over `connector`.
+fn over<C>(config: kube::Config, connector: C) -> anyhow::Result<kube::Client>
+where
+    C: tower::Service<hyper::Uri> + Clone + Send + Sync + 'static,
+    C::Response: hyper_util::client::legacy::connect::Connection
+        + hyper::rt::Read
+        + hyper::rt::Write
+        + Send
+        + Unpin
+        + 'static,
+    C::Future: Send + Unpin + 'static,
+    C::Error: Into<tower::BoxError>,
+{
+    use kube::client::ConfigExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
-        .build(https);
+        .build(connector);
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
