@@ -172,8 +172,14 @@ where
     C::Error: Into<tower::BoxError>,
 {
     use kube::client::ConfigExt;
+    // Go's HTTP/2 client windows (client-go's transport): 4 MiB per stream, 1 GiB for the
+    // connection. Data a stream's reader has not taken yet counts against both; with hyper's
+    // 5 MiB for the connection, a few watches whose controller is busy would stall every other
+    // request of the component, which over HTTP/1.1 had connections of their own.
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
+        .http2_initial_stream_window_size(4 << 20)
+        .http2_initial_connection_window_size(1 << 30)
         .build(connector);
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())

@@ -126,6 +126,43 @@ async fn ensure_root(client: &kube::Client, repo_url: &str, path: &str) -> anyho
     Ok(true)
 }
 
+/// Runs a start-up step against the API server again while it fails for a reason that passes
+/// (the server's store unavailable, too many requests, a broken connection), waiting 0.1 s,
+/// then twice as long up to 2 s: a store that goes away while `up` starts (etcd restarted)
+/// delays the start instead of ending the process. Other errors end it, and so does Ctrl-C.
+async fn retried<T, Step>(what: &str, mut step: impl FnMut() -> Step) -> anyhow::Result<T>
+where
+    Step: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        match step().await {
+            Ok(done) => return Ok(done),
+            Err(e) if passes(&e) => {
+                tracing::warn!(step = what, error = %e, "start-up step failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = server::shutdown_signal() => {
+                        return Err(e.context(format!("stopped while creating {what}")));
+                    }
+                }
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(e) => return Err(e.context(format!("creating {what}"))),
+        }
+    }
+}
+
+/// Whether an API call failed for a reason that passes: a 5xx or 429 answer, or no answer.
+fn passes(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|cause| match cause.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(status)) => status.code >= 500 || status.code == 429,
+            Some(kube::Error::HyperError(_) | kube::Error::Service(_)) => true,
+            _ => false,
+        })
+}
+
 /// Runs the platform until Ctrl-C or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     server::init_logging();
@@ -177,8 +214,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 (playground.to_string_lossy().into_owned(), path, seeded)
             }
         };
-        ensure_root(&client, &repo_url, &path).await?;
-        super::console::ensure_account(&client).await?;
+        retried("the root Application", || {
+            ensure_root(&client, &repo_url, &path)
+        })
+        .await?;
+        retried("the console's account", || {
+            super::console::ensure_account(&client)
+        })
+        .await?;
         let sync_task = tokio::spawn(syncer.run(stopped()));
         let notify_task = tokio::spawn(reconciler::gitops::notifications::Notifier::run(
             client.clone(),
