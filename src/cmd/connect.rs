@@ -52,7 +52,8 @@ pub fn named(mut config: kube::Config, component: &str) -> anyhow::Result<kube::
     Ok(config)
 }
 
-/// A client for a plain-HTTP server in this process (the benchmarks' in-process server).
+/// A client for a plain-HTTP server in this process (the benchmarks' in-process server),
+/// speaking HTTP/2 as `up`'s components do (`multiplexed`).
 pub fn local_client(addr: SocketAddr) -> anyhow::Result<kube::Client> {
     let url = format!("http://{addr}").parse().context("server address")?;
     multiplexed(kube::Config::new(url))

@@ -329,6 +329,7 @@ pub(crate) async fn connect_any(backends: &[SocketAddr], next: &AtomicUsize) -> 
     connect_first(backends, next, CONNECT_TIMEOUT).await
 }
 
+/// [`connect_any`] with each attempt's timeout given (the tests give one that no attempt ends by).
 async fn connect_first(
     backends: &[SocketAddr],
     next: &AtomicUsize,
