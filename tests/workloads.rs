@@ -331,16 +331,7 @@ fn a_finished_job_with_a_ttl_is_deleted() {
             break;
         }
         if std::time::Instant::now() > deadline {
-            let events = items(&s, "/api/v1/namespaces/default/events");
-            eprintln!("job: {}", Value::from(job(&s, "brief")));
-            eprintln!("pods: {}", Value::from(job_pods(&s, "brief")));
-            eprintln!("events: {}", Value::from(events));
-            let log = std::fs::read_to_string(&s.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(200).collect();
-            eprintln!(
-                "server log (last 200 lines, newest first):\n{}",
-                tail.join("\n")
-            );
+            say_what_the_job_is(&s, "brief");
             panic!("timed out waiting for job brief complete (or already deleted)");
         }
         std::thread::sleep(Duration::from_millis(25));
@@ -351,6 +342,21 @@ fn a_finished_job_with_a_ttl_is_deleted() {
     eventually("its pod deleted", WAIT, || {
         job_pods(&s, "brief").is_empty().then_some(())
     });
+}
+
+/// Prints what the Job `name`, its pods, the Events and the server's log say (for a wait that
+/// timed out).
+fn say_what_the_job_is(s: &Server, name: &str) {
+    let events = items(s, "/api/v1/namespaces/default/events");
+    eprintln!("job: {}", Value::from(job(s, name)));
+    eprintln!("pods: {}", Value::from(job_pods(s, name)));
+    eprintln!("events: {}", Value::from(events));
+    let log = std::fs::read_to_string(&s.log).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(200).collect();
+    eprintln!(
+        "server log (last 200 lines, newest first):\n{}",
+        tail.join("\n")
+    );
 }
 
 fn cronjob_yaml(name: &str, extra: &str) -> String {
@@ -385,9 +391,19 @@ fn cronjobs_start_manual_jobs_and_the_latest_missed_schedule() {
 
     // kubectl create job --from=cronjob: a Job owned by the CronJob, run by the Job controller.
     s.ok(&["create", "job", "manual", "--from=cronjob/recent"]);
-    let j = eventually("manual job complete", WAIT, || {
-        job(&s, "manual").filter(|j| condition(j, "Complete").is_some())
-    });
+    // Timed out twice under load (2026-12-04, 1 run in 8 with two test binaries at once): on a
+    // timeout, say what the Job, its pods, the Events and the server said.
+    let deadline = std::time::Instant::now() + WAIT;
+    let j = loop {
+        if let Some(j) = job(&s, "manual").filter(|j| condition(j, "Complete").is_some()) {
+            break j;
+        }
+        if std::time::Instant::now() > deadline {
+            say_what_the_job_is(&s, "manual");
+            panic!("timed out waiting for manual job complete");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
     assert_eq!(j["metadata"]["ownerReferences"][0]["kind"], "CronJob");
     eventually("lastSuccessfulTime", WAIT, || {
         cronjob(&s, "recent")["status"]["lastSuccessfulTime"]

@@ -47,6 +47,8 @@ struct SimPod {
     fail: bool,
     finish: Option<(Outcome, Duration)>,
     containers: Vec<(String, String)>,
+    /// The last status write, which the next one waits for.
+    last_write: Option<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -213,6 +215,7 @@ impl Lifecycle {
                                 .collect()
                         })
                         .unwrap_or_default(),
+                    last_write: None,
                 },
             );
             if current == Phase::Starting && p.metadata.deletion_timestamp.is_none() {
@@ -375,14 +378,21 @@ impl Lifecycle {
         self.write_status(key, status);
     }
 
-    fn write_status(&self, key: &str, status: Value) {
-        let Some(sim) = self.pods.get(key) else {
+    /// Writes `status` in a task of its own, after the pod's previous status write: a pod that
+    /// succeeds at once (`succeed`) had its Succeeded written before its Running now and then,
+    /// and stayed Running (seen as a Job that never completed, under load).
+    fn write_status(&mut self, key: &str, status: Value) {
+        let Some(sim) = self.pods.get_mut(key) else {
             return;
         };
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &sim.namespace);
         let name = sim.name.clone();
         let writes = self.writes.clone();
-        tokio::spawn(async move {
+        let previous = sim.last_write.take();
+        sim.last_write = Some(tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
             let _permit = writes.acquire_owned().await;
             match api
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
@@ -391,7 +401,7 @@ impl Lifecycle {
                 Ok(_) | Err(kube::Error::Api(_)) => {}
                 Err(e) => tracing::warn!(pod = %name, error = %e, "status write failed"),
             }
-        });
+        }));
     }
 
     fn delete(&mut self, key: &str) {
