@@ -258,21 +258,12 @@ async fn mutate(
 ) -> Result<(), StatusError> {
     let name = obj.name().unwrap_or(req.name()).to_string();
     let attrs = attributes(req, operation, &name);
-    let before = obj.clone();
     let mut warnings = Vec::new();
-    let result = webhook::run(
-        state,
-        Phase::Mutating,
-        &attrs,
-        old,
-        Some(obj),
-        &mut warnings,
-    )
-    .await;
+    let result = webhook::mutate(state, &attrs, old, Some(obj), &mut warnings).await;
     warnings.into_iter().for_each(|w| req.warn(w));
-    result?;
-    if *obj != before {
-        *obj = req.check_typed_as(obj.clone(), crate::handlers::FieldValidation::Ignore)?;
+    if result? {
+        let patched = std::mem::take(obj);
+        *obj = req.check_typed_as(patched, crate::handlers::FieldValidation::Ignore)?;
         crate::defaults::apply(&req.info, obj);
     }
     Ok(())
@@ -293,20 +284,9 @@ async fn validate(
         .unwrap_or(req.name())
         .to_string();
     let attrs = attributes(req, operation, &name);
-    let mut copy = obj.cloned();
     let mut warnings = Vec::new();
     let result = match policy::run(state, &attrs, old, obj, &mut warnings) {
-        Ok(()) => {
-            webhook::run(
-                state,
-                Phase::Validating,
-                &attrs,
-                old,
-                copy.as_mut(),
-                &mut warnings,
-            )
-            .await
-        }
+        Ok(()) => webhook::validate(state, &attrs, old, obj, &mut warnings).await,
         Err(e) => Err(e),
     };
     warnings.into_iter().for_each(|w| req.warn(w));
@@ -319,25 +299,9 @@ pub async fn delete(state: &ApiState, req: &ApiRequest, old: &Value) -> Result<(
     let attrs = attributes(req, Operation::Delete, req.name());
     let mut warnings = Vec::new();
     let result = async {
-        webhook::run(
-            state,
-            Phase::Mutating,
-            &attrs,
-            Some(old),
-            None,
-            &mut warnings,
-        )
-        .await?;
+        webhook::mutate(state, &attrs, Some(old), None, &mut warnings).await?;
         policy::run(state, &attrs, Some(old), None, &mut warnings)?;
-        webhook::run(
-            state,
-            Phase::Validating,
-            &attrs,
-            Some(old),
-            None,
-            &mut warnings,
-        )
-        .await
+        webhook::validate(state, &attrs, Some(old), None, &mut warnings).await
     }
     .await;
     warnings.into_iter().for_each(|w| req.warn(w));

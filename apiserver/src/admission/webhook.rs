@@ -18,7 +18,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use apimachinery::object::ObjectExt;
 use apimachinery::registry::ResourceInfo;
 use apimachinery::selector::LabelSelector;
 use apimachinery::status::{Reason, StatusError};
@@ -102,22 +101,14 @@ pub struct Attributes<'a> {
     pub user: UserInfo,
 }
 
-/// The webhooks of one phase, `(configuration name, webhook)`, in name order.
-fn webhooks(state: &ApiState, phase: Phase) -> Vec<(String, Value)> {
+/// The webhooks of one phase, in the order of their configurations' names.
+fn webhooks(state: &ApiState, phase: Phase) -> Vec<Value> {
     let prefix = format!("/registry/admissionregistration.k8s.io/{}/", phase.plural());
     let (snapshot, _) = state.cache().list(&prefix, None, 0, |_| true);
     let mut out = Vec::new();
     for cfg in &snapshot.objects {
-        let name = cfg.object.name().unwrap_or("").to_string();
-        for w in cfg
-            .object
-            .get("webhooks")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            out.push((name.clone(), w.clone()));
-        }
+        let hooks = cfg.object.get("webhooks").and_then(Value::as_array);
+        out.extend(hooks.into_iter().flatten().cloned());
     }
     out
 }
@@ -259,31 +250,25 @@ fn match_conditions(
     }
 }
 
-/// Runs the webhooks of `phase` that match the request. For mutating webhooks on create and
-/// update, `obj` is patched in place. Warnings from webhooks are appended to `warnings`.
-pub async fn run(
+/// The webhooks of `phase` that match the request (none for the admission kinds themselves),
+/// refused on a dry run by a webhook with side effects.
+fn matching(
     state: &ApiState,
     phase: Phase,
     attrs: &Attributes<'_>,
     old: Option<&Value>,
-    mut obj: Option<&mut Value>,
-    warnings: &mut Vec<String>,
-) -> Result<(), StatusError> {
+    obj: Option<&Value>,
+) -> Result<Vec<Value>, StatusError> {
     if attrs.info.group == "admissionregistration.k8s.io" {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let mut hooks: Vec<(String, Value)> = Vec::new();
-    for (cfg, h) in webhooks(state, phase) {
-        if applies(state, &h, attrs, old, obj.as_deref())
-            && match_conditions(&h, attrs, old, obj.as_deref())?
-        {
-            hooks.push((cfg, h));
+    let mut hooks = Vec::new();
+    for h in webhooks(state, phase) {
+        if applies(state, &h, attrs, old, obj) && match_conditions(&h, attrs, old, obj)? {
+            hooks.push(h);
         }
     }
-    if hooks.is_empty() {
-        return Ok(());
-    }
-    for (_, h) in &hooks {
+    for h in &hooks {
         let effects = h
             .get("sideEffects")
             .and_then(Value::as_str)
@@ -295,38 +280,56 @@ pub async fn run(
             )));
         }
     }
-    match phase {
-        Phase::Validating => {
-            let snapshot = obj.as_deref().cloned();
-            let calls = hooks
-                .iter()
-                .map(|(_, h)| call(state, h, attrs, old, snapshot.as_ref()));
-            for result in futures::future::join_all(calls).await {
-                let outcome = result?;
-                warnings.extend(outcome.warnings);
-            }
-            Ok(())
+    Ok(hooks)
+}
+
+/// Runs the mutating webhooks that match the request. On create and update `obj` is patched in
+/// place; the answer says whether a patch changed it. Warnings from webhooks are appended to
+/// `warnings`.
+pub async fn mutate(
+    state: &ApiState,
+    attrs: &Attributes<'_>,
+    old: Option<&Value>,
+    mut obj: Option<&mut Value>,
+    warnings: &mut Vec<String>,
+) -> Result<bool, StatusError> {
+    let hooks = matching(state, Phase::Mutating, attrs, old, obj.as_deref())?;
+    // `ran[i]`: the change count after webhook i last ran; a reinvocation is needed when
+    // something changed the object after it.
+    let mut changes = 0usize;
+    let mut ran = vec![0usize; hooks.len()];
+    for (i, h) in hooks.iter().enumerate() {
+        if mutate_once(state, h, attrs, old, obj.as_deref_mut(), warnings).await? {
+            changes += 1;
         }
-        Phase::Mutating => {
-            // `ran[i]`: the change count after webhook i last ran; a reinvocation is needed when
-            // something changed the object after it.
-            let mut changes = 0usize;
-            let mut ran = vec![0usize; hooks.len()];
-            for (i, (_, h)) in hooks.iter().enumerate() {
-                if mutate_once(state, h, attrs, old, obj.as_deref_mut(), warnings).await? {
-                    changes += 1;
-                }
-                ran[i] = changes;
-            }
-            for (i, (_, h)) in hooks.iter().enumerate() {
-                let policy = h.get("reinvocationPolicy").and_then(Value::as_str);
-                if policy == Some("IfNeeded") && ran[i] < changes {
-                    mutate_once(state, h, attrs, old, obj.as_deref_mut(), warnings).await?;
-                }
-            }
-            Ok(())
+        ran[i] = changes;
+    }
+    let mut changed = changes > 0;
+    for (i, h) in hooks.iter().enumerate() {
+        let policy = h.get("reinvocationPolicy").and_then(Value::as_str);
+        if policy == Some("IfNeeded") && ran[i] < changes {
+            changed |= mutate_once(state, h, attrs, old, obj.as_deref_mut(), warnings).await?;
         }
     }
+    Ok(changed)
+}
+
+/// Runs the validating webhooks that match the request, all at once. Warnings from webhooks are
+/// appended to `warnings`.
+pub async fn validate(
+    state: &ApiState,
+    attrs: &Attributes<'_>,
+    old: Option<&Value>,
+    obj: Option<&Value>,
+    warnings: &mut Vec<String>,
+) -> Result<(), StatusError> {
+    let hooks = matching(state, Phase::Validating, attrs, old, obj)?;
+    let calls = hooks.iter().map(|h| call(state, h, attrs, old, obj));
+    for result in futures::future::join_all(calls).await {
+        let outcome = result?;
+        warnings.extend(outcome.warnings);
+    }
+    Ok(())
 }
 
 async fn mutate_once(
