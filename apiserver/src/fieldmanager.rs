@@ -127,8 +127,8 @@ pub fn record_update(
     options: &str,
 ) -> Result<(), StatusError> {
     let manager = manager(req, options)?;
-    let stored = old.and_then(|o| o.path("metadata.managedFields")).cloned();
-    let from_client = old.is_some() && !unset(requested) && requested != stored.as_ref();
+    let stored = old.and_then(|o| o.path("metadata.managedFields"));
+    let from_client = old.is_some() && !unset(requested) && requested != stored;
     let mut managers = match old {
         _ if from_client => ssa::read_managed_fields(requested)
             .map_err(|e| StatusError::bad_request(e.to_string()))?,
@@ -156,7 +156,9 @@ pub fn record_update(
         && managers == before
         && let Some(stored) = stored
     {
-        new.set_meta("managedFields", stored);
+        if new.path("metadata.managedFields") != Some(stored) {
+            new.set_meta("managedFields", stored.clone());
+        }
     } else {
         set_entries(new, &managers);
     }
