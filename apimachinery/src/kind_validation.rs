@@ -89,6 +89,49 @@ pub fn validate(gvk: &GroupVersionKind, obj: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// Whether an update of a pod's spec from `old` to `new` keeps every field a pod update may not
+/// change: all but `activeDeadlineSeconds`, `tolerations`, `schedulingGates`, the ephemeral
+/// containers (their own rule), `nodeName` while unbound and the containers' images. Compared
+/// in place: every status write and binding of a pod passes here.
+fn pod_spec_kept(old: Option<&Value>, new: Option<&Value>, unbound: bool) -> bool {
+    let (Some(Value::Object(o)), Some(Value::Object(n))) = (old, new) else {
+        return old.unwrap_or(&Value::Null) == new.unwrap_or(&Value::Null);
+    };
+    let mutable = |k: &str| {
+        matches!(
+            k,
+            "activeDeadlineSeconds" | "tolerations" | "schedulingGates" | "ephemeralContainers"
+        ) || (unbound && k == "nodeName")
+    };
+    let fixed = |m: &Map<String, Value>| m.keys().filter(|k| !mutable(k)).count();
+    fixed(o) == fixed(n)
+        && o.iter()
+            .filter(|(k, _)| !mutable(k))
+            .all(|(k, ov)| match (k.as_str(), n.get(k)) {
+                (_, None) => false,
+                ("containers" | "initContainers", Some(nv)) => same_but_images(ov, nv),
+                (_, Some(nv)) => ov == nv,
+            })
+}
+
+/// Whether two container lists are equal but for the containers' `image`.
+fn same_but_images(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_array(), b.as_array()) else {
+        return a == b;
+    };
+    let same = |x: &Value, y: &Value| match (x.as_object(), y.as_object()) {
+        (Some(x), Some(y)) => {
+            let fields = |m: &Map<String, Value>| m.keys().filter(|k| *k != "image").count();
+            fields(x) == fields(y)
+                && x.iter()
+                    .filter(|(k, _)| *k != "image")
+                    .all(|(k, v)| y.get(k) == Some(v))
+        }
+        _ => x == y,
+    };
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
+}
+
 /// Problems with an update of a built-in kind: the fields Kubernetes makes immutable.
 pub fn validate_update(gvk: &GroupVersionKind, old: &Value, new: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -146,26 +189,6 @@ pub fn validate_update(gvk: &GroupVersionKind, old: &Value, new: &Value) -> Vec<
                 .pointer("/spec/nodeName")
                 .and_then(Value::as_str)
                 .is_none_or(str::is_empty);
-            let strip = |v: &Value| {
-                let mut spec = v.get("spec").cloned().unwrap_or(Value::Null);
-                if let Some(m) = spec.as_object_mut() {
-                    for f in ["activeDeadlineSeconds", "tolerations", "schedulingGates"] {
-                        m.remove(f);
-                    }
-                    if unbound {
-                        m.remove("nodeName");
-                    }
-                    m.remove("ephemeralContainers");
-                    for l in ["containers", "initContainers"] {
-                        if let Some(cs) = m.get_mut(l).and_then(Value::as_array_mut) {
-                            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
-                                c.remove("image");
-                            }
-                        }
-                    }
-                }
-                spec
-            };
             // Ephemeral containers may be added, never changed or removed.
             let ephemeral = |v: &Value| {
                 v.pointer("/spec/ephemeralContainers")
@@ -188,7 +211,7 @@ pub fn validate_update(gvk: &GroupVersionKind, old: &Value, new: &Value) -> Vec<
                     )),
                 }
             }
-            if strip(old) != strip(new) {
+            if !pod_spec_kept(old.get("spec"), new.get("spec"), unbound) {
                 errs.push(FieldError::forbidden(
                     "spec",
                     "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
