@@ -47,6 +47,7 @@ pub mod event;
 pub mod fleet;
 pub mod ingress;
 pub mod kind_validation;
+pub mod lean;
 pub mod limit_range;
 pub mod matching;
 pub mod metrics;

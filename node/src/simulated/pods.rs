@@ -17,6 +17,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use apimachinery::lean::Lean;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
@@ -106,8 +107,9 @@ pub(crate) async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     stop: CancellationToken,
 ) {
+    // Decoded without managedFields: a kubelet never reads them.
     let pods = watcher(
-        Api::<Pod>::all(client.clone()),
+        Api::<Lean<Pod>>::all(client.clone()),
         watcher::Config::default().fields("spec.nodeName!="),
     )
     .default_backoff();
@@ -127,8 +129,10 @@ pub(crate) async fn run(
         tokio::select! {
             _ = stop.cancelled() => return,
             ev = pods.next() => match ev {
-                Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => l.on_pod(&p),
-                Some(Ok(watcher::Event::Delete(p))) => {
+                Some(Ok(watcher::Event::Apply(Lean(p)) | watcher::Event::InitApply(Lean(p)))) => {
+                    l.on_pod(&p)
+                }
+                Some(Ok(watcher::Event::Delete(Lean(p)))) => {
                     l.pods.remove(&key_of(&p));
                 }
                 Some(Ok(_)) => {}

@@ -35,6 +35,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apimachinery::lean::Lean;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
@@ -142,8 +143,10 @@ pub async fn run(
     mut leadership: Leadership,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let nodes = watch_all(Api::<Node>::all(client.clone()));
-    let pods = watch_all(Api::<Pod>::all(client.clone()));
+    // Nodes and pods decoded without managedFields, which the scheduler never reads (most of
+    // a pod's JSON once its node has written its status).
+    let nodes = watch_all(Api::<Lean<Node>>::all(client.clone())).map(|ev| ev.map(lean));
+    let pods = watch_all(Api::<Lean<Pod>>::all(client.clone())).map(|ev| ev.map(lean));
     let classes = watch_all(Api::<PriorityClass>::all(client.clone()));
     tokio::pin!(nodes, pods, classes, shutdown);
     let (bind_tx, mut bind_rx) = mpsc::unbounded_channel();
@@ -244,6 +247,17 @@ where
         + 'static,
 {
     watcher(api, watcher::Config::default()).default_backoff()
+}
+
+/// A watch event of a [`Lean`] object as one of the object itself.
+fn lean<K>(ev: watcher::Event<Lean<K>>) -> watcher::Event<K> {
+    match ev {
+        watcher::Event::Apply(Lean(o)) => watcher::Event::Apply(o),
+        watcher::Event::Delete(Lean(o)) => watcher::Event::Delete(o),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(Lean(o)) => watcher::Event::InitApply(o),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
 }
 
 fn key_of(pod: &Pod) -> String {

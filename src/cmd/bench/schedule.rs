@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use apimachinery::lean::Lean;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -50,12 +51,16 @@ pub async fn run(nodes: usize, count: usize, clients: usize) -> anyhow::Result<(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Instant>();
     let watch_client = client.clone();
     let counter = tokio::spawn(async move {
-        let stream = watcher(Api::<Pod>::all(watch_client), watcher::Config::default())
-            .default_backoff()
-            .applied_objects();
+        // Decoded as the scheduler decodes them, without managedFields.
+        let stream = watcher(
+            Api::<Lean<Pod>>::all(watch_client),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .applied_objects();
         tokio::pin!(stream);
         let mut bound = std::collections::HashSet::new();
-        while let Some(Ok(p)) = stream.next().await {
+        while let Some(Ok(Lean(p))) = stream.next().await {
             if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
                 bound.insert(p.metadata.name.clone().unwrap_or_default());
                 if bound.len() >= count {
