@@ -115,6 +115,14 @@ fn unset(value: Option<&Value>) -> bool {
     }
 }
 
+/// The managedFields a client's update `new` of `old` sends when they are not the stored ones
+/// (absent, `null` or empty ask for the stored ones): what [`record_update`] takes as
+/// `requested`. Copied only then, which is seldom.
+pub fn requested(old: &Value, new: &Value) -> Option<Value> {
+    let sent = new.path("metadata.managedFields");
+    (!unset(sent) && sent != old.path("metadata.managedFields")).then(|| sent.cloned())?
+}
+
 /// Records a client's create (`old` is `None`) or update of `new` in its managedFields, under
 /// `requested`: the managedFields the client sent, which replace the stored ones when they
 /// differ from them.

@@ -195,8 +195,13 @@ async fn attempt(
     let mut new = change(&served)?;
     strategy::check_identity(info, namespace, &mut new)?;
     let mut new = crate::convert::stored(info, new);
-    // The managedFields the client sent (only client writes record them).
-    let requested = admit.and_then(|_| new.path("metadata.managedFields").cloned());
+    // The managedFields the client sent (only client writes record them), when they are not
+    // the stored ones; server-side apply's are the ones it computed.
+    let requested = match admit {
+        Some(req) if super::apply::is_apply(req) => new.path("metadata.managedFields").cloned(),
+        Some(_) => fieldmanager::requested(old, &new),
+        None => None,
+    };
     match new.name() {
         Some(n) if n == name => {}
         Some(n) if !n.is_empty() => {
