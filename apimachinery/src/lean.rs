@@ -205,11 +205,12 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Skip<D> {
     }
 }
 
-/// Visitor methods that take a plain value, forwarded unchanged.
+/// Visitor methods that take a plain value, forwarded unchanged to the visitor in field
+/// `$inner`.
 macro_rules! forward_values {
-    ($($method:ident($ty:ty))*) => {$(
+    ($inner:tt; $($method:ident($ty:ty))*) => {$(
         fn $method<E: de::Error>(self, v: $ty) -> Result<Self::Value, E> {
-            self.0.$method(v)
+            self.$inner.$method(v)
         }
     )*};
 }
@@ -221,7 +222,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
         self.0.expecting(f)
     }
 
-    forward_values!(
+    forward_values!(0;
         visit_bool(bool) visit_i8(i8) visit_i16(i16) visit_i32(i32) visit_i64(i64)
         visit_i128(i128) visit_u8(u8) visit_u16(u16) visit_u32(u32) visit_u64(u64)
         visit_u128(u128) visit_f32(f32) visit_f64(f64) visit_char(char) visit_str(&str)
@@ -355,15 +356,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for KeyDeserializer<'_, D> {
     }
 }
 
-/// Key visitor methods that take a plain non-string value, forwarded unchanged.
-macro_rules! forward_key_values {
-    ($($method:ident($ty:ty))*) => {$(
-        fn $method<E: de::Error>(self, v: $ty) -> Result<Self::Value, E> {
-            self.inner.$method(v)
-        }
-    )*};
-}
-
 impl<'de, V: Visitor<'de>> Visitor<'de> for KeyVisitor<'_, V> {
     type Value = V::Value;
 
@@ -371,7 +363,8 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for KeyVisitor<'_, V> {
         self.inner.expecting(f)
     }
 
-    forward_key_values!(
+    // Strings are looked at below; everything else passes.
+    forward_values!(inner;
         visit_bool(bool) visit_i8(i8) visit_i16(i16) visit_i32(i32) visit_i64(i64)
         visit_i128(i128) visit_u8(u8) visit_u16(u16) visit_u32(u32) visit_u64(u64)
         visit_u128(u128) visit_f32(f32) visit_f64(f64) visit_char(char) visit_bytes(&[u8])
