@@ -300,8 +300,8 @@ async fn serve(listener: TcpListener, backends: Arc<RwLock<Vec<SocketAddr>>>, se
         };
         let (backends, next, service) = (backends.clone(), next.clone(), service.clone());
         tokio::spawn(async move {
-            let candidates = backends.read().unwrap_or_else(|p| p.into_inner()).clone();
-            let Some(mut outbound) = connect_any(&candidates, &next).await else {
+            let latest = || backends.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let Some(mut outbound) = connect_latest(latest, &next, CONNECT_TIMEOUT).await else {
                 tracing::debug!(%service, %peer, "no endpoint accepted the connection");
                 return;
             };
@@ -326,20 +326,30 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// is skipped at once, one that has not answered within [`ATTEMPT_DELAY`] gets the next one
 /// tried beside it, and the first connection made wins (the others are dropped).
 pub(crate) async fn connect_any(backends: &[SocketAddr], next: &AtomicUsize) -> Option<TcpStream> {
-    connect_first(backends, next, CONNECT_TIMEOUT).await
+    connect_latest(|| backends.to_vec(), next, CONNECT_TIMEOUT).await
 }
 
-/// [`connect_any`] with each attempt's timeout given (the tests give one that no attempt ends by).
-async fn connect_first(
-    backends: &[SocketAddr],
+/// [`connect_any`] over the endpoints `latest` gives, read again while the attempts made so far
+/// are unanswered: an endpoint that became ready meanwhile is tried too. In a rollout whose old
+/// pods go before this proxy hears that the new ones are ready, every endpoint it knew can be
+/// silent at once; a connection then waited for [`CONNECT_TIMEOUT`] and failed (one request in
+/// about fifteen version switches of `bench gitops-rollout`), where the new pods were ready a
+/// few hundred milliseconds later. Each attempt's timeout is `timeout` (the tests give one that
+/// no attempt ends by).
+async fn connect_latest(
+    latest: impl Fn() -> Vec<SocketAddr>,
     next: &AtomicUsize,
     timeout: Duration,
 ) -> Option<TcpStream> {
+    let backends = latest();
     if backends.is_empty() {
         return None;
     }
     let start = next.fetch_add(1, Ordering::Relaxed);
-    let mut queue = (0..backends.len()).map(|i| backends[(start + i) % backends.len()]);
+    let mut queue: std::collections::VecDeque<SocketAddr> = (0..backends.len())
+        .map(|i| backends[(start + i) % backends.len()])
+        .collect();
+    let mut tried = Vec::new();
     let attempt = |addr: SocketAddr| async move {
         (
             addr,
@@ -347,9 +357,16 @@ async fn connect_first(
         )
     };
     let mut attempts = futures::stream::FuturesUnordered::new();
-    attempts.push(attempt(queue.next()?));
+    // The next endpoint to try: the queue's, or one `latest` has and no attempt went to.
+    let mut pick = |queue: &mut std::collections::VecDeque<SocketAddr>| {
+        let addr = queue
+            .pop_front()
+            .or_else(|| latest().into_iter().find(|a| !tried.contains(a)))?;
+        tried.push(addr);
+        Some(addr)
+    };
+    attempts.push(attempt(pick(&mut queue)?));
     loop {
-        let waiting = queue.len() > 0;
         tokio::select! {
             Some((addr, result)) = attempts.next() => {
                 match result {
@@ -360,13 +377,13 @@ async fn connect_first(
                     Ok(Err(e)) => tracing::debug!(%addr, error = %e, "endpoint refused"),
                     Err(_) => tracing::debug!(%addr, "endpoint timed out"),
                 }
-                attempts.extend(queue.next().map(attempt));
+                attempts.extend(pick(&mut queue).map(attempt));
                 if attempts.is_empty() {
                     return None;
                 }
             }
-            () = tokio::time::sleep(ATTEMPT_DELAY), if waiting => {
-                attempts.extend(queue.next().map(attempt));
+            () = tokio::time::sleep(ATTEMPT_DELAY) => {
+                attempts.extend(pick(&mut queue).map(attempt));
             }
         }
     }
@@ -395,12 +412,35 @@ mod tests {
         let backends = [silent.local_addr().unwrap(), live.local_addr().unwrap()];
         // The silent endpoint first; its attempt alone would wait for the whole hour.
         let next = AtomicUsize::new(0);
-        let connect = connect_first(&backends, &next, Duration::from_secs(3600));
+        let connect = connect_latest(|| backends.to_vec(), &next, Duration::from_secs(3600));
         let stream = tokio::time::timeout(Duration::from_secs(60), connect)
             .await
             .expect("the silent endpoint held the connection")
             .expect("the live endpoint accepts");
         assert_eq!(stream.peer_addr().unwrap(), backends[1]);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_becomes_ready_while_the_others_are_silent_gets_the_connection() {
+        let (silent, _filler) = silent_endpoint().await;
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let known = std::sync::Mutex::new(vec![silent.local_addr().unwrap()]);
+        let next = AtomicUsize::new(0);
+        let latest = || known.lock().unwrap().clone();
+        let connect = connect_latest(latest, &next, Duration::from_secs(3600));
+        let ready_later = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            known.lock().unwrap().push(live.local_addr().unwrap());
+            std::future::pending::<()>().await;
+        };
+        let stream = tokio::select! {
+            s = tokio::time::timeout(Duration::from_secs(60), connect) => s,
+            () = ready_later => unreachable!(),
+        };
+        let stream = stream
+            .expect("the silent endpoint held the connection")
+            .expect("the endpoint that became ready accepts");
+        assert_eq!(stream.peer_addr().unwrap(), live.local_addr().unwrap());
     }
 
     #[tokio::test]
