@@ -8,6 +8,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::object::equal_except;
 use crate::registry::GroupVersionKind;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as Metav1Selector;
 
@@ -97,39 +98,33 @@ fn pod_spec_kept(old: Option<&Value>, new: Option<&Value>, unbound: bool) -> boo
     let (Some(Value::Object(o)), Some(Value::Object(n))) = (old, new) else {
         return old.unwrap_or(&Value::Null) == new.unwrap_or(&Value::Null);
     };
-    let mutable = |k: &str| {
-        matches!(
-            k,
-            "activeDeadlineSeconds" | "tolerations" | "schedulingGates" | "ephemeralContainers"
-        ) || (unbound && k == "nodeName")
-    };
-    let fixed = |m: &Map<String, Value>| m.keys().filter(|k| !mutable(k)).count();
-    fixed(o) == fixed(n)
-        && o.iter()
-            .filter(|(k, _)| !mutable(k))
-            .all(|(k, ov)| match (k.as_str(), n.get(k)) {
-                (_, None) => false,
-                ("containers" | "initContainers", Some(nv)) => same_but_images(ov, nv),
-                (_, Some(nv)) => ov == nv,
-            })
+    const LISTS: [&str; 2] = ["containers", "initContainers"];
+    const MUTABLE: [&str; 7] = [
+        "activeDeadlineSeconds",
+        "tolerations",
+        "schedulingGates",
+        "ephemeralContainers",
+        "containers",
+        "initContainers",
+        "nodeName",
+    ];
+    // `nodeName`, last, may change only while the pod is unbound.
+    let skip = if unbound { &MUTABLE[..] } else { &MUTABLE[..6] };
+    equal_except(o, n, skip) && LISTS.iter().all(|l| same_but_images(o.get(*l), n.get(*l)))
 }
 
 /// Whether two container lists are equal but for the containers' `image`.
-fn same_but_images(a: &Value, b: &Value) -> bool {
-    let (Some(a), Some(b)) = (a.as_array(), b.as_array()) else {
+fn same_but_images(a: Option<&Value>, b: Option<&Value>) -> bool {
+    let (Some(a), Some(b)) = (a.and_then(Value::as_array), b.and_then(Value::as_array)) else {
         return a == b;
     };
-    let same = |x: &Value, y: &Value| match (x.as_object(), y.as_object()) {
-        (Some(x), Some(y)) => {
-            let fields = |m: &Map<String, Value>| m.keys().filter(|k| *k != "image").count();
-            fields(x) == fields(y)
-                && x.iter()
-                    .filter(|(k, _)| *k != "image")
-                    .all(|(k, v)| y.get(k) == Some(v))
-        }
-        _ => x == y,
-    };
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| match (x.as_object(), y.as_object()) {
+                (Some(x), Some(y)) => equal_except(x, y, &["image"]),
+                _ => x == y,
+            })
 }
 
 /// Problems with an update of a built-in kind: the fields Kubernetes makes immutable.

@@ -129,6 +129,15 @@ impl ObjectExt for Value {
     }
 }
 
+/// Whether two maps are equal but for the keys `skip` (compared without copying either).
+pub fn equal_except(a: &Map<String, Value>, b: &Map<String, Value>, skip: &[&str]) -> bool {
+    let kept = |m: &Map<String, Value>| m.keys().filter(|k| !skip.contains(&k.as_str())).count();
+    kept(a) == kept(b)
+        && a.iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .all(|(k, v)| b.get(k) == Some(v))
+}
+
 /// Converts a dynamic object into a k8s-openapi type.
 pub fn to_typed<K: DeserializeOwned>(object: &Value) -> Result<K, serde_json::Error> {
     K::deserialize(object)

@@ -2,7 +2,7 @@
 //! server-set fields on create, what an update may and may not change, and the checks all kinds
 //! share (names, labels, annotations, the object's kind for its URL).
 
-use apimachinery::object::ObjectExt;
+use apimachinery::object::{ObjectExt, equal_except};
 use apimachinery::registry::ResourceInfo;
 use apimachinery::status::{FieldError, StatusError};
 use apimachinery::validation;
@@ -381,15 +381,6 @@ fn spec_changed(old: &Value, new: &Value) -> bool {
         (Some(o), Some(n)) => !equal_except(o, n, NOT_SPEC),
         _ => old != new,
     }
-}
-
-/// Whether two maps are equal but for the keys `skip` (compared without copying either).
-fn equal_except(a: &Map<String, Value>, b: &Map<String, Value>, skip: &[&str]) -> bool {
-    let kept = |m: &Map<String, Value>| m.keys().filter(|k| !skip.contains(&k.as_str())).count();
-    kept(a) == kept(b)
-        && a.iter()
-            .filter(|(k, _)| !skip.contains(&k.as_str()))
-            .all(|(k, v)| b.get(k) == Some(v))
 }
 
 /// What an update may change, by which path it came in.
