@@ -341,14 +341,7 @@ async fn connect_latest(
     next: &AtomicUsize,
     timeout: Duration,
 ) -> Option<TcpStream> {
-    let backends = latest();
-    if backends.is_empty() {
-        return None;
-    }
     let start = next.fetch_add(1, Ordering::Relaxed);
-    let mut queue: std::collections::VecDeque<SocketAddr> = (0..backends.len())
-        .map(|i| backends[(start + i) % backends.len()])
-        .collect();
     let mut tried = Vec::new();
     let attempt = |addr: SocketAddr| async move {
         (
@@ -357,15 +350,17 @@ async fn connect_latest(
         )
     };
     let mut attempts = futures::stream::FuturesUnordered::new();
-    // The next endpoint to try: the queue's, or one `latest` has and no attempt went to.
-    let mut pick = |queue: &mut std::collections::VecDeque<SocketAddr>| {
-        let addr = queue
-            .pop_front()
-            .or_else(|| latest().into_iter().find(|a| !tried.contains(a)))?;
+    // The next endpoint to try: in round-robin order from `start`, the first of the endpoints
+    // known now that no attempt went to.
+    let mut pick = || {
+        let backends = latest();
+        let addr = (0..backends.len())
+            .map(|i| backends[(start + i) % backends.len()])
+            .find(|a| !tried.contains(a))?;
         tried.push(addr);
         Some(addr)
     };
-    attempts.push(attempt(pick(&mut queue)?));
+    attempts.push(attempt(pick()?));
     loop {
         tokio::select! {
             Some((addr, result)) = attempts.next() => {
@@ -377,13 +372,13 @@ async fn connect_latest(
                     Ok(Err(e)) => tracing::debug!(%addr, error = %e, "endpoint refused"),
                     Err(_) => tracing::debug!(%addr, "endpoint timed out"),
                 }
-                attempts.extend(pick(&mut queue).map(attempt));
+                attempts.extend(pick().map(attempt));
                 if attempts.is_empty() {
                     return None;
                 }
             }
             () = tokio::time::sleep(ATTEMPT_DELAY) => {
-                attempts.extend(pick(&mut queue).map(attempt));
+                attempts.extend(pick().map(attempt));
             }
         }
     }
