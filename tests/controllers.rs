@@ -470,6 +470,13 @@ fn orphans_are_adopted_and_pods_that_stop_matching_are_released() {
         "--labels=app=adopt",
         "--restart=Never",
     ]);
+    // Running and ready, so that it is the pod kept if the controller's cache only sees it
+    // after the ReplicaSet's first two pods exist (three pods, one too many: the newest
+    // not-ready one goes, as in Kubernetes).
+    s.ok(&[
+        "patch", "pod", "stray", "--subresource=status", "--type=merge", "-p",
+        r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#,
+    ]);
     s.ok_stdin(&["apply", "-f", "-"], &replicaset("adopter", 2, "adopt"));
     let owned = wait_for(&s, "two pods, the stray one adopted", || {
         let p = pods(&s, "app%3Dadopt");

@@ -336,9 +336,10 @@ impl Server {
     }
 
     /// Waits until the server `child` wrote its kubeconfig in `dir`.
-    fn wait_ready(child: Child, dir: &Path, store: Option<&str>, log_path: &Path) -> Server {
+    fn wait_ready(mut child: Child, dir: &Path, store: Option<&str>, log_path: &Path) -> Server {
         let kubeconfig = dir.join("kubeconfig");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(30);
         let url = loop {
             if let (Some(url), Some(trust)) =
                 (kubeconfig_server(&kubeconfig), read_trust(&kubeconfig))
@@ -349,13 +350,29 @@ impl Server {
                     .insert(url.clone(), trust);
                 break url;
             }
-            assert!(
-                Instant::now() < deadline,
-                "gitplane did not write {} in 30 s",
-                kubeconfig.display()
-            );
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() >= deadline {
+                // The data dir is a temp dir that goes with the test: the log is shown here.
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(log_path).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let why = match exited {
+                    Some(status) => format!("exited ({status}) before writing"),
+                    None => "did not write".to_owned(),
+                };
+                panic!(
+                    "gitplane {why} {} in {:?}; the end of its log:\n{}",
+                    kubeconfig.display(),
+                    started.elapsed(),
+                    lines[lines.len().saturating_sub(40)..].join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         };
+        if std::env::var_os("GITPLANE_TEST_STARTUP").is_some() {
+            eprintln!("STARTUP {:?}", started.elapsed());
+        }
         Server {
             child: Some(child),
             data_dir: dir.to_path_buf(),
