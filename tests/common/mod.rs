@@ -370,9 +370,6 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        if std::env::var_os("GITPLANE_TEST_STARTUP").is_some() {
-            eprintln!("STARTUP {:?}", started.elapsed());
-        }
         Server {
             child: Some(child),
             data_dir: dir.to_path_buf(),
