@@ -98,6 +98,46 @@ fn bad_input_gets_a_clear_status_and_writes_nothing() {
     let after = s.get_json(CMS);
     assert_eq!(after["items"], before, "nothing may be written");
     assert_eq!(names(&after), ["kube-root-ca.crt"]);
+
+    // A finished container of a pod that is not restarted never runs again: a status write
+    // saying so (a stale one of a node agent) is refused, naming the field, and changes nothing.
+    s.ok(&["run", "once", "--image=x", "--restart=Never"]);
+    let status = |state: &str| {
+        format!(
+            r#"{{"status":{{"containerStatuses":[{{"name":"once","image":"x","imageID":"","ready":false,"restartCount":0,"state":{state}}}]}}}}"#
+        )
+    };
+    let done = status(r#"{"terminated":{"exitCode":0,"reason":"Completed"}}"#);
+    let running = status(r#"{"running":{"startedAt":"2026-01-01T00:00:00Z"}}"#);
+    s.ok(&[
+        "patch",
+        "pod",
+        "once",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &done,
+    ]);
+    let out = s.kubectl(&[
+        "patch",
+        "pod",
+        "once",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &running,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("status.containerStatuses[0].state: Forbidden: may not be transitioned to non-terminated state"),
+        "{err}"
+    );
+    let pod = s.get_json("/api/v1/namespaces/default/pods/once");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["reason"],
+        "Completed"
+    );
 }
 
 #[test]

@@ -127,6 +127,58 @@ fn same_but_images(a: Option<&Value>, b: Option<&Value>) -> bool {
             })
 }
 
+/// A container that its pod does not restart may not leave the terminated state
+/// (kube-apiserver's `ValidateContainerStateTransition`): under `restartPolicy: Never`, or
+/// `OnFailure` after exit code 0. A sidecar (an init container with `restartPolicy: Always`)
+/// restarts whatever the pod's policy. A status write that does so (a stale write of a node
+/// agent landing after the container's exit, say) is refused rather than making a finished
+/// container run again.
+fn container_state_transitions(old: &Value, new: &Value, errs: &mut Errs) {
+    let policy = old
+        .pointer("/spec/restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("Always");
+    if policy == "Always" {
+        return;
+    }
+    let spec = get(old, "spec").unwrap_or(&Value::Null);
+    let (old_status, new_status) = (
+        get(old, "status").unwrap_or(&Value::Null),
+        get(new, "status").unwrap_or(&Value::Null),
+    );
+    let terminated = |s: &Value| s.pointer("/state/terminated").is_some_and(|t| !t.is_null());
+    for (statuses, containers) in [
+        ("containerStatuses", "containers"),
+        ("initContainerStatuses", "initContainers"),
+    ] {
+        let now = list(new_status, statuses);
+        for (i, was) in list(old_status, statuses).iter().enumerate() {
+            let Some(name) = str_of(was, "name") else {
+                continue;
+            };
+            let exit = was
+                .pointer("/state/terminated/exitCode")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            let sidecar = list(spec, containers).iter().any(|c| {
+                str_of(c, "name") == Some(name) && str_of(c, "restartPolicy") == Some("Always")
+            });
+            if !terminated(was) || (exit != 0 && policy == "OnFailure") || sidecar {
+                continue;
+            }
+            if now
+                .iter()
+                .any(|n| str_of(n, "name") == Some(name) && !terminated(n))
+            {
+                errs.push(FieldError::forbidden(
+                    format!("status.{statuses}[{i}].state"),
+                    "may not be transitioned to non-terminated state",
+                ));
+            }
+        }
+    }
+}
+
 /// Problems with an update of a built-in kind: the fields Kubernetes makes immutable.
 pub fn validate_update(gvk: &GroupVersionKind, old: &Value, new: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -206,6 +258,7 @@ pub fn validate_update(gvk: &GroupVersionKind, old: &Value, new: &Value) -> Vec<
                     )),
                 }
             }
+            container_state_transitions(old, new, &mut errs);
             if !pod_spec_kept(old.get("spec"), new.get("spec"), unbound) {
                 errs.push(FieldError::forbidden(
                     "spec",
@@ -1076,6 +1129,63 @@ mod tests {
             validate_update(&gvk, &old, &new)[0].message,
             "Invalid value: {\"matchLabels\":{\"a\":\"c\"}}: field is immutable"
         );
+    }
+
+    #[test]
+    fn a_container_its_pod_does_not_restart_stays_terminated() {
+        let gvk = GroupVersionKind::from_api_version("v1", "Pod");
+        let pod = |policy: &str, state: Value, init_state: Value| {
+            json!({
+                "spec": {
+                    "restartPolicy": policy,
+                    "initContainers": [
+                        {"name": "setup", "image": "a"},
+                        {"name": "sidecar", "image": "a", "restartPolicy": "Always"},
+                    ],
+                    "containers": [{"name": "c", "image": "a"}],
+                },
+                "status": {
+                    "containerStatuses": [{"name": "c", "state": state}],
+                    "initContainerStatuses": [
+                        {"name": "setup", "state": init_state.clone()},
+                        {"name": "sidecar", "state": init_state},
+                    ],
+                },
+            })
+        };
+        let done = |code: i64| json!({"terminated": {"exitCode": code}});
+        let running = json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}});
+        let check = |policy: &str, before: Value, after: Value, refused: &[&str]| {
+            let old = pod(policy, before.clone(), before);
+            let new = pod(policy, after.clone(), after);
+            let fields: Vec<String> = validate_update(&gvk, &old, &new)
+                .into_iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect();
+            let expected: Vec<String> = refused
+                .iter()
+                .map(|f| format!("{f}: Forbidden: may not be transitioned to non-terminated state"))
+                .collect();
+            assert_eq!(fields, expected, "{policy}");
+        };
+        let both = [
+            "status.containerStatuses[0].state",
+            "status.initContainerStatuses[0].state",
+        ];
+        check("Never", done(0), running.clone(), &both);
+        check("Never", done(1), running.clone(), &both);
+        check("OnFailure", done(0), running.clone(), &both);
+        // Restarted after a failure, or always: allowed.
+        check("OnFailure", done(1), running.clone(), &[]);
+        check("Always", done(0), running.clone(), &[]);
+        // Running to terminated, and terminated to terminated, are what a node reports.
+        check("Never", running.clone(), done(0), &[]);
+        check("Never", done(1), done(1), &[]);
+        // A status without the container says nothing of it.
+        let old = pod("Never", done(0), done(0));
+        let mut new = old.clone();
+        new["status"] = json!({"phase": "Succeeded"});
+        assert!(validate_update(&gvk, &old, &new).is_empty());
     }
 
     #[test]
