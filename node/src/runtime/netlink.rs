@@ -101,12 +101,13 @@ impl Netlink {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("link {name}")))
     }
 
-    /// `ip link add NAME type bridge` and up.
-    pub fn add_bridge(&self, name: &str) -> io::Result<()> {
+    /// `ip link add NAME address MAC type bridge` and up.
+    pub fn add_bridge(&self, name: &str, mac: [u8; 6]) -> io::Result<()> {
         let mut m = LinkMessage::default();
         m.header.flags = LinkFlags::Up;
         m.header.change_mask = LinkFlags::Up;
         m.attributes.push(LinkAttribute::IfName(name.into()));
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
         m.attributes
             .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
                 InfoKind::Bridge,
