@@ -175,7 +175,9 @@ fn sweep() {
 /// (some twenty times in one `bench gitops-rollout`). Each change left every pod sending to the
 /// gateway's old MAC: the answer to a request the pod had just received went nowhere until the
 /// pod learned the new one (a request through the NodePort then hung past the benchmark's 2 s
-/// timeout in 5 of its 90 transitions in six runs; none in 180 with the MAC set).
+/// timeout in 5 of its 90 transitions in six runs; none in 180 with the MAC set). CNI's bridge
+/// plugin sets its bridge's MAC for the same reason (containernetworking/cni#285, after
+/// kubernetes/kubernetes#30783), so the containerd runtime's pods have a fixed one already.
 pub fn bridge_mac(prefix: [u8; 3]) -> [u8; 6] {
     [0x02, 0x67, 0x70, prefix[0], prefix[1], prefix[2]]
 }
