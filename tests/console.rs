@@ -115,6 +115,15 @@ async fn text(c: &Client, css: &str) -> Option<String> {
     element.text().await.ok()
 }
 
+/// Clicks the first element matching `css`, finding it again while the click fails: the pages
+/// render again on every live update, and an element found just before one is stale.
+async fn click(c: &Client, css: &str) {
+    until(&format!("a click on {css}"), || async {
+        c.find(Locator::Css(css)).await.ok()?.click().await.ok()
+    })
+    .await
+}
+
 async fn count(c: &Client, css: &str) -> usize {
     c.find_all(Locator::Css(css)).await.map_or(0, |v| v.len())
 }
@@ -211,12 +220,7 @@ fn the_console_shows_applications_live_rolls_back_and_refuses_a_viewer_sync() {
             save_screenshot(&c, "console-applications.png").await;
 
             // An application's tree: its Deployment and the Pods under it.
-            c.find(Locator::Css("tr[data-app='hello'] a"))
-                .await
-                .expect("hello's link")
-                .click()
-                .await
-                .expect("open hello");
+            click(&c, "tr[data-app='hello'] a").await;
             until("hello's Deployment and two Pods in the tree", || async {
                 let deployment =
                     count(&c, "g.node[data-kind='Deployment'][data-name='hello']").await;
@@ -242,11 +246,7 @@ fn the_console_shows_applications_live_rolls_back_and_refuses_a_viewer_sync() {
             .await;
 
             // Roll back with the button: the revert commit is synced and in the history.
-            let button = until("a rollback button", || async {
-                c.find(Locator::Css("button.rollback")).await.ok()
-            })
-            .await;
-            button.click().await.expect("click rollback");
+            click(&c, "button.rollback").await;
             until("the revert in the sync history", || async {
                 let first = text(&c, "#history tr .message").await?;
                 (first == "Revert \"Scale hello to 3\"").then_some(())
@@ -283,12 +283,7 @@ fn the_console_shows_applications_live_rolls_back_and_refuses_a_viewer_sync() {
                 (count(&c, "g.node[data-kind='Deployment']").await == 1).then_some(())
             })
             .await;
-            c.find(Locator::Css("#sync"))
-                .await
-                .expect("the Sync button")
-                .click()
-                .await
-                .expect("click sync");
+            click(&c, "#sync").await;
             let refusal = until("the refusal", || async {
                 text(&c, "#notice").await.filter(|t| t.contains("403"))
             })
