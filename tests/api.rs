@@ -109,24 +109,24 @@ fn bad_input_gets_a_clear_status_and_writes_nothing() {
     };
     let done = status(r#"{"terminated":{"exitCode":0,"reason":"Completed"}}"#);
     let running = status(r#"{"running":{"startedAt":"2026-01-01T00:00:00Z"}}"#);
-    s.ok(&[
-        "patch",
-        "pod",
-        "once",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &done,
-    ]);
-    let out = s.kubectl(&[
-        "patch",
-        "pod",
-        "once",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &running,
-    ]);
+    let patch = |body: &str| {
+        s.kubectl(&[
+            "patch",
+            "pod",
+            "once",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            body,
+        ])
+    };
+    let recorded = patch(&done);
+    assert!(
+        recorded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    let out = patch(&running);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success()
