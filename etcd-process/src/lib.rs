@@ -46,6 +46,17 @@ pub enum Error {
         /// The end of the log of the first unhealthy member.
         log: String,
     },
+    /// A member's process ended (a port picked as free was taken meanwhile, say), even if
+    /// something else answers on its client port.
+    #[error("etcd member {member} exited ({status}); its log ends with:\n{log}")]
+    Exited {
+        /// The member's name.
+        member: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
+        /// The end of its log.
+        log: String,
+    },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -160,7 +171,7 @@ impl EtcdCluster {
         for _ in 0..START_ATTEMPTS {
             match Self::start_once(&binary, size.max(1)) {
                 Ok(cluster) => return Ok(cluster),
-                Err(error @ Error::Unhealthy { .. }) => last = Some(error),
+                Err(error @ (Error::Unhealthy { .. } | Error::Exited { .. })) => last = Some(error),
                 Err(error) => return Err(error),
             }
         }
@@ -260,21 +271,49 @@ impl EtcdCluster {
         self.wait_healthy()
     }
 
-    /// Waits until every running member reports itself healthy (it has a leader).
-    pub fn wait_healthy(&self) -> Result<(), Error> {
+    /// Waits until every running member reports itself healthy (it has a leader) and is still
+    /// running: a member that could not bind a port another process took meanwhile exits, and
+    /// that process (another test's etcd, say) may answer the health check in its place.
+    pub fn wait_healthy(&mut self) -> Result<(), Error> {
         let deadline = Instant::now() + START_DEADLINE;
-        for member in self.members.iter().filter(|m| m.child.is_some()) {
-            while !healthy(member.client) {
+        for i in 0..self.members.len() {
+            while self.members[i].child.is_some() {
+                self.check_running(i)?;
+                if healthy(self.members[i].client) {
+                    break;
+                }
                 if Instant::now() >= deadline {
                     return Err(Error::Unhealthy {
                         deadline: START_DEADLINE,
-                        log: member.log_tail(),
+                        log: self.members[i].log_tail(),
                     });
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        Ok(())
+        // One that exited after an answer in its place, from whatever holds its port now.
+        (0..self.members.len()).try_for_each(|i| self.check_running(i))
+    }
+
+    /// [`Error::Exited`] when member `i` was started and its process has ended (it is then no
+    /// longer counted as running).
+    fn check_running(&mut self, i: usize) -> Result<(), Error> {
+        let member = &mut self.members[i];
+        let exited = member
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        match exited {
+            None => Ok(()),
+            Some(status) => {
+                member.child = None;
+                Err(Error::Exited {
+                    member: member.name.clone(),
+                    status,
+                    log: member.log_tail(),
+                })
+            }
+        }
     }
 
     /// The index of the current leader among the running members, if one answers.
@@ -347,4 +386,27 @@ fn member_status(addr: SocketAddr) -> Option<(String, String)> {
     let member_start = header.find(':')? + 2;
     let member = header[member_start..member_start + header[member_start..].find('"')?].to_owned();
     Some((member, field("leader")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_that_exited_is_reported_even_while_the_others_are_healthy() {
+        let mut cluster = EtcdCluster::start(3).unwrap_or_else(|e| panic!("{e}"));
+        // Ended behind the cluster's back, as a member that lost its port to another process.
+        let child = cluster.members[2].child.as_mut().expect("member m2 runs");
+        child.kill().expect("kill m2");
+        child.wait().expect("reap m2");
+        match cluster.wait_healthy() {
+            Err(Error::Exited { member, .. }) => assert_eq!(member, "m2"),
+            other => panic!("expected m2 to be reported as exited, got {other:?}"),
+        }
+        assert!(!cluster.is_running(2));
+        // The two others still form a quorum.
+        cluster
+            .wait_healthy()
+            .expect("two of three members are healthy");
+    }
 }
